@@ -1,0 +1,121 @@
+# lienthong — one Makefile for the whole workspace. `make help` lists the targets.
+#
+# The two commands a new user needs:
+#   make run    install what is missing, start Kafka + the store + the five services
+#   make test   install what is missing, start the infrastructure, lint, typecheck, check the
+#               generated code for drift and run every test
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+GOBIN := $(shell go env GOPATH 2>/dev/null)/bin
+export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/.tools/bin:$(GOBIN):$(PATH)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
+
+UV_VERSION := 0.13.9
+BUF_VERSION := v1.72.0
+GRPCURL_VERSION := v1.9.3
+PYTHON ?= python3
+UV := .tools/bin/uv
+VENV := .venv/.synced
+PY := .venv/bin/python
+
+PROTO_FILES := $(shell find proto -name '*.proto' | sort)
+PROTO_OUT := libs/proto/src
+PYTEST_ARGS ?=
+
+.PHONY: help run test lint typecheck proto proto-check buf-lint infra-up infra-down \
+	infra-status install tools bench clean format
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+# --- installation -------------------------------------------------------------------------
+
+$(UV):
+	@command -v $(PYTHON) >/dev/null || { echo "python3 (3.11+) is required" >&2; exit 1; }
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install -q uv==$(UV_VERSION)
+
+$(VENV): $(UV) uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml
+	$(UV) sync --locked --all-packages
+	@touch $@
+
+install: $(VENV) ## create .venv from uv.lock (only when it changed)
+	deploy/local/infra.sh install
+
+$(GOBIN)/buf:
+	@command -v go >/dev/null || { echo "Go is required to build buf" >&2; exit 1; }
+	go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+
+$(GOBIN)/grpcurl:
+	@command -v go >/dev/null || { echo "Go is required to build grpcurl" >&2; exit 1; }
+	go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+
+tools: $(GOBIN)/buf $(GOBIN)/grpcurl ## build buf and grpcurl (Go tools, once)
+
+# --- generated code -----------------------------------------------------------------------
+
+define generate
+	rm -rf $(1)/lienthong && mkdir -p $(1)
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=$(1) --grpc_python_out=$(1) \
+		--mypy_out=quiet:$(1) --mypy_grpc_out=quiet:$(1) $(PROTO_FILES)
+	find $(1)/lienthong -type d -exec touch {}/__init__.py \;
+	touch $(1)/lienthong/py.typed
+endef
+
+proto: $(VENV) ## regenerate libs/proto from proto/ (the only way generated code changes)
+	$(call generate,$(PROTO_OUT))
+
+proto-check: $(VENV) ## fail if the committed generated code differs from proto/
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	$(call generate,$$tmp) ; \
+	diff -r -x __pycache__ $$tmp/lienthong $(PROTO_OUT)/lienthong \
+		|| { echo "generated code is stale: run 'make proto' and commit" >&2; exit 1; }
+	@echo "proto-check: generated code matches proto/"
+
+buf-lint: $(GOBIN)/buf ## buf lint of the proto module
+	cd proto && buf lint
+
+# --- quality ------------------------------------------------------------------------------
+
+lint: $(VENV) buf-lint ## ruff, import contracts, buf lint
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	.venv/bin/lint-imports
+
+format: $(VENV) ## apply ruff's fixes and formatting
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+typecheck: $(VENV) ## mypy --strict over libraries and services
+	$(PY) -m mypy
+
+# --- infrastructure -----------------------------------------------------------------------
+
+infra-up: ## start Kafka and FerretDB (idempotent; reuses running ones)
+	PYTHON=$(PYTHON) deploy/local/infra.sh up
+
+infra-down: ## stop Kafka and FerretDB started by infra-up
+	deploy/local/infra.sh down
+
+infra-status: ## say whether Kafka and the store answer
+	PYTHON=$(PYTHON) deploy/local/infra.sh status
+
+# --- the two commands ---------------------------------------------------------------------
+
+run: $(VENV) infra-up ## start the whole platform locally with a sample registry; Ctrl-C stops it
+	$(PY) -m lienthong_local.run
+
+test: $(VENV) lint typecheck proto-check infra-up ## lint, typecheck, drift check and every test
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV) infra-up ## benchmarks (each prints its figure and its baseline as a ratio)
+	@ls benchmarks/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
+	for b in benchmarks/*.py; do $(PY) $$b; done
+
+clean: ## remove the virtualenv, tools and local data (stops the infrastructure first)
+	-deploy/local/infra.sh down
+	rm -rf .venv .tools deploy/local/.data .mypy_cache .ruff_cache .pytest_cache

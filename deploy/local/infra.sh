@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# The real local infrastructure: an Apache Kafka broker (single-node KRaft, jars from Maven
+# Central) and FerretDB (MongoDB wire protocol, SQLite backend, data on disk).
+#
+#   deploy/local/infra.sh install   resolve Kafka, build FerretDB (only what is missing)
+#   deploy/local/infra.sh up        install, start both (reusing running ones), wait until ready
+#   deploy/local/infra.sh down      stop what this script started
+#   deploy/local/infra.sh status    say what answers where
+#
+# Environment: LIENTHONG_DATA_DIR (default deploy/local/.data), LIENTHONG_KAFKA_PORT (9092),
+# LIENTHONG_KAFKA_CONTROLLER_PORT (9093), LIENTHONG_MONGO_PORT (27017), KAFKA_HEAP (512m).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+DATA=${LIENTHONG_DATA_DIR:-$HERE/.data}
+KAFKA_PORT=${LIENTHONG_KAFKA_PORT:-9092}
+CONTROLLER_PORT=${LIENTHONG_KAFKA_CONTROLLER_PORT:-9093}
+MONGO_PORT=${LIENTHONG_MONGO_PORT:-27017}
+KAFKA_HEAP=${KAFKA_HEAP:-512m}
+FERRETDB_VERSION=v1.24.2
+PY=${PYTHON:-python3}
+
+KAFKA_LIBS=$DATA/kafka-libs
+KAFKA_DIR=$DATA/kafka
+FERRET_BIN=$DATA/bin/ferretdb
+FERRET_DIR=$DATA/ferretdb
+
+say() { printf 'infra: %s\n' "$*"; }
+die() { printf 'infra: error: %s\n' "$*" >&2; exit 1; }
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || die "$1 is required ($2) but is not on PATH"
+}
+
+install_kafka() {
+  local stamp="$KAFKA_LIBS/.pom.sha256" want
+  want=$(sha256sum "$HERE/kafka/pom.xml" | cut -d' ' -f1)
+  if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then return; fi
+  need java "Java 17+ runs the Kafka broker; apt-get install openjdk-17-jre-headless"
+  need mvn "Maven resolves the Kafka jars from Maven Central; apt-get install maven"
+  say "resolving Apache Kafka from Maven Central into $KAFKA_LIBS"
+  rm -rf "$KAFKA_LIBS" && mkdir -p "$KAFKA_LIBS"
+  mvn -q -B -f "$HERE/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS"
+  echo "$want" >"$stamp"
+}
+
+install_ferretdb() {
+  if [[ -x $FERRET_BIN ]] && "$FERRET_BIN" --version 2>/dev/null | grep -q "version: $FERRETDB_VERSION"; then
+    return
+  fi
+  need go "Go builds FerretDB from its module; see https://go.dev/doc/install"
+  say "building FerretDB $FERRETDB_VERSION (a few minutes on 2 cores, once)"
+  local build="$DATA/ferretdb-build"
+  rm -rf "$build" && mkdir -p "$build" "$DATA/bin"
+  cp "$HERE/ferretdb/go.mod" "$HERE/ferretdb/go.sum" "$HERE/ferretdb/tools.go" "$build/"
+  # The module zip ships no build/version/version.txt (it is generated from git in FerretDB's
+  # own build); vendor the module and write the release tag there so the binary knows it.
+  (cd "$build" && go mod vendor)
+  echo "$FERRETDB_VERSION" >"$build/vendor/github.com/FerretDB/FerretDB/build/version/version.txt"
+  (cd "$build" && GOFLAGS=-buildvcs=false go build -mod=vendor -o "$FERRET_BIN" \
+    github.com/FerretDB/FerretDB/cmd/ferretdb)
+  rm -rf "$build"
+}
+
+probe() { "$PY" "$HERE/probe.py" "$@"; }
+
+start_kafka() {
+  if probe kafka "127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1; then
+    say "Kafka already answers on 127.0.0.1:$KAFKA_PORT (reused)"
+    return
+  fi
+  mkdir -p "$KAFKA_DIR"
+  sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
+    -e "s|@DATA_DIR@|$KAFKA_DIR|g" "$HERE/kafka/server.properties.in" >"$KAFKA_DIR/server.properties"
+  local cp="$KAFKA_LIBS/*" log4j="-Dlog4j2.configurationFile=$HERE/kafka/log4j2.xml"
+  if [[ ! -f $KAFKA_DIR/log/meta.properties ]]; then
+    local cluster_id
+    cluster_id=$(java -cp "$cp" "$log4j" kafka.tools.StorageTool random-uuid)
+    java -cp "$cp" "$log4j" kafka.tools.StorageTool format -t "$cluster_id" \
+      -c "$KAFKA_DIR/server.properties" --standalone >"$KAFKA_DIR/format.log" 2>&1 \
+      || die "formatting Kafka storage failed: see $KAFKA_DIR/format.log"
+  fi
+  say "starting Kafka on 127.0.0.1:$KAFKA_PORT (log: $KAFKA_DIR/kafka.log)"
+  setsid nohup java "-Xmx$KAFKA_HEAP" "-Xms$KAFKA_HEAP" -XX:+UseG1GC "$log4j" -cp "$cp" \
+    kafka.Kafka "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/kafka.log" 2>&1 </dev/null &
+  echo $! >"$KAFKA_DIR/pid"
+}
+
+start_ferretdb() {
+  if probe mongo "127.0.0.1:$MONGO_PORT" >/dev/null 2>&1; then
+    say "document store already answers on 127.0.0.1:$MONGO_PORT (reused)"
+    return
+  fi
+  mkdir -p "$FERRET_DIR/data"
+  say "starting FerretDB on 127.0.0.1:$MONGO_PORT (log: $FERRET_DIR/ferretdb.log)"
+  setsid nohup "$FERRET_BIN" --handler=sqlite --sqlite-url="file:$FERRET_DIR/data/" \
+    --listen-addr="127.0.0.1:$MONGO_PORT" --telemetry=disable --log-level=warn \
+    --debug-addr=- >"$FERRET_DIR/ferretdb.log" 2>&1 </dev/null &
+  echo $! >"$FERRET_DIR/pid"
+}
+
+wait_ready() {
+  probe kafka "127.0.0.1:$KAFKA_PORT" --wait 90 \
+    || { tail -20 "$KAFKA_DIR/kafka.log" >&2 2>/dev/null; die "Kafka did not become ready"; }
+  probe mongo "127.0.0.1:$MONGO_PORT" --wait 30 \
+    || { tail -20 "$FERRET_DIR/ferretdb.log" >&2 2>/dev/null; die "FerretDB did not become ready"; }
+  say "ready: Kafka bootstrap 127.0.0.1:$KAFKA_PORT, document store mongodb://127.0.0.1:$MONGO_PORT"
+}
+
+stop_pid() {
+  local name=$1 pidfile=$2
+  [[ -f $pidfile ]] || return 0
+  local pid
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    say "stopping $name (pid $pid)"
+    kill -TERM "$pid"
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+  fi
+  rm -f "$pidfile"
+}
+
+status() {
+  if probe kafka "127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1; then say "Kafka: answering on 127.0.0.1:$KAFKA_PORT"; else say "Kafka: not answering"; fi
+  if probe mongo "127.0.0.1:$MONGO_PORT" >/dev/null 2>&1; then say "store: answering on 127.0.0.1:$MONGO_PORT"; else say "store: not answering"; fi
+}
+
+case "${1:-}" in
+  install) mkdir -p "$DATA"; install_kafka; install_ferretdb ;;
+  up) mkdir -p "$DATA"; install_kafka; install_ferretdb; start_kafka; start_ferretdb; wait_ready ;;
+  down) stop_pid Kafka "$KAFKA_DIR/pid"; stop_pid FerretDB "$FERRET_DIR/pid" ;;
+  status) status ;;
+  *) echo "usage: $0 {install|up|down|status}" >&2; exit 2 ;;
+esac
