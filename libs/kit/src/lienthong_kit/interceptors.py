@@ -1,0 +1,141 @@
+"""The server interceptor: identity, trace id, logging, metrics and error mapping per RPC.
+
+One interceptor wraps every handler once (each wrapping layer costs on every call):
+
+1. the trace id comes from the ``x-trace-id`` metadata or is made up, and is put in context;
+2. the caller's unit comes from the mTLS client certificate's common name or, when dev auth
+   is on and no certificate was presented, from the ``x-lienthong-unit`` metadata;
+3. a :class:`~lienthong_kit.errors.LienthongError` becomes its gRPC status with
+   ``google.rpc`` details (BadRequest field violations, ErrorInfo); any other exception becomes
+   INTERNAL with the trace id, and is logged with its traceback;
+4. ``lienthong_rpc_handled_total`` and ``lienthong_rpc_duration_seconds`` are recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from lienthong_kit.context import new_trace_id, set_caller, set_trace_id
+from lienthong_kit.errors import LienthongError, to_grpc_status
+from lienthong_kit.logs import get_logger
+from lienthong_kit.metrics import RPC_DURATION, RPC_HANDLED
+
+__all__ = ["ServerInterceptor", "TRACE_HEADER", "UNIT_HEADER"]
+
+TRACE_HEADER = "x-trace-id"
+UNIT_HEADER = "x-lienthong-unit"
+
+log = get_logger(__name__)
+
+
+class _Outcome:
+    code: grpc.StatusCode = grpc.StatusCode.OK
+
+
+class ServerInterceptor(aio.ServerInterceptor):
+    def __init__(self, *, dev_auth: bool) -> None:
+        self._dev_auth = dev_auth
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.stream_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._wrap_stream(method, handler.stream_stream),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _wrap_unary(self, method: str, behaviour: Any) -> Any:
+        async def unary(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            async with self._call(method, context):
+                return await behaviour(request, context)
+
+        return unary
+
+    def _wrap_stream(self, method: str, behaviour: Any) -> Any:
+        if not inspect.isasyncgenfunction(behaviour):
+            # A coroutine that answers with context.write() (e.g. the health service's Watch).
+            return self._wrap_unary(method, behaviour)
+
+        async def stream(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            async with self._call(method, context):
+                async for response in behaviour(request, context):
+                    yield response
+
+        return stream
+
+    @asynccontextmanager
+    async def _call(
+        self, method: str, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[_Outcome]:
+        metadata = {item[0]: item[1] for item in (context.invocation_metadata() or ())}
+        trace_id = str(metadata.get(TRACE_HEADER) or new_trace_id())
+        set_trace_id(trace_id)
+        set_caller(self._identify(context, metadata))
+        outcome = _Outcome()
+        started = time.perf_counter()
+        try:
+            yield outcome
+        except LienthongError as exc:
+            outcome.code = exc.code
+            status = to_grpc_status(exc)
+            log.info("rpc_refused", method=method, code=exc.code.name, reason=exc.message)
+            await context.abort(status.code, status.details, status.trailing_metadata)
+        except aio.AbortError:
+            outcome.code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
+            raise
+        except asyncio.CancelledError:
+            outcome.code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception:
+            outcome.code = grpc.StatusCode.INTERNAL
+            log.exception("rpc_failed", method=method)
+            await context.abort(
+                grpc.StatusCode.INTERNAL, f"internal error; quote trace id {trace_id} to support"
+            )
+        finally:
+            elapsed = time.perf_counter() - started
+            code = outcome.code
+            RPC_HANDLED.labels(method, code.name).inc()
+            RPC_DURATION.labels(method).observe(elapsed)
+
+    def _identify(self, context: aio.ServicerContext[Any, Any], metadata: dict[str, Any]) -> str:
+        auth = context.auth_context()
+        common_names = auth.get("x509_common_name") if auth else None
+        if common_names:
+            return bytes(common_names[0]).decode()
+        if self._dev_auth:
+            return str(metadata.get(UNIT_HEADER, ""))
+        return ""

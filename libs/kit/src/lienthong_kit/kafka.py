@@ -1,0 +1,387 @@
+"""Kafka for every service: topic names, the idempotent producer and the consumer loop.
+
+    topics = Topics(settings.topic_prefix)
+    producer = EventProducer(settings, client_id="document-service")
+    await producer.publish(topics.documents, key=document_id, envelope=envelope)
+
+    loop = ConsumerLoop(
+        ConsumerSpec(group="routing-service", topics=[topics.verifications], handler=on_event),
+        settings=settings, producer=producer, db=db,
+    )
+
+The loop's contract: an offset is committed only after the handler's effect is stored (or the
+record is dead-lettered); an event id already applied by the group is skipped; a handler
+failure is retried with exponential backoff and jitter up to ``consumer_max_attempts``, then
+the record goes to the topic's dead-letter twin with the reason in its headers. A
+``PoisonEvent`` goes there at once. An outage of Kafka or the store is not the event's fault:
+it is retried until the dependency answers again, and never dead-letters an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (
+    CommitFailedError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+    TopicAlreadyExistsError,
+)
+from pymongo.errors import ConnectionFailure, DuplicateKeyError
+
+from lienthong_kit.context import set_trace_id
+from lienthong_kit.envelope import EventEnvelope, decode_envelope
+from lienthong_kit.errors import PoisonEvent
+from lienthong_kit.logs import get_logger
+from lienthong_kit.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_PRODUCED, HANDLER_ERRORS
+from lienthong_kit.mongo import AsyncDatabase, Doc
+from lienthong_kit.settings import KitSettings
+
+__all__ = [
+    "ConsumerLoop",
+    "ConsumerSpec",
+    "EventProducer",
+    "Handler",
+    "INFRA_ERRORS",
+    "Topics",
+    "dead_letter_headers",
+    "ensure_topics",
+]
+
+log = get_logger(__name__)
+
+Handler = Callable[[EventEnvelope, ConsumerRecord[bytes, bytes]], Awaitable[None]]
+
+# Failures of the infrastructure rather than of the event: retried without limit.
+INFRA_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionFailure,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+)
+
+
+def dead_letter_headers(
+    reason: str, *, topic: str, partition: int, offset: int, group: str, event_id: str = ""
+) -> list[tuple[str, bytes]]:
+    """The headers of a dead-letter record: why, where it came from, who gave up on it."""
+    headers = [
+        ("lienthong-dlq-reason", reason.encode()),
+        ("lienthong-source-topic", topic.encode()),
+        ("lienthong-source-partition", str(partition).encode()),
+        ("lienthong-source-offset", str(offset).encode()),
+        ("lienthong-consumer-group", group.encode()),
+        ("lienthong-dead-lettered-at", datetime.now(UTC).isoformat().encode()),
+    ]
+    if event_id:
+        headers.append(("lienthong-event-id", event_id.encode()))
+    return headers
+
+
+class Topics:
+    """The platform's topics (each with a ``.dlq`` twin), behind an optional prefix."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self.documents = f"{prefix}lienthong.documents"
+        self.verifications = f"{prefix}lienthong.verifications"
+        self.deliveries = f"{prefix}lienthong.deliveries"
+        self.notifications = f"{prefix}lienthong.notifications"
+
+    @staticmethod
+    def dlq(topic: str) -> str:
+        return f"{topic}.dlq"
+
+    def all(self) -> list[str]:
+        main = [self.documents, self.verifications, self.deliveries, self.notifications]
+        return main + [self.dlq(topic) for topic in main]
+
+    def group(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+
+async def ensure_topics(settings: KitSettings, names: Sequence[str]) -> None:
+    """Create the missing topics (local and test runs; Strimzi owns them in production)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in names if name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            name,
+                            num_partitions=settings.kafka_partitions,
+                            replication_factor=settings.kafka_replication_factor,
+                        )
+                        for name in missing
+                    ]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another replica created them first
+            log.info("topics_created", topics=missing)
+    finally:
+        await admin.close()
+
+
+class EventProducer:
+    """An idempotent producer (``enable_idempotence`` implies ``acks=all``)."""
+
+    def __init__(self, settings: KitSettings, *, client_id: str) -> None:
+        self._settings = settings
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Connect (aiokafka binds its producer to the running loop, so it is made here)."""
+        if self._producer is not None:
+            return
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            client_id=self._client_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+            max_request_size=self._settings.max_message_bytes,
+        )
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self._producer = producer
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def publish(self, topic: str, *, key: str, envelope: EventEnvelope) -> None:
+        """Send and wait for the broker's acknowledgement."""
+        await self.publish_raw(topic, key=key.encode(), value=envelope.SerializeToString())
+
+    async def publish_raw(
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        if self._producer is None:
+            raise KafkaConnectionError("the producer is not started")
+        try:
+            await self._producer.send_and_wait(topic, value=value, key=key, headers=list(headers))
+        except Exception:
+            EVENTS_PRODUCED.labels(topic, "error").inc()
+            raise
+        EVENTS_PRODUCED.labels(topic, "ok").inc()
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """What a service consumes: a group (prefixed by the loop), topics and the handler."""
+
+    group: str
+    topics: Sequence[str]
+    handler: Handler
+
+
+class ConsumerLoop:
+    """Consume, apply, commit: see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        spec: ConsumerSpec,
+        *,
+        settings: KitSettings,
+        producer: EventProducer,
+        db: AsyncDatabase[Doc] | None,
+        group_prefix: str = "",
+    ) -> None:
+        self.spec = spec
+        self.group = f"{group_prefix}{spec.group}"
+        self._settings = settings
+        self._producer = producer
+        self._applied = db["applied_events"] if db is not None else None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            *self.spec.topics,
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            group_id=self.group,
+            client_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=200,
+        )
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"consumer:{self.group}")
+
+    async def stop(self) -> None:
+        """Finish the record in hand, commit what was applied, leave the group."""
+        self._stopping.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=30)
+            except TimeoutError:
+                self._task.cancel()
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        while not self._stopping.is_set():
+            try:
+                batches = await consumer.getmany(timeout_ms=200)
+            except INFRA_ERRORS as exc:
+                log.warning("consumer_poll_failed", group=self.group, error=repr(exc))
+                await asyncio.sleep(1.0)
+                continue
+            for tp, records in batches.items():
+                done = None
+                for record in records:
+                    if self._stopping.is_set():
+                        break
+                    await self._process(record)
+                    done = record.offset
+                if done is not None:
+                    await self._commit(consumer, tp, done + 1)
+                    high = consumer.highwater(tp)
+                    if high is not None:
+                        CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(high - done - 1, 0))
+
+    async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+        try:
+            await consumer.commit({tp: offset})
+        except CommitFailedError as exc:
+            # The partition moved to another member during a rebalance; it re-reads from the
+            # last commit and the applied-event check makes the replay harmless.
+            log.warning("commit_failed", group=self.group, partition=str(tp), error=repr(exc))
+
+    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        topic = record.topic
+        try:
+            envelope = decode_envelope(record.value)
+        except PoisonEvent as exc:
+            HANDLER_ERRORS.labels(topic, "poison").inc()
+            await self._dead_letter(record, str(exc))
+            return
+        set_trace_id(envelope.trace_id)
+        if await self._already_applied(envelope.event_id):
+            EVENTS_CONSUMED.labels(topic, "duplicate").inc()
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.spec.handler(envelope, record)
+                break
+            except PoisonEvent as exc:
+                HANDLER_ERRORS.labels(topic, "poison").inc()
+                await self._dead_letter(record, str(exc), event_id=envelope.event_id)
+                return
+            except INFRA_ERRORS as exc:
+                HANDLER_ERRORS.labels(topic, "infra").inc()
+                log.warning("dependency_unavailable", group=self.group, error=repr(exc))
+                await asyncio.sleep(min(5.0, self._backoff(attempt)))
+                attempt = min(attempt, 1)  # an outage does not use up the event's attempts
+            except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
+                HANDLER_ERRORS.labels(topic, "transient").inc()
+                if attempt >= self._settings.consumer_max_attempts:
+                    reason = f"failed after {attempt} attempts: {type(exc).__name__}: {exc}"
+                    log.exception("event_dead_lettered", group=self.group, event_id=envelope.event_id)
+                    await self._dead_letter(record, reason, event_id=envelope.event_id)
+                    return
+                log.warning(
+                    "event_retry",
+                    group=self.group,
+                    event_id=envelope.event_id,
+                    attempt=attempt,
+                    error=repr(exc),
+                )
+                await asyncio.sleep(self._backoff(attempt))
+        await self._mark_applied(envelope.event_id)
+        EVENTS_CONSUMED.labels(topic, "applied").inc()
+
+    def _backoff(self, attempt: int) -> float:
+        base = self._settings.consumer_backoff_seconds * (2 ** (attempt - 1))
+        return float(base * (0.5 + random.random()))  # noqa: S311 - jitter, not cryptography
+
+    async def _already_applied(self, event_id: str) -> bool:
+        if self._applied is None:
+            return False
+        while True:
+            try:
+                found = await self._applied.find_one({"_id": f"{self.group}:{event_id}"}, {"_id": 1})
+                return found is not None
+            except INFRA_ERRORS as exc:
+                log.warning("dependency_unavailable", group=self.group, error=repr(exc))
+                await asyncio.sleep(1.0)
+
+    async def _mark_applied(self, event_id: str) -> None:
+        if self._applied is None:
+            return
+        marker: dict[str, Any] = {
+            "_id": f"{self.group}:{event_id}",
+            "applied_at": datetime.now(UTC),
+        }
+        while True:
+            try:
+                await self._applied.insert_one(marker)
+                return
+            except DuplicateKeyError:
+                return
+            except INFRA_ERRORS as exc:
+                log.warning("dependency_unavailable", group=self.group, error=repr(exc))
+                await asyncio.sleep(1.0)
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], reason: str, *, event_id: str = ""
+    ) -> None:
+        headers = dead_letter_headers(
+            reason,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            group=self.group,
+            event_id=event_id,
+        )
+        while True:
+            try:
+                await self._producer.publish_raw(
+                    Topics.dlq(record.topic), key=record.key, value=record.value, headers=headers
+                )
+                break
+            except INFRA_ERRORS as exc:
+                log.warning("dead_letter_publish_failed", group=self.group, error=repr(exc))
+                await asyncio.sleep(1.0)
+        EVENTS_CONSUMED.labels(record.topic, "dead_lettered").inc()
+        log.warning(
+            "event_dead_lettered",
+            group=self.group,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=reason,
+        )

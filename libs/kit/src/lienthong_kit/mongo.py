@@ -1,0 +1,33 @@
+"""The document-store client: PyMongo's native asyncio API (``AsyncMongoClient``).
+
+motor, named in the first design, is deprecated by its maintainers in favour of this API.
+Each service owns one database, named ``<prefix><area>`` (e.g. ``lienthong_document``), and
+creates its indexes at start-up.
+
+The store may be MongoDB or FerretDB: use single-document atomic updates, unique indexes for
+idempotency, no multi-document transactions, change streams, TTL/partial indexes or keys
+containing ``.`` or starting with ``$``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+__all__ = ["AsyncCollection", "AsyncDatabase", "Doc", "connect", "ping"]
+
+Doc = dict[str, Any]
+
+
+def connect(url: str, *, app_name: str) -> AsyncMongoClient[Doc]:
+    """A client that does not block: the first operation connects (see :func:`ping`)."""
+    return AsyncMongoClient(
+        url, appname=app_name, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, tz_aware=True
+    )
+
+
+async def ping(db: AsyncDatabase[Doc]) -> None:
+    await db.command("ping")

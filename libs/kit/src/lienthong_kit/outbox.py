@@ -1,0 +1,100 @@
+"""The transactional outbox, embedded in the owning document (no multi-document transactions).
+
+A write that must publish an event adds it to the *same* document in the *same* update::
+
+    await documents.insert_one({**document, **outbox_fields(topic, key, envelope)})
+    relay.wake()
+
+:class:`OutboxRelay` publishes pending events with the idempotent producer and removes each
+only after Kafka acknowledged it. A crash between the write and the publish loses nothing:
+the relay finds the event on restart. A crash between the publish and the removal publishes
+it again with the same event id, which consumers skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bson import Binary
+
+from lienthong_kit.envelope import EventEnvelope
+from lienthong_kit.kafka import INFRA_ERRORS, EventProducer
+from lienthong_kit.logs import get_logger
+from lienthong_kit.metrics import OUTBOX_PENDING
+from lienthong_kit.mongo import AsyncCollection, Doc
+
+__all__ = ["OutboxRelay", "outbox_fields", "outbox_push"]
+
+log = get_logger(__name__)
+
+
+def _entry(topic: str, key: str, envelope: EventEnvelope) -> dict[str, Any]:
+    return {"topic": topic, "key": key, "value": Binary(envelope.SerializeToString())}
+
+
+def outbox_fields(topic: str, key: str, envelope: EventEnvelope) -> Doc:
+    """Fields to put in a new document so that it carries one pending event."""
+    return {"outbox": {envelope.event_id: _entry(topic, key, envelope)}, "outbox_pending": 1}
+
+
+def outbox_push(topic: str, key: str, envelope: EventEnvelope) -> Doc:
+    """Update operators adding one pending event to an existing document."""
+    return {
+        "$set": {f"outbox.{envelope.event_id}": _entry(topic, key, envelope)},
+        "$inc": {"outbox_pending": 1},
+    }
+
+
+class OutboxRelay:
+    """Publishes the events pending in a collection's documents; run as a background task."""
+
+    def __init__(
+        self, collection: AsyncCollection[Doc], producer: EventProducer, *, idle_seconds: float = 1.0
+    ) -> None:
+        self._collection = collection
+        self._producer = producer
+        self._idle = idle_seconds
+        self._wake = asyncio.Event()
+
+    async def create_indexes(self) -> None:
+        await self._collection.create_index("outbox_pending")
+
+    def wake(self) -> None:
+        """Called after a write that added an event, so it goes out without waiting."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                published = await self.publish_pending()
+            except INFRA_ERRORS as exc:
+                log.warning("outbox_relay_waiting", error=repr(exc))
+                published = 0
+                await asyncio.sleep(1.0)
+            if published == 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._idle)
+                except TimeoutError:
+                    pass
+
+    async def publish_pending(self, limit: int = 500) -> int:
+        """One pass over the pending events; returns how many were published."""
+        published = 0
+        cursor = self._collection.find(
+            {"outbox_pending": {"$gt": 0}}, {"outbox": 1}, limit=limit
+        )
+        documents = [document async for document in cursor]
+        OUTBOX_PENDING.set(sum(len(document.get("outbox") or {}) for document in documents))
+        for document in documents:
+            for event_id, entry in (document.get("outbox") or {}).items():
+                await self._producer.publish_raw(
+                    entry["topic"], key=entry["key"].encode(), value=bytes(entry["value"])
+                )
+                await self._collection.update_one(
+                    {"_id": document["_id"], f"outbox.{event_id}": {"$exists": True}},
+                    {"$unset": {f"outbox.{event_id}": ""}, "$inc": {"outbox_pending": -1}},
+                )
+                published += 1
+        return published

@@ -1,0 +1,259 @@
+"""The service bootstrap: one way to run a lienthong service.
+
+A service's ``__main__`` builds its domain objects from :class:`Deps` and hands them over::
+
+    async def build(deps: Deps) -> Wiring:
+        store = RegistryStore(deps.db)
+        await store.create_indexes()
+        return Wiring(
+            services=[GrpcService.of(routing_service_pb2, "RoutingService",
+                                     add_RoutingServiceServicer_to_server, RoutingServicer(store))],
+            consumers=[ConsumerSpec("routing-service", [deps.topics.verifications], on_verified)],
+        )
+
+    def main() -> None:
+        run_service("routing-service", load_settings(KitSettings), build)
+
+What the bootstrap does, in order: binds the gRPC server (health NOT_SERVING, reflection on,
+the interceptor of interceptors.py, mTLS when configured) and the /metrics endpoint; connects
+to the store and Kafka, retrying until both answer; creates missing topics; calls ``build``;
+starts the consumers and background tasks; then reports SERVING. On SIGTERM or SIGINT it
+reports NOT_SERVING, stops accepting calls, lets in-flight calls finish within the grace
+period, stops the consumers after the record in hand, and flushes the producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from lienthong_kit.kafka import ConsumerLoop, ConsumerSpec, EventProducer, Topics, ensure_topics
+from lienthong_kit.logs import configure_logging, get_logger
+from lienthong_kit.metrics import BUILD_INFO, MetricsServer, start_metrics_server
+from lienthong_kit.mongo import AsyncDatabase, Doc, connect, ping
+from lienthong_kit.interceptors import ServerInterceptor
+from lienthong_kit.settings import KitSettings
+
+__all__ = ["Deps", "GrpcService", "ServiceApp", "Wiring", "run_service"]
+
+log = get_logger(__name__)
+
+VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class GrpcService:
+    """A servicer and how to add it to a server, with its full name for health/reflection."""
+
+    name: str
+    add: Callable[[Any, aio.Server], None]
+    servicer: Any
+
+    @classmethod
+    def of(cls, module: ModuleType, service: str, add: Callable[[Any, Any], None], servicer: Any) -> GrpcService:
+        """``module`` is the generated ``*_pb2`` module that declares ``service``."""
+        return cls(module.DESCRIPTOR.services_by_name[service].full_name, add, servicer)
+
+
+@dataclass
+class Wiring:
+    """What a service runs: gRPC services, Kafka consumers, long-running background tasks."""
+
+    services: Sequence[GrpcService]
+    consumers: Sequence[ConsumerSpec] = ()
+    tasks: Sequence[Callable[[], Awaitable[None]]] = ()
+    on_stop: Sequence[Callable[[], Awaitable[None]]] = ()
+
+
+@dataclass
+class Deps:
+    """Infrastructure handed to a service's ``build``."""
+
+    name: str
+    settings: KitSettings
+    topics: Topics
+    producer: EventProducer
+    db: AsyncDatabase[Doc]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Build = Callable[[Deps], Awaitable[Wiring]]
+
+
+class ServiceApp:
+    """A running service; usable in-process by tests (``await app.start()`` / ``stop()``)."""
+
+    def __init__(
+        self, name: str, settings: KitSettings, build: Build, *, store: bool = True
+    ) -> None:
+        self.name = name
+        self.uses_store = store
+        self.settings = settings
+        self._build = build
+        area = name.removesuffix("-service")
+        self.database = f"{settings.mongo_database_prefix}{area}"
+        self.topics = Topics(settings.topic_prefix)
+        self.health = health.aio.HealthServicer()
+        self.server: aio.Server | None = None
+        self._health_server: aio.Server | None = None
+        self.grpc_port = 0
+        self.health_port = 0
+        self.metrics: MetricsServer | None = None
+        self.producer = EventProducer(settings, client_id=name)
+        self._mongo = connect(settings.mongo_url, app_name=name)
+        self.db: AsyncDatabase[Doc] = self._mongo[self.database]
+        self._consumers: list[ConsumerLoop] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wiring: Wiring | None = None
+        self.serving = asyncio.Event()
+
+    @property
+    def metrics_port(self) -> int:
+        return self.metrics.port if self.metrics else 0
+
+    async def start(self) -> None:
+        settings = self.settings
+        await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.metrics = start_metrics_server(settings.grpc_host, settings.metrics_port)
+        BUILD_INFO.labels(self.name, VERSION).set(1)
+        self.server = aio.server(
+            interceptors=[ServerInterceptor(dev_auth=settings.dev_auth)],
+            options=[
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_send_message_length", settings.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        address = f"{settings.grpc_host}:{settings.grpc_port}"
+        credentials = self._credentials()
+        if credentials is None:
+            self.grpc_port = self.server.add_insecure_port(address)
+        else:
+            self.grpc_port = self.server.add_secure_port(address, credentials)
+            if settings.health_port:
+                self._health_server = aio.server()
+                health_pb2_grpc.add_HealthServicer_to_server(self.health, self._health_server)
+                self.health_port = self._health_server.add_insecure_port(
+                    f"{settings.grpc_host}:{settings.health_port}"
+                )
+                await self._health_server.start()
+        await self._connect()
+        deps = Deps(self.name, settings, self.topics, self.producer, self.db)
+        self._wiring = await self._build(deps)
+        names = [service.name for service in self._wiring.services]
+        for service in self._wiring.services:
+            service.add(service.servicer, self.server)
+        reflection.enable_server_reflection(
+            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
+        await self.server.start()
+        for spec in self._wiring.consumers:
+            loop = ConsumerLoop(
+                spec,
+                settings=settings,
+                producer=self.producer,
+                db=self.db if self.uses_store else None,
+                group_prefix=settings.topic_prefix,
+            )
+            await loop.start()
+            self._consumers.append(loop)
+        for task in self._wiring.tasks:
+            self._tasks.append(asyncio.create_task(self._supervise(task)))
+        for service_name in ["", *names]:
+            await self.health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+        self.serving.set()
+        log.info(
+            "service_started",
+            grpc=f"{settings.grpc_host}:{self.grpc_port}",
+            metrics=f"http://{settings.grpc_host}:{self.metrics_port}/metrics",
+            database=self.database if self.uses_store else None,
+            tls=credentials is not None,
+        )
+
+    def _credentials(self) -> grpc.ServerCredentials | None:
+        settings = self.settings
+        if settings.tls_cert is None or settings.tls_key is None:
+            return None
+        client_ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
+        return grpc.ssl_server_credentials(
+            [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
+        )
+
+    async def _connect(self) -> None:
+        """Wait until the store and Kafka answer; health stays NOT_SERVING meanwhile."""
+        delay = 0.5
+        while True:
+            try:
+                if self.uses_store:
+                    await ping(self.db)
+                await self.producer.start()
+                if self.settings.kafka_create_topics:
+                    await ensure_topics(self.settings, self.topics.all())
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure here means "not yet"
+                log.warning("dependencies_not_ready", error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _supervise(self, task: Callable[[], Awaitable[None]]) -> None:
+        """Run a background task; restart it if it fails (it is meant to run until stopped)."""
+        while True:
+            try:
+                await task()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background_task_failed", task=getattr(task, "__qualname__", "?"))
+                await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        grace = self.settings.shutdown_grace_seconds
+        log.info("service_stopping", grace_seconds=grace)
+        await self.health.enter_graceful_shutdown()
+        if self.server is not None:
+            await self.server.stop(grace)
+        for loop in self._consumers:
+            await loop.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._wiring is not None:
+            for hook in self._wiring.on_stop:
+                await hook()
+        await self.producer.stop()
+        await self._mongo.close()
+        if self._health_server is not None:
+            await self._health_server.stop(0)
+        if self.metrics is not None:
+            self.metrics.close()
+        log.info("service_stopped")
+
+
+def run_service(name: str, settings: KitSettings, build: Build) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    configure_logging(name, settings.log_level)
+    asyncio.run(_serve(name, settings, build))
+
+
+async def _serve(name: str, settings: KitSettings, build: Build) -> None:
+    app = ServiceApp(name, settings, build)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await app.start()
+    await stop.wait()
+    await app.stop()

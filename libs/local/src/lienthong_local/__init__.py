@@ -1,0 +1,1 @@
+"""Run the whole platform on one machine (``make run``, end-to-end tests)."""

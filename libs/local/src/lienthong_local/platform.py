@@ -1,0 +1,153 @@
+"""Start the five services as separate processes and wait until each reports SERVING.
+
+    with Platform.start(prefix="t1234_") as platform:       # fresh topics and databases
+        platform.endpoint("document-service")                # "127.0.0.1:50051"
+        platform.stop("signature-service", signal.SIGTERM)
+
+Each service is ``python -m <package>`` with its LIENTHONG_* environment; its log goes to a
+file under the log folder. Used by ``make run`` and by the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+__all__ = ["SERVICES", "Platform", "ServiceProcess", "free_port"]
+
+SERVICES = (
+    "document-service",
+    "routing-service",
+    "signature-service",
+    "notification-service",
+    "reporting-service",
+)
+DEFAULT_PORTS = {name: (50051 + index, 9101 + index) for index, name in enumerate(SERVICES)}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    grpc_port: int
+    metrics_port: int
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def health(self, timeout: float = 1.0) -> int:
+        with grpc.insecure_channel(self.endpoint) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+            return int(reply.status)
+
+
+@dataclass
+class Platform:
+    env: dict[str, str]
+    log_dir: Path
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    @classmethod
+    @contextmanager
+    def start(
+        cls,
+        *,
+        log_dir: Path,
+        prefix: str = "",
+        fixed_ports: bool = False,
+        extra_env: Mapping[str, str] | None = None,
+        timeout: float = 90.0,
+    ) -> Iterator[Platform]:
+        env = {
+            **os.environ,
+            "LIENTHONG_TOPIC_PREFIX": prefix,
+            "LIENTHONG_MONGO_DATABASE_PREFIX": f"{prefix}lienthong_",
+            "LIENTHONG_DEV_AUTH": "true",
+            "LIENTHONG_SHUTDOWN_GRACE_SECONDS": "5",
+            "LIENTHONG_REPORTING_DATA_DIR": str(log_dir / "reporting-data"),
+            **(extra_env or {}),
+        }
+        platform = cls(env, log_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            for name in SERVICES:
+                ports = DEFAULT_PORTS[name] if fixed_ports else (free_port(), free_port())
+                platform.launch(name, *ports)
+            platform.wait_serving(timeout)
+            yield platform
+        finally:
+            platform.stop_all()
+
+    def launch(self, name: str, grpc_port: int, metrics_port: int) -> ServiceProcess:
+        package = name.replace("-", "_")
+        log_path = self.log_dir / f"{name}.log"
+        env = {
+            **self.env,
+            "LIENTHONG_GRPC_PORT": str(grpc_port),
+            "LIENTHONG_METRICS_PORT": str(metrics_port),
+        }
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", package], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        service = ServiceProcess(name, grpc_port, metrics_port, log_path, process)
+        self.processes[name] = service
+        return service
+
+    def endpoint(self, name: str) -> str:
+        return self.processes[name].endpoint
+
+    def wait_serving(self, timeout: float, names: tuple[str, ...] = SERVICES) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(names)
+        while pending:
+            for name in sorted(pending):
+                service = self.processes[name]
+                if service.process.poll() is not None:
+                    raise RuntimeError(
+                        f"{name} exited with {service.process.returncode}; see {service.log_path}"
+                    )
+                try:
+                    if service.health() == health_pb2.HealthCheckResponse.SERVING:
+                        pending.discard(name)
+                except grpc.RpcError:
+                    pass
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(f"not SERVING after {timeout}s: {sorted(pending)}")
+            if pending:
+                time.sleep(0.2)
+
+    def stop(self, name: str, signum: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        service = self.processes[name]
+        if service.process.poll() is None:
+            service.process.send_signal(signum)
+            try:
+                service.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                service.process.kill()
+                service.process.wait()
+        return int(service.process.returncode)
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.processes)):
+            self.stop(name)

@@ -1,0 +1,73 @@
+"""Validation of an outgoing document against edXML (QCVN 102:2016) and Decree 30/2020.
+
+Pure functions, no I/O: every rule is unit-tested, and every violation of a request is
+reported at once with its field path.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from lienthong.document.v1.document_service_pb2 import SubmitDocumentRequest
+from lienthong_kit.errors import Violations
+
+__all__ = ["DOCUMENT_TYPES", "UNIT_CODE", "parse_date", "validate_submission"]
+
+# Decree 30/2020 Art. 7 notations; "" is Công văn, which has none.
+DOCUMENT_TYPES = frozenset(
+    "NQ QĐ CT QC QyĐ TC TB HD CTr KH PA ĐA DA BC BB TTr HĐ CĐ BGN BTT GUQ GM GGT GNP PG PC PB SY"
+    " TrS SL".split()
+) | {""}
+
+# Identifier codes: QCVN 102 (e.g. 000.00.00.H49) or Decision 20/2020 (e.g. H55.242).
+UNIT_CODE = re.compile(r"^[A-Z0-9]+(\.[A-Z0-9]+)*$")
+MAX_CODE_LENGTH = 35
+MAX_NUMBER = 11
+MAX_NOTATION = 30
+MAX_SUBJECT = 500
+
+
+def parse_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def validate_submission(request: SubmitDocumentRequest, sender: str, today: date) -> None:
+    """Raise InvalidArgument naming every problem of ``request``, sent by ``sender``."""
+    v = Violations()
+    codes = list(request.recipients.unit_codes)
+    v.require(bool(codes), "recipients.unit_codes", "at least one recipient is required")
+    if request.recipients.scopes:
+        v.add("recipients.scopes", "recipient scopes are not resolved yet: list unit codes")
+    seen: set[str] = set()
+    for index, code in enumerate(codes):
+        path = f"recipients.unit_codes[{index}]"
+        if len(code) > MAX_CODE_LENGTH or not UNIT_CODE.match(code):
+            v.add(path, f"{code!r} is not an identifier code (A-Z, 0-9 and dots, at most 35)")
+        elif code in seen:
+            v.add(path, f"duplicate recipient {code}")
+        elif code == sender:
+            v.add(path, "a unit does not send a document to itself")
+        seen.add(code)
+    number, notation = request.code.number.strip(), request.code.notation.strip()
+    if v.require(bool(number), "code.number", "is required"):
+        v.require(len(number) <= MAX_NUMBER, "code.number", f"at most {MAX_NUMBER} characters")
+    if v.require(bool(notation), "code.notation", "is required"):
+        v.require(len(notation) <= MAX_NOTATION, "code.notation", f"at most {MAX_NOTATION} characters")
+    subject = request.subject.strip()
+    if v.require(bool(subject), "subject", "is required"):
+        v.require(len(subject) <= MAX_SUBJECT, "subject", f"at most {MAX_SUBJECT} characters")
+    v.require(
+        request.document_type in DOCUMENT_TYPES,
+        "document_type",
+        f"{request.document_type!r} is not a document type of Decree 30/2020 Art. 7",
+    )
+    v.require(0 <= request.priority <= 4, "priority", "must be 0 (thường) to 4 (hỏa tốc hẹn giờ)")
+    promulgated = parse_date(request.promulgation_date)
+    if v.require(promulgated is not None, "promulgation_date", "must be a date yyyy-MM-dd"):
+        assert promulgated is not None
+        v.require(promulgated <= today, "promulgation_date", f"{promulgated} is in the future")
+    v.raise_if_any()

@@ -1,0 +1,93 @@
+"""reporting-service: a faust-streaming worker folding lifecycle events into adoption counts,
+with the kit's gRPC server (health, reflection, metrics) running inside the same worker.
+
+    python -m reporting_service
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import faust
+import mode
+
+from lienthong.reporting.v1 import reporting_service_pb2
+from lienthong.reporting.v1.reporting_service_pb2_grpc import add_ReportingServiceServicer_to_server
+from lienthong_kit.logs import configure_logging
+from lienthong_kit.server import Deps, GrpcService, ServiceApp, Wiring
+from lienthong_kit.settings import KitSettings, load_settings, setting
+
+from reporting_service.app import ReportingApp
+from reporting_service.servicer import ReportingServicer
+
+NAME = "reporting-service"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings(KitSettings):
+    data_dir: Path = setting(
+        "LIENTHONG_REPORTING_DATA_DIR", Path("/tmp/lienthong-reporting"), doc="faust's data folder"
+    )
+
+
+class RpcBridge(mode.Service):
+    """Runs the kit's ServiceApp (gRPC, health, metrics) as a service of the faust worker."""
+
+    def __init__(self, service: ServiceApp) -> None:
+        super().__init__()
+        self.service = service
+
+    async def on_start(self) -> None:
+        await self.service.start()
+
+    async def on_stop(self) -> None:
+        await self.service.stop()
+
+
+def create(settings: Settings) -> tuple[ReportingApp, ServiceApp]:
+    holder: dict[str, ReportingApp] = {}
+
+    async def build(deps: Deps) -> Wiring:
+        servicer = ReportingServicer(holder["app"])
+        return Wiring(
+            services=[
+                GrpcService.of(
+                    reporting_service_pb2,
+                    "ReportingService",
+                    add_ReportingServiceServicer_to_server,
+                    servicer,
+                )
+            ]
+        )
+
+    service = ServiceApp(NAME, settings, build, store=False)
+    reporting = ReportingApp(
+        topics=service.topics,
+        bootstrap=settings.kafka_bootstrap,
+        partitions=settings.kafka_partitions,
+        replication_factor=settings.kafka_replication_factor,
+        data_dir=settings.data_dir,
+        producer=service.producer,
+    )
+    holder["app"] = reporting
+    return reporting, service
+
+
+def main() -> None:
+    settings = load_settings(Settings)
+    configure_logging(NAME, settings.log_level)
+    reporting, service = create(settings)
+    worker = faust.Worker(
+        reporting.app,
+        RpcBridge(service),
+        loglevel=settings.log_level.upper(),
+        override_logging=False,
+        redirect_stdouts=False,
+        quiet=True,
+    )
+    worker.execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()
