@@ -21,7 +21,15 @@ from lienthong.events.v1.envelope_pb2 import EventEnvelope
 from lienthong_kit.context import current_trace_id
 from lienthong_kit.errors import PoisonEvent
 
-__all__ = ["EventEnvelope", "decode_envelope", "derived_event_id", "event_type_of", "new_event", "unpack"]
+__all__ = [
+    "EventEnvelope",
+    "carries",
+    "decode_envelope",
+    "derived_event_id",
+    "event_type_of",
+    "new_event",
+    "unpack",
+]
 
 M = TypeVar("M", bound=Message)
 
@@ -75,9 +83,14 @@ def decode_envelope(raw: bytes | None) -> EventEnvelope:
     return envelope
 
 
+def carries(envelope: EventEnvelope, cls: type[Message]) -> bool:
+    """Whether the envelope's payload is a ``cls``: ``if carries(envelope, DeliveryCreated):``."""
+    return envelope.payload.TypeName() == cls.DESCRIPTOR.full_name
+
+
 def unpack(envelope: EventEnvelope, cls: type[M]) -> M:
     message = cls()
-    if not envelope.payload.Is(cls.DESCRIPTOR):
+    if not carries(envelope, cls):
         raise PoisonEvent(
             f"payload is {envelope.payload.type_url}, expected {cls.DESCRIPTOR.full_name}"
         )

@@ -18,7 +18,7 @@ import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc import aio
@@ -28,7 +28,7 @@ from lienthong_kit.errors import LienthongError, to_grpc_status
 from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import RPC_DURATION, RPC_HANDLED
 
-__all__ = ["ServerInterceptor", "TRACE_HEADER", "UNIT_HEADER"]
+__all__ = ["TRACE_HEADER", "UNIT_HEADER", "ServerInterceptor"]
 
 TRACE_HEADER = "x-trace-id"
 UNIT_HEADER = "x-lienthong-unit"
@@ -40,18 +40,26 @@ class _Outcome:
     code: grpc.StatusCode = grpc.StatusCode.OK
 
 
-class ServerInterceptor(aio.ServerInterceptor):
+if TYPE_CHECKING:  # the stubs make it generic; the runtime class is not subscriptable
+    _Interceptor = aio.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = aio.ServerInterceptor
+
+
+class ServerInterceptor(_Interceptor):
     def __init__(self, *, dev_auth: bool) -> None:
         self._dev_auth = dev_auth
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
+        if handler is None:  # no such method: grpc answers UNIMPLEMENTED
+            return handler  # type: ignore[return-value]
         method = handler_call_details.method
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
@@ -114,7 +122,8 @@ class ServerInterceptor(aio.ServerInterceptor):
             log.info("rpc_refused", method=method, code=exc.code.name, reason=exc.message)
             await context.abort(status.code, status.details, status.trailing_metadata)
         except aio.AbortError:
-            outcome.code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
+            code = context.code()
+            outcome.code = code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
             raise
         except asyncio.CancelledError:
             outcome.code = grpc.StatusCode.CANCELLED
@@ -135,7 +144,7 @@ class ServerInterceptor(aio.ServerInterceptor):
         auth = context.auth_context()
         common_names = auth.get("x509_common_name") if auth else None
         if common_names:
-            return bytes(common_names[0]).decode()
+            return bytes(next(iter(common_names))).decode()
         if self._dev_auth:
             return str(metadata.get(UNIT_HEADER, ""))
         return ""

@@ -20,6 +20,7 @@ it is retried until the dependency answers again, and never dead-letters an even
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -47,11 +48,11 @@ from lienthong_kit.mongo import AsyncDatabase, Doc
 from lienthong_kit.settings import KitSettings
 
 __all__ = [
+    "INFRA_ERRORS",
     "ConsumerLoop",
     "ConsumerSpec",
     "EventProducer",
     "Handler",
-    "INFRA_ERRORS",
     "Topics",
     "dead_letter_headers",
     "ensure_topics",
@@ -118,7 +119,7 @@ async def ensure_topics(settings: KitSettings, names: Sequence[str]) -> None:
         existing = set(await admin.list_topics())
         missing = [name for name in names if name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another replica was first
                 await admin.create_topics(
                     [
                         NewTopic(
@@ -129,8 +130,6 @@ async def ensure_topics(settings: KitSettings, names: Sequence[str]) -> None:
                         for name in missing
                     ]
                 )
-            except TopicAlreadyExistsError:
-                pass  # another replica created them first
             log.info("topics_created", topics=missing)
     finally:
         await admin.close()
@@ -249,8 +248,9 @@ class ConsumerLoop:
         return self._task is not None and not self._task.done()
 
     async def _run(self) -> None:
-        assert self._consumer is not None
         consumer = self._consumer
+        if consumer is None:
+            raise RuntimeError("start() the loop first")
         while not self._stopping.is_set():
             try:
                 batches = await consumer.getmany(timeout_ms=200)
@@ -269,7 +269,9 @@ class ConsumerLoop:
                     await self._commit(consumer, tp, done + 1)
                     high = consumer.highwater(tp)
                     if high is not None:
-                        CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(high - done - 1, 0))
+                        CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
+                            max(high - done - 1, 0)
+                        )
 
     async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
         try:
@@ -306,11 +308,13 @@ class ConsumerLoop:
                 log.warning("dependency_unavailable", group=self.group, error=repr(exc))
                 await asyncio.sleep(min(5.0, self._backoff(attempt)))
                 attempt = min(attempt, 1)  # an outage does not use up the event's attempts
-            except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
+            except Exception as exc:
                 HANDLER_ERRORS.labels(topic, "transient").inc()
                 if attempt >= self._settings.consumer_max_attempts:
                     reason = f"failed after {attempt} attempts: {type(exc).__name__}: {exc}"
-                    log.exception("event_dead_lettered", group=self.group, event_id=envelope.event_id)
+                    log.exception(
+                        "event_dead_lettered", group=self.group, event_id=envelope.event_id
+                    )
                     await self._dead_letter(record, reason, event_id=envelope.event_id)
                     return
                 log.warning(
@@ -333,7 +337,9 @@ class ConsumerLoop:
             return False
         while True:
             try:
-                found = await self._applied.find_one({"_id": f"{self.group}:{event_id}"}, {"_id": 1})
+                found = await self._applied.find_one(
+                    {"_id": f"{self.group}:{event_id}"}, {"_id": 1}
+                )
                 return found is not None
             except INFRA_ERRORS as exc:
                 log.warning("dependency_unavailable", group=self.group, error=repr(exc))

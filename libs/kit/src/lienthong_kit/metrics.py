@@ -20,10 +20,10 @@ __all__ = [
     "EVENTS_CONSUMED",
     "EVENTS_PRODUCED",
     "HANDLER_ERRORS",
-    "MetricsServer",
     "OUTBOX_PENDING",
     "RPC_DURATION",
     "RPC_HANDLED",
+    "MetricsServer",
     "start_metrics_server",
 ]
 

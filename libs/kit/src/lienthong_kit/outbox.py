@@ -14,6 +14,7 @@ it again with the same event id, which consumers skip.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from bson import Binary
@@ -50,7 +51,11 @@ class OutboxRelay:
     """Publishes the events pending in a collection's documents; run as a background task."""
 
     def __init__(
-        self, collection: AsyncCollection[Doc], producer: EventProducer, *, idle_seconds: float = 1.0
+        self,
+        collection: AsyncCollection[Doc],
+        producer: EventProducer,
+        *,
+        idle_seconds: float = 1.0,
     ) -> None:
         self._collection = collection
         self._producer = producer
@@ -74,17 +79,13 @@ class OutboxRelay:
                 published = 0
                 await asyncio.sleep(1.0)
             if published == 0:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._idle)
-                except TimeoutError:
-                    pass
 
     async def publish_pending(self, limit: int = 500) -> int:
         """One pass over the pending events; returns how many were published."""
         published = 0
-        cursor = self._collection.find(
-            {"outbox_pending": {"$gt": 0}}, {"outbox": 1}, limit=limit
-        )
+        cursor = self._collection.find({"outbox_pending": {"$gt": 0}}, {"outbox": 1}, limit=limit)
         documents = [document async for document in cursor]
         OUTBOX_PENDING.set(sum(len(document.get("outbox") or {}) for document in documents))
         for document in documents:

@@ -1,9 +1,9 @@
 """Page sizes and opaque page tokens for List RPCs (keyset pagination).
 
-    size = page_size(request.page_size, default=50, maximum=200)
-    after = decode_token(request.page_token)          # [] on the first page
-    ...
-    next_token = encode_token(last.delivered_at.isoformat(), last.id) if more else ""
+size = page_size(request.page_size, default=50, maximum=200)
+after = decode_token(request.page_token)          # [] on the first page
+...
+next_token = encode_token(last.delivered_at.isoformat(), last.id) if more else ""
 """
 
 from __future__ import annotations

@@ -34,13 +34,14 @@ from typing import Any
 import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 
+from lienthong_kit.interceptors import ServerInterceptor
 from lienthong_kit.kafka import ConsumerLoop, ConsumerSpec, EventProducer, Topics, ensure_topics
 from lienthong_kit.logs import configure_logging, get_logger
 from lienthong_kit.metrics import BUILD_INFO, MetricsServer, start_metrics_server
 from lienthong_kit.mongo import AsyncDatabase, Doc, connect, ping
-from lienthong_kit.interceptors import ServerInterceptor
 from lienthong_kit.settings import KitSettings
 
 __all__ = ["Deps", "GrpcService", "ServiceApp", "Wiring", "run_service"]
@@ -59,7 +60,9 @@ class GrpcService:
     servicer: Any
 
     @classmethod
-    def of(cls, module: ModuleType, service: str, add: Callable[[Any, Any], None], servicer: Any) -> GrpcService:
+    def of(
+        cls, module: ModuleType, service: str, add: Callable[[Any, Any], None], servicer: Any
+    ) -> GrpcService:
         """``module`` is the generated ``*_pb2`` module that declares ``service``."""
         return cls(module.DESCRIPTOR.services_by_name[service].full_name, add, servicer)
 
@@ -102,7 +105,7 @@ class ServiceApp:
         area = name.removesuffix("-service")
         self.database = f"{settings.mongo_database_prefix}{area}"
         self.topics = Topics(settings.topic_prefix)
-        self.health = health.aio.HealthServicer()
+        self.health = health_aio.HealthServicer()
         self.server: aio.Server | None = None
         self._health_server: aio.Server | None = None
         self.grpc_port = 0

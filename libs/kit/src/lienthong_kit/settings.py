@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["KitSettings", "SettingsError", "load_settings", "setting", "describe_settings"]
+__all__ = ["KitSettings", "SettingsError", "describe_settings", "load_settings", "setting"]
 
 S = TypeVar("S", bound="KitSettings")
 
@@ -53,7 +53,9 @@ def setting(env: str, default: Any = _REQUIRED, *, doc: str = "") -> Any:
 class KitSettings:
     """What every service reads: ports, Kafka, the store, TLS, logging, shutdown."""
 
-    grpc_host: str = setting("LIENTHONG_GRPC_HOST", "127.0.0.1", doc="address the gRPC server binds")
+    grpc_host: str = setting(
+        "LIENTHONG_GRPC_HOST", "127.0.0.1", doc="address the gRPC server binds"
+    )
     grpc_port: int = setting("LIENTHONG_GRPC_PORT", 50051, doc="gRPC port; 0 picks a free one")
     metrics_port: int = setting(
         "LIENTHONG_METRICS_PORT", 9100, doc="Prometheus /metrics port; 0 picks a free one"
@@ -63,7 +65,9 @@ class KitSettings:
     )
     kafka_bootstrap: str = setting("LIENTHONG_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     kafka_create_topics: bool = setting(
-        "LIENTHONG_KAFKA_CREATE_TOPICS", True, doc="create missing topics at start (off with Strimzi)"
+        "LIENTHONG_KAFKA_CREATE_TOPICS",
+        True,
+        doc="create missing topics at start (off with Strimzi)",
     )
     kafka_partitions: int = setting("LIENTHONG_KAFKA_PARTITIONS", 3)
     kafka_replication_factor: int = setting("LIENTHONG_KAFKA_REPLICATION_FACTOR", 1)
@@ -92,7 +96,9 @@ class KitSettings:
         if (self.tls_cert is None) != (self.tls_key is None):
             problems.append("LIENTHONG_TLS_CERT and LIENTHONG_TLS_KEY must be set together")
         if self.tls_client_ca is not None and self.tls_cert is None:
-            problems.append("LIENTHONG_TLS_CLIENT_CA needs LIENTHONG_TLS_CERT and LIENTHONG_TLS_KEY")
+            problems.append(
+                "LIENTHONG_TLS_CLIENT_CA needs LIENTHONG_TLS_CERT and LIENTHONG_TLS_KEY"
+            )
         for name in ("tls_cert", "tls_key", "tls_client_ca"):
             path = getattr(self, name)
             if path is not None and not path.is_file():

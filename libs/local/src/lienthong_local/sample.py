@@ -38,7 +38,10 @@ def sample_units() -> list[Unit]:
                 active=True,
             )
         )
-    districts = {"Thành phố Hòa Bình": ["Phường Phương Lâm", "Xã Sủ Ngòi"], "Huyện Mai Châu": ["Xã Chiềng Châu", "Xã Mai Hạ"]}
+    districts = {
+        "Thành phố Hòa Bình": ["Phường Phương Lâm", "Xã Sủ Ngòi"],
+        "Huyện Mai Châu": ["Xã Chiềng Châu", "Xã Mai Hạ"],
+    }
     for d_index, (district, communes) in enumerate(districts.items(), start=31):
         district_code = f"000.00.{d_index:02d}.H23"
         units.append(

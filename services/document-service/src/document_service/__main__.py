@@ -1,23 +1,22 @@
 """document-service: accepts documents, keeps every unit's inbox.
 
-    python -m document_service        (configuration: LIENTHONG_* variables, docs/configuration.md)
+python -m document_service        (configuration: LIENTHONG_* variables, docs/configuration.md)
 """
 
 from __future__ import annotations
 
 from aiokafka import ConsumerRecord
 
+from document_service.servicer import DocumentServicer
+from document_service.store import DocumentStore
 from lienthong.document.v1 import document_service_pb2
 from lienthong.document.v1.document_service_pb2_grpc import add_DocumentServiceServicer_to_server
 from lienthong.events.v1.events_pb2 import DeliveryBounced, DeliveryCreated
-from lienthong_kit.envelope import EventEnvelope, unpack
+from lienthong_kit.envelope import EventEnvelope, carries, unpack
 from lienthong_kit.kafka import ConsumerSpec
 from lienthong_kit.outbox import OutboxRelay
 from lienthong_kit.server import Deps, GrpcService, Wiring, run_service
 from lienthong_kit.settings import KitSettings, load_settings
-
-from document_service.servicer import DocumentServicer
-from document_service.store import DocumentStore
 
 NAME = "document-service"
 
@@ -29,9 +28,9 @@ async def build(deps: Deps) -> Wiring:
     await relay.create_indexes()
 
     async def on_delivery(envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
-        if envelope.payload.Is(DeliveryCreated.DESCRIPTOR):
+        if carries(envelope, DeliveryCreated):
             await store.materialise(unpack(envelope, DeliveryCreated))
-        elif envelope.payload.Is(DeliveryBounced.DESCRIPTOR):
+        elif carries(envelope, DeliveryBounced):
             await store.record_bounce(unpack(envelope, DeliveryBounced))
 
     return Wiring(

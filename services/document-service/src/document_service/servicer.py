@@ -8,6 +8,8 @@ from typing import Any
 
 from grpc import aio
 
+from document_service.store import DocumentStore
+from document_service.validation import parse_date, validate_submission
 from lienthong.common.v1.common_pb2 import DocumentSummary
 from lienthong.document.v1 import document_service_pb2 as pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceServicer
@@ -19,10 +21,7 @@ from lienthong_kit.kafka import Topics
 from lienthong_kit.outbox import OutboxRelay
 from lienthong_kit.paging import decode_token, encode_token, page_size
 
-from document_service.store import DocumentStore
-from document_service.validation import parse_date, validate_submission
-
-__all__ = ["DocumentServicer", "VN_TIME"]
+__all__ = ["VN_TIME", "DocumentServicer"]
 
 VN_TIME = timezone(timedelta(hours=7), "ICT")
 PRODUCER = "document-service"
@@ -41,8 +40,7 @@ class DocumentServicer(DocumentServiceServicer):
         sender = caller_unit()
         now = datetime.now(UTC)
         validate_submission(request, sender, now.astimezone(VN_TIME).date())
-        promulgated = parse_date(request.promulgation_date)
-        assert promulgated is not None
+        promulgated = parse_date(request.promulgation_date) or now.date()  # validated above
         summary = DocumentSummary(
             document_id=str(uuid.uuid4()),
             edxml_document_id=(

@@ -35,14 +35,20 @@ class DocumentStore:
     async def create_indexes(self) -> None:
         await self.documents.create_indexes(
             [
-                IndexModel([("sender_code", ASCENDING), ("idempotency_key", ASCENDING)], unique=True),
+                IndexModel(
+                    [("sender_code", ASCENDING), ("idempotency_key", ASCENDING)], unique=True
+                ),
                 IndexModel([("sender_code", ASCENDING), ("number_key", ASCENDING)], unique=True),
             ]
         )
         await self.deliveries.create_indexes(
             [
                 IndexModel(
-                    [("recipient_code", ASCENDING), ("bounced", ASCENDING), ("delivered_at", DESCENDING)]
+                    [
+                        ("recipient_code", ASCENDING),
+                        ("bounced", ASCENDING),
+                        ("delivered_at", DESCENDING),
+                    ]
                 ),
                 IndexModel([("document_id", ASCENDING)]),
             ]
@@ -103,7 +109,9 @@ class DocumentStore:
         return found is not None
 
     async def deliveries_of(self, document_id: str) -> list[Doc]:
-        cursor = self.deliveries.find({"document_id": document_id}).sort("recipient_code", ASCENDING)
+        cursor = self.deliveries.find({"document_id": document_id}).sort(
+            "recipient_code", ASCENDING
+        )
         return [delivery async for delivery in cursor]
 
     async def materialise(self, delivery: DeliveryCreated) -> None:

@@ -6,23 +6,22 @@ reported at once with its field path.
 
 from __future__ import annotations
 
-import re
 from datetime import date
 
 from lienthong.document.v1.document_service_pb2 import SubmitDocumentRequest
+from lienthong_kit.codes import unit_code_problem
 from lienthong_kit.errors import Violations
 
-__all__ = ["DOCUMENT_TYPES", "UNIT_CODE", "parse_date", "validate_submission"]
+__all__ = ["DOCUMENT_TYPES", "parse_date", "validate_submission"]
 
 # Decree 30/2020 Art. 7 notations; "" is Công văn, which has none.
 DOCUMENT_TYPES = frozenset(
-    "NQ QĐ CT QC QyĐ TC TB HD CTr KH PA ĐA DA BC BB TTr HĐ CĐ BGN BTT GUQ GM GGT GNP PG PC PB SY"
-    " TrS SL".split()
-) | {""}
-
-# Identifier codes: QCVN 102 (e.g. 000.00.00.H49) or Decision 20/2020 (e.g. H55.242).
-UNIT_CODE = re.compile(r"^[A-Z0-9]+(\.[A-Z0-9]+)*$")
-MAX_CODE_LENGTH = 35
+    {
+        "", "NQ", "QĐ", "CT", "QC", "QyĐ", "TC", "TB", "HD", "CTr", "KH", "PA", "ĐA", "DA", "BC",
+        "BB", "TTr", "HĐ", "CĐ", "BGN", "BTT", "GUQ", "GM", "GGT", "GNP", "PG", "PC", "PB", "SY",
+        "TrS", "SL",
+    }
+)  # fmt: skip
 MAX_NUMBER = 11
 MAX_NOTATION = 30
 MAX_SUBJECT = 500
@@ -45,8 +44,9 @@ def validate_submission(request: SubmitDocumentRequest, sender: str, today: date
     seen: set[str] = set()
     for index, code in enumerate(codes):
         path = f"recipients.unit_codes[{index}]"
-        if len(code) > MAX_CODE_LENGTH or not UNIT_CODE.match(code):
-            v.add(path, f"{code!r} is not an identifier code (A-Z, 0-9 and dots, at most 35)")
+        problem = unit_code_problem(code)
+        if problem:
+            v.add(path, problem)
         elif code in seen:
             v.add(path, f"duplicate recipient {code}")
         elif code == sender:
@@ -56,7 +56,9 @@ def validate_submission(request: SubmitDocumentRequest, sender: str, today: date
     if v.require(bool(number), "code.number", "is required"):
         v.require(len(number) <= MAX_NUMBER, "code.number", f"at most {MAX_NUMBER} characters")
     if v.require(bool(notation), "code.notation", "is required"):
-        v.require(len(notation) <= MAX_NOTATION, "code.notation", f"at most {MAX_NOTATION} characters")
+        v.require(
+            len(notation) <= MAX_NOTATION, "code.notation", f"at most {MAX_NOTATION} characters"
+        )
     subject = request.subject.strip()
     if v.require(bool(subject), "subject", "is required"):
         v.require(len(subject) <= MAX_SUBJECT, "subject", f"at most {MAX_SUBJECT} characters")
@@ -67,7 +69,8 @@ def validate_submission(request: SubmitDocumentRequest, sender: str, today: date
     )
     v.require(0 <= request.priority <= 4, "priority", "must be 0 (thường) to 4 (hỏa tốc hẹn giờ)")
     promulgated = parse_date(request.promulgation_date)
-    if v.require(promulgated is not None, "promulgation_date", "must be a date yyyy-MM-dd"):
-        assert promulgated is not None
+    if promulgated is None:
+        v.add("promulgation_date", "must be a date yyyy-MM-dd")
+    else:
         v.require(promulgated <= today, "promulgation_date", f"{promulgated} is in the future")
     v.raise_if_any()

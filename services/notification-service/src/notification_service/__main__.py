@@ -1,6 +1,6 @@
 """notification-service: tells clerks and leaders what arrived.
 
-    python -m notification_service
+python -m notification_service
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from lienthong.notification.v1.notification_service_pb2_grpc import (
 from lienthong_kit.kafka import ConsumerSpec
 from lienthong_kit.server import Deps, GrpcService, Wiring, run_service
 from lienthong_kit.settings import KitSettings, load_settings
-
 from notification_service.service import NotificationServicer, Notifier
 
 NAME = "notification-service"

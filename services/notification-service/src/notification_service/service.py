@@ -6,6 +6,7 @@ same consumer.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,11 +19,11 @@ from lienthong.events.v1.events_pb2 import DeliveryCreated
 from lienthong.notification.v1 import notification_service_pb2 as pb
 from lienthong.notification.v1.notification_service_pb2_grpc import NotificationServiceServicer
 from lienthong_kit.context import caller_unit
-from lienthong_kit.envelope import EventEnvelope, derived_event_id, unpack
+from lienthong_kit.envelope import EventEnvelope, carries, derived_event_id, unpack
 from lienthong_kit.mongo import AsyncDatabase, Doc
 from lienthong_kit.paging import decode_token, encode_token, page_size
 
-__all__ = ["NotificationServicer", "Notifier", "URGENCY", "render_new_delivery"]
+__all__ = ["URGENCY", "NotificationServicer", "Notifier", "render_new_delivery"]
 
 URGENCY = {0: "Thường", 1: "Khẩn", 2: "Thượng khẩn", 3: "Hỏa tốc", 4: "Hỏa tốc hẹn giờ"}
 
@@ -46,11 +47,12 @@ class Notifier:
         )
 
     async def on_delivery(self, envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
-        if not envelope.payload.Is(DeliveryCreated.DESCRIPTOR):
+        if not carries(envelope, DeliveryCreated):
             return
         delivery = unpack(envelope, DeliveryCreated)
         title, body = render_new_delivery(delivery)
-        try:
+        # One notification per (event, contact, channel): a redelivered event hits the key.
+        with contextlib.suppress(DuplicateKeyError):
             await self.notifications.insert_one(
                 {
                     "_id": derived_event_id(envelope.event_id, "in_app", delivery.recipient_code),
@@ -63,8 +65,6 @@ class Notifier:
                     "read": False,
                 }
             )
-        except DuplicateKeyError:
-            pass  # the same event, redelivered: one notification per (event, contact, channel)
 
 
 class NotificationServicer(NotificationServiceServicer):
@@ -80,7 +80,10 @@ class NotificationServicer(NotificationServiceServicer):
         query: Doc = {"unit_code": unit}
         if len(token) == 2:
             at = datetime.fromisoformat(token[0])
-            query["$or"] = [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": token[1]}}]
+            query["$or"] = [
+                {"created_at": {"$lt": at}},
+                {"created_at": at, "_id": {"$lt": token[1]}},
+            ]
         cursor = (
             self._notifier.notifications.find(query)
             .sort([("created_at", DESCENDING), ("_id", DESCENDING)])

@@ -17,7 +17,6 @@ from lienthong.reporting.v1.reporting_service_pb2_grpc import add_ReportingServi
 from lienthong_kit.logs import configure_logging
 from lienthong_kit.server import Deps, GrpcService, ServiceApp, Wiring
 from lienthong_kit.settings import KitSettings, load_settings, setting
-
 from reporting_service.app import ReportingApp
 from reporting_service.servicer import ReportingServicer
 
@@ -27,7 +26,8 @@ NAME = "reporting-service"
 @dataclass(frozen=True, kw_only=True)
 class Settings(KitSettings):
     data_dir: Path = setting(
-        "LIENTHONG_REPORTING_DATA_DIR", Path("/tmp/lienthong-reporting"), doc="faust's data folder"
+        "LIENTHONG_REPORTING_DATA_DIR",
+        Path("/tmp/lienthong-reporting"),  # noqa: S108, doc="faust's data folder"
     )
 
 

@@ -23,7 +23,6 @@ from lienthong_kit.envelope import decode_envelope
 from lienthong_kit.errors import PoisonEvent
 from lienthong_kit.kafka import EventProducer, Topics, dead_letter_headers
 from lienthong_kit.logs import get_logger
-
 from reporting_service.folding import Fold, apply_fold, folds_for
 
 __all__ = ["ReportingApp"]

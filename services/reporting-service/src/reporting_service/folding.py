@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 
 from lienthong.events.v1.events_pb2 import DeliveryCreated, DocumentSubmitted
-from lienthong_kit.envelope import EventEnvelope, unpack
+from lienthong_kit.envelope import EventEnvelope, carries, unpack
 from lienthong_kit.errors import FieldViolation, InvalidArgument
 
 __all__ = ["COUNTS", "Fold", "apply_fold", "days_of_period", "folds_for", "vn_day"]
@@ -39,11 +39,11 @@ def vn_day(moment: datetime) -> str:
 
 def folds_for(envelope: EventEnvelope) -> list[Fold]:
     """The counts an event adds; events that count nothing give an empty list."""
-    if envelope.payload.Is(DocumentSubmitted.DESCRIPTOR):
+    if carries(envelope, DocumentSubmitted):
         submitted = unpack(envelope, DocumentSubmitted)
         day = vn_day(submitted.document.submitted_at.ToDatetime(UTC))
         return [Fold(envelope.event_id, submitted.document.sender_code, day, OUTGOING_NET)]
-    if envelope.payload.Is(DeliveryCreated.DESCRIPTOR):
+    if carries(envelope, DeliveryCreated):
         delivery = unpack(envelope, DeliveryCreated)
         day = vn_day(envelope.occurred_at.ToDatetime(UTC))
         return [Fold(envelope.event_id, delivery.recipient_code, day, INCOMING_NET)]

@@ -9,7 +9,6 @@ from grpc import aio
 from lienthong.reporting.v1 import reporting_service_pb2 as pb
 from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceServicer
 from lienthong_kit.errors import FieldViolation, InvalidArgument
-
 from reporting_service.app import ReportingApp
 from reporting_service.folding import INCOMING_NET, OUTGOING_NET, days_of_period
 

@@ -1,6 +1,6 @@
 """routing-service: the unit registry and the fan-out of documents to their recipients.
 
-    python -m routing_service
+python -m routing_service
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from lienthong.routing.v1.routing_service_pb2_grpc import add_RoutingServiceServ
 from lienthong_kit.kafka import ConsumerSpec
 from lienthong_kit.server import Deps, GrpcService, Wiring, run_service
 from lienthong_kit.settings import KitSettings, load_settings
-
 from routing_service.registry import Registry
 from routing_service.service import FanOut, RoutingServicer
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import re
-
 from pymongo import ASCENDING, IndexModel
 
 from lienthong.common.v1.common_pb2 import UnitLevel
 from lienthong.routing.v1.routing_service_pb2 import Unit
+from lienthong_kit.codes import unit_code_problem
 from lienthong_kit.errors import Violations
 from lienthong_kit.mongo import AsyncDatabase, Doc
 
 __all__ = ["Registry", "validate_unit"]
-
-UNIT_CODE = re.compile(r"^[A-Z0-9]+(\.[A-Z0-9]+)*$")
 
 
 def validate_unit(unit: Unit, *, parent_exists: bool) -> None:
@@ -21,18 +18,19 @@ def validate_unit(unit: Unit, *, parent_exists: bool) -> None:
     for field in ("code", "code_2020", "parent_code"):
         value = getattr(unit, field)
         if value or field == "code":
-            v.require(
-                len(value) <= 35 and bool(UNIT_CODE.match(value)),
-                f"unit.{field}",
-                f"{value!r} is not an identifier code (A-Z, 0-9 and dots, at most 35)",
-            )
+            problem = unit_code_problem(value)
+            if problem:
+                v.add(f"unit.{field}", problem)
     v.require(bool(unit.name.strip()), "unit.name", "is required")
     v.require(unit.level != UnitLevel.UNIT_LEVEL_UNSPECIFIED, "unit.level", "is required")
     if unit.level == UnitLevel.UNIT_LEVEL_PROVINCE:
         v.require(not unit.parent_code, "unit.parent_code", "a province has no parent")
-    elif unit.level != UnitLevel.UNIT_LEVEL_UNSPECIFIED:
-        if v.require(bool(unit.parent_code), "unit.parent_code", "is required below the province"):
-            v.require(parent_exists, "unit.parent_code", f"no unit {unit.parent_code!r} in the registry")
+    elif unit.level != UnitLevel.UNIT_LEVEL_UNSPECIFIED and v.require(
+        bool(unit.parent_code), "unit.parent_code", "is required below the province"
+    ):
+        v.require(
+            parent_exists, "unit.parent_code", f"no unit {unit.parent_code!r} in the registry"
+        )
     v.require(unit.parent_code != unit.code, "unit.parent_code", "a unit is not its own parent")
     v.raise_if_any()
 
@@ -78,9 +76,7 @@ class Registry:
         doc = await self.units.find_one({"_id": code})
         return _to_unit(doc) if doc else None
 
-    async def page(
-        self, *, parent_code: str, level: int, after: str, limit: int
-    ) -> list[Unit]:
+    async def page(self, *, parent_code: str, level: int, after: str, limit: int) -> list[Unit]:
         query: Doc = {}
         if parent_code:
             query["parent_code"] = parent_code

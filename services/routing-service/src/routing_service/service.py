@@ -16,7 +16,6 @@ from lienthong_kit.envelope import EventEnvelope, derived_event_id, new_event, u
 from lienthong_kit.errors import NotFound
 from lienthong_kit.kafka import EventProducer, Topics
 from lienthong_kit.paging import decode_token, encode_token, page_size
-
 from routing_service.registry import Registry
 
 __all__ = ["FanOut", "RoutingServicer", "delivery_id"]

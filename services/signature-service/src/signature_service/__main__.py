@@ -1,6 +1,6 @@
 """signature-service: verifies the signatures on every submitted document.
 
-    python -m signature_service
+python -m signature_service
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from lienthong.signature.v1.signature_service_pb2_grpc import add_SignatureServi
 from lienthong_kit.kafka import ConsumerSpec
 from lienthong_kit.server import Deps, GrpcService, Wiring, run_service
 from lienthong_kit.settings import KitSettings, load_settings
-
 from signature_service.service import SignatureServicer, VerificationFlow
 
 NAME = "signature-service"

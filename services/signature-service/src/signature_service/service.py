@@ -17,7 +17,7 @@ from lienthong.common.v1.common_pb2 import Verdict
 from lienthong.events.v1.events_pb2 import DocumentSubmitted, DocumentVerified
 from lienthong.signature.v1 import signature_service_pb2 as pb
 from lienthong.signature.v1.signature_service_pb2_grpc import SignatureServiceServicer
-from lienthong_kit.envelope import EventEnvelope, derived_event_id, new_event, unpack
+from lienthong_kit.envelope import EventEnvelope, carries, derived_event_id, new_event, unpack
 from lienthong_kit.errors import NotFound
 from lienthong_kit.kafka import EventProducer, Topics
 from lienthong_kit.mongo import AsyncDatabase, Doc
@@ -25,7 +25,7 @@ from lienthong_kit.mongo import AsyncDatabase, Doc
 __all__ = ["SignatureServicer", "VerificationFlow", "verdict_for"]
 
 PRODUCER = "signature-service"
-PASS_THROUGH = "pass-through: signature validation is not enabled yet"
+PASS_THROUGH = "pass-through: signature validation is not enabled yet"  # noqa: S105
 
 
 def verdict_for(submitted: DocumentSubmitted) -> tuple[Verdict.ValueType, str]:
@@ -41,7 +41,7 @@ class VerificationFlow:
         self._topics = topics
 
     async def on_document(self, envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
-        if not envelope.payload.Is(DocumentSubmitted.DESCRIPTOR):
+        if not carries(envelope, DocumentSubmitted):
             return  # other document events are not signature-service's business
         submitted = unpack(envelope, DocumentSubmitted)
         verdict, reason = verdict_for(submitted)
