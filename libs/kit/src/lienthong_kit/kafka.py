@@ -236,10 +236,10 @@ class ConsumerLoop:
         """Finish the record in hand, commit what was applied, leave the group."""
         self._stopping.set()
         if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout=30)
-            except TimeoutError:
-                self._task.cancel()
+            _, pending = await asyncio.wait({self._task}, timeout=30)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
         if self._consumer is not None:
             await self._consumer.stop()
 

@@ -1,0 +1,203 @@
+"""The consumer loop and the outbox relay against the real broker and store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from lienthong.common.v1.common_pb2 import DocumentSummary
+from lienthong.events.v1.events_pb2 import DocumentSubmitted
+from lienthong_kit.envelope import EventEnvelope, decode_envelope, new_event, unpack
+from lienthong_kit.errors import PoisonEvent
+from lienthong_kit.kafka import ConsumerLoop, ConsumerSpec, EventProducer, Topics, ensure_topics
+from lienthong_kit.mongo import connect
+from lienthong_kit.outbox import OutboxRelay, outbox_fields
+from lienthong_kit.settings import KitSettings
+from lienthong_local.waiting import wait_until
+
+
+def submitted(document_id: str) -> EventEnvelope:
+    payload = DocumentSubmitted(document=DocumentSummary(document_id=document_id))
+    return new_event(payload, producer="test")
+
+
+@pytest.fixture
+async def kit(settings: KitSettings) -> AsyncIterator[tuple[EventProducer, Any, Topics]]:
+    topics = Topics(settings.topic_prefix)
+    await ensure_topics(settings, topics.all())
+    producer = EventProducer(settings, client_id="test")
+    await producer.start()
+    client = connect(settings.mongo_url, app_name="test")
+    yield producer, client[f"{settings.mongo_database_prefix}kit"], topics
+    await producer.stop()
+    await client.close()
+
+
+Recorder = Callable[[EventEnvelope, Any], Any]
+
+
+@pytest.fixture
+async def run_loop(
+    settings: KitSettings, kit: tuple[EventProducer, Any, Topics]
+) -> AsyncIterator[Callable[[Recorder], Any]]:
+    producer, db, topics = kit
+    loops: list[ConsumerLoop] = []
+
+    async def start(handler: Recorder) -> ConsumerLoop:
+        loop = ConsumerLoop(
+            ConsumerSpec("kit-test", [topics.documents], handler),
+            settings=settings,
+            producer=producer,
+            db=db,
+            group_prefix=settings.topic_prefix,
+        )
+        await loop.start()
+        loops.append(loop)
+        return loop
+
+    yield start
+    for loop in loops:
+        await loop.stop()
+
+
+async def test_events_are_applied_in_order_and_redelivered_ids_skipped(
+    kit: tuple[EventProducer, Any, Topics], run_loop: Any
+) -> None:
+    producer, _, topics = kit
+    applied: list[str] = []
+
+    async def handler(envelope: EventEnvelope, _: Any) -> None:
+        applied.append(unpack(envelope, DocumentSubmitted).document.document_id)
+
+    first = submitted("d1")
+    for envelope in (first, submitted("d2"), first):  # the third is a redelivery
+        await producer.publish(topics.documents, key="same-key", envelope=envelope)
+    await run_loop(handler)
+    await wait_until(lambda: applied == ["d1", "d2"], timeout=30)
+    await producer.publish(topics.documents, key="same-key", envelope=submitted("d3"))
+    await wait_until(lambda: applied == ["d1", "d2", "d3"], timeout=30)
+
+
+async def test_malformed_record_is_dead_lettered_and_the_loop_goes_on(
+    kit: tuple[EventProducer, Any, Topics],
+    run_loop: Any,
+    raw_producer: AIOKafkaProducer,
+    topic_reader: Any,
+) -> None:
+    producer, _, topics = kit
+    applied: list[str] = []
+
+    async def handler(envelope: EventEnvelope, _: Any) -> None:
+        applied.append(unpack(envelope, DocumentSubmitted).document.document_id)
+
+    await raw_producer.send_and_wait(topics.documents, b"this is not protobuf", key=b"k")
+    await producer.publish(topics.documents, key="k", envelope=submitted("after"))
+    await run_loop(handler)
+    (dead,) = await topic_reader(Topics.dlq(topics.documents), 1)
+    headers = {key: value.decode() for key, value in dead.headers}
+    assert dead.value == b"this is not protobuf"
+    assert headers["lienthong-dlq-reason"].startswith("not a protobuf EventEnvelope")
+    assert headers["lienthong-source-topic"] == topics.documents
+    assert headers["lienthong-consumer-group"].endswith("kit-test")
+    await wait_until(lambda: applied == ["after"], timeout=30)
+
+
+async def test_transient_failures_are_retried_then_applied_once(
+    kit: tuple[EventProducer, Any, Topics], run_loop: Any
+) -> None:
+    producer, _, topics = kit
+    attempts: list[str] = []
+
+    async def flaky(envelope: EventEnvelope, _: Any) -> None:
+        attempts.append(envelope.event_id)
+        if len(attempts) < 3:
+            raise ConnectionResetError("the webhook peer hung up")
+
+    await producer.publish(topics.documents, key="k", envelope=submitted("d1"))
+    loop = await run_loop(flaky)
+    await wait_until(lambda: len(attempts) == 3, timeout=30)
+    await loop.stop()
+    assert len(set(attempts)) == 1
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        pytest.param(RuntimeError("always broken"), "failed after 3 attempts", id="exhausted"),
+        pytest.param(
+            PoisonEvent("recipient list is empty"), "recipient list is empty", id="poison"
+        ),
+    ],
+)
+async def test_failing_events_go_to_the_dead_letter_topic_with_the_reason(
+    kit: tuple[EventProducer, Any, Topics],
+    run_loop: Any,
+    topic_reader: Any,
+    failure: Exception,
+    reason: str,
+) -> None:
+    producer, _, topics = kit
+    attempts: list[int] = []
+
+    async def failing(envelope: EventEnvelope, _: Any) -> None:
+        attempts.append(1)
+        raise failure
+
+    event = submitted("d1")
+    await producer.publish(topics.documents, key="k", envelope=event)
+    await run_loop(failing)
+    (dead,) = await topic_reader(Topics.dlq(topics.documents), 1)
+    headers = {key: value.decode() for key, value in dead.headers}
+    assert reason in headers["lienthong-dlq-reason"]
+    assert headers["lienthong-event-id"] == event.event_id
+    assert decode_envelope(dead.value).event_id == event.event_id
+    assert len(attempts) == (1 if isinstance(failure, PoisonEvent) else 3)
+
+
+async def test_offsets_are_committed_only_after_the_effect(
+    kit: tuple[EventProducer, Any, Topics], run_loop: Any
+) -> None:
+    """A loop stopped before its handler finished re-reads the event in the next member."""
+    producer, _, topics = kit
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def blocked(envelope: EventEnvelope, _: Any) -> None:
+        seen.append(envelope.event_id)
+        await release.wait()
+
+    event = submitted("d1")
+    await producer.publish(topics.documents, key="k", envelope=event)
+    first = await run_loop(blocked)
+    await wait_until(lambda: seen == [event.event_id], timeout=30)
+    first._task.cancel()  # the process dies mid-handler: nothing is committed
+    await first.stop()
+    applied: list[str] = []
+
+    async def recorder(envelope: EventEnvelope, _: Any) -> None:
+        applied.append(envelope.event_id)
+
+    await run_loop(recorder)
+    await wait_until(lambda: applied == [event.event_id], timeout=60)
+
+
+async def test_outbox_relay_publishes_stored_events_once(
+    kit: tuple[EventProducer, Any, Topics], topic_reader: Any
+) -> None:
+    producer, db, topics = kit
+    collection = db["documents"]
+    relay = OutboxRelay(collection, producer)
+    await relay.create_indexes()
+    event = submitted("d1")
+    await collection.insert_one({"_id": "d1", **outbox_fields(topics.documents, "d1", event)})
+    assert await relay.publish_pending() == 1
+    assert await relay.publish_pending() == 0
+    stored = await collection.find_one({"_id": "d1"})
+    assert stored is not None
+    assert (stored["outbox"], stored["outbox_pending"]) == ({}, 0)
+    (record,) = await topic_reader(topics.documents, 1)
+    assert decode_envelope(record.value).event_id == event.event_id
