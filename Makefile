@@ -27,7 +27,7 @@ PROTO_OUT := libs/proto/src
 PYTEST_ARGS ?=
 
 .PHONY: help run test lint typecheck proto proto-check buf-lint infra-up infra-down \
-	infra-status install tools bench clean format
+	infra-status install tools promtool bench clean format
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -54,7 +54,15 @@ $(GOBIN)/grpcurl:
 	@command -v go >/dev/null || { echo "Go is required to build grpcurl" >&2; exit 1; }
 	go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
-tools: $(GOBIN)/buf $(GOBIN)/grpcurl ## build buf and grpcurl (Go tools, once)
+tools: $(GOBIN)/buf $(GOBIN)/grpcurl promtool ## build buf and grpcurl, install promtool (once)
+
+promtool: ## install promtool (Debian package prometheus) when missing and apt is usable
+	@if command -v promtool >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing promtool (Debian package prometheus)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends prometheus >/dev/null; \
+	else echo "promtool not installed (needs root and apt); metrics tests use the Python parser only"; fi
 
 # --- generated code -----------------------------------------------------------------------
 
@@ -69,10 +77,11 @@ endef
 proto: $(VENV) ## regenerate libs/proto from proto/ (the only way generated code changes)
 	$(call generate,$(PROTO_OUT))
 
+PROTO_CHECK_DIR := .tools/proto-check
+
 proto-check: $(VENV) ## fail if the committed generated code differs from proto/
-	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
-	$(call generate,$$tmp) ; \
-	diff -r -x __pycache__ $$tmp/lienthong $(PROTO_OUT)/lienthong \
+	$(call generate,$(PROTO_CHECK_DIR))
+	@diff -r -x __pycache__ $(PROTO_CHECK_DIR)/lienthong $(PROTO_OUT)/lienthong \
 		|| { echo "generated code is stale: run 'make proto' and commit" >&2; exit 1; }
 	@echo "proto-check: generated code matches proto/"
 
@@ -109,7 +118,7 @@ infra-status: ## say whether Kafka and the store answer
 run: $(VENV) infra-up ## start the whole platform locally with a sample registry; Ctrl-C stops it
 	$(PY) -m lienthong_local.run
 
-test: $(VENV) lint typecheck proto-check infra-up ## lint, typecheck, drift check and every test
+test: $(VENV) lint typecheck proto-check promtool infra-up ## lint, typecheck, drift check and every test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV) infra-up ## benchmarks (each prints its figure and its baseline as a ratio)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,11 @@ INFRA = ROOT / "deploy" / "local" / "infra.sh"
 
 
 @pytest.fixture(scope="session")
-def infra() -> Iterator[None]:
+def infra() -> None:
     """Kafka and the store answer (reused when running, started otherwise)."""
     status = subprocess.run([str(INFRA), "up"], capture_output=True, text=True, check=False)
     if status.returncode != 0:
         pytest.fail(f"the local infrastructure did not start:\n{status.stdout}\n{status.stderr}")
-    yield
 
 
 @pytest.fixture

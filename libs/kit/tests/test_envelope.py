@@ -56,5 +56,5 @@ def test_undecodable_records_are_poison(raw: bytes | None, reason: str) -> None:
 
 def test_unpacking_the_wrong_type_is_poison() -> None:
     envelope = new_event(DeliveryCreated(delivery_id="x"), producer="routing-service")
-    with pytest.raises(PoisonEvent, match="expected lienthong.events.v1.DocumentSubmitted"):
+    with pytest.raises(PoisonEvent, match=r"expected lienthong\.events\.v1\.DocumentSubmitted"):
         unpack(envelope, DocumentSubmitted)

@@ -63,20 +63,30 @@ class KitSettings:
     health_port: int = setting(
         "LIENTHONG_HEALTH_PORT", 0, doc="plaintext health-only port when mTLS is on; 0 = none"
     )
-    kafka_bootstrap: str = setting("LIENTHONG_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    kafka_bootstrap: str = setting(
+        "LIENTHONG_KAFKA_BOOTSTRAP",
+        "127.0.0.1:9092",
+        doc="Kafka bootstrap servers, comma-separated",
+    )
     kafka_create_topics: bool = setting(
         "LIENTHONG_KAFKA_CREATE_TOPICS",
         True,
         doc="create missing topics at start (off with Strimzi)",
     )
-    kafka_partitions: int = setting("LIENTHONG_KAFKA_PARTITIONS", 3)
-    kafka_replication_factor: int = setting("LIENTHONG_KAFKA_REPLICATION_FACTOR", 1)
+    kafka_partitions: int = setting(
+        "LIENTHONG_KAFKA_PARTITIONS", 3, doc="partitions of topics this service creates"
+    )
+    kafka_replication_factor: int = setting(
+        "LIENTHONG_KAFKA_REPLICATION_FACTOR", 1, doc="replication factor of topics it creates"
+    )
     topic_prefix: str = setting("LIENTHONG_TOPIC_PREFIX", "", doc="prefix of every topic and group")
-    mongo_url: str = setting("LIENTHONG_MONGO_URL", "mongodb://127.0.0.1:27017")
+    mongo_url: str = setting(
+        "LIENTHONG_MONGO_URL", "mongodb://127.0.0.1:27017", doc="MongoDB or FerretDB connection URL"
+    )
     mongo_database_prefix: str = setting(
         "LIENTHONG_MONGO_DATABASE_PREFIX", "lienthong_", doc="database = prefix + service area"
     )
-    log_level: str = setting("LIENTHONG_LOG_LEVEL", "info")
+    log_level: str = setting("LIENTHONG_LOG_LEVEL", "info", doc="debug, info, warning or error")
     tls_cert: Path | None = setting("LIENTHONG_TLS_CERT", None, doc="server certificate (PEM)")
     tls_key: Path | None = setting("LIENTHONG_TLS_KEY", None, doc="server private key (PEM)")
     tls_client_ca: Path | None = setting(
@@ -85,10 +95,20 @@ class KitSettings:
     dev_auth: bool = setting(
         "LIENTHONG_DEV_AUTH", False, doc="trust the x-lienthong-unit header (development only)"
     )
-    shutdown_grace_seconds: float = setting("LIENTHONG_SHUTDOWN_GRACE_SECONDS", 10.0)
-    consumer_max_attempts: int = setting("LIENTHONG_CONSUMER_MAX_ATTEMPTS", 5)
-    consumer_backoff_seconds: float = setting("LIENTHONG_CONSUMER_BACKOFF_SECONDS", 0.2)
-    max_message_bytes: int = setting("LIENTHONG_MAX_MESSAGE_BYTES", 32 * 1024 * 1024)
+    shutdown_grace_seconds: float = setting(
+        "LIENTHONG_SHUTDOWN_GRACE_SECONDS", 10.0, doc="time in-flight calls get after SIGTERM"
+    )
+    consumer_max_attempts: int = setting(
+        "LIENTHONG_CONSUMER_MAX_ATTEMPTS", 5, doc="tries before an event is dead-lettered"
+    )
+    consumer_backoff_seconds: float = setting(
+        "LIENTHONG_CONSUMER_BACKOFF_SECONDS", 0.2, doc="first retry delay; doubles, with jitter"
+    )
+    max_message_bytes: int = setting(
+        "LIENTHONG_MAX_MESSAGE_BYTES",
+        32 * 1024 * 1024,
+        doc="largest gRPC message and Kafka request",
+    )
 
     def validate(self) -> list[str]:
         """Cross-field checks; subclasses extend and call super()."""
