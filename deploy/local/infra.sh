@@ -96,6 +96,7 @@ start_ferretdb() {
   say "starting FerretDB on 127.0.0.1:$MONGO_PORT (log: $FERRET_DIR/ferretdb.log)"
   setsid nohup "$FERRET_BIN" --handler=sqlite --sqlite-url="file:$FERRET_DIR/data/" \
     --listen-addr="127.0.0.1:$MONGO_PORT" --telemetry=disable --log-level=warn \
+    --state-dir="$FERRET_DIR" \
     --debug-addr=- >"$FERRET_DIR/ferretdb.log" 2>&1 </dev/null &
   echo $! >"$FERRET_DIR/pid"
 }
