@@ -12,6 +12,8 @@ SHELL := /bin/bash
 GOBIN := $(shell go env GOPATH 2>/dev/null)/bin
 export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/.tools/bin:$(GOBIN):$(PATH)
 export UV_PYTHON_DOWNLOADS := never
+# Registries may be reached through a TLS-inspecting proxy whose CA is only in the system store.
+export UV_SYSTEM_CERTS := 1
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
 UV_VERSION := 0.13.9
