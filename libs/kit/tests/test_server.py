@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import socket
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -180,3 +184,126 @@ async def _health_once_shutdown_began(service: ServiceApp) -> int:
             return int(reply.status)
         await asyncio.sleep(0.005)
     return int(reply.status)
+
+
+# --- mutual TLS, with a PKI made at test time (no key is committed) ---------------------
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate for a unit."""
+    where = tmp_path_factory.mktemp("pki")
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=lienthong test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        cwd=where,
+    )
+    for name, subject, extension in (
+        ("server", "/CN=localhost", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+        ("client", "/CN=000.01.00.H23", "extendedKeyUsage=clientAuth"),
+    ):
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            subject,
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            cwd=where,
+        )
+        (where / f"{name}.ext").write_text(extension + "\n")
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext",
+                 "-out", f"{name}.pem", cwd=where)  # fmt: skip
+    return where
+
+
+@pytest.fixture
+async def tls_app(settings: KitSettings, pki: Path) -> AsyncIterator[ServiceApp]:
+    tls_settings = dataclasses.replace(
+        settings,
+        tls_cert=pki / "server.pem",
+        tls_key=pki / "server.key",
+        tls_client_ca=pki / "ca.pem",
+        health_port=_free_port(),  # 0 would mean "no health port"
+    )
+
+    async def build(deps: Deps) -> Wiring:
+        return Wiring(
+            services=[
+                GrpcService.of(
+                    pb, "SignatureService", add_SignatureServiceServicer_to_server, ProbeServicer()
+                )
+            ]
+        )
+
+    service = ServiceApp("probe-service", tls_settings, build)
+    await service.start()
+    yield service
+    await service.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _credentials(pki: Path, *, with_client_cert: bool) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=(pki / "ca.pem").read_bytes(),
+        private_key=(pki / "client.key").read_bytes() if with_client_cert else None,
+        certificate_chain=(pki / "client.pem").read_bytes() if with_client_cert else None,
+    )
+
+
+async def test_mtls_client_certificate_names_the_unit_and_beats_the_header(
+    tls_app: ServiceApp, pki: Path
+) -> None:
+    credentials = _credentials(pki, with_client_cert=True)
+    async with grpc.aio.secure_channel(f"127.0.0.1:{tls_app.grpc_port}", credentials) as channel:
+        reply = await SignatureServiceStub(channel).GetVerification(
+            pb.GetVerificationRequest(document_id="ok"),
+            metadata=(("x-lienthong-unit", "000.00.00.H23"),),  # a claim the certificate overrides
+        )
+    assert reply.reason == "000.01.00.H23"
+
+
+async def test_mtls_refuses_a_client_without_certificate(tls_app: ServiceApp, pki: Path) -> None:
+    credentials = _credentials(pki, with_client_cert=False)
+    async with grpc.aio.secure_channel(f"127.0.0.1:{tls_app.grpc_port}", credentials) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await SignatureServiceStub(channel).GetVerification(
+                pb.GetVerificationRequest(document_id="ok"), timeout=5
+            )
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_mtls_keeps_a_plaintext_health_port_for_probes(tls_app: ServiceApp) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{tls_app.health_port}") as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await SignatureServiceStub(channel).GetVerification(
+                pb.GetVerificationRequest(document_id="ok")
+            )
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED

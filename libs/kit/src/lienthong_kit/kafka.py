@@ -53,6 +53,7 @@ __all__ = [
     "ConsumerSpec",
     "EventProducer",
     "Handler",
+    "TopicTail",
     "Topics",
     "dead_letter_headers",
     "ensure_topics",
@@ -391,3 +392,40 @@ class ConsumerLoop:
             offset=record.offset,
             reason=reason,
         )
+
+
+class TopicTail:
+    """Every replica reads a topic from its end, outside any group, and hands each decoded
+    envelope to ``on_event``: for pushing to clients connected to *this* replica (watch
+    streams). Nothing is committed; an undecodable record is skipped here because the
+    topic's group consumers dead-letter it.
+    """
+
+    def __init__(
+        self,
+        settings: KitSettings,
+        topic: str,
+        on_event: Callable[[EventEnvelope], Awaitable[None]],
+    ) -> None:
+        self._settings = settings
+        self._topic = topic
+        self._on_event = on_event
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            self._topic,
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+        )
+        await consumer.start()
+        try:
+            async for record in consumer:
+                try:
+                    envelope = decode_envelope(record.value)
+                except PoisonEvent:
+                    continue
+                await self._on_event(envelope)
+        finally:
+            await consumer.stop()

@@ -1,9 +1,13 @@
 """The transactional outbox, embedded in the owning document (no multi-document transactions).
 
-A write that must publish an event adds it to the *same* document in the *same* update::
+A write that must publish an event inserts it in the *same* record::
 
     await documents.insert_one({**document, **outbox_fields(topic, key, envelope)})
     relay.wake()
+
+One event per record, written by the insert that creates the record: inserts are atomic on
+every store this platform supports, conditional updates are not on FerretDB v1. A state change
+that must announce itself is therefore a new record (see document-service's transitions).
 
 :class:`OutboxRelay` publishes pending events with the idempotent producer and removes each
 only after Kafka acknowledged it. A crash between the write and the publish loses nothing:
@@ -20,12 +24,13 @@ from typing import Any
 from bson import Binary
 
 from lienthong_kit.envelope import EventEnvelope
+from lienthong_kit.failpoints import failpoint
 from lienthong_kit.kafka import INFRA_ERRORS, EventProducer
 from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import OUTBOX_PENDING
 from lienthong_kit.mongo import AsyncCollection, Doc
 
-__all__ = ["OutboxRelay", "outbox_fields", "outbox_push"]
+__all__ = ["OutboxRelay", "outbox_fields"]
 
 log = get_logger(__name__)
 
@@ -37,14 +42,6 @@ def _entry(topic: str, key: str, envelope: EventEnvelope) -> dict[str, Any]:
 def outbox_fields(topic: str, key: str, envelope: EventEnvelope) -> Doc:
     """Fields to put in a new document so that it carries one pending event."""
     return {"outbox": {envelope.event_id: _entry(topic, key, envelope)}, "outbox_pending": 1}
-
-
-def outbox_push(topic: str, key: str, envelope: EventEnvelope) -> Doc:
-    """Update operators adding one pending event to an existing document."""
-    return {
-        "$set": {f"outbox.{envelope.event_id}": _entry(topic, key, envelope)},
-        "$inc": {"outbox_pending": 1},
-    }
 
 
 class OutboxRelay:
@@ -89,13 +86,18 @@ class OutboxRelay:
         documents = [document async for document in cursor]
         OUTBOX_PENDING.set(sum(len(document.get("outbox") or {}) for document in documents))
         for document in documents:
-            for event_id, entry in (document.get("outbox") or {}).items():
+            entries = document.get("outbox") or {}
+            for entry in entries.values():
+                failpoint("outbox.before_publish")
                 await self._producer.publish_raw(
                     entry["topic"], key=entry["key"].encode(), value=bytes(entry["value"])
                 )
-                await self._collection.update_one(
-                    {"_id": document["_id"], f"outbox.{event_id}": {"$exists": True}},
-                    {"$unset": {f"outbox.{event_id}": ""}, "$inc": {"outbox_pending": -1}},
-                )
+                failpoint("outbox.after_publish")
                 published += 1
+            # Only the relay writes here after the insert; a second replica's relay may publish
+            # the same event again (same event id, skipped downstream) and write the same.
+            done: Doc = {"$set": {"outbox_pending": 0}}
+            if entries:
+                done["$unset"] = {f"outbox.{key}": "" for key in entries}
+            await self._collection.update_one({"_id": document["_id"]}, done)
         return published

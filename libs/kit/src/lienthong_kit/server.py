@@ -37,6 +37,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 
+from lienthong_kit.failpoints import arm
 from lienthong_kit.interceptors import ServerInterceptor
 from lienthong_kit.kafka import ConsumerLoop, ConsumerSpec, EventProducer, Topics, ensure_topics
 from lienthong_kit.logs import configure_logging, get_logger
@@ -125,6 +126,7 @@ class ServiceApp:
 
     async def start(self) -> None:
         settings = self.settings
+        arm(settings.failpoints)
         await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         self.metrics = start_metrics_server(settings.grpc_host, settings.metrics_port)
         BUILD_INFO.labels(self.name, VERSION).set(1)

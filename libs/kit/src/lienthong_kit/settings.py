@@ -110,6 +110,10 @@ class KitSettings:
         doc="largest gRPC message and Kafka request",
     )
 
+    failpoints: tuple[str, ...] = setting(
+        "LIENTHONG_FAILPOINTS", (), doc="crash tests only: places where the process dies"
+    )
+
     def validate(self) -> list[str]:
         """Cross-field checks; subclasses extend and call super()."""
         problems = []

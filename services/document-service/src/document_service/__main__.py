@@ -1,54 +1,87 @@
-"""document-service: accepts documents, keeps every unit's inbox.
+"""document-service: accepts documents, keeps every unit's inbox, takes acknowledgements.
 
 python -m document_service        (configuration: LIENTHONG_* variables, docs/configuration.md)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC
+
 from aiokafka import ConsumerRecord
 
+from document_service.attachments import AttachmentStore
+from document_service.audit import AuditLog
 from document_service.servicer import DocumentServicer
 from document_service.store import DocumentStore
+from document_service.watch import WatchHub
 from lienthong.document.v1 import document_service_pb2
 from lienthong.document.v1.document_service_pb2_grpc import add_DocumentServiceServicer_to_server
 from lienthong.events.v1.events_pb2 import DeliveryBounced, DeliveryCreated
 from lienthong_kit.envelope import EventEnvelope, carries, unpack
-from lienthong_kit.kafka import ConsumerSpec
+from lienthong_kit.kafka import ConsumerSpec, TopicTail
 from lienthong_kit.outbox import OutboxRelay
 from lienthong_kit.server import Deps, GrpcService, Wiring, run_service
-from lienthong_kit.settings import KitSettings, load_settings
+from lienthong_kit.settings import KitSettings, load_settings, setting
 
 NAME = "document-service"
 
 
+@dataclass(frozen=True, kw_only=True)
+class Settings(KitSettings):
+    attachment_max_bytes: int = setting(
+        "LIENTHONG_ATTACHMENT_MAX_BYTES", 20 * 1024 * 1024, doc="largest attachment accepted"
+    )
+
+
 async def build(deps: Deps) -> Wiring:
-    store = DocumentStore(deps.db)
+    max_bytes = getattr(deps.settings, "attachment_max_bytes", Settings.attachment_max_bytes)
+    store = DocumentStore(deps.db, deps.topics)
+    attachments = AttachmentStore(deps.db, max_bytes=max_bytes)
+    audit = AuditLog(deps.db)
+    relays = {
+        "documents": OutboxRelay(store.documents, deps.producer, idle_seconds=0.5),
+        "deliveries": OutboxRelay(store.transitions, deps.producer, idle_seconds=0.5),
+        "paper": OutboxRelay(store.paper, deps.producer, idle_seconds=0.5),
+    }
     await store.create_indexes()
-    relay = OutboxRelay(store.documents, deps.producer, idle_seconds=0.5)
-    await relay.create_indexes()
+    await attachments.create_indexes()
+    await audit.create_indexes()
+    for relay in relays.values():
+        await relay.create_indexes()
+    hub = WatchHub()
 
     async def on_delivery(envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
         if carries(envelope, DeliveryCreated):
-            await store.materialise(unpack(envelope, DeliveryCreated))
+            delivery = unpack(envelope, DeliveryCreated)
+            await store.materialise(delivery, envelope.occurred_at.ToDatetime(UTC))
+            relays["deliveries"].wake()
         elif carries(envelope, DeliveryBounced):
             await store.record_bounce(unpack(envelope, DeliveryBounced))
 
+    tail = TopicTail(deps.settings, deps.topics.deliveries, hub.on_event)
+    servicer = DocumentServicer(store, attachments, audit, hub, relays, deps.topics)
     return Wiring(
         services=[
             GrpcService.of(
                 document_service_pb2,
                 "DocumentService",
                 add_DocumentServiceServicer_to_server,
-                DocumentServicer(store, relay, deps.topics),
+                servicer,
             )
         ],
-        consumers=[ConsumerSpec(NAME, [deps.topics.deliveries], on_delivery)],
-        tasks=[relay.run],
+        consumers=[
+            ConsumerSpec(NAME, [deps.topics.deliveries], on_delivery),
+            ConsumerSpec(
+                f"{NAME}-audit", [deps.topics.documents, deps.topics.deliveries], audit.on_event
+            ),
+        ],
+        tasks=[*(relay.run for relay in relays.values()), tail.run],
     )
 
 
 def main() -> None:
-    run_service(NAME, load_settings(KitSettings), build)
+    run_service(NAME, load_settings(Settings), build)
 
 
 if __name__ == "__main__":

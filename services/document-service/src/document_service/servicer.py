@@ -3,36 +3,100 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from grpc import aio
 
-from document_service.store import DocumentStore
-from document_service.validation import parse_date, validate_submission
-from lienthong.common.v1.common_pb2 import DocumentSummary
+from document_service.attachments import AttachmentStore
+from document_service.audit import AuditLog
+from document_service.lifecycle import acknowledge, request_recall
+from document_service.store import PRODUCER, DocumentStore, StoredDocument, delivery_state
+from document_service.validation import parse_date, validate_paper, validate_submission
+from document_service.watch import WatchHub
+from lienthong.common.v1.common_pb2 import AttachmentRef, DocumentSummary
 from lienthong.document.v1 import document_service_pb2 as pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceServicer
-from lienthong.events.v1.events_pb2 import DocumentSubmitted
+from lienthong.events.v1.events_pb2 import DocumentSubmitted, PaperDocumentRegistered
 from lienthong_kit.context import caller_unit
 from lienthong_kit.envelope import new_event
-from lienthong_kit.errors import NotFound, PermissionDenied
+from lienthong_kit.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from lienthong_kit.kafka import Topics
+from lienthong_kit.mongo import Doc
 from lienthong_kit.outbox import OutboxRelay
 from lienthong_kit.paging import decode_token, encode_token, page_size
 
 __all__ = ["VN_TIME", "DocumentServicer"]
 
 VN_TIME = timezone(timedelta(hours=7), "ICT")
-PRODUCER = "document-service"
 Context = aio.ServicerContext[Any, Any]
+RECALL_KINDS = {
+    pb.BusinessType.BUSINESS_TYPE_RECALL,
+    pb.BusinessType.BUSINESS_TYPE_UPDATE,
+    pb.BusinessType.BUSINESS_TYPE_REPLACE,
+}
+
+
+def _entry(row: Doc) -> pb.InboxEntry:
+    entry = pb.InboxEntry(
+        delivery_id=row["_id"],
+        document=DocumentSummary.FromString(bytes(row["summary"])),
+        status_code=row["status_code"],
+        read=row.get("read_at") is not None,
+        recall_status=row.get("recall_status", ""),
+    )
+    entry.delivered_at.FromDatetime(row["delivered_at"])
+    return entry
 
 
 class DocumentServicer(DocumentServiceServicer):
-    def __init__(self, store: DocumentStore, relay: OutboxRelay, topics: Topics) -> None:
+    def __init__(
+        self,
+        store: DocumentStore,
+        attachments: AttachmentStore,
+        audit: AuditLog,
+        hub: WatchHub,
+        relays: dict[str, OutboxRelay],
+        topics: Topics,
+    ) -> None:
         self._store = store
-        self._relay = relay
+        self._attachments = attachments
+        self._audit = audit
+        self._hub = hub
+        self._relays = relays
         self._topics = topics
+
+    # --- sending --------------------------------------------------------------------------
+
+    async def UploadAttachment(
+        self, request_iterator: AsyncIterator[pb.UploadAttachmentRequest], context: Context
+    ) -> pb.UploadAttachmentResponse:
+        owner = caller_unit()
+        first = await anext(aiter(request_iterator), None)
+        if first is None or not first.HasField("header"):
+            raise InvalidArgument(
+                [FieldViolation("header", "the first message carries the header")]
+            )
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for part in request_iterator:
+                if not part.HasField("chunk"):
+                    raise InvalidArgument(
+                        [FieldViolation("header", "only the first message has one")]
+                    )
+                yield part.chunk
+
+        ref = await self._attachments.upload(
+            owner, first.header.name, first.header.mime_type, chunks()
+        )
+        return pb.UploadAttachmentResponse(attachment=ref)
 
     async def SubmitDocument(
         self, request: pb.SubmitDocumentRequest, context: Context
@@ -40,6 +104,7 @@ class DocumentServicer(DocumentServiceServicer):
         sender = caller_unit()
         now = datetime.now(UTC)
         validate_submission(request, sender, now.astimezone(VN_TIME).date())
+        attachments = await self._check_references(request, sender)
         promulgated = parse_date(request.promulgation_date) or now.date()  # validated above
         summary = DocumentSummary(
             document_id=str(uuid.uuid4()),
@@ -57,40 +122,183 @@ class DocumentServicer(DocumentServiceServicer):
             summary.due_at.CopyFrom(request.due_at)
         summary.submitted_at.FromDatetime(now)
         event = new_event(
-            DocumentSubmitted(document=summary, recipients=request.recipients), producer=PRODUCER
+            DocumentSubmitted(
+                document=summary, recipients=request.recipients, attachments=attachments
+            ),
+            producer=PRODUCER,
         )
+        fields: Doc = {
+            "recipients": request.recipients.SerializeToString(),
+            "content_summary": request.content_summary,
+            "to_places": list(request.to_places),
+            "promulgation_place": request.promulgation_place,
+            "signer": {
+                "competence": request.signer.competence,
+                "position": request.signer.position,
+                "full_name": request.signer.full_name,
+            },
+            "steering_type": request.steering_type,
+            "response_for": request.response_for,
+            "attachments": [_ref_doc(ref) for ref in attachments],
+        }
         stored = await self._store.insert_submitted(
             summary,
-            request.recipients,
-            request.content_summary,
             request.idempotency_key,
+            fields,
             (self._topics.documents, summary.document_id, event),
         )
-        self._relay.wake()
+        self._relays["documents"].wake()
         return pb.SubmitDocumentResponse(document=stored)
+
+    async def _check_references(
+        self, request: pb.SubmitDocumentRequest, sender: str
+    ) -> list[AttachmentRef]:
+        problems: list[FieldViolation] = []
+        if request.response_for and not await self._may_read(request.response_for, sender):
+            problems.append(
+                FieldViolation("response_for", f"{sender} has no document {request.response_for!r}")
+            )
+        ids = list(request.attachment_ids)
+        owned = await self._attachments.owned(sender, ids) if ids else {}
+        for index, attachment_id in enumerate(ids):
+            if attachment_id not in owned:
+                problems.append(
+                    FieldViolation(
+                        f"attachment_ids[{index}]",
+                        f"no attachment {attachment_id!r} uploaded by {sender}",
+                    )
+                )
+        if problems:
+            raise InvalidArgument(problems)
+        return [owned[attachment_id] for attachment_id in ids]
+
+    async def _may_read(self, document_id: str, unit: str) -> bool:
+        document = await self._store.get(document_id)
+        if document is None:
+            return False
+        return document.summary.sender_code == unit or (
+            await self._store.delivery_for(document_id, unit) is not None
+        )
+
+    async def ReserveNumber(
+        self, request: pb.ReserveNumberRequest, context: Context
+    ) -> pb.ReserveNumberResponse:
+        unit = caller_unit()
+        series = request.series.strip()
+        if not series or len(series) > 30:
+            raise InvalidArgument([FieldViolation("series", "1 to 30 characters, e.g. QĐ-UBND")])
+        year = datetime.now(UTC).astimezone(VN_TIME).year
+        number = await self._store.reserve_number(unit, year, series)
+        return pb.ReserveNumberResponse(series=series, year=year, number=f"{number:02d}")
+
+    async def RegisterPaperDocument(
+        self, request: pb.RegisterPaperDocumentRequest, context: Context
+    ) -> pb.RegisterPaperDocumentResponse:
+        unit = caller_unit()
+        now = datetime.now(UTC)
+        validate_paper(request, now.astimezone(VN_TIME).date())
+        registered_at = (
+            request.registered_at.ToDatetime(UTC) if request.HasField("registered_at") else now
+        )
+        paper_id = str(uuid.uuid4())
+        direction = (
+            "incoming" if request.direction == pb.Direction.DIRECTION_INCOMING else "outgoing"
+        )
+        payload = PaperDocumentRegistered(
+            paper_document_id=paper_id,
+            unit_code=unit,
+            direction=direction,
+            counterpart=request.counterpart.strip(),
+            code=request.code,
+            document_type=request.document_type,
+            subject=request.subject.strip(),
+        )
+        payload.registered_at.FromDatetime(registered_at)
+        event = new_event(payload, producer=PRODUCER, occurred_at=registered_at)
+        stored_id = await self._store.insert_paper(
+            {
+                "_id": paper_id,
+                "unit_code": unit,
+                "idempotency_key": request.idempotency_key or paper_id,
+                "direction": direction,
+                "counterpart": payload.counterpart,
+                "number": request.code.number,
+                "notation": request.code.notation,
+                "document_type": request.document_type,
+                "subject": payload.subject,
+                "promulgation_date": request.promulgation_date,
+                "registered_at": registered_at,
+            },
+            (self._topics.documents, paper_id, event),
+        )
+        self._relays["paper"].wake()
+        return pb.RegisterPaperDocumentResponse(paper_document_id=stored_id)
+
+    # --- reading --------------------------------------------------------------------------
+
+    async def _readable(self, document_id: str, unit: str) -> tuple[StoredDocument, Doc | None]:
+        """The document and, for a recipient, its delivery; PERMISSION_DENIED otherwise."""
+        document = await self._store.get(document_id)
+        if document is None:
+            raise NotFound(f"document_id: no document {document_id!r}")
+        if document.summary.sender_code == unit:
+            return document, None
+        delivery = await self._store.delivery_for(document_id, unit)
+        if delivery is None:
+            raise PermissionDenied(f"{unit} neither sent nor received {document_id}")
+        latest = await self._store.current(delivery["_id"])
+        if latest is not None and latest.get("withdrawn"):
+            raise FailedPrecondition(
+                f"{document_id} was withdrawn from {unit}'s inbox after its recall was accepted",
+                reason="WITHDRAWN",
+            )
+        return document, delivery
 
     async def GetDocument(
         self, request: pb.GetDocumentRequest, context: Context
     ) -> pb.GetDocumentResponse:
         unit = caller_unit()
-        document = await self._store.get(request.document_id)
-        if document is None:
-            raise NotFound(f"document_id: no document {request.document_id!r}")
-        is_sender = document.summary.sender_code == unit
-        if not is_sender and not await self._store.is_recipient(request.document_id, unit):
-            raise PermissionDenied(f"{unit} neither sent nor received {request.document_id}")
+        document, delivery = await self._readable(request.document_id, unit)
+        raw = document.raw
+        signer = raw.get("signer") or {}
         response = pb.GetDocumentResponse(
-            document=document.summary, content_summary=document.content_summary
+            document=document.summary,
+            content_summary=document.content_summary,
+            attachments=[_ref(item) for item in document.attachments],
+            to_places=raw.get("to_places", []),
+            promulgation_place=raw.get("promulgation_place", ""),
+            signer=pb.SignerInfo(**signer),
+            steering_type=raw.get("steering_type", 0),
+            response_for=raw.get("response_for", ""),
+            frozen=document.frozen,
         )
-        if is_sender:
-            response.recipients.CopyFrom(document.recipients)
-            for delivery in await self._store.deliveries_of(request.document_id):
-                response.recipient_states.add(
-                    recipient_code=delivery["recipient_code"],
-                    status_code=delivery["status_code"],
-                    bounce_reason=delivery["bounce_reason"],
-                )
+        if delivery is not None:
+            await self._store.mark_read(delivery["_id"])
+            return response
+        response.recipients.CopyFrom(document.recipients)
+        for row in await self._store.deliveries_of(request.document_id):
+            response.recipient_states.add(
+                recipient_code=row["recipient_code"],
+                status_code=row["status_code"],
+                bounce_reason=row["bounce_reason"],
+                recall_status=row.get("recall_status", ""),
+            )
         return response
+
+    async def GetAttachment(
+        self, request: pb.GetAttachmentRequest, context: Context
+    ) -> AsyncIterator[pb.GetAttachmentResponse]:
+        unit = caller_unit()
+        document, _ = await self._readable(request.document_id, unit)
+        for item in document.attachments:
+            if item["attachment_id"] == request.attachment_id:
+                yield pb.GetAttachmentResponse(attachment=_ref(item))
+                async for chunk in self._attachments.download(request.attachment_id):
+                    yield pb.GetAttachmentResponse(chunk=chunk)
+                return
+        raise NotFound(
+            f"attachment_id: {request.document_id} has no attachment {request.attachment_id!r}"
+        )
 
     async def ListInbox(
         self, request: pb.ListInboxRequest, context: Context
@@ -99,16 +307,177 @@ class DocumentServicer(DocumentServiceServicer):
         size = page_size(request.page_size, default=50, maximum=200)
         token = decode_token(request.page_token)
         after = (datetime.fromisoformat(token[0]), token[1]) if len(token) == 2 else None
-        rows = await self._store.inbox_page(unit, after=after, limit=size + 1)
-        response = pb.ListInboxResponse()
-        for row in rows[:size]:
-            entry = response.entries.add(
-                delivery_id=row["_id"],
-                document=DocumentSummary.FromString(bytes(row["summary"])),
-                status_code=row["status_code"],
-            )
-            entry.delivered_at.FromDatetime(row["delivered_at"])
+        if not 0 <= request.min_priority <= 4:
+            raise InvalidArgument([FieldViolation("min_priority", "must be 0 to 4")])
+        rows = await self._store.inbox_page(
+            unit,
+            after=after,
+            limit=size + 1,
+            status_codes=list(request.status_codes),
+            min_priority=request.min_priority,
+            since=request.since.ToDatetime(UTC) if request.HasField("since") else None,
+            unread_only=request.unread_only,
+        )
+        response = pb.ListInboxResponse(entries=[_entry(row) for row in rows[:size]])
         if len(rows) > size:
             last = rows[size - 1]
             response.next_page_token = encode_token(last["delivered_at"].isoformat(), last["_id"])
         return response
+
+    async def WatchInbox(
+        self, request: pb.WatchInboxRequest, context: Context
+    ) -> AsyncIterator[pb.WatchInboxResponse]:
+        unit = caller_unit()
+        with self._hub.subscribe(unit) as queue:
+            sent: set[str] = set()
+            if request.HasField("since"):
+                rows = await self._store.inbox_page(
+                    unit,
+                    after=None,
+                    limit=1000,
+                    status_codes=[],
+                    min_priority=0,
+                    since=request.since.ToDatetime(UTC),
+                    unread_only=False,
+                )
+                for row in reversed(rows):  # oldest first, as they arrived
+                    sent.add(row["_id"])
+                    yield pb.WatchInboxResponse(entry=_entry(row))
+            async for entry in self._hub.drain(queue):
+                if entry.delivery_id not in sent:
+                    yield pb.WatchInboxResponse(entry=entry)
+
+    # --- status ---------------------------------------------------------------------------
+
+    async def AcknowledgeDelivery(
+        self, request: pb.AcknowledgeDeliveryRequest, context: Context
+    ) -> pb.AcknowledgeDeliveryResponse:
+        unit = caller_unit()
+        raw = await self._store.delivery(request.delivery_id)
+        if raw is None or raw.get("bounced"):
+            raise NotFound(f"delivery_id: no delivery {request.delivery_id!r}")
+        if raw["recipient_code"] != unit:
+            raise PermissionDenied(f"delivery {request.delivery_id} is not addressed to {unit}")
+        for _ in range(20):
+            latest = await self._store.current(request.delivery_id)
+            if latest is None:
+                raise NotFound(f"delivery_id: {request.delivery_id!r} has not arrived yet")
+            after = acknowledge(delivery_state(latest), request.status_code, request.description)
+            if await self._store.transition(
+                raw,
+                latest,
+                after,
+                reported=request.status_code,
+                description=request.description.strip(),
+                staff=request.staff.strip(),
+            ):
+                self._relays["deliveries"].wake()
+                return pb.AcknowledgeDeliveryResponse(
+                    delivery_id=request.delivery_id,
+                    status_code=after.status,
+                    recall_status=after.recall,
+                )
+            # another move won the race (another clerk, or a recall): decide again on it
+        raise FailedPrecondition("the delivery keeps changing; try again", reason="CONTENTION")
+
+    async def TrackDocument(
+        self, request: pb.TrackDocumentRequest, context: Context
+    ) -> pb.TrackDocumentResponse:
+        unit = caller_unit()
+        document = await self._store.get(request.document_id)
+        if document is None:
+            raise NotFound(f"document_id: no document {request.document_id!r}")
+        if document.summary.sender_code != unit:
+            raise PermissionDenied(f"only the sender tracks {request.document_id}")
+        response = pb.TrackDocumentResponse(document=document.summary, frozen=document.frozen)
+        for row in await self._store.deliveries_of(request.document_id):
+            track = response.recipients.add(
+                recipient_code=row["recipient_code"],
+                status_code=row["status_code"],
+                recall_status=row.get("recall_status", ""),
+                bounce_reason=row["bounce_reason"],
+            )
+            for item in await self._store.history(row["_id"]):
+                entry = track.history.add(
+                    status_code=item["code"], description=item["description"], staff=item["staff"]
+                )
+                entry.at.FromDatetime(item["at"])
+        return response
+
+    async def RecallDocument(
+        self, request: pb.RecallDocumentRequest, context: Context
+    ) -> pb.RecallDocumentResponse:
+        """Retry-safe: deliveries already asked are skipped."""
+        unit = caller_unit()
+        problems: list[FieldViolation] = []
+        if request.business_type not in RECALL_KINDS:
+            problems.append(FieldViolation("business_type", "must be RECALL, UPDATE or REPLACE"))
+        if not request.reason.strip():
+            problems.append(FieldViolation("reason", "is required"))
+        replacing = request.business_type == pb.BusinessType.BUSINESS_TYPE_REPLACE
+        if replacing and not request.replacement_document_id:
+            problems.append(FieldViolation("replacement_document_id", "is required to replace"))
+        if problems:
+            raise InvalidArgument(problems)
+        document = await self._store.get(request.document_id)
+        if document is None:
+            raise NotFound(f"document_id: no document {request.document_id!r}")
+        if document.summary.sender_code != unit:
+            raise PermissionDenied(f"only the sender recalls {request.document_id}")
+        if replacing:
+            replacement = await self._store.get(request.replacement_document_id)
+            if replacement is None or replacement.summary.sender_code != unit:
+                raise InvalidArgument(
+                    [FieldViolation("replacement_document_id", f"{unit} sent no such document")]
+                )
+        await self._store.freeze(
+            request.document_id,
+            {
+                "business_type": pb.BusinessType.Name(request.business_type),
+                "reason": request.reason.strip(),
+                "replacement_document_id": request.replacement_document_id,
+                "requested_at": datetime.now(UTC),
+            },
+        )
+        asked: list[str] = []
+        for row in await self._store.deliveries_of(request.document_id):
+            if row.get("bounced"):
+                continue
+            for _ in range(20):
+                latest = await self._store.current(row["_id"])
+                after = request_recall(delivery_state(latest)) if latest else None
+                if latest is None or after is None:
+                    break
+                if await self._store.transition(
+                    row, latest, after, reported="13", description=request.reason.strip(), staff=""
+                ):
+                    asked.append(row["recipient_code"])
+                    break
+        self._relays["deliveries"].wake()
+        return pb.RecallDocumentResponse(document_id=request.document_id, recipient_codes=asked)
+
+    async def VerifyAudit(
+        self, request: pb.VerifyAuditRequest, context: Context
+    ) -> pb.VerifyAuditResponse:
+        caller_unit()
+        report = await self._audit.verify()
+        return pb.VerifyAuditResponse(
+            intact=report.intact,
+            entries_checked=report.checked,
+            first_broken_entry=report.first_broken,
+            problem=report.problem,
+        )
+
+
+def _ref_doc(ref: AttachmentRef) -> Doc:
+    return {
+        "attachment_id": ref.attachment_id,
+        "name": ref.name,
+        "mime_type": ref.mime_type,
+        "size_bytes": ref.size_bytes,
+        "sha256": ref.sha256,
+    }
+
+
+def _ref(item: Doc) -> AttachmentRef:
+    return AttachmentRef(**item)

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 from datetime import date
 
-from lienthong.document.v1.document_service_pb2 import SubmitDocumentRequest
+from lienthong.document.v1.document_service_pb2 import (
+    Direction,
+    RegisterPaperDocumentRequest,
+    Secrecy,
+    SubmitDocumentRequest,
+)
 from lienthong_kit.codes import unit_code_problem
 from lienthong_kit.errors import Violations
 
-__all__ = ["DOCUMENT_TYPES", "parse_date", "validate_submission"]
+__all__ = ["DOCUMENT_TYPES", "parse_date", "validate_paper", "validate_submission"]
 
 # Decree 30/2020 Art. 7 notations; "" is Công văn, which has none.
 DOCUMENT_TYPES = frozenset(
@@ -25,6 +30,11 @@ DOCUMENT_TYPES = frozenset(
 MAX_NUMBER = 11
 MAX_NOTATION = 30
 MAX_SUBJECT = 500
+MAX_ATTACHMENTS = 50
+COMPETENCES = frozenset({"", "TM.", "Q.", "KT.", "TL.", "TUQ."})
+SECRET = frozenset(
+    {Secrecy.SECRECY_CONFIDENTIAL, Secrecy.SECRECY_SECRET, Secrecy.SECRECY_TOP_SECRET}
+)
 
 
 def parse_date(text: str) -> date | None:
@@ -68,9 +78,66 @@ def validate_submission(request: SubmitDocumentRequest, sender: str, today: date
         f"{request.document_type!r} is not a document type of Decree 30/2020 Art. 7",
     )
     v.require(0 <= request.priority <= 4, "priority", "must be 0 (thường) to 4 (hỏa tốc hẹn giờ)")
-    promulgated = parse_date(request.promulgation_date)
+    promulgated = _promulgation(v, request.promulgation_date, today)
+    if request.HasField("due_at") and promulgated is not None:
+        due = request.due_at.ToDatetime().date()
+        v.require(due >= promulgated, "due_at", f"{due} is before the promulgation date")
+    v.require(
+        request.secrecy not in SECRET,
+        "secrecy",
+        "secret documents (độ mật) are not exchanged over this network",
+    )
+    v.require(
+        request.signer.competence in COMPETENCES,
+        "signer.competence",
+        "must be one of TM., Q., KT., TL., TUQ. or empty",
+    )
+    for index, place in enumerate(request.to_places):
+        v.require(
+            bool(place.strip()) and len(place) <= 500, f"to_places[{index}]", "1 to 500 characters"
+        )
+    v.require(request.steering_type >= 0, "steering_type", "must not be negative")
+    ids = list(request.attachment_ids)
+    v.require(len(ids) <= MAX_ATTACHMENTS, "attachment_ids", f"at most {MAX_ATTACHMENTS}")
+    for index, attachment_id in enumerate(ids):
+        v.require(attachment_id not in ids[:index], f"attachment_ids[{index}]", "listed twice")
+    v.raise_if_any()
+
+
+def _promulgation(v: Violations, text: str, today: date) -> date | None:
+    promulgated = parse_date(text)
     if promulgated is None:
         v.add("promulgation_date", "must be a date yyyy-MM-dd")
     else:
         v.require(promulgated <= today, "promulgation_date", f"{promulgated} is in the future")
+    return promulgated
+
+
+def validate_paper(request: RegisterPaperDocumentRequest, today: date) -> None:
+    """Raise InvalidArgument naming every problem of a paper registration."""
+    v = Violations()
+    v.require(
+        request.direction in (Direction.DIRECTION_INCOMING, Direction.DIRECTION_OUTGOING),
+        "direction",
+        "must be INCOMING or OUTGOING",
+    )
+    v.require(bool(request.counterpart.strip()), "counterpart", "is required")
+    subject = request.subject.strip()
+    if v.require(bool(subject), "subject", "is required"):
+        v.require(len(subject) <= MAX_SUBJECT, "subject", f"at most {MAX_SUBJECT} characters")
+    v.require(
+        len(request.code.number) <= MAX_NUMBER, "code.number", f"at most {MAX_NUMBER} characters"
+    )
+    v.require(
+        len(request.code.notation) <= MAX_NOTATION,
+        "code.notation",
+        f"at most {MAX_NOTATION} characters",
+    )
+    v.require(
+        request.document_type in DOCUMENT_TYPES,
+        "document_type",
+        f"{request.document_type!r} is not a document type of Decree 30/2020 Art. 7",
+    )
+    if request.promulgation_date:
+        _promulgation(v, request.promulgation_date, today)
     v.raise_if_any()

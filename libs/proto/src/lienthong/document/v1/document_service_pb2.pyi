@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from lienthong.common.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -19,6 +20,176 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _Secrecy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SecrecyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Secrecy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SECRECY_UNSPECIFIED: _Secrecy.ValueType  # 0
+    SECRECY_NONE: _Secrecy.ValueType  # 1
+    """Not secret."""
+    SECRECY_CONFIDENTIAL: _Secrecy.ValueType  # 2
+    """Mật."""
+    SECRECY_SECRET: _Secrecy.ValueType  # 3
+    """Tối mật."""
+    SECRECY_TOP_SECRET: _Secrecy.ValueType  # 4
+    """Tuyệt mật."""
+
+class Secrecy(_Secrecy, metaclass=_SecrecyEnumTypeWrapper):
+    """Secrecy (độ mật). Secret documents are not exchanged over this network."""
+
+SECRECY_UNSPECIFIED: Secrecy.ValueType  # 0
+SECRECY_NONE: Secrecy.ValueType  # 1
+"""Not secret."""
+SECRECY_CONFIDENTIAL: Secrecy.ValueType  # 2
+"""Mật."""
+SECRECY_SECRET: Secrecy.ValueType  # 3
+"""Tối mật."""
+SECRECY_TOP_SECRET: Secrecy.ValueType  # 4
+"""Tuyệt mật."""
+Global___Secrecy: _TypeAlias = Secrecy  # noqa: Y015
+
+class _BusinessType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BusinessTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BusinessType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BUSINESS_TYPE_UNSPECIFIED: _BusinessType.ValueType  # 0
+    BUSINESS_TYPE_NEW: _BusinessType.ValueType  # 1
+    BUSINESS_TYPE_RECALL: _BusinessType.ValueType  # 2
+    BUSINESS_TYPE_UPDATE: _BusinessType.ValueType  # 3
+    BUSINESS_TYPE_REPLACE: _BusinessType.ValueType  # 4
+
+class BusinessType(_BusinessType, metaclass=_BusinessTypeEnumTypeWrapper):
+    """edXML business type of a document."""
+
+BUSINESS_TYPE_UNSPECIFIED: BusinessType.ValueType  # 0
+BUSINESS_TYPE_NEW: BusinessType.ValueType  # 1
+BUSINESS_TYPE_RECALL: BusinessType.ValueType  # 2
+BUSINESS_TYPE_UPDATE: BusinessType.ValueType  # 3
+BUSINESS_TYPE_REPLACE: BusinessType.ValueType  # 4
+Global___BusinessType: _TypeAlias = BusinessType  # noqa: Y015
+
+class _Direction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DirectionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Direction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DIRECTION_UNSPECIFIED: _Direction.ValueType  # 0
+    DIRECTION_INCOMING: _Direction.ValueType  # 1
+    """Received on paper (văn bản đến bản giấy)."""
+    DIRECTION_OUTGOING: _Direction.ValueType  # 2
+    """Sent on paper (văn bản đi bản giấy)."""
+
+class Direction(_Direction, metaclass=_DirectionEnumTypeWrapper):
+    """Direction of a paper document for its registering unit."""
+
+DIRECTION_UNSPECIFIED: Direction.ValueType  # 0
+DIRECTION_INCOMING: Direction.ValueType  # 1
+"""Received on paper (văn bản đến bản giấy)."""
+DIRECTION_OUTGOING: Direction.ValueType  # 2
+"""Sent on paper (văn bản đi bản giấy)."""
+Global___Direction: _TypeAlias = Direction  # noqa: Y015
+
+@_typing.final
+class SignerInfo(_message.Message):
+    """SignerInfo of edXML."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMPETENCE_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    FULL_NAME_FIELD_NUMBER: _builtins.int
+    competence: _builtins.str
+    """TM., Q., KT., TL., TUQ. or empty."""
+    position: _builtins.str
+    full_name: _builtins.str
+    def __init__(
+        self,
+        *,
+        competence: _builtins.str = ...,
+        position: _builtins.str = ...,
+        full_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["competence", b"competence", "full_name", b"full_name", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignerInfo: _TypeAlias = SignerInfo  # noqa: Y015
+
+@_typing.final
+class UploadAttachmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    @_builtins.property
+    def header(self) -> Global___AttachmentHeader: ...
+    def __init__(
+        self,
+        *,
+        header: Global___AttachmentHeader | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___UploadAttachmentRequest: _TypeAlias = UploadAttachmentRequest  # noqa: Y015
+
+@_typing.final
+class AttachmentHeader(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MIME_TYPE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    mime_type: _builtins.str
+    """application/pdf and the office formats agencies use."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        mime_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mime_type", b"mime_type", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachmentHeader: _TypeAlias = AttachmentHeader  # noqa: Y015
+
+@_typing.final
+class UploadAttachmentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def attachment(self) -> _common_pb2.AttachmentRef: ...
+    def __init__(
+        self,
+        *,
+        attachment: _common_pb2.AttachmentRef | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadAttachmentResponse: _TypeAlias = UploadAttachmentResponse  # noqa: Y015
 
 @_typing.final
 class SubmitDocumentRequest(_message.Message):
@@ -33,6 +204,13 @@ class SubmitDocumentRequest(_message.Message):
     PRIORITY_FIELD_NUMBER: _builtins.int
     PROMULGATION_DATE_FIELD_NUMBER: _builtins.int
     DUE_AT_FIELD_NUMBER: _builtins.int
+    TO_PLACES_FIELD_NUMBER: _builtins.int
+    PROMULGATION_PLACE_FIELD_NUMBER: _builtins.int
+    SIGNER_FIELD_NUMBER: _builtins.int
+    STEERING_TYPE_FIELD_NUMBER: _builtins.int
+    RESPONSE_FOR_FIELD_NUMBER: _builtins.int
+    SECRECY_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_IDS_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     """A retry with the same key returns the first result."""
     document_type: _builtins.str
@@ -40,12 +218,28 @@ class SubmitDocumentRequest(_message.Message):
     content_summary: _builtins.str
     priority: _builtins.int
     promulgation_date: _builtins.str
+    promulgation_place: _builtins.str
+    steering_type: _builtins.int
+    """SteeringType of edXML (0 none, 1 directive, 2 report, ...), passed through."""
+    response_for: _builtins.str
+    """The document this one answers (a platform document id), if any."""
+    secrecy: Global___Secrecy.ValueType
     @_builtins.property
     def recipients(self) -> _common_pb2.Recipients: ...
     @_builtins.property
     def code(self) -> _common_pb2.DocumentCode: ...
     @_builtins.property
     def due_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def to_places(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Copies to (ToPlaces): named for information, not addressed."""
+
+    @_builtins.property
+    def signer(self) -> Global___SignerInfo: ...
+    @_builtins.property
+    def attachment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Attachments uploaded with UploadAttachment by the same unit."""
+
     def __init__(
         self,
         *,
@@ -58,10 +252,17 @@ class SubmitDocumentRequest(_message.Message):
         priority: _builtins.int = ...,
         promulgation_date: _builtins.str = ...,
         due_at: _timestamp_pb2.Timestamp | None = ...,
+        to_places: _abc.Iterable[_builtins.str] | None = ...,
+        promulgation_place: _builtins.str = ...,
+        signer: Global___SignerInfo | None = ...,
+        steering_type: _builtins.int = ...,
+        response_for: _builtins.str = ...,
+        secrecy: Global___Secrecy.ValueType = ...,
+        attachment_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "due_at", b"due_at", "recipients", b"recipients"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "due_at", b"due_at", "recipients", b"recipients", "signer", b"signer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "content_summary", b"content_summary", "document_type", b"document_type", "due_at", b"due_at", "idempotency_key", b"idempotency_key", "priority", b"priority", "promulgation_date", b"promulgation_date", "recipients", b"recipients", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_ids", b"attachment_ids", "code", b"code", "content_summary", b"content_summary", "document_type", b"document_type", "due_at", b"due_at", "idempotency_key", b"idempotency_key", "priority", b"priority", "promulgation_date", b"promulgation_date", "promulgation_place", b"promulgation_place", "recipients", b"recipients", "response_for", b"response_for", "secrecy", b"secrecy", "signer", b"signer", "steering_type", b"steering_type", "subject", b"subject", "to_places", b"to_places"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -86,6 +287,118 @@ class SubmitDocumentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubmitDocumentResponse: _TypeAlias = SubmitDocumentResponse  # noqa: Y015
+
+@_typing.final
+class ReserveNumberRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIES_FIELD_NUMBER: _builtins.int
+    series: _builtins.str
+    """The numbering series, e.g. "QĐ-UBND"; each series counts on its own."""
+    def __init__(
+        self,
+        *,
+        series: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["series", b"series"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReserveNumberRequest: _TypeAlias = ReserveNumberRequest  # noqa: Y015
+
+@_typing.final
+class ReserveNumberResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIES_FIELD_NUMBER: _builtins.int
+    YEAR_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    series: _builtins.str
+    year: _builtins.int
+    number: _builtins.str
+    """The reserved number, formatted with at least two digits ("01", "02", ...)."""
+    def __init__(
+        self,
+        *,
+        series: _builtins.str = ...,
+        year: _builtins.int = ...,
+        number: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["number", b"number", "series", b"series", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReserveNumberResponse: _TypeAlias = ReserveNumberResponse  # noqa: Y015
+
+@_typing.final
+class RegisterPaperDocumentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    COUNTERPART_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    DOCUMENT_TYPE_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    PROMULGATION_DATE_FIELD_NUMBER: _builtins.int
+    REGISTERED_AT_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    direction: Global___Direction.ValueType
+    counterpart: _builtins.str
+    """The other party: the sender of an incoming document, a recipient of an outgoing one. May
+    be outside the registry (a citizen, a company): then free text.
+    """
+    document_type: _builtins.str
+    subject: _builtins.str
+    promulgation_date: _builtins.str
+    @_builtins.property
+    def code(self) -> _common_pb2.DocumentCode: ...
+    @_builtins.property
+    def registered_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was received or sent; defaults to now."""
+
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        direction: Global___Direction.ValueType = ...,
+        counterpart: _builtins.str = ...,
+        code: _common_pb2.DocumentCode | None = ...,
+        document_type: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        promulgation_date: _builtins.str = ...,
+        registered_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "registered_at", b"registered_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "counterpart", b"counterpart", "direction", b"direction", "document_type", b"document_type", "idempotency_key", b"idempotency_key", "promulgation_date", b"promulgation_date", "registered_at", b"registered_at", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterPaperDocumentRequest: _TypeAlias = RegisterPaperDocumentRequest  # noqa: Y015
+
+@_typing.final
+class RegisterPaperDocumentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAPER_DOCUMENT_ID_FIELD_NUMBER: _builtins.int
+    paper_document_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        paper_document_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["paper_document_id", b"paper_document_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterPaperDocumentResponse: _TypeAlias = RegisterPaperDocumentResponse  # noqa: Y015
 
 @_typing.final
 class GetDocumentRequest(_message.Message):
@@ -114,15 +427,33 @@ class GetDocumentResponse(_message.Message):
     RECIPIENTS_FIELD_NUMBER: _builtins.int
     CONTENT_SUMMARY_FIELD_NUMBER: _builtins.int
     RECIPIENT_STATES_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
+    TO_PLACES_FIELD_NUMBER: _builtins.int
+    PROMULGATION_PLACE_FIELD_NUMBER: _builtins.int
+    SIGNER_FIELD_NUMBER: _builtins.int
+    STEERING_TYPE_FIELD_NUMBER: _builtins.int
+    RESPONSE_FOR_FIELD_NUMBER: _builtins.int
+    FROZEN_FIELD_NUMBER: _builtins.int
     content_summary: _builtins.str
+    promulgation_place: _builtins.str
+    steering_type: _builtins.int
+    response_for: _builtins.str
+    frozen: _builtins.bool
+    """The sender's copy is frozen once a recall was requested."""
     @_builtins.property
     def document(self) -> _common_pb2.DocumentSummary: ...
     @_builtins.property
     def recipients(self) -> _common_pb2.Recipients: ...
     @_builtins.property
     def recipient_states(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecipientState]:
-        """Each recipient's delivery state as the sender sees it."""
+        """Each recipient's delivery state as the sender sees it (empty for a recipient)."""
 
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.AttachmentRef]: ...
+    @_builtins.property
+    def to_places(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def signer(self) -> Global___SignerInfo: ...
     def __init__(
         self,
         *,
@@ -130,10 +461,17 @@ class GetDocumentResponse(_message.Message):
         recipients: _common_pb2.Recipients | None = ...,
         content_summary: _builtins.str = ...,
         recipient_states: _abc.Iterable[Global___RecipientState] | None = ...,
+        attachments: _abc.Iterable[_common_pb2.AttachmentRef] | None = ...,
+        to_places: _abc.Iterable[_builtins.str] | None = ...,
+        promulgation_place: _builtins.str = ...,
+        signer: Global___SignerInfo | None = ...,
+        steering_type: _builtins.int = ...,
+        response_for: _builtins.str = ...,
+        frozen: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "recipients", b"recipients"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "recipients", b"recipients", "signer", b"signer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_summary", b"content_summary", "document", b"document", "recipient_states", b"recipient_states", "recipients", b"recipients"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "content_summary", b"content_summary", "document", b"document", "frozen", b"frozen", "promulgation_place", b"promulgation_place", "recipient_states", b"recipient_states", "recipients", b"recipients", "response_for", b"response_for", "signer", b"signer", "steering_type", b"steering_type", "to_places", b"to_places"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -146,25 +484,76 @@ class RecipientState(_message.Message):
     RECIPIENT_CODE_FIELD_NUMBER: _builtins.int
     STATUS_CODE_FIELD_NUMBER: _builtins.int
     BOUNCE_REASON_FIELD_NUMBER: _builtins.int
+    RECALL_STATUS_FIELD_NUMBER: _builtins.int
     recipient_code: _builtins.str
     status_code: _builtins.str
-    """edXML status code, e.g. "01" arrived; empty while in transit."""
+    """edXML status code, e.g. "01" arrived; empty while in transit or when bounced."""
     bounce_reason: _builtins.str
     """Set when the delivery bounced."""
+    recall_status: _builtins.str
+    """Recall flow: "" none, "13" requested, "15" accepted, "16" refused."""
     def __init__(
         self,
         *,
         recipient_code: _builtins.str = ...,
         status_code: _builtins.str = ...,
         bounce_reason: _builtins.str = ...,
+        recall_status: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bounce_reason", b"bounce_reason", "recipient_code", b"recipient_code", "status_code", b"status_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bounce_reason", b"bounce_reason", "recall_status", b"recall_status", "recipient_code", b"recipient_code", "status_code", b"status_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecipientState: _TypeAlias = RecipientState  # noqa: Y015
+
+@_typing.final
+class GetAttachmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_ID_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_ID_FIELD_NUMBER: _builtins.int
+    document_id: _builtins.str
+    attachment_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        document_id: _builtins.str = ...,
+        attachment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_id", b"attachment_id", "document_id", b"document_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAttachmentRequest: _TypeAlias = GetAttachmentRequest  # noqa: Y015
+
+@_typing.final
+class GetAttachmentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENT_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    @_builtins.property
+    def attachment(self) -> _common_pb2.AttachmentRef: ...
+    def __init__(
+        self,
+        *,
+        attachment: _common_pb2.AttachmentRef | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "chunk", b"chunk", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "chunk", b"chunk", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["attachment", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___GetAttachmentResponse: _TypeAlias = GetAttachmentResponse  # noqa: Y015
 
 @_typing.final
 class ListInboxRequest(_message.Message):
@@ -172,18 +561,38 @@ class ListInboxRequest(_message.Message):
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATUS_CODES_FIELD_NUMBER: _builtins.int
+    MIN_PRIORITY_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNREAD_ONLY_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most 200; 0 means 50."""
     page_token: _builtins.str
+    min_priority: _builtins.int
+    """Only deliveries of at least this urgency (0-4)."""
+    unread_only: _builtins.bool
+    """Only deliveries the recipient has not opened yet."""
+    @_builtins.property
+    def status_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only deliveries whose current status is one of these codes."""
+
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """Only deliveries that arrived at or after this moment."""
+
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        status_codes: _abc.Iterable[_builtins.str] | None = ...,
+        min_priority: _builtins.int = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        unread_only: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_priority", b"min_priority", "page_size", b"page_size", "page_token", b"page_token", "since", b"since", "status_codes", b"status_codes", "unread_only", b"unread_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -220,8 +629,13 @@ class InboxEntry(_message.Message):
     DOCUMENT_FIELD_NUMBER: _builtins.int
     STATUS_CODE_FIELD_NUMBER: _builtins.int
     DELIVERED_AT_FIELD_NUMBER: _builtins.int
+    READ_FIELD_NUMBER: _builtins.int
+    RECALL_STATUS_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     status_code: _builtins.str
+    read: _builtins.bool
+    recall_status: _builtins.str
+    """"13" while the sender asks to recall it; "16" once the recall was refused."""
     @_builtins.property
     def document(self) -> _common_pb2.DocumentSummary: ...
     @_builtins.property
@@ -233,11 +647,319 @@ class InboxEntry(_message.Message):
         document: _common_pb2.DocumentSummary | None = ...,
         status_code: _builtins.str = ...,
         delivered_at: _timestamp_pb2.Timestamp | None = ...,
+        read: _builtins.bool = ...,
+        recall_status: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["delivered_at", b"delivered_at", "document", b"document"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivered_at", b"delivered_at", "delivery_id", b"delivery_id", "document", b"document", "status_code", b"status_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivered_at", b"delivered_at", "delivery_id", b"delivery_id", "document", b"document", "read", b"read", "recall_status", b"recall_status", "status_code", b"status_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___InboxEntry: _TypeAlias = InboxEntry  # noqa: Y015
+
+@_typing.final
+class WatchInboxRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """First replay what arrived at or after this moment (unset: live only)."""
+
+    def __init__(
+        self,
+        *,
+        since: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchInboxRequest: _TypeAlias = WatchInboxRequest  # noqa: Y015
+
+@_typing.final
+class WatchInboxResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entry(self) -> Global___InboxEntry: ...
+    def __init__(
+        self,
+        *,
+        entry: Global___InboxEntry | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchInboxResponse: _TypeAlias = WatchInboxResponse  # noqa: Y015
+
+@_typing.final
+class AcknowledgeDeliveryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    STATUS_CODE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    STAFF_FIELD_NUMBER: _builtins.int
+    delivery_id: _builtins.str
+    status_code: _builtins.str
+    """02 refused, 03 registered, 04 assigned, 05 in progress, 06 done, 15 recall accepted,
+    16 recall refused.
+    """
+    description: _builtins.str
+    """Required for 02 and 16: why."""
+    staff: _builtins.str
+    """Who acted (full name or account)."""
+    def __init__(
+        self,
+        *,
+        delivery_id: _builtins.str = ...,
+        status_code: _builtins.str = ...,
+        description: _builtins.str = ...,
+        staff: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "description", b"description", "staff", b"staff", "status_code", b"status_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeDeliveryRequest: _TypeAlias = AcknowledgeDeliveryRequest  # noqa: Y015
+
+@_typing.final
+class AcknowledgeDeliveryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    STATUS_CODE_FIELD_NUMBER: _builtins.int
+    RECALL_STATUS_FIELD_NUMBER: _builtins.int
+    delivery_id: _builtins.str
+    status_code: _builtins.str
+    recall_status: _builtins.str
+    def __init__(
+        self,
+        *,
+        delivery_id: _builtins.str = ...,
+        status_code: _builtins.str = ...,
+        recall_status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "recall_status", b"recall_status", "status_code", b"status_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeDeliveryResponse: _TypeAlias = AcknowledgeDeliveryResponse  # noqa: Y015
+
+@_typing.final
+class TrackDocumentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_ID_FIELD_NUMBER: _builtins.int
+    document_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        document_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrackDocumentRequest: _TypeAlias = TrackDocumentRequest  # noqa: Y015
+
+@_typing.final
+class TrackDocumentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    RECIPIENTS_FIELD_NUMBER: _builtins.int
+    FROZEN_FIELD_NUMBER: _builtins.int
+    frozen: _builtins.bool
+    @_builtins.property
+    def document(self) -> _common_pb2.DocumentSummary: ...
+    @_builtins.property
+    def recipients(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecipientTrack]: ...
+    def __init__(
+        self,
+        *,
+        document: _common_pb2.DocumentSummary | None = ...,
+        recipients: _abc.Iterable[Global___RecipientTrack] | None = ...,
+        frozen: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "frozen", b"frozen", "recipients", b"recipients"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrackDocumentResponse: _TypeAlias = TrackDocumentResponse  # noqa: Y015
+
+@_typing.final
+class RecipientTrack(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECIPIENT_CODE_FIELD_NUMBER: _builtins.int
+    STATUS_CODE_FIELD_NUMBER: _builtins.int
+    RECALL_STATUS_FIELD_NUMBER: _builtins.int
+    BOUNCE_REASON_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
+    recipient_code: _builtins.str
+    status_code: _builtins.str
+    recall_status: _builtins.str
+    bounce_reason: _builtins.str
+    @_builtins.property
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatusEntry]: ...
+    def __init__(
+        self,
+        *,
+        recipient_code: _builtins.str = ...,
+        status_code: _builtins.str = ...,
+        recall_status: _builtins.str = ...,
+        bounce_reason: _builtins.str = ...,
+        history: _abc.Iterable[Global___StatusEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bounce_reason", b"bounce_reason", "history", b"history", "recall_status", b"recall_status", "recipient_code", b"recipient_code", "status_code", b"status_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecipientTrack: _TypeAlias = RecipientTrack  # noqa: Y015
+
+@_typing.final
+class StatusEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_CODE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    STAFF_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    status_code: _builtins.str
+    description: _builtins.str
+    staff: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        status_code: _builtins.str = ...,
+        description: _builtins.str = ...,
+        staff: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "description", b"description", "staff", b"staff", "status_code", b"status_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatusEntry: _TypeAlias = StatusEntry  # noqa: Y015
+
+@_typing.final
+class RecallDocumentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_ID_FIELD_NUMBER: _builtins.int
+    BUSINESS_TYPE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REPLACEMENT_DOCUMENT_ID_FIELD_NUMBER: _builtins.int
+    document_id: _builtins.str
+    business_type: Global___BusinessType.ValueType
+    """RECALL, UPDATE or REPLACE."""
+    reason: _builtins.str
+    replacement_document_id: _builtins.str
+    """For REPLACE: the new document."""
+    def __init__(
+        self,
+        *,
+        document_id: _builtins.str = ...,
+        business_type: Global___BusinessType.ValueType = ...,
+        reason: _builtins.str = ...,
+        replacement_document_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_type", b"business_type", "document_id", b"document_id", "reason", b"reason", "replacement_document_id", b"replacement_document_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecallDocumentRequest: _TypeAlias = RecallDocumentRequest  # noqa: Y015
+
+@_typing.final
+class RecallDocumentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_ID_FIELD_NUMBER: _builtins.int
+    RECIPIENT_CODES_FIELD_NUMBER: _builtins.int
+    document_id: _builtins.str
+    @_builtins.property
+    def recipient_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Recipients asked (those not yet recalled, refused or bounced)."""
+
+    def __init__(
+        self,
+        *,
+        document_id: _builtins.str = ...,
+        recipient_codes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id", "recipient_codes", b"recipient_codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecallDocumentResponse: _TypeAlias = RecallDocumentResponse  # noqa: Y015
+
+@_typing.final
+class VerifyAuditRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyAuditRequest: _TypeAlias = VerifyAuditRequest  # noqa: Y015
+
+@_typing.final
+class VerifyAuditResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTACT_FIELD_NUMBER: _builtins.int
+    ENTRIES_CHECKED_FIELD_NUMBER: _builtins.int
+    FIRST_BROKEN_ENTRY_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    intact: _builtins.bool
+    entries_checked: _builtins.int
+    first_broken_entry: _builtins.str
+    """The first entry whose hash or link does not match, if any."""
+    problem: _builtins.str
+    def __init__(
+        self,
+        *,
+        intact: _builtins.bool = ...,
+        entries_checked: _builtins.int = ...,
+        first_broken_entry: _builtins.str = ...,
+        problem: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries_checked", b"entries_checked", "first_broken_entry", b"first_broken_entry", "intact", b"intact", "problem", b"problem"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyAuditResponse: _TypeAlias = VerifyAuditResponse  # noqa: Y015

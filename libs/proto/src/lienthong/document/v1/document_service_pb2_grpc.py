@@ -26,8 +26,10 @@ if _version_not_supported:
 
 
 class DocumentServiceStub(object):
-    """Agency-facing API: send documents, read the inbox. The caller's unit comes from its mTLS
-    client certificate (or, in dev mode, the x-lienthong-unit metadata header).
+    """Agency-facing API: send documents, read the inbox, acknowledge, track, recall. The caller's
+    unit comes from its mTLS client certificate (or, in dev mode, the x-lienthong-unit header);
+    a unit submits only as itself and reads only its own inbox and the documents it sent or
+    received.
     """
 
     def __init__(self, channel):
@@ -36,27 +38,82 @@ class DocumentServiceStub(object):
         Args:
             channel: A grpc.Channel.
         """
+        self.UploadAttachment = channel.stream_unary(
+                '/lienthong.document.v1.DocumentService/UploadAttachment',
+                request_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.UploadAttachmentRequest.SerializeToString,
+                response_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.UploadAttachmentResponse.FromString,
+                _registered_method=True)
         self.SubmitDocument = channel.unary_unary(
                 '/lienthong.document.v1.DocumentService/SubmitDocument',
                 request_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.SubmitDocumentRequest.SerializeToString,
                 response_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.SubmitDocumentResponse.FromString,
+                _registered_method=True)
+        self.ReserveNumber = channel.unary_unary(
+                '/lienthong.document.v1.DocumentService/ReserveNumber',
+                request_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ReserveNumberRequest.SerializeToString,
+                response_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ReserveNumberResponse.FromString,
+                _registered_method=True)
+        self.RegisterPaperDocument = channel.unary_unary(
+                '/lienthong.document.v1.DocumentService/RegisterPaperDocument',
+                request_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.RegisterPaperDocumentRequest.SerializeToString,
+                response_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.RegisterPaperDocumentResponse.FromString,
                 _registered_method=True)
         self.GetDocument = channel.unary_unary(
                 '/lienthong.document.v1.DocumentService/GetDocument',
                 request_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.GetDocumentRequest.SerializeToString,
                 response_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.GetDocumentResponse.FromString,
                 _registered_method=True)
+        self.GetAttachment = channel.unary_stream(
+                '/lienthong.document.v1.DocumentService/GetAttachment',
+                request_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.GetAttachmentRequest.SerializeToString,
+                response_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.GetAttachmentResponse.FromString,
+                _registered_method=True)
         self.ListInbox = channel.unary_unary(
                 '/lienthong.document.v1.DocumentService/ListInbox',
                 request_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ListInboxRequest.SerializeToString,
                 response_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ListInboxResponse.FromString,
                 _registered_method=True)
+        self.WatchInbox = channel.unary_stream(
+                '/lienthong.document.v1.DocumentService/WatchInbox',
+                request_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.WatchInboxRequest.SerializeToString,
+                response_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.WatchInboxResponse.FromString,
+                _registered_method=True)
+        self.AcknowledgeDelivery = channel.unary_unary(
+                '/lienthong.document.v1.DocumentService/AcknowledgeDelivery',
+                request_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.AcknowledgeDeliveryRequest.SerializeToString,
+                response_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.AcknowledgeDeliveryResponse.FromString,
+                _registered_method=True)
+        self.TrackDocument = channel.unary_unary(
+                '/lienthong.document.v1.DocumentService/TrackDocument',
+                request_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.TrackDocumentRequest.SerializeToString,
+                response_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.TrackDocumentResponse.FromString,
+                _registered_method=True)
+        self.RecallDocument = channel.unary_unary(
+                '/lienthong.document.v1.DocumentService/RecallDocument',
+                request_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.RecallDocumentRequest.SerializeToString,
+                response_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.RecallDocumentResponse.FromString,
+                _registered_method=True)
+        self.VerifyAudit = channel.unary_unary(
+                '/lienthong.document.v1.DocumentService/VerifyAudit',
+                request_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.VerifyAuditRequest.SerializeToString,
+                response_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.VerifyAuditResponse.FromString,
+                _registered_method=True)
 
 
 class DocumentServiceServicer(object):
-    """Agency-facing API: send documents, read the inbox. The caller's unit comes from its mTLS
-    client certificate (or, in dev mode, the x-lienthong-unit metadata header).
+    """Agency-facing API: send documents, read the inbox, acknowledge, track, recall. The caller's
+    unit comes from its mTLS client certificate (or, in dev mode, the x-lienthong-unit header);
+    a unit submits only as itself and reads only its own inbox and the documents it sent or
+    received.
     """
+
+    def UploadAttachment(self, request_iterator, context):
+        """Upload one attachment in chunks (first message: metadata; then bytes). The result is
+        referenced by SubmitDocument; an attachment not used within a day may be removed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def SubmitDocument(self, request, context):
         """Submit an outgoing document (văn bản đi) from the caller's unit.
@@ -65,8 +122,31 @@ class DocumentServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReserveNumber(self, request, context):
+        """Reserve the next outgoing number of a series for the current year (restarts at 1 on
+        1 January, Vietnam time).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterPaperDocument(self, request, context):
+        """Record a document received or sent on paper, so the network share can be computed. It
+        never enters an inbox.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetDocument(self, request, context):
-        """Read a document the caller's unit sent or received.
+        """Read a document the caller's unit sent or received (a recipient's read marks it read).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAttachment(self, request, context):
+        """Stream an attachment's bytes; the first message carries its SHA-256 to check.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -79,23 +159,103 @@ class DocumentServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchInbox(self, request, context):
+        """New deliveries to the caller's inbox as they are routed (after any backlog since `since`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeDelivery(self, request, context):
+        """The recipient moves a delivery along the edXML status codes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TrackDocument(self, request, context):
+        """The sender's view: each recipient's current status and full history.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecallDocument(self, request, context):
+        """The sender asks every recipient to let a document be recalled, updated or replaced (13).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyAudit(self, request, context):
+        """Recompute the audit hash chains; name the first broken link, if any.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DocumentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'UploadAttachment': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadAttachment,
+                    request_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.UploadAttachmentRequest.FromString,
+                    response_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.UploadAttachmentResponse.SerializeToString,
+            ),
             'SubmitDocument': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitDocument,
                     request_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.SubmitDocumentRequest.FromString,
                     response_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.SubmitDocumentResponse.SerializeToString,
+            ),
+            'ReserveNumber': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReserveNumber,
+                    request_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ReserveNumberRequest.FromString,
+                    response_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ReserveNumberResponse.SerializeToString,
+            ),
+            'RegisterPaperDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterPaperDocument,
+                    request_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.RegisterPaperDocumentRequest.FromString,
+                    response_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.RegisterPaperDocumentResponse.SerializeToString,
             ),
             'GetDocument': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDocument,
                     request_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.GetDocumentRequest.FromString,
                     response_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.GetDocumentResponse.SerializeToString,
             ),
+            'GetAttachment': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetAttachment,
+                    request_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.GetAttachmentRequest.FromString,
+                    response_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.GetAttachmentResponse.SerializeToString,
+            ),
             'ListInbox': grpc.unary_unary_rpc_method_handler(
                     servicer.ListInbox,
                     request_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ListInboxRequest.FromString,
                     response_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ListInboxResponse.SerializeToString,
+            ),
+            'WatchInbox': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchInbox,
+                    request_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.WatchInboxRequest.FromString,
+                    response_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.WatchInboxResponse.SerializeToString,
+            ),
+            'AcknowledgeDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeDelivery,
+                    request_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.AcknowledgeDeliveryRequest.FromString,
+                    response_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.AcknowledgeDeliveryResponse.SerializeToString,
+            ),
+            'TrackDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrackDocument,
+                    request_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.TrackDocumentRequest.FromString,
+                    response_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.TrackDocumentResponse.SerializeToString,
+            ),
+            'RecallDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecallDocument,
+                    request_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.RecallDocumentRequest.FromString,
+                    response_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.RecallDocumentResponse.SerializeToString,
+            ),
+            'VerifyAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyAudit,
+                    request_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.VerifyAuditRequest.FromString,
+                    response_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.VerifyAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -106,9 +266,38 @@ def add_DocumentServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class DocumentService(object):
-    """Agency-facing API: send documents, read the inbox. The caller's unit comes from its mTLS
-    client certificate (or, in dev mode, the x-lienthong-unit metadata header).
+    """Agency-facing API: send documents, read the inbox, acknowledge, track, recall. The caller's
+    unit comes from its mTLS client certificate (or, in dev mode, the x-lienthong-unit header);
+    a unit submits only as itself and reads only its own inbox and the documents it sent or
+    received.
     """
+
+    @staticmethod
+    def UploadAttachment(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/lienthong.document.v1.DocumentService/UploadAttachment',
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.UploadAttachmentRequest.SerializeToString,
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.UploadAttachmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def SubmitDocument(request,
@@ -127,6 +316,60 @@ class DocumentService(object):
             '/lienthong.document.v1.DocumentService/SubmitDocument',
             lienthong_dot_document_dot_v1_dot_document__service__pb2.SubmitDocumentRequest.SerializeToString,
             lienthong_dot_document_dot_v1_dot_document__service__pb2.SubmitDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReserveNumber(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.document.v1.DocumentService/ReserveNumber',
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.ReserveNumberRequest.SerializeToString,
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.ReserveNumberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterPaperDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.document.v1.DocumentService/RegisterPaperDocument',
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.RegisterPaperDocumentRequest.SerializeToString,
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.RegisterPaperDocumentResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -165,6 +408,33 @@ class DocumentService(object):
             _registered_method=True)
 
     @staticmethod
+    def GetAttachment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lienthong.document.v1.DocumentService/GetAttachment',
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.GetAttachmentRequest.SerializeToString,
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.GetAttachmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListInbox(request,
             target,
             options=(),
@@ -181,6 +451,141 @@ class DocumentService(object):
             '/lienthong.document.v1.DocumentService/ListInbox',
             lienthong_dot_document_dot_v1_dot_document__service__pb2.ListInboxRequest.SerializeToString,
             lienthong_dot_document_dot_v1_dot_document__service__pb2.ListInboxResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchInbox(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lienthong.document.v1.DocumentService/WatchInbox',
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.WatchInboxRequest.SerializeToString,
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.WatchInboxResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.document.v1.DocumentService/AcknowledgeDelivery',
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.AcknowledgeDeliveryRequest.SerializeToString,
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.AcknowledgeDeliveryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrackDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.document.v1.DocumentService/TrackDocument',
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.TrackDocumentRequest.SerializeToString,
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.TrackDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecallDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.document.v1.DocumentService/RecallDocument',
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.RecallDocumentRequest.SerializeToString,
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.RecallDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.document.v1.DocumentService/VerifyAudit',
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.VerifyAuditRequest.SerializeToString,
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.VerifyAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

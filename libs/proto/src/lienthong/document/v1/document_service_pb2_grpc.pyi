@@ -27,39 +27,103 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class DocumentServiceStub:
-    """Agency-facing API: send documents, read the inbox. The caller's unit comes from its mTLS
-    client certificate (or, in dev mode, the x-lienthong-unit metadata header).
+    """Agency-facing API: send documents, read the inbox, acknowledge, track, recall. The caller's
+    unit comes from its mTLS client certificate (or, in dev mode, the x-lienthong-unit header);
+    a unit submits only as itself and reads only its own inbox and the documents it sent or
+    received.
     """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> DocumentServiceAsyncStub: ...
+    UploadAttachment: _grpc.StreamUnaryMultiCallable[_document_service_pb2.UploadAttachmentRequest, _document_service_pb2.UploadAttachmentResponse]
+    """Upload one attachment in chunks (first message: metadata; then bytes). The result is
+    referenced by SubmitDocument; an attachment not used within a day may be removed.
+    """
     SubmitDocument: _grpc.UnaryUnaryMultiCallable[_document_service_pb2.SubmitDocumentRequest, _document_service_pb2.SubmitDocumentResponse]
     """Submit an outgoing document (văn bản đi) from the caller's unit."""
+    ReserveNumber: _grpc.UnaryUnaryMultiCallable[_document_service_pb2.ReserveNumberRequest, _document_service_pb2.ReserveNumberResponse]
+    """Reserve the next outgoing number of a series for the current year (restarts at 1 on
+    1 January, Vietnam time).
+    """
+    RegisterPaperDocument: _grpc.UnaryUnaryMultiCallable[_document_service_pb2.RegisterPaperDocumentRequest, _document_service_pb2.RegisterPaperDocumentResponse]
+    """Record a document received or sent on paper, so the network share can be computed. It
+    never enters an inbox.
+    """
     GetDocument: _grpc.UnaryUnaryMultiCallable[_document_service_pb2.GetDocumentRequest, _document_service_pb2.GetDocumentResponse]
-    """Read a document the caller's unit sent or received."""
+    """Read a document the caller's unit sent or received (a recipient's read marks it read)."""
+    GetAttachment: _grpc.UnaryStreamMultiCallable[_document_service_pb2.GetAttachmentRequest, _document_service_pb2.GetAttachmentResponse]
+    """Stream an attachment's bytes; the first message carries its SHA-256 to check."""
     ListInbox: _grpc.UnaryUnaryMultiCallable[_document_service_pb2.ListInboxRequest, _document_service_pb2.ListInboxResponse]
     """The caller's inbox (văn bản đến), newest first."""
+    WatchInbox: _grpc.UnaryStreamMultiCallable[_document_service_pb2.WatchInboxRequest, _document_service_pb2.WatchInboxResponse]
+    """New deliveries to the caller's inbox as they are routed (after any backlog since `since`)."""
+    AcknowledgeDelivery: _grpc.UnaryUnaryMultiCallable[_document_service_pb2.AcknowledgeDeliveryRequest, _document_service_pb2.AcknowledgeDeliveryResponse]
+    """The recipient moves a delivery along the edXML status codes."""
+    TrackDocument: _grpc.UnaryUnaryMultiCallable[_document_service_pb2.TrackDocumentRequest, _document_service_pb2.TrackDocumentResponse]
+    """The sender's view: each recipient's current status and full history."""
+    RecallDocument: _grpc.UnaryUnaryMultiCallable[_document_service_pb2.RecallDocumentRequest, _document_service_pb2.RecallDocumentResponse]
+    """The sender asks every recipient to let a document be recalled, updated or replaced (13)."""
+    VerifyAudit: _grpc.UnaryUnaryMultiCallable[_document_service_pb2.VerifyAuditRequest, _document_service_pb2.VerifyAuditResponse]
+    """Recompute the audit hash chains; name the first broken link, if any."""
 
 @_typing.type_check_only
 class DocumentServiceAsyncStub(DocumentServiceStub):
-    """Agency-facing API: send documents, read the inbox. The caller's unit comes from its mTLS
-    client certificate (or, in dev mode, the x-lienthong-unit metadata header).
+    """Agency-facing API: send documents, read the inbox, acknowledge, track, recall. The caller's
+    unit comes from its mTLS client certificate (or, in dev mode, the x-lienthong-unit header);
+    a unit submits only as itself and reads only its own inbox and the documents it sent or
+    received.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    UploadAttachment: _aio.StreamUnaryMultiCallable[_document_service_pb2.UploadAttachmentRequest, _document_service_pb2.UploadAttachmentResponse]  # type: ignore[assignment]
+    """Upload one attachment in chunks (first message: metadata; then bytes). The result is
+    referenced by SubmitDocument; an attachment not used within a day may be removed.
+    """
     SubmitDocument: _aio.UnaryUnaryMultiCallable[_document_service_pb2.SubmitDocumentRequest, _document_service_pb2.SubmitDocumentResponse]  # type: ignore[assignment]
     """Submit an outgoing document (văn bản đi) from the caller's unit."""
+    ReserveNumber: _aio.UnaryUnaryMultiCallable[_document_service_pb2.ReserveNumberRequest, _document_service_pb2.ReserveNumberResponse]  # type: ignore[assignment]
+    """Reserve the next outgoing number of a series for the current year (restarts at 1 on
+    1 January, Vietnam time).
+    """
+    RegisterPaperDocument: _aio.UnaryUnaryMultiCallable[_document_service_pb2.RegisterPaperDocumentRequest, _document_service_pb2.RegisterPaperDocumentResponse]  # type: ignore[assignment]
+    """Record a document received or sent on paper, so the network share can be computed. It
+    never enters an inbox.
+    """
     GetDocument: _aio.UnaryUnaryMultiCallable[_document_service_pb2.GetDocumentRequest, _document_service_pb2.GetDocumentResponse]  # type: ignore[assignment]
-    """Read a document the caller's unit sent or received."""
+    """Read a document the caller's unit sent or received (a recipient's read marks it read)."""
+    GetAttachment: _aio.UnaryStreamMultiCallable[_document_service_pb2.GetAttachmentRequest, _document_service_pb2.GetAttachmentResponse]  # type: ignore[assignment]
+    """Stream an attachment's bytes; the first message carries its SHA-256 to check."""
     ListInbox: _aio.UnaryUnaryMultiCallable[_document_service_pb2.ListInboxRequest, _document_service_pb2.ListInboxResponse]  # type: ignore[assignment]
     """The caller's inbox (văn bản đến), newest first."""
+    WatchInbox: _aio.UnaryStreamMultiCallable[_document_service_pb2.WatchInboxRequest, _document_service_pb2.WatchInboxResponse]  # type: ignore[assignment]
+    """New deliveries to the caller's inbox as they are routed (after any backlog since `since`)."""
+    AcknowledgeDelivery: _aio.UnaryUnaryMultiCallable[_document_service_pb2.AcknowledgeDeliveryRequest, _document_service_pb2.AcknowledgeDeliveryResponse]  # type: ignore[assignment]
+    """The recipient moves a delivery along the edXML status codes."""
+    TrackDocument: _aio.UnaryUnaryMultiCallable[_document_service_pb2.TrackDocumentRequest, _document_service_pb2.TrackDocumentResponse]  # type: ignore[assignment]
+    """The sender's view: each recipient's current status and full history."""
+    RecallDocument: _aio.UnaryUnaryMultiCallable[_document_service_pb2.RecallDocumentRequest, _document_service_pb2.RecallDocumentResponse]  # type: ignore[assignment]
+    """The sender asks every recipient to let a document be recalled, updated or replaced (13)."""
+    VerifyAudit: _aio.UnaryUnaryMultiCallable[_document_service_pb2.VerifyAuditRequest, _document_service_pb2.VerifyAuditResponse]  # type: ignore[assignment]
+    """Recompute the audit hash chains; name the first broken link, if any."""
 
 class DocumentServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Agency-facing API: send documents, read the inbox. The caller's unit comes from its mTLS
-    client certificate (or, in dev mode, the x-lienthong-unit metadata header).
+    """Agency-facing API: send documents, read the inbox, acknowledge, track, recall. The caller's
+    unit comes from its mTLS client certificate (or, in dev mode, the x-lienthong-unit header);
+    a unit submits only as itself and reads only its own inbox and the documents it sent or
+    received.
     """
+
+    @_abc_1.abstractmethod
+    def UploadAttachment(
+        self,
+        request_iterator: _MaybeAsyncIterator[_document_service_pb2.UploadAttachmentRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_document_service_pb2.UploadAttachmentResponse, _abc.Awaitable[_document_service_pb2.UploadAttachmentResponse]]:
+        """Upload one attachment in chunks (first message: metadata; then bytes). The result is
+        referenced by SubmitDocument; an attachment not used within a day may be removed.
+        """
 
     @_abc_1.abstractmethod
     def SubmitDocument(
@@ -70,12 +134,40 @@ class DocumentServiceServicer(metaclass=_abc_1.ABCMeta):
         """Submit an outgoing document (văn bản đi) from the caller's unit."""
 
     @_abc_1.abstractmethod
+    def ReserveNumber(
+        self,
+        request: _document_service_pb2.ReserveNumberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_document_service_pb2.ReserveNumberResponse, _abc.Awaitable[_document_service_pb2.ReserveNumberResponse]]:
+        """Reserve the next outgoing number of a series for the current year (restarts at 1 on
+        1 January, Vietnam time).
+        """
+
+    @_abc_1.abstractmethod
+    def RegisterPaperDocument(
+        self,
+        request: _document_service_pb2.RegisterPaperDocumentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_document_service_pb2.RegisterPaperDocumentResponse, _abc.Awaitable[_document_service_pb2.RegisterPaperDocumentResponse]]:
+        """Record a document received or sent on paper, so the network share can be computed. It
+        never enters an inbox.
+        """
+
+    @_abc_1.abstractmethod
     def GetDocument(
         self,
         request: _document_service_pb2.GetDocumentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_document_service_pb2.GetDocumentResponse, _abc.Awaitable[_document_service_pb2.GetDocumentResponse]]:
-        """Read a document the caller's unit sent or received."""
+        """Read a document the caller's unit sent or received (a recipient's read marks it read)."""
+
+    @_abc_1.abstractmethod
+    def GetAttachment(
+        self,
+        request: _document_service_pb2.GetAttachmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_document_service_pb2.GetAttachmentResponse], _abc.AsyncIterator[_document_service_pb2.GetAttachmentResponse]]:
+        """Stream an attachment's bytes; the first message carries its SHA-256 to check."""
 
     @_abc_1.abstractmethod
     def ListInbox(
@@ -84,5 +176,45 @@ class DocumentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_document_service_pb2.ListInboxResponse, _abc.Awaitable[_document_service_pb2.ListInboxResponse]]:
         """The caller's inbox (văn bản đến), newest first."""
+
+    @_abc_1.abstractmethod
+    def WatchInbox(
+        self,
+        request: _document_service_pb2.WatchInboxRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_document_service_pb2.WatchInboxResponse], _abc.AsyncIterator[_document_service_pb2.WatchInboxResponse]]:
+        """New deliveries to the caller's inbox as they are routed (after any backlog since `since`)."""
+
+    @_abc_1.abstractmethod
+    def AcknowledgeDelivery(
+        self,
+        request: _document_service_pb2.AcknowledgeDeliveryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_document_service_pb2.AcknowledgeDeliveryResponse, _abc.Awaitable[_document_service_pb2.AcknowledgeDeliveryResponse]]:
+        """The recipient moves a delivery along the edXML status codes."""
+
+    @_abc_1.abstractmethod
+    def TrackDocument(
+        self,
+        request: _document_service_pb2.TrackDocumentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_document_service_pb2.TrackDocumentResponse, _abc.Awaitable[_document_service_pb2.TrackDocumentResponse]]:
+        """The sender's view: each recipient's current status and full history."""
+
+    @_abc_1.abstractmethod
+    def RecallDocument(
+        self,
+        request: _document_service_pb2.RecallDocumentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_document_service_pb2.RecallDocumentResponse, _abc.Awaitable[_document_service_pb2.RecallDocumentResponse]]:
+        """The sender asks every recipient to let a document be recalled, updated or replaced (13)."""
+
+    @_abc_1.abstractmethod
+    def VerifyAudit(
+        self,
+        request: _document_service_pb2.VerifyAuditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_document_service_pb2.VerifyAuditResponse, _abc.Awaitable[_document_service_pb2.VerifyAuditResponse]]:
+        """Recompute the audit hash chains; name the first broken link, if any."""
 
 def add_DocumentServiceServicer_to_server(servicer: DocumentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from lienthong.common.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
@@ -173,3 +174,111 @@ class NotificationRecorded(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NotificationRecorded: _TypeAlias = NotificationRecorded  # noqa: Y015
+
+@_typing.final
+class DeliveryStatusChanged(_message.Message):
+    """delivery.status.changed, on the deliveries topic, keyed by recipient code: a recipient
+    acknowledged a delivery (edXML status), or the sender's recall request reached it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    RECIPIENT_CODE_FIELD_NUMBER: _builtins.int
+    STATUS_CODE_FIELD_NUMBER: _builtins.int
+    PREVIOUS_STATUS_CODE_FIELD_NUMBER: _builtins.int
+    RECALL_STATUS_FIELD_NUMBER: _builtins.int
+    REPORTED_CODE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    STAFF_FIELD_NUMBER: _builtins.int
+    DELIVERED_AT_FIELD_NUMBER: _builtins.int
+    CHANGED_AT_FIELD_NUMBER: _builtins.int
+    delivery_id: _builtins.str
+    recipient_code: _builtins.str
+    status_code: _builtins.str
+    """The delivery's status after the change ("01".."06")."""
+    previous_status_code: _builtins.str
+    recall_status: _builtins.str
+    """Recall flow after the change: "" none, "13" requested, "15" accepted, "16" refused."""
+    reported_code: _builtins.str
+    """The code this change reported: a status code or 13/15/16."""
+    description: _builtins.str
+    staff: _builtins.str
+    @_builtins.property
+    def document(self) -> _common_pb2.DocumentSummary: ...
+    @_builtins.property
+    def delivered_at(self) -> _timestamp_pb2.Timestamp:
+        """When the delivery arrived (for same-day receipt) and when this change happened."""
+
+    @_builtins.property
+    def changed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        delivery_id: _builtins.str = ...,
+        document: _common_pb2.DocumentSummary | None = ...,
+        recipient_code: _builtins.str = ...,
+        status_code: _builtins.str = ...,
+        previous_status_code: _builtins.str = ...,
+        recall_status: _builtins.str = ...,
+        reported_code: _builtins.str = ...,
+        description: _builtins.str = ...,
+        staff: _builtins.str = ...,
+        delivered_at: _timestamp_pb2.Timestamp | None = ...,
+        changed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "delivered_at", b"delivered_at", "document", b"document"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "delivered_at", b"delivered_at", "delivery_id", b"delivery_id", "description", b"description", "document", b"document", "previous_status_code", b"previous_status_code", "recall_status", b"recall_status", "recipient_code", b"recipient_code", "reported_code", b"reported_code", "staff", b"staff", "status_code", b"status_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryStatusChanged: _TypeAlias = DeliveryStatusChanged  # noqa: Y015
+
+@_typing.final
+class PaperDocumentRegistered(_message.Message):
+    """paper.document.registered, on the documents topic, keyed by its id: a document received
+    or sent on paper, counted in the adoption totals.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAPER_DOCUMENT_ID_FIELD_NUMBER: _builtins.int
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    COUNTERPART_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    DOCUMENT_TYPE_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    REGISTERED_AT_FIELD_NUMBER: _builtins.int
+    paper_document_id: _builtins.str
+    unit_code: _builtins.str
+    direction: _builtins.str
+    """"incoming" or "outgoing"."""
+    counterpart: _builtins.str
+    document_type: _builtins.str
+    subject: _builtins.str
+    @_builtins.property
+    def code(self) -> _common_pb2.DocumentCode: ...
+    @_builtins.property
+    def registered_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        paper_document_id: _builtins.str = ...,
+        unit_code: _builtins.str = ...,
+        direction: _builtins.str = ...,
+        counterpart: _builtins.str = ...,
+        code: _common_pb2.DocumentCode | None = ...,
+        document_type: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        registered_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "registered_at", b"registered_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "counterpart", b"counterpart", "direction", b"direction", "document_type", b"document_type", "paper_document_id", b"paper_document_id", "registered_at", b"registered_at", "subject", b"subject", "unit_code", b"unit_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaperDocumentRegistered: _TypeAlias = PaperDocumentRegistered  # noqa: Y015

@@ -1,0 +1,119 @@
+"""The hash-chained audit log of every state change.
+
+Every state change is announced by an event (through the outbox), so the audit log is built
+from the events themselves: an audit consumer appends each event of the documents and
+deliveries topics to the chain of its partition, in offset order. An entry carries the hash of
+the previous entry of its chain and its own hash over its content::
+
+    hash = sha256(prev_hash | chain | seq | event_id | event_type | occurred_at | producer
+                  | payload_sha256)
+
+Redelivery appends nothing (the event id is the entry's key); two replicas briefly sharing a
+partition during a rebalance cannot fork a chain (``(chain, seq)`` is unique). ``verify``
+recomputes every chain and names the first entry whose hash or link does not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC
+
+from aiokafka import ConsumerRecord
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.errors import DuplicateKeyError
+
+from lienthong_kit.envelope import EventEnvelope
+from lienthong_kit.mongo import AsyncDatabase, Doc
+
+__all__ = ["AuditLog", "AuditReport", "entry_hash"]
+
+GENESIS = "0" * 64
+
+
+def entry_hash(entry: Doc) -> str:
+    parts = [
+        entry["prev_hash"],
+        entry["chain"],
+        str(entry["seq"]),
+        entry["_id"],
+        entry["event_type"],
+        entry["occurred_at"],
+        entry["producer"],
+        entry["payload_sha256"],
+    ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    intact: bool
+    checked: int
+    first_broken: str = ""
+    problem: str = ""
+
+
+class AuditLog:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.entries = db["audit"]
+
+    async def create_indexes(self) -> None:
+        await self.entries.create_indexes(
+            [IndexModel([("chain", ASCENDING), ("seq", ASCENDING)], unique=True)]
+        )
+
+    async def on_event(self, envelope: EventEnvelope, record: ConsumerRecord[bytes, bytes]) -> None:
+        chain = f"{record.topic}/{record.partition}"
+        while True:
+            last = await self.entries.find_one(
+                {"chain": chain}, {"seq": 1, "hash": 1}, sort=[("seq", DESCENDING)]
+            )
+            entry: Doc = {
+                "_id": envelope.event_id,
+                "chain": chain,
+                "seq": (last["seq"] + 1) if last else 1,
+                "prev_hash": last["hash"] if last else GENESIS,
+                "event_type": envelope.event_type,
+                "occurred_at": envelope.occurred_at.ToDatetime(UTC).isoformat(),
+                "producer": envelope.producer,
+                "payload_sha256": hashlib.sha256(envelope.payload.value).hexdigest(),
+                "offset": record.offset,
+            }
+            entry["hash"] = entry_hash(entry)
+            try:
+                await self.entries.insert_one(entry)
+                return
+            except DuplicateKeyError:
+                if await self.entries.find_one({"_id": envelope.event_id}, {"_id": 1}):
+                    return  # already in the log: a redelivery
+                # another member appended to this chain first: link to the new last entry
+
+    async def verify(self) -> AuditReport:
+        checked = 0
+        chains = sorted(await self.entries.distinct("chain"))
+        for chain in chains:
+            previous = GENESIS
+            expected_seq = 1
+            async for entry in self.entries.find({"chain": chain}).sort("seq", ASCENDING):
+                checked += 1
+                if entry["seq"] != expected_seq:
+                    return AuditReport(
+                        False, checked, entry["_id"], f"{chain}: entry {expected_seq} is missing"
+                    )
+                if entry["prev_hash"] != previous:
+                    return AuditReport(
+                        False,
+                        checked,
+                        entry["_id"],
+                        f"{chain}#{entry['seq']}: link to the previous entry is broken",
+                    )
+                if entry_hash(entry) != entry["hash"]:
+                    return AuditReport(
+                        False,
+                        checked,
+                        entry["_id"],
+                        f"{chain}#{entry['seq']}: content does not match its hash",
+                    )
+                previous = entry["hash"]
+                expected_seq += 1
+        return AuditReport(True, checked)
