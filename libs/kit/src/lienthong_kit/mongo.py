@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-__all__ = ["AsyncCollection", "AsyncDatabase", "Doc", "connect", "ping"]
+__all__ = ["AsyncCollection", "AsyncDatabase", "Doc", "connect", "ensure_indexes", "ping"]
 
 Doc = dict[str, Any]
 
@@ -31,3 +31,15 @@ def connect(url: str, *, app_name: str) -> AsyncMongoClient[Doc]:
 
 async def ping(db: AsyncDatabase[Doc]) -> None:
     await db.command("ping")
+
+
+async def ensure_indexes(collection: AsyncCollection[Doc], indexes: list[IndexModel]) -> None:
+    """Create indexes at start-up, one command per index. FerretDB v1.24 drops the connection
+    (a panic on its side) when a ``createIndexes`` command naming several indexes is repeated
+    after they exist, which every restart does; one index per command is safe everywhere."""
+    for index in indexes:
+        document = index.document
+        options = {key: value for key, value in document.items() if key not in ("key", "name")}
+        await collection.create_index(
+            list(document["key"].items()), name=document["name"], **options
+        )

@@ -22,13 +22,14 @@ import contextlib
 from typing import Any
 
 from bson import Binary
+from pymongo import IndexModel
 
 from lienthong_kit.envelope import EventEnvelope
 from lienthong_kit.failpoints import failpoint
 from lienthong_kit.kafka import INFRA_ERRORS, EventProducer
 from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import OUTBOX_PENDING
-from lienthong_kit.mongo import AsyncCollection, Doc
+from lienthong_kit.mongo import AsyncCollection, Doc, ensure_indexes
 
 __all__ = ["OutboxRelay", "outbox_fields"]
 
@@ -60,7 +61,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
 
     async def create_indexes(self) -> None:
-        await self._collection.create_index("outbox_pending")
+        await ensure_indexes(self._collection, [IndexModel("outbox_pending")])
 
     def wake(self) -> None:
         """Called after a write that added an event, so it goes out without waiting."""

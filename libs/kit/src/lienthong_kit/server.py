@@ -39,7 +39,14 @@ from grpc_reflection.v1alpha import reflection
 
 from lienthong_kit.failpoints import arm
 from lienthong_kit.interceptors import ServerInterceptor
-from lienthong_kit.kafka import ConsumerLoop, ConsumerSpec, EventProducer, Topics, ensure_topics
+from lienthong_kit.kafka import (
+    INFRA_ERRORS,
+    ConsumerLoop,
+    ConsumerSpec,
+    EventProducer,
+    Topics,
+    ensure_topics,
+)
 from lienthong_kit.logs import configure_logging, get_logger
 from lienthong_kit.metrics import BUILD_INFO, MetricsServer, start_metrics_server
 from lienthong_kit.mongo import AsyncDatabase, Doc, connect, ping
@@ -154,7 +161,7 @@ class ServiceApp:
                 await self._health_server.start()
         await self._connect()
         deps = Deps(self.name, settings, self.topics, self.producer, self.db)
-        self._wiring = await self._build(deps)
+        self._wiring = await self._build_when_ready(deps)
         names = [service.name for service in self._wiring.services]
         for service in self._wiring.services:
             service.add(service.servicer, self.server)
@@ -209,6 +216,18 @@ class ServiceApp:
                 return
             except Exception as exc:  # noqa: BLE001 - any failure here means "not yet"
                 log.warning("dependencies_not_ready", error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _build_when_ready(self, deps: Deps) -> Wiring:
+        """Build the service (``build`` must be idempotent: it creates indexes); a dropped
+        store or broker connection meanwhile is retried, like the first connection."""
+        delay = 0.5
+        while True:
+            try:
+                return await self._build(deps)
+            except INFRA_ERRORS as exc:
+                log.warning("build_retry", error=repr(exc), retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 

@@ -78,17 +78,7 @@ class Platform:
         extra_env: Mapping[str, str] | None = None,
         timeout: float = 90.0,
     ) -> Iterator[Platform]:
-        env = {
-            **os.environ,
-            "LIENTHONG_TOPIC_PREFIX": prefix,
-            "LIENTHONG_MONGO_DATABASE_PREFIX": f"{prefix}lienthong_",
-            "LIENTHONG_DEV_AUTH": "true",
-            "LIENTHONG_SHUTDOWN_GRACE_SECONDS": "5",
-            "LIENTHONG_REPORTING_DATA_DIR": str(log_dir / "reporting-data"),
-            **(extra_env or {}),
-        }
-        platform = cls(env, log_dir)
-        log_dir.mkdir(parents=True, exist_ok=True)
+        platform = cls.empty(log_dir=log_dir, prefix=prefix, extra_env=extra_env)
         try:
             for name in SERVICES:
                 ports = DEFAULT_PORTS[name] if fixed_ports else (free_port(), free_port())
@@ -98,13 +88,40 @@ class Platform:
         finally:
             platform.stop_all()
 
-    def launch(self, name: str, grpc_port: int, metrics_port: int) -> ServiceProcess:
+    @classmethod
+    def empty(
+        cls, *, log_dir: Path, prefix: str = "", extra_env: Mapping[str, str] | None = None
+    ) -> Platform:
+        """A platform with no service launched yet (tests launch the ones they need)."""
+        env = {
+            **os.environ,
+            "LIENTHONG_TOPIC_PREFIX": prefix,
+            "LIENTHONG_MONGO_DATABASE_PREFIX": f"{prefix}lienthong_",
+            "LIENTHONG_DEV_AUTH": "true",
+            "LIENTHONG_SHUTDOWN_GRACE_SECONDS": "5",
+            "LIENTHONG_REPORTING_DATA_DIR": str(log_dir / "reporting-data"),
+            **(extra_env or {}),
+        }
+        log_dir.mkdir(parents=True, exist_ok=True)
+        return cls(env, log_dir)
+
+    def launch(
+        self,
+        name: str,
+        grpc_port: int = 0,
+        metrics_port: int = 0,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> ServiceProcess:
+        """Start ``name`` (free ports unless given); a relaunch reuses the same log file."""
         package = name.replace("-", "_")
         log_path = self.log_dir / f"{name}.log"
+        grpc_port = grpc_port or free_port()
+        metrics_port = metrics_port or free_port()
         env = {
             **self.env,
             "LIENTHONG_GRPC_PORT": str(grpc_port),
             "LIENTHONG_METRICS_PORT": str(metrics_port),
+            **(extra_env or {}),
         }
         with log_path.open("ab") as log:
             process = subprocess.Popen(  # noqa: S603 - our own interpreter and module

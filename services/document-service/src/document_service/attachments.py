@@ -10,10 +10,11 @@ from typing import Any
 
 from gridfs import AsyncGridFSBucket
 from gridfs.errors import NoFile
+from pymongo import IndexModel
 
 from lienthong.common.v1.common_pb2 import AttachmentRef
 from lienthong_kit.errors import FieldViolation, InvalidArgument, NotFound
-from lienthong_kit.mongo import AsyncDatabase, Doc
+from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
 
 __all__ = ["ALLOWED_TYPES", "AttachmentStore"]
 
@@ -46,7 +47,7 @@ class AttachmentStore:
         self.max_bytes = max_bytes
 
     async def create_indexes(self) -> None:
-        await self._files.create_index("metadata.owner")
+        await ensure_indexes(self._files, [IndexModel("metadata.owner")])
 
     async def upload(
         self, owner: str, name: str, mime_type: str, chunks: AsyncIterator[bytes]

@@ -24,7 +24,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from lienthong_kit.envelope import EventEnvelope
-from lienthong_kit.mongo import AsyncDatabase, Doc
+from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
 
 __all__ = ["AuditLog", "AuditReport", "entry_hash"]
 
@@ -58,8 +58,8 @@ class AuditLog:
         self.entries = db["audit"]
 
     async def create_indexes(self) -> None:
-        await self.entries.create_indexes(
-            [IndexModel([("chain", ASCENDING), ("seq", ASCENDING)], unique=True)]
+        await ensure_indexes(
+            self.entries, [IndexModel([("chain", ASCENDING), ("seq", ASCENDING)], unique=True)]
         )
 
     async def on_event(self, envelope: EventEnvelope, record: ConsumerRecord[bytes, bytes]) -> None:

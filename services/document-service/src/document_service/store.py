@@ -31,7 +31,7 @@ from lienthong.events.v1.events_pb2 import DeliveryBounced, DeliveryCreated, Del
 from lienthong_kit.envelope import EventEnvelope, new_event
 from lienthong_kit.errors import AlreadyExists, FailedPrecondition
 from lienthong_kit.kafka import Topics
-from lienthong_kit.mongo import AsyncDatabase, Doc
+from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
 from lienthong_kit.outbox import outbox_fields
 
 __all__ = ["PRODUCER", "DocumentStore", "StoredDocument"]
@@ -75,15 +75,17 @@ class DocumentStore:
         self._topics = topics
 
     async def create_indexes(self) -> None:
-        await self.documents.create_indexes(
+        await ensure_indexes(
+            self.documents,
             [
                 IndexModel(
                     [("sender_code", ASCENDING), ("idempotency_key", ASCENDING)], unique=True
                 ),
                 IndexModel([("sender_code", ASCENDING), ("number_key", ASCENDING)], unique=True),
-            ]
+            ],
         )
-        await self.deliveries.create_indexes(
+        await ensure_indexes(
+            self.deliveries,
             [
                 IndexModel(
                     [
@@ -93,13 +95,14 @@ class DocumentStore:
                     ]
                 ),
                 IndexModel([("document_id", ASCENDING)]),
-            ]
+            ],
         )
-        await self.transitions.create_indexes(
-            [IndexModel([("delivery_id", ASCENDING), ("version", DESCENDING)])]
+        await ensure_indexes(
+            self.transitions, [IndexModel([("delivery_id", ASCENDING), ("version", DESCENDING)])]
         )
-        await self.paper.create_indexes(
-            [IndexModel([("unit_code", ASCENDING), ("idempotency_key", ASCENDING)], unique=True)]
+        await ensure_indexes(
+            self.paper,
+            [IndexModel([("unit_code", ASCENDING), ("idempotency_key", ASCENDING)], unique=True)],
         )
 
     # --- documents ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from lienthong.notification.v1 import notification_service_pb2 as pb
 from lienthong.notification.v1.notification_service_pb2_grpc import NotificationServiceServicer
 from lienthong_kit.context import caller_unit
 from lienthong_kit.envelope import EventEnvelope, carries, derived_event_id, unpack
-from lienthong_kit.mongo import AsyncDatabase, Doc
+from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
 from lienthong_kit.paging import decode_token, encode_token, page_size
 
 __all__ = ["URGENCY", "NotificationServicer", "Notifier", "render_new_delivery"]
@@ -42,8 +42,8 @@ class Notifier:
         self.notifications = db["notifications"]
 
     async def create_indexes(self) -> None:
-        await self.notifications.create_indexes(
-            [IndexModel([("unit_code", ASCENDING), ("created_at", DESCENDING)])]
+        await ensure_indexes(
+            self.notifications, [IndexModel([("unit_code", ASCENDING), ("created_at", DESCENDING)])]
         )
 
     async def on_delivery(self, envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:

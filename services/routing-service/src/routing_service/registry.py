@@ -8,7 +8,7 @@ from lienthong.common.v1.common_pb2 import UnitLevel
 from lienthong.routing.v1.routing_service_pb2 import Unit
 from lienthong_kit.codes import unit_code_problem
 from lienthong_kit.errors import Violations
-from lienthong_kit.mongo import AsyncDatabase, Doc
+from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
 
 __all__ = ["Registry", "validate_unit"]
 
@@ -62,8 +62,9 @@ class Registry:
         self.units = db["units"]
 
     async def create_indexes(self) -> None:
-        await self.units.create_indexes(
-            [IndexModel([("parent_code", ASCENDING)]), IndexModel([("level", ASCENDING)])]
+        await ensure_indexes(
+            self.units,
+            [IndexModel([("parent_code", ASCENDING)]), IndexModel([("level", ASCENDING)])],
         )
 
     async def upsert(self, unit: Unit) -> Unit:
