@@ -7,8 +7,13 @@
 #   deploy/local/infra.sh down      stop what this script started
 #   deploy/local/infra.sh status    say what answers where
 #
+# The store backend is PostgreSQL (Debian's server, started here on its own port, data under
+# .data) unless LIENTHONG_STORE_BACKEND=sqlite. FerretDB v1 on SQLite scans a collection for
+# every lookup, even by _id; on PostgreSQL equality lookups use indexes.
+#
 # Environment: LIENTHONG_DATA_DIR (default deploy/local/.data), LIENTHONG_KAFKA_PORT (9092),
-# LIENTHONG_KAFKA_CONTROLLER_PORT (9093), LIENTHONG_MONGO_PORT (27017), KAFKA_HEAP (512m).
+# LIENTHONG_KAFKA_CONTROLLER_PORT (9093), LIENTHONG_MONGO_PORT (27017), LIENTHONG_PG_PORT
+# (54329), LIENTHONG_STORE_BACKEND (postgresql|sqlite), KAFKA_HEAP (512m).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,6 +21,8 @@ DATA=${LIENTHONG_DATA_DIR:-$HERE/.data}
 KAFKA_PORT=${LIENTHONG_KAFKA_PORT:-9092}
 CONTROLLER_PORT=${LIENTHONG_KAFKA_CONTROLLER_PORT:-9093}
 MONGO_PORT=${LIENTHONG_MONGO_PORT:-27017}
+PG_PORT=${LIENTHONG_PG_PORT:-54329}
+BACKEND=${LIENTHONG_STORE_BACKEND:-postgresql}
 KAFKA_HEAP=${KAFKA_HEAP:-512m}
 FERRETDB_VERSION=v1.24.2
 PY=${PYTHON:-python3}
@@ -24,6 +31,7 @@ KAFKA_LIBS=$DATA/kafka-libs
 KAFKA_DIR=$DATA/kafka
 FERRET_BIN=$DATA/bin/ferretdb
 FERRET_DIR=$DATA/ferretdb
+PG_DIR=$DATA/postgres
 
 say() { printf 'infra: %s\n' "$*"; }
 die() { printf 'infra: error: %s\n' "$*" >&2; exit 1; }
@@ -65,6 +73,50 @@ install_ferretdb() {
 
 probe() { "$PY" "$HERE/probe.py" "$@"; }
 
+pg_bin() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  if [[ -z $dir ]]; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+      say "installing PostgreSQL (Debian package postgresql)"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+      dir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    else
+      die "PostgreSQL is required (apt-get install postgresql), or set LIENTHONG_STORE_BACKEND=sqlite"
+    fi
+  fi
+  echo "$dir"
+}
+
+# PostgreSQL refuses to run as root: as root, run it as the postgres system user.
+as_pg() {
+  if [[ $(id -u) == 0 ]]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi
+}
+
+start_postgres() {
+  local bin
+  bin=$(pg_bin)
+  if "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then return; fi
+  mkdir -p "$PG_DIR"
+  [[ $(id -u) == 0 ]] && chown postgres "$PG_DIR"
+  if [[ ! -f $PG_DIR/data/PG_VERSION ]]; then
+    as_pg "'$bin/initdb' -D '$PG_DIR/data' -A trust -U postgres -E UTF8 --no-locale" >"$DATA/initdb.log" 2>&1 \
+      || die "initdb failed: see $DATA/initdb.log"
+  fi
+  say "starting PostgreSQL on 127.0.0.1:$PG_PORT (log: $PG_DIR/postgres.log)"
+  as_pg "'$bin/pg_ctl' -D '$PG_DIR/data' -l '$PG_DIR/postgres.log' -w -t 60 \
+    -o '-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c synchronous_commit=off' start" >/dev/null \
+    || die "PostgreSQL did not start: see $PG_DIR/postgres.log"
+  as_pg "'$bin/psql' -h 127.0.0.1 -p $PG_PORT -U postgres -tAc \"select 1 from pg_database where datname='ferretdb'\" | grep -q 1 \
+    || '$bin/createdb' -h 127.0.0.1 -p $PG_PORT -U postgres ferretdb"
+}
+
+stop_postgres() {
+  [[ -f $PG_DIR/data/postmaster.pid ]] || return 0
+  say "stopping PostgreSQL"
+  as_pg "'$(pg_bin)/pg_ctl' -D '$PG_DIR/data' -m fast -w stop" >/dev/null 2>&1 || true
+}
+
 start_kafka() {
   if probe kafka "127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1; then
     say "Kafka already answers on 127.0.0.1:$KAFKA_PORT (reused)"
@@ -93,8 +145,13 @@ start_ferretdb() {
     return
   fi
   mkdir -p "$FERRET_DIR/data"
-  say "starting FerretDB on 127.0.0.1:$MONGO_PORT (log: $FERRET_DIR/ferretdb.log)"
-  setsid nohup "$FERRET_BIN" --handler=sqlite --sqlite-url="file:$FERRET_DIR/data/" \
+  local backend=(--handler=sqlite --sqlite-url="file:$FERRET_DIR/data/")
+  if [[ $BACKEND == postgresql ]]; then
+    start_postgres
+    backend=(--handler=postgresql --postgresql-url="postgres://postgres@127.0.0.1:$PG_PORT/ferretdb")
+  fi
+  say "starting FerretDB ($BACKEND) on 127.0.0.1:$MONGO_PORT (log: $FERRET_DIR/ferretdb.log)"
+  setsid nohup "$FERRET_BIN" "${backend[@]}" \
     --listen-addr="127.0.0.1:$MONGO_PORT" --telemetry=disable --log-level=warn \
     --state-dir="$FERRET_DIR" \
     --debug-addr=- >"$FERRET_DIR/ferretdb.log" 2>&1 </dev/null &
@@ -131,7 +188,7 @@ status() {
 case "${1:-}" in
   install) mkdir -p "$DATA"; install_kafka; install_ferretdb ;;
   up) mkdir -p "$DATA"; install_kafka; install_ferretdb; start_kafka; start_ferretdb; wait_ready ;;
-  down) stop_pid Kafka "$KAFKA_DIR/pid"; stop_pid FerretDB "$FERRET_DIR/pid" ;;
+  down) stop_pid Kafka "$KAFKA_DIR/pid"; stop_pid FerretDB "$FERRET_DIR/pid"; stop_postgres ;;
   status) status ;;
   *) echo "usage: $0 {install|up|down|status}" >&2; exit 2 ;;
 esac

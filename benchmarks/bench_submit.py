@@ -1,0 +1,197 @@
+"""SubmitDocument throughput against a bare grpc.aio echo server, and submit-to-inbox latency.
+
+    make bench            (or: .venv/bin/python benchmarks/bench_submit.py [--requests N])
+
+Both servers run as separate processes on this machine and are driven by the same client
+(grpc.aio, fixed concurrency, the same serialized request). The echo server returns the
+request bytes untouched: it is the cost of gRPC in Python alone, so the ratio says how much
+of that budget document-service keeps while validating, storing (FerretDB) and, in the
+background, publishing (Kafka). Then, with signature- and routing-service running too, it
+measures the time from calling SubmitDocument to the delivery appearing on the recipient's
+WatchInbox stream, at a paced rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+
+from lienthong.document.v1 import document_service_pb2 as pb
+from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
+from lienthong_local.platform import Platform, free_port
+from lienthong_local.run import load_sample_registry
+
+SENDER = "000.00.00.H23"
+RECIPIENTS = ["000.01.00.H23", "000.00.31.H23"]
+METHOD = "/lienthong.document.v1.DocumentService/SubmitDocument"
+
+ECHO_SERVER = """
+import asyncio, sys, grpc
+async def echo(request, context):
+    return request
+async def main(port):
+    server = grpc.aio.server()
+    handler = grpc.unary_unary_rpc_method_handler(echo)
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+        "lienthong.document.v1.DocumentService", {"SubmitDocument": handler})])
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    print("ready", flush=True)
+    await server.wait_for_termination()
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+def request(number: int, run: str) -> pb.SubmitDocumentRequest:
+    return pb.SubmitDocumentRequest(
+        idempotency_key=f"{run}-{number}",
+        recipients={"unit_codes": RECIPIENTS},
+        code={"number": str(number), "notation": f"B{run[:6]}"},
+        document_type="",
+        subject="Về việc đo hiệu năng liên thông văn bản điện tử",
+        content_summary="Nội dung tóm tắt " * 10,
+        priority=1,
+        promulgation_date="2026-11-20",
+    )
+
+
+async def drive(endpoint: str, payloads: list[bytes], concurrency: int) -> float:
+    """Send every payload with ``concurrency`` calls in flight; return requests per second."""
+    async with grpc.aio.insecure_channel(endpoint) as channel:
+        call = channel.unary_unary(METHOD)  # raw bytes in and out: the same work for both
+        metadata = (("x-lienthong-unit", SENDER),)
+        queue = iter(payloads)
+        started = time.perf_counter()
+
+        async def worker() -> None:
+            for payload in queue:
+                await call(payload, metadata=metadata, timeout=30)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return len(payloads) / (time.perf_counter() - started)
+
+
+async def watch_latency(endpoint: str, count: int, rate: float, run: str) -> list[float]:
+    """Milliseconds from SubmitDocument to the delivery on the recipient's WatchInbox."""
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    async with grpc.aio.insecure_channel(endpoint) as channel:
+        stub = DocumentServiceStub(channel)
+        stream = stub.WatchInbox(pb.WatchInboxRequest(), metadata=(("x-lienthong-unit", RECIPIENTS[0]),))
+
+        done = asyncio.Event()
+
+        async def read() -> None:
+            async for reply in stream:
+                seen.setdefault(reply.entry.document.document_id, time.perf_counter())
+                if done.is_set() and set(sent) <= set(seen):
+                    return
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(0.5)  # the stream is open before the first submit
+        for number in range(count):
+            at = time.perf_counter()
+            reply = await stub.SubmitDocument(
+                request(number, run), metadata=(("x-lienthong-unit", SENDER),), timeout=30
+            )
+            sent[reply.document.document_id] = at
+            await asyncio.sleep(max(0.0, 1 / rate - (time.perf_counter() - at)))
+        done.set()
+        await asyncio.wait_for(reader, timeout=120)
+        stream.cancel()
+    return [(seen[doc] - sent[doc]) * 1000 for doc in sent]
+
+
+def _wait_for_inbox(database: str, expected: int) -> int:
+    """Wait until the first recipient's inbox holds ``expected`` deliveries (the pipeline has
+    caught up), so the latency phase does not queue behind the throughput phase."""
+    from pymongo import MongoClient
+
+    with MongoClient("mongodb://127.0.0.1:27017") as client:
+        deliveries = client[database]["deliveries"]
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            count = deliveries.count_documents({"recipient_code": RECIPIENTS[0]})
+            if count >= expected:
+                return count
+            time.sleep(0.2)
+    raise TimeoutError(f"only {count} of {expected} deliveries arrived")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument("--latency-rate", type=float, default=20.0, help="submits per second")
+    args = parser.parse_args()
+
+    run = uuid.uuid4().hex[:8]
+    warmup = [request(n, "w" + run).SerializeToString() for n in range(200)]
+    payloads = [request(n, run).SerializeToString() for n in range(args.requests)]
+
+    echo_port = free_port()
+    echo = subprocess.Popen(  # noqa: S603 - our interpreter, our script
+        [sys.executable, "-c", ECHO_SERVER, str(echo_port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert echo.stdout is not None
+        echo.stdout.readline()
+        asyncio.run(drive(f"127.0.0.1:{echo_port}", warmup, args.concurrency))
+        echo_rps = asyncio.run(drive(f"127.0.0.1:{echo_port}", payloads, args.concurrency))
+    finally:
+        echo.terminate()
+        echo.wait()
+
+    with tempfile.TemporaryDirectory() as logs:
+        platform = Platform.empty(log_dir=Path(logs), prefix=f"bench{run}_")
+        try:
+            document = platform.launch("document-service")
+            platform.launch("routing-service")
+            platform.launch("signature-service")
+            platform.wait_serving(120, names=("document-service", "routing-service", "signature-service"))
+            load_sample_registry(platform.endpoint("routing-service"))
+            endpoint = document.endpoint
+            asyncio.run(drive(endpoint, warmup, args.concurrency))
+            started = time.perf_counter()
+            submit_rps = asyncio.run(drive(endpoint, payloads, args.concurrency))
+            expected = len(warmup) + len(payloads)
+            deliveries = _wait_for_inbox(f"bench{run}_lienthong_document", expected)
+            drained = time.perf_counter() - started
+            latencies = asyncio.run(
+                watch_latency(endpoint, args.latency_samples, args.latency_rate, "l" + run[:5])
+            )
+        finally:
+            platform.stop_all()
+
+    ratio = submit_rps / echo_rps
+    print(f"SubmitDocument        {submit_rps:8.1f} req/s  ({args.requests} requests, concurrency {args.concurrency})")
+    print(f"bare grpc.aio echo    {echo_rps:8.1f} req/s  (same payload, same client, same concurrency)")
+    print(f"ratio                 {ratio:8.2f}        (target >= 0.30)")
+    print(
+        f"end to end            {deliveries * len(RECIPIENTS) / drained:8.1f} deliveries/s"
+        f"  (all {len(payloads)} documents in both inboxes {drained:.1f} s after the first submit)"
+    )
+    print(
+        f"submit -> WatchInbox  p50 {statistics.median(latencies):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms"
+        f"  ({len(latencies)} documents at {args.latency_rate:g}/s through signature and routing)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
