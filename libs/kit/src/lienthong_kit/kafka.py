@@ -172,6 +172,23 @@ class EventProducer:
         """Send and wait for the broker's acknowledgement."""
         await self.publish_raw(topic, key=key.encode(), value=envelope.SerializeToString())
 
+    async def publish_many(self, records: Sequence[tuple[str, bytes | None, bytes | None]]) -> None:
+        """Send (topic, key, value) records together and wait for every acknowledgement: one
+        round trip for a batch instead of one per record (order per partition is kept)."""
+        if self._producer is None:
+            raise KafkaConnectionError("the producer is not started")
+        futures = []
+        try:
+            for topic, key, value in records:
+                futures.append(await self._producer.send(topic, value=value, key=key))
+            await asyncio.gather(*futures)
+        except Exception:
+            for topic, _, _ in records:
+                EVENTS_PRODUCED.labels(topic, "error").inc()
+            raise
+        for topic, _, _ in records:
+            EVENTS_PRODUCED.labels(topic, "ok").inc()
+
     async def publish_raw(
         self,
         topic: str,

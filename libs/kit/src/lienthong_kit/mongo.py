@@ -22,10 +22,20 @@ __all__ = ["AsyncCollection", "AsyncDatabase", "Doc", "connect", "ensure_indexes
 Doc = dict[str, Any]
 
 
-def connect(url: str, *, app_name: str) -> AsyncMongoClient[Doc]:
-    """A client that does not block: the first operation connects (see :func:`ping`)."""
+def connect(url: str, *, app_name: str, max_pool_size: int = 10) -> AsyncMongoClient[Doc]:
+    """A client that does not block: the first operation connects (see :func:`ping`).
+
+    The pool is bounded (PyMongo's default is 100 connections per client): FerretDB v1 on
+    PostgreSQL deadlocks its own connection pool when more operations arrive at once than half
+    that pool, and a service gains nothing from more parallel store calls than this anyway.
+    """
     return AsyncMongoClient(
-        url, appname=app_name, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, tz_aware=True
+        url,
+        appname=app_name,
+        serverSelectionTimeoutMS=5000,
+        connectTimeoutMS=5000,
+        tz_aware=True,
+        maxPoolSize=max_pool_size,
     )
 
 

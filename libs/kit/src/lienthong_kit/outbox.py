@@ -82,23 +82,28 @@ class OutboxRelay:
 
     async def publish_pending(self, limit: int = 500) -> int:
         """One pass over the pending events; returns how many were published."""
-        published = 0
-        cursor = self._collection.find({"outbox_pending": {"$gt": 0}}, {"outbox": 1}, limit=limit)
+        # Equality, not a range: FerretDB answers equality from an index, ranges by scanning.
+        cursor = self._collection.find({"outbox_pending": 1}, {"outbox": 1}, limit=limit)
         documents = [document async for document in cursor]
         OUTBOX_PENDING.set(sum(len(document.get("outbox") or {}) for document in documents))
-        for document in documents:
-            entries = document.get("outbox") or {}
-            for entry in entries.values():
-                failpoint("outbox.before_publish")
-                await self._producer.publish_raw(
-                    entry["topic"], key=entry["key"].encode(), value=bytes(entry["value"])
-                )
-                failpoint("outbox.after_publish")
-                published += 1
-            # Only the relay writes here after the insert; a second replica's relay may publish
-            # the same event again (same event id, skipped downstream) and write the same.
-            done: Doc = {"$set": {"outbox_pending": 0}}
-            if entries:
-                done["$unset"] = {f"outbox.{key}": "" for key in entries}
-            await self._collection.update_one({"_id": document["_id"]}, done)
-        return published
+        batch = [
+            (entry["topic"], entry["key"].encode(), bytes(entry["value"]))
+            for document in documents
+            for entry in (document.get("outbox") or {}).values()
+        ]
+        if not batch:
+            return 0
+        failpoint("outbox.before_publish")
+        await self._producer.publish_many(batch)
+        failpoint("outbox.after_publish")
+        # Only the relay writes here after the insert; a second replica's relay may publish
+        # the same event again (same event id, skipped downstream) and write the same.
+        await asyncio.gather(*(self._mark_published(document) for document in documents))
+        return len(batch)
+
+    async def _mark_published(self, document: Doc) -> None:
+        entries = document.get("outbox") or {}
+        done: Doc = {"$set": {"outbox_pending": 0}}
+        if entries:
+            done["$unset"] = {f"outbox.{key}": "" for key in entries}
+        await self._collection.update_one({"_id": document["_id"]}, done)

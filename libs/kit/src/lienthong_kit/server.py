@@ -120,7 +120,9 @@ class ServiceApp:
         self.health_port = 0
         self.metrics: MetricsServer | None = None
         self.producer = EventProducer(settings, client_id=name)
-        self._mongo = connect(settings.mongo_url, app_name=name)
+        self._mongo = connect(
+            settings.mongo_url, app_name=name, max_pool_size=settings.mongo_max_pool_size
+        )
         self.db: AsyncDatabase[Doc] = self._mongo[self.database]
         self._consumers: list[ConsumerLoop] = []
         self._tasks: list[asyncio.Task[None]] = []

@@ -86,6 +86,9 @@ class KitSettings:
     mongo_database_prefix: str = setting(
         "LIENTHONG_MONGO_DATABASE_PREFIX", "lienthong_", doc="database = prefix + service area"
     )
+    mongo_max_pool_size: int = setting(
+        "LIENTHONG_MONGO_MAX_POOL_SIZE", 10, doc="store connections per service process"
+    )
     log_level: str = setting("LIENTHONG_LOG_LEVEL", "info", doc="debug, info, warning or error")
     tls_cert: Path | None = setting("LIENTHONG_TLS_CERT", None, doc="server certificate (PEM)")
     tls_key: Path | None = setting("LIENTHONG_TLS_KEY", None, doc="server private key (PEM)")

@@ -9,8 +9,10 @@ the previous entry of its chain and its own hash over its content::
                   | payload_sha256)
 
 Redelivery appends nothing (the event id is the entry's key); two replicas briefly sharing a
-partition during a rebalance cannot fork a chain (``(chain, seq)`` is unique). ``verify``
-recomputes every chain and names the first entry whose hash or link does not match.
+partition during a rebalance cannot fork a chain (``(chain, seq)`` is unique). The head of each
+chain is cached in ``audit_heads`` (read by key, not by sorting the log); a stale head only
+costs a retry. ``verify`` recomputes every chain and names the first entry whose hash or link
+does not match.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from lienthong_kit.envelope import EventEnvelope
+from lienthong_kit.errors import TransientEventError
 from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
 
 __all__ = ["AuditLog", "AuditReport", "entry_hash"]
@@ -56,6 +59,7 @@ class AuditReport:
 class AuditLog:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.entries = db["audit"]
+        self.heads = db["audit_heads"]
 
     async def create_indexes(self) -> None:
         await ensure_indexes(
@@ -64,15 +68,13 @@ class AuditLog:
 
     async def on_event(self, envelope: EventEnvelope, record: ConsumerRecord[bytes, bytes]) -> None:
         chain = f"{record.topic}/{record.partition}"
-        while True:
-            last = await self.entries.find_one(
-                {"chain": chain}, {"seq": 1, "hash": 1}, sort=[("seq", DESCENDING)]
-            )
+        head = await self.heads.find_one({"_id": chain})
+        for _ in range(100):
             entry: Doc = {
                 "_id": envelope.event_id,
                 "chain": chain,
-                "seq": (last["seq"] + 1) if last else 1,
-                "prev_hash": last["hash"] if last else GENESIS,
+                "seq": (head["seq"] + 1) if head else 1,
+                "prev_hash": head["hash"] if head else GENESIS,
                 "event_type": envelope.event_type,
                 "occurred_at": envelope.occurred_at.ToDatetime(UTC).isoformat(),
                 "producer": envelope.producer,
@@ -82,11 +84,20 @@ class AuditLog:
             entry["hash"] = entry_hash(entry)
             try:
                 await self.entries.insert_one(entry)
-                return
             except DuplicateKeyError:
                 if await self.entries.find_one({"_id": envelope.event_id}, {"_id": 1}):
                     return  # already in the log: a redelivery
-                # another member appended to this chain first: link to the new last entry
+                # the cached head is stale (another member appended, or a crash came between
+                # an append and its head update): find the real head and link to it
+                head = await self.entries.find_one(
+                    {"chain": chain}, {"seq": 1, "hash": 1}, sort=[("seq", DESCENDING)]
+                )
+                continue
+            await self.heads.replace_one(
+                {"_id": chain}, {"seq": entry["seq"], "hash": entry["hash"]}, upsert=True
+            )
+            return
+        raise TransientEventError(f"could not append to audit chain {chain}")
 
     async def verify(self) -> AuditReport:
         checked = 0

@@ -246,7 +246,7 @@ class DocumentServicer(DocumentServiceServicer):
         delivery = await self._store.delivery_for(document_id, unit)
         if delivery is None:
             raise PermissionDenied(f"{unit} neither sent nor received {document_id}")
-        latest = await self._store.current(delivery["_id"])
+        latest = await self._store.current(delivery["_id"], delivery.get("version", 1))
         if latest is not None and latest.get("withdrawn"):
             raise FailedPrecondition(
                 f"{document_id} was withdrawn from {unit}'s inbox after its recall was accepted",
@@ -359,7 +359,7 @@ class DocumentServicer(DocumentServiceServicer):
         if raw["recipient_code"] != unit:
             raise PermissionDenied(f"delivery {request.delivery_id} is not addressed to {unit}")
         for _ in range(20):
-            latest = await self._store.current(request.delivery_id)
+            latest = await self._store.current(request.delivery_id, raw.get("version", 1))
             if latest is None:
                 raise NotFound(f"delivery_id: {request.delivery_id!r} has not arrived yet")
             after = acknowledge(delivery_state(latest), request.status_code, request.description)
@@ -444,7 +444,7 @@ class DocumentServicer(DocumentServiceServicer):
             if row.get("bounced"):
                 continue
             for _ in range(20):
-                latest = await self._store.current(row["_id"])
+                latest = await self._store.current(row["_id"], row.get("version", 1))
                 after = request_recall(delivery_state(latest)) if latest else None
                 if latest is None or after is None:
                     break

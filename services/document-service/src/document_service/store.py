@@ -159,24 +159,22 @@ class DocumentStore:
 
     async def reserve_number(self, unit: str, year: int, series: str) -> int:
         """The next number of (unit, year, series), starting at 1; exactly one caller gets
-        each number however many ask at once."""
-        prefix = f"{unit}|{year}|{series}|"
-        number = await self._last_reserved(prefix) + 1
-        for _ in range(1000):
+        each number however many ask at once. A counter read by key says where to start (it
+        may lag: it is only a hint); the reservation insert decides."""
+        prefix = f"{unit}|{year}|{series}"
+        hint = await self.reservations.find_one({"_id": prefix})
+        number = int(hint["last"]) + 1 if hint else 1
+        for _ in range(10_000):
             try:
                 await self.reservations.insert_one(
-                    {"_id": f"{prefix}{number:08d}", "reserved_at": datetime.now(UTC)}
+                    {"_id": f"{prefix}|{number:08d}", "reserved_at": datetime.now(UTC)}
                 )
-                return number
             except DuplicateKeyError:
-                number = max(number, await self._last_reserved(prefix)) + 1
+                number += 1
+                continue
+            await self.reservations.replace_one({"_id": prefix}, {"last": number}, upsert=True)
+            return number
         raise FailedPrecondition(f"could not reserve a number in {series}: too much contention")
-
-    async def _last_reserved(self, prefix: str) -> int:
-        last = await self.reservations.find_one(
-            {"_id": {"$gte": prefix, "$lt": prefix + "~"}}, {"_id": 1}, sort=[("_id", DESCENDING)]
-        )
-        return int(last["_id"].rsplit("|", 1)[1]) if last else 0
 
     # --- paper documents ------------------------------------------------------------------
 
@@ -269,11 +267,21 @@ class DocumentStore:
             {"_id": delivery_id, "read_at": None}, {"$set": {"read_at": datetime.now(UTC)}}
         )
 
-    async def current(self, delivery_id: str) -> Doc | None:
-        """The latest transition of a delivery: its authoritative state."""
-        return await self.transitions.find_one(
-            {"delivery_id": delivery_id}, sort=[("version", DESCENDING)]
-        )
+    async def current(self, delivery_id: str, hint: int = 0) -> Doc | None:
+        """The latest transition of a delivery: its authoritative state. Found by key from a
+        version ``hint`` (the delivery's projection) forwards, never by sorting."""
+        version = max(hint, 1)
+        latest = await self.transitions.find_one({"_id": f"{delivery_id}#{version:06d}"})
+        if latest is None and version > 1:
+            return await self.transitions.find_one(
+                {"delivery_id": delivery_id}, sort=[("version", DESCENDING)]
+            )
+        while latest is not None:
+            newer = await self.transitions.find_one({"_id": f"{delivery_id}#{version + 1:06d}"})
+            if newer is None:
+                return latest
+            latest, version = newer, version + 1
+        return None
 
     async def history(self, delivery_id: str) -> list[Doc]:
         cursor = self.transitions.find({"delivery_id": delivery_id}, {"outbox": 0}).sort(
@@ -356,10 +364,12 @@ class DocumentStore:
     async def _project(self, delivery_id: str) -> None:
         """Copy the latest transition onto the delivery; write, then check that nothing newer
         arrived meanwhile (updates are not atomic on every store), until it holds."""
+        hint = 1
         for _ in range(10):
-            latest = await self.current(delivery_id)
+            latest = await self.current(delivery_id, hint)
             if latest is None:
                 return
+            hint = int(latest["version"])
             await self.deliveries.update_one(
                 {"_id": delivery_id},
                 {
@@ -371,7 +381,7 @@ class DocumentStore:
                     }
                 },
             )
-            again = await self.current(delivery_id)
+            again = await self.current(delivery_id, hint)
             if again is not None and again["version"] == latest["version"]:
                 return
 
