@@ -32,7 +32,7 @@ PYTEST_ARGS ?=
 	infra-status install tools promtool bench clean format
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 # --- installation -------------------------------------------------------------------------
 
@@ -120,12 +120,15 @@ infra-status: ## say whether Kafka and the store answer
 run: $(VENV) infra-up ## start the whole platform locally with a sample registry; Ctrl-C stops it
 	$(PY) -m lienthong_local.run
 
-test: $(VENV) lint typecheck proto-check promtool infra-up ## lint, typecheck, drift check and every test
+test: $(VENV) lint typecheck proto-check promtool k8s-check infra-up ## lint, typecheck, drift checks, manifests and every test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV) infra-up ## benchmarks (each prints its figure and its baseline as a ratio)
 	@ls benchmarks/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
 	for b in benchmarks/*.py; do $(PY) $$b; done
+
+# Container image and Kubernetes manifests: k8s-check, k8s-render, image (deploy/k8s/k8s.mk).
+include deploy/k8s/k8s.mk
 
 clean: ## remove the virtualenv, tools and local data (stops the infrastructure first)
 	-deploy/local/infra.sh down
