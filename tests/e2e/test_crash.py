@@ -5,6 +5,7 @@ event reaches the downstream service exactly once."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -98,7 +99,7 @@ def test_a_crash_around_the_publish_delivers_the_event_once(
     platform.wait_serving(60, names=("signature-service", "document-service"))
 
     document_id = submit(document)  # acknowledged: stored with its event in the outbox
-    assert document.process.wait(timeout=30) == 137  # died at the failpoint
+    assert document.process.wait(timeout=30) == -signal.SIGKILL  # killed at the failpoint
 
     restarted = platform.launch("document-service", document.grpc_port, document.metrics_port)
     platform.wait_serving(60, names=("document-service",))

@@ -3,13 +3,14 @@
     failpoint("outbox.after_publish")   # no-op unless named in LIENTHONG_FAILPOINTS
 
 A crash test starts a service with ``LIENTHONG_FAILPOINTS=outbox.after_publish`` and the
-process exits with status 137 (as if killed with SIGKILL) the first time it passes there:
-no cleanup, no flush, no finally blocks. Production leaves the variable unset.
+process sends itself SIGKILL (kill -9) the first time it passes there: no cleanup, no flush,
+no finally blocks. Production leaves the variable unset.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 
 __all__ = ["arm", "failpoint"]
 
@@ -24,4 +25,4 @@ def arm(names: tuple[str, ...]) -> None:
 
 def failpoint(name: str) -> None:
     if name in _armed:
-        os._exit(137)
+        os.kill(os.getpid(), signal.SIGKILL)
