@@ -44,7 +44,7 @@ def test_cong_van_has_no_type_notation() -> None:
     [
         pytest.param(
             lambda r: r.recipients.ClearField("unit_codes"),
-            "recipients.unit_codes",
+            "recipients",
             id="no-recipient",
         ),
         pytest.param(
@@ -62,7 +62,16 @@ def test_cong_van_has_no_type_notation() -> None:
             "recipients.unit_codes[2]",
             id="malformed-code",
         ),
-        pytest.param(lambda r: r.recipients.scopes.add(), "recipients.scopes", id="scope-not-yet"),
+        pytest.param(
+            lambda r: r.recipients.scopes.add(ancestor_code="huyện 1"),
+            "recipients.scopes[0].ancestor_code",
+            id="bad-scope-ancestor",
+        ),
+        pytest.param(
+            lambda r: r.recipients.scopes.add(exclude_codes=["x y"]),
+            "recipients.scopes[0].exclude_codes[0]",
+            id="bad-scope-exclusion",
+        ),
         pytest.param(lambda r: setattr(r.code, "number", ""), "code.number", id="missing-number"),
         pytest.param(
             lambda r: setattr(r.code, "number", "1" * 12), "code.number", id="long-number"
@@ -101,7 +110,7 @@ def test_each_rule_names_its_field(mutate: object, field: str) -> None:
 def test_every_violation_is_reported_at_once() -> None:
     request = SubmitDocumentRequest(priority=9)
     assert fields_of(request) == [
-        "recipients.unit_codes",
+        "recipients",
         "code.number",
         "code.notation",
         "subject",

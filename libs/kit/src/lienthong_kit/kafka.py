@@ -91,28 +91,51 @@ def dead_letter_headers(
 
 
 class Topics:
-    """The platform's topics (each with a ``.dlq`` twin), behind an optional prefix."""
+    """The platform's topics (each with a ``.dlq`` twin), behind an optional prefix.
+
+    ``deliveries_urgent`` carries the deliveries of urgent documents (khẩn, thượng khẩn, hỏa
+    tốc) so they never queue behind routine ones; consumers of deliveries read both.
+    ``units`` is the compacted registry topic, keyed by unit code.
+    """
 
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix
         self.documents = f"{prefix}lienthong.documents"
         self.verifications = f"{prefix}lienthong.verifications"
         self.deliveries = f"{prefix}lienthong.deliveries"
+        self.deliveries_urgent = f"{prefix}lienthong.deliveries.urgent"
         self.notifications = f"{prefix}lienthong.notifications"
+        self.units = f"{prefix}lienthong.units"
+
+    @property
+    def all_deliveries(self) -> list[str]:
+        return [self.deliveries, self.deliveries_urgent]
 
     @staticmethod
     def dlq(topic: str) -> str:
         return f"{topic}.dlq"
 
+    def compacted(self) -> list[str]:
+        return [self.units]
+
     def all(self) -> list[str]:
-        main = [self.documents, self.verifications, self.deliveries, self.notifications]
+        main = [
+            self.documents,
+            self.verifications,
+            self.deliveries,
+            self.deliveries_urgent,
+            self.notifications,
+            self.units,
+        ]
         return main + [self.dlq(topic) for topic in main]
 
     def group(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
 
-async def ensure_topics(settings: KitSettings, names: Sequence[str]) -> None:
+async def ensure_topics(
+    settings: KitSettings, names: Sequence[str], *, compacted: Sequence[str] = ()
+) -> None:
     """Create the missing topics (local and test runs; Strimzi owns them in production)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
@@ -127,6 +150,9 @@ async def ensure_topics(settings: KitSettings, names: Sequence[str]) -> None:
                             name,
                             num_partitions=settings.kafka_partitions,
                             replication_factor=settings.kafka_replication_factor,
+                            topic_configs=(
+                                {"cleanup.policy": "compact"} if name in compacted else {}
+                            ),
                         )
                         for name in missing
                     ]
@@ -421,16 +447,16 @@ class TopicTail:
     def __init__(
         self,
         settings: KitSettings,
-        topic: str,
+        topics: Sequence[str],
         on_event: Callable[[EventEnvelope], Awaitable[None]],
     ) -> None:
         self._settings = settings
-        self._topic = topic
+        self._topics = list(topics)
         self._on_event = on_event
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
-            self._topic,
+            *self._topics,
             bootstrap_servers=self._settings.kafka_bootstrap,
             group_id=None,
             enable_auto_commit=False,

@@ -214,7 +214,9 @@ class ServiceApp:
                     await ping(self.db)
                 await self.producer.start()
                 if self.settings.kafka_create_topics:
-                    await ensure_topics(self.settings, self.topics.all())
+                    await ensure_topics(
+                        self.settings, self.topics.all(), compacted=self.topics.compacted()
+                    )
                 return
             except Exception as exc:  # noqa: BLE001 - any failure here means "not yet"
                 log.warning("dependencies_not_ready", error=repr(exc), retry_in=delay)

@@ -59,7 +59,7 @@ async def build(deps: Deps) -> Wiring:
         elif carries(envelope, DeliveryBounced):
             await store.record_bounce(unpack(envelope, DeliveryBounced))
 
-    tail = TopicTail(deps.settings, deps.topics.deliveries, hub.on_event)
+    tail = TopicTail(deps.settings, deps.topics.all_deliveries, hub.on_event)
     servicer = DocumentServicer(store, attachments, audit, hub, relays, deps.topics)
     return Wiring(
         services=[
@@ -71,9 +71,11 @@ async def build(deps: Deps) -> Wiring:
             )
         ],
         consumers=[
-            ConsumerSpec(NAME, [deps.topics.deliveries], on_delivery),
+            ConsumerSpec(NAME, deps.topics.all_deliveries, on_delivery),
             ConsumerSpec(
-                f"{NAME}-audit", [deps.topics.documents, deps.topics.deliveries], audit.on_event
+                f"{NAME}-audit",
+                [deps.topics.documents, *deps.topics.all_deliveries],
+                audit.on_event,
             ),
         ],
         tasks=[*(relay.run for relay in relays.values()), tail.run],

@@ -48,9 +48,21 @@ def validate_submission(request: SubmitDocumentRequest, sender: str, today: date
     """Raise InvalidArgument naming every problem of ``request``, sent by ``sender``."""
     v = Violations()
     codes = list(request.recipients.unit_codes)
-    v.require(bool(codes), "recipients.unit_codes", "at least one recipient is required")
-    if request.recipients.scopes:
-        v.add("recipients.scopes", "recipient scopes are not resolved yet: list unit codes")
+    v.require(
+        bool(codes) or bool(request.recipients.scopes),
+        "recipients",
+        "at least one recipient (a unit code or a scope) is required",
+    )
+    for index, scope in enumerate(request.recipients.scopes):
+        path = f"recipients.scopes[{index}]"
+        if scope.ancestor_code:
+            problem = unit_code_problem(scope.ancestor_code)
+            if problem:
+                v.add(f"{path}.ancestor_code", problem)
+        for position, excluded in enumerate(scope.exclude_codes):
+            problem = unit_code_problem(excluded)
+            if problem:
+                v.add(f"{path}.exclude_codes[{position}]", problem)
     seen: set[str] = set()
     for index, code in enumerate(codes):
         path = f"recipients.unit_codes[{index}]"

@@ -29,7 +29,7 @@ async def build(deps: Deps) -> Wiring:
                 NotificationServicer(notifier),
             )
         ],
-        consumers=[ConsumerSpec(NAME, [deps.topics.deliveries], notifier.on_delivery)],
+        consumers=[ConsumerSpec(NAME, deps.topics.all_deliveries, notifier.on_delivery)],
     )
 
 

@@ -64,7 +64,7 @@ class ReportingApp:
             producer_acks=-1,
             web_enabled=False,
         )
-        self.sources = self.app.topic(topics.documents, topics.deliveries)
+        self.sources = self.app.topic(topics.documents, *topics.all_deliveries)
         self.folds = self.app.topic(
             f"{topics.prefix}lienthong.reporting.folds",
             key_type=str,
