@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from lienthong_kit.settings import KitSettings, load_settings
+from lienthong_local.cleanup import remove_namespace
 
 ROOT = Path(__file__).resolve().parent
 INFRA = ROOT / "deploy" / "local" / "infra.sh"
+KAFKA = "127.0.0.1:9092"
+MONGO = "mongodb://127.0.0.1:27017"
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +36,11 @@ def infra() -> None:
 
 
 @pytest.fixture
-def prefix() -> str:
-    """A fresh namespace for topics, consumer groups and databases."""
-    return f"t{uuid.uuid4().hex[:10]}_"
+def prefix() -> Iterator[str]:
+    """A fresh namespace for topics, consumer groups and databases, removed afterwards."""
+    namespace = f"t{uuid.uuid4().hex[:10]}_"
+    yield namespace
+    remove_namespace(namespace, kafka=KAFKA, mongo=MONGO)
 
 
 @pytest.fixture

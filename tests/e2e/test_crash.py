@@ -21,6 +21,7 @@ from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
 from lienthong.events.v1.events_pb2 import DocumentVerified
 from lienthong_kit.envelope import decode_envelope, unpack
 from lienthong_kit.kafka import Topics
+from lienthong_local.cleanup import remove_namespace
 from lienthong_local.platform import Platform, ServiceProcess
 from lienthong_local.waiting import eventually_sync
 
@@ -31,11 +32,13 @@ SENDER = "000.00.00.H23"
 
 @pytest.fixture
 def platform(infra: None, tmp_path: Path) -> Iterator[Platform]:
-    running = Platform.empty(log_dir=tmp_path, prefix=f"crash{uuid.uuid4().hex[:8]}_")
+    prefix = f"crash{uuid.uuid4().hex[:8]}_"
+    running = Platform.empty(log_dir=tmp_path, prefix=prefix)
     try:
         yield running
     finally:
         running.stop_all()
+        remove_namespace(prefix, kafka="127.0.0.1:9092", mongo="mongodb://127.0.0.1:27017")
 
 
 def submit(service: ServiceProcess) -> str:

@@ -29,6 +29,7 @@ from lienthong.notification.v1.notification_service_pb2_grpc import Notification
 from lienthong.reporting.v1 import reporting_service_pb2 as rep_pb
 from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceStub
 from lienthong_kit.kafka import Topics
+from lienthong_local.cleanup import remove_namespace
 from lienthong_local.platform import SERVICES, Platform
 from lienthong_local.run import load_sample_registry
 from lienthong_local.waiting import eventually_sync
@@ -54,6 +55,7 @@ def platform(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     with Platform.start(log_dir=log_dir, prefix=prefix) as running:
         load_sample_registry(running.endpoint("routing-service"))
         yield running
+    remove_namespace(prefix, kafka="127.0.0.1:9092", mongo="mongodb://127.0.0.1:27017")
 
 
 def as_unit(code: str) -> tuple[tuple[str, str], ...]:

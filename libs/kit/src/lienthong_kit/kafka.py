@@ -235,11 +235,16 @@ class EventProducer:
 
 @dataclass(frozen=True)
 class ConsumerSpec:
-    """What a service consumes: a group (prefixed by the loop), topics and the handler."""
+    """What a service consumes: a group (prefixed by the loop), topics and the handler.
+
+    ``dedupe=False`` skips the applied-event markers (two store round trips per event) for a
+    handler whose own write is already keyed by the event id, so a redelivery is a no-op.
+    """
 
     group: str
     topics: Sequence[str]
     handler: Handler
+    dedupe: bool = True
 
 
 class ConsumerLoop:
@@ -258,7 +263,7 @@ class ConsumerLoop:
         self.group = f"{group_prefix}{spec.group}"
         self._settings = settings
         self._producer = producer
-        self._applied = db["applied_events"] if db is not None else None
+        self._applied = db["applied_events"] if db is not None and spec.dedupe else None
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()

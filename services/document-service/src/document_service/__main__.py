@@ -72,10 +72,12 @@ async def build(deps: Deps) -> Wiring:
         ],
         consumers=[
             ConsumerSpec(NAME, deps.topics.all_deliveries, on_delivery),
+            # the audit log's insert is keyed by event id: no separate applied-event markers
             ConsumerSpec(
                 f"{NAME}-audit",
                 [deps.topics.documents, *deps.topics.all_deliveries],
                 audit.on_event,
+                dedupe=False,
             ),
         ],
         tasks=[*(relay.run for relay in relays.values()), tail.run],

@@ -9,10 +9,10 @@ the previous entry of its chain and its own hash over its content::
                   | payload_sha256)
 
 Redelivery appends nothing (the event id is the entry's key); two replicas briefly sharing a
-partition during a rebalance cannot fork a chain (``(chain, seq)`` is unique). The head of each
-chain is cached in ``audit_heads`` (read by key, not by sorting the log); a stale head only
-costs a retry. ``verify`` recomputes every chain and names the first entry whose hash or link
-does not match.
+partition during a rebalance cannot fork a chain (``(chain, seq)`` is unique). Appending is one
+insert: the consumer keeps each chain's head in memory and reads it from the log only when it
+has none or an insert conflicts (a stale head costs a retry, never a fork). ``verify``
+recomputes every chain and names the first entry whose hash or link does not match.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class AuditReport:
 class AuditLog:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.entries = db["audit"]
-        self.heads = db["audit_heads"]
+        self._heads: dict[str, tuple[int, str]] = {}
 
     async def create_indexes(self) -> None:
         await ensure_indexes(
@@ -68,13 +68,15 @@ class AuditLog:
 
     async def on_event(self, envelope: EventEnvelope, record: ConsumerRecord[bytes, bytes]) -> None:
         chain = f"{record.topic}/{record.partition}"
-        head = await self.heads.find_one({"_id": chain})
+        head = self._heads.get(chain)
+        if head is None:
+            head = await self._read_head(chain)
         for _ in range(100):
             entry: Doc = {
                 "_id": envelope.event_id,
                 "chain": chain,
-                "seq": (head["seq"] + 1) if head else 1,
-                "prev_hash": head["hash"] if head else GENESIS,
+                "seq": head[0] + 1,
+                "prev_hash": head[1],
                 "event_type": envelope.event_type,
                 "occurred_at": envelope.occurred_at.ToDatetime(UTC).isoformat(),
                 "producer": envelope.producer,
@@ -87,17 +89,19 @@ class AuditLog:
             except DuplicateKeyError:
                 if await self.entries.find_one({"_id": envelope.event_id}, {"_id": 1}):
                     return  # already in the log: a redelivery
-                # the cached head is stale (another member appended, or a crash came between
-                # an append and its head update): find the real head and link to it
-                head = await self.entries.find_one(
-                    {"chain": chain}, {"seq": 1, "hash": 1}, sort=[("seq", DESCENDING)]
-                )
+                head = await self._read_head(chain)  # another member appended: relink
                 continue
-            await self.heads.replace_one(
-                {"_id": chain}, {"seq": entry["seq"], "hash": entry["hash"]}, upsert=True
-            )
+            self._heads[chain] = (entry["seq"], entry["hash"])
             return
         raise TransientEventError(f"could not append to audit chain {chain}")
+
+    async def _read_head(self, chain: str) -> tuple[int, str]:
+        last = await self.entries.find_one(
+            {"chain": chain}, {"seq": 1, "hash": 1}, sort=[("seq", DESCENDING)]
+        )
+        head = (int(last["seq"]), str(last["hash"])) if last else (0, GENESIS)
+        self._heads[chain] = head
+        return head
 
     async def verify(self) -> AuditReport:
         checked = 0
