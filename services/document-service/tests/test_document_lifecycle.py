@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from document_service.__main__ import build
 from lienthong.common.v1.common_pb2 import DocumentSummary
 from lienthong.document.v1 import document_service_pb2 as pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
@@ -33,18 +32,6 @@ PDF = b"%PDF-1.7\n" + b"lien thong " * 50_000 + b"\n%%EOF\n"  # ~550 kB: several
 
 def unit(code: str) -> tuple[tuple[str, str], ...]:
     return (("x-lienthong-unit", code),)
-
-
-@pytest.fixture
-async def service(start_service: Any) -> ServiceApp:
-    app: ServiceApp = await start_service("document-service", build)
-    return app
-
-
-@pytest.fixture
-async def stub(service: ServiceApp) -> AsyncIterator[DocumentServiceStub]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
-        yield DocumentServiceStub(channel)
 
 
 _numbers = iter(range(1, 1_000_000))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -10,7 +9,6 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from document_service.__main__ import build
 from lienthong.document.v1 import document_service_pb2 as pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
 from lienthong.events.v1.events_pb2 import DeliveryCreated, DocumentSubmitted
@@ -37,18 +35,6 @@ def request(**overrides: Any) -> pb.SubmitDocumentRequest:
         **overrides,
     }
     return pb.SubmitDocumentRequest(**fields)
-
-
-@pytest.fixture
-async def service(start_service: Any) -> ServiceApp:
-    app: ServiceApp = await start_service("document-service", build)
-    return app
-
-
-@pytest.fixture
-async def stub(service: ServiceApp) -> AsyncIterator[DocumentServiceStub]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
-        yield DocumentServiceStub(channel)
 
 
 async def test_submit_stores_and_publishes_the_submitted_event(
