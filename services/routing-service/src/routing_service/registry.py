@@ -1,89 +1,369 @@
-"""The unit registry: identifier codes, levels, parents, active flags."""
+"""The unit registry: the store (source of truth), the in-memory index, the units topic.
+
+    registry = Registry(deps.db, deps.producer, deps.topics, deps.settings)
+    await registry.load()                 # the store into the index, before any routing
+    await registry.upsert(unit)           # store, then this replica's index, then the topic
+    registry.follow                       # background task: the units topic from offset 0
+
+Every write goes to the store and then, as a ``UnitChanged`` keyed by the unit's code, to the
+compacted units topic; every replica reads that topic from the beginning (outside any
+consumer group) into its index, so a change made on one replica reaches the others within
+the broker's fetch wait. A periodic reload from the store repairs a change whose publish
+failed. Each record carries a revision (nanoseconds since the epoch): an index keeps the
+newest, so replaying old records never undoes a newer change.
+
+FerretDB: the store sees only whole-document replaces keyed by ``_id`` and full reads of a
+small collection; no conditional updates (docs/architecture.md, "Storage rules").
+"""
 
 from __future__ import annotations
 
-from pymongo import ASCENDING, IndexModel
+import asyncio
+import re
+import time
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta, timezone
+
+from aiokafka import AIOKafkaConsumer
 
 from lienthong.common.v1.common_pb2 import UnitLevel
-from lienthong.routing.v1.routing_service_pb2 import Unit
+from lienthong.events.v1.events_pb2 import UnitChanged
+from lienthong.routing.v1.routing_service_pb2 import Contact, Unit
 from lienthong_kit.codes import unit_code_problem
-from lienthong_kit.errors import Violations
-from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
+from lienthong_kit.envelope import decode_envelope, new_event, unpack
+from lienthong_kit.errors import NotFound, PoisonEvent, Violations
+from lienthong_kit.kafka import EventProducer, Topics
+from lienthong_kit.logs import get_logger
+from lienthong_kit.mongo import AsyncDatabase, Doc
+from lienthong_kit.settings import KitSettings
+from routing_service.index import UnitIndex
 
-__all__ = ["Registry", "validate_unit"]
+__all__ = ["MAX_IMPORT_ROWS", "Registry", "today", "unit_violations", "validate_unit"]
+
+log = get_logger(__name__)
+
+PRODUCER = "routing-service"
+MAX_IMPORT_ROWS = 20_000
+RESYNC_SECONDS = 60.0
+VIETNAM = timezone(timedelta(hours=7))
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def validate_unit(unit: Unit, *, parent_exists: bool) -> None:
-    v = Violations()
-    for field in ("code", "code_2020", "parent_code"):
-        value = getattr(unit, field)
-        if value or field == "code":
+def today() -> str:
+    """Today's ISO date in Vietnam."""
+    return datetime.now(VIETNAM).date().isoformat()
+
+
+def date_problem(value: str) -> str | None:
+    if not _DATE.match(value):
+        return f"{value!r} is not an ISO 8601 date (yyyy-MM-dd)"
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return f"{value!r} is not a calendar date"
+    return None
+
+
+def unit_violations(
+    unit: Unit,
+    v: Violations,
+    *,
+    prefix: str,
+    parent: Unit | None,
+    parent_known: bool | None = None,
+) -> None:
+    """Add every problem of ``unit`` to ``v`` (fields named ``<prefix>.<field>``).
+
+    ``parent`` is the parent's current record if known; ``parent_known`` overrides whether a
+    parent counts as existing (an import's parent may be another row of the same import).
+    """
+    exists = parent is not None if parent_known is None else parent_known
+    for name in ("code", "code_2020", "parent_code", "successor_code"):
+        value = getattr(unit, name)
+        if value or name == "code":
             problem = unit_code_problem(value)
             if problem:
-                v.add(f"unit.{field}", problem)
-    v.require(bool(unit.name.strip()), "unit.name", "is required")
-    v.require(unit.level != UnitLevel.UNIT_LEVEL_UNSPECIFIED, "unit.level", "is required")
+                v.add(f"{prefix}.{name}", problem)
+    v.require(bool(unit.name.strip()), f"{prefix}.name", "is required")
+    v.require(unit.level != UnitLevel.UNIT_LEVEL_UNSPECIFIED, f"{prefix}.level", "is required")
+    field = f"{prefix}.parent_code"
     if unit.level == UnitLevel.UNIT_LEVEL_PROVINCE:
-        v.require(not unit.parent_code, "unit.parent_code", "a province has no parent")
-    elif unit.level != UnitLevel.UNIT_LEVEL_UNSPECIFIED and v.require(
-        bool(unit.parent_code), "unit.parent_code", "is required below the province"
+        v.require(not unit.parent_code, field, "a province has no parent")
+    elif unit.level != UnitLevel.UNIT_LEVEL_UNSPECIFIED:
+        below = v.require(bool(unit.parent_code), field, "is required below the province")
+        known = below and v.require(exists, field, f"no unit {unit.parent_code!r} in the registry")
+        if known and parent is not None and parent.level >= unit.level:
+            levels = f"{UnitLevel.Name(unit.level)} under a {UnitLevel.Name(parent.level)}"
+            v.add(field, f"a unit cannot be a {levels}")
+    if unit.code and unit.parent_code == unit.code:
+        v.add(field, "a unit is not its own parent")
+    if unit.code and unit.successor_code == unit.code:
+        v.add(f"{prefix}.successor_code", "a unit does not succeed itself")
+    for name in ("valid_from", "valid_until"):
+        value = getattr(unit, name)
+        if value:
+            problem = date_problem(value)
+            if problem:
+                v.add(f"{prefix}.{name}", problem)
+    if (
+        unit.valid_from
+        and unit.valid_until
+        and not date_problem(unit.valid_from)
+        and not date_problem(unit.valid_until)
+        and unit.valid_until < unit.valid_from
     ):
+        v.add(f"{prefix}.valid_until", "is before valid_from")
+    for i, contact in enumerate(unit.contacts):
         v.require(
-            parent_exists, "unit.parent_code", f"no unit {unit.parent_code!r} in the registry"
+            bool(contact.name or contact.email or contact.phone),
+            f"{prefix}.contacts[{i}]",
+            "needs a name, an e-mail or a phone number",
         )
-    v.require(unit.parent_code != unit.code, "unit.parent_code", "a unit is not its own parent")
+
+
+def validate_unit(unit: Unit, *, parent: Unit | None, parent_known: bool | None = None) -> None:
+    v = Violations()
+    unit_violations(unit, v, prefix="unit", parent=parent, parent_known=parent_known)
     v.raise_if_any()
 
 
-def _to_doc(unit: Unit) -> Doc:
+def _clean(unit: Unit) -> Unit:
+    out = Unit()
+    out.CopyFrom(unit)
+    out.name = unit.name.strip()
+    return out
+
+
+def _to_doc(unit: Unit, revision: int) -> Doc:
     return {
         "_id": unit.code,
         "code_2020": unit.code_2020,
-        "name": unit.name.strip(),
+        "name": unit.name,
         "level": int(unit.level),
         "parent_code": unit.parent_code,
         "active": unit.active,
+        "contacts": [{"name": c.name, "email": c.email, "phone": c.phone} for c in unit.contacts],
+        "valid_from": unit.valid_from,
+        "valid_until": unit.valid_until,
+        "successor_code": unit.successor_code,
+        "revision": revision,
     }
 
 
 def _to_unit(doc: Doc) -> Unit:
     return Unit(
         code=doc["_id"],
-        code_2020=doc["code_2020"],
+        code_2020=doc.get("code_2020", ""),
         name=doc["name"],
         level=doc["level"],
-        parent_code=doc["parent_code"],
-        active=doc["active"],
+        parent_code=doc.get("parent_code", ""),
+        active=doc.get("active", False),
+        contacts=[Contact(**c) for c in doc.get("contacts", [])],
+        valid_from=doc.get("valid_from", ""),
+        valid_until=doc.get("valid_until", ""),
+        successor_code=doc.get("successor_code", ""),
     )
 
 
-class Registry:
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
-        self.units = db["units"]
+class _Revisions:
+    """Strictly increasing nanosecond revisions on this replica."""
 
-    async def create_indexes(self) -> None:
-        await ensure_indexes(
-            self.units,
-            [IndexModel([("parent_code", ASCENDING)]), IndexModel([("level", ASCENDING)])],
+    def __init__(self) -> None:
+        self._last = 0
+
+    def next(self) -> int:
+        self._last = max(time.time_ns(), self._last + 1)
+        return self._last
+
+
+class Registry:
+    def __init__(
+        self,
+        db: AsyncDatabase[Doc],
+        producer: EventProducer,
+        topics: Topics,
+        settings: KitSettings,
+        index: UnitIndex | None = None,
+    ) -> None:
+        self.units = db["units"]
+        self.index = index if index is not None else UnitIndex()
+        self._producer = producer
+        self._topics = topics
+        self._settings = settings
+        self._revisions = _Revisions()
+
+    # -- reading the store and the topic into the index -------------------------------------
+
+    async def load(self) -> int:
+        """Every unit of the store into the index (a few hundred documents: one read)."""
+        count = 0
+        async for doc in self.units.find({}):
+            self.index.apply(_to_unit(doc), int(doc.get("revision", 0)))
+            count += 1
+        return count
+
+    async def resync(self) -> None:
+        """Background task: reload the store now and then (repairs a lost publish)."""
+        while True:
+            await asyncio.sleep(RESYNC_SECONDS)
+            await self.load()
+
+    async def follow(self) -> None:
+        """Background task: the units topic from its first offset, for ever, into the index."""
+        consumer = AIOKafkaConsumer(
+            self._topics.units,
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
         )
+        await consumer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    for record in records:
+                        try:
+                            changed = unpack(decode_envelope(record.value), UnitChanged)
+                        except PoisonEvent as exc:
+                            log.warning("unit_record_skipped", offset=record.offset, error=str(exc))
+                            continue
+                        self.index.apply(changed.unit, changed.revision)
+        finally:
+            await consumer.stop()
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def _write(self, units: Sequence[Unit]) -> None:
+        """Store each unit (in order), take it into this replica's index, then publish all."""
+        records: list[tuple[str, bytes | None, bytes | None]] = []
+        for unit in units:
+            revision = self._revisions.next()
+            await self.units.replace_one({"_id": unit.code}, _to_doc(unit, revision), upsert=True)
+            self.index.apply(unit, revision)
+            envelope = new_event(UnitChanged(unit=unit, revision=revision), producer=PRODUCER)
+            records.append((self._topics.units, unit.code.encode(), envelope.SerializeToString()))
+        await self._producer.publish_many(records)
+
+    def _violations(self, unit: Unit, v: Violations, prefix: str) -> None:
+        parent = self.index.get(unit.parent_code) if unit.parent_code else None
+        unit_violations(unit, v, prefix=prefix, parent=parent)
+        self._reference_violations(unit, v, prefix, {})
+
+    def _reference_violations(
+        self, unit: Unit, v: Violations, prefix: str, batch: dict[str, Unit]
+    ) -> None:
+        if unit.code_2020:
+            owner = self.index.owner_of_2020(unit.code_2020)
+            if owner is not None and owner != unit.code:
+                v.add(f"{prefix}.code_2020", f"{unit.code_2020!r} belongs to {owner}")
+        if unit.successor_code and unit.successor_code != unit.code:
+            known = unit.successor_code in batch or self.index.get(unit.successor_code)
+            v.require(
+                bool(known),
+                f"{prefix}.successor_code",
+                f"no unit {unit.successor_code!r} in the registry",
+            )
 
     async def upsert(self, unit: Unit) -> Unit:
-        parent_exists = bool(unit.parent_code) and await self.get(unit.parent_code) is not None
-        validate_unit(unit, parent_exists=parent_exists)
-        await self.units.replace_one({"_id": unit.code}, _to_doc(unit), upsert=True)
+        unit = _clean(unit)
+        v = Violations()
+        self._violations(unit, v, "unit")
+        v.raise_if_any()
+        await self._write([unit])
         return unit
 
-    async def get(self, code: str) -> Unit | None:
-        doc = await self.units.find_one({"_id": code})
-        return _to_unit(doc) if doc else None
+    async def import_rows(self, rows: Sequence[Unit]) -> tuple[int, int]:
+        """Validate every row (all problems, ``rows[i].field``), then apply all; (applied,
+        created). Rows may come in any order: a parent may be a later row."""
+        rows = [_clean(row) for row in rows]
+        v = Violations()
+        batch: dict[str, Unit] = {}
+        first_row: dict[str, int] = {}
+        owners_2020: dict[str, int] = {}
+        for i, row in enumerate(rows):
+            if row.code in first_row:
+                v.add(f"rows[{i}].code", f"{row.code} is also row {first_row[row.code]}")
+            else:
+                first_row[row.code] = i
+                batch[row.code] = row
+            if row.code_2020:
+                if row.code_2020 in owners_2020:
+                    v.add(
+                        f"rows[{i}].code_2020",
+                        f"{row.code_2020} is also row {owners_2020[row.code_2020]}",
+                    )
+                owners_2020.setdefault(row.code_2020, i)
+        for i, row in enumerate(rows):
+            prefix = f"rows[{i}]"
+            parent = batch.get(row.parent_code) or self.index.get(row.parent_code)
+            unit_violations(row, v, prefix=prefix, parent=parent if row.parent_code else None)
+            if row.code_2020:
+                owner = self.index.owner_of_2020(row.code_2020)
+                moved = (
+                    owner is not None
+                    and owner in batch
+                    and batch[owner].code_2020 != (row.code_2020)
+                )
+                if owner is not None and owner != row.code and not moved:
+                    v.add(f"{prefix}.code_2020", f"{row.code_2020!r} belongs to {owner}")
+            if row.successor_code and row.successor_code != row.code:
+                v.require(
+                    row.successor_code in batch or self.index.get(row.successor_code) is not None,
+                    f"{prefix}.successor_code",
+                    f"no unit {row.successor_code!r} in the registry",
+                )
+        v.raise_if_any()
+        created = sum(1 for code in batch if self.index.get(code) is None)
+        await self._write(_parents_first(list(batch.values())))
+        return len(batch), created
 
-    async def page(self, *, parent_code: str, level: int, after: str, limit: int) -> list[Unit]:
-        query: Doc = {}
-        if parent_code:
-            query["parent_code"] = parent_code
-        if level:
-            query["level"] = level
-        if after:
-            query["_id"] = {"$gt": after}
-        cursor = self.units.find(query).sort("_id", ASCENDING).limit(limit)
-        return [_to_unit(doc) async for doc in cursor]
+    async def close(self, code: str, *, successor_code: str, closed_on: str) -> Unit:
+        unit = self.index.get(code)
+        if unit is None:
+            raise NotFound(f"code: no unit {code!r} in the registry")
+        v = Violations()
+        closed_on = closed_on or today()
+        problem = date_problem(closed_on)
+        if problem:
+            v.add("closed_on", problem)
+        if successor_code:
+            successor = self.index.get(successor_code)
+            if successor is None:
+                v.add("successor_code", f"no unit {successor_code!r} in the registry")
+            elif successor.code == unit.code:
+                v.add("successor_code", "a unit does not succeed itself")
+            elif successor.valid_until or not successor.active:
+                v.add("successor_code", f"{successor.code} is closed or inactive itself")
+            else:
+                successor_code = successor.code
+        if not problem and unit.valid_from and closed_on < unit.valid_from:
+            v.add("closed_on", f"is before the unit's valid_from {unit.valid_from}")
+        v.raise_if_any()
+        closed = _clean(unit)
+        closed.active = False
+        closed.valid_until = closed_on
+        closed.successor_code = successor_code
+        await self._write([closed])
+        return closed
+
+
+def _parents_first(units: list[Unit]) -> list[Unit]:
+    """Order a batch so that every parent precedes its children (within the batch)."""
+    by_code = {unit.code: unit for unit in units}
+    ordered: list[Unit] = []
+    placed: set[str] = set()
+
+    def place(unit: Unit, depth: int = 0) -> None:
+        if unit.code in placed:
+            return
+        parent = by_code.get(unit.parent_code)
+        if parent is not None and depth < len(units):
+            place(parent, depth + 1)
+        placed.add(unit.code)
+        ordered.append(unit)
+
+    for unit in units:
+        place(unit)
+    return ordered

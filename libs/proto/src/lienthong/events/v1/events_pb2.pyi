@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from lienthong.common.v1 import common_pb2 as _common_pb2
+from lienthong.routing.v1 import routing_service_pb2 as _routing_service_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -282,3 +283,32 @@ class PaperDocumentRegistered(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PaperDocumentRegistered: _TypeAlias = PaperDocumentRegistered  # noqa: Y015
+
+@_typing.final
+class UnitChanged(_message.Message):
+    """unit.changed, on the compacted units topic, keyed by unit code: the unit's whole current
+    record, written by routing-service after each registry change (the latest one per unit is
+    kept for ever, so a replica reading the topic from the start rebuilds the registry).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    revision: _builtins.int
+    """Nanoseconds since the epoch when the change was made: a replica keeps the newest."""
+    @_builtins.property
+    def unit(self) -> _routing_service_pb2.Unit: ...
+    def __init__(
+        self,
+        *,
+        unit: _routing_service_pb2.Unit | None = ...,
+        revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["unit", b"unit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["revision", b"revision", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnitChanged: _TypeAlias = UnitChanged  # noqa: Y015

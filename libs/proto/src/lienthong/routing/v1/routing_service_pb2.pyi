@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from lienthong.common.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -19,6 +20,53 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _ActiveFilter:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ActiveFilterEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ActiveFilter.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACTIVE_FILTER_UNSPECIFIED: _ActiveFilter.ValueType  # 0
+    """Both."""
+    ACTIVE_FILTER_ACTIVE: _ActiveFilter.ValueType  # 1
+    ACTIVE_FILTER_INACTIVE: _ActiveFilter.ValueType  # 2
+
+class ActiveFilter(_ActiveFilter, metaclass=_ActiveFilterEnumTypeWrapper):
+    """Whether ListUnits returns active units, inactive ones or both."""
+
+ACTIVE_FILTER_UNSPECIFIED: ActiveFilter.ValueType  # 0
+"""Both."""
+ACTIVE_FILTER_ACTIVE: ActiveFilter.ValueType  # 1
+ACTIVE_FILTER_INACTIVE: ActiveFilter.ValueType  # 2
+Global___ActiveFilter: _TypeAlias = ActiveFilter  # noqa: Y015
+
+@_typing.final
+class Contact(_message.Message):
+    """Who to contact at a unit (the clerk, văn thư)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    PHONE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    email: _builtins.str
+    phone: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        email: _builtins.str = ...,
+        phone: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "name", b"name", "phone", b"phone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Contact: _TypeAlias = Contact  # noqa: Y015
+
 @_typing.final
 class Unit(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -29,15 +77,29 @@ class Unit(_message.Message):
     LEVEL_FIELD_NUMBER: _builtins.int
     PARENT_CODE_FIELD_NUMBER: _builtins.int
     ACTIVE_FIELD_NUMBER: _builtins.int
+    CONTACTS_FIELD_NUMBER: _builtins.int
+    VALID_FROM_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    SUCCESSOR_CODE_FIELD_NUMBER: _builtins.int
     code: _builtins.str
-    """Electronic identifier code (mã định danh), e.g. "000.00.00.H49"; the unit's key."""
+    """Electronic identifier code (mã định danh), QCVN 102 form, e.g. "000.00.00.H49"; the key."""
     code_2020: _builtins.str
-    """The Decision 20/2020 form, e.g. "H55.242", if known."""
+    """The Decision 20/2020 form, e.g. "H55.242", if known; unique in the registry."""
     name: _builtins.str
     level: _common_pb2.UnitLevel.ValueType
     parent_code: _builtins.str
     """Code of the parent unit; empty for the province."""
     active: _builtins.bool
+    valid_from: _builtins.str
+    """First day the code is valid (ISO 8601 date, Vietnam time); empty: always was."""
+    valid_until: _builtins.str
+    """The day the code was closed (ISO 8601 date); from that day on it receives nothing.
+    Empty: open.
+    """
+    successor_code: _builtins.str
+    """The unit that took over a closed one."""
+    @_builtins.property
+    def contacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Contact]: ...
     def __init__(
         self,
         *,
@@ -47,10 +109,14 @@ class Unit(_message.Message):
         level: _common_pb2.UnitLevel.ValueType = ...,
         parent_code: _builtins.str = ...,
         active: _builtins.bool = ...,
+        contacts: _abc.Iterable[Global___Contact] | None = ...,
+        valid_from: _builtins.str = ...,
+        valid_until: _builtins.str = ...,
+        successor_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "code", b"code", "code_2020", b"code_2020", "level", b"level", "name", b"name", "parent_code", b"parent_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "code", b"code", "code_2020", b"code_2020", "contacts", b"contacts", "level", b"level", "name", b"name", "parent_code", b"parent_code", "successor_code", b"successor_code", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -102,6 +168,7 @@ class GetUnitRequest(_message.Message):
 
     CODE_FIELD_NUMBER: _builtins.int
     code: _builtins.str
+    """Either code form."""
     def __init__(
         self,
         *,
@@ -143,11 +210,14 @@ class ListUnitsRequest(_message.Message):
     LEVEL_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
     parent_code: _builtins.str
+    """Direct children of this unit only."""
     level: _common_pb2.UnitLevel.ValueType
     page_size: _builtins.int
     """At most 500; 0 means 100."""
     page_token: _builtins.str
+    active: Global___ActiveFilter.ValueType
     def __init__(
         self,
         *,
@@ -155,10 +225,11 @@ class ListUnitsRequest(_message.Message):
         level: _common_pb2.UnitLevel.ValueType = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        active: Global___ActiveFilter.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["level", b"level", "page_size", b"page_size", "page_token", b"page_token", "parent_code", b"parent_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "level", b"level", "page_size", b"page_size", "page_token", b"page_token", "parent_code", b"parent_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -186,3 +257,176 @@ class ListUnitsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListUnitsResponse: _TypeAlias = ListUnitsResponse  # noqa: Y015
+
+@_typing.final
+class ImportRegistryRequest(_message.Message):
+    """One row of an import."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def unit(self) -> Global___Unit: ...
+    def __init__(
+        self,
+        *,
+        unit: Global___Unit | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["unit", b"unit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportRegistryRequest: _TypeAlias = ImportRegistryRequest  # noqa: Y015
+
+@_typing.final
+class ImportRegistryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLIED_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    applied: _builtins.int
+    """Rows applied (all of them, or none when the import is refused)."""
+    created: _builtins.int
+    """Of those, units that were not in the registry before."""
+    def __init__(
+        self,
+        *,
+        applied: _builtins.int = ...,
+        created: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "created", b"created"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportRegistryResponse: _TypeAlias = ImportRegistryResponse  # noqa: Y015
+
+@_typing.final
+class CloseUnitRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    SUCCESSOR_CODE_FIELD_NUMBER: _builtins.int
+    CLOSED_ON_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    successor_code: _builtins.str
+    """The unit that takes over; empty when none does."""
+    closed_on: _builtins.str
+    """ISO 8601 date from which the unit receives nothing; empty means today (Vietnam time)."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        successor_code: _builtins.str = ...,
+        closed_on: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed_on", b"closed_on", "code", b"code", "successor_code", b"successor_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseUnitRequest: _TypeAlias = CloseUnitRequest  # noqa: Y015
+
+@_typing.final
+class CloseUnitResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def unit(self) -> Global___Unit: ...
+    def __init__(
+        self,
+        *,
+        unit: Global___Unit | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["unit", b"unit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseUnitResponse: _TypeAlias = CloseUnitResponse  # noqa: Y015
+
+@_typing.final
+class ResolveRecipientsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENDER_CODE_FIELD_NUMBER: _builtins.int
+    RECIPIENTS_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    sender_code: _builtins.str
+    """The sending unit: never one of its own recipients."""
+    as_of: _builtins.str
+    """Resolve as of this ISO 8601 date (history); empty means today (Vietnam time)."""
+    @_builtins.property
+    def recipients(self) -> _common_pb2.Recipients: ...
+    def __init__(
+        self,
+        *,
+        sender_code: _builtins.str = ...,
+        recipients: _common_pb2.Recipients | None = ...,
+        as_of: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recipients", b"recipients"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "recipients", b"recipients", "sender_code", b"sender_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveRecipientsRequest: _TypeAlias = ResolveRecipientsRequest  # noqa: Y015
+
+@_typing.final
+class Bounce(_message.Message):
+    """A recipient that would not be delivered to, and why (in words a clerk can act on)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECIPIENT_CODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    recipient_code: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        recipient_code: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "recipient_code", b"recipient_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Bounce: _TypeAlias = Bounce  # noqa: Y015
+
+@_typing.final
+class ResolveRecipientsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_CODES_FIELD_NUMBER: _builtins.int
+    BOUNCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def unit_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The recipients' codes (QCVN 102 form), explicit codes first in the order given, then
+        the scopes' units in code order; each once.
+        """
+
+    @_builtins.property
+    def bounces(self) -> _containers.RepeatedCompositeFieldContainer[Global___Bounce]: ...
+    def __init__(
+        self,
+        *,
+        unit_codes: _abc.Iterable[_builtins.str] | None = ...,
+        bounces: _abc.Iterable[Global___Bounce] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bounces", b"bounces", "unit_codes", b"unit_codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveRecipientsResponse: _TypeAlias = ResolveRecipientsResponse  # noqa: Y015

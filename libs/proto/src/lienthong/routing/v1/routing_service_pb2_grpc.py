@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class RoutingServiceStub(object):
-    """Operator-facing API over the unit registry.
+    """Operator-facing API over the unit registry, and the dry run of recipient resolution.
     """
 
     def __init__(self, channel):
@@ -50,10 +50,25 @@ class RoutingServiceStub(object):
                 request_serializer=lienthong_dot_routing_dot_v1_dot_routing__service__pb2.ListUnitsRequest.SerializeToString,
                 response_deserializer=lienthong_dot_routing_dot_v1_dot_routing__service__pb2.ListUnitsResponse.FromString,
                 _registered_method=True)
+        self.ImportRegistry = channel.stream_unary(
+                '/lienthong.routing.v1.RoutingService/ImportRegistry',
+                request_serializer=lienthong_dot_routing_dot_v1_dot_routing__service__pb2.ImportRegistryRequest.SerializeToString,
+                response_deserializer=lienthong_dot_routing_dot_v1_dot_routing__service__pb2.ImportRegistryResponse.FromString,
+                _registered_method=True)
+        self.CloseUnit = channel.unary_unary(
+                '/lienthong.routing.v1.RoutingService/CloseUnit',
+                request_serializer=lienthong_dot_routing_dot_v1_dot_routing__service__pb2.CloseUnitRequest.SerializeToString,
+                response_deserializer=lienthong_dot_routing_dot_v1_dot_routing__service__pb2.CloseUnitResponse.FromString,
+                _registered_method=True)
+        self.ResolveRecipients = channel.unary_unary(
+                '/lienthong.routing.v1.RoutingService/ResolveRecipients',
+                request_serializer=lienthong_dot_routing_dot_v1_dot_routing__service__pb2.ResolveRecipientsRequest.SerializeToString,
+                response_deserializer=lienthong_dot_routing_dot_v1_dot_routing__service__pb2.ResolveRecipientsResponse.FromString,
+                _registered_method=True)
 
 
 class RoutingServiceServicer(object):
-    """Operator-facing API over the unit registry.
+    """Operator-facing API over the unit registry, and the dry run of recipient resolution.
     """
 
     def UpsertUnit(self, request, context):
@@ -71,6 +86,30 @@ class RoutingServiceServicer(object):
 
     def ListUnits(self, request, context):
         """Units ordered by code, optionally filtered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportRegistry(self, request_iterator, context):
+        """Create or replace many units at once: every row is validated before anything is
+        applied, and every bad row is reported (field violations named `rows[<index>].<field>`,
+        the index counting the streamed rows from 0).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseUnit(self, request, context):
+        """Close a unit (merger, reorganisation): it stops receiving; its successor is named to
+        senders who still address it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveRecipients(self, request, context):
+        """The exact recipients a document would be delivered to, and the bounces, without sending.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -94,6 +133,21 @@ def add_RoutingServiceServicer_to_server(servicer, server):
                     request_deserializer=lienthong_dot_routing_dot_v1_dot_routing__service__pb2.ListUnitsRequest.FromString,
                     response_serializer=lienthong_dot_routing_dot_v1_dot_routing__service__pb2.ListUnitsResponse.SerializeToString,
             ),
+            'ImportRegistry': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportRegistry,
+                    request_deserializer=lienthong_dot_routing_dot_v1_dot_routing__service__pb2.ImportRegistryRequest.FromString,
+                    response_serializer=lienthong_dot_routing_dot_v1_dot_routing__service__pb2.ImportRegistryResponse.SerializeToString,
+            ),
+            'CloseUnit': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseUnit,
+                    request_deserializer=lienthong_dot_routing_dot_v1_dot_routing__service__pb2.CloseUnitRequest.FromString,
+                    response_serializer=lienthong_dot_routing_dot_v1_dot_routing__service__pb2.CloseUnitResponse.SerializeToString,
+            ),
+            'ResolveRecipients': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveRecipients,
+                    request_deserializer=lienthong_dot_routing_dot_v1_dot_routing__service__pb2.ResolveRecipientsRequest.FromString,
+                    response_serializer=lienthong_dot_routing_dot_v1_dot_routing__service__pb2.ResolveRecipientsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'lienthong.routing.v1.RoutingService', rpc_method_handlers)
@@ -103,7 +157,7 @@ def add_RoutingServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RoutingService(object):
-    """Operator-facing API over the unit registry.
+    """Operator-facing API over the unit registry, and the dry run of recipient resolution.
     """
 
     @staticmethod
@@ -177,6 +231,87 @@ class RoutingService(object):
             '/lienthong.routing.v1.RoutingService/ListUnits',
             lienthong_dot_routing_dot_v1_dot_routing__service__pb2.ListUnitsRequest.SerializeToString,
             lienthong_dot_routing_dot_v1_dot_routing__service__pb2.ListUnitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportRegistry(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/lienthong.routing.v1.RoutingService/ImportRegistry',
+            lienthong_dot_routing_dot_v1_dot_routing__service__pb2.ImportRegistryRequest.SerializeToString,
+            lienthong_dot_routing_dot_v1_dot_routing__service__pb2.ImportRegistryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseUnit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.routing.v1.RoutingService/CloseUnit',
+            lienthong_dot_routing_dot_v1_dot_routing__service__pb2.CloseUnitRequest.SerializeToString,
+            lienthong_dot_routing_dot_v1_dot_routing__service__pb2.CloseUnitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveRecipients(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.routing.v1.RoutingService/ResolveRecipients',
+            lienthong_dot_routing_dot_v1_dot_routing__service__pb2.ResolveRecipientsRequest.SerializeToString,
+            lienthong_dot_routing_dot_v1_dot_routing__service__pb2.ResolveRecipientsResponse.FromString,
             options,
             channel_credentials,
             insecure,

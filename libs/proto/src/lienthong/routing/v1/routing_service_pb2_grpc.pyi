@@ -27,7 +27,7 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class RoutingServiceStub:
-    """Operator-facing API over the unit registry."""
+    """Operator-facing API over the unit registry, and the dry run of recipient resolution."""
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -38,10 +38,21 @@ class RoutingServiceStub:
     GetUnit: _grpc.UnaryUnaryMultiCallable[_routing_service_pb2.GetUnitRequest, _routing_service_pb2.GetUnitResponse]
     ListUnits: _grpc.UnaryUnaryMultiCallable[_routing_service_pb2.ListUnitsRequest, _routing_service_pb2.ListUnitsResponse]
     """Units ordered by code, optionally filtered."""
+    ImportRegistry: _grpc.StreamUnaryMultiCallable[_routing_service_pb2.ImportRegistryRequest, _routing_service_pb2.ImportRegistryResponse]
+    """Create or replace many units at once: every row is validated before anything is
+    applied, and every bad row is reported (field violations named `rows[<index>].<field>`,
+    the index counting the streamed rows from 0).
+    """
+    CloseUnit: _grpc.UnaryUnaryMultiCallable[_routing_service_pb2.CloseUnitRequest, _routing_service_pb2.CloseUnitResponse]
+    """Close a unit (merger, reorganisation): it stops receiving; its successor is named to
+    senders who still address it.
+    """
+    ResolveRecipients: _grpc.UnaryUnaryMultiCallable[_routing_service_pb2.ResolveRecipientsRequest, _routing_service_pb2.ResolveRecipientsResponse]
+    """The exact recipients a document would be delivered to, and the bounces, without sending."""
 
 @_typing.type_check_only
 class RoutingServiceAsyncStub(RoutingServiceStub):
-    """Operator-facing API over the unit registry."""
+    """Operator-facing API over the unit registry, and the dry run of recipient resolution."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     UpsertUnit: _aio.UnaryUnaryMultiCallable[_routing_service_pb2.UpsertUnitRequest, _routing_service_pb2.UpsertUnitResponse]  # type: ignore[assignment]
@@ -49,9 +60,20 @@ class RoutingServiceAsyncStub(RoutingServiceStub):
     GetUnit: _aio.UnaryUnaryMultiCallable[_routing_service_pb2.GetUnitRequest, _routing_service_pb2.GetUnitResponse]  # type: ignore[assignment]
     ListUnits: _aio.UnaryUnaryMultiCallable[_routing_service_pb2.ListUnitsRequest, _routing_service_pb2.ListUnitsResponse]  # type: ignore[assignment]
     """Units ordered by code, optionally filtered."""
+    ImportRegistry: _aio.StreamUnaryMultiCallable[_routing_service_pb2.ImportRegistryRequest, _routing_service_pb2.ImportRegistryResponse]  # type: ignore[assignment]
+    """Create or replace many units at once: every row is validated before anything is
+    applied, and every bad row is reported (field violations named `rows[<index>].<field>`,
+    the index counting the streamed rows from 0).
+    """
+    CloseUnit: _aio.UnaryUnaryMultiCallable[_routing_service_pb2.CloseUnitRequest, _routing_service_pb2.CloseUnitResponse]  # type: ignore[assignment]
+    """Close a unit (merger, reorganisation): it stops receiving; its successor is named to
+    senders who still address it.
+    """
+    ResolveRecipients: _aio.UnaryUnaryMultiCallable[_routing_service_pb2.ResolveRecipientsRequest, _routing_service_pb2.ResolveRecipientsResponse]  # type: ignore[assignment]
+    """The exact recipients a document would be delivered to, and the bounces, without sending."""
 
 class RoutingServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Operator-facing API over the unit registry."""
+    """Operator-facing API over the unit registry, and the dry run of recipient resolution."""
 
     @_abc_1.abstractmethod
     def UpsertUnit(
@@ -75,5 +97,34 @@ class RoutingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_routing_service_pb2.ListUnitsResponse, _abc.Awaitable[_routing_service_pb2.ListUnitsResponse]]:
         """Units ordered by code, optionally filtered."""
+
+    @_abc_1.abstractmethod
+    def ImportRegistry(
+        self,
+        request_iterator: _MaybeAsyncIterator[_routing_service_pb2.ImportRegistryRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_routing_service_pb2.ImportRegistryResponse, _abc.Awaitable[_routing_service_pb2.ImportRegistryResponse]]:
+        """Create or replace many units at once: every row is validated before anything is
+        applied, and every bad row is reported (field violations named `rows[<index>].<field>`,
+        the index counting the streamed rows from 0).
+        """
+
+    @_abc_1.abstractmethod
+    def CloseUnit(
+        self,
+        request: _routing_service_pb2.CloseUnitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_routing_service_pb2.CloseUnitResponse, _abc.Awaitable[_routing_service_pb2.CloseUnitResponse]]:
+        """Close a unit (merger, reorganisation): it stops receiving; its successor is named to
+        senders who still address it.
+        """
+
+    @_abc_1.abstractmethod
+    def ResolveRecipients(
+        self,
+        request: _routing_service_pb2.ResolveRecipientsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_routing_service_pb2.ResolveRecipientsResponse, _abc.Awaitable[_routing_service_pb2.ResolveRecipientsResponse]]:
+        """The exact recipients a document would be delivered to, and the bounces, without sending."""
 
 def add_RoutingServiceServicer_to_server(servicer: RoutingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,135 @@
+"""Recipient resolution: explicit codes and scopes to the exact list of recipients.
+
+    resolution = resolve(index, sender_code="000.00.00.H23", recipients=recipients,
+                         as_of="2026-11-20")
+    resolution.unit_codes       # deliver to these, in this order
+    resolution.bounces          # (code, reason): tell the sender
+
+The rules (the same for the fan-out and the ResolveRecipients dry run):
+
+- Either code form is accepted; every recipient is named by its QCVN 102 code, once.
+- The sender never delivers to itself (it is dropped silently, wherever it appears).
+- Explicit codes come first, in the order given. An unknown, closed, not-yet-valid or
+  inactive unit named explicitly bounces with the reason; a closed one names its successor.
+- A scope is the units below ``ancestor_code`` (the whole registry when empty), of ``level``
+  (every level when UNSPECIFIED), in code order, without each excluded unit *and everything
+  below it*. Exclusions apply to their own scope only: an explicit code is delivered even if
+  a scope excludes it. Units of a scope that are closed or inactive on the date are skipped
+  silently: a scope means the units that exist that day.
+- A scope under an unknown, closed or inactive ancestor is refused: one bounce keyed by the
+  ancestor's code (after the 2025 reorganisation "every commune of district X" is refused
+  for new documents once X is closed; resolving as of an earlier date still works).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from lienthong.common.v1.common_pb2 import Recipients, UnitLevel
+from lienthong.routing.v1.routing_service_pb2 import Unit
+from routing_service.index import UnitIndex
+
+__all__ = ["Resolution", "resolve", "unit_state_problem"]
+
+_EVERY_LEVEL = int(UnitLevel.UNIT_LEVEL_UNSPECIFIED)
+
+
+@dataclass
+class Resolution:
+    unit_codes: list[str] = field(default_factory=list)
+    bounces: list[tuple[str, str]] = field(default_factory=list)
+
+
+def unit_state_problem(index: UnitIndex, unit: Unit, as_of: str) -> str | None:
+    """Why ``unit`` cannot receive on ``as_of`` (ISO date), phrased after its code."""
+    if unit.valid_until and unit.valid_until <= as_of:
+        successor = index.get(unit.successor_code) if unit.successor_code else None
+        if successor is not None:
+            return (
+                f"was closed on {unit.valid_until}; its successor is {successor.code}"
+                f" ({successor.name})"
+            )
+        if unit.successor_code:
+            return f"was closed on {unit.valid_until}; its successor is {unit.successor_code}"
+        return f"was closed on {unit.valid_until}; it has no successor"
+    if unit.valid_from and as_of < unit.valid_from:
+        return f"is valid only from {unit.valid_from}"
+    if not unit.active and not unit.valid_until:
+        # A closed unit is inactive from its closing day on, and open before it.
+        return "is not active"
+    return None
+
+
+def _canonical(index: UnitIndex, code: str) -> str:
+    unit = index.get(code)
+    return unit.code if unit is not None else code
+
+
+def _excluded(index: UnitIndex, codes: Iterable[str]) -> set[str]:
+    out: set[str] = set()
+    for code in codes:
+        canonical = _canonical(index, code.strip())
+        out.add(canonical)
+        out.update(index.descendants(canonical))
+    return out
+
+
+def resolve(
+    index: UnitIndex, *, sender_code: str, recipients: Recipients, as_of: str
+) -> Resolution:
+    result = Resolution()
+    sender = _canonical(index, sender_code)
+    seen: set[str] = {sender}
+    bounced: set[str] = set()
+
+    def bounce(code: str, reason: str) -> None:
+        if code not in bounced:
+            bounced.add(code)
+            result.bounces.append((code, reason))
+
+    for raw in recipients.unit_codes:
+        code = raw.strip()
+        unit = index.get(code)
+        if unit is None:
+            if code not in seen:
+                bounce(code, f"unknown recipient {code}: no such unit in the registry")
+            continue
+        if unit.code in seen:
+            continue
+        problem = unit_state_problem(index, unit, as_of)
+        if problem:
+            bounce(unit.code, f"recipient {unit.code} {problem}")
+            continue
+        seen.add(unit.code)
+        result.unit_codes.append(unit.code)
+
+    members: set[str] = set()
+    for scope in recipients.scopes:
+        if scope.ancestor_code:
+            ancestor = index.get(scope.ancestor_code.strip())
+            if ancestor is None:
+                bounce(
+                    scope.ancestor_code,
+                    f"scope refused: unknown unit {scope.ancestor_code}, no such unit in the"
+                    " registry",
+                )
+                continue
+            problem = unit_state_problem(index, ancestor, as_of)
+            if problem:
+                bounce(ancestor.code, f"scope under {ancestor.code} refused: it {problem}")
+                continue
+            candidates = index.descendants(ancestor.code)
+        else:
+            candidates = index.codes()
+        excluded = _excluded(index, scope.exclude_codes)
+        level = scope.level
+        for unit in index.units(candidates):
+            if level != _EVERY_LEVEL and unit.level != level:
+                continue
+            if unit.code in seen or unit.code in excluded or unit.code in members:
+                continue
+            if unit_state_problem(index, unit, as_of) is None:
+                members.add(unit.code)
+    result.unit_codes.extend(sorted(members))
+    return result
