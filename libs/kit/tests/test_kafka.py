@@ -13,7 +13,14 @@ from lienthong.common.v1.common_pb2 import DocumentSummary
 from lienthong.events.v1.events_pb2 import DocumentSubmitted
 from lienthong_kit.envelope import EventEnvelope, decode_envelope, new_event, unpack
 from lienthong_kit.errors import PoisonEvent
-from lienthong_kit.kafka import ConsumerLoop, ConsumerSpec, EventProducer, Topics, ensure_topics
+from lienthong_kit.kafka import (
+    ConsumerLoop,
+    ConsumerSpec,
+    EventProducer,
+    Topics,
+    TopicTail,
+    ensure_topics,
+)
 from lienthong_kit.mongo import connect
 from lienthong_kit.outbox import OutboxRelay, outbox_fields
 from lienthong_kit.settings import KitSettings
@@ -201,3 +208,25 @@ async def test_outbox_relay_publishes_stored_events_once(
     assert (stored["outbox"], stored["outbox_pending"]) == ({}, 0)
     (record,) = await topic_reader(topics.documents, 1)
     assert decode_envelope(record.value).event_id == event.event_id
+
+
+async def test_a_tail_from_the_beginning_skips_garbage_and_goes_on(
+    settings: KitSettings, kit: tuple[EventProducer, Any, Topics], raw_producer: AIOKafkaProducer
+) -> None:
+    producer, _, topics = kit
+    await producer.publish(topics.units, key="u1", envelope=submitted("first"))
+    await raw_producer.send_and_wait(topics.units, b"not an envelope", key=b"u2")
+    await producer.publish(topics.units, key="u1", envelope=submitted("after"))
+    seen: list[str] = []
+
+    async def collect(envelope: EventEnvelope) -> None:
+        seen.append(unpack(envelope, DocumentSubmitted).document.document_id)
+
+    tail = asyncio.create_task(
+        TopicTail(settings, [topics.units], collect, from_beginning=True).run()
+    )
+    try:
+        await wait_until(lambda: seen == ["first", "after"], timeout=30)
+    finally:
+        tail.cancel()
+        await asyncio.gather(tail, return_exceptions=True)

@@ -481,10 +481,12 @@ class ConsumerLoop:
 
 
 class TopicTail:
-    """Every replica reads a topic from its end, outside any group, and hands each decoded
-    envelope to ``on_event``: for pushing to clients connected to *this* replica (watch
-    streams). Nothing is committed; an undecodable record is skipped here because the
-    topic's group consumers dead-letter it.
+    """Every replica reads topics outside any group and hands each decoded envelope to
+    ``on_event``: from the end, to push to clients connected to *this* replica (watch
+    streams), or ``from_beginning``, to rebuild in-memory state from a compacted topic (the
+    unit registry). Nothing is committed. A record that cannot be decoded or applied is
+    logged and skipped, never fatal: the topic's group consumers dead-letter it, and state
+    built this way is also re-read from the store by its owner.
     """
 
     def __init__(
@@ -492,10 +494,13 @@ class TopicTail:
         settings: KitSettings,
         topics: Sequence[str],
         on_event: Callable[[EventEnvelope], Awaitable[None]],
+        *,
+        from_beginning: bool = False,
     ) -> None:
         self._settings = settings
         self._topics = list(topics)
         self._on_event = on_event
+        self._from_beginning = from_beginning
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -503,15 +508,21 @@ class TopicTail:
             bootstrap_servers=self._settings.kafka_bootstrap,
             group_id=None,
             enable_auto_commit=False,
-            auto_offset_reset="latest",
+            auto_offset_reset="earliest" if self._from_beginning else "latest",
+            fetch_max_wait_ms=100,
         )
         await consumer.start()
         try:
             async for record in consumer:
                 try:
-                    envelope = decode_envelope(record.value)
-                except PoisonEvent:
-                    continue
-                await self._on_event(envelope)
+                    await self._on_event(decode_envelope(record.value))
+                except PoisonEvent as exc:
+                    log.warning(
+                        "tail_record_skipped",
+                        topic=record.topic,
+                        partition=record.partition,
+                        offset=record.offset,
+                        reason=str(exc),
+                    )
         finally:
             await consumer.stop()

@@ -24,15 +24,13 @@ import time
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
 
-from aiokafka import AIOKafkaConsumer
-
 from lienthong.common.v1.common_pb2 import UnitLevel
 from lienthong.events.v1.events_pb2 import UnitChanged
 from lienthong.routing.v1.routing_service_pb2 import Contact, Unit
 from lienthong_kit.codes import unit_code_problem
-from lienthong_kit.envelope import decode_envelope, new_event, unpack
-from lienthong_kit.errors import NotFound, PoisonEvent, Violations
-from lienthong_kit.kafka import EventProducer, Topics
+from lienthong_kit.envelope import EventEnvelope, new_event, unpack
+from lienthong_kit.errors import NotFound, Violations
+from lienthong_kit.kafka import EventProducer, Topics, TopicTail
 from lienthong_kit.logs import get_logger
 from lienthong_kit.mongo import AsyncDatabase, Doc
 from lienthong_kit.settings import KitSettings
@@ -210,28 +208,12 @@ class Registry:
 
     async def follow(self) -> None:
         """Background task: the units topic from its first offset, for ever, into the index."""
-        consumer = AIOKafkaConsumer(
-            self._topics.units,
-            bootstrap_servers=self._settings.kafka_bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
-        )
-        await consumer.start()
-        try:
-            while True:
-                batches = await consumer.getmany(timeout_ms=500)
-                for records in batches.values():
-                    for record in records:
-                        try:
-                            changed = unpack(decode_envelope(record.value), UnitChanged)
-                        except PoisonEvent as exc:
-                            log.warning("unit_record_skipped", offset=record.offset, error=str(exc))
-                            continue
-                        self.index.apply(changed.unit, changed.revision)
-        finally:
-            await consumer.stop()
+
+        async def apply(envelope: EventEnvelope) -> None:
+            changed = unpack(envelope, UnitChanged)
+            self.index.apply(changed.unit, changed.revision)
+
+        await TopicTail(self._settings, [self._topics.units], apply, from_beginning=True).run()
 
     # -- writing ------------------------------------------------------------------------------
 
