@@ -68,6 +68,24 @@ VERDICT_ACCEPTED: Verdict.ValueType  # 1
 VERDICT_REJECTED: Verdict.ValueType  # 2
 Global___Verdict: _TypeAlias = Verdict  # noqa: Y015
 
+class _SignerKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SignerKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SignerKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SIGNER_KIND_UNSPECIFIED: _SignerKind.ValueType  # 0
+    SIGNER_KIND_PERSON: _SignerKind.ValueType  # 1
+    SIGNER_KIND_ORGANISATION: _SignerKind.ValueType  # 2
+
+class SignerKind(_SignerKind, metaclass=_SignerKindEnumTypeWrapper):
+    """Whose signature it is, from the signer certificate's subject."""
+
+SIGNER_KIND_UNSPECIFIED: SignerKind.ValueType  # 0
+SIGNER_KIND_PERSON: SignerKind.ValueType  # 1
+SIGNER_KIND_ORGANISATION: SignerKind.ValueType  # 2
+Global___SignerKind: _TypeAlias = SignerKind  # noqa: Y015
+
 @_typing.final
 class DocumentCode(_message.Message):
     """Number and notation of a document (số, ký hiệu), e.g. number "15", notation "QĐ-UBND"."""
@@ -245,3 +263,48 @@ class DocumentSummary(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DocumentSummary: _TypeAlias = DocumentSummary  # noqa: Y015
+
+@_typing.final
+class SignatureReport(_message.Message):
+    """The validation of one signature (signature-service fills it; extended there as it grows)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_NAME_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    SIGNER_KIND_FIELD_NUMBER: _builtins.int
+    SIGNER_SUBJECT_FIELD_NUMBER: _builtins.int
+    SIGNING_TIME_FIELD_NUMBER: _builtins.int
+    VALID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    file_name: _builtins.str
+    """The attachment the signature is on."""
+    index: _builtins.int
+    """Position in signing order within the file, from 0."""
+    signer_kind: Global___SignerKind.ValueType
+    signer_subject: _builtins.str
+    """The signer certificate's subject, RFC 4514."""
+    valid: _builtins.bool
+    """The signature is valid in every respect checked."""
+    reason: _builtins.str
+    """Why it is not valid (empty when valid), specific enough for a clerk to act on."""
+    @_builtins.property
+    def signing_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        file_name: _builtins.str = ...,
+        index: _builtins.int = ...,
+        signer_kind: Global___SignerKind.ValueType = ...,
+        signer_subject: _builtins.str = ...,
+        signing_time: _timestamp_pb2.Timestamp | None = ...,
+        valid: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["signing_time", b"signing_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_name", b"file_name", "index", b"index", "reason", b"reason", "signer_kind", b"signer_kind", "signer_subject", b"signer_subject", "signing_time", b"signing_time", "valid", b"valid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignatureReport: _TypeAlias = SignatureReport  # noqa: Y015
