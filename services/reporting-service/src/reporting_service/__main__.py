@@ -14,6 +14,7 @@ import mode
 
 from lienthong.reporting.v1 import reporting_service_pb2
 from lienthong.reporting.v1.reporting_service_pb2_grpc import add_ReportingServiceServicer_to_server
+from lienthong_kit.kafka import TopicTail
 from lienthong_kit.logs import configure_logging
 from lienthong_kit.server import Deps, GrpcService, ServiceApp, Wiring
 from lienthong_kit.settings import KitSettings, load_settings, setting
@@ -49,8 +50,13 @@ def create(settings: Settings) -> tuple[ReportingApp, ServiceApp]:
     holder: dict[str, ReportingApp] = {}
 
     async def build(deps: Deps) -> Wiring:
-        servicer = ReportingServicer(holder["app"])
+        reporting = holder["app"]
+        servicer = ReportingServicer(reporting)
+        registry = TopicTail(
+            settings, [deps.topics.units], reporting.on_unit_event, from_beginning=True
+        )
         return Wiring(
+            tasks=[registry.run, reporting.gauges_loop],
             services=[
                 GrpcService.of(
                     reporting_service_pb2,
@@ -58,7 +64,7 @@ def create(settings: Settings) -> tuple[ReportingApp, ServiceApp]:
                     add_ReportingServiceServicer_to_server,
                     servicer,
                 )
-            ]
+            ],
         )
 
     service = ServiceApp(NAME, settings, build, store=False)

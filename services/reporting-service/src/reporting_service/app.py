@@ -1,40 +1,85 @@
-"""The faust-streaming application: lifecycle events in, per-unit per-day counts out.
+"""The faust-streaming application: lifecycle events in, exact adoption counts out.
 
-Two agents, so that every count of a unit is written from one partition (a faust table's
+Two agents, so that every fact about a unit is written from one partition (a faust table's
 changelog is partitioned like the stream that writes it):
 
-1. ``route`` reads the documents and deliveries topics, decodes each envelope (an undecodable
-   record goes to the topic's dead-letter twin) and sends one fold per (unit, day) to the
-   internal folds topic, keyed by unit;
-2. ``fold`` applies folds to the ``unit-days`` table, whose rows remember the event ids they
-   counted: a redelivered event counts once, and a row and its applied ids change in one
-   changelog write.
+1. ``route`` reads the documents, deliveries (both) and verifications topics, decodes each
+   envelope (an undecodable or incomplete record goes to the topic's dead-letter twin) and
+   sends one fold per fact to the internal folds topic, keyed by unit;
+2. ``fold`` applies folds to the ``facts`` table, keyed by the fact's key (the document,
+   delivery or paper registration and what it counts). A key already in the table is a
+   duplicate (the same event delivered again, or published twice) and counts nothing. The
+   table is the record of applied facts *and* the counts' source: one changelog record per
+   fact, so there is no moment where a fact is marked applied but not counted, or the reverse.
+
+The counts themselves (:class:`Counts`, per unit and day/month/year) are in memory, added to
+as facts arrive and rebuilt from the table after every recovery (a restart reads the
+changelog back). Faust commits a source offset only after flushing the producer (the folds
+and changelog records sent while processing it), so a SIGKILL at any point loses nothing and
+counts nothing twice: what was not committed is processed again and found in the table.
+Faust's exactly_once is not used.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import faust
 
-from lienthong_kit.envelope import decode_envelope
+from lienthong.events.v1.events_pb2 import UnitChanged
+from lienthong_kit.envelope import EventEnvelope, carries, decode_envelope, unpack
 from lienthong_kit.errors import PoisonEvent
 from lienthong_kit.kafka import EventProducer, Topics, dead_letter_headers
 from lienthong_kit.logs import get_logger
-from reporting_service.folding import Fold, apply_fold, folds_for
+from lienthong_kit.metrics import (
+    ADOPTION_ACKNOWLEDGED,
+    ADOPTION_DOCUMENTS,
+    ADOPTION_FACTS,
+    ADOPTION_FOLD_DELAY,
+    ADOPTION_HANDLED,
+    ADOPTION_PROVINCE_DOCUMENTS,
+    ADOPTION_SIGNED,
+    ADOPTION_UNITS,
+    EVENTS_CONSUMED,
+)
+from reporting_service.folding import (
+    ACK_SAME_DAY,
+    ACKNOWLEDGED,
+    HANDLED_AFTER,
+    HANDLED_BEFORE,
+    HANDLED_ON,
+    INCOMING_NET,
+    INCOMING_PAPER,
+    OUTGOING_NET,
+    OUTGOING_PAPER,
+    SIGNED_ORGANISATION,
+    SIGNED_PERSONAL,
+    VN_TIME,
+    Counts,
+    Fact,
+    facts_for,
+)
+from reporting_service.report import LEVEL_NAMES, Registry, Tally, level_tallies, tally
 
-__all__ = ["ReportingApp"]
+__all__ = ["FACTS_TABLE", "FoldRecord", "ReportingApp"]
 
 log = get_logger(__name__)
 
+FACTS_TABLE = "facts"
+
 
 class FoldRecord(faust.Record, serializer="json"):
-    event_id: str
+    key: str
     unit: str
     day: str
-    metric: str
+    count: str
+    # When the source record reached Kafka (seconds since the epoch): the freshness figure.
+    produced: float = 0.0
 
 
 class ReportingApp:
@@ -50,8 +95,13 @@ class ReportingApp:
         data_dir: Path,
         producer: EventProducer,
     ) -> None:
+        self.topics = topics
         self.group = topics.group("reporting-service")
         self.producer = producer
+        self.counts = Counts()
+        self.registry = Registry()
+        self.ready = asyncio.Event()
+        self.recoveries = 0
         self.app = faust.App(
             self.group,
             broker=";".join(f"kafka://{host}" for host in bootstrap.split(",")),
@@ -64,7 +114,9 @@ class ReportingApp:
             producer_acks=-1,
             web_enabled=False,
         )
-        self.sources = self.app.topic(topics.documents, *topics.all_deliveries)
+        self.sources = self.app.topic(
+            topics.documents, *topics.all_deliveries, topics.verifications
+        )
         self.folds = self.app.topic(
             f"{topics.prefix}lienthong.reporting.folds",
             key_type=str,
@@ -73,18 +125,22 @@ class ReportingApp:
             partitions=partitions,
             internal=True,  # faust creates it, with the table's partition count
         )
-        self.unit_days = self.app.Table(
-            "unit-days", default=dict, key_type=str, value_type=dict, partitions=partitions
+        self.facts = self.app.Table(
+            FACTS_TABLE,
+            schema=faust.Schema(key_serializer="json", value_serializer="json"),
+            partitions=partitions,
         )
+        self.facts.on_recover(self._rebuild)
         self.app.agent(self.sources, name="route")(self._route)
         self.app.agent(self.folds, name="fold")(self._fold)
+
+    # --- the agents -----------------------------------------------------------------------
 
     async def _route(self, stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
             message = event.message
             try:
-                envelope = decode_envelope(event.value)
-                folds = folds_for(envelope)
+                facts = facts_for(decode_envelope(event.value))
             except PoisonEvent as exc:
                 await self.producer.publish_raw(
                     Topics.dlq(message.topic),
@@ -98,19 +154,95 @@ class ReportingApp:
                         group=self.group,
                     ),
                 )
+                EVENTS_CONSUMED.labels(message.topic, "dead_lettered").inc()
                 log.warning("event_dead_lettered", topic=message.topic, reason=str(exc))
                 continue
-            for fold in folds:
-                await self.folds.send(key=fold.unit, value=FoldRecord(**dataclasses.asdict(fold)))
+            EVENTS_CONSUMED.labels(message.topic, "applied").inc()
+            produced = message.timestamp or time.time()
+            for fact in facts:
+                await self.folds.send(
+                    key=fact.unit,
+                    value=FoldRecord(
+                        key=fact.key,
+                        unit=fact.unit,
+                        day=fact.day,
+                        count=fact.count,
+                        produced=produced,
+                    ),
+                )
 
     async def _fold(self, stream: faust.StreamT[FoldRecord]) -> None:
         async for record in stream:
-            fold = Fold(record.event_id, record.unit, record.day, record.metric)
-            key = f"{fold.unit}|{fold.day}"
-            updated = apply_fold(self.unit_days[key], fold)
-            if updated is not None:
-                self.unit_days[key] = updated
+            if record.key in self.facts:
+                ADOPTION_FACTS.labels("duplicate").inc()
+                continue
+            self.facts[record.key] = {"u": record.unit, "d": record.day, "c": record.count}
+            self.counts.add(Fact(record.key, record.unit, record.day, record.count))
+            ADOPTION_FACTS.labels("counted").inc()
+            if record.produced:
+                ADOPTION_FOLD_DELAY.observe(max(0.0, time.time() - record.produced))
 
-    def count(self, unit: str, day: str, metric: str) -> int:
-        row = self.unit_days.get(f"{unit}|{day}") or {}
-        return int(row.get(metric, 0))
+    async def _rebuild(self) -> None:
+        """After (re)covery the table holds every applied fact: recount from it."""
+        self.counts.clear()
+        for key, value in self.facts.items():
+            self.counts.add(Fact(key, value["u"], value["d"], value["c"]))
+        self.recoveries += 1
+        self.ready.set()
+        log.info("adoption_counts_rebuilt", facts=len(self.facts), recoveries=self.recoveries)
+
+    # --- the registry (every replica reads the compacted units topic from the start) -------
+
+    async def on_unit_event(self, envelope: EventEnvelope) -> None:
+        if carries(envelope, UnitChanged):
+            self.registry.apply(unpack(envelope, UnitChanged))
+
+    # --- Prometheus ---------------------------------------------------------------------------
+
+    def publish_gauges(self, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        """Set the adoption gauges for the current Vietnam month (per level and province)."""
+        month = now().astimezone(VN_TIME).strftime("%Y-%m")
+        levels = level_tallies(self.registry, self.counts, month)
+        for level, of in levels.items():
+            _publish_level(LEVEL_NAMES[level], of)
+        whole = tally(_all_units(self, month), self.counts, month)
+        for direction, channel, count in _DOCUMENT_SERIES:
+            ADOPTION_PROVINCE_DOCUMENTS.labels(direction, channel).set(whole.counts[count])
+
+    async def gauges_loop(self, interval: float = 1.0) -> None:
+        seen: tuple[int, int, str] | None = None
+        while True:
+            month = datetime.now(VN_TIME).strftime("%Y-%m")
+            current = (self.counts.version, len(self.registry), month)
+            if current != seen and self.ready.is_set():
+                self.publish_gauges()
+                seen = current
+            await asyncio.sleep(interval)
+
+
+_DOCUMENT_SERIES = (
+    ("incoming", "network", INCOMING_NET),
+    ("incoming", "paper", INCOMING_PAPER),
+    ("outgoing", "network", OUTGOING_NET),
+    ("outgoing", "paper", OUTGOING_PAPER),
+)
+
+
+def _all_units(reporting: ReportingApp, period: str) -> set[str]:
+    return reporting.registry.active() | reporting.counts.units_in(period)
+
+
+def _publish_level(level: str, of: Tally) -> None:
+    c = of.counts
+    for direction, channel, count in _DOCUMENT_SERIES:
+        ADOPTION_DOCUMENTS.labels(level, direction, channel).set(c[count])
+    ADOPTION_SIGNED.labels(level, "personal").set(c[SIGNED_PERSONAL])
+    ADOPTION_SIGNED.labels(level, "organisation").set(c[SIGNED_ORGANISATION])
+    ADOPTION_UNITS.labels(level, "registered").set(of.units)
+    ADOPTION_UNITS.labels(level, "connected").set(of.connected)
+    ADOPTION_UNITS.labels(level, "only_receiving").set(of.only_receiving)
+    ADOPTION_ACKNOWLEDGED.labels(level, "same_day").set(c[ACK_SAME_DAY])
+    ADOPTION_ACKNOWLEDGED.labels(level, "later").set(c[ACKNOWLEDGED] - c[ACK_SAME_DAY])
+    ADOPTION_HANDLED.labels(level, "before").set(c[HANDLED_BEFORE])
+    ADOPTION_HANDLED.labels(level, "on").set(c[HANDLED_ON])
+    ADOPTION_HANDLED.labels(level, "after").set(c[HANDLED_AFTER])

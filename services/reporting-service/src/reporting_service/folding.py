@@ -1,65 +1,230 @@
 """What each lifecycle event adds to the adoption counts: pure functions, no I/O.
 
-An event becomes zero or more :class:`Fold` instructions, each for one unit on one day
-(Vietnam time). Folding is keyed by ``(unit, day)`` and remembers the event ids it applied,
-so an event delivered twice counts once.
+An event becomes zero or more :class:`Fact` instructions, each adding 1 to one count of one
+unit on one day (Vietnam time, UTC+7, from the event's business timestamp). A fact has a
+``key`` naming what it counts (the document, delivery or paper registration and the count),
+so the same event delivered twice, or published twice by an outbox, gives the same key: the
+worker stores the keys it applied and counts a key once (app.py).
+
+:class:`Counts` holds the folded counts per unit for each day, month and year a fact falls in,
+so a report for any period reads one entry per unit.
 """
 
 from __future__ import annotations
 
 import calendar
 import re
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 
-from lienthong.events.v1.events_pb2 import DeliveryCreated, DocumentSubmitted
-from lienthong_kit.envelope import EventEnvelope, carries, unpack
-from lienthong_kit.errors import FieldViolation, InvalidArgument
+from google.protobuf.timestamp_pb2 import Timestamp
 
-__all__ = ["COUNTS", "Fold", "apply_fold", "days_of_period", "folds_for", "vn_day"]
+from lienthong.events.v1.events_pb2 import (
+    DeliveryCreated,
+    DeliveryStatusChanged,
+    DocumentSubmitted,
+    DocumentVerified,
+    PaperDocumentRegistered,
+)
+from lienthong_kit.envelope import EventEnvelope, carries, unpack
+from lienthong_kit.errors import FieldViolation, InvalidArgument, PoisonEvent
+
+__all__ = [
+    "ACKNOWLEDGED",
+    "ACK_SAME_DAY",
+    "COUNTS",
+    "HANDLED_AFTER",
+    "HANDLED_BEFORE",
+    "HANDLED_ON",
+    "INCOMING_NET",
+    "INCOMING_PAPER",
+    "OUTGOING_NET",
+    "OUTGOING_PAPER",
+    "SIGNED_ORGANISATION",
+    "SIGNED_PERSONAL",
+    "VN_TIME",
+    "Counts",
+    "Fact",
+    "check_period",
+    "days_of_period",
+    "facts_for",
+    "periods_of_day",
+    "vn_day",
+]
 
 VN_TIME = timezone(timedelta(hours=7), "ICT")
-OUTGOING_NET = "outgoing_over_network"
+
 INCOMING_NET = "incoming_over_network"
-COUNTS = (INCOMING_NET, OUTGOING_NET)
+INCOMING_PAPER = "incoming_on_paper"
+OUTGOING_NET = "outgoing_over_network"
+OUTGOING_PAPER = "outgoing_on_paper"
+SIGNED_PERSONAL = "outgoing_personal_signed"
+SIGNED_ORGANISATION = "outgoing_organisation_signed"
+ACKNOWLEDGED = "deliveries_acknowledged"
+ACK_SAME_DAY = "acknowledged_same_day"
+HANDLED_BEFORE = "handled_before_due"
+HANDLED_ON = "handled_on_due"
+HANDLED_AFTER = "handled_after_due"
+COUNTS = (
+    INCOMING_NET,
+    INCOMING_PAPER,
+    OUTGOING_NET,
+    OUTGOING_PAPER,
+    SIGNED_PERSONAL,
+    SIGNED_ORGANISATION,
+    ACKNOWLEDGED,
+    ACK_SAME_DAY,
+    HANDLED_BEFORE,
+    HANDLED_ON,
+    HANDLED_AFTER,
+)
+
+# A recipient acknowledges receipt by refusing (02) or registering (03) the delivery; the first
+# such change counts. Done is 06.
+_ACK_CODES = frozenset({"02", "03"})
+_DONE = "06"
 _PERIOD = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 
 
 @dataclass(frozen=True)
-class Fold:
-    event_id: str
+class Fact:
+    """Add 1 to ``count`` of ``unit`` on ``day``; ``key`` identifies it for de-duplication."""
+
+    key: str
     unit: str
     day: str
-    metric: str
+    count: str
 
 
 def vn_day(moment: datetime) -> str:
     return moment.astimezone(VN_TIME).date().isoformat()
 
 
-def folds_for(envelope: EventEnvelope) -> list[Fold]:
-    """The counts an event adds; events that count nothing give an empty list."""
+def _day(timestamp: Timestamp, what: str) -> str:
+    if timestamp.seconds <= 0:
+        raise PoisonEvent(f"{what} is not set")
+    return vn_day(timestamp.ToDatetime(UTC))
+
+
+def _unit(code: str, what: str) -> str:
+    if not code:
+        raise PoisonEvent(f"{what} is empty")
+    return code
+
+
+def _id(value: str, what: str) -> str:
+    if not value:
+        raise PoisonEvent(f"{what} is empty")
+    return value
+
+
+def facts_for(envelope: EventEnvelope) -> list[Fact]:
+    """The counts an event adds (events that count nothing give []); PoisonEvent when an
+    event that should count lacks what it needs (dead-lettered by the caller)."""
     if carries(envelope, DocumentSubmitted):
-        submitted = unpack(envelope, DocumentSubmitted)
-        day = vn_day(submitted.document.submitted_at.ToDatetime(UTC))
-        return [Fold(envelope.event_id, submitted.document.sender_code, day, OUTGOING_NET)]
+        document = unpack(envelope, DocumentSubmitted).document
+        doc_id = _id(document.document_id, "document.document_id")
+        sender = _unit(document.sender_code, "document.sender_code")
+        day = _day(document.submitted_at, "document.submitted_at")
+        return [Fact(f"{doc_id}:{OUTGOING_NET}", sender, day, OUTGOING_NET)]
     if carries(envelope, DeliveryCreated):
         delivery = unpack(envelope, DeliveryCreated)
-        day = vn_day(envelope.occurred_at.ToDatetime(UTC))
-        return [Fold(envelope.event_id, delivery.recipient_code, day, INCOMING_NET)]
+        delivery_id = _id(delivery.delivery_id, "delivery_id")
+        recipient = _unit(delivery.recipient_code, "recipient_code")
+        day = _day(envelope.occurred_at, "occurred_at")
+        return [Fact(f"{delivery_id}:{INCOMING_NET}", recipient, day, INCOMING_NET)]
+    if carries(envelope, PaperDocumentRegistered):
+        paper = unpack(envelope, PaperDocumentRegistered)
+        paper_id = _id(paper.paper_document_id, "paper_document_id")
+        unit = _unit(paper.unit_code, "unit_code")
+        day = _day(paper.registered_at, "registered_at")
+        if paper.direction == "incoming":
+            count = INCOMING_PAPER
+        elif paper.direction == "outgoing":
+            count = OUTGOING_PAPER
+        else:
+            raise PoisonEvent(f"direction {paper.direction!r} is neither incoming nor outgoing")
+        return [Fact(f"{paper_id}:{count}", unit, day, count)]
+    if carries(envelope, DocumentVerified):
+        verified = unpack(envelope, DocumentVerified)
+        document = verified.document
+        doc_id = _id(document.document_id, "document.document_id")
+        sender = _unit(document.sender_code, "document.sender_code")
+        # Counted in the period of the submission, beside the outgoing count it is a share of.
+        day = _day(document.submitted_at, "document.submitted_at")
+        signed = []
+        if verified.personal_signature_valid:
+            signed.append(SIGNED_PERSONAL)
+        if verified.organisation_signature_valid:
+            signed.append(SIGNED_ORGANISATION)
+        return [Fact(f"{doc_id}:{count}", sender, day, count) for count in signed]
+    if carries(envelope, DeliveryStatusChanged):
+        return _status_facts(unpack(envelope, DeliveryStatusChanged))
     return []
 
 
-def apply_fold(day_counts: dict[str, object], fold: Fold) -> dict[str, object] | None:
-    """The new value of a (unit, day) row, or None when the event was already counted."""
-    applied = list(day_counts.get("applied", []))  # type: ignore[call-overload]
-    marker = f"{fold.event_id}:{fold.metric}"
-    if marker in applied:
-        return None
-    updated = dict(day_counts)
-    updated[fold.metric] = int(updated.get(fold.metric, 0)) + 1  # type: ignore[call-overload]
-    updated["applied"] = [*applied, marker]
-    return updated
+def _status_facts(
+    changed: DeliveryStatusChanged,
+) -> list[Fact]:
+    delivery_id = _id(changed.delivery_id, "delivery_id")
+    recipient = _unit(changed.recipient_code, "recipient_code")
+    facts: list[Fact] = []
+    if changed.reported_code in _ACK_CODES and changed.previous_status_code in ("", "01"):
+        day = _day(changed.changed_at, "changed_at")
+        facts.append(Fact(f"{delivery_id}:{ACKNOWLEDGED}", recipient, day, ACKNOWLEDGED))
+        if _day(changed.delivered_at, "delivered_at") == day:
+            facts.append(Fact(f"{delivery_id}:{ACK_SAME_DAY}", recipient, day, ACK_SAME_DAY))
+    if changed.status_code == _DONE and changed.previous_status_code != _DONE:
+        due = changed.document.due_at
+        if due.seconds > 0:  # without a due date there is nothing to be early or late for
+            day = _day(changed.changed_at, "changed_at")
+            due_day = vn_day(due.ToDatetime(UTC))
+            if day < due_day:
+                count = HANDLED_BEFORE
+            else:
+                count = HANDLED_ON if day == due_day else HANDLED_AFTER
+            facts.append(Fact(f"{delivery_id}:handled", recipient, day, count))
+    return facts
+
+
+def periods_of_day(day: str) -> tuple[str, str, str]:
+    """The year, month and day periods a Vietnam day falls in: ("2026", "2026-11", day)."""
+    return day[:4], day[:7], day
+
+
+class Counts:
+    """Folded counts: ``of(unit, period)`` for a year, month or day. ``version`` grows with
+    every change (watchers compare it)."""
+
+    def __init__(self) -> None:
+        self._counts: defaultdict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+        self._units_by_period: defaultdict[str, set[str]] = defaultdict(set)
+        self.version = 0
+
+    def add(self, fact: Fact) -> None:
+        for period in periods_of_day(fact.day):
+            self._counts[(fact.unit, period)][fact.count] += 1
+            self._units_by_period[period].add(fact.unit)
+        self.version += 1
+
+    def clear(self) -> None:
+        self._counts.clear()
+        self._units_by_period.clear()
+        self.version += 1
+
+    def of(self, unit: str, period: str) -> Counter[str]:
+        return self._counts.get((unit, period)) or Counter()
+
+    def units_in(self, period: str) -> set[str]:
+        """Units with anything counted in the period."""
+        return set(self._units_by_period.get(period, ()))
+
+
+def check_period(period: str) -> str:
+    """The period if it is a valid yyyy, yyyy-MM or yyyy-MM-dd; InvalidArgument otherwise."""
+    days_of_period(period)
+    return period
 
 
 def days_of_period(period: str) -> list[str]:

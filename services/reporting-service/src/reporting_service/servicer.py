@@ -1,46 +1,64 @@
-"""The ReportingService gRPC API, reading the faust tables of this worker."""
+"""The ReportingService gRPC API, answering from this worker's counts (app.py)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from grpc import aio
 
 from lienthong.reporting.v1 import reporting_service_pb2 as pb
 from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceServicer
-from lienthong_kit.errors import FieldViolation, InvalidArgument
+from lienthong_kit.errors import Unavailable
 from reporting_service.app import ReportingApp
-from reporting_service.folding import INCOMING_NET, OUTGOING_NET, days_of_period
+from reporting_service.folding import check_period
+from reporting_service.report import report_rows
 
 __all__ = ["ReportingServicer"]
 
-MAX_UNITS = 500
+Request = pb.GetAdoptionReportRequest | pb.WatchAdoptionRequest
 
 
 class ReportingServicer(ReportingServiceServicer):
-    def __init__(self, reporting: ReportingApp) -> None:
+    def __init__(self, reporting: ReportingApp, watch_interval: float = 0.5) -> None:
         self._reporting = reporting
+        self._watch_interval = watch_interval
+
+    def _rows(self, request: Request) -> list[pb.AdoptionRow]:
+        if not self._reporting.ready.is_set():
+            raise Unavailable("the counts are being rebuilt from the changelog; retry shortly")
+        return report_rows(
+            self._reporting.registry,
+            self._reporting.counts,
+            request.period,
+            request.unit_codes,
+            request.scope,
+        )
 
     async def GetAdoptionReport(
         self, request: pb.GetAdoptionReportRequest, context: aio.ServicerContext[Any, Any]
     ) -> pb.GetAdoptionReportResponse:
-        days = days_of_period(request.period)
-        units = list(dict.fromkeys(request.unit_codes))
-        if not units or len(units) > MAX_UNITS:
-            raise InvalidArgument(
-                [FieldViolation("unit_codes", f"give between 1 and {MAX_UNITS} unit codes")]
-            )
-        response = pb.GetAdoptionReportResponse()
-        for unit in units:
-            incoming = sum(self._reporting.count(unit, day, INCOMING_NET) for day in days)
-            outgoing = sum(self._reporting.count(unit, day, OUTGOING_NET) for day in days)
-            # Paper documents are not counted yet, so the totals are the network counts.
-            response.rows.add(
-                unit_code=unit,
-                period=request.period,
-                incoming_total=incoming,
-                incoming_over_network=incoming,
-                outgoing_total=outgoing,
-                outgoing_over_network=outgoing,
-            )
-        return response
+        return pb.GetAdoptionReportResponse(rows=self._rows(request))
+
+    async def WatchAdoption(
+        self, request: pb.WatchAdoptionRequest, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.WatchAdoptionResponse]:
+        check_period(request.period)
+        await self._reporting.ready.wait()
+        sent: dict[tuple[int, int, str], bytes] = {}
+        seen: tuple[int, int] | None = None
+        while True:
+            current = (self._reporting.counts.version, len(self._reporting.registry))
+            if current != seen:
+                seen = current
+                changed = []
+                for row in self._rows(request):
+                    identity = (row.kind, row.level, row.unit_code)
+                    encoded = row.SerializeToString(deterministic=True)
+                    if sent.get(identity) != encoded:
+                        sent[identity] = encoded
+                        changed.append(row)
+                if changed:
+                    yield pb.WatchAdoptionResponse(rows=changed)
+            await asyncio.sleep(self._watch_interval)

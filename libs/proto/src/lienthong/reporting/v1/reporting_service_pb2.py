@@ -24,19 +24,31 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.lienthong/reporting/v1/reporting_service.proto\x12\x16lienthong.reporting.v1\">\n\x18GetAdoptionReportRequest\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x12\n\nunit_codes\x18\x02 \x03(\t\"\x9e\x01\n\x0b\x41\x64optionRow\x12\x11\n\tunit_code\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\x16\n\x0eincoming_total\x18\x03 \x01(\x03\x12\x1d\n\x15incoming_over_network\x18\x04 \x01(\x03\x12\x16\n\x0eoutgoing_total\x18\x05 \x01(\x03\x12\x1d\n\x15outgoing_over_network\x18\x06 \x01(\x03\"N\n\x19GetAdoptionReportResponse\x12\x31\n\x04rows\x18\x01 \x03(\x0b\x32#.lienthong.reporting.v1.AdoptionRow2\x8c\x01\n\x10ReportingService\x12x\n\x11GetAdoptionReport\x12\x30.lienthong.reporting.v1.GetAdoptionReportRequest\x1a\x31.lienthong.reporting.v1.GetAdoptionReportResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.lienthong/reporting/v1/reporting_service.proto\x12\x16lienthong.reporting.v1\"8\n\rAdoptionScope\x12\x15\n\rancestor_code\x18\x01 \x01(\t\x12\x10\n\x08per_unit\x18\x02 \x01(\x08\"t\n\x18GetAdoptionReportRequest\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x12\n\nunit_codes\x18\x02 \x03(\t\x12\x34\n\x05scope\x18\x03 \x01(\x0b\x32%.lienthong.reporting.v1.AdoptionScope\"@\n\x05Share\x12\x11\n\tnumerator\x18\x01 \x01(\x03\x12\x13\n\x0b\x64\x65nominator\x18\x02 \x01(\x03\x12\x0f\n\x07\x64isplay\x18\x03 \x01(\t\"\xe7\x06\n\x0b\x41\x64optionRow\x12\x11\n\tunit_code\x18\x01 \x01(\t\x12\x0e\n\x06period\x18\x02 \x01(\t\x12\x16\n\x0eincoming_total\x18\x03 \x01(\x03\x12\x1d\n\x15incoming_over_network\x18\x04 \x01(\x03\x12\x16\n\x0eoutgoing_total\x18\x05 \x01(\x03\x12\x1d\n\x15outgoing_over_network\x18\x06 \x01(\x03\x12-\n\x04kind\x18\x07 \x01(\x0e\x32\x1f.lienthong.reporting.v1.RowKind\x12\x32\n\x05level\x18\x08 \x01(\x0e\x32#.lienthong.reporting.v1.ReportLevel\x12=\n\x16incoming_network_share\x18\t \x01(\x0b\x32\x1d.lienthong.reporting.v1.Share\x12=\n\x16outgoing_network_share\x18\n \x01(\x0b\x32\x1d.lienthong.reporting.v1.Share\x12 \n\x18outgoing_personal_signed\x18\x0b \x01(\x03\x12$\n\x1coutgoing_organisation_signed\x18\x0c \x01(\x03\x12?\n\x18personal_signature_share\x18\r \x01(\x0b\x32\x1d.lienthong.reporting.v1.Share\x12\x43\n\x1corganisation_signature_share\x18\x0e \x01(\x0b\x32\x1d.lienthong.reporting.v1.Share\x12\r\n\x05units\x18\x0f \x01(\x03\x12\x17\n\x0funits_connected\x18\x10 \x01(\x03\x12\x1c\n\x14units_only_receiving\x18\x11 \x01(\x03\x12\x1f\n\x17\x64\x65liveries_acknowledged\x18\x12 \x01(\x03\x12\x1d\n\x15\x61\x63knowledged_same_day\x18\x13 \x01(\x03\x12\x35\n\x0esame_day_share\x18\x14 \x01(\x0b\x32\x1d.lienthong.reporting.v1.Share\x12\x1a\n\x12handled_before_due\x18\x15 \x01(\x03\x12\x16\n\x0ehandled_on_due\x18\x16 \x01(\x03\x12\x19\n\x11handled_after_due\x18\x17 \x01(\x03\x12\x0c\n\x04name\x18\x18 \x01(\t\"N\n\x19GetAdoptionReportResponse\x12\x31\n\x04rows\x18\x01 \x03(\x0b\x32#.lienthong.reporting.v1.AdoptionRow\"p\n\x14WatchAdoptionRequest\x12\x0e\n\x06period\x18\x01 \x01(\t\x12\x12\n\nunit_codes\x18\x02 \x03(\t\x12\x34\n\x05scope\x18\x03 \x01(\x0b\x32%.lienthong.reporting.v1.AdoptionScope\"J\n\x15WatchAdoptionResponse\x12\x31\n\x04rows\x18\x01 \x03(\x0b\x32#.lienthong.reporting.v1.AdoptionRow*{\n\x0bReportLevel\x12\x1c\n\x18REPORT_LEVEL_UNSPECIFIED\x10\x00\x12\x19\n\x15REPORT_LEVEL_PROVINCE\x10\x01\x12\x19\n\x15REPORT_LEVEL_DISTRICT\x10\x02\x12\x18\n\x14REPORT_LEVEL_COMMUNE\x10\x03*^\n\x07RowKind\x12\x18\n\x14ROW_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eROW_KIND_SCOPE\x10\x01\x12\x12\n\x0eROW_KIND_LEVEL\x10\x02\x12\x11\n\rROW_KIND_UNIT\x10\x03\x32\xfc\x01\n\x10ReportingService\x12x\n\x11GetAdoptionReport\x12\x30.lienthong.reporting.v1.GetAdoptionReportRequest\x1a\x31.lienthong.reporting.v1.GetAdoptionReportResponse\x12n\n\rWatchAdoption\x12,.lienthong.reporting.v1.WatchAdoptionRequest\x1a-.lienthong.reporting.v1.WatchAdoptionResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lienthong.reporting.v1.reporting_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETADOPTIONREPORTREQUEST']._serialized_start=74
-  _globals['_GETADOPTIONREPORTREQUEST']._serialized_end=136
-  _globals['_ADOPTIONROW']._serialized_start=139
-  _globals['_ADOPTIONROW']._serialized_end=297
-  _globals['_GETADOPTIONREPORTRESPONSE']._serialized_start=299
-  _globals['_GETADOPTIONREPORTRESPONSE']._serialized_end=377
-  _globals['_REPORTINGSERVICE']._serialized_start=380
-  _globals['_REPORTINGSERVICE']._serialized_end=520
+  _globals['_REPORTLEVEL']._serialized_start=1460
+  _globals['_REPORTLEVEL']._serialized_end=1583
+  _globals['_ROWKIND']._serialized_start=1585
+  _globals['_ROWKIND']._serialized_end=1679
+  _globals['_ADOPTIONSCOPE']._serialized_start=74
+  _globals['_ADOPTIONSCOPE']._serialized_end=130
+  _globals['_GETADOPTIONREPORTREQUEST']._serialized_start=132
+  _globals['_GETADOPTIONREPORTREQUEST']._serialized_end=248
+  _globals['_SHARE']._serialized_start=250
+  _globals['_SHARE']._serialized_end=314
+  _globals['_ADOPTIONROW']._serialized_start=317
+  _globals['_ADOPTIONROW']._serialized_end=1188
+  _globals['_GETADOPTIONREPORTRESPONSE']._serialized_start=1190
+  _globals['_GETADOPTIONREPORTRESPONSE']._serialized_end=1268
+  _globals['_WATCHADOPTIONREQUEST']._serialized_start=1270
+  _globals['_WATCHADOPTIONREQUEST']._serialized_end=1382
+  _globals['_WATCHADOPTIONRESPONSE']._serialized_start=1384
+  _globals['_WATCHADOPTIONRESPONSE']._serialized_end=1458
+  _globals['_REPORTINGSERVICE']._serialized_start=1682
+  _globals['_REPORTINGSERVICE']._serialized_end=1934
 # @@protoc_insertion_point(module_scope)

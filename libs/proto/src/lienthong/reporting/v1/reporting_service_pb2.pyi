@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,34 +19,152 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _ReportLevel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReportLevelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReportLevel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REPORT_LEVEL_UNSPECIFIED: _ReportLevel.ValueType  # 0
+    """A row of no level: the whole scope (all units together)."""
+    REPORT_LEVEL_PROVINCE: _ReportLevel.ValueType  # 1
+    """Cấp tỉnh: the provincial People's Committee and the departments, boards and sectors."""
+    REPORT_LEVEL_DISTRICT: _ReportLevel.ValueType  # 2
+    """Cấp huyện: districts and provincial cities."""
+    REPORT_LEVEL_COMMUNE: _ReportLevel.ValueType  # 3
+    """Cấp xã: communes, wards and townships."""
+
+class ReportLevel(_ReportLevel, metaclass=_ReportLevelEnumTypeWrapper):
+    """The report's levels, as the province reports them (DOMAIN.md, seed 004)."""
+
+REPORT_LEVEL_UNSPECIFIED: ReportLevel.ValueType  # 0
+"""A row of no level: the whole scope (all units together)."""
+REPORT_LEVEL_PROVINCE: ReportLevel.ValueType  # 1
+"""Cấp tỉnh: the provincial People's Committee and the departments, boards and sectors."""
+REPORT_LEVEL_DISTRICT: ReportLevel.ValueType  # 2
+"""Cấp huyện: districts and provincial cities."""
+REPORT_LEVEL_COMMUNE: ReportLevel.ValueType  # 3
+"""Cấp xã: communes, wards and townships."""
+Global___ReportLevel: _TypeAlias = ReportLevel  # noqa: Y015
+
+class _RowKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RowKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RowKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ROW_KIND_UNSPECIFIED: _RowKind.ValueType  # 0
+    ROW_KIND_SCOPE: _RowKind.ValueType  # 1
+    """Every unit of the scope (the "whole system" line when the scope is the province)."""
+    ROW_KIND_LEVEL: _RowKind.ValueType  # 2
+    """The units of one level within the scope."""
+    ROW_KIND_UNIT: _RowKind.ValueType  # 3
+    """One unit."""
+
+class RowKind(_RowKind, metaclass=_RowKindEnumTypeWrapper):
+    """What a row adds up."""
+
+ROW_KIND_UNSPECIFIED: RowKind.ValueType  # 0
+ROW_KIND_SCOPE: RowKind.ValueType  # 1
+"""Every unit of the scope (the "whole system" line when the scope is the province)."""
+ROW_KIND_LEVEL: RowKind.ValueType  # 2
+"""The units of one level within the scope."""
+ROW_KIND_UNIT: RowKind.ValueType  # 3
+"""One unit."""
+Global___RowKind: _TypeAlias = RowKind  # noqa: Y015
+
+@_typing.final
+class AdoptionScope(_message.Message):
+    """Which units a report covers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANCESTOR_CODE_FIELD_NUMBER: _builtins.int
+    PER_UNIT_FIELD_NUMBER: _builtins.int
+    ancestor_code: _builtins.str
+    """The units at or under this unit (e.g. a district and its communes); empty: the whole
+    province.
+    """
+    per_unit: _builtins.bool
+    """Also one row per unit of the scope (units with nothing counted included)."""
+    def __init__(
+        self,
+        *,
+        ancestor_code: _builtins.str = ...,
+        per_unit: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ancestor_code", b"ancestor_code", "per_unit", b"per_unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdoptionScope: _TypeAlias = AdoptionScope  # noqa: Y015
+
 @_typing.final
 class GetAdoptionReportRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PERIOD_FIELD_NUMBER: _builtins.int
     UNIT_CODES_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
     period: _builtins.str
-    """"yyyy" (year), "yyyy-MM" (month) or "yyyy-MM-dd" (day), Vietnam time."""
+    """"yyyy" (year), "yyyy-MM" (month) or "yyyy-MM-dd" (day), Vietnam time (UTC+7)."""
     @_builtins.property
     def unit_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Units to report on; at least one."""
+        """Only rows for these units (no scope and level rows); at most 500. Empty: see scope."""
+
+    @_builtins.property
+    def scope(self) -> Global___AdoptionScope:
+        """Used when unit_codes is empty: a row for the scope, one per level, and per unit if asked."""
 
     def __init__(
         self,
         *,
         period: _builtins.str = ...,
         unit_codes: _abc.Iterable[_builtins.str] | None = ...,
+        scope: Global___AdoptionScope | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["scope", b"scope"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["period", b"period", "unit_codes", b"unit_codes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["period", b"period", "scope", b"scope", "unit_codes", b"unit_codes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetAdoptionReportRequest: _TypeAlias = GetAdoptionReportRequest  # noqa: Y015
 
 @_typing.final
+class Share(_message.Message):
+    """An exact share: numerator / denominator, and the display value the province prints."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NUMERATOR_FIELD_NUMBER: _builtins.int
+    DENOMINATOR_FIELD_NUMBER: _builtins.int
+    DISPLAY_FIELD_NUMBER: _builtins.int
+    numerator: _builtins.int
+    denominator: _builtins.int
+    display: _builtins.str
+    """Percent with one decimal, rounded half up, "75.1%"; "" when the denominator is 0."""
+    def __init__(
+        self,
+        *,
+        numerator: _builtins.int = ...,
+        denominator: _builtins.int = ...,
+        display: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["denominator", b"denominator", "display", b"display", "numerator", b"numerator"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Share: _TypeAlias = Share  # noqa: Y015
+
+@_typing.final
 class AdoptionRow(_message.Message):
+    """One line of the province's table."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     UNIT_CODE_FIELD_NUMBER: _builtins.int
@@ -54,12 +173,80 @@ class AdoptionRow(_message.Message):
     INCOMING_OVER_NETWORK_FIELD_NUMBER: _builtins.int
     OUTGOING_TOTAL_FIELD_NUMBER: _builtins.int
     OUTGOING_OVER_NETWORK_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    INCOMING_NETWORK_SHARE_FIELD_NUMBER: _builtins.int
+    OUTGOING_NETWORK_SHARE_FIELD_NUMBER: _builtins.int
+    OUTGOING_PERSONAL_SIGNED_FIELD_NUMBER: _builtins.int
+    OUTGOING_ORGANISATION_SIGNED_FIELD_NUMBER: _builtins.int
+    PERSONAL_SIGNATURE_SHARE_FIELD_NUMBER: _builtins.int
+    ORGANISATION_SIGNATURE_SHARE_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    UNITS_CONNECTED_FIELD_NUMBER: _builtins.int
+    UNITS_ONLY_RECEIVING_FIELD_NUMBER: _builtins.int
+    DELIVERIES_ACKNOWLEDGED_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_SAME_DAY_FIELD_NUMBER: _builtins.int
+    SAME_DAY_SHARE_FIELD_NUMBER: _builtins.int
+    HANDLED_BEFORE_DUE_FIELD_NUMBER: _builtins.int
+    HANDLED_ON_DUE_FIELD_NUMBER: _builtins.int
+    HANDLED_AFTER_DUE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     unit_code: _builtins.str
+    """For a UNIT row: the unit; for SCOPE and LEVEL rows: the scope's ancestor ("" = province)."""
     period: _builtins.str
     incoming_total: _builtins.int
+    """Incoming documents: received over the network (deliveries) plus registered on paper."""
     incoming_over_network: _builtins.int
     outgoing_total: _builtins.int
+    """Outgoing documents: sent over the network (submitted) plus registered on paper."""
     outgoing_over_network: _builtins.int
+    kind: Global___RowKind.ValueType
+    level: Global___ReportLevel.ValueType
+    """The level of a LEVEL row, or of a UNIT row's unit (UNSPECIFIED if not in the registry)."""
+    outgoing_personal_signed: _builtins.int
+    """Outgoing documents over the network whose verification found a valid personal
+    (competent person's) signature, and a valid organisation signature.
+    """
+    outgoing_organisation_signed: _builtins.int
+    units: _builtins.int
+    """Units of the row (registry units, plus units seen in events but not in the registry)."""
+    units_connected: _builtins.int
+    """Units that sent or received anything over the network in the period."""
+    units_only_receiving: _builtins.int
+    """Units that received over the network but sent nothing over it in the period."""
+    deliveries_acknowledged: _builtins.int
+    """Deliveries acknowledged (their first status change) in the period, and of them those
+    acknowledged on the Vietnam day they arrived.
+    """
+    acknowledged_same_day: _builtins.int
+    handled_before_due: _builtins.int
+    """Deliveries done (status 06) in the period with a due date, by the day done against the
+    due day (Vietnam time).
+    """
+    handled_on_due: _builtins.int
+    handled_after_due: _builtins.int
+    name: _builtins.str
+    """The unit's name (UNIT rows) from the registry."""
+    @_builtins.property
+    def incoming_network_share(self) -> Global___Share:
+        """incoming_over_network / incoming_total."""
+
+    @_builtins.property
+    def outgoing_network_share(self) -> Global___Share:
+        """outgoing_over_network / outgoing_total."""
+
+    @_builtins.property
+    def personal_signature_share(self) -> Global___Share:
+        """outgoing_personal_signed / outgoing_over_network."""
+
+    @_builtins.property
+    def organisation_signature_share(self) -> Global___Share:
+        """outgoing_organisation_signed / outgoing_over_network."""
+
+    @_builtins.property
+    def same_day_share(self) -> Global___Share:
+        """acknowledged_same_day / deliveries_acknowledged."""
+
     def __init__(
         self,
         *,
@@ -69,10 +256,28 @@ class AdoptionRow(_message.Message):
         incoming_over_network: _builtins.int = ...,
         outgoing_total: _builtins.int = ...,
         outgoing_over_network: _builtins.int = ...,
+        kind: Global___RowKind.ValueType = ...,
+        level: Global___ReportLevel.ValueType = ...,
+        incoming_network_share: Global___Share | None = ...,
+        outgoing_network_share: Global___Share | None = ...,
+        outgoing_personal_signed: _builtins.int = ...,
+        outgoing_organisation_signed: _builtins.int = ...,
+        personal_signature_share: Global___Share | None = ...,
+        organisation_signature_share: Global___Share | None = ...,
+        units: _builtins.int = ...,
+        units_connected: _builtins.int = ...,
+        units_only_receiving: _builtins.int = ...,
+        deliveries_acknowledged: _builtins.int = ...,
+        acknowledged_same_day: _builtins.int = ...,
+        same_day_share: Global___Share | None = ...,
+        handled_before_due: _builtins.int = ...,
+        handled_on_due: _builtins.int = ...,
+        handled_after_due: _builtins.int = ...,
+        name: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["incoming_network_share", b"incoming_network_share", "organisation_signature_share", b"organisation_signature_share", "outgoing_network_share", b"outgoing_network_share", "personal_signature_share", b"personal_signature_share", "same_day_share", b"same_day_share"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["incoming_over_network", b"incoming_over_network", "incoming_total", b"incoming_total", "outgoing_over_network", b"outgoing_over_network", "outgoing_total", b"outgoing_total", "period", b"period", "unit_code", b"unit_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged_same_day", b"acknowledged_same_day", "deliveries_acknowledged", b"deliveries_acknowledged", "handled_after_due", b"handled_after_due", "handled_before_due", b"handled_before_due", "handled_on_due", b"handled_on_due", "incoming_network_share", b"incoming_network_share", "incoming_over_network", b"incoming_over_network", "incoming_total", b"incoming_total", "kind", b"kind", "level", b"level", "name", b"name", "organisation_signature_share", b"organisation_signature_share", "outgoing_network_share", b"outgoing_network_share", "outgoing_organisation_signed", b"outgoing_organisation_signed", "outgoing_over_network", b"outgoing_over_network", "outgoing_personal_signed", b"outgoing_personal_signed", "outgoing_total", b"outgoing_total", "period", b"period", "personal_signature_share", b"personal_signature_share", "same_day_share", b"same_day_share", "unit_code", b"unit_code", "units", b"units", "units_connected", b"units_connected", "units_only_receiving", b"units_only_receiving"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -84,7 +289,9 @@ class GetAdoptionReportResponse(_message.Message):
 
     ROWS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___AdoptionRow]: ...
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___AdoptionRow]:
+        """SCOPE row first, then the LEVEL rows (province, district, commune), then UNIT rows by code."""
+
     def __init__(
         self,
         *,
@@ -97,3 +304,53 @@ class GetAdoptionReportResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetAdoptionReportResponse: _TypeAlias = GetAdoptionReportResponse  # noqa: Y015
+
+@_typing.final
+class WatchAdoptionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERIOD_FIELD_NUMBER: _builtins.int
+    UNIT_CODES_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    period: _builtins.str
+    """As in GetAdoptionReportRequest."""
+    @_builtins.property
+    def unit_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def scope(self) -> Global___AdoptionScope: ...
+    def __init__(
+        self,
+        *,
+        period: _builtins.str = ...,
+        unit_codes: _abc.Iterable[_builtins.str] | None = ...,
+        scope: Global___AdoptionScope | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["scope", b"scope"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["period", b"period", "scope", b"scope", "unit_codes", b"unit_codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchAdoptionRequest: _TypeAlias = WatchAdoptionRequest  # noqa: Y015
+
+@_typing.final
+class WatchAdoptionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___AdoptionRow]:
+        """The first message holds every row; later ones the rows that changed since the last."""
+
+    def __init__(
+        self,
+        *,
+        rows: _abc.Iterable[Global___AdoptionRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchAdoptionResponse: _TypeAlias = WatchAdoptionResponse  # noqa: Y015

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class ReportingServiceStub(object):
-    """Live adoption figures (DOMAIN.md "The adoption metrics").
+    """Live adoption figures (DOMAIN.md "The adoption metrics"), counted exactly from the lifecycle
+    events: every event counts once, however often Kafka delivers it. docs/reporting.md.
     """
 
     def __init__(self, channel):
@@ -40,14 +41,30 @@ class ReportingServiceStub(object):
                 request_serializer=lienthong_dot_reporting_dot_v1_dot_reporting__service__pb2.GetAdoptionReportRequest.SerializeToString,
                 response_deserializer=lienthong_dot_reporting_dot_v1_dot_reporting__service__pb2.GetAdoptionReportResponse.FromString,
                 _registered_method=True)
+        self.WatchAdoption = channel.unary_stream(
+                '/lienthong.reporting.v1.ReportingService/WatchAdoption',
+                request_serializer=lienthong_dot_reporting_dot_v1_dot_reporting__service__pb2.WatchAdoptionRequest.SerializeToString,
+                response_deserializer=lienthong_dot_reporting_dot_v1_dot_reporting__service__pb2.WatchAdoptionResponse.FromString,
+                _registered_method=True)
 
 
 class ReportingServiceServicer(object):
-    """Live adoption figures (DOMAIN.md "The adoption metrics").
+    """Live adoption figures (DOMAIN.md "The adoption metrics"), counted exactly from the lifecycle
+    events: every event counts once, however often Kafka delivers it. docs/reporting.md.
     """
 
     def GetAdoptionReport(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The province's table for a period: counts and shares for the scope, per level, and on
+        request per unit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchAdoption(self, request, context):
+        """The same rows, now and then again whenever one of them changes (rows that did not change
+        are not repeated). The stream ends only when the caller cancels it.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -60,6 +77,11 @@ def add_ReportingServiceServicer_to_server(servicer, server):
                     request_deserializer=lienthong_dot_reporting_dot_v1_dot_reporting__service__pb2.GetAdoptionReportRequest.FromString,
                     response_serializer=lienthong_dot_reporting_dot_v1_dot_reporting__service__pb2.GetAdoptionReportResponse.SerializeToString,
             ),
+            'WatchAdoption': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchAdoption,
+                    request_deserializer=lienthong_dot_reporting_dot_v1_dot_reporting__service__pb2.WatchAdoptionRequest.FromString,
+                    response_serializer=lienthong_dot_reporting_dot_v1_dot_reporting__service__pb2.WatchAdoptionResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'lienthong.reporting.v1.ReportingService', rpc_method_handlers)
@@ -69,7 +91,8 @@ def add_ReportingServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ReportingService(object):
-    """Live adoption figures (DOMAIN.md "The adoption metrics").
+    """Live adoption figures (DOMAIN.md "The adoption metrics"), counted exactly from the lifecycle
+    events: every event counts once, however often Kafka delivers it. docs/reporting.md.
     """
 
     @staticmethod
@@ -89,6 +112,33 @@ class ReportingService(object):
             '/lienthong.reporting.v1.ReportingService/GetAdoptionReport',
             lienthong_dot_reporting_dot_v1_dot_reporting__service__pb2.GetAdoptionReportRequest.SerializeToString,
             lienthong_dot_reporting_dot_v1_dot_reporting__service__pb2.GetAdoptionReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchAdoption(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lienthong.reporting.v1.ReportingService/WatchAdoption',
+            lienthong_dot_reporting_dot_v1_dot_reporting__service__pb2.WatchAdoptionRequest.SerializeToString,
+            lienthong_dot_reporting_dot_v1_dot_reporting__service__pb2.WatchAdoptionResponse.FromString,
             options,
             channel_credentials,
             insecure,

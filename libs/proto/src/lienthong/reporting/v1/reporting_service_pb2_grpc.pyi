@@ -27,29 +27,62 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ReportingServiceStub:
-    """Live adoption figures (DOMAIN.md "The adoption metrics")."""
+    """Live adoption figures (DOMAIN.md "The adoption metrics"), counted exactly from the lifecycle
+    events: every event counts once, however often Kafka delivers it. docs/reporting.md.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ReportingServiceAsyncStub: ...
     GetAdoptionReport: _grpc.UnaryUnaryMultiCallable[_reporting_service_pb2.GetAdoptionReportRequest, _reporting_service_pb2.GetAdoptionReportResponse]
+    """The province's table for a period: counts and shares for the scope, per level, and on
+    request per unit.
+    """
+    WatchAdoption: _grpc.UnaryStreamMultiCallable[_reporting_service_pb2.WatchAdoptionRequest, _reporting_service_pb2.WatchAdoptionResponse]
+    """The same rows, now and then again whenever one of them changes (rows that did not change
+    are not repeated). The stream ends only when the caller cancels it.
+    """
 
 @_typing.type_check_only
 class ReportingServiceAsyncStub(ReportingServiceStub):
-    """Live adoption figures (DOMAIN.md "The adoption metrics")."""
+    """Live adoption figures (DOMAIN.md "The adoption metrics"), counted exactly from the lifecycle
+    events: every event counts once, however often Kafka delivers it. docs/reporting.md.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetAdoptionReport: _aio.UnaryUnaryMultiCallable[_reporting_service_pb2.GetAdoptionReportRequest, _reporting_service_pb2.GetAdoptionReportResponse]  # type: ignore[assignment]
+    """The province's table for a period: counts and shares for the scope, per level, and on
+    request per unit.
+    """
+    WatchAdoption: _aio.UnaryStreamMultiCallable[_reporting_service_pb2.WatchAdoptionRequest, _reporting_service_pb2.WatchAdoptionResponse]  # type: ignore[assignment]
+    """The same rows, now and then again whenever one of them changes (rows that did not change
+    are not repeated). The stream ends only when the caller cancels it.
+    """
 
 class ReportingServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Live adoption figures (DOMAIN.md "The adoption metrics")."""
+    """Live adoption figures (DOMAIN.md "The adoption metrics"), counted exactly from the lifecycle
+    events: every event counts once, however often Kafka delivers it. docs/reporting.md.
+    """
 
     @_abc_1.abstractmethod
     def GetAdoptionReport(
         self,
         request: _reporting_service_pb2.GetAdoptionReportRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_reporting_service_pb2.GetAdoptionReportResponse, _abc.Awaitable[_reporting_service_pb2.GetAdoptionReportResponse]]: ...
+    ) -> _typing.Union[_reporting_service_pb2.GetAdoptionReportResponse, _abc.Awaitable[_reporting_service_pb2.GetAdoptionReportResponse]]:
+        """The province's table for a period: counts and shares for the scope, per level, and on
+        request per unit.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchAdoption(
+        self,
+        request: _reporting_service_pb2.WatchAdoptionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_reporting_service_pb2.WatchAdoptionResponse], _abc.AsyncIterator[_reporting_service_pb2.WatchAdoptionResponse]]:
+        """The same rows, now and then again whenever one of them changes (rows that did not change
+        are not repeated). The stream ends only when the caller cancels it.
+        """
 
 def add_ReportingServiceServicer_to_server(servicer: ReportingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
