@@ -5,45 +5,169 @@ from datetime import UTC, datetime
 import pytest
 
 from lienthong.common.v1.common_pb2 import DocumentSummary
-from lienthong.events.v1.events_pb2 import DeliveryCreated, DocumentSubmitted, DocumentVerified
+from lienthong.events.v1.events_pb2 import (
+    DeliveryCreated,
+    DeliveryStatusChanged,
+    DocumentSubmitted,
+    DocumentVerified,
+    NotificationRecorded,
+    PaperDocumentRegistered,
+)
 from lienthong_kit.envelope import new_event
-from lienthong_kit.errors import InvalidArgument
+from lienthong_kit.errors import InvalidArgument, PoisonEvent
 from reporting_service.folding import (
+    ACK_SAME_DAY,
+    ACKNOWLEDGED,
+    HANDLED_AFTER,
+    HANDLED_BEFORE,
+    HANDLED_ON,
     INCOMING_NET,
+    INCOMING_PAPER,
     OUTGOING_NET,
-    Fold,
-    apply_fold,
+    OUTGOING_PAPER,
+    SIGNED_ORGANISATION,
+    SIGNED_PERSONAL,
+    Counts,
+    Fact,
     days_of_period,
-    folds_for,
+    facts_for,
 )
 
 
+def at(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+
+
+def summary(submitted: datetime, due: datetime | None = None) -> DocumentSummary:
+    document = DocumentSummary(document_id="d1", sender_code="S")
+    document.submitted_at.FromDatetime(submitted)
+    if due is not None:
+        document.due_at.FromDatetime(due)
+    return document
+
+
 def test_a_submitted_document_counts_outgoing_for_the_sender_on_its_vietnam_day() -> None:
-    summary = DocumentSummary(document_id="d", sender_code="S")
-    summary.submitted_at.FromDatetime(datetime(2026, 11, 30, 18, 30, tzinfo=UTC))  # 01:30 ICT
-    envelope = new_event(DocumentSubmitted(document=summary), producer="t")
-    assert folds_for(envelope) == [Fold(envelope.event_id, "S", "2026-12-01", OUTGOING_NET)]
+    envelope = new_event(
+        DocumentSubmitted(document=summary(at(2026, 11, 30, 18, 30))), producer="t"
+    )
+    assert facts_for(envelope) == [Fact(f"d1:{OUTGOING_NET}", "S", "2026-12-01", OUTGOING_NET)]
 
 
-def test_a_delivery_counts_incoming_for_the_recipient() -> None:
-    moment = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
-    envelope = new_event(DeliveryCreated(recipient_code="R"), producer="t", occurred_at=moment)
-    assert folds_for(envelope) == [Fold(envelope.event_id, "R", "2026-11-23", INCOMING_NET)]
+def test_a_delivery_counts_incoming_for_the_recipient_when_it_arrives() -> None:
+    payload = DeliveryCreated(delivery_id="v1", recipient_code="R")
+    envelope = new_event(payload, producer="t", occurred_at=at(2026, 4, 30, 16, 59))
+    assert facts_for(envelope) == [Fact(f"v1:{INCOMING_NET}", "R", "2026-04-30", INCOMING_NET)]
+
+
+@pytest.mark.parametrize(
+    ("direction", "count"), [("incoming", INCOMING_PAPER), ("outgoing", OUTGOING_PAPER)]
+)
+def test_paper_documents_count_on_their_registration_day(direction: str, count: str) -> None:
+    paper = PaperDocumentRegistered(paper_document_id="p1", unit_code="U", direction=direction)
+    paper.registered_at.FromDatetime(at(2026, 4, 1, 2, 0))
+    assert facts_for(new_event(paper, producer="t")) == [
+        Fact(f"p1:{count}", "U", "2026-04-01", count)
+    ]
+
+
+def test_a_verdict_counts_each_valid_signature_in_the_period_of_the_submission() -> None:
+    verified = DocumentVerified(
+        document=summary(at(2026, 4, 3, 1, 0)),
+        personal_signature_valid=True,
+        organisation_signature_valid=True,
+    )
+    facts = facts_for(new_event(verified, producer="t", occurred_at=at(2026, 5, 1)))
+    assert [(f.key, f.day, f.count) for f in facts] == [
+        (f"d1:{SIGNED_PERSONAL}", "2026-04-03", SIGNED_PERSONAL),
+        (f"d1:{SIGNED_ORGANISATION}", "2026-04-03", SIGNED_ORGANISATION),
+    ]
+    unsigned = DocumentVerified(
+        document=summary(at(2026, 4, 3)), organisation_signature_valid=False
+    )
+    assert facts_for(new_event(unsigned, producer="t")) == []
+
+
+def status(
+    reported: str,
+    previous: str,
+    delivered: datetime,
+    changed: datetime,
+    due: datetime | None = None,
+) -> DeliveryStatusChanged:
+    event = DeliveryStatusChanged(
+        delivery_id="v1",
+        recipient_code="R",
+        document=summary(at(2026, 4, 1), due),
+        status_code=reported,
+        previous_status_code=previous,
+        reported_code=reported,
+    )
+    event.delivered_at.FromDatetime(delivered)
+    event.changed_at.FromDatetime(changed)
+    return event
+
+
+def test_a_first_acknowledgement_on_the_arrival_day_counts_as_same_day() -> None:
+    # arrived 23:00 ICT on the 1st, registered 06:00 ICT on the 2nd: not the same day
+    late = status("03", "01", at(2026, 4, 1, 16, 0), at(2026, 4, 1, 23, 0))
+    assert [f.count for f in facts_for(new_event(late, producer="t"))] == [ACKNOWLEDGED]
+    same = status("03", "01", at(2026, 4, 1, 1, 0), at(2026, 4, 1, 9, 0))
+    assert [f.count for f in facts_for(new_event(same, producer="t"))] == [
+        ACKNOWLEDGED,
+        ACK_SAME_DAY,
+    ]
+    later_change = status("05", "04", at(2026, 4, 1, 1, 0), at(2026, 4, 1, 9, 0))
+    assert facts_for(new_event(later_change, producer="t")) == []
+
+
+@pytest.mark.parametrize(
+    ("done", "count"),
+    [
+        (at(2026, 4, 9, 16, 59), HANDLED_BEFORE),  # 23:59 ICT on the 9th
+        (at(2026, 4, 9, 17, 0), HANDLED_ON),  # 00:00 ICT on the 10th
+        (at(2026, 4, 10, 17, 0), HANDLED_AFTER),
+    ],
+)
+def test_done_is_before_on_or_after_the_due_day(done: datetime, count: str) -> None:
+    due = at(2026, 4, 10, 3, 0)
+    facts = facts_for(new_event(status("06", "05", at(2026, 4, 1), done, due), producer="t"))
+    assert [(f.key, f.count) for f in facts] == [("v1:handled", count)]
+    no_due = status("06", "05", at(2026, 4, 1), done)
+    assert facts_for(new_event(no_due, producer="t")) == []
 
 
 def test_other_events_count_nothing() -> None:
-    assert folds_for(new_event(DocumentVerified(), producer="t")) == []
+    assert facts_for(new_event(NotificationRecorded(unit_code="U"), producer="t")) == []
 
 
-def test_an_event_applied_twice_counts_once() -> None:
-    fold = Fold("e1", "S", "2026-11-23", OUTGOING_NET)
-    once = apply_fold({}, fold)
-    assert once is not None
-    assert once[OUTGOING_NET] == 1
-    assert apply_fold(once, fold) is None
-    twice = apply_fold(once, Fold("e2", "S", "2026-11-23", OUTGOING_NET))
-    assert twice is not None
-    assert twice[OUTGOING_NET] == 2
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (
+            DocumentSubmitted(document=DocumentSummary(document_id="d", sender_code="S")),
+            "submitted_at",
+        ),
+        (DeliveryCreated(delivery_id="v"), "recipient_code"),
+        (
+            PaperDocumentRegistered(paper_document_id="p", unit_code="U", direction="sideways"),
+            "registered_at",
+        ),
+    ],
+)
+def test_an_event_missing_what_it_counts_by_is_poison(payload: object, reason: str) -> None:
+    with pytest.raises(PoisonEvent, match=reason):
+        facts_for(new_event(payload, producer="t"))  # type: ignore[arg-type]
+
+
+def test_counts_are_kept_per_day_month_and_year() -> None:
+    counts = Counts()
+    counts.add(Fact("a", "U", "2026-04-30", OUTGOING_NET))
+    counts.add(Fact("b", "U", "2026-05-01", OUTGOING_NET))
+    assert counts.of("U", "2026-04-30")[OUTGOING_NET] == 1
+    assert counts.of("U", "2026-04")[OUTGOING_NET] == 1
+    assert counts.of("U", "2026")[OUTGOING_NET] == 2
+    assert counts.units_in("2026-05") == {"U"}
+    assert counts.of("V", "2026")[OUTGOING_NET] == 0
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import pytest
+
+from lienthong.common.v1.common_pb2 import UnitLevel
+from lienthong.events.v1.events_pb2 import UnitChanged
+from lienthong.reporting.v1 import reporting_service_pb2 as pb
+from lienthong.routing.v1.routing_service_pb2 import Unit
+from lienthong_kit.errors import InvalidArgument
+from reporting_service.folding import (
+    INCOMING_NET,
+    INCOMING_PAPER,
+    OUTGOING_NET,
+    OUTGOING_PAPER,
+    SIGNED_PERSONAL,
+    Counts,
+    Fact,
+)
+from reporting_service.report import Registry, display, report_rows
+
+PROVINCE, DEPARTMENT, DISTRICT, COMMUNE = "P", "D01", "H31", "X01"
+LEVEL = pb.ReportLevel
+
+
+def registry() -> Registry:
+    units = Registry()
+    for code, level, parent in [
+        (PROVINCE, UnitLevel.UNIT_LEVEL_PROVINCE, ""),
+        (DEPARTMENT, UnitLevel.UNIT_LEVEL_DEPARTMENT, PROVINCE),
+        (DISTRICT, UnitLevel.UNIT_LEVEL_DISTRICT, PROVINCE),
+        (COMMUNE, UnitLevel.UNIT_LEVEL_COMMUNE, DISTRICT),
+    ]:
+        unit = Unit(code=code, level=level, parent_code=parent, active=True, name=f"unit {code}")
+        units.apply(UnitChanged(unit=unit, revision=1))
+    return units
+
+
+def counted(*facts: tuple[str, str, int]) -> Counts:
+    counts = Counts()
+    serial = 0
+    for unit, count, times in facts:
+        for _ in range(times):
+            serial += 1
+            counts.add(Fact(str(serial), unit, "2026-04-15", count))
+    return counts
+
+
+@pytest.mark.parametrize(
+    ("numerator", "denominator", "shown"),
+    [
+        (34503, 45922, "75.1%"),
+        (6241, 11271, "55.4%"),
+        (1, 8, "12.5%"),
+        (1, 3, "33.3%"),
+        (2, 3, "66.7%"),
+        (0, 5, "0.0%"),
+        (5, 5, "100.0%"),
+        (1, 2000, "0.1%"),
+        (0, 0, ""),
+    ],
+)
+def test_shares_display_one_decimal_rounded_half_up(
+    numerator: int, denominator: int, shown: str
+) -> None:
+    assert display(numerator, denominator) == shown
+
+
+def test_the_province_table_has_the_whole_scope_then_each_level() -> None:
+    counts = counted(
+        (PROVINCE, INCOMING_NET, 3),
+        (PROVINCE, INCOMING_PAPER, 1),
+        (PROVINCE, OUTGOING_NET, 2),
+        (DEPARTMENT, OUTGOING_PAPER, 2),
+        (DEPARTMENT, SIGNED_PERSONAL, 1),
+        (DISTRICT, INCOMING_NET, 4),
+        (DISTRICT, OUTGOING_NET, 1),
+        (COMMUNE, INCOMING_NET, 5),
+        (COMMUNE, INCOMING_PAPER, 5),
+        ("UNKNOWN", INCOMING_NET, 1),
+    )
+    rows = report_rows(registry(), counts, "2026-04", [], pb.AdoptionScope())
+    assert [(r.kind, r.level) for r in rows] == [
+        (pb.RowKind.ROW_KIND_SCOPE, LEVEL.REPORT_LEVEL_UNSPECIFIED),
+        (pb.RowKind.ROW_KIND_LEVEL, LEVEL.REPORT_LEVEL_PROVINCE),
+        (pb.RowKind.ROW_KIND_LEVEL, LEVEL.REPORT_LEVEL_DISTRICT),
+        (pb.RowKind.ROW_KIND_LEVEL, LEVEL.REPORT_LEVEL_COMMUNE),
+    ]
+    whole, province, district, commune = rows
+    assert (whole.incoming_total, whole.incoming_over_network) == (19, 13)
+    assert (whole.outgoing_total, whole.outgoing_over_network) == (5, 3)
+    assert whole.incoming_network_share == pb.Share(numerator=13, denominator=19, display="68.4%")
+    assert (whole.units, whole.units_connected, whole.units_only_receiving) == (5, 4, 2)
+    # cấp tỉnh = the People's Committee and the departments
+    assert (province.incoming_total, province.outgoing_total, province.outgoing_over_network) == (
+        4,
+        4,
+        2,
+    )
+    assert province.personal_signature_share == pb.Share(
+        numerator=1, denominator=2, display="50.0%"
+    )
+    assert (province.units, province.units_connected, province.units_only_receiving) == (2, 1, 0)
+    assert (district.incoming_over_network, district.outgoing_network_share.display) == (
+        4,
+        "100.0%",
+    )
+    assert (commune.incoming_total, commune.incoming_network_share.display) == (10, "50.0%")
+    assert (commune.units_connected, commune.units_only_receiving) == (1, 1)
+    assert commune.outgoing_network_share == pb.Share()  # nothing sent: no share, not 0%
+
+
+def test_a_district_scope_covers_the_district_and_its_communes_with_unit_rows() -> None:
+    counts = counted(
+        (DISTRICT, INCOMING_NET, 4), (COMMUNE, INCOMING_NET, 2), (PROVINCE, INCOMING_NET, 9)
+    )
+    scope = pb.AdoptionScope(ancestor_code=DISTRICT, per_unit=True)
+    rows = report_rows(registry(), counts, "2026", [], scope)
+    assert rows[0].incoming_over_network == 6
+    assert rows[1].units == 0  # no province-level unit under the district
+    assert [(r.unit_code, r.name, r.incoming_over_network) for r in rows[4:]] == [
+        (DISTRICT, "unit H31", 4),
+        (COMMUNE, "unit X01", 2),
+    ]
+
+
+def test_rows_for_named_units_only_and_periods_that_hold_nothing() -> None:
+    counts = counted((DISTRICT, INCOMING_NET, 4))
+    rows = report_rows(registry(), counts, "2026-04-15", [DISTRICT, "NOPE"], pb.AdoptionScope())
+    assert [(r.unit_code, r.kind, r.incoming_over_network) for r in rows] == [
+        (DISTRICT, pb.RowKind.ROW_KIND_UNIT, 4),
+        ("NOPE", pb.RowKind.ROW_KIND_UNIT, 0),
+    ]
+    assert (
+        report_rows(registry(), counts, "2026-04-16", [DISTRICT], pb.AdoptionScope())[
+            0
+        ].incoming_total
+        == 0
+    )
+
+
+def test_bad_requests_name_the_field() -> None:
+    with pytest.raises(InvalidArgument, match="scope.ancestor_code"):
+        report_rows(registry(), Counts(), "2026", [], pb.AdoptionScope(ancestor_code="NOPE"))
+    with pytest.raises(InvalidArgument, match="unit_codes"):
+        report_rows(registry(), Counts(), "2026", [str(i) for i in range(501)], pb.AdoptionScope())
+    with pytest.raises(InvalidArgument, match="period"):
+        report_rows(registry(), Counts(), "April", [], pb.AdoptionScope())
+
+
+def test_the_newest_registry_revision_wins() -> None:
+    units = registry()
+    moved = Unit(code=COMMUNE, level=UnitLevel.UNIT_LEVEL_DISTRICT, active=True)
+    units.apply(UnitChanged(unit=moved, revision=0))  # older: ignored
+    assert units.level(COMMUNE) == LEVEL.REPORT_LEVEL_COMMUNE
+    units.apply(UnitChanged(unit=moved, revision=2))
+    assert units.level(COMMUNE) == LEVEL.REPORT_LEVEL_DISTRICT

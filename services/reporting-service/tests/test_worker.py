@@ -1,0 +1,280 @@
+"""The reporting worker as a process on the real broker: exact counts under duplicates, a
+poison record, and a SIGKILL in the middle of folding."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from google.protobuf.message import Message
+
+from lienthong.common.v1.common_pb2 import DocumentSummary, UnitLevel
+from lienthong.events.v1.events_pb2 import (
+    DeliveryCreated,
+    DeliveryStatusChanged,
+    DocumentSubmitted,
+    DocumentVerified,
+    PaperDocumentRegistered,
+    UnitChanged,
+)
+from lienthong.reporting.v1 import reporting_service_pb2 as pb
+from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceStub
+from lienthong.routing.v1.routing_service_pb2 import Unit
+from lienthong_kit.envelope import EventEnvelope, new_event
+from lienthong_kit.kafka import Topics
+from lienthong_local.platform import Platform, ServiceProcess
+from lienthong_local.waiting import eventually_sync
+
+KAFKA = "127.0.0.1:9092"
+PROVINCE, DEPARTMENT, DISTRICT, COMMUNE = (
+    "000.00.00.H99",
+    "000.01.00.H99",
+    "000.00.31.H99",
+    "000.01.31.H99",
+)
+DAY = datetime(2026, 4, 15, 2, 0, tzinfo=UTC)  # 09:00 in Vietnam
+Record = tuple[str, str, bytes]
+
+
+@pytest.fixture
+def platform(infra: None, prefix: str, tmp_path: Path) -> Iterator[Platform]:
+    running = Platform.empty(log_dir=tmp_path, prefix=prefix)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+def launch(platform: Platform, ports: tuple[int, int] = (0, 0)) -> ServiceProcess:
+    service = platform.launch("reporting-service", *ports)
+    platform.wait_serving(90, names=("reporting-service",))
+    return service
+
+
+def publish(records: list[Record]) -> None:
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", linger_ms=5)
+        await producer.start()
+        try:
+            futures = [await producer.send(t, key=k.encode(), value=v) for t, k, v in records]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+
+def dead_letters(topic: str) -> list[bytes]:
+    async def read() -> list[bytes]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=KAFKA, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            batches = await consumer.getmany(timeout_ms=2000)
+            return [r.value for batch in batches.values() for r in batch if r.value is not None]
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def report(service: ServiceProcess, period: str, **scope: object) -> list[pb.AdoptionRow]:
+    with grpc.insecure_channel(service.endpoint) as channel:
+        reply = ReportingServiceStub(channel).GetAdoptionReport(
+            pb.GetAdoptionReportRequest(period=period, scope=pb.AdoptionScope(**scope)),
+            timeout=10,
+        )
+    return list(reply.rows)
+
+
+def report_when_ready(
+    service: ServiceProcess, period: str, **scope: object
+) -> list[pb.AdoptionRow]:
+    def attempt() -> list[pb.AdoptionRow] | None:
+        try:
+            return report(service, period, **scope)
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.UNAVAILABLE:  # rebuilding after a start
+                return None
+            raise
+
+    rows = eventually_sync(attempt, until=lambda rows: rows is not None, timeout=90)
+    assert rows is not None
+    return rows
+
+
+def envelope_record(topic: str, key: str, envelope: EventEnvelope) -> Record:
+    return topic, key, envelope.SerializeToString()
+
+
+def event(topic: str, key: str, payload: Message, at: datetime = DAY) -> Record:
+    return envelope_record(topic, key, new_event(payload, producer="test", occurred_at=at))
+
+
+def registry_records(topics: Topics) -> list[Record]:
+    units = [
+        (PROVINCE, UnitLevel.UNIT_LEVEL_PROVINCE, ""),
+        (DEPARTMENT, UnitLevel.UNIT_LEVEL_DEPARTMENT, PROVINCE),
+        (DISTRICT, UnitLevel.UNIT_LEVEL_DISTRICT, PROVINCE),
+        (COMMUNE, UnitLevel.UNIT_LEVEL_COMMUNE, DISTRICT),
+    ]
+    return [
+        event(
+            topics.units,
+            code,
+            UnitChanged(
+                unit=Unit(code=code, level=level, parent_code=parent, active=True), revision=1
+            ),
+        )
+        for code, level, parent in units
+    ]
+
+
+def lifecycle_records(topics: Topics) -> list[Record]:
+    document = DocumentSummary(document_id="d1", sender_code=DEPARTMENT)
+    document.submitted_at.FromDatetime(DAY)
+    document.due_at.FromDatetime(datetime(2026, 4, 20, tzinfo=UTC))
+    incoming = PaperDocumentRegistered(
+        paper_document_id="p1", unit_code=COMMUNE, direction="incoming"
+    )
+    incoming.registered_at.FromDatetime(DAY)
+    outgoing = PaperDocumentRegistered(
+        paper_document_id="p2", unit_code=PROVINCE, direction="outgoing"
+    )
+    outgoing.registered_at.FromDatetime(DAY)
+    registered = DeliveryStatusChanged(
+        delivery_id="v1",
+        document=document,
+        recipient_code=DISTRICT,
+        status_code="03",
+        previous_status_code="01",
+        reported_code="03",
+    )
+    registered.delivered_at.FromDatetime(DAY)
+    registered.changed_at.FromDatetime(DAY.replace(hour=5))
+    done = DeliveryStatusChanged()
+    done.CopyFrom(registered)
+    done.status_code = done.reported_code = "06"
+    done.previous_status_code = "05"
+    done.changed_at.FromDatetime(datetime(2026, 4, 17, tzinfo=UTC))
+    submitted = DocumentSubmitted(document=document)
+    return [
+        event(topics.documents, "d1", submitted),
+        event(topics.documents, "d1", submitted),  # published again under a new event id
+        event(
+            topics.deliveries,
+            DISTRICT,
+            DeliveryCreated(delivery_id="v1", document=document, recipient_code=DISTRICT),
+        ),
+        event(
+            topics.deliveries_urgent,
+            COMMUNE,
+            DeliveryCreated(delivery_id="v2", document=document, recipient_code=COMMUNE),
+        ),
+        event(
+            topics.verifications,
+            "d1",
+            DocumentVerified(
+                document=document, personal_signature_valid=True, organisation_signature_valid=True
+            ),
+        ),
+        event(topics.documents, "p1", incoming),
+        event(topics.documents, "p2", outgoing),
+        event(topics.deliveries, DISTRICT, registered),
+        event(topics.deliveries, DISTRICT, done),
+    ]
+
+
+def figures(row: pb.AdoptionRow) -> tuple[int, ...]:
+    return (
+        row.incoming_total,
+        row.incoming_over_network,
+        row.outgoing_total,
+        row.outgoing_over_network,
+        row.outgoing_personal_signed,
+        row.outgoing_organisation_signed,
+        row.units,
+        row.units_connected,
+        row.units_only_receiving,
+        row.deliveries_acknowledged,
+        row.acknowledged_same_day,
+        row.handled_before_due,
+        row.handled_on_due,
+        row.handled_after_due,
+    )
+
+
+def test_every_lifecycle_event_counts_once_and_poison_is_dead_lettered(
+    platform: Platform, prefix: str
+) -> None:
+    topics = Topics(prefix)
+    service = launch(platform)
+    records = lifecycle_records(topics)
+    publish(registry_records(topics) + records + records)  # every record delivered twice
+    publish([(topics.documents, "x", b"not an envelope")])
+    expected = (3, 2, 2, 1, 1, 1, 4, 3, 2, 1, 1, 1, 0, 0)
+
+    rows = eventually_sync(
+        lambda: report_when_ready(service, "2026-04"),
+        until=lambda rows: figures(rows[0]) == expected,
+    )
+    whole, province, district, commune = rows
+    assert whole.incoming_network_share == pb.Share(numerator=2, denominator=3, display="66.7%")
+    assert whole.outgoing_network_share == pb.Share(numerator=1, denominator=2, display="50.0%")
+    assert figures(province)[:4] == (0, 0, 2, 1)  # the department's and the committee's
+    assert figures(district)[:4] == (1, 1, 0, 0)
+    assert figures(commune)[:4] == (2, 1, 0, 0)
+    assert [figures(r)[:4] for r in report_when_ready(service, "2026-04-16")] == [(0, 0, 0, 0)] * 4
+    assert figures(report_when_ready(service, "2026")[0]) == expected
+    assert dead_letters(Topics.dlq(topics.documents)) == [b"not an envelope"]
+
+    # A restart rebuilds the same counts from the changelog; a third copy still counts nothing.
+    assert platform.stop("reporting-service", signal.SIGKILL) == -signal.SIGKILL
+    service = launch(platform, (service.grpc_port, service.metrics_port))
+    assert figures(report_when_ready(service, "2026-04")[0]) == expected
+    extra = DeliveryCreated(delivery_id="v3", recipient_code=COMMUNE)
+    publish(records + [event(topics.deliveries, COMMUNE, extra)])
+    rows = eventually_sync(
+        lambda: report_when_ready(service, "2026-04"),
+        until=lambda rows: rows[3].incoming_over_network == 2,
+    )
+    assert figures(rows[0]) == (4, 3, *expected[2:])
+
+
+def test_a_worker_killed_while_folding_ends_with_exact_counts(
+    platform: Platform, prefix: str
+) -> None:
+    topics = Topics(prefix)
+    service = launch(platform)
+    rng = random.Random(7)
+    units = [PROVINCE, DEPARTMENT, DISTRICT, COMMUNE]
+    expected = dict.fromkeys(units, 0)
+    records = registry_records(topics)
+    for number in range(3000):
+        unit = rng.choice(units)
+        expected[unit] += 1
+        payload = DeliveryCreated(delivery_id=f"v{number}", recipient_code=unit)
+        records.append(event(rng.choice(topics.all_deliveries), unit, payload))
+    records += rng.sample(records[4:], 600)  # redelivered copies
+    publish(records)
+
+    def whole() -> int:
+        return report_when_ready(service, "2026-04")[0].incoming_over_network
+
+    partial = eventually_sync(whole, until=lambda count: count > 0, interval=0.01)
+    assert platform.stop("reporting-service", signal.SIGKILL) == -signal.SIGKILL
+    service = launch(platform, (service.grpc_port, service.metrics_port))
+    rows = eventually_sync(
+        lambda: report_when_ready(service, "2026-04", per_unit=True),
+        until=lambda rows: rows[0].incoming_over_network >= 3000,
+        timeout=120,
+    )
+    assert {r.unit_code: r.incoming_over_network for r in rows[4:]} == expected
+    assert rows[0].incoming_over_network == 3000
+    print(f"killed after {partial} of 3000 deliveries were counted")
