@@ -139,7 +139,7 @@ def test_rows_for_named_units_only_and_periods_that_hold_nothing() -> None:
 
 
 def test_bad_requests_name_the_field() -> None:
-    with pytest.raises(InvalidArgument, match="scope.ancestor_code"):
+    with pytest.raises(InvalidArgument, match=r"scope\.ancestor_code"):
         report_rows(registry(), Counts(), "2026", [], pb.AdoptionScope(ancestor_code="NOPE"))
     with pytest.raises(InvalidArgument, match="unit_codes"):
         report_rows(registry(), Counts(), "2026", [str(i) for i in range(501)], pb.AdoptionScope())

@@ -239,7 +239,7 @@ def test_every_lifecycle_event_counts_once_and_poison_is_dead_lettered(
     service = launch(platform, (service.grpc_port, service.metrics_port))
     assert figures(report_when_ready(service, "2026-04")[0]) == expected
     extra = DeliveryCreated(delivery_id="v3", recipient_code=COMMUNE)
-    publish(records + [event(topics.deliveries, COMMUNE, extra)])
+    publish([*records, event(topics.deliveries, COMMUNE, extra)])
     rows = eventually_sync(
         lambda: report_when_ready(service, "2026-04"),
         until=lambda rows: rows[3].incoming_over_network == 2,
@@ -252,7 +252,7 @@ def test_a_worker_killed_while_folding_ends_with_exact_counts(
 ) -> None:
     topics = Topics(prefix)
     service = launch(platform)
-    rng = random.Random(7)
+    rng = random.Random(7)  # noqa: S311 - reproducible load
     units = [PROVINCE, DEPARTMENT, DISTRICT, COMMUNE]
     expected = dict.fromkeys(units, 0)
     records = registry_records(topics)
@@ -278,3 +278,25 @@ def test_a_worker_killed_while_folding_ends_with_exact_counts(
     assert {r.unit_code: r.incoming_over_network for r in rows[4:]} == expected
     assert rows[0].incoming_over_network == 3000
     print(f"killed after {partial} of 3000 deliveries were counted")
+
+
+def test_a_worker_killed_between_table_write_and_commit_counts_the_event_once(
+    platform: Platform, prefix: str
+) -> None:
+    topics = Topics(prefix)
+    doomed = platform.launch(
+        "reporting-service", extra_env={"LIENTHONG_FAILPOINTS": "reporting.after_table_write"}
+    )
+    platform.wait_serving(90, names=("reporting-service",))
+    publish([*registry_records(topics), *lifecycle_records(topics)])
+    # the first fact written to the table kills the worker before its count, its changelog
+    # flush and its offset commit
+    assert doomed.process.wait(timeout=120) == -signal.SIGKILL
+    service = launch(platform, (doomed.grpc_port, doomed.metrics_port))
+    expected = (3, 2, 2, 1, 1, 1, 4, 3, 2, 1, 1, 1, 0, 0)
+    rows = eventually_sync(
+        lambda: report_when_ready(service, "2026-04"),
+        until=lambda rows: figures(rows[0]) == expected,
+        timeout=90,
+    )
+    assert figures(rows[0]) == expected

@@ -6,6 +6,7 @@ with the kit's gRPC server (health, reflection, metrics) running inside the same
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import mode
 
 from lienthong.reporting.v1 import reporting_service_pb2
 from lienthong.reporting.v1.reporting_service_pb2_grpc import add_ReportingServiceServicer_to_server
-from lienthong_kit.kafka import TopicTail
+from lienthong_kit.failpoints import arm
+from lienthong_kit.kafka import TopicTail, ensure_topics
 from lienthong_kit.logs import configure_logging
 from lienthong_kit.server import Deps, GrpcService, ServiceApp, Wiring
 from lienthong_kit.settings import KitSettings, load_settings, setting
@@ -84,6 +86,17 @@ def main() -> None:
     settings = load_settings(Settings)
     configure_logging(NAME, settings.log_level)
     reporting, service = create(settings)
+    arm(settings.failpoints)
+    # The table's changelog exists, with the sources' partition count, before faust starts:
+    # a changelog faust creates itself is missing from the first metadata, and the agent's
+    # first write would fail its co-partitioning check.
+    asyncio.run(
+        ensure_topics(
+            settings,
+            [*reporting.source_topics, reporting.changelog],
+            compacted=[reporting.changelog],
+        )
+    )
     worker = faust.Worker(
         reporting.app,
         RpcBridge(service),

@@ -1,23 +1,21 @@
 """The faust-streaming application: lifecycle events in, exact adoption counts out.
 
-Two agents, so that every fact about a unit is written from one partition (a faust table's
-changelog is partitioned like the stream that writes it):
-
-1. ``route`` reads the documents, deliveries (both) and verifications topics, decodes each
-   envelope (an undecodable or incomplete record goes to the topic's dead-letter twin) and
-   sends one fold per fact to the internal folds topic, keyed by unit;
-2. ``fold`` applies folds to the ``facts`` table, keyed by the fact's key (the document,
-   delivery or paper registration and what it counts). A key already in the table is a
-   duplicate (the same event delivered again, or published twice) and counts nothing. The
-   table is the record of applied facts *and* the counts' source: one changelog record per
-   fact, so there is no moment where a fact is marked applied but not counted, or the reverse.
+One agent, ``count``, reads the documents, deliveries (both) and verifications topics,
+decodes each envelope (an undecodable or incomplete record goes to the topic's dead-letter
+twin) and turns it into facts (folding.py). Each fact goes into the ``facts`` table, keyed by
+what it counts (the document, delivery or paper registration and the count). A key already in
+the table is a duplicate (the same event delivered again, or published twice) and counts
+nothing. The table is both the record of applied facts and the source of the counts: one
+changelog record per fact, so a fact can never be marked applied without being counted, or
+the reverse.
 
 The counts themselves (:class:`Counts`, per unit and day/month/year) are in memory, added to
-as facts arrive and rebuilt from the table after every recovery (a restart reads the
-changelog back). Faust commits a source offset only after flushing the producer (the folds
-and changelog records sent while processing it), so a SIGKILL at any point loses nothing and
-counts nothing twice: what was not committed is processed again and found in the table.
-Faust's exactly_once is not used.
+as facts arrive and rebuilt from the table after every recovery (a restart reads the changelog
+back). Faust commits a source offset only after flushing its producer (the changelog records
+written while processing it), so a SIGKILL at any point loses nothing and counts nothing
+twice: what was not committed is processed again and found in the table. Faust's exactly_once
+is not used. The worker holds every partition (one replica by design): the duplicate check
+sees the whole table, and the report reads every unit.
 """
 
 from __future__ import annotations
@@ -34,6 +32,7 @@ import faust
 from lienthong.events.v1.events_pb2 import UnitChanged
 from lienthong_kit.envelope import EventEnvelope, carries, decode_envelope, unpack
 from lienthong_kit.errors import PoisonEvent
+from lienthong_kit.failpoints import failpoint
 from lienthong_kit.kafka import EventProducer, Topics, dead_letter_headers
 from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import (
@@ -66,20 +65,11 @@ from reporting_service.folding import (
 )
 from reporting_service.report import LEVEL_NAMES, Registry, Tally, level_tallies, tally
 
-__all__ = ["FACTS_TABLE", "FoldRecord", "ReportingApp"]
+__all__ = ["FACTS_TABLE", "ReportingApp"]
 
 log = get_logger(__name__)
 
 FACTS_TABLE = "facts"
-
-
-class FoldRecord(faust.Record, serializer="json"):
-    key: str
-    unit: str
-    day: str
-    count: str
-    # When the source record reached Kafka (seconds since the epoch): the freshness figure.
-    produced: float = 0.0
 
 
 class ReportingApp:
@@ -112,75 +102,70 @@ class ReportingApp:
             key_serializer="raw",
             value_serializer="raw",
             producer_acks=-1,
+            # Changelog records are batched: without a linger every table write is a produce
+            # request of its own (measured: one socket send per fact). Counts are visible at
+            # once; durability is what the commit waits for (it flushes the producer first).
+            producer_linger=0.01,
             web_enabled=False,
         )
-        self.sources = self.app.topic(
-            topics.documents, *topics.all_deliveries, topics.verifications
-        )
-        self.folds = self.app.topic(
-            f"{topics.prefix}lienthong.reporting.folds",
-            key_type=str,
-            value_type=FoldRecord,
-            key_serializer="raw",
-            partitions=partitions,
-            internal=True,  # faust creates it, with the table's partition count
-        )
+        self.source_topics = [topics.documents, *topics.all_deliveries, topics.verifications]
+        self.sources = self.app.topic(*self.source_topics)
         self.facts = self.app.Table(
             FACTS_TABLE,
             schema=faust.Schema(key_serializer="json", value_serializer="json"),
             partitions=partitions,
         )
         self.facts.on_recover(self._rebuild)
-        self.app.agent(self.sources, name="route")(self._route)
-        self.app.agent(self.folds, name="fold")(self._fold)
+        self.changelog = f"{self.group}-{FACTS_TABLE}-changelog"
+        self.app.agent(self.sources, name="count")(self._count)
 
     # --- the agents -----------------------------------------------------------------------
 
-    async def _route(self, stream: faust.StreamT[Any]) -> None:
+    async def _count(self, stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
-            message = event.message
             try:
-                facts = facts_for(decode_envelope(event.value))
-            except PoisonEvent as exc:
-                await self.producer.publish_raw(
-                    Topics.dlq(message.topic),
-                    key=message.key,
-                    value=message.value,
-                    headers=dead_letter_headers(
-                        str(exc),
-                        topic=message.topic,
-                        partition=message.partition,
-                        offset=message.offset,
-                        group=self.group,
-                    ),
-                )
-                EVENTS_CONSUMED.labels(message.topic, "dead_lettered").inc()
-                log.warning("event_dead_lettered", topic=message.topic, reason=str(exc))
-                continue
-            EVENTS_CONSUMED.labels(message.topic, "applied").inc()
-            produced = message.timestamp or time.time()
-            for fact in facts:
-                await self.folds.send(
-                    key=fact.unit,
-                    value=FoldRecord(
-                        key=fact.key,
-                        unit=fact.unit,
-                        day=fact.day,
-                        count=fact.count,
-                        produced=produced,
-                    ),
-                )
+                await self._count_one(event.message, event.value)
+            except Exception as exc:
+                # faust acknowledges the event of an agent that raises (it would never be
+                # counted). Stop the worker instead, leaving the event unacknowledged: the
+                # next worker counts it again from the last commit.
+                log.exception("count_failed_worker_stops", topic=event.message.topic)
+                await self.app.crash(exc)
+                await asyncio.Event().wait()
 
-    async def _fold(self, stream: faust.StreamT[FoldRecord]) -> None:
-        async for record in stream:
-            if record.key in self.facts:
-                ADOPTION_FACTS.labels("duplicate").inc()
+    async def _count_one(self, message: Any, value: bytes) -> None:
+        try:
+            facts = facts_for(decode_envelope(value))
+        except PoisonEvent as exc:
+            await self._dead_letter(message, str(exc))
+            return
+        EVENTS_CONSUMED.labels(message.topic, "applied").inc()
+        for fact in facts:
+            if fact.key in self.facts:
+                _DUPLICATE.inc()
                 continue
-            self.facts[record.key] = {"u": record.unit, "d": record.day, "c": record.count}
-            self.counts.add(Fact(record.key, record.unit, record.day, record.count))
-            ADOPTION_FACTS.labels("counted").inc()
-            if record.produced:
-                ADOPTION_FOLD_DELAY.observe(max(0.0, time.time() - record.produced))
+            self.facts[fact.key] = {"u": fact.unit, "d": fact.day, "c": fact.count}
+            failpoint("reporting.after_table_write")
+            self.counts.add(fact)
+            _COUNTED.inc()
+        if message.timestamp:
+            ADOPTION_FOLD_DELAY.observe(max(0.0, time.time() - message.timestamp))
+
+    async def _dead_letter(self, message: Any, reason: str) -> None:
+        await self.producer.publish_raw(
+            Topics.dlq(message.topic),
+            key=message.key,
+            value=message.value,
+            headers=dead_letter_headers(
+                reason,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                group=self.group,
+            ),
+        )
+        EVENTS_CONSUMED.labels(message.topic, "dead_lettered").inc()
+        log.warning("event_dead_lettered", topic=message.topic, reason=reason)
 
     async def _rebuild(self) -> None:
         """After (re)covery the table holds every applied fact: recount from it."""
@@ -220,6 +205,8 @@ class ReportingApp:
             await asyncio.sleep(interval)
 
 
+_COUNTED = ADOPTION_FACTS.labels("counted")
+_DUPLICATE = ADOPTION_FACTS.labels("duplicate")
 _DOCUMENT_SERIES = (
     ("incoming", "network", INCOMING_NET),
     ("incoming", "paper", INCOMING_PAPER),

@@ -1,0 +1,243 @@
+"""reporting-service: events folded per second by the faust worker against a plain aiokafka
+consumer doing the same aggregation, and the freshness lag (event produced -> visible in the
+report).
+
+    make bench      (or: .venv/bin/python benchmarks/bench_reporting.py [--events N] [--probes M])
+
+1. N lifecycle events (deliveries, submissions, paper registrations, verdicts with both
+   signatures: the sample province's units) are written to a fresh namespace's topics.
+2. The reporting worker (``python -m reporting_service``, a separate process, as deployed)
+   folds them: the rate is the facts counted per second between the first and the last one
+   becoming visible (its ``lienthong_adoption_facts_total`` counter, polled).
+3. Baseline, in the same run on the same records: one aiokafka consumer in this process that
+   decodes the same envelopes, derives the same facts (reporting_service.folding), skips
+   repeated keys with a Python set and adds them to the same in-memory counts. No changelog,
+   no repartition, nothing survives a restart: the floor of the work. Ratio = faust / plain
+   (target >= 0.3).
+4. Freshness: M events, one at a time, each for a unit of its own; the time from the
+   producer's acknowledgement to GetAdoptionReport showing it (polled every 5 ms), p50/p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import tempfile
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from lienthong.common.v1.common_pb2 import DocumentSummary
+from lienthong.events.v1.events_pb2 import (
+    DeliveryCreated,
+    DocumentSubmitted,
+    DocumentVerified,
+    PaperDocumentRegistered,
+)
+from lienthong.reporting.v1 import reporting_service_pb2 as pb
+from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceStub
+from lienthong_kit.envelope import decode_envelope, new_event
+from lienthong_kit.kafka import Topics, ensure_topics
+from lienthong_kit.settings import KitSettings, load_settings
+from lienthong_local.cleanup import remove_namespace
+from lienthong_local.platform import Platform
+from lienthong_local.sample import sample_units
+from reporting_service.folding import Counts, facts_for
+
+KAFKA = "127.0.0.1:9092"
+TARGET_RATIO = 0.3
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def lifecycle_events(topics: Topics, count: int) -> list[tuple[str, str, bytes]]:
+    rng = random.Random(11)  # noqa: S311 - reproducible load
+    units = [unit.code for unit in sample_units()]
+    start = datetime.now(UTC) - timedelta(days=20)
+    records = []
+    for index in range(count):
+        moment = start + timedelta(seconds=index * 60)
+        unit = rng.choice(units)
+        kind = rng.random()
+        document = DocumentSummary(document_id=f"d{index}", sender_code=unit)
+        document.submitted_at.FromDatetime(moment)
+        if kind < 0.6:
+            payload: object = DeliveryCreated(delivery_id=f"v{index}", recipient_code=unit)
+            topic = topics.deliveries
+        elif kind < 0.75:
+            payload, topic = DocumentSubmitted(document=document), topics.documents
+        elif kind < 0.95:
+            payload = PaperDocumentRegistered(
+                paper_document_id=f"p{index}", unit_code=unit, direction="incoming"
+            )
+            payload.registered_at.FromDatetime(moment)
+            topic = topics.documents
+        else:
+            payload = DocumentVerified(
+                document=document, personal_signature_valid=True, organisation_signature_valid=True
+            )
+            topic = topics.verifications
+        envelope = new_event(payload, producer="bench", occurred_at=moment)  # type: ignore[arg-type]
+        records.append((topic, unit, envelope.SerializeToString()))
+    return records
+
+
+async def produce(records: list[tuple[str, str, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", linger_ms=20)
+    await producer.start()
+    try:
+        futures = [await producer.send(t, key=k.encode(), value=v) for t, k, v in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def counted(metrics_port: int) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+            body = r.read().decode()
+    except OSError:
+        return 0.0
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+        if sample.name == "lienthong_adoption_facts_total" and sample.labels["outcome"] == "counted"
+    )
+
+
+def faust_rate(platform: Platform, facts: int) -> tuple[float, float]:
+    """Facts per second folded by the worker, and the seconds it took."""
+    service = platform.launch("reporting-service")
+    platform.wait_serving(120, names=("reporting-service",))
+    first = last = 0.0
+    while True:
+        value = counted(service.metrics_port)
+        now = time.monotonic()
+        if value > 0 and not first:
+            first = now
+        if value >= facts:
+            last = now
+            break
+        if service.process.poll() is not None:
+            raise RuntimeError(f"reporting-service exited; see {service.log_path}")
+        time.sleep(0.02)
+    return facts / (last - first), last - first
+
+
+async def plain_rate(topics: Topics, facts: int) -> tuple[float, float]:
+    consumer = AIOKafkaConsumer(
+        topics.documents,
+        *topics.all_deliveries,
+        topics.verifications,
+        bootstrap_servers=KAFKA,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    counts, seen, applied = Counts(), set[str](), 0
+    first = 0.0
+    try:
+        while applied < facts:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for batch in batches.values():
+                for record in batch:
+                    if not first:
+                        first = time.monotonic()
+                    for fact in facts_for(decode_envelope(record.value)):
+                        if fact.key not in seen:
+                            seen.add(fact.key)
+                            counts.add(fact)
+                            applied += 1
+    finally:
+        await consumer.stop()
+    elapsed = time.monotonic() - first
+    return facts / elapsed, elapsed
+
+
+async def freshness(topics: Topics, endpoint: str, probes: int) -> list[float]:
+    lags: list[float] = []
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all")
+    await producer.start()
+    try:
+        async with grpc.aio.insecure_channel(endpoint) as channel:
+            stub = ReportingServiceStub(channel)
+            period = datetime.now(UTC).strftime("%Y")
+            for index in range(probes):
+                unit = f"000.{index % 100:02d}.{index // 100:02d}.B{uuid.uuid4().hex[:2]}"
+                envelope = new_event(
+                    DeliveryCreated(delivery_id=f"fresh-{index}", recipient_code=unit),
+                    producer="bench",
+                )
+                await producer.send_and_wait(
+                    topics.deliveries, envelope.SerializeToString(), key=unit.encode()
+                )
+                sent = time.monotonic()
+                request = pb.GetAdoptionReportRequest(period=period, unit_codes=[unit])
+                while True:
+                    reply = await stub.GetAdoptionReport(request, timeout=10)
+                    if reply.rows[0].incoming_over_network == 1:
+                        lags.append(time.monotonic() - sent)
+                        break
+                    await asyncio.sleep(0.005)
+    finally:
+        await producer.stop()
+    return lags
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--probes", type=int, default=200)
+    args = parser.parse_args()
+    prefix = f"bench{uuid.uuid4().hex[:8]}_"
+    topics = Topics(prefix)
+    settings = load_settings(KitSettings, {"LIENTHONG_TOPIC_PREFIX": prefix})
+    records = lifecycle_events(topics, args.events)
+    facts = sum(len(facts_for(decode_envelope(value))) for _, _, value in records)
+    with tempfile.TemporaryDirectory() as logs:
+        platform = Platform.empty(
+            log_dir=Path(logs), prefix=prefix, extra_env={"LIENTHONG_LOG_LEVEL": "WARNING"}
+        )
+        try:
+            asyncio.run(ensure_topics(settings, topics.all(), compacted=topics.compacted()))
+            asyncio.run(produce(records))
+            faust, faust_seconds = faust_rate(platform, facts)
+            plain, plain_seconds = asyncio.run(plain_rate(topics, facts))
+            endpoint = platform.endpoint("reporting-service")
+            lags = asyncio.run(freshness(topics, endpoint, args.probes))
+        finally:
+            platform.stop_all()
+            remove_namespace(prefix, kafka=KAFKA, mongo=settings.mongo_url)
+    ratio = faust / plain
+    verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
+    print(f"bench_reporting: {args.events} events -> {facts} facts, {os.cpu_count()} cores")
+    print(
+        f"  faust worker (route, folds, facts table): {faust:8.0f} facts/s ({faust_seconds:.1f} s)"
+    )
+    print(
+        f"  baseline: plain aiokafka, same folding:   {plain:8.0f} facts/s ({plain_seconds:.1f} s)"
+    )
+    print(f"  ratio faust / plain: {ratio:.2f} ({verdict} the target >= {TARGET_RATIO})")
+    print(
+        f"  freshness (produced -> visible in GetAdoptionReport), {len(lags)} events: "
+        f"p50 {percentile(lags, 0.5) * 1000:.0f} ms, p99 {percentile(lags, 0.99) * 1000:.0f} ms, "
+        f"mean {statistics.fmean(lags) * 1000:.0f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
