@@ -183,7 +183,7 @@ def check_kafka(
     for count in brokers.values():
         if factor > count:
             report.error(path, f"LIENTHONG_KAFKA_REPLICATION_FACTOR {factor} > {count} brokers")
-    # faust: the folds topic and the table changelog are partitioned like the app says.
+    # faust: the table changelog and the topics that write it are partitioned like the app says.
     reporting = [
         cm.get("data", {})
         for name, cm in by_kind["ConfigMap"].items()
@@ -191,7 +191,13 @@ def check_kafka(
     ]
     if reporting and "LIENTHONG_KAFKA_PARTITIONS" in reporting[0]:
         wanted = int(reporting[0]["LIENTHONG_KAFKA_PARTITIONS"])
-        for name in ("lienthong.reporting.folds", "reporting-service-unit-days-changelog"):
+        for name in (
+            "reporting-service-facts-changelog",
+            "lienthong.documents",
+            "lienthong.deliveries",
+            "lienthong.deliveries.urgent",
+            "lienthong.verifications",
+        ):
             topic = topics.get(name)
             if topic is None:
                 report.error(path, f"no KafkaTopic for {name}")
