@@ -29,7 +29,7 @@ PROTO_OUT := libs/proto/src
 PYTEST_ARGS ?=
 
 .PHONY: help run test lint typecheck proto proto-check buf-lint infra-up infra-down \
-	infra-status install tools promtool bench clean format
+	infra-status install tools promtool bench replay clean format
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -122,6 +122,10 @@ run: $(VENV) infra-up ## start the whole platform locally with a sample registry
 
 test: $(VENV) lint typecheck proto-check promtool k8s-check infra-up ## lint, typecheck, drift checks, manifests and every test
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+REPLAY_ARGS ?=
+replay: $(VENV) ## replay a month of traffic into `make run`'s platform and check the report (docs/reporting.md)
+	$(PY) -m lienthong_local.replay $(REPLAY_ARGS)
 
 bench: $(VENV) infra-up ## benchmarks (each prints its figure and its baseline as a ratio)
 	@ls benchmarks/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
