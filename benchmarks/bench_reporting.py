@@ -226,10 +226,10 @@ def main() -> None:
     verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
     print(f"bench_reporting: {args.events} events -> {facts} facts, {os.cpu_count()} cores")
     print(
-        f"  faust worker (route, folds, facts table): {faust:8.0f} facts/s ({faust_seconds:.1f} s)"
+        f"  faust worker (agent + facts table):      {faust:8.0f} facts/s ({faust_seconds:.1f} s)"
     )
     print(
-        f"  baseline: plain aiokafka, same folding:   {plain:8.0f} facts/s ({plain_seconds:.1f} s)"
+        f"  baseline: plain aiokafka, same folding: {plain:8.0f} facts/s ({plain_seconds:.1f} s)"
     )
     print(f"  ratio faust / plain: {ratio:.2f} ({verdict} the target >= {TARGET_RATIO})")
     print(
