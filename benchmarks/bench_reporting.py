@@ -228,9 +228,7 @@ def main() -> None:
     print(
         f"  faust worker (agent + facts table):      {faust:8.0f} facts/s ({faust_seconds:.1f} s)"
     )
-    print(
-        f"  baseline: plain aiokafka, same folding: {plain:8.0f} facts/s ({plain_seconds:.1f} s)"
-    )
+    print(f"  baseline: plain aiokafka, same folding: {plain:8.0f} facts/s ({plain_seconds:.1f} s)")
     print(f"  ratio faust / plain: {ratio:.2f} ({verdict} the target >= {TARGET_RATIO})")
     print(
         f"  freshness (produced -> visible in GetAdoptionReport), {len(lags)} events: "

@@ -246,6 +246,24 @@ def test_every_lifecycle_event_counts_once_and_poison_is_dead_lettered(
     )
     assert figures(rows[0]) == (4, 3, *expected[2:])
 
+    # WatchAdoption: every row first, then only the rows an event changed.
+    with grpc.insecure_channel(service.endpoint) as channel:
+        stub = ReportingServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            next(stub.WatchAdoption(pb.WatchAdoptionRequest(period="April"), timeout=10))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        watch = stub.WatchAdoption(pb.WatchAdoptionRequest(period="2026-04"), timeout=120)
+        first = next(watch)
+        assert [figures(row)[:2] for row in first.rows] == [(4, 3), (0, 0), (1, 1), (3, 2)]
+        later = DeliveryCreated(delivery_id="v4", recipient_code=DISTRICT)
+        publish([event(topics.deliveries, DISTRICT, later)])
+        changed = next(watch)
+        watch.cancel()
+    assert [(row.kind, row.level, figures(row)[:2]) for row in changed.rows] == [
+        (pb.RowKind.ROW_KIND_SCOPE, pb.ReportLevel.REPORT_LEVEL_UNSPECIFIED, (5, 4)),
+        (pb.RowKind.ROW_KIND_LEVEL, pb.ReportLevel.REPORT_LEVEL_DISTRICT, (2, 2)),
+    ]
+
 
 def test_a_worker_killed_while_folding_ends_with_exact_counts(
     platform: Platform, prefix: str
