@@ -21,6 +21,8 @@ sees the whole table, and the report reads every unit.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -125,13 +127,15 @@ class ReportingApp:
         async for event in stream.events():
             try:
                 await self._count_one(event.message, event.value)
-            except Exception as exc:
-                # faust acknowledges the event of an agent that raises (it would never be
-                # counted). Stop the worker instead, leaving the event unacknowledged: the
-                # next worker counts it again from the last commit.
-                log.exception("count_failed_worker_stops", topic=event.message.topic)
-                await self.app.crash(exc)
-                await asyncio.Event().wait()
+            except Exception:
+                # faust acknowledges the event of an agent that raises, and a stopping agent's
+                # current event too (its stream iterator's ``finally``), so either would be
+                # committed uncounted. Exit at once instead, as a SIGKILL would: nothing is
+                # committed past the last flush, and the restarted worker counts the event.
+                log.exception("count_failed_worker_exits", topic=event.message.topic)
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(70)
 
     async def _count_one(self, message: Any, value: bytes) -> None:
         try:
