@@ -141,13 +141,12 @@ class DocumentServicer(DocumentServiceServicer):
             "response_for": request.response_for,
             "attachments": [_ref_doc(ref) for ref in attachments],
         }
+        announce = (self._topics.documents, summary.document_id, event)
         stored = await self._store.insert_submitted(
-            summary,
-            request.idempotency_key,
-            fields,
-            (self._topics.documents, summary.document_id, event),
+            summary, request.idempotency_key, fields, announce
         )
-        self._relays["documents"].wake()
+        if stored.document_id == summary.document_id:  # new, not a retried idempotency key
+            self._relays["documents"].handoff(summary.document_id, *announce)
         return pb.SubmitDocumentResponse(document=stored)
 
     async def _check_references(
@@ -231,7 +230,8 @@ class DocumentServicer(DocumentServiceServicer):
             },
             (self._topics.documents, paper_id, event),
         )
-        self._relays["paper"].wake()
+        if stored_id == paper_id:  # new, not a retried idempotency key
+            self._relays["paper"].handoff(paper_id, self._topics.documents, paper_id, event)
         return pb.RegisterPaperDocumentResponse(paper_document_id=stored_id)
 
     # --- reading --------------------------------------------------------------------------

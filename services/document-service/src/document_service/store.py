@@ -31,7 +31,7 @@ from lienthong.events.v1.events_pb2 import DeliveryBounced, DeliveryCreated, Del
 from lienthong_kit.envelope import EventEnvelope, new_event
 from lienthong_kit.errors import AlreadyExists, FailedPrecondition
 from lienthong_kit.kafka import Topics
-from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
+from lienthong_kit.mongo import AsyncDatabase, Doc, GroupInserter, ensure_indexes
 from lienthong_kit.outbox import outbox_fields
 
 __all__ = ["PRODUCER", "DocumentStore", "StoredDocument"]
@@ -73,6 +73,10 @@ class DocumentStore:
         self.reservations = db["number_reservations"]
         self.paper = db["paper_documents"]
         self._topics = topics
+        # submits and paper registrations arrive concurrently from many agencies: their
+        # inserts share insertMany commands (each caller still gets its own duplicate error)
+        self._new_documents = GroupInserter(self.documents)
+        self._new_paper = GroupInserter(self.paper)
 
     async def create_indexes(self) -> None:
         await ensure_indexes(
@@ -124,7 +128,7 @@ class DocumentStore:
             **outbox_fields(*event),
         }
         try:
-            await self.documents.insert_one(document)
+            await self._new_documents.insert(document)
         except DuplicateKeyError:
             if idempotency_key:
                 first = await self.documents.find_one(
@@ -180,7 +184,7 @@ class DocumentStore:
 
     async def insert_paper(self, document: Doc, event: Event) -> str:
         try:
-            await self.paper.insert_one({**document, **outbox_fields(*event)})
+            await self._new_paper.insert({**document, **outbox_fields(*event)})
         except DuplicateKeyError:
             first = await self.paper.find_one(
                 {"unit_code": document["unit_code"], "idempotency_key": document["idempotency_key"]}
