@@ -27,7 +27,7 @@ from lienthong_kit.kafka import (
 from lienthong_kit.mongo import GroupInserter, connect, ensure_indexes
 from lienthong_kit.outbox import OutboxRelay, outbox_fields
 from lienthong_kit.settings import KitSettings
-from lienthong_local.waiting import eventually, wait_until
+from lienthong_local.waiting import wait_until
 
 
 def submitted(document_id: str) -> EventEnvelope:
@@ -213,43 +213,41 @@ async def test_outbox_relay_publishes_stored_events_once(
     assert decode_envelope(record.value).event_id == event.event_id
 
 
-async def test_handed_over_events_are_published_once_and_orphans_by_the_sweep(
+async def test_handed_over_events_are_published_once_and_a_dead_writers_by_another_relay(
     kit: tuple[EventProducer, Any, Topics], topic_reader: Any
 ) -> None:
-    """A writer hands its event over after the insert; a record whose writer died before the
-    hand-off (inserted, never handed over) is found by the relay's sweep. Each event is
-    published once and every record ends marked published."""
+    """Relay ``dead`` stages and stores 5 events, then its process "dies" before publishing
+    them; relay ``live`` publishes its own 20 handed-over events, notices that ``dead``'s
+    checkpoint went stale and publishes the 5 orphans. Every event goes out exactly once."""
     producer, db, topics = kit
     collection = db["documents"]
-    relay = OutboxRelay(collection, producer, sweep_seconds=0.2, grace_seconds=0.5)
-    await relay.create_indexes()
-    orphan = submitted("orphan")
-    await collection.insert_one(
-        {"_id": "orphan", **outbox_fields(topics.documents, "orphan", orphan)}
-    )
-    running = asyncio.create_task(relay.run())
+    dead = OutboxRelay(collection, producer)
+    live = OutboxRelay(collection, producer, heartbeat_seconds=0.2, owner_ttl_seconds=1.0)
+    await live.create_indexes()
+
+    async def store(relay: OutboxRelay, name: str) -> str:
+        event = submitted(name)
+        async with relay.staged(topics.documents, name, event) as staged:
+            await collection.insert_one({"_id": name, **staged.fields})
+            staged.commit()
+        return event.event_id
+
+    await dead._checkpoint()  # it was alive once: its checkpoint is below its records
+    orphans = [await store(dead, f"o{number}") for number in range(5)]
+    running = asyncio.create_task(live.run())
     try:
-        handed = []
-        for number in range(20):
-            event = submitted(f"h{number}")
-            await collection.insert_one(
-                {"_id": f"h{number}", **outbox_fields(topics.documents, f"h{number}", event)}
-            )
-            relay.handoff(f"h{number}", topics.documents, f"h{number}", event)
-            handed.append(event.event_id)
-        records = await topic_reader(topics.documents, 21)
-        await eventually(
-            lambda: collection.count_documents({"outbox_pending": 1}), until=lambda n: n == 0
-        )
-        await asyncio.sleep(1.0)  # several more sweeps: nothing may be published again
+        handed = [await store(live, f"h{number}") for number in range(20)]
+        records = await topic_reader(topics.documents, 25)
     finally:
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+        await live.stop()
     published = [decode_envelope(record.value).event_id for record in records]
-    assert sorted(published) == sorted([*handed, orphan.event_id])
+    assert sorted(published) == sorted([*handed, *orphans])
     with pytest.raises(TimeoutError):  # and nothing else was published
-        await topic_reader(topics.documents, 22, timeout=3)
+        await topic_reader(topics.documents, 26, timeout=3)
+    assert await db["documents.relays"].count_documents({}) == 0  # both owners retired
 
 
 async def test_group_inserts_share_commands_and_report_each_duplicate_to_its_caller(

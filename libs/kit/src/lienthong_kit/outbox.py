@@ -1,31 +1,52 @@
 """The transactional outbox, embedded in the owning document (no multi-document transactions).
 
-A write that must publish an event inserts it in the *same* record::
-
-    await documents.insert_one({**document, **outbox_fields(topic, key, envelope)})
-    relay.handoff(document["_id"], topic, key, envelope)   # or relay.wake()
-
 One event per record, written by the insert that creates the record: inserts are atomic on
 every store this platform supports, conditional updates are not on FerretDB v1. A state change
 that must announce itself is therefore a new record (see document-service's transitions).
 
-:class:`OutboxRelay` publishes pending events with the idempotent producer and removes each
-only after Kafka acknowledged it (the writer hands the event over from memory, so the hot path
-reads nothing back). A crash between the write and the publish loses nothing:
-the relay finds the event on restart. A crash between the publish and the removal publishes
-it again with the same event id, which consumers skip.
+Two ways for a writer to use it:
+
+* **Hand-off** (hot paths: one write per request and nothing else)::
+
+      async with relay.staged(topic, key, envelope) as staged:
+          await documents.insert_one({**document, **staged.fields})
+          staged.commit()      # the insert succeeded: publish it
+
+  The relay publishes the event from memory, batched with whatever else was handed over, and
+  never writes the record again. The record carries its relay's *owner* id and a one-second
+  *slot*; each relay checkpoints, in one small record of its own, the slot up to which all
+  its records are published, every ``heartbeat_seconds``. If a process dies between an insert
+  and the publish, its checkpoint goes stale and every other relay (or the restarted process)
+  republishes that owner's records after its checkpoint, slot by slot (equality lookups), then
+  removes the checkpoint. Why not a "pending" flag cleared after the publish: that clearing is
+  an update, the costly write on FerretDB (measured ~900 updates/s against ~19,000 batched
+  inserts/s), and it would cost one per event.
+* **Wake** (rarer writes)::
+
+      await collection.insert_one({**record, **outbox_fields(topic, key, envelope)})
+      relay.wake()
+
+  The relay reads ``outbox_pending: 1`` records, publishes them and clears the flag.
+
+Nothing acknowledged is lost: an event leaves the relay's hands only after Kafka acknowledged
+it. An event may be published twice (a crash after the publish, a relay that stalled past its
+checkpoint's lifetime), always with the same event id, which consumers skip.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import Binary
-from pymongo import IndexModel
+from pymongo import ASCENDING, IndexModel
 
 from lienthong_kit.envelope import EventEnvelope
 from lienthong_kit.failpoints import failpoint
@@ -34,48 +55,49 @@ from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import OUTBOX_PENDING
 from lienthong_kit.mongo import AsyncCollection, Doc, ensure_indexes
 
-__all__ = ["OutboxRelay", "outbox_fields"]
+__all__ = ["OutboxRelay", "Staged", "outbox_fields"]
 
 log = get_logger(__name__)
 
-# a record carries one event, written by its insert: once published, the outbox is emptied
-PUBLISHED: Doc = {"$set": {"outbox_pending": 0}, "$unset": {"outbox": ""}}
+Record = tuple[str, bytes, bytes]  # topic, key, value
 
 
 def _entry(topic: str, key: str, envelope: EventEnvelope) -> dict[str, Any]:
     return {"topic": topic, "key": key, "value": Binary(envelope.SerializeToString())}
 
 
+def _records(document: Doc) -> list[Record]:
+    return [
+        (entry["topic"], entry["key"].encode(), bytes(entry["value"]))
+        for entry in (document.get("outbox") or {}).values()
+    ]
+
+
 def outbox_fields(topic: str, key: str, envelope: EventEnvelope) -> Doc:
-    """Fields to put in a new document so that it carries one pending event."""
-    return {
-        "outbox": {envelope.event_id: _entry(topic, key, envelope)},
-        "outbox_pending": 1,
-        "outbox_at": datetime.now(UTC),
-    }
+    """Fields for a new record carrying one pending event (the *wake* way)."""
+    return {"outbox": {envelope.event_id: _entry(topic, key, envelope)}, "outbox_pending": 1}
+
+
+def _slot(at: float) -> int:
+    return int(at)  # one-second slots of the wall clock
+
+
+@dataclass
+class Staged:
+    """An event staged for a record being inserted (the *hand-off* way)."""
+
+    fields: Doc
+    slot: int
+    record: Record
+    committed: bool = field(default=False)
+
+    def commit(self) -> None:
+        """The insert that carries :attr:`fields` succeeded: the relay publishes the event."""
+        self.committed = True
 
 
 class OutboxRelay:
-    """Publishes the events pending in a collection's documents; run as a background task.
-
-    Two ways in:
-
-    * :meth:`handoff` -- the writer, right after its insert succeeded, gives the relay the
-      event it just stored. The relay publishes it from memory (no store read), in batches
-      with whatever else was handed over meanwhile, and only then marks the record published.
-      Marking is an update, the costly write on FerretDB (measured ~900/s against ~19,000/s for
-      batched inserts), so it runs in the background with bounded concurrency and never holds
-      up publishing; until it is done the record is simply still "pending" in the store.
-    * :meth:`wake` / the periodic sweep -- the relay reads ``outbox_pending: 1`` records from
-      the store and publishes those it does not already hold. This is how events of a writer
-      that crashed after its insert (this process before a restart, or another replica) go
-      out. A sweep skips records younger than ``grace_seconds`` that may still be in another
-      replica's hands, except at start-up and after :meth:`wake`.
-
-    A crash anywhere loses nothing: an event leaves the store only after Kafka acknowledged
-    it. It may be published twice (crash after publish, two replicas sweeping), always with
-    the same event id, which consumers skip.
-    """
+    """Publishes the events stored in a collection's records; run as a background task."""
 
     def __init__(
         self,
@@ -83,60 +105,108 @@ class OutboxRelay:
         producer: EventProducer,
         *,
         idle_seconds: float = 1.0,
-        sweep_seconds: float = 5.0,
-        grace_seconds: float = 5.0,
-        confirm_concurrency: int = 4,
+        heartbeat_seconds: float = 2.0,
+        owner_ttl_seconds: float = 10.0,
     ) -> None:
         self._collection = collection
+        self._owners = collection.database[f"{collection.name}.relays"]
         self._producer = producer
         self._idle = idle_seconds
-        self._sweep_every = sweep_seconds
-        self._grace = timedelta(seconds=grace_seconds)
+        self._heartbeat = heartbeat_seconds
+        self._ttl = timedelta(seconds=owner_ttl_seconds)
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
-        self._sweep_now = True  # the first pass takes everything pending
-        self._handed: list[tuple[Any, tuple[str, bytes, bytes]]] = []
-        self._held: set[Any] = set()  # handed over, not yet marked published
-        self._confirms = asyncio.Semaphore(confirm_concurrency)
-        self._confirming: set[asyncio.Task[None]] = set()
+        self._swept = False
+        self._handed: list[tuple[int, Record]] = []
+        self._in_flight: dict[int, int] = {}  # slot -> staged events not yet published
+        self._last_slot = 0
 
     async def create_indexes(self) -> None:
-        await ensure_indexes(self._collection, [IndexModel("outbox_pending")])
+        await ensure_indexes(
+            self._collection,
+            [
+                IndexModel("outbox_pending"),
+                IndexModel([("outbox_owner", ASCENDING), ("outbox_slot", ASCENDING)]),
+            ],
+        )
+
+    # --- writers ---------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def staged(self, topic: str, key: str, envelope: EventEnvelope) -> AsyncIterator[Staged]:
+        """Stage an event for the record about to be inserted; see the module docstring."""
+        slot = self._next_slot()
+        staged = Staged(
+            fields={
+                "outbox": {envelope.event_id: _entry(topic, key, envelope)},
+                "outbox_owner": self.owner,
+                "outbox_slot": slot,
+            },
+            slot=slot,
+            record=(topic, key.encode(), envelope.SerializeToString()),
+        )
+        self._in_flight[slot] = self._in_flight.get(slot, 0) + 1
+        try:
+            yield staged
+        finally:
+            if staged.committed:
+                self._handed.append((slot, staged.record))
+                self._wake.set()
+            else:
+                self._settle([slot])
+
+    def _next_slot(self) -> int:
+        """The current slot, never lower than one already given (the wall clock may step
+        back; a record must never land in a slot a checkpoint already covers)."""
+        self._last_slot = max(self._last_slot, _slot(datetime.now(UTC).timestamp()))
+        return self._last_slot
 
     def wake(self) -> None:
-        """Called after a write that added an event: sweep the store for it now."""
-        self._sweep_now = True
+        """Called after a write that added an event the *wake* way: publish it now."""
+        self._swept = False
         self._wake.set()
 
-    def handoff(self, record_id: Any, topic: str, key: str, envelope: EventEnvelope) -> None:
-        """Called right after the insert of ``record_id`` carrying this event succeeded."""
-        self._held.add(record_id)
-        self._handed.append((record_id, (topic, key.encode(), envelope.SerializeToString())))
-        self._wake.set()
+    def _settle(self, slots: list[int]) -> None:
+        for slot in slots:
+            left = self._in_flight[slot] - 1
+            if left:
+                self._in_flight[slot] = left
+            else:
+                del self._in_flight[slot]
+        OUTBOX_PENDING.set(sum(self._in_flight.values()))
+
+    # --- the relay loop --------------------------------------------------------------------
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        next_sweep = loop.time()
-        try:
-            while True:
-                self._wake.clear()
+        next_beat = loop.time()
+        while True:
+            self._wake.clear()
+            published = 0
+            try:
+                published += await self._publish_handed()
+                if not self._swept:
+                    self._swept = True
+                    published += await self.publish_pending()
+                if loop.time() >= next_beat:
+                    next_beat = loop.time() + self._heartbeat
+                    await self._checkpoint()
+                    published += await self.recover_orphans()
+                    self._swept = False  # a periodic sweep of the wake way too
+            except INFRA_ERRORS as exc:
+                log.warning("outbox_relay_waiting", error=repr(exc))
                 published = 0
-                try:
-                    published += await self._publish_handed()
-                    if self._sweep_now or loop.time() >= next_sweep:
-                        fresh, self._sweep_now = self._sweep_now, False
-                        next_sweep = loop.time() + self._sweep_every
-                        published += await self.publish_pending(include_recent=fresh)
-                except INFRA_ERRORS as exc:
-                    log.warning("outbox_relay_waiting", error=repr(exc))
-                    published = 0
-                    await asyncio.sleep(1.0)
-                if published == 0 and not self._handed:
-                    timeout = max(0.0, min(self._idle, next_sweep - loop.time()))
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-        finally:
-            for task in self._confirming:
-                task.cancel()
+                await asyncio.sleep(1.0)
+            if published == 0 and not self._handed:
+                timeout = max(0.0, min(self._idle, next_beat - loop.time()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def stop(self) -> None:
+        """On a clean shutdown: publish what was handed over and retire this relay's owner."""
+        await self._publish_handed()
+        if not self._in_flight:
+            await self._owners.delete_one({"_id": self.owner})
 
     async def _publish_handed(self) -> int:
         if not self._handed:
@@ -149,45 +219,46 @@ class OutboxRelay:
         except BaseException:
             self._handed[:0] = handed  # not lost: retried on the next pass
             raise
-        OUTBOX_PENDING.set(len(self._held))
-        self._spawn(self._confirm([record_id for record_id, _ in handed]))
+        self._settle([slot for slot, _ in handed])
         return len(handed)
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._confirming.add(task)
-        task.add_done_callback(self._confirming.discard)
-
-    async def _confirm(self, record_ids: list[Any]) -> None:
-        """Mark handed-over records published; a failure leaves them pending for a sweep."""
-
-        async def one(record_id: Any) -> None:
-            async with self._confirms:
-                with contextlib.suppress(*INFRA_ERRORS):
-                    await self._collection.update_one({"_id": record_id}, PUBLISHED)
-            self._held.discard(record_id)
-
-        await asyncio.gather(*(one(record_id) for record_id in record_ids))
-        OUTBOX_PENDING.set(len(self._held))
-
-    async def publish_pending(self, limit: int = 500, *, include_recent: bool = True) -> int:
-        """One sweep over the events pending in the store; returns how many were published."""
-        # Equality, not a range: FerretDB answers equality from an index, ranges by scanning.
-        cursor = self._collection.find(
-            {"outbox_pending": 1}, {"outbox": 1, "outbox_at": 1}, limit=limit
+    async def _checkpoint(self) -> None:
+        """Record the slot up to which every record of this owner is published: just below
+        the oldest slot still in flight (staged, or handed over and not yet acknowledged)."""
+        through = min(self._in_flight, default=self._next_slot()) - 1
+        await self._owners.replace_one(
+            {"_id": self.owner}, {"through_slot": through, "at": datetime.now(UTC)}, upsert=True
         )
-        cutoff = datetime.now(UTC) - self._grace
-        documents = [
-            document
-            async for document in cursor
-            if document["_id"] not in self._held
-            and (include_recent or _stored_at(document) <= cutoff)
+
+    async def recover_orphans(self) -> int:
+        """Publish the records of owners whose checkpoint went stale (a crashed process)."""
+        published = 0
+        stale_before = datetime.now(UTC) - self._ttl
+        owners = [
+            owner
+            async for owner in self._owners.find({})
+            if owner["_id"] != self.owner and _aware(owner["at"]) < stale_before
         ]
-        batch = [
-            (entry["topic"], entry["key"].encode(), bytes(entry["value"]))
-            for document in documents
-            for entry in (document.get("outbox") or {}).values()
-        ]
+        now = _slot(datetime.now(UTC).timestamp())
+        for owner in owners:
+            for slot in range(int(owner["through_slot"]) + 1, now + 1):
+                cursor = self._collection.find(
+                    {"outbox_owner": owner["_id"], "outbox_slot": slot}, {"outbox": 1}
+                )
+                batch = [record async for document in cursor for record in _records(document)]
+                if batch:
+                    await self._producer.publish_many(batch)
+                    published += len(batch)
+            await self._owners.delete_one({"_id": owner["_id"]})
+            log.info("outbox_orphans_published", owner=owner["_id"], events=published)
+        return published
+
+    async def publish_pending(self, limit: int = 500) -> int:
+        """One pass over the events pending the *wake* way; returns how many were published."""
+        # Equality, not a range: FerretDB answers equality from an index, ranges by scanning.
+        cursor = self._collection.find({"outbox_pending": 1}, {"outbox": 1}, limit=limit)
+        documents = [document async for document in cursor]
+        batch = [record for document in documents for record in _records(document)]
         if not batch:
             return 0
         failpoint("outbox.before_publish")
@@ -195,16 +266,17 @@ class OutboxRelay:
         failpoint("outbox.after_publish")
         # Only the relay writes here after the insert; a second replica's relay may publish
         # the same event again (same event id, skipped downstream) and write the same.
-        await asyncio.gather(*(self._mark_published(document) for document in documents))
+        await asyncio.gather(
+            *(
+                self._collection.update_one(
+                    {"_id": document["_id"]},
+                    {"$set": {"outbox_pending": 0}, "$unset": {"outbox": ""}},
+                )
+                for document in documents
+            )
+        )
         return len(batch)
 
-    async def _mark_published(self, document: Doc) -> None:
-        async with self._confirms:
-            await self._collection.update_one({"_id": document["_id"]}, PUBLISHED)
 
-
-def _stored_at(document: Doc) -> datetime:
-    stored = document.get("outbox_at")
-    if not isinstance(stored, datetime):
-        return datetime.min.replace(tzinfo=UTC)  # written before outbox_at existed: old
-    return stored if stored.tzinfo else stored.replace(tzinfo=UTC)
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)

@@ -81,6 +81,7 @@ async def build(deps: Deps) -> Wiring:
             ),
         ],
         tasks=[*(relay.run for relay in relays.values()), tail.run],
+        on_stop=[relay.stop for relay in relays.values()],
     )
 
 

@@ -141,12 +141,13 @@ class DocumentServicer(DocumentServiceServicer):
             "response_for": request.response_for,
             "attachments": [_ref_doc(ref) for ref in attachments],
         }
-        announce = (self._topics.documents, summary.document_id, event)
-        stored = await self._store.insert_submitted(
-            summary, request.idempotency_key, fields, announce
-        )
-        if stored.document_id == summary.document_id:  # new, not a retried idempotency key
-            self._relays["documents"].handoff(summary.document_id, *announce)
+        relay = self._relays["documents"]
+        async with relay.staged(self._topics.documents, summary.document_id, event) as staged:
+            stored = await self._store.insert_submitted(
+                summary, request.idempotency_key, fields, staged.fields
+            )
+            if stored.document_id == summary.document_id:  # new, not a retried key
+                staged.commit()
         return pb.SubmitDocumentResponse(document=stored)
 
     async def _check_references(
@@ -214,24 +215,23 @@ class DocumentServicer(DocumentServiceServicer):
         )
         payload.registered_at.FromDatetime(registered_at)
         event = new_event(payload, producer=PRODUCER, occurred_at=registered_at)
-        stored_id = await self._store.insert_paper(
-            {
-                "_id": paper_id,
-                "unit_code": unit,
-                "idempotency_key": request.idempotency_key or paper_id,
-                "direction": direction,
-                "counterpart": payload.counterpart,
-                "number": request.code.number,
-                "notation": request.code.notation,
-                "document_type": request.document_type,
-                "subject": payload.subject,
-                "promulgation_date": request.promulgation_date,
-                "registered_at": registered_at,
-            },
-            (self._topics.documents, paper_id, event),
-        )
-        if stored_id == paper_id:  # new, not a retried idempotency key
-            self._relays["paper"].handoff(paper_id, self._topics.documents, paper_id, event)
+        paper = {
+            "_id": paper_id,
+            "unit_code": unit,
+            "idempotency_key": request.idempotency_key or paper_id,
+            "direction": direction,
+            "counterpart": payload.counterpart,
+            "number": request.code.number,
+            "notation": request.code.notation,
+            "document_type": request.document_type,
+            "subject": payload.subject,
+            "promulgation_date": request.promulgation_date,
+            "registered_at": registered_at,
+        }
+        async with self._relays["paper"].staged(self._topics.documents, paper_id, event) as staged:
+            stored_id = await self._store.insert_paper(paper, staged.fields)
+            if stored_id == paper_id:  # new, not a retried idempotency key
+                staged.commit()
         return pb.RegisterPaperDocumentResponse(paper_document_id=stored_id)
 
     # --- reading --------------------------------------------------------------------------

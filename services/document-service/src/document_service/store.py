@@ -112,7 +112,7 @@ class DocumentStore:
     # --- documents ------------------------------------------------------------------------
 
     async def insert_submitted(
-        self, summary: DocumentSummary, idempotency_key: str, fields: Doc, event: Event
+        self, summary: DocumentSummary, idempotency_key: str, fields: Doc, outbox: Doc
     ) -> DocumentSummary:
         """Store a new document with its submitted event; a retried key returns the first."""
         year = summary.promulgation_date[:4]
@@ -125,7 +125,7 @@ class DocumentStore:
             "submitted_at": summary.submitted_at.ToDatetime(UTC),
             "frozen": False,
             **fields,
-            **outbox_fields(*event),
+            **outbox,
         }
         try:
             await self._new_documents.insert(document)
@@ -182,9 +182,9 @@ class DocumentStore:
 
     # --- paper documents ------------------------------------------------------------------
 
-    async def insert_paper(self, document: Doc, event: Event) -> str:
+    async def insert_paper(self, document: Doc, outbox: Doc) -> str:
         try:
-            await self._new_paper.insert({**document, **outbox_fields(*event)})
+            await self._new_paper.insert({**document, **outbox})
         except DuplicateKeyError:
             first = await self.paper.find_one(
                 {"unit_code": document["unit_code"], "idempotency_key": document["idempotency_key"]}
