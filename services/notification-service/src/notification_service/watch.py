@@ -9,7 +9,7 @@ not read) is ended with UNAVAILABLE; the client lists what it missed and watches
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
@@ -57,11 +57,11 @@ class NotificationHub:
 
     @staticmethod
     async def _read(queue: asyncio.Queue[Doc | None]) -> AsyncIterator[Doc]:
-        seen: set[str] = set()
+        seen: deque[str] = deque(maxlen=QUEUE_LIMIT)  # a redelivered event announces again
         while True:
             row = await queue.get()
             if row is None:
                 raise Unavailable("the stream fell too far behind; list and watch again")
-            if row["_id"] not in seen:  # a redelivered event announces again
-                seen.add(row["_id"])
+            if row["_id"] not in seen:
+                seen.append(row["_id"])
                 yield row
