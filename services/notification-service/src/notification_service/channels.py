@@ -16,7 +16,9 @@ import hashlib
 import hmac
 import json
 import time
-from email.message import EmailMessage
+from email.header import Header
+from email.mime.text import MIMEText
+from email.utils import formatdate
 from string import Template
 from typing import Protocol
 
@@ -101,12 +103,16 @@ class EmailChannel:
             raise CannotSend("e-mail is not configured (LIENTHONG_SMTP_HOST is empty)")
         if not job["address"]:
             raise CannotSend("the contact has no e-mail address")
-        message = EmailMessage()
+        # compat32 MIMEText + Header: the default policy's header folding drops the space
+        # before a Vietnamese word that starts a new encoded word ("H23 đã" -> "H23đã")
+        message = MIMEText(
+            f"{job['body']}\n\n-- \nHệ thống liên thông văn bản điện tử\n", "plain", "utf-8"
+        )
         message["From"] = settings.smtp_from
         message["To"] = job["address"]
-        message["Subject"] = job["title"]
+        message["Subject"] = Header(job["title"], "utf-8")  # type: ignore[assignment]
         message["X-Lienthong-Notification-Id"] = job["_id"]
-        message.set_content(f"{job['body']}\n\n-- \nHệ thống liên thông văn bản điện tử\n")
+        message["Date"] = formatdate(localtime=False)
         try:
             await aiosmtplib.send(
                 message,
