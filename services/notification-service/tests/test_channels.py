@@ -453,3 +453,26 @@ async def test_watch_streams_new_notices_and_mark_read_marks_them(
     assert first.notification.notification_id not in {
         n.notification_id for n in unread.notifications
     }
+
+
+async def test_a_group_is_deleted_only_when_empty(start_service: StartService) -> None:
+    app = await start(start_service)
+    contact_id = await subscribe(app, channels=["email"], kinds=["delivery.created"])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = NotificationServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as busy:
+            await stub.DeleteGroup(pb.DeleteGroupRequest(code="van-thu"), metadata=as_unit())
+        members = await stub.ListContacts(
+            pb.ListContactsRequest(group_code="van-thu"), metadata=as_unit()
+        )
+        await stub.DeleteContact(pb.DeleteContactRequest(contact_id=contact_id), metadata=as_unit())
+        await stub.DeleteGroup(pb.DeleteGroupRequest(code="van-thu"), metadata=as_unit())
+        groups = await stub.ListGroups(pb.ListGroupsRequest(), metadata=as_unit())
+        subscriptions = await stub.ListSubscriptions(
+            pb.ListSubscriptionsRequest(), metadata=as_unit()
+        )
+
+    assert busy.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert [c.contact_id for c in members.contacts] == [contact_id]
+    assert list(groups.groups) == []
+    assert list(subscriptions.subscriptions) == []

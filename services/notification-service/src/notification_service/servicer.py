@@ -14,7 +14,7 @@ from pymongo import DESCENDING
 from lienthong.notification.v1 import notification_service_pb2 as pb
 from lienthong.notification.v1.notification_service_pb2_grpc import NotificationServiceServicer
 from lienthong_kit.context import caller_unit
-from lienthong_kit.errors import NotFound, PermissionDenied, Violations
+from lienthong_kit.errors import FailedPrecondition, NotFound, PermissionDenied, Violations
 from lienthong_kit.mongo import Doc
 from lienthong_kit.paging import decode_token, encode_token, page_size
 from notification_service.notifier import Notifier
@@ -228,6 +228,25 @@ class NotificationServicer(NotificationServiceServicer):
         return pb.ListGroupsResponse(
             groups=[pb.Group(code=r["code"], name=r["name"], unit_code=unit) for r in rows]
         )
+
+    async def DeleteGroup(
+        self, request: pb.DeleteGroupRequest, context: Context
+    ) -> pb.DeleteGroupResponse:
+        unit = caller_unit()
+        await self._own("groups", f"{unit}/{request.code}", unit, "group")
+        members = [
+            row["_id"]
+            async for row in self._n.contacts.find({"unit_code": unit})
+            if request.code in row.get("group_codes", [])
+        ]
+        if members:
+            raise FailedPrecondition(
+                f"group {request.code} still has {len(members)} contact(s): move them first",
+                reason="GROUP_NOT_EMPTY",
+            )
+        await self._n.subscriptions.delete_one({"_id": f"{unit}/group:{request.code}"})
+        await self._n.groups.delete_one({"_id": f"{unit}/{request.code}"})
+        return pb.DeleteGroupResponse()
 
     # --- subscriptions --------------------------------------------------------------------
 

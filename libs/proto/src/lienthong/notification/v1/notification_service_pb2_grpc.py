@@ -82,6 +82,11 @@ class NotificationServiceStub(object):
                 request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListGroupsRequest.SerializeToString,
                 response_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListGroupsResponse.FromString,
                 _registered_method=True)
+        self.DeleteGroup = channel.unary_unary(
+                '/lienthong.notification.v1.NotificationService/DeleteGroup',
+                request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DeleteGroupRequest.SerializeToString,
+                response_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DeleteGroupResponse.FromString,
+                _registered_method=True)
         self.Subscribe = channel.unary_unary(
                 '/lienthong.notification.v1.NotificationService/Subscribe',
                 request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.SubscribeRequest.SerializeToString,
@@ -170,6 +175,13 @@ class NotificationServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteGroup(self, request, context):
+        """Removes an empty group and its subscription (FAILED_PRECONDITION while contacts are in it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Subscribe(self, request, context):
         """Choose which event kinds reach a contact or a group on which channels; replaces the
         subscription of that target.
@@ -244,6 +256,11 @@ def add_NotificationServiceServicer_to_server(servicer, server):
                     servicer.ListGroups,
                     request_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListGroupsRequest.FromString,
                     response_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListGroupsResponse.SerializeToString,
+            ),
+            'DeleteGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteGroup,
+                    request_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DeleteGroupRequest.FromString,
+                    response_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DeleteGroupResponse.SerializeToString,
             ),
             'Subscribe': grpc.unary_unary_rpc_method_handler(
                     servicer.Subscribe,
@@ -512,6 +529,33 @@ class NotificationService(object):
             '/lienthong.notification.v1.NotificationService/ListGroups',
             lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListGroupsRequest.SerializeToString,
             lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListGroupsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.notification.v1.NotificationService/DeleteGroup',
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DeleteGroupRequest.SerializeToString,
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DeleteGroupResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,8 @@ class NotificationServiceStub:
     PutGroup: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.PutGroupRequest, _notification_service_pb2.PutGroupResponse]
     """Create or rename a group (phòng ban) of the unit."""
     ListGroups: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.ListGroupsRequest, _notification_service_pb2.ListGroupsResponse]
+    DeleteGroup: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.DeleteGroupRequest, _notification_service_pb2.DeleteGroupResponse]
+    """Removes an empty group and its subscription (FAILED_PRECONDITION while contacts are in it)."""
     Subscribe: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.SubscribeRequest, _notification_service_pb2.SubscribeResponse]
     """Choose which event kinds reach a contact or a group on which channels; replaces the
     subscription of that target.
@@ -83,6 +85,8 @@ class NotificationServiceAsyncStub(NotificationServiceStub):
     PutGroup: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.PutGroupRequest, _notification_service_pb2.PutGroupResponse]  # type: ignore[assignment]
     """Create or rename a group (phòng ban) of the unit."""
     ListGroups: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.ListGroupsRequest, _notification_service_pb2.ListGroupsResponse]  # type: ignore[assignment]
+    DeleteGroup: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.DeleteGroupRequest, _notification_service_pb2.DeleteGroupResponse]  # type: ignore[assignment]
+    """Removes an empty group and its subscription (FAILED_PRECONDITION while contacts are in it)."""
     Subscribe: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.SubscribeRequest, _notification_service_pb2.SubscribeResponse]  # type: ignore[assignment]
     """Choose which event kinds reach a contact or a group on which channels; replaces the
     subscription of that target.
@@ -166,6 +170,14 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _notification_service_pb2.ListGroupsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_notification_service_pb2.ListGroupsResponse, _abc.Awaitable[_notification_service_pb2.ListGroupsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteGroup(
+        self,
+        request: _notification_service_pb2.DeleteGroupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_service_pb2.DeleteGroupResponse, _abc.Awaitable[_notification_service_pb2.DeleteGroupResponse]]:
+        """Removes an empty group and its subscription (FAILED_PRECONDITION while contacts are in it)."""
 
     @_abc_1.abstractmethod
     def Subscribe(
