@@ -98,10 +98,13 @@ def make_build(*, clock: Clock | None = None, **overrides: object) -> Build:
                 )
             ],
             consumers=[
+                # every record the handler writes is keyed by the event (or the reminder):
+                # a redelivery adds nothing, so no separate applied-event markers
                 ConsumerSpec(
                     NAME,
                     [*deps.topics.all_deliveries, deps.topics.verifications],
                     notifier.on_event,
+                    dedupe=False,
                 )
             ],
             tasks=[reminders.run, tail.run, *(w.run for w in dispatcher.workers.values())],
