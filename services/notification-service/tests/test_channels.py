@@ -476,3 +476,19 @@ async def test_a_group_is_deleted_only_when_empty(start_service: StartService) -
     assert [c.contact_id for c in members.contacts] == [contact_id]
     assert list(groups.groups) == []
     assert list(subscriptions.subscriptions) == []
+
+
+async def test_an_event_naming_no_unit_is_dead_lettered_with_the_reason(
+    start_service: StartService, topic_reader: Any
+) -> None:
+    app = await start(start_service)
+    nobody = delivery("dl-nobody")
+    nobody.recipient_code = ""
+
+    await app.producer.publish(
+        app.topics.deliveries, key="x", envelope=new_event(nobody, producer="test")
+    )
+    [record] = await topic_reader(app.topics.dlq(app.topics.deliveries), 1)
+
+    reason = dict(record.headers)["lienthong-dlq-reason"].decode()
+    assert reason == "delivery.created names no unit to tell (delivery.created)"

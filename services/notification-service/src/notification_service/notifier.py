@@ -24,6 +24,7 @@ from lienthong.events.v1.events_pb2 import (
     NotificationRecorded,
 )
 from lienthong_kit.envelope import EventEnvelope, carries, derived_event_id, new_event, unpack
+from lienthong_kit.errors import PoisonEvent
 from lienthong_kit.kafka import EventProducer, Topics
 from lienthong_kit.metrics import NOTIFICATION_DELIVERY, NOTIFICATIONS_SENT
 from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
@@ -90,7 +91,11 @@ class Notifier:
     async def on_event(self, envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
         """Record the notices of a delivery, status, bounce or verification event."""
         occurred = envelope.occurred_at.ToDatetime(UTC)
-        for notice in notices_for(envelope):
+        notices = notices_for(envelope)
+        for notice in notices:
+            if not notice.unit_code:
+                raise PoisonEvent(f"{envelope.event_type} names no unit to tell ({notice.kind})")
+        for notice in notices:
             await self.record(notice, occurred_at=occurred)
         if carries(envelope, DeliveryCreated):
             await self._reminders.schedule(unpack(envelope, DeliveryCreated), occurred)
