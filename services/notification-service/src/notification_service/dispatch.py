@@ -113,10 +113,12 @@ class ChannelWorker:
             job = await self.jobs.find_one({"_id": job_id})
             if job is None or job["state"] != "pending":
                 return
+            # the rate limit is waited for before the claim, so a claimed attempt is sent
+            # at once and never outlives its lease in a queue
+            await self._bucket.take()
             number = await self._claim(job)
             if number is None:
                 return
-            await self._bucket.take()
             await self._send(job, number)
         except Exception:
             log.exception("attempt_failed", channel=self.name, job=job_id)
