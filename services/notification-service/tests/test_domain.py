@@ -19,7 +19,7 @@ from lienthong_kit.errors import InvalidArgument, Violations
 from lienthong_kit.settings import SettingsError, load_settings
 from notification_service.messages import notices_for
 from notification_service.settings import Settings, parse_quiet_hours
-from notification_service.timing import backoff, hold_until
+from notification_service.timing import TokenBucket, backoff, hold_until
 from notification_service.validation import check_contact, normalise_phone, valid_email
 
 SENDER = "000.00.00.H23"
@@ -263,3 +263,22 @@ def test_bad_settings_are_reported_together() -> None:
     ):
         assert name in text
     assert parse_quiet_hours("22:30-06:00") == (time(22, 30), time(6, 0))
+
+
+async def test_the_token_bucket_spaces_sends_at_its_rate() -> None:
+    now = [100.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+        now[0] += seconds
+
+    bucket = TokenBucket(rate=4.0, burst=2.0, monotonic=lambda: now[0], sleep=sleep)
+
+    for _ in range(4):
+        await bucket.take()
+    now[0] += 10.0  # idle: the bucket refills to its burst, not beyond
+    for _ in range(3):
+        await bucket.take()
+
+    assert slept == [0.25, 0.25, 0.25]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time as _time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Protocol
 
@@ -74,20 +75,29 @@ def backoff(attempt: int, *, first: float, maximum: float) -> float:
 class TokenBucket:
     """At most ``rate`` takes per second on average, bursts up to ``burst`` (one replica)."""
 
-    def __init__(self, rate: float, burst: float | None = None) -> None:
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        monotonic: Callable[[], float] = _time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.rate = rate
         self.capacity = burst if burst is not None else max(1.0, rate)
+        self._monotonic = monotonic
+        self._sleep = sleep
         self._tokens = self.capacity
-        self._last = _time.monotonic()
+        self._last = monotonic()
         self._lock = asyncio.Lock()
 
     async def take(self) -> None:
         async with self._lock:
             while True:
-                current = _time.monotonic()
+                current = self._monotonic()
                 self._tokens = min(self.capacity, self._tokens + (current - self._last) * self.rate)
                 self._last = current
                 if self._tokens >= 1:
                     self._tokens -= 1
                     return
-                await asyncio.sleep((1 - self._tokens) / self.rate)
+                await self._sleep((1 - self._tokens) / self.rate)
