@@ -203,7 +203,10 @@ class OutboxRelay:
                     await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
     async def stop(self) -> None:
-        """On a clean shutdown: publish what was handed over and retire this relay's owner."""
+        """On a clean shutdown: publish what was handed over and retire this relay's owner.
+        (A heartbeat cancelled in flight may still land after the removal; the checkpoint
+        then goes stale and another relay republishes nothing older than it, then removes
+        it: harmless.)"""
         await self._publish_handed()
         if not self._in_flight:
             await self._owners.delete_one({"_id": self.owner})

@@ -78,6 +78,7 @@ async def build(deps: Deps) -> Wiring:
                 [deps.topics.documents, *deps.topics.all_deliveries],
                 audit.on_event,
                 dedupe=False,
+                before_commit=audit.flush,
             ),
         ],
         tasks=[*(relay.run for relay in relays.values()), tail.run],
