@@ -23,6 +23,8 @@ __all__ = [
     "OUTBOX_PENDING",
     "RPC_DURATION",
     "RPC_HANDLED",
+    "SIGNATURE_REVOCATION_FETCHES",
+    "SIGNATURE_VERIFY_DURATION",
     "MetricsServer",
     "start_metrics_server",
 ]
@@ -62,6 +64,21 @@ CONSUMER_LAG = Gauge(
 OUTBOX_PENDING = Gauge(
     "lienthong_outbox_pending_events",
     "Events stored in an outbox and not yet acknowledged by Kafka, as last seen by the relay.",
+)
+# signature-service's own (defined here with the rest, so the metrics page and this module
+# stay one list)
+SIGNATURE_REVOCATION_FETCHES = Counter(
+    "lienthong_signature_revocation_fetches_total",
+    "Revocation look-ups by signature-service, by kind (ocsp, crl) and outcome"
+    " (fetched, cached, failed).",
+    ["kind", "outcome"],
+)
+SIGNATURE_VERIFY_DURATION = Histogram(
+    "lienthong_signature_verify_duration_seconds",
+    "Time to verify one document's files (revocation fetching included), by outcome"
+    " (accepted, rejected).",
+    ["outcome"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 BUILD_INFO = Gauge(
     "lienthong_build_info",

@@ -14,9 +14,11 @@ with exactly the revocation information supplied (pyhanko fetches nothing itself
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -252,7 +254,9 @@ def inspect_files(files: list[tuple[str, bytes]]) -> list[SignedCerts]:
             if _is_p7s(name):
                 certs = extract_certs_for_validation(_load_cms(data))
                 found.append(
-                    SignedCerts(certs.signer_cert.dump(), tuple(c.dump() for c in certs.other_certs))
+                    SignedCerts(
+                        certs.signer_cert.dump(), tuple(c.dump() for c in certs.other_certs)
+                    )
                 )
             elif PDF_MAGIC in data[:1024]:
                 for sig in _pdf_signatures(data):
@@ -335,15 +339,19 @@ async def _validate_pdf(name: str, data: bytes, material: Material) -> FileResul
             _describe_signer(report, sig.signer_cert, material)
             moment = sig.self_reported_timestamp or datetime.now(UTC)
             report.signing_time = moment
-            context = _context(material, moment, list(sig.other_embedded_certs))
-            with _captured() as messages:
-                status = await async_validate_pdf_signature(
-                    sig, signer_validation_context=context, key_usage_settings=_key_usage()
-                )
+            extra = list(sig.other_embedded_certs)
+
+            status, messages = await _soft_failing(
+                functools.partial(_run_pdf, sig, moment, extra), material, sig.signer_cert
+            )
             _fill_checks(report, status, messages, material, sig.signer_cert)
         except Exception as exc:  # noqa: BLE001 - a malformed signature is a failed check
             report.checks.append(
-                Check("integrity", CHECK_FAILED, f"the signature cannot be processed: {_describe(exc)}")
+                Check(
+                    "integrity",
+                    CHECK_FAILED,
+                    f"the signature cannot be processed: {_describe(exc)}",
+                )
             )
     return result
 
@@ -369,20 +377,55 @@ async def _validate_p7s(
         _describe_signer(report, certs.signer_cert, material)
         moment = extract_self_reported_ts(signer_info) or datetime.now(UTC)
         report.signing_time = moment
-        context = _context(material, moment, list(certs.other_certs))
-        with _captured() as messages:
-            status = await async_validate_detached_cms(
+        extra = list(certs.other_certs)
+
+        async def run(material: Material) -> Any:
+            return await async_validate_detached_cms(
                 by_name[target],
                 signed,
-                signer_validation_context=context,
+                signer_validation_context=_context(material, moment, extra),
                 key_usage_settings=_key_usage(),
             )
+
+        status, messages = await _soft_failing(run, material, certs.signer_cert)
         _fill_checks(report, status, messages, material, certs.signer_cert)
     except Exception as exc:  # noqa: BLE001
         report.checks.append(
             Check("integrity", CHECK_FAILED, f"the signature cannot be processed: {_describe(exc)}")
         )
     return result
+
+
+async def _run_pdf(
+    sig: EmbeddedPdfSignature, moment: datetime, extra: list[x509.Certificate], material: Material
+) -> Any:
+    return await async_validate_pdf_signature(
+        sig,
+        signer_validation_context=_context(material, moment, extra),
+        key_usage_settings=_key_usage(),
+    )
+
+
+async def _soft_failing(
+    run: Callable[[Material], Awaitable[Any]], material: Material, cert: x509.Certificate
+) -> tuple[Any, list[str]]:
+    """Validate; in soft-fail mode, when the status of a certificate could not be obtained
+    and pyhanko fails the chain for want of it, validate again without revocation checks (the
+    revocation check then reports INDETERMINATE)."""
+    with _captured() as messages:
+        status = await run(material)
+    problem = getattr(status.trust_problem_indic, "name", None)
+    if (
+        material.revocation_mode == "soft-fail"
+        and material.revocation_unknown
+        and problem is not None
+        and not problem.startswith("REVOKED")
+        and "revocation" in _cause(messages).lower()
+    ):
+        relaxed = dataclasses.replace(material, revocation_mode="off")
+        with _captured() as messages:
+            status = await run(relaxed)
+    return status, messages
 
 
 def _describe(exc: BaseException) -> str:
@@ -486,8 +529,7 @@ def _trust_checks(
         chain = Check(
             "chain",
             CHECK_FAILED,
-            f"no chain to a configured trust anchor (issuer {rfc4514(cert.issuer)}"
-            f" is not trusted)",
+            f"no chain to a configured trust anchor (issuer {rfc4514(cert.issuer)} is not trusted)",
         )
         return [chain, *(_skip(n, "no chain") for n in ("validity", "key-usage", "revocation"))]
     if name in {"OUT_OF_BOUNDS_NO_POE", "EXPIRED"}:
@@ -558,7 +600,9 @@ def _revocation_passed(
         return Check("revocation", CHECK_SKIPPED, "revocation checking is off")
     key = fingerprint(cert)
     keys = {key} | (path_keys or set())
-    unknown = [material.revocation_unknown[k] for k in sorted(keys) if k in material.revocation_unknown]
+    unknown = [
+        material.revocation_unknown[k] for k in sorted(keys) if k in material.revocation_unknown
+    ]
     if unknown and material.revocation_mode == "require":
         return Check(
             "revocation",
@@ -628,7 +672,9 @@ async def _validate_certificate(
     with _captured():
         try:
             path = await validator.async_validate_usage(set(KEY_USAGES_FOR_SIGNING))
-            result.chain = [rfc4514(c.subject) for c in reversed(list(path.iter_certs(include_root=True)))]
+            result.chain = [
+                rfc4514(c.subject) for c in reversed(list(path.iter_certs(include_root=True)))
+            ]
             result.trust_anchor = rfc4514(path.trust_anchor.authority.name)
         except InvalidCertificateError as exc:
             usage = Check(

@@ -2,7 +2,7 @@
 the response's next update.
 
     source = RevocationSource(mode="require", timeout=5.0)
-    found = await source.gather(chain)        # chain: signer, its CA, ... (the anchor last)
+    found = await source.gather([chain])      # chain: signer, its CA, ... (the anchor last)
     found.ocsps, found.crls                   # DER, handed to the validation engine
     found.unknown                             # certificate -> why no status was obtained
 
@@ -22,21 +22,14 @@ from pathlib import Path
 
 import aiohttp
 from asn1crypto import algos, crl, ocsp, pem, x509
-from prometheus_client import Counter
 
 from lienthong_kit.logs import get_logger
+from lienthong_kit.metrics import SIGNATURE_REVOCATION_FETCHES as REVOCATION_FETCHES
 from signature_service.pki import fingerprint, rfc4514
 
 __all__ = ["MODES", "REVOCATION_FETCHES", "RevocationFound", "RevocationSource"]
 
 MODES = ("require", "soft-fail", "off")
-
-REVOCATION_FETCHES = Counter(
-    "lienthong_signature_revocation_fetches_total",
-    "Revocation look-ups by signature-service, by kind (ocsp, crl) and outcome"
-    " (fetched, cached, failed).",
-    ["kind", "outcome"],
-)
 
 log = get_logger(__name__)
 
@@ -118,38 +111,42 @@ class RevocationSource:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout)
-            )
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
         return self._session
 
-    async def gather(self, chain: list[x509.Certificate]) -> RevocationFound:
-        """Revocation information for every certificate of ``chain`` but the last (its anchor
-        or the highest certificate known)."""
+    async def gather(self, chains: list[list[x509.Certificate]]) -> RevocationFound:
+        """Revocation information for every certificate of each chain but the last (its
+        anchor, or the highest certificate known); a certificate shared by several chains is
+        looked up once."""
         found = RevocationFound()
         if self.mode == "off":
             return found
         found.crls.extend(self.supplied_crls)
         found.ocsps.extend(self.supplied_ocsps)
+        pairs: dict[str, tuple[x509.Certificate, x509.Certificate]] = {}
+        for chain in chains:
+            for cert, issuer in zip(chain[:-1], chain[1:], strict=True):
+                pairs.setdefault(fingerprint(cert), (cert, issuer))
         if self.offline:
-            for cert in chain[:-1]:
-                found.notes[fingerprint(cert)] = "offline: supplied CRLs and OCSP responses"
+            for key in pairs:
+                found.notes[key] = "offline: supplied CRLs and OCSP responses"
             return found
-        pairs = list(zip(chain[:-1], chain[1:], strict=True))
-        results = await asyncio.gather(*(self._one(cert, issuer) for cert, issuer in pairs))
-        for (cert, _), (kind, der, note) in zip(pairs, results, strict=True):
-            key = fingerprint(cert)
+        results = await asyncio.gather(*(self._one(c, i) for c, i in pairs.values()))
+        for (key, (cert, _)), (kind, der, note) in zip(pairs.items(), results, strict=True):
             if kind == "ocsp":
                 found.ocsps.append(der)
                 found.notes[key] = note
             elif kind == "crl":
-                found.crls.append(der)
+                if der not in found.crls:
+                    found.crls.append(der)
                 found.notes[key] = note
             else:
                 found.unknown[key] = f"{rfc4514(cert.subject)}: {note}"
         return found
 
-    async def _one(self, cert: x509.Certificate, issuer: x509.Certificate) -> tuple[str, bytes, str]:
+    async def _one(
+        self, cert: x509.Certificate, issuer: x509.Certificate
+    ) -> tuple[str, bytes, str]:
         problems = []
         for url in cert.ocsp_urls:
             try:

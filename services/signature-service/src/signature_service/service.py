@@ -46,7 +46,13 @@ from lienthong_kit.kafka import EventProducer, Topics
 from lienthong_kit.logs import get_logger
 from lienthong_kit.mongo import AsyncDatabase, Doc
 from signature_service.engine import CertificateResult, Check, SignatureResult, inspect_certificate
-from signature_service.pki import fingerprint, is_self_signed_ca, parse_certificates, rfc4514, to_pem
+from signature_service.pki import (
+    fingerprint,
+    is_self_signed_ca,
+    parse_certificates,
+    rfc4514,
+    to_pem,
+)
 from signature_service.policy import Decision
 from signature_service.verifier import Verifier
 

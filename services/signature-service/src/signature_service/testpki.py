@@ -36,7 +36,7 @@ from pyhanko.sign import signers
 
 __all__ = [
     "Signer",
-    "TestPki",
+    "LocalPki",
     "corrupt",
     "make_pdf",
     "modify_signed_bytes",
@@ -67,7 +67,9 @@ class Signer:
     @functools.cached_property
     def pyhanko(self) -> signers.SimpleSigner:
         signer = signers.SimpleSigner.load(
-            str(self.key_file), str(self.cert_file), ca_chain_files=[str(p) for p in self.chain_files]
+            str(self.key_file),
+            str(self.cert_file),
+            ca_chain_files=[str(p) for p in self.chain_files],
         )
         if signer is None:
             raise RuntimeError(f"cannot load signer {self.name}")
@@ -75,7 +77,7 @@ class Signer:
 
 
 @dataclass
-class TestPki:
+class LocalPki:
     folder: Path
     anchors_file: Path
     intermediates_file: Path
@@ -95,7 +97,9 @@ def _name(cn: str, uid: str | None = None, org: str = PROVINCE) -> x509.Name:
     return x509.Name(attrs)
 
 
-def _write(folder: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[Path, Path]:
+def _write(
+    folder: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+) -> tuple[Path, Path]:
     cert_file = folder / f"{stem}.pem"
     key_file = folder / f"{stem}.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -126,7 +130,9 @@ def _ca(
         .serial_number(x509.random_serial_number())
         .not_valid_before(NOW - timedelta(days=365))
         .not_valid_after(NOW + timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None if issuer is None else 0), critical=True)
+        .add_extension(
+            x509.BasicConstraints(ca=True, path_length=None if issuer is None else 0), critical=True
+        )
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -145,12 +151,17 @@ def _ca(
     )
     if issuer is not None:
         builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()), critical=False
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()),
+            critical=False,
         )
     if crl_url:
         builder = builder.add_extension(
             x509.CRLDistributionPoints(
-                [x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)]
+                [
+                    x509.DistributionPoint(
+                        [x509.UniformResourceIdentifier(crl_url)], None, None, None
+                    )
+                ]
             ),
             critical=False,
         )
@@ -196,7 +207,8 @@ def _leaf(
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()), critical=False
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()),
+            critical=False,
         )
     )
     if ocsp_url:
@@ -213,7 +225,11 @@ def _leaf(
     if crl_url:
         builder = builder.add_extension(
             x509.CRLDistributionPoints(
-                [x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)]
+                [
+                    x509.DistributionPoint(
+                        [x509.UniformResourceIdentifier(crl_url)], None, None, None
+                    )
+                ]
             ),
             critical=False,
         )
@@ -230,7 +246,8 @@ def _crl(
         .next_update(NOW + timedelta(days=1))
         .add_extension(x509.CRLNumber(1), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()), critical=False
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()),
+            critical=False,
         )
     )
     for cert in revoked:
@@ -253,7 +270,7 @@ def _index_line(cert: x509.Certificate, revoked: bool) -> str:
     return f"{'R' if revoked else 'V'}\t{expiry}\t{when}\t{serial}\tunknown\t/CN=x\n"
 
 
-def build_pki(folder: Path, *, crl_port: int, ocsp_port: int, dead_port: int) -> TestPki:
+def build_pki(folder: Path, *, crl_port: int, ocsp_port: int, dead_port: int) -> LocalPki:
     folder.mkdir(parents=True, exist_ok=True)
     crl_base = f"http://127.0.0.1:{crl_port}"
     ocsp_url = f"http://127.0.0.1:{ocsp_port}"
@@ -295,7 +312,7 @@ def build_pki(folder: Path, *, crl_port: int, ocsp_port: int, dead_port: int) ->
         ),
         "organisation-2": (_name("Sở Nội vụ tỉnh Hòa Bình", "MST:5400654321"), leaf_urls, {}),
     }
-    pki = TestPki(
+    pki = LocalPki(
         folder,
         anchors_file=root_file,
         intermediates_file=int_file,
@@ -343,7 +360,7 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 
 @contextmanager
-def running_pki(folder: Path) -> Iterator[TestPki]:
+def running_pki(folder: Path) -> Iterator[LocalPki]:
     """The PKI with its CRL server (a thread) and OCSP responder (`openssl ocsp`) running."""
     crl_port, ocsp_port, dead_port = _free_port(), _free_port(), _free_port()
     pki = build_pki(folder, crl_port=crl_port, ocsp_port=ocsp_port, dead_port=dead_port)
@@ -415,7 +432,9 @@ def make_pdf(text: str = "QUYET DINH so 15/QD-UBND ORIGINAL") -> bytes:
     out += f"xref\n0 {len(objects) + 1}\n".encode() + b"0000000000 65535 f \n"
     for offset in offsets:
         out += f"{offset:010d} 00000 n \n".encode()
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
     return bytes(out)
 
 
@@ -488,3 +507,50 @@ def openssl_cms_sign(data: bytes, signer: Signer, folder: Path, name: str = "fil
         capture_output=True,
     )
     return target.read_bytes()
+
+
+def documents(pki: LocalPki) -> dict[str, list[tuple[str, bytes]]]:
+    """Every fixture document, by name: the files as an agency system would send them."""
+    pdf = make_pdf()
+    s = pki.signers
+    person = sign_pdf(pdf, s["person"])
+    both = sign_pdf(person, s["organisation"])
+    appendix = b"PK\x03\x04 appendix spreadsheet bytes"
+
+    def pair(first: str, second: str) -> bytes:
+        return sign_pdf(sign_pdf(pdf, s[first]), s[second])
+
+    return {
+        "person-then-organisation": [("qd-15.pdf", both)],
+        "only-person": [("qd-15.pdf", person)],
+        "only-organisation": [("qd-15.pdf", sign_pdf(pdf, s["organisation"]))],
+        "wrong-order": [("qd-15.pdf", pair("organisation", "person"))],
+        "modified-after-signing": [("qd-15.pdf", modify_signed_bytes(both))],
+        "changed-in-later-revision": [("qd-15.pdf", modify_in_new_revision(both))],
+        "corrupted": [("qd-15.pdf", corrupt(both))],
+        "not-a-pdf": [("qd-15.pdf", b"PK\x03\x04 this is a zip archive, not a PDF")],
+        "unsigned": [("qd-15.pdf", pdf)],
+        "revoked-signer": [("qd-15.pdf", pair("revoked", "organisation"))],
+        "expired-signer": [("qd-15.pdf", pair("expired", "organisation"))],
+        "wrong-key-usage": [("qd-15.pdf", pair("wrong-key-usage", "organisation"))],
+        "unknown-root": [("qd-15.pdf", pair("person", "unknown-root"))],
+        "unreachable-ocsp": [("qd-15.pdf", pair("unreachable-ocsp", "organisation"))],
+        "cms-signed-appendix": [
+            ("qd-15.pdf", both),
+            ("phu-luc.xlsx", appendix),
+            ("phu-luc.xlsx.p7s", openssl_cms_sign(appendix, s["organisation"], pki.folder)),
+        ],
+        "cms-signature-over-other-bytes": [
+            ("qd-15.pdf", both),
+            ("phu-luc.xlsx", appendix),
+            (
+                "phu-luc.xlsx.p7s",
+                openssl_cms_sign(b"other bytes", s["organisation"], pki.folder, "other"),
+            ),
+        ],
+        "appendix-without-signature": [("qd-15.pdf", both), ("phu-luc.xlsx", appendix)],
+        "p7s-without-its-file": [
+            ("qd-15.pdf", both),
+            ("phu-luc.xlsx.p7s", openssl_cms_sign(appendix, s["organisation"], pki.folder)),
+        ],
+    }

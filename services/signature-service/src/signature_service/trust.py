@@ -70,7 +70,9 @@ class TrustStore:
         )
         # a bundle may mix roots and intermediates: only self-signed CAs are anchors
         self._config_anchors = [(c, s) for c, s in anchors if is_self_signed_ca(c)]
-        self.intermediates = intermediates + [(c, s) for c, s in anchors if not is_self_signed_ca(c)]
+        self.intermediates = intermediates + [
+            (c, s) for c, s in anchors if not is_self_signed_ca(c)
+        ]
         self._stamps = stamps
         log.info(
             "trust_config_loaded",

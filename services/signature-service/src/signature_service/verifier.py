@@ -22,9 +22,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from asn1crypto import x509
-from prometheus_client import Histogram
 
 from lienthong_kit.logs import get_logger
+from lienthong_kit.metrics import SIGNATURE_VERIFY_DURATION as VERIFY_DURATION
 from signature_service import engine
 from signature_service.engine import (
     CHECK_FAILED,
@@ -43,14 +43,6 @@ __all__ = ["VERIFY_DURATION", "Verifier"]
 
 T = TypeVar("T")
 log = get_logger(__name__)
-
-VERIFY_DURATION = Histogram(
-    "lienthong_signature_verify_duration_seconds",
-    "Time to verify one document's files (fetching revocation information included), by"
-    " outcome (accepted, rejected).",
-    ["outcome"],
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
-)
 
 
 class Verifier:
@@ -91,6 +83,10 @@ class Verifier:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    async def aclose(self) -> None:
+        await self.revocation.close()
+        self.close()
+
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         try:
@@ -109,11 +105,10 @@ class Verifier:
             self._der_version = self.trust.version
         return self._anchors, self._intermediates
 
-    async def _revocation_for(self, signers: list[tuple[bytes, tuple[bytes, ...]]]) -> RevocationFound:
+    async def _revocation_for(
+        self, signers: list[tuple[bytes, tuple[bytes, ...]]]
+    ) -> RevocationFound:
         pool = [c for c, _ in self.trust.anchors] + [c for c, _ in self.trust.intermediates]
-        found = RevocationFound()
-        if self.revocation.mode == "off":
-            return found
         chains = []
         seen: set[bytes] = set()
         for signer, others in signers:
@@ -122,13 +117,7 @@ class Verifier:
             seen.add(signer)
             extra = [x509.Certificate.load(der) for der in others]
             chains.append(build_chain(x509.Certificate.load(signer), extra + pool))
-        results = await asyncio.gather(*(self.revocation.gather(chain) for chain in chains))
-        for item in results:
-            found.crls.extend(c for c in item.crls if c not in found.crls)
-            found.ocsps.extend(o for o in item.ocsps if o not in found.ocsps)
-            found.notes.update(item.notes)
-            found.unknown.update(item.unknown)
-        return found
+        return await self.revocation.gather(chains)
 
     def _material(self, found: RevocationFound) -> Material:
         anchors, intermediates = self._trust_der()
@@ -176,4 +165,3 @@ class Verifier:
         return await self._run(
             engine.validate_certificate, der, intermediates, at, self._material(found)
         )
-
