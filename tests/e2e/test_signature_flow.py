@@ -120,7 +120,8 @@ def test_a_properly_signed_document_reaches_the_inboxes(platform: Platform, pki:
             sig_pb.GetVerificationRequest(document_id=document_id), timeout=10
         )
     assert verification.verdict == Verdict.VERDICT_ACCEPTED
-    assert verification.personal_signature_valid and verification.organisation_signature_valid
+    assert verification.personal_signature_valid
+    assert verification.organisation_signature_valid
     assert len(verification.signatures) == 2
 
 

@@ -109,7 +109,8 @@ async def test_submitted_documents_are_verified_with_a_per_signature_report(
 
     accepted = found[valid]
     assert accepted.verdict == Verdict.VERDICT_ACCEPTED, accepted.reason
-    assert accepted.personal_signature_valid and accepted.organisation_signature_valid
+    assert accepted.personal_signature_valid
+    assert accepted.organisation_signature_valid
     assert [(s.file_name, s.index, s.signer_kind, s.format) for s in accepted.signatures] == [
         ("qd-15.pdf", 0, SignerKind.SIGNER_KIND_PERSON, "pades"),
         ("qd-15.pdf", 1, SignerKind.SIGNER_KIND_ORGANISATION, "pades"),
@@ -125,7 +126,8 @@ async def test_submitted_documents_are_verified_with_a_per_signature_report(
     assert rejected.verdict == Verdict.VERDICT_REJECTED
     assert rejected.failed_rule == "signatures-valid"
     assert "revoked" in rejected.reason
-    assert not rejected.personal_signature_valid and rejected.organisation_signature_valid
+    assert not rejected.personal_signature_valid
+    assert rejected.organisation_signature_valid
     assert rejected.signatures[0].reason.startswith("revocation: the certificate was revoked on")
 
     async with grpc.aio.insecure_channel(f"127.0.0.1:{signature.grpc_port}") as channel:
@@ -323,7 +325,8 @@ async def test_an_operator_adds_a_trust_anchor(
         pb.AddTrustAnchorRequest(certificate=pki.unknown_root_file.read_bytes()),
         metadata=unit("province-it"),
     )
-    assert reply.added and reply.anchor.source == "operator:province-it"
+    assert reply.added
+    assert reply.anchor.source == "operator:province-it"
     listed = await signature_stub.ListTrustAnchors(pb.ListTrustAnchorsRequest())
     assert {a.subject.split(",")[0] for a in listed.anchors} == {
         "CN=Test Root CA (NEAC test)",

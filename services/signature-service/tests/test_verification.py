@@ -161,7 +161,8 @@ async def test_a_valid_document_reports_each_signature_in_signing_order(
     assert (person.index, person.signer_kind, person.uid) == (0, PERSON, "CCCD:001085012345")
     assert (organisation.index, organisation.signer_kind) == (1, ORGANISATION)
     assert organisation.uid == "MST:5400123456"
-    assert decision.personal_valid and decision.organisation_valid
+    assert decision.personal_valid
+    assert decision.organisation_valid
     assert [c.name for c in person.checks] == [
         "integrity",
         "coverage",
@@ -252,7 +253,8 @@ async def test_offline_mode_uses_only_supplied_revocation_lists(
         docs["person-then-organisation"], document_type="QĐ", direction="outgoing"
     )
     assert fetches("fetched") == before
-    assert "revoked" in revoked.reason and not revoked.accepted
+    assert "revoked" in revoked.reason
+    assert not revoked.accepted
     assert valid.accepted, valid.reason
 
 

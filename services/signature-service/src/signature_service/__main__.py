@@ -105,7 +105,7 @@ async def build(deps: Deps) -> Wiring:
             revocation.reload_supplied()
 
     async def stop() -> None:
-        await channel.close()
+        await channel.close(None)
         await revocation.close()
         verifier.close()
 

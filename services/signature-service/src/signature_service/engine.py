@@ -671,7 +671,9 @@ async def _validate_certificate(
     revocation = _revocation_passed(material, cert)
     with _captured():
         try:
-            path = await validator.async_validate_usage(set(KEY_USAGES_FOR_SIGNING))
+            path = await validator.async_validate_usage(  # type: ignore[no-untyped-call]
+                set(KEY_USAGES_FOR_SIGNING)
+            )
             result.chain = [
                 rfc4514(c.subject) for c in reversed(list(path.iter_certs(include_root=True)))
             ]

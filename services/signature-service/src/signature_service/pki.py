@@ -119,7 +119,7 @@ def is_self_signed_ca(cert: x509.Certificate) -> bool:
 
 
 def to_pem(cert: x509.Certificate) -> str:
-    return pem.armor("CERTIFICATE", cert.dump()).decode()
+    return str(pem.armor("CERTIFICATE", cert.dump()).decode())
 
 
 def parse_certificates(data: bytes) -> list[x509.Certificate]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -125,7 +126,7 @@ class RevocationSource:
         found.ocsps.extend(self.supplied_ocsps)
         pairs: dict[str, tuple[x509.Certificate, x509.Certificate]] = {}
         for chain in chains:
-            for cert, issuer in zip(chain[:-1], chain[1:], strict=True):
+            for cert, issuer in itertools.pairwise(chain):
                 pairs.setdefault(fingerprint(cert), (cert, issuer))
         if self.offline:
             for key in pairs:

@@ -35,12 +35,12 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import signers
 
 __all__ = [
-    "Signer",
     "LocalPki",
+    "Signer",
     "corrupt",
     "make_pdf",
-    "modify_signed_bytes",
     "modify_in_new_revision",
+    "modify_signed_bytes",
     "openssl_cms_sign",
     "running_pki",
     "sign_pdf",
@@ -66,7 +66,7 @@ class Signer:
 
     @functools.cached_property
     def pyhanko(self) -> signers.SimpleSigner:
-        signer = signers.SimpleSigner.load(
+        signer: signers.SimpleSigner | None = signers.SimpleSigner.load(  # type: ignore[no-untyped-call]
             str(self.key_file),
             str(self.cert_file),
             ca_chain_files=[str(p) for p in self.chain_files],
@@ -355,7 +355,7 @@ def build_pki(folder: Path, *, crl_port: int, ocsp_port: int, dead_port: int) ->
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         return
 
 
@@ -468,7 +468,7 @@ def modify_in_new_revision(pdf: bytes) -> bytes:
     writer.update_container(page)
     del page_ref
     out = BytesIO()
-    writer.write(out)
+    writer.write(out)  # type: ignore[no-untyped-call]
     return out.getvalue()
 
 

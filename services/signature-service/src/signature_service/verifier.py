@@ -27,12 +27,9 @@ from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import SIGNATURE_VERIFY_DURATION as VERIFY_DURATION
 from signature_service import engine
 from signature_service.engine import (
-    CHECK_FAILED,
-    Check,
     CertificateResult,
     FileResult,
     Material,
-    SignatureResult,
 )
 from signature_service.pki import build_chain
 from signature_service.policy import Decision, Policy
