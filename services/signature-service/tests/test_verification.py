@@ -12,7 +12,7 @@ import pytest
 from lienthong_kit.metrics import SIGNATURE_REVOCATION_FETCHES
 from signature_service.engine import CHECK_FAILED, CHECK_INDETERMINATE, CHECK_PASSED, CHECK_SKIPPED
 from signature_service.policy import DEFAULT_RULES, Policy, parse_rules
-from signature_service.revocation import RevocationSource
+from signature_service.revocation import RevocationConfig
 from signature_service.testpki import LocalPki, make_pdf
 from signature_service.verifier import Verifier
 
@@ -29,7 +29,7 @@ async def make_verifier(trust: Any) -> AsyncIterator[Callable[..., Verifier]]:
         rules, _ = parse_rules(DEFAULT_RULES)
         checker = Verifier(
             trust,
-            RevocationSource(mode=mode, timeout=2.0, **revocation),
+            RevocationConfig(mode=mode, timeout=2.0, **revocation),
             Policy(rules, accept_unsigned=accept_unsigned),
             workers=workers,
         )

@@ -18,7 +18,7 @@ from lienthong_kit.logs import get_logger
 from lienthong_kit.server import Deps, GrpcService, Wiring, run_service
 from lienthong_kit.settings import load_settings
 from signature_service.policy import Policy, parse_rules
-from signature_service.revocation import RevocationSource
+from signature_service.revocation import RevocationConfig
 from signature_service.service import (
     AttachmentFetcher,
     SignatureServicer,
@@ -72,7 +72,7 @@ async def build(deps: Deps) -> Wiring:
         intermediates_path=settings.signature_intermediates,
     )
     await trust.reload()
-    revocation = RevocationSource(
+    revocation = RevocationConfig(
         mode=settings.signature_revocation_mode,
         timeout=settings.signature_revocation_timeout_seconds,
         offline=settings.signature_revocation_offline,
@@ -102,12 +102,10 @@ async def build(deps: Deps) -> Wiring:
         while True:
             await asyncio.sleep(settings.signature_trust_reload_seconds)
             await trust.reload()
-            revocation.reload_supplied()
 
     async def stop() -> None:
         await channel.close(None)
-        await revocation.close()
-        verifier.close()
+        await verifier.aclose()
 
     log.info(
         "signature_service_configured",
@@ -126,6 +124,7 @@ async def build(deps: Deps) -> Wiring:
                 add_SignatureServiceServicer_to_server,
                 SignatureServicer(
                     flow,
+                    trust,
                     operators=settings.signature_operators,
                     max_file_bytes=settings.signature_max_file_bytes,
                 ),

@@ -1,14 +1,15 @@
 """The validation engine: pyhanko's PAdES and CMS validation, turned into per-check results.
 
-Everything here is pure computation on bytes and runs in a worker process (or a thread):
-the inputs and results are plain picklable dataclasses. Two entry points, both synchronous:
+It runs in a worker process (or a thread): the inputs and results are plain picklable
+dataclasses, and each worker keeps its own event loop and revocation source (cache included)
+between calls. One entry point per question, both synchronous:
 
-    certs = inspect_files(files)                 # phase 1: which certificates sign what
-    results = validate_files(files, material)    # phase 2: every signature, every check
+    results, lookups = check_files(files, material, revocation_config)
+    result, lookups = validate_certificate(der, intermediates, at, material, revocation_config)
 
-Between the two, the service fetches the revocation information (CRL/OCSP) for the chains of
-the certificates found in phase 1, so that phase 2 validates at each signature's signing time
-with exactly the revocation information supplied (pyhanko fetches nothing itself).
+Each file is parsed once: the signatures are read, the revocation information for their
+chains is fetched (or taken from the cache), then every signature is validated at its signing
+time with exactly that information (pyhanko fetches nothing itself).
 """
 
 from __future__ import annotations
@@ -57,12 +58,14 @@ from pyhanko_certvalidator.errors import (
 
 from signature_service.pki import (
     KEY_USAGES_FOR_SIGNING,
+    build_chain,
     classify,
     describe_key_usage,
     fingerprint,
     rfc4514,
     uid_of,
 )
+from signature_service.revocation import RevocationConfig, RevocationSource
 
 __all__ = [
     "CHECK_FAILED",
@@ -74,11 +77,10 @@ __all__ = [
     "FileResult",
     "Material",
     "SignatureResult",
-    "SignedCerts",
+    "check_files",
     "inspect_certificate",
-    "inspect_files",
+    "shutdown_worker",
     "validate_certificate",
-    "validate_files",
 ]
 
 # lienthong.common.v1.CheckOutcome values (plain ints: this module crosses process borders)
@@ -153,15 +155,6 @@ class FileResult:
     signed_by: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class SignedCerts:
-    """Phase 1's answer for one signature: its signer certificate and the certificates the
-    signature carries (DER)."""
-
-    signer: bytes
-    others: tuple[bytes, ...]
-
-
 @dataclass
 class CertificateResult:
     subject: str
@@ -214,7 +207,55 @@ def _cause(messages: list[str]) -> str:
     return messages[-1] if messages else ""
 
 
-# --- phase 1 --------------------------------------------------------------------------------
+# --- the worker's state: an event loop and a revocation source (with its cache) per thread ---
+
+
+@dataclass
+class _Worker:
+    loop: asyncio.AbstractEventLoop
+    source: RevocationSource
+
+
+_LOCAL = threading.local()
+_CERTS: dict[bytes, x509.Certificate] = {}
+
+
+def _worker(config: RevocationConfig) -> _Worker:
+    workers: dict[RevocationConfig, _Worker] | None = getattr(_LOCAL, "workers", None)
+    if workers is None:
+        workers = _LOCAL.workers = {}
+    worker = workers.get(config)
+    if worker is None:
+        loop = next((w.loop for w in workers.values()), None) or asyncio.new_event_loop()
+        worker = workers[config] = _Worker(loop, RevocationSource(config))
+    return worker
+
+
+def shutdown_worker() -> None:
+    """Close this thread's HTTP sessions and event loop (a thread pool's last task)."""
+    workers: dict[RevocationConfig, _Worker] = getattr(_LOCAL, "workers", None) or {}
+    loops = {id(w.loop): w.loop for w in workers.values()}
+    for worker in workers.values():
+        worker.loop.run_until_complete(worker.source.close())
+    for loop in loops.values():
+        loop.close()
+    _LOCAL.workers = {}
+
+
+def _certs(ders: tuple[bytes, ...]) -> list[x509.Certificate]:
+    """Parsed once per process: the trust material comes with every call."""
+    found = []
+    for der in ders:
+        cert = _CERTS.get(der)
+        if cert is None:
+            if len(_CERTS) > 10_000:
+                _CERTS.clear()
+            cert = _CERTS[der] = x509.Certificate.load(der)
+        found.append(cert)
+    return found
+
+
+# --- reading files --------------------------------------------------------------------------------
 
 
 def _is_p7s(name: str) -> bool:
@@ -245,32 +286,6 @@ def _pdf_problem(name: str, data: bytes) -> str:
     return ""
 
 
-def inspect_files(files: list[tuple[str, bytes]]) -> list[SignedCerts]:
-    """The certificates of every signature found (unreadable files are skipped here: phase 2
-    reports them)."""
-    found: list[SignedCerts] = []
-    for name, data in files:
-        try:
-            if _is_p7s(name):
-                certs = extract_certs_for_validation(_load_cms(data))
-                found.append(
-                    SignedCerts(
-                        certs.signer_cert.dump(), tuple(c.dump() for c in certs.other_certs)
-                    )
-                )
-            elif PDF_MAGIC in data[:1024]:
-                for sig in _pdf_signatures(data):
-                    found.append(
-                        SignedCerts(
-                            sig.signer_cert.dump(),
-                            tuple(c.dump() for c in sig.other_embedded_certs),
-                        )
-                    )
-        except Exception:  # noqa: BLE001, S112 - any broken input is phase 2's to report
-            continue
-    return found
-
-
 def inspect_certificate(data: bytes) -> bytes:
     """The DER of a certificate given in DER or PEM (ValueError when it is neither)."""
     if pem.detect(data):
@@ -280,14 +295,14 @@ def inspect_certificate(data: bytes) -> bytes:
     return bytes(cert.dump())
 
 
-# --- phase 2 --------------------------------------------------------------------------------
+# --- validation --------------------------------------------------------------------------------
 
 
 def _context(material: Material, moment: datetime, extra: list[x509.Certificate]) -> Any:
     off = material.revocation_mode == "off"
     return ValidationContext(
-        trust_roots=[x509.Certificate.load(der) for der in material.anchors],
-        other_certs=[*(x509.Certificate.load(der) for der in material.intermediates), *extra],
+        trust_roots=_certs(material.anchors),
+        other_certs=[*_certs(material.intermediates), *extra],
         moment=moment,
         allow_fetching=False,
         crls=[] if off else list(material.crls),
@@ -303,29 +318,82 @@ def _key_usage() -> KeyUsageConstraints:
     return KeyUsageConstraints(key_usage=set(KEY_USAGES_FOR_SIGNING), match_all_key_usages=False)
 
 
-def validate_files(files: list[tuple[str, bytes]], material: Material) -> list[FileResult]:
-    """Every file's signatures with every check (never raises for a bad file)."""
-    return asyncio.run(_validate_files(files, material))
+@dataclass
+class _Pending:
+    """A signature found, waiting for its revocation information to be validated."""
+
+    report: SignatureResult
+    cert: x509.Certificate
+    others: list[x509.Certificate]
+    run: Callable[[Material], Awaitable[Any]]
 
 
-async def _validate_files(files: list[tuple[str, bytes]], material: Material) -> list[FileResult]:
+def check_files(
+    files: list[tuple[str, bytes]], material: Material, revocation: RevocationConfig
+) -> tuple[list[FileResult], dict[str, int]]:
+    """Every file's signatures with every check (never raises for a bad file), and the
+    revocation look-ups made (``"ocsp:fetched"`` -> count) for the caller's metrics."""
+    worker = _worker(revocation)
+    results = worker.loop.run_until_complete(_check_files(files, material, worker.source))
+    return results, worker.source.take_counts()
+
+
+async def _check_files(
+    files: list[tuple[str, bytes]], material: Material, source: RevocationSource
+) -> list[FileResult]:
     names = {name for name, _ in files}
     by_name = dict(files)
     results: list[FileResult] = []
+    pending: list[_Pending] = []
     for name, data in files:
         if _is_p7s(name):
-            results.append(await _validate_p7s(name, data, by_name, names, material))
+            results.append(_read_p7s(name, data, by_name, names, material, pending))
         elif PDF_MAGIC in data[:1024]:
-            results.append(await _validate_pdf(name, data, material))
+            results.append(_read_pdf(name, data, material, pending))
         else:
             result = FileResult(name, "file", signed_by=[n for n in names if n == f"{name}.p7s"])
             if name.lower().endswith(".pdf"):
                 result.problem = _pdf_problem(name, data)
             results.append(result)
+    if pending:
+        material = await _with_revocation(material, pending, source)
+    for item in pending:
+        try:
+            status, messages = await _soft_failing(item.run, material, item.cert)
+            _fill_checks(item.report, status, messages, material, item.cert)
+        except Exception as exc:  # noqa: BLE001 - a malformed signature is a failed check
+            item.report.checks.append(
+                Check(
+                    "integrity",
+                    CHECK_FAILED,
+                    f"the signature cannot be processed: {_describe(exc)}",
+                )
+            )
     return results
 
 
-async def _validate_pdf(name: str, data: bytes, material: Material) -> FileResult:
+async def _with_revocation(
+    material: Material, pending: list[_Pending], source: RevocationSource
+) -> Material:
+    """The material plus the revocation information for every signer's chain."""
+    pool = [*_certs(material.intermediates), *_certs(material.anchors)]
+    chains, seen = [], set()
+    for item in pending:
+        key = fingerprint(item.cert)
+        if key not in seen:
+            seen.add(key)
+            chains.append(build_chain(item.cert, item.others + pool))
+    found = await source.gather(chains)
+    return dataclasses.replace(
+        material,
+        crls=tuple(found.crls),
+        ocsps=tuple(found.ocsps),
+        revocation_notes=found.notes,
+        revocation_unknown=found.unknown,
+    )
+
+
+def _read_pdf(name: str, data: bytes, material: Material, pending: list[_Pending]) -> FileResult:
     result = FileResult(name, "pdf")
     try:
         signatures = _pdf_signatures(data)
@@ -340,11 +408,8 @@ async def _validate_pdf(name: str, data: bytes, material: Material) -> FileResul
             moment = sig.self_reported_timestamp or datetime.now(UTC)
             report.signing_time = moment
             extra = list(sig.other_embedded_certs)
-
-            status, messages = await _soft_failing(
-                functools.partial(_run_pdf, sig, moment, extra), material, sig.signer_cert
-            )
-            _fill_checks(report, status, messages, material, sig.signer_cert)
+            run = functools.partial(_run_pdf, sig, moment, extra)
+            pending.append(_Pending(report, sig.signer_cert, extra, run))
         except Exception as exc:  # noqa: BLE001 - a malformed signature is a failed check
             report.checks.append(
                 Check(
@@ -356,8 +421,13 @@ async def _validate_pdf(name: str, data: bytes, material: Material) -> FileResul
     return result
 
 
-async def _validate_p7s(
-    name: str, data: bytes, by_name: dict[str, bytes], names: set[str], material: Material
+def _read_p7s(
+    name: str,
+    data: bytes,
+    by_name: dict[str, bytes],
+    names: set[str],
+    material: Material,
+    pending: list[_Pending],
 ) -> FileResult:
     result = FileResult(name, "p7s")
     target = name[: -len(".p7s")]
@@ -378,22 +448,28 @@ async def _validate_p7s(
         moment = extract_self_reported_ts(signer_info) or datetime.now(UTC)
         report.signing_time = moment
         extra = list(certs.other_certs)
-
-        async def run(material: Material) -> Any:
-            return await async_validate_detached_cms(
-                by_name[target],
-                signed,
-                signer_validation_context=_context(material, moment, extra),
-                key_usage_settings=_key_usage(),
-            )
-
-        status, messages = await _soft_failing(run, material, certs.signer_cert)
-        _fill_checks(report, status, messages, material, certs.signer_cert)
+        run = functools.partial(_run_cms, by_name[target], signed, moment, extra)
+        pending.append(_Pending(report, certs.signer_cert, extra, run))
     except Exception as exc:  # noqa: BLE001
         report.checks.append(
             Check("integrity", CHECK_FAILED, f"the signature cannot be processed: {_describe(exc)}")
         )
     return result
+
+
+async def _run_cms(
+    content: bytes,
+    signed: cms.SignedData,
+    moment: datetime,
+    extra: list[x509.Certificate],
+    material: Material,
+) -> Any:
+    return await async_validate_detached_cms(
+        content,
+        signed,
+        signer_validation_context=_context(material, moment, extra),
+        key_usage_settings=_key_usage(),
+    )
 
 
 async def _run_pdf(
@@ -641,16 +717,37 @@ def _fmt(moment: datetime) -> str:
 
 
 def validate_certificate(
-    der: bytes, intermediates: list[bytes], at: datetime, material: Material
-) -> CertificateResult:
-    return asyncio.run(_validate_certificate(der, intermediates, at, material))
+    der: bytes,
+    intermediates: list[bytes],
+    at: datetime,
+    material: Material,
+    revocation: RevocationConfig,
+) -> tuple[CertificateResult, dict[str, int]]:
+    worker = _worker(revocation)
+    result = worker.loop.run_until_complete(
+        _validate_certificate(der, intermediates, at, material, worker.source)
+    )
+    return result, worker.source.take_counts()
 
 
 async def _validate_certificate(
-    der: bytes, intermediates: list[bytes], at: datetime, material: Material
+    der: bytes,
+    intermediates: list[bytes],
+    at: datetime,
+    material: Material,
+    source: RevocationSource,
 ) -> CertificateResult:
     cert = x509.Certificate.load(der)
     extra = [x509.Certificate.load(item) for item in intermediates]
+    pool = [*extra, *_certs(material.intermediates), *_certs(material.anchors)]
+    found = await source.gather([build_chain(cert, pool)])
+    material = dataclasses.replace(
+        material,
+        crls=tuple(found.crls),
+        ocsps=tuple(found.ocsps),
+        revocation_notes=found.notes,
+        revocation_unknown=found.unknown,
+    )
     context = _context(material, at, extra)
     result = CertificateResult(
         subject=rfc4514(cert.subject),

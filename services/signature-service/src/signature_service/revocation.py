@@ -1,7 +1,7 @@
 """Revocation information: OCSP first, then the CRL, over HTTP with a timeout, cached until
 the response's next update.
 
-    source = RevocationSource(mode="require", timeout=5.0)
+    source = RevocationSource(RevocationConfig(mode="require", timeout=5.0))
     found = await source.gather([chain])      # chain: signer, its CA, ... (the anchor last)
     found.ocsps, found.crls                   # DER, handed to the validation engine
     found.unknown                             # certificate -> why no status was obtained
@@ -25,10 +25,9 @@ import aiohttp
 from asn1crypto import algos, crl, ocsp, pem, x509
 
 from lienthong_kit.logs import get_logger
-from lienthong_kit.metrics import SIGNATURE_REVOCATION_FETCHES as REVOCATION_FETCHES
 from signature_service.pki import fingerprint, rfc4514
 
-__all__ = ["MODES", "REVOCATION_FETCHES", "RevocationFound", "RevocationSource"]
+__all__ = ["MODES", "RevocationConfig", "RevocationFound", "RevocationSource"]
 
 MODES = ("require", "soft-fail", "off")
 
@@ -62,37 +61,61 @@ def _ocsp_status(response: ocsp.OCSPResponse) -> str:
     return str(single["cert_status"].name)
 
 
+@dataclass(frozen=True)
+class RevocationConfig:
+    """How revocation is checked (picklable: it travels to the validation workers)."""
+
+    mode: str = "require"
+    timeout: float = 5.0
+    offline: bool = False
+    supplied: Path | None = None
+    cache: bool = True
+    cache_max_seconds: float = 86400.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"revocation mode {self.mode!r} is not one of {', '.join(MODES)}")
+
+
 class RevocationSource:
-    def __init__(
-        self,
-        *,
-        mode: str = "require",
-        timeout: float = 5.0,
-        offline: bool = False,
-        supplied: Path | None = None,
-        cache: bool = True,
-        cache_max_seconds: float = 86400.0,
-    ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"revocation mode {mode!r} is not one of {', '.join(MODES)}")
-        self.mode = mode
-        self.timeout = timeout
-        self.offline = offline
-        self.cache_enabled = cache
-        self.cache_max_seconds = cache_max_seconds
+    """Fetches and caches; lives in a validation worker (one per worker thread or process)."""
+
+    def __init__(self, config: RevocationConfig) -> None:
+        self.config = config
+        self.mode = config.mode
+        self.timeout = config.timeout
+        self.offline = config.offline
+        self.cache_enabled = config.cache
+        self.cache_max_seconds = config.cache_max_seconds
         self._cache: dict[str, _Entry] = {}
         self._session: aiohttp.ClientSession | None = None
         self.supplied_crls: list[bytes] = []
         self.supplied_ocsps: list[bytes] = []
-        self._supplied = supplied
+        self._supplied = config.supplied
+        self._supplied_stamp: object = None
+        self._counts: dict[str, int] = {}
         self.reload_supplied()
+
+    def _count(self, kind: str, outcome: str) -> None:
+        key = f"{kind}:{outcome}"
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def take_counts(self) -> dict[str, int]:
+        """Look-ups since the last call (``"ocsp:fetched"`` -> n), for the metrics."""
+        counts, self._counts = self._counts, {}
+        return counts
 
     def reload_supplied(self) -> None:
         """Read the supplied CRLs and OCSP responses (DER or PEM) from the folder."""
         if self._supplied is None or not self._supplied.is_dir():
             return
+        items = sorted(self._supplied.iterdir())
+        stamp = [(str(p), p.stat().st_mtime, p.stat().st_size) for p in items]
+        if stamp == self._supplied_stamp:
+            return
+        self._supplied_stamp = stamp
         crls, ocsps = [], []
-        for item in sorted(self._supplied.iterdir()):
+        for item in items:
             data = item.read_bytes()
             if pem.detect(data):
                 _, _, data = pem.unarmor(data)
@@ -122,6 +145,7 @@ class RevocationSource:
         found = RevocationFound()
         if self.mode == "off":
             return found
+        self.reload_supplied()
         found.crls.extend(self.supplied_crls)
         found.ocsps.extend(self.supplied_ocsps)
         pairs: dict[str, tuple[x509.Certificate, x509.Certificate]] = {}
@@ -172,7 +196,7 @@ class RevocationSource:
         entry = self._cache.get(key)
         if entry is None or entry.expires <= time.monotonic():
             return None
-        REVOCATION_FETCHES.labels(kind, "cached").inc()
+        self._count(kind, "cached")
         return entry.der
 
     def _store(self, key: str, der: bytes, next_update: datetime | None) -> None:
@@ -225,9 +249,9 @@ class RevocationSource:
             cert_status = _ocsp_status(response)
             next_update = _next_update_ocsp(response)
         except Exception:
-            REVOCATION_FETCHES.labels("ocsp", "failed").inc()
+            self._count("ocsp", "failed")
             raise
-        REVOCATION_FETCHES.labels("ocsp", "fetched").inc()
+        self._count("ocsp", "fetched")
         self._store(key, der, next_update)
         return der, f"{cert_status}, next update {_fmt(next_update)}"
 
@@ -246,9 +270,9 @@ class RevocationSource:
             parsed = crl.CertificateList.load(der)
             next_update = parsed["tbs_cert_list"]["next_update"].native
         except Exception:
-            REVOCATION_FETCHES.labels("crl", "failed").inc()
+            self._count("crl", "failed")
             raise
-        REVOCATION_FETCHES.labels("crl", "fetched").inc()
+        self._count("crl", "fetched")
         self._store(key, der, next_update if isinstance(next_update, datetime) else None)
         return der, f"next update {_fmt(next_update)}"
 

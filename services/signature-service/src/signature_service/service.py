@@ -54,6 +54,7 @@ from signature_service.pki import (
     to_pem,
 )
 from signature_service.policy import Decision
+from signature_service.trust import TrustStore
 from signature_service.verifier import Verifier
 
 __all__ = ["IDENTITY", "AttachmentFetcher", "SignatureServicer", "VerificationFlow", "report_of"]
@@ -292,9 +293,15 @@ def _certificate_response(result: CertificateResult) -> pb.ValidateCertificateRe
 
 class SignatureServicer(SignatureServiceServicer):
     def __init__(
-        self, flow: VerificationFlow, *, operators: tuple[str, ...], max_file_bytes: int
+        self,
+        flow: VerificationFlow,
+        trust: TrustStore,
+        *,
+        operators: tuple[str, ...],
+        max_file_bytes: int,
     ) -> None:
         self._flow = flow
+        self._trust = trust
         self._verifier = flow.verifier
         self._operators = set(operators)
         self._max_file_bytes = max_file_bytes
@@ -386,7 +393,7 @@ class SignatureServicer(SignatureServiceServicer):
     async def ListTrustAnchors(
         self, request: pb.ListTrustAnchorsRequest, context: Context
     ) -> pb.ListTrustAnchorsResponse:
-        trust = self._verifier.trust
+        trust = self._trust
         return pb.ListTrustAnchorsResponse(
             anchors=[_anchor(c, s) for c, s in trust.anchors],
             intermediates=[_anchor(c, s) for c, s in trust.intermediates],
@@ -415,6 +422,6 @@ class SignatureServicer(SignatureServiceServicer):
             raise InvalidArgument(
                 [FieldViolation("certificate", "a trust anchor is a self-signed CA certificate")]
             )
-        added = await self._verifier.trust.add(cert, who)
+        added = await self._trust.add(cert, who)
         log.warning("trust_anchor_added", subject=rfc4514(cert.subject), by=who, added=added)
         return pb.AddTrustAnchorResponse(anchor=_anchor(cert, f"operator:{who}"), added=added)
