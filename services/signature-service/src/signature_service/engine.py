@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ __all__ = [
     "inspect_certificate",
     "shutdown_worker",
     "validate_certificate",
+    "warm",
 ]
 
 # lienthong.common.v1.CheckOutcome values (plain ints: this module crosses process borders)
@@ -229,6 +231,12 @@ def _worker(config: RevocationConfig) -> _Worker:
         loop = next((w.loop for w in workers.values()), None) or asyncio.new_event_loop()
         worker = workers[config] = _Worker(loop, RevocationSource(config))
     return worker
+
+
+def warm(seconds: float = 0.0) -> None:
+    """Run in a new worker: the imports are done by now; hold the worker ``seconds`` so that
+    concurrent warm-up calls each reach a different one."""
+    time.sleep(seconds)
 
 
 def shutdown_worker() -> None:

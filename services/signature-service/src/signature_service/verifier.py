@@ -77,8 +77,7 @@ class Verifier:
     async def warm_up(self) -> None:
         """Start the worker processes now (importing pyhanko takes a moment), not on the first
         document."""
-        for _ in range(max(self.workers, 1)):
-            await self._run(engine.check_files, [], self._base(), self.revocation)
+        await asyncio.gather(*(self._run(engine.warm, 0.5) for _ in range(max(self.workers, 1))))
 
     async def aclose(self) -> None:
         if isinstance(self._executor, ThreadPoolExecutor):
