@@ -24,7 +24,12 @@ async def make_verifier(trust: Any) -> AsyncIterator[Callable[..., Verifier]]:
     made: list[Verifier] = []
 
     def make(
-        *, mode: str = "require", accept_unsigned: bool = False, workers: int = 0, **revocation: Any
+        *,
+        mode: str = "require",
+        accept_unsigned: bool = False,
+        workers: int = 0,
+        timeout: float = 60.0,
+        **revocation: Any,
     ) -> Verifier:
         rules, _ = parse_rules(DEFAULT_RULES)
         checker = Verifier(
@@ -32,6 +37,7 @@ async def make_verifier(trust: Any) -> AsyncIterator[Callable[..., Verifier]]:
             RevocationConfig(mode=mode, timeout=2.0, **revocation),
             Policy(rules, accept_unsigned=accept_unsigned),
             workers=workers,
+            timeout=timeout,
         )
         made.append(checker)
         return checker
@@ -316,3 +322,15 @@ def test_bad_policy_rules_are_named(rules: tuple[str, ...], problem: str) -> Non
     _, problems = parse_rules(rules)
     assert len(problems) == 1
     assert problem in problems[0]
+
+
+async def test_a_validation_that_takes_too_long_rejects_the_document(
+    make_verifier: Any, docs: dict[str, Any]
+) -> None:
+    checker = make_verifier(timeout=0.001)
+    decision = await checker.verify(
+        docs["person-then-organisation"], document_type="QĐ", direction="outgoing"
+    )
+    assert not decision.accepted
+    assert decision.failed_rule == "readable-files"
+    assert "validation did not finish within 0.001 s" in decision.reason

@@ -153,8 +153,6 @@ class FileResult:
     kind: str  # pdf | p7s | file
     problem: str = ""
     signatures: list[SignatureResult] = field(default_factory=list)
-    # for a plain file: the .p7s files that sign it
-    signed_by: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -359,7 +357,7 @@ async def _check_files(
         elif PDF_MAGIC in data[:1024]:
             results.append(_read_pdf(name, data, material, pending))
         else:
-            result = FileResult(name, "file", signed_by=[n for n in names if n == f"{name}.p7s"])
+            result = FileResult(name, "file")
             if name.lower().endswith(".pdf"):
                 result.problem = _pdf_problem(name, data)
             results.append(result)

@@ -125,9 +125,6 @@ class RevocationSource:
                 ocsps.append(data)
         self.supplied_crls, self.supplied_ocsps = crls, ocsps
 
-    def clear_cache(self) -> None:
-        self._cache.clear()
-
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

@@ -312,7 +312,10 @@ class SignatureServicer(SignatureServiceServicer):
         found = await self._flow.verifications.find_one({"_id": request.document_id})
         if found is None:
             raise NotFound(f"document_id: no verification for {request.document_id!r} yet")
-        verified = DocumentVerified.FromString(bytes(found["verified"]))
+        if "verified" in found:
+            verified = DocumentVerified.FromString(bytes(found["verified"]))
+        else:  # recorded by the pass-through version: verdict and reason only
+            verified = DocumentVerified(verdict=found["verdict"], reason=found["reason"])
         response = pb.GetVerificationResponse(
             document_id=request.document_id,
             verdict=verified.verdict,

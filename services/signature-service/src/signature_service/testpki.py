@@ -30,6 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import signers
@@ -113,6 +114,11 @@ def _write(
     return cert_file, key_file
 
 
+def _crl_point(url: str) -> x509.CRLDistributionPoints:
+    point = x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)
+    return x509.CRLDistributionPoints([point])
+
+
 def _ca(
     subject: x509.Name,
     key: ec.EllipticCurvePrivateKey,
@@ -155,16 +161,7 @@ def _ca(
             critical=False,
         )
     if crl_url:
-        builder = builder.add_extension(
-            x509.CRLDistributionPoints(
-                [
-                    x509.DistributionPoint(
-                        [x509.UniformResourceIdentifier(crl_url)], None, None, None
-                    )
-                ]
-            ),
-            critical=False,
-        )
+        builder = builder.add_extension(_crl_point(crl_url), critical=False)
     return builder.sign(signing_key, hashes.SHA256())
 
 
@@ -223,16 +220,7 @@ def _leaf(
             critical=False,
         )
     if crl_url:
-        builder = builder.add_extension(
-            x509.CRLDistributionPoints(
-                [
-                    x509.DistributionPoint(
-                        [x509.UniformResourceIdentifier(crl_url)], None, None, None
-                    )
-                ]
-            ),
-            critical=False,
-        )
+        builder = builder.add_extension(_crl_point(crl_url), critical=False)
     return builder.sign(issuer[1], hashes.SHA256())
 
 
@@ -289,7 +277,7 @@ def build_pki(folder: Path, *, crl_port: int, ocsp_port: int, dead_port: int) ->
     )
     ca = (intermediate, int_key)
     root_file, _ = _write(folder, "root", root, root_key)
-    int_file, int_key_file = _write(folder, "intermediate", intermediate, int_key)
+    int_file, _ = _write(folder, "intermediate", intermediate, int_key)
     leaf_urls = {"ocsp_url": ocsp_url, "crl_url": f"{crl_base}/intermediate.crl"}
     specs = {
         "person": (_name("Nguyễn Văn An", "CCCD:001085012345"), leaf_urls, {}),
@@ -349,8 +337,6 @@ def build_pki(folder: Path, *, crl_port: int, ocsp_port: int, dead_port: int) ->
     pki.signers["unknown-root"] = Signer(
         "unknown-root", cert_file, key_file, (folder / "unknown-root.pem",), stranger
     )
-    (folder / "ocsp-signer.pem").write_bytes(int_file.read_bytes())
-    del int_key_file
     return pki
 
 
@@ -460,13 +446,9 @@ def modify_in_new_revision(pdf: bytes) -> bytes:
     """Append a revision that replaces the page's text (an unsigned change after signing)."""
     writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
     page = writer.root["/Pages"]["/Kids"][0]
-    from pyhanko.pdf_utils import generic
-
     stream = generic.StreamObject(stream_data=b"BT /F1 14 Tf 72 760 Td (FORGED TEXT) Tj ET")
-    page_ref = writer.root["/Pages"].raw_get("/Kids")[0]
     page["/Contents"] = writer.add_object(stream)
     writer.update_container(page)
-    del page_ref
     out = BytesIO()
     writer.write(out)  # type: ignore[no-untyped-call]
     return out.getvalue()
