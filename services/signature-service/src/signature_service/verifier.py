@@ -81,7 +81,8 @@ class Verifier:
 
     async def aclose(self) -> None:
         if isinstance(self._executor, ThreadPoolExecutor):
-            await self._run(engine.shutdown_worker)
+            # after the task in hand (no timeout: the thread's loop and sessions must close)
+            await asyncio.get_running_loop().run_in_executor(self._executor, engine.shutdown_worker)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
