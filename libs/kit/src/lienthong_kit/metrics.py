@@ -27,6 +27,8 @@ __all__ = [
     "OUTBOX_PENDING",
     "RPC_DURATION",
     "RPC_HANDLED",
+    "SIGNATURE_REVOCATION_FETCHES",
+    "SIGNATURE_VERIFY_DURATION",
     "MetricsServer",
     "start_metrics_server",
 ]
@@ -106,6 +108,21 @@ NOTIFICATION_DELIVERY = Histogram(
         14400.0,
         43200.0,
     ),
+)
+# signature-service's own (defined here with the rest, so the metrics page and this module
+# stay one list)
+SIGNATURE_REVOCATION_FETCHES = Counter(
+    "lienthong_signature_revocation_fetches_total",
+    "Revocation look-ups by signature-service, by kind (ocsp, crl) and outcome"
+    " (fetched, cached, failed).",
+    ["kind", "outcome"],
+)
+SIGNATURE_VERIFY_DURATION = Histogram(
+    "lienthong_signature_verify_duration_seconds",
+    "Time to verify one document's files (revocation fetching included), by outcome"
+    " (accepted, rejected).",
+    ["outcome"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 BUILD_INFO = Gauge(
     "lienthong_build_info",

@@ -33,9 +33,12 @@ from lienthong_kit.mongo import Doc
 from lienthong_kit.outbox import OutboxRelay
 from lienthong_kit.paging import decode_token, encode_token, page_size
 
-__all__ = ["VN_TIME", "DocumentServicer"]
+__all__ = ["ATTACHMENT_READERS", "VN_TIME", "DocumentServicer"]
 
 VN_TIME = timezone(timedelta(hours=7), "ICT")
+# Service identities (mTLS common names) that read any document's attachments: signature-service
+# fetches the bytes it verifies. Unit codes never look like these names.
+ATTACHMENT_READERS = frozenset({"signature-service"})
 Context = aio.ServicerContext[Any, Any]
 RECALL_KINDS = {
     pb.BusinessType.BUSINESS_TYPE_RECALL,
@@ -289,7 +292,13 @@ class DocumentServicer(DocumentServiceServicer):
         self, request: pb.GetAttachmentRequest, context: Context
     ) -> AsyncIterator[pb.GetAttachmentResponse]:
         unit = caller_unit()
-        document, _ = await self._readable(request.document_id, unit)
+        if unit in ATTACHMENT_READERS:
+            found = await self._store.get(request.document_id)
+            if found is None:
+                raise NotFound(f"document_id: no document {request.document_id!r}")
+            document = found
+        else:
+            document, _ = await self._readable(request.document_id, unit)
         for item in document.attachments:
             if item["attachment_id"] == request.attachment_id:
                 yield pb.GetAttachmentResponse(attachment=_ref(item))
