@@ -138,9 +138,8 @@ def test_a_document_signed_by_a_revoked_signer_returns_to_its_sender(
         state = states[unit]
         assert "signature verification refused the document" in state.bounce_reason
         assert "the certificate was revoked on" in state.bounce_reason
-        # document-service's bounce record is its refusal of the recipient's copy ("02" once
-        # document-service stores bounces with that status code; empty before)
-        assert state.status_code in {"02", ""}
+        # returned to the sender: edXML status 02 with the reason
+        assert state.status_code == "02"
     # a later valid document arrives, the revoked one never did
     later = submit(platform, documents(pki)["person-then-organisation"], [DEPARTMENT], "203")
     arrived = eventually_sync(lambda: inbox(platform, DEPARTMENT), until=lambda ids: later in ids)

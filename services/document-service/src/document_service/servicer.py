@@ -275,6 +275,9 @@ class DocumentServicer(DocumentServiceServicer):
             response_for=raw.get("response_for", ""),
             frozen=document.frozen,
         )
+        verification = await self._verification(request.document_id)
+        if verification is not None:
+            response.verification.CopyFrom(verification)
         if delivery is not None:
             await self._store.mark_read(delivery["_id"])
             return response
@@ -287,6 +290,22 @@ class DocumentServicer(DocumentServiceServicer):
                 recall_status=row.get("recall_status", ""),
             )
         return response
+
+    async def _verification(self, document_id: str) -> pb.Verification | None:
+        found = await self._store.verification(document_id)
+        if found is None:
+            return None
+        verified, at = found
+        view = pb.Verification(
+            verdict=verified.verdict,
+            reason=verified.reason,
+            failed_rule=verified.failed_rule,
+            personal_signature_valid=verified.personal_signature_valid,
+            organisation_signature_valid=verified.organisation_signature_valid,
+            signatures=verified.signatures,
+        )
+        view.verified_at.FromDatetime(at)
+        return view
 
     async def GetAttachment(
         self, request: pb.GetAttachmentRequest, context: Context
@@ -399,6 +418,9 @@ class DocumentServicer(DocumentServiceServicer):
         if document.summary.sender_code != unit:
             raise PermissionDenied(f"only the sender tracks {request.document_id}")
         response = pb.TrackDocumentResponse(document=document.summary, frozen=document.frozen)
+        verification = await self._verification(request.document_id)
+        if verification is not None:
+            response.verification.CopyFrom(verification)
         for row in await self._store.deliveries_of(request.document_id):
             track = response.recipients.add(
                 recipient_code=row["recipient_code"],

@@ -17,6 +17,7 @@ while a unique index decides races exactly. So:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,9 +26,14 @@ from bson import Binary
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
-from document_service.lifecycle import ARRIVED, DeliveryState
+from document_service.lifecycle import ARRIVED, REFUSED, DeliveryState
 from lienthong.common.v1.common_pb2 import DocumentSummary, Recipients
-from lienthong.events.v1.events_pb2 import DeliveryBounced, DeliveryCreated, DeliveryStatusChanged
+from lienthong.events.v1.events_pb2 import (
+    DeliveryBounced,
+    DeliveryCreated,
+    DeliveryStatusChanged,
+    DocumentVerified,
+)
 from lienthong_kit.envelope import EventEnvelope, new_event
 from lienthong_kit.errors import AlreadyExists, FailedPrecondition
 from lienthong_kit.kafka import Topics
@@ -72,6 +78,7 @@ class DocumentStore:
         self.transitions = db["delivery_transitions"]
         self.reservations = db["number_reservations"]
         self.paper = db["paper_documents"]
+        self.verifications = db["verifications"]
         self._topics = topics
         # submits and paper registrations arrive concurrently from many agencies: their
         # inserts share insertMany commands (each caller still gets its own duplicate error)
@@ -242,6 +249,24 @@ class DocumentStore:
             {"_id": delivery.delivery_id}, {"$setOnInsert": fields}, upsert=True
         )
 
+    async def record_verification(self, verified: DocumentVerified, at: datetime) -> None:
+        """Keep signature-service's verdict and report for the document; idempotent (keyed by
+        the document: a redelivered verdict is the same verdict)."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self.verifications.insert_one(
+                {
+                    "_id": verified.document.document_id,
+                    "verified": Binary(verified.SerializeToString()),
+                    "verified_at": at,
+                }
+            )
+
+    async def verification(self, document_id: str) -> tuple[DocumentVerified, datetime] | None:
+        found = await self.verifications.find_one({"_id": document_id})
+        if found is None:
+            return None
+        return DocumentVerified.FromString(bytes(found["verified"])), found["verified_at"]
+
     async def record_bounce(self, bounce: DeliveryBounced) -> None:
         """Remember for the sender that a recipient could not be delivered to; idempotent."""
         await self.deliveries.update_one(
@@ -253,7 +278,8 @@ class DocumentStore:
                     "sender_code": bounce.document.sender_code,
                     "priority": bounce.document.priority,
                     "summary": Binary(bounce.document.SerializeToString()),
-                    "status_code": "",
+                    # returned to the sender: 02, the edXML code of a refused document
+                    "status_code": REFUSED,
                     "recall_status": "",
                     "withdrawn": False,
                     "bounced": True,
