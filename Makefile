@@ -29,7 +29,7 @@ PROTO_OUT := libs/proto/src
 PYTEST_ARGS ?=
 
 .PHONY: help run test lint typecheck proto proto-check buf-lint infra-up infra-down \
-	infra-status install tools promtool bench replay clean format
+	infra-status install tools promtool openssl bench replay clean format
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -65,6 +65,14 @@ promtool: ## install promtool (Debian package prometheus) when missing and apt i
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			--no-install-recommends prometheus >/dev/null; \
 	else echo "promtool not installed (needs root and apt); metrics tests use the Python parser only"; fi
+
+openssl: ## signature-service's test PKI runs `openssl ocsp` and `openssl cms`: install it when missing
+	@if command -v openssl >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing openssl (Debian package openssl)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends openssl >/dev/null; \
+	else echo "openssl is required by the signature tests (apt-get install openssl)" >&2; exit 1; fi
 
 # --- generated code -----------------------------------------------------------------------
 
@@ -120,14 +128,14 @@ infra-status: ## say whether Kafka and the store answer
 run: $(VENV) infra-up ## start the whole platform locally with a sample registry; Ctrl-C stops it
 	$(PY) -m lienthong_local.run
 
-test: $(VENV) lint typecheck proto-check promtool k8s-check infra-up ## lint, typecheck, drift checks, manifests and every test
+test: $(VENV) lint typecheck proto-check promtool openssl k8s-check infra-up ## lint, typecheck, drift checks, manifests and every test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 REPLAY_ARGS ?=
 replay: $(VENV) ## replay a month of traffic into `make run`'s platform and check the report (docs/reporting.md)
 	$(PY) -m lienthong_local.replay $(REPLAY_ARGS)
 
-bench: $(VENV) infra-up ## benchmarks (each prints its figure and its baseline as a ratio)
+bench: $(VENV) openssl infra-up ## benchmarks (each prints its figure and its baseline as a ratio)
 	@ls benchmarks/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
 	for b in benchmarks/*.py; do $(PY) $$b; done
 

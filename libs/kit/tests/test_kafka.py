@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from pymongo import AsyncMongoClient, IndexModel, monitoring
+from pymongo.errors import DuplicateKeyError
 
 from lienthong.common.v1.common_pb2 import DocumentSummary
 from lienthong.events.v1.events_pb2 import DocumentSubmitted
@@ -21,10 +24,10 @@ from lienthong_kit.kafka import (
     TopicTail,
     ensure_topics,
 )
-from lienthong_kit.mongo import connect
+from lienthong_kit.mongo import GroupInserter, connect, ensure_indexes
 from lienthong_kit.outbox import OutboxRelay, outbox_fields
 from lienthong_kit.settings import KitSettings
-from lienthong_local.waiting import wait_until
+from lienthong_local.waiting import eventually, wait_until
 
 
 def submitted(document_id: str) -> EventEnvelope:
@@ -205,9 +208,87 @@ async def test_outbox_relay_publishes_stored_events_once(
     assert await relay.publish_pending() == 0
     stored = await collection.find_one({"_id": "d1"})
     assert stored is not None
-    assert (stored["outbox"], stored["outbox_pending"]) == ({}, 0)
+    assert (stored.get("outbox"), stored["outbox_pending"]) == (None, 0)
     (record,) = await topic_reader(topics.documents, 1)
     assert decode_envelope(record.value).event_id == event.event_id
+
+
+async def test_handed_over_events_are_published_once_and_a_dead_writers_by_another_relay(
+    kit: tuple[EventProducer, Any, Topics], topic_reader: Any
+) -> None:
+    """Relay ``dead`` stages and stores 5 events, then its process "dies" before publishing
+    them; relay ``live`` publishes its own 20 handed-over events, notices that ``dead``'s
+    checkpoint went stale and publishes the 5 orphans. Every event goes out exactly once."""
+    producer, db, topics = kit
+    collection = db["documents"]
+    dead = OutboxRelay(collection, producer)
+    live = OutboxRelay(collection, producer, heartbeat_seconds=0.2, owner_ttl_seconds=1.0)
+    await live.create_indexes()
+
+    async def store(relay: OutboxRelay, name: str) -> str:
+        event = submitted(name)
+        async with relay.staged(topics.documents, name, event) as staged:
+            await collection.insert_one({"_id": name, **staged.fields})
+            staged.commit()
+        return event.event_id
+
+    await dead._checkpoint()  # it was alive once: its checkpoint is below its records
+    orphans = [await store(dead, f"o{number}") for number in range(5)]
+    running = asyncio.create_task(live.run())
+    try:
+        handed = [await store(live, f"h{number}") for number in range(20)]
+        records = await topic_reader(topics.documents, 25)
+        # the dead owner's checkpoint is removed once its orphans went out
+        await eventually(
+            lambda: db["documents.relays"].find_one({"_id": dead.owner}), until=lambda d: d is None
+        )
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await live.stop()
+    published = [decode_envelope(record.value).event_id for record in records]
+    assert sorted(published) == sorted([*handed, *orphans])
+    with pytest.raises(TimeoutError):  # and nothing else was published
+        await topic_reader(topics.documents, 26, timeout=3)
+
+
+async def test_group_inserts_share_commands_and_report_each_duplicate_to_its_caller(
+    settings: KitSettings,
+) -> None:
+    commands: list[str] = []
+
+    class Inserts(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            if event.command_name == "insert":
+                commands.append(event.command_name)
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            pass
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
+
+    client = AsyncMongoClient(settings.mongo_url, event_listeners=[Inserts()], maxPoolSize=10)
+    collection = client[f"{settings.mongo_database_prefix}kit"]["grouped"]
+    await ensure_indexes(collection, [IndexModel("number", unique=True)])
+    await collection.insert_one({"_id": "taken", "number": 7})
+    commands.clear()
+    inserter = GroupInserter(collection, max_batch=16)
+    # 100 concurrent writers; numbers 7 (taken before) and 50 (wanted twice) collide
+    numbers = [*range(100)]
+    numbers[99] = 50
+    outcomes = await asyncio.gather(
+        *(inserter.insert({"_id": f"d{i}", "number": n}) for i, n in enumerate(numbers)),
+        return_exceptions=True,
+    )
+    failed = {i for i, outcome in enumerate(outcomes) if isinstance(outcome, DuplicateKeyError)}
+    assert all(o is None or isinstance(o, DuplicateKeyError) for o in outcomes), outcomes
+    assert 7 in failed
+    assert failed - {7} in ({50}, {99})  # one of the two writers of 50 wins
+    assert await collection.count_documents({"_id": {"$ne": "taken"}}) == 98
+    assert len(commands) < 20, f"{len(commands)} insert commands for 100 documents"
+    await client.close()
 
 
 async def test_a_tail_from_the_beginning_skips_garbage_and_goes_on(

@@ -13,12 +13,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lienthong.common.v1.common_pb2 import DocumentSummary
+from lienthong.common.v1.common_pb2 import (
+    DocumentSummary,
+    SignatureReport,
+    SignerKind,
+    Verdict,
+)
 from lienthong.document.v1 import document_service_pb2 as pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
 from lienthong.events.v1.events_pb2 import (
+    DeliveryBounced,
     DeliveryCreated,
     DeliveryStatusChanged,
+    DocumentVerified,
     PaperDocumentRegistered,
 )
 from lienthong_kit.envelope import decode_envelope, new_event, unpack
@@ -392,3 +399,64 @@ async def test_arrival_is_announced_with_status_01(
     assert types == ["delivery.created", "delivery.status.changed"]
     arrived = unpack(decode_envelope(records[1].value), DeliveryStatusChanged)
     assert (arrived.recipient_code, arrived.status_code) == (A, "01")
+
+
+# --- signature verdicts and returned documents --------------------------------------------
+
+
+async def test_a_rejected_verdict_is_kept_and_each_recipient_shows_02_with_the_reason(
+    stub: DocumentServiceStub, service: ServiceApp
+) -> None:
+    document = await submit(stub, recipients={"unit_codes": [A, B]})
+    report = SignatureReport(
+        file_name="quyet-dinh.pdf",
+        index=0,
+        signer_kind=SignerKind.SIGNER_KIND_PERSON,
+        signer_subject="CN=Nguyễn Văn An",
+        valid=False,
+        reason="the certificate was revoked",
+    )
+    verified = DocumentVerified(
+        document=document,
+        verdict=Verdict.VERDICT_REJECTED,
+        reason="signature verification refused the document: the certificate was revoked",
+        failed_rule="signatures-valid",
+        signatures=[report],
+    )
+    envelope = new_event(verified, producer="signature-service")
+    for _ in range(2):  # a redelivered verdict changes nothing
+        await service.producer.publish(
+            service.topics.verifications, key=document.document_id, envelope=envelope
+        )
+    for recipient in (A, B):  # routing-service bounces every recipient of a rejected document
+        bounce = DeliveryBounced(
+            delivery_id=f"{document.document_id}/{recipient}",
+            document=document,
+            recipient_code=recipient,
+            reason=verified.reason,
+        )
+        await service.producer.publish(
+            service.topics.deliveries,
+            key=recipient,
+            envelope=new_event(bounce, producer="routing-service"),
+        )
+    tracked = await eventually(
+        lambda: stub.TrackDocument(
+            pb.TrackDocumentRequest(document_id=document.document_id), metadata=unit(SENDER)
+        ),
+        until=lambda reply: reply.HasField("verification") and len(reply.recipients) == 2,
+    )
+    assert tracked.verification.verdict == Verdict.VERDICT_REJECTED
+    assert tracked.verification.failed_rule == "signatures-valid"
+    assert list(tracked.verification.signatures) == [report]
+    assert {(r.recipient_code, r.status_code) for r in tracked.recipients} == {
+        (A, "02"),
+        (B, "02"),
+    }
+    assert all("revoked" in r.bounce_reason for r in tracked.recipients)
+    shown = await stub.GetDocument(
+        pb.GetDocumentRequest(document_id=document.document_id), metadata=unit(SENDER)
+    )
+    assert shown.verification.reason == verified.reason
+    inbox = await stub.ListInbox(pb.ListInboxRequest(), metadata=unit(A))
+    assert document.document_id not in {e.document.document_id for e in inbox.entries}

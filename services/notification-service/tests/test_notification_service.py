@@ -14,7 +14,7 @@ from lienthong_kit.envelope import new_event
 from lienthong_kit.server import ServiceApp
 from lienthong_local.waiting import eventually
 from notification_service.__main__ import build
-from notification_service.service import render_new_delivery
+from notification_service.messages import render_new_delivery
 
 RECIPIENT = "000.01.00.H23"
 

@@ -277,12 +277,18 @@ class ConsumerSpec:
 
     ``dedupe=False`` skips the applied-event markers (two store round trips per event) for a
     handler whose own write is already keyed by the event id, so a redelivery is a no-op.
+
+    ``before_commit``, when given, is awaited before each offset commit: a handler may then
+    only *stage* its effect per record and store the staged effects of a whole poll in one
+    write there (the audit log does: one ``insertMany`` instead of one insert per event). The
+    commit waits until it succeeded; it is retried, never skipped.
     """
 
     group: str
     topics: Sequence[str]
     handler: Handler
     dedupe: bool = True
+    before_commit: Callable[[], Awaitable[None]] | None = None
 
 
 class ConsumerLoop:
@@ -353,12 +359,25 @@ class ConsumerLoop:
                     await self._process(record)
                     done = record.offset
                 if done is not None:
+                    await self._before_commit()
                     await self._commit(consumer, tp, done + 1)
                     high = consumer.highwater(tp)
                     if high is not None:
                         CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
                             max(high - done - 1, 0)
                         )
+
+    async def _before_commit(self) -> None:
+        hook = self.spec.before_commit
+        attempt = 0
+        while hook is not None:
+            attempt += 1
+            try:
+                await hook()
+                return
+            except Exception as exc:  # noqa: BLE001 - retried: the commit must follow the effect
+                log.warning("before_commit_failed", group=self.group, error=repr(exc))
+                await asyncio.sleep(min(5.0, self._backoff(min(attempt, 8))))
 
     async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
         try:

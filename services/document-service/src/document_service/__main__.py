@@ -17,7 +17,7 @@ from document_service.store import DocumentStore
 from document_service.watch import WatchHub
 from lienthong.document.v1 import document_service_pb2
 from lienthong.document.v1.document_service_pb2_grpc import add_DocumentServiceServicer_to_server
-from lienthong.events.v1.events_pb2 import DeliveryBounced, DeliveryCreated
+from lienthong.events.v1.events_pb2 import DeliveryBounced, DeliveryCreated, DocumentVerified
 from lienthong_kit.envelope import EventEnvelope, carries, unpack
 from lienthong_kit.kafka import ConsumerSpec, TopicTail
 from lienthong_kit.outbox import OutboxRelay
@@ -59,6 +59,11 @@ async def build(deps: Deps) -> Wiring:
         elif carries(envelope, DeliveryBounced):
             await store.record_bounce(unpack(envelope, DeliveryBounced))
 
+    async def on_verified(envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
+        if carries(envelope, DocumentVerified):
+            verified = unpack(envelope, DocumentVerified)
+            await store.record_verification(verified, envelope.occurred_at.ToDatetime(UTC))
+
     tail = TopicTail(deps.settings, deps.topics.all_deliveries, hub.on_event)
     servicer = DocumentServicer(store, attachments, audit, hub, relays, deps.topics)
     return Wiring(
@@ -72,15 +77,21 @@ async def build(deps: Deps) -> Wiring:
         ],
         consumers=[
             ConsumerSpec(NAME, deps.topics.all_deliveries, on_delivery),
+            # the verdict is stored under the document's id: a redelivery inserts nothing
+            ConsumerSpec(
+                f"{NAME}-verifications", [deps.topics.verifications], on_verified, dedupe=False
+            ),
             # the audit log's insert is keyed by event id: no separate applied-event markers
             ConsumerSpec(
                 f"{NAME}-audit",
                 [deps.topics.documents, *deps.topics.all_deliveries],
                 audit.on_event,
                 dedupe=False,
+                before_commit=audit.flush,
             ),
         ],
         tasks=[*(relay.run for relay in relays.values()), tail.run],
+        on_stop=[relay.stop for relay in relays.values()],
     )
 
 

@@ -9,9 +9,11 @@ the previous entry of its chain and its own hash over its content::
                   | payload_sha256)
 
 Redelivery appends nothing (the event id is the entry's key); two replicas briefly sharing a
-partition during a rebalance cannot fork a chain (``(chain, seq)`` is unique). Appending is one
-insert: the consumer keeps each chain's head in memory and reads it from the log only when it
-has none or an insert conflicts (a stale head costs a retry, never a fork). ``verify``
+partition during a rebalance cannot fork a chain (``(chain, seq)`` is unique). The consumer
+keeps each chain's head in memory, links the events of one poll in memory and appends them
+with one ordered ``insertMany`` before the offsets are committed; when that meets a conflict
+(a redelivery, or another member appended: a stale head) the rest of the poll is appended one
+by one, re-reading the head, which costs retries but never forks a chain. ``verify``
 recomputes every chain and names the first entry whose hash or link does not match.
 """
 
@@ -23,7 +25,7 @@ from datetime import UTC
 
 from aiokafka import ConsumerRecord
 from pymongo import ASCENDING, DESCENDING, IndexModel
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from lienthong_kit.envelope import EventEnvelope
 from lienthong_kit.errors import TransientEventError
@@ -60,6 +62,7 @@ class AuditLog:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.entries = db["audit"]
         self._heads: dict[str, tuple[int, str]] = {}
+        self._staged: dict[str, list[tuple[EventEnvelope, int]]] = {}
 
     async def create_indexes(self) -> None:
         await ensure_indexes(
@@ -67,23 +70,39 @@ class AuditLog:
         )
 
     async def on_event(self, envelope: EventEnvelope, record: ConsumerRecord[bytes, bytes]) -> None:
+        """Stage the event; :meth:`flush` appends the staged events before the commit."""
         chain = f"{record.topic}/{record.partition}"
+        self._staged.setdefault(chain, []).append((envelope, record.offset))
+
+    async def flush(self) -> None:
+        """Append every staged event to its chain (the consumer's ``before_commit``)."""
+        while self._staged:
+            chain, staged = next(iter(self._staged.items()))
+            head = self._heads.get(chain)
+            if head is None:
+                head = await self._read_head(chain)
+            entries = []
+            for envelope, offset in staged:
+                entries.append(_entry(chain, head, envelope, offset))
+                head = (entries[-1]["seq"], entries[-1]["hash"])
+            try:
+                await self.entries.insert_many(entries, ordered=True)
+                self._heads[chain] = head
+            except BulkWriteError as exc:
+                inserted = int(exc.details.get("nInserted", 0))
+                if inserted:
+                    last = entries[inserted - 1]
+                    self._heads[chain] = (last["seq"], last["hash"])
+                for envelope, offset in staged[inserted:]:
+                    await self._append(chain, envelope, offset)
+            del self._staged[chain]
+
+    async def _append(self, chain: str, envelope: EventEnvelope, offset: int) -> None:
         head = self._heads.get(chain)
         if head is None:
             head = await self._read_head(chain)
         for _ in range(100):
-            entry: Doc = {
-                "_id": envelope.event_id,
-                "chain": chain,
-                "seq": head[0] + 1,
-                "prev_hash": head[1],
-                "event_type": envelope.event_type,
-                "occurred_at": envelope.occurred_at.ToDatetime(UTC).isoformat(),
-                "producer": envelope.producer,
-                "payload_sha256": hashlib.sha256(envelope.payload.value).hexdigest(),
-                "offset": record.offset,
-            }
-            entry["hash"] = entry_hash(entry)
+            entry = _entry(chain, head, envelope, offset)
             try:
                 await self.entries.insert_one(entry)
             except DuplicateKeyError:
@@ -132,3 +151,19 @@ class AuditLog:
                 previous = entry["hash"]
                 expected_seq += 1
         return AuditReport(True, checked)
+
+
+def _entry(chain: str, head: tuple[int, str], envelope: EventEnvelope, offset: int) -> Doc:
+    entry: Doc = {
+        "_id": envelope.event_id,
+        "chain": chain,
+        "seq": head[0] + 1,
+        "prev_hash": head[1],
+        "event_type": envelope.event_type,
+        "occurred_at": envelope.occurred_at.ToDatetime(UTC).isoformat(),
+        "producer": envelope.producer,
+        "payload_sha256": hashlib.sha256(envelope.payload.value).hexdigest(),
+        "offset": offset,
+    }
+    entry["hash"] = entry_hash(entry)
+    return entry

@@ -33,9 +33,12 @@ from lienthong_kit.mongo import Doc
 from lienthong_kit.outbox import OutboxRelay
 from lienthong_kit.paging import decode_token, encode_token, page_size
 
-__all__ = ["VN_TIME", "DocumentServicer"]
+__all__ = ["ATTACHMENT_READERS", "VN_TIME", "DocumentServicer"]
 
 VN_TIME = timezone(timedelta(hours=7), "ICT")
+# Service identities (mTLS common names) that read any document's attachments: signature-service
+# fetches the bytes it verifies. Unit codes never look like these names.
+ATTACHMENT_READERS = frozenset({"signature-service"})
 Context = aio.ServicerContext[Any, Any]
 RECALL_KINDS = {
     pb.BusinessType.BUSINESS_TYPE_RECALL,
@@ -141,13 +144,13 @@ class DocumentServicer(DocumentServiceServicer):
             "response_for": request.response_for,
             "attachments": [_ref_doc(ref) for ref in attachments],
         }
-        stored = await self._store.insert_submitted(
-            summary,
-            request.idempotency_key,
-            fields,
-            (self._topics.documents, summary.document_id, event),
-        )
-        self._relays["documents"].wake()
+        relay = self._relays["documents"]
+        async with relay.staged(self._topics.documents, summary.document_id, event) as staged:
+            stored = await self._store.insert_submitted(
+                summary, request.idempotency_key, fields, staged.fields
+            )
+            if stored.document_id == summary.document_id:  # new, not a retried key
+                staged.commit()
         return pb.SubmitDocumentResponse(document=stored)
 
     async def _check_references(
@@ -215,23 +218,23 @@ class DocumentServicer(DocumentServiceServicer):
         )
         payload.registered_at.FromDatetime(registered_at)
         event = new_event(payload, producer=PRODUCER, occurred_at=registered_at)
-        stored_id = await self._store.insert_paper(
-            {
-                "_id": paper_id,
-                "unit_code": unit,
-                "idempotency_key": request.idempotency_key or paper_id,
-                "direction": direction,
-                "counterpart": payload.counterpart,
-                "number": request.code.number,
-                "notation": request.code.notation,
-                "document_type": request.document_type,
-                "subject": payload.subject,
-                "promulgation_date": request.promulgation_date,
-                "registered_at": registered_at,
-            },
-            (self._topics.documents, paper_id, event),
-        )
-        self._relays["paper"].wake()
+        paper = {
+            "_id": paper_id,
+            "unit_code": unit,
+            "idempotency_key": request.idempotency_key or paper_id,
+            "direction": direction,
+            "counterpart": payload.counterpart,
+            "number": request.code.number,
+            "notation": request.code.notation,
+            "document_type": request.document_type,
+            "subject": payload.subject,
+            "promulgation_date": request.promulgation_date,
+            "registered_at": registered_at,
+        }
+        async with self._relays["paper"].staged(self._topics.documents, paper_id, event) as staged:
+            stored_id = await self._store.insert_paper(paper, staged.fields)
+            if stored_id == paper_id:  # new, not a retried idempotency key
+                staged.commit()
         return pb.RegisterPaperDocumentResponse(paper_document_id=stored_id)
 
     # --- reading --------------------------------------------------------------------------
@@ -272,6 +275,9 @@ class DocumentServicer(DocumentServiceServicer):
             response_for=raw.get("response_for", ""),
             frozen=document.frozen,
         )
+        verification = await self._verification(request.document_id)
+        if verification is not None:
+            response.verification.CopyFrom(verification)
         if delivery is not None:
             await self._store.mark_read(delivery["_id"])
             return response
@@ -285,11 +291,33 @@ class DocumentServicer(DocumentServiceServicer):
             )
         return response
 
+    async def _verification(self, document_id: str) -> pb.Verification | None:
+        found = await self._store.verification(document_id)
+        if found is None:
+            return None
+        verified, at = found
+        view = pb.Verification(
+            verdict=verified.verdict,
+            reason=verified.reason,
+            failed_rule=verified.failed_rule,
+            personal_signature_valid=verified.personal_signature_valid,
+            organisation_signature_valid=verified.organisation_signature_valid,
+            signatures=verified.signatures,
+        )
+        view.verified_at.FromDatetime(at)
+        return view
+
     async def GetAttachment(
         self, request: pb.GetAttachmentRequest, context: Context
     ) -> AsyncIterator[pb.GetAttachmentResponse]:
         unit = caller_unit()
-        document, _ = await self._readable(request.document_id, unit)
+        if unit in ATTACHMENT_READERS:
+            found = await self._store.get(request.document_id)
+            if found is None:
+                raise NotFound(f"document_id: no document {request.document_id!r}")
+            document = found
+        else:
+            document, _ = await self._readable(request.document_id, unit)
         for item in document.attachments:
             if item["attachment_id"] == request.attachment_id:
                 yield pb.GetAttachmentResponse(attachment=_ref(item))
@@ -390,6 +418,9 @@ class DocumentServicer(DocumentServiceServicer):
         if document.summary.sender_code != unit:
             raise PermissionDenied(f"only the sender tracks {request.document_id}")
         response = pb.TrackDocumentResponse(document=document.summary, frozen=document.frozen)
+        verification = await self._verification(request.document_id)
+        if verification is not None:
+            response.verification.CopyFrom(verification)
         for row in await self._store.deliveries_of(request.document_id):
             track = response.recipients.add(
                 recipient_code=row["recipient_code"],

@@ -17,6 +17,7 @@ while a unique index decides races exactly. So:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,13 +26,18 @@ from bson import Binary
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
-from document_service.lifecycle import ARRIVED, DeliveryState
+from document_service.lifecycle import ARRIVED, REFUSED, DeliveryState
 from lienthong.common.v1.common_pb2 import DocumentSummary, Recipients
-from lienthong.events.v1.events_pb2 import DeliveryBounced, DeliveryCreated, DeliveryStatusChanged
+from lienthong.events.v1.events_pb2 import (
+    DeliveryBounced,
+    DeliveryCreated,
+    DeliveryStatusChanged,
+    DocumentVerified,
+)
 from lienthong_kit.envelope import EventEnvelope, new_event
 from lienthong_kit.errors import AlreadyExists, FailedPrecondition
 from lienthong_kit.kafka import Topics
-from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
+from lienthong_kit.mongo import AsyncDatabase, Doc, GroupInserter, ensure_indexes
 from lienthong_kit.outbox import outbox_fields
 
 __all__ = ["PRODUCER", "DocumentStore", "StoredDocument"]
@@ -72,7 +78,12 @@ class DocumentStore:
         self.transitions = db["delivery_transitions"]
         self.reservations = db["number_reservations"]
         self.paper = db["paper_documents"]
+        self.verifications = db["verifications"]
         self._topics = topics
+        # submits and paper registrations arrive concurrently from many agencies: their
+        # inserts share insertMany commands (each caller still gets its own duplicate error)
+        self._new_documents = GroupInserter(self.documents)
+        self._new_paper = GroupInserter(self.paper)
 
     async def create_indexes(self) -> None:
         await ensure_indexes(
@@ -108,7 +119,7 @@ class DocumentStore:
     # --- documents ------------------------------------------------------------------------
 
     async def insert_submitted(
-        self, summary: DocumentSummary, idempotency_key: str, fields: Doc, event: Event
+        self, summary: DocumentSummary, idempotency_key: str, fields: Doc, outbox: Doc
     ) -> DocumentSummary:
         """Store a new document with its submitted event; a retried key returns the first."""
         year = summary.promulgation_date[:4]
@@ -121,10 +132,10 @@ class DocumentStore:
             "submitted_at": summary.submitted_at.ToDatetime(UTC),
             "frozen": False,
             **fields,
-            **outbox_fields(*event),
+            **outbox,
         }
         try:
-            await self.documents.insert_one(document)
+            await self._new_documents.insert(document)
         except DuplicateKeyError:
             if idempotency_key:
                 first = await self.documents.find_one(
@@ -178,9 +189,9 @@ class DocumentStore:
 
     # --- paper documents ------------------------------------------------------------------
 
-    async def insert_paper(self, document: Doc, event: Event) -> str:
+    async def insert_paper(self, document: Doc, outbox: Doc) -> str:
         try:
-            await self.paper.insert_one({**document, **outbox_fields(*event)})
+            await self._new_paper.insert({**document, **outbox})
         except DuplicateKeyError:
             first = await self.paper.find_one(
                 {"unit_code": document["unit_code"], "idempotency_key": document["idempotency_key"]}
@@ -238,6 +249,24 @@ class DocumentStore:
             {"_id": delivery.delivery_id}, {"$setOnInsert": fields}, upsert=True
         )
 
+    async def record_verification(self, verified: DocumentVerified, at: datetime) -> None:
+        """Keep signature-service's verdict and report for the document; idempotent (keyed by
+        the document: a redelivered verdict is the same verdict)."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self.verifications.insert_one(
+                {
+                    "_id": verified.document.document_id,
+                    "verified": Binary(verified.SerializeToString()),
+                    "verified_at": at,
+                }
+            )
+
+    async def verification(self, document_id: str) -> tuple[DocumentVerified, datetime] | None:
+        found = await self.verifications.find_one({"_id": document_id})
+        if found is None:
+            return None
+        return DocumentVerified.FromString(bytes(found["verified"])), found["verified_at"]
+
     async def record_bounce(self, bounce: DeliveryBounced) -> None:
         """Remember for the sender that a recipient could not be delivered to; idempotent."""
         await self.deliveries.update_one(
@@ -249,7 +278,8 @@ class DocumentStore:
                     "sender_code": bounce.document.sender_code,
                     "priority": bounce.document.priority,
                     "summary": Binary(bounce.document.SerializeToString()),
-                    "status_code": "",
+                    # returned to the sender: 02, the edXML code of a refused document
+                    "status_code": REFUSED,
                     "recall_status": "",
                     "withdrawn": False,
                     "bounced": True,

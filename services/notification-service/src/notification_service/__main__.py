@@ -1,6 +1,6 @@
-"""notification-service: tells clerks and leaders what arrived.
+"""notification-service: tells clerks and leaders what arrived, on the channels they use.
 
-python -m notification_service
+python -m notification_service        (configuration: LIENTHONG_* variables, docs/configuration.md)
 """
 
 from __future__ import annotations
@@ -9,32 +9,116 @@ from lienthong.notification.v1 import notification_service_pb2
 from lienthong.notification.v1.notification_service_pb2_grpc import (
     add_NotificationServiceServicer_to_server,
 )
-from lienthong_kit.kafka import ConsumerSpec
-from lienthong_kit.server import Deps, GrpcService, Wiring, run_service
-from lienthong_kit.settings import KitSettings, load_settings
-from notification_service.service import NotificationServicer, Notifier
+from lienthong_kit.kafka import ConsumerSpec, TopicTail
+from lienthong_kit.server import Build, Deps, GrpcService, Wiring, run_service
+from lienthong_kit.settings import load_settings
+from notification_service.channels import (
+    Channel,
+    EmailChannel,
+    HttpClient,
+    SmsChannel,
+    WebhookChannel,
+)
+from notification_service.dispatch import ChannelWorker, Dispatcher
+from notification_service.notifier import Notifier
+from notification_service.reminders import Reminders
+from notification_service.servicer import NotificationServicer
+from notification_service.settings import Settings, parse_quiet_hours
+from notification_service.timing import Clock, SystemClock
+from notification_service.watch import NotificationHub
 
 NAME = "notification-service"
 
 
-async def build(deps: Deps) -> Wiring:
-    notifier = Notifier(deps.db)
-    await notifier.create_indexes()
-    return Wiring(
-        services=[
-            GrpcService.of(
-                notification_service_pb2,
-                "NotificationService",
-                add_NotificationServiceServicer_to_server,
-                NotificationServicer(notifier),
-            )
-        ],
-        consumers=[ConsumerSpec(NAME, deps.topics.all_deliveries, notifier.on_delivery)],
-    )
+def make_build(*, clock: Clock | None = None, **overrides: object) -> Build:
+    """The service's build with an injected clock (tests pass a ManualClock) and, when the
+    service is started with plain KitSettings, these settings' fields overridden."""
+
+    async def build_with(deps: Deps) -> Wiring:
+        settings = Settings.from_kit(deps.settings, **overrides)
+        time_source = clock or SystemClock()
+        reminders = Reminders(
+            deps.db,
+            clock=time_source,
+            lead_days=settings.reminder_lead_days,
+            overdue=settings.reminder_overdue,
+            poll_seconds=settings.reminder_poll_seconds,
+        )
+        notifier = Notifier(
+            deps.db,
+            producer=deps.producer,
+            topics=deps.topics,
+            clock=time_source,
+            quiet_hours=parse_quiet_hours(settings.quiet_hours),
+            reminders=reminders,
+            producer_name=NAME,
+        )
+        await notifier.create_indexes()
+        await reminders.create_indexes()
+        await Dispatcher.create_indexes(deps.db)
+        reminders.on_fire(notifier.record)
+        http = HttpClient(settings.send_timeout_seconds)
+        rates = {
+            "email": settings.rate_email,
+            "sms": settings.rate_sms,
+            "webhook": settings.rate_webhook,
+        }
+        channels: list[Channel] = [
+            EmailChannel(settings),
+            SmsChannel(settings, http),
+            WebhookChannel(notifier.contacts, http),
+        ]
+        dispatcher = Dispatcher(
+            [
+                ChannelWorker(
+                    channel,
+                    deps.db,
+                    clock=time_source,
+                    rate=rates[channel.name],
+                    concurrency=settings.concurrency,
+                    max_attempts=settings.max_attempts,
+                    backoff_seconds=settings.backoff_seconds,
+                    backoff_max_seconds=settings.backoff_max_seconds,
+                    send_timeout_seconds=settings.send_timeout_seconds,
+                    poll_seconds=settings.poll_seconds,
+                )
+                for channel in channels
+            ]
+        )
+        notifier.on_jobs(dispatcher.wake)
+        hub = NotificationHub(notifier.notification)
+        tail = TopicTail(deps.settings, [deps.topics.notifications], hub.on_event)
+        return Wiring(
+            services=[
+                GrpcService.of(
+                    notification_service_pb2,
+                    "NotificationService",
+                    add_NotificationServiceServicer_to_server,
+                    NotificationServicer(notifier, hub),
+                )
+            ],
+            consumers=[
+                # every record the handler writes is keyed by the event (or the reminder):
+                # a redelivery adds nothing, so no separate applied-event markers
+                ConsumerSpec(
+                    NAME,
+                    [*deps.topics.all_deliveries, deps.topics.verifications],
+                    notifier.on_event,
+                    dedupe=False,
+                )
+            ],
+            tasks=[reminders.run, tail.run, *(w.run for w in dispatcher.workers.values())],
+            on_stop=[http.close],
+        )
+
+    return build_with
+
+
+build = make_build()
 
 
 def main() -> None:
-    run_service(NAME, load_settings(KitSettings), build)
+    run_service(NAME, load_settings(Settings), build)
 
 
 if __name__ == "__main__":

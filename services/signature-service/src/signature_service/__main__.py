@@ -1,37 +1,143 @@
 """signature-service: verifies the signatures on every submitted document.
 
-python -m signature_service
+python -m signature_service        (configuration: LIENTHONG_* variables, docs/configuration.md)
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+
+import grpc
+from grpc import aio
+
 from lienthong.signature.v1 import signature_service_pb2
 from lienthong.signature.v1.signature_service_pb2_grpc import add_SignatureServiceServicer_to_server
 from lienthong_kit.kafka import ConsumerSpec
+from lienthong_kit.logs import get_logger
 from lienthong_kit.server import Deps, GrpcService, Wiring, run_service
-from lienthong_kit.settings import KitSettings, load_settings
-from signature_service.service import SignatureServicer, VerificationFlow
+from lienthong_kit.settings import load_settings
+from signature_service.policy import Policy, parse_rules
+from signature_service.revocation import RevocationConfig
+from signature_service.service import (
+    AttachmentFetcher,
+    SignatureServicer,
+    VerificationFlow,
+)
+from signature_service.settings import Settings
+from signature_service.trust import TrustStore
+from signature_service.verifier import Verifier
 
 NAME = "signature-service"
+log = get_logger(__name__)
+
+
+def _settings(deps: Deps) -> Settings:
+    """The service's settings (a test may hand the kit's base settings: defaults are added)."""
+    if isinstance(deps.settings, Settings):
+        return deps.settings
+    base = {f.name: getattr(deps.settings, f.name) for f in dataclasses.fields(deps.settings)}
+    return Settings(**base)
+
+
+def _document_channel(settings: Settings) -> aio.Channel:
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+    ]
+    target = settings.signature_document_service
+    if settings.signature_document_service_ca is None or settings.tls_cert is None:
+        return aio.insecure_channel(target, options=options)
+    key = settings.tls_key.read_bytes() if settings.tls_key else None
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=settings.signature_document_service_ca.read_bytes(),
+        private_key=key,
+        certificate_chain=settings.tls_cert.read_bytes(),
+    )
+    return aio.secure_channel(target, credentials, options=options)
 
 
 async def build(deps: Deps) -> Wiring:
-    flow = VerificationFlow(deps.db, deps.producer, deps.topics)
+    settings = _settings(deps)
+    rules, _ = parse_rules(settings.signature_policy)
+    if settings.signature_accept_unsigned:
+        log.warning(
+            "DEVELOPMENT_MODE_UNSIGNED_DOCUMENTS_ACCEPTED",
+            setting="LIENTHONG_SIGNATURE_ACCEPT_UNSIGNED",
+            note="documents without any signature are ACCEPTED unverified; never in production",
+        )
+    trust = TrustStore(
+        deps.db,
+        anchors_path=settings.signature_trust_anchors,
+        intermediates_path=settings.signature_intermediates,
+    )
+    await trust.reload()
+    revocation = RevocationConfig(
+        mode=settings.signature_revocation_mode,
+        timeout=settings.signature_revocation_timeout_seconds,
+        offline=settings.signature_revocation_offline,
+        supplied=settings.signature_revocation_dir,
+        cache=settings.signature_revocation_cache,
+        cache_max_seconds=settings.signature_revocation_cache_max_seconds,
+    )
+    verifier = Verifier(
+        trust,
+        revocation,
+        Policy(rules, accept_unsigned=settings.signature_accept_unsigned),
+        workers=settings.signature_workers,
+        timeout=settings.signature_validation_timeout_seconds,
+        person_prefixes=settings.signature_person_uid_prefixes,
+        organisation_prefixes=settings.signature_organisation_uid_prefixes,
+    )
+    await verifier.warm_up()
+    channel = _document_channel(settings)
+    fetcher = AttachmentFetcher(
+        channel,
+        timeout=settings.signature_fetch_timeout_seconds,
+        max_bytes=settings.signature_max_file_bytes,
+    )
+    flow = VerificationFlow(deps.db, deps.producer, deps.topics, verifier, fetcher)
+
+    async def reload_trust() -> None:
+        while True:
+            await asyncio.sleep(settings.signature_trust_reload_seconds)
+            await trust.reload()
+
+    async def stop() -> None:
+        await channel.close(None)
+        await verifier.aclose()
+
+    log.info(
+        "signature_service_configured",
+        anchors=len(trust.anchors),
+        intermediates=len(trust.intermediates),
+        revocation_mode=revocation.mode,
+        offline=revocation.offline,
+        policy=[rule.text for rule in rules],
+        document_service=settings.signature_document_service,
+    )
     return Wiring(
         services=[
             GrpcService.of(
                 signature_service_pb2,
                 "SignatureService",
                 add_SignatureServiceServicer_to_server,
-                SignatureServicer(flow),
+                SignatureServicer(
+                    flow,
+                    trust,
+                    operators=settings.signature_operators,
+                    max_file_bytes=settings.signature_max_file_bytes,
+                ),
             )
         ],
         consumers=[ConsumerSpec(NAME, [deps.topics.documents], flow.on_document)],
+        tasks=[reload_trust],
+        on_stop=[stop],
     )
 
 
 def main() -> None:
-    run_service(NAME, load_settings(KitSettings), build)
+    run_service(NAME, load_settings(Settings), build)
 
 
 if __name__ == "__main__":

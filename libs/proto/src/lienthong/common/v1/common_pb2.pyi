@@ -86,6 +86,32 @@ SIGNER_KIND_PERSON: SignerKind.ValueType  # 1
 SIGNER_KIND_ORGANISATION: SignerKind.ValueType  # 2
 Global___SignerKind: _TypeAlias = SignerKind  # noqa: Y015
 
+class _CheckOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CheckOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CheckOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CHECK_OUTCOME_UNSPECIFIED: _CheckOutcome.ValueType  # 0
+    CHECK_OUTCOME_PASSED: _CheckOutcome.ValueType  # 1
+    CHECK_OUTCOME_FAILED: _CheckOutcome.ValueType  # 2
+    CHECK_OUTCOME_INDETERMINATE: _CheckOutcome.ValueType  # 3
+    """Could not be decided (e.g. the revocation status is unknown in soft-fail mode)."""
+    CHECK_OUTCOME_SKIPPED: _CheckOutcome.ValueType  # 4
+    """Not performed (e.g. revocation checking is off, or an earlier check failed)."""
+
+class CheckOutcome(_CheckOutcome, metaclass=_CheckOutcomeEnumTypeWrapper):
+    """The outcome of one check on a signature or certificate."""
+
+CHECK_OUTCOME_UNSPECIFIED: CheckOutcome.ValueType  # 0
+CHECK_OUTCOME_PASSED: CheckOutcome.ValueType  # 1
+CHECK_OUTCOME_FAILED: CheckOutcome.ValueType  # 2
+CHECK_OUTCOME_INDETERMINATE: CheckOutcome.ValueType  # 3
+"""Could not be decided (e.g. the revocation status is unknown in soft-fail mode)."""
+CHECK_OUTCOME_SKIPPED: CheckOutcome.ValueType  # 4
+"""Not performed (e.g. revocation checking is off, or an earlier check failed)."""
+Global___CheckOutcome: _TypeAlias = CheckOutcome  # noqa: Y015
+
 @_typing.final
 class DocumentCode(_message.Message):
     """Number and notation of a document (số, ký hiệu), e.g. number "15", notation "QĐ-UBND"."""
@@ -277,6 +303,12 @@ class SignatureReport(_message.Message):
     SIGNING_TIME_FIELD_NUMBER: _builtins.int
     VALID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    ISSUER_SUBJECT_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_SERIAL_FIELD_NUMBER: _builtins.int
+    TRUST_ANCHOR_FIELD_NUMBER: _builtins.int
+    SIGNER_UID_FIELD_NUMBER: _builtins.int
+    CHECKS_FIELD_NUMBER: _builtins.int
     file_name: _builtins.str
     """The attachment the signature is on."""
     index: _builtins.int
@@ -288,8 +320,22 @@ class SignatureReport(_message.Message):
     """The signature is valid in every respect checked."""
     reason: _builtins.str
     """Why it is not valid (empty when valid), specific enough for a clerk to act on."""
+    format: _builtins.str
+    """"pades" (a signature inside a PDF) or "cms-detached" (a .p7s beside its file)."""
+    issuer_subject: _builtins.str
+    """The signer certificate's issuer, RFC 4514."""
+    certificate_serial: _builtins.str
+    """The signer certificate's serial number, hex."""
+    trust_anchor: _builtins.str
+    """The trust anchor the chain ends at (RFC 4514), empty when no chain was found."""
+    signer_uid: _builtins.str
+    """The value of the subject's UID attribute (e.g. "CCCD:001085012345", "MST:5400123456")."""
     @_builtins.property
     def signing_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def checks(self) -> _containers.RepeatedCompositeFieldContainer[Global___SignatureCheck]:
+        """Every check made, in order: integrity, coverage, chain, validity, key-usage, revocation."""
+
     def __init__(
         self,
         *,
@@ -300,11 +346,45 @@ class SignatureReport(_message.Message):
         signing_time: _timestamp_pb2.Timestamp | None = ...,
         valid: _builtins.bool = ...,
         reason: _builtins.str = ...,
+        format: _builtins.str = ...,
+        issuer_subject: _builtins.str = ...,
+        certificate_serial: _builtins.str = ...,
+        trust_anchor: _builtins.str = ...,
+        signer_uid: _builtins.str = ...,
+        checks: _abc.Iterable[Global___SignatureCheck] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["signing_time", b"signing_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_name", b"file_name", "index", b"index", "reason", b"reason", "signer_kind", b"signer_kind", "signer_subject", b"signer_subject", "signing_time", b"signing_time", "valid", b"valid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_serial", b"certificate_serial", "checks", b"checks", "file_name", b"file_name", "format", b"format", "index", b"index", "issuer_subject", b"issuer_subject", "reason", b"reason", "signer_kind", b"signer_kind", "signer_subject", b"signer_subject", "signer_uid", b"signer_uid", "signing_time", b"signing_time", "trust_anchor", b"trust_anchor", "valid", b"valid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SignatureReport: _TypeAlias = SignatureReport  # noqa: Y015
+
+@_typing.final
+class SignatureCheck(_message.Message):
+    """One check on a signature: what was checked, its outcome and the detail."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """integrity, coverage, chain, validity, key-usage, revocation, signer-kind."""
+    outcome: Global___CheckOutcome.ValueType
+    detail: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        outcome: Global___CheckOutcome.ValueType = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "name", b"name", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignatureCheck: _TypeAlias = SignatureCheck  # noqa: Y015

@@ -434,6 +434,7 @@ class GetDocumentResponse(_message.Message):
     STEERING_TYPE_FIELD_NUMBER: _builtins.int
     RESPONSE_FOR_FIELD_NUMBER: _builtins.int
     FROZEN_FIELD_NUMBER: _builtins.int
+    VERIFICATION_FIELD_NUMBER: _builtins.int
     content_summary: _builtins.str
     promulgation_place: _builtins.str
     steering_type: _builtins.int
@@ -454,6 +455,10 @@ class GetDocumentResponse(_message.Message):
     def to_places(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def signer(self) -> Global___SignerInfo: ...
+    @_builtins.property
+    def verification(self) -> Global___Verification:
+        """signature-service's verdict on the document, once it is in (unset before)."""
+
     def __init__(
         self,
         *,
@@ -468,14 +473,59 @@ class GetDocumentResponse(_message.Message):
         steering_type: _builtins.int = ...,
         response_for: _builtins.str = ...,
         frozen: _builtins.bool = ...,
+        verification: Global___Verification | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "recipients", b"recipients", "signer", b"signer"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "recipients", b"recipients", "signer", b"signer", "verification", b"verification"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "content_summary", b"content_summary", "document", b"document", "frozen", b"frozen", "promulgation_place", b"promulgation_place", "recipient_states", b"recipient_states", "recipients", b"recipients", "response_for", b"response_for", "signer", b"signer", "steering_type", b"steering_type", "to_places", b"to_places"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "content_summary", b"content_summary", "document", b"document", "frozen", b"frozen", "promulgation_place", b"promulgation_place", "recipient_states", b"recipient_states", "recipients", b"recipients", "response_for", b"response_for", "signer", b"signer", "steering_type", b"steering_type", "to_places", b"to_places", "verification", b"verification"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetDocumentResponse: _TypeAlias = GetDocumentResponse  # noqa: Y015
+
+@_typing.final
+class Verification(_message.Message):
+    """signature-service's verdict as document-service stored it for the document."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERDICT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    FAILED_RULE_FIELD_NUMBER: _builtins.int
+    PERSONAL_SIGNATURE_VALID_FIELD_NUMBER: _builtins.int
+    ORGANISATION_SIGNATURE_VALID_FIELD_NUMBER: _builtins.int
+    SIGNATURES_FIELD_NUMBER: _builtins.int
+    VERIFIED_AT_FIELD_NUMBER: _builtins.int
+    verdict: _common_pb2.Verdict.ValueType
+    reason: _builtins.str
+    failed_rule: _builtins.str
+    """The policy rule that failed (empty when accepted)."""
+    personal_signature_valid: _builtins.bool
+    organisation_signature_valid: _builtins.bool
+    @_builtins.property
+    def signatures(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.SignatureReport]:
+        """One report per signature, per file, in signing order."""
+
+    @_builtins.property
+    def verified_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        verdict: _common_pb2.Verdict.ValueType = ...,
+        reason: _builtins.str = ...,
+        failed_rule: _builtins.str = ...,
+        personal_signature_valid: _builtins.bool = ...,
+        organisation_signature_valid: _builtins.bool = ...,
+        signatures: _abc.Iterable[_common_pb2.SignatureReport] | None = ...,
+        verified_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["verified_at", b"verified_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed_rule", b"failed_rule", "organisation_signature_valid", b"organisation_signature_valid", "personal_signature_valid", b"personal_signature_valid", "reason", b"reason", "signatures", b"signatures", "verdict", b"verdict", "verified_at", b"verified_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Verification: _TypeAlias = Verification  # noqa: Y015
 
 @_typing.final
 class RecipientState(_message.Message):
@@ -784,21 +834,29 @@ class TrackDocumentResponse(_message.Message):
     DOCUMENT_FIELD_NUMBER: _builtins.int
     RECIPIENTS_FIELD_NUMBER: _builtins.int
     FROZEN_FIELD_NUMBER: _builtins.int
+    VERIFICATION_FIELD_NUMBER: _builtins.int
     frozen: _builtins.bool
     @_builtins.property
     def document(self) -> _common_pb2.DocumentSummary: ...
     @_builtins.property
     def recipients(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecipientTrack]: ...
+    @_builtins.property
+    def verification(self) -> Global___Verification:
+        """signature-service's verdict, once it is in (a rejected document reaches nobody: every
+        recipient shows status 02 with the reason).
+        """
+
     def __init__(
         self,
         *,
         document: _common_pb2.DocumentSummary | None = ...,
         recipients: _abc.Iterable[Global___RecipientTrack] | None = ...,
         frozen: _builtins.bool = ...,
+        verification: Global___Verification | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "verification", b"verification"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "frozen", b"frozen", "recipients", b"recipients"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "frozen", b"frozen", "recipients", b"recipients", "verification", b"verification"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4lienthong/notification/v1/notification_service.proto\x12\x19lienthong.notification.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbb\x01\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x11\n\tunit_code\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04read\x18\x08 \x01(\x08\"A\n\x18ListNotificationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"t\n\x19ListNotificationsResponse\x12>\n\rnotifications\x18\x01 \x03(\x0b\x32\'.lienthong.notification.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x95\x01\n\x13NotificationService\x12~\n\x11ListNotifications\x12\x33.lienthong.notification.v1.ListNotificationsRequest\x1a\x34.lienthong.notification.v1.ListNotificationsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4lienthong/notification/v1/notification_service.proto\x12\x19lienthong.notification.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x01\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x11\n\tunit_code\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04read\x18\x08 \x01(\x08\x12\x0c\n\x04kind\x18\t \x01(\t\x12\x0e\n\x06urgent\x18\n \x01(\x08\"V\n\x18ListNotificationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x13\n\x0bunread_only\x18\x03 \x01(\x08\"t\n\x19ListNotificationsResponse\x12>\n\rnotifications\x18\x01 \x03(\x0b\x32\'.lienthong.notification.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1b\n\x19WatchNotificationsRequest\"[\n\x1aWatchNotificationsResponse\x12=\n\x0cnotification\x18\x01 \x01(\x0b\x32\'.lienthong.notification.v1.Notification\"+\n\x0fMarkReadRequest\x12\x18\n\x10notification_ids\x18\x01 \x03(\t\"\"\n\x10MarkReadResponse\x12\x0e\n\x06marked\x18\x01 \x01(\x05\"\xc8\x01\n\x07\x43ontact\x12\x12\n\ncontact_id\x18\x01 \x01(\t\x12\x11\n\tunit_code\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\r\n\x05\x65mail\x18\x05 \x01(\t\x12\r\n\x05phone\x18\x06 \x01(\t\x12\x13\n\x0bwebhook_url\x18\x07 \x01(\t\x12\x16\n\x0ewebhook_secret\x18\x08 \x01(\t\x12\x1a\n\x12has_webhook_secret\x18\t \x01(\x08\x12\x13\n\x0bgroup_codes\x18\n \x03(\t\"H\n\x11PutContactRequest\x12\x33\n\x07\x63ontact\x18\x01 \x01(\x0b\x32\".lienthong.notification.v1.Contact\"I\n\x12PutContactResponse\x12\x33\n\x07\x63ontact\x18\x01 \x01(\x0b\x32\".lienthong.notification.v1.Contact\"\'\n\x11GetContactRequest\x12\x12\n\ncontact_id\x18\x01 \x01(\t\"I\n\x12GetContactResponse\x12\x33\n\x07\x63ontact\x18\x01 \x01(\x0b\x32\".lienthong.notification.v1.Contact\")\n\x13ListContactsRequest\x12\x12\n\ngroup_code\x18\x01 \x01(\t\"L\n\x14ListContactsResponse\x12\x34\n\x08\x63ontacts\x18\x01 \x03(\x0b\x32\".lienthong.notification.v1.Contact\"*\n\x14\x44\x65leteContactRequest\x12\x12\n\ncontact_id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteContactResponse\"6\n\x05Group\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tunit_code\x18\x03 \x01(\t\"B\n\x0fPutGroupRequest\x12/\n\x05group\x18\x01 \x01(\x0b\x32 .lienthong.notification.v1.Group\"C\n\x10PutGroupResponse\x12/\n\x05group\x18\x01 \x01(\x0b\x32 .lienthong.notification.v1.Group\"\x13\n\x11ListGroupsRequest\"F\n\x12ListGroupsResponse\x12\x30\n\x06groups\x18\x01 \x03(\x0b\x32 .lienthong.notification.v1.Group\"\"\n\x12\x44\x65leteGroupRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteGroupResponse\"\x89\x01\n\x0cSubscription\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\x12\x11\n\tunit_code\x18\x02 \x01(\t\x12\x12\n\ncontact_id\x18\x03 \x01(\t\x12\x12\n\ngroup_code\x18\x04 \x01(\t\x12\x13\n\x0b\x65vent_kinds\x18\x05 \x03(\t\x12\x10\n\x08\x63hannels\x18\x06 \x03(\t\"Q\n\x10SubscribeRequest\x12=\n\x0csubscription\x18\x01 \x01(\x0b\x32\'.lienthong.notification.v1.Subscription\"R\n\x11SubscribeResponse\x12=\n\x0csubscription\x18\x01 \x01(\x0b\x32\'.lienthong.notification.v1.Subscription\"-\n\x12UnsubscribeRequest\x12\x17\n\x0fsubscription_id\x18\x01 \x01(\t\"\x15\n\x13UnsubscribeResponse\"\x1a\n\x18ListSubscriptionsRequest\"[\n\x19ListSubscriptionsResponse\x12>\n\rsubscriptions\x18\x01 \x03(\x0b\x32\'.lienthong.notification.v1.Subscription\"\x83\x02\n\x12\x46\x61iledNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x11\n\tunit_code\x18\x02 \x01(\t\x12\x12\n\ncontact_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\r\n\x05title\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tfailed_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x1eListFailedNotificationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\"g\n\x1fListFailedNotificationsResponse\x12\x44\n\rnotifications\x18\x01 \x03(\x0b\x32-.lienthong.notification.v1.FailedNotification2\xe2\x0c\n\x13NotificationService\x12~\n\x11ListNotifications\x12\x33.lienthong.notification.v1.ListNotificationsRequest\x1a\x34.lienthong.notification.v1.ListNotificationsResponse\x12\x83\x01\n\x12WatchNotifications\x12\x34.lienthong.notification.v1.WatchNotificationsRequest\x1a\x35.lienthong.notification.v1.WatchNotificationsResponse0\x01\x12\x63\n\x08MarkRead\x12*.lienthong.notification.v1.MarkReadRequest\x1a+.lienthong.notification.v1.MarkReadResponse\x12i\n\nPutContact\x12,.lienthong.notification.v1.PutContactRequest\x1a-.lienthong.notification.v1.PutContactResponse\x12i\n\nGetContact\x12,.lienthong.notification.v1.GetContactRequest\x1a-.lienthong.notification.v1.GetContactResponse\x12o\n\x0cListContacts\x12..lienthong.notification.v1.ListContactsRequest\x1a/.lienthong.notification.v1.ListContactsResponse\x12r\n\rDeleteContact\x12/.lienthong.notification.v1.DeleteContactRequest\x1a\x30.lienthong.notification.v1.DeleteContactResponse\x12\x63\n\x08PutGroup\x12*.lienthong.notification.v1.PutGroupRequest\x1a+.lienthong.notification.v1.PutGroupResponse\x12i\n\nListGroups\x12,.lienthong.notification.v1.ListGroupsRequest\x1a-.lienthong.notification.v1.ListGroupsResponse\x12l\n\x0b\x44\x65leteGroup\x12-.lienthong.notification.v1.DeleteGroupRequest\x1a..lienthong.notification.v1.DeleteGroupResponse\x12\x66\n\tSubscribe\x12+.lienthong.notification.v1.SubscribeRequest\x1a,.lienthong.notification.v1.SubscribeResponse\x12l\n\x0bUnsubscribe\x12-.lienthong.notification.v1.UnsubscribeRequest\x1a..lienthong.notification.v1.UnsubscribeResponse\x12~\n\x11ListSubscriptions\x12\x33.lienthong.notification.v1.ListSubscriptionsRequest\x1a\x34.lienthong.notification.v1.ListSubscriptionsResponse\x12\x90\x01\n\x17ListFailedNotifications\x12\x39.lienthong.notification.v1.ListFailedNotificationsRequest\x1a:.lienthong.notification.v1.ListFailedNotificationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,71 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lienthong.notification.v1.n
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_NOTIFICATION']._serialized_start=117
-  _globals['_NOTIFICATION']._serialized_end=304
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=306
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=371
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=373
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=489
-  _globals['_NOTIFICATIONSERVICE']._serialized_start=492
-  _globals['_NOTIFICATIONSERVICE']._serialized_end=641
+  _globals['_NOTIFICATION']._serialized_end=334
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=336
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=422
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=424
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=540
+  _globals['_WATCHNOTIFICATIONSREQUEST']._serialized_start=542
+  _globals['_WATCHNOTIFICATIONSREQUEST']._serialized_end=569
+  _globals['_WATCHNOTIFICATIONSRESPONSE']._serialized_start=571
+  _globals['_WATCHNOTIFICATIONSRESPONSE']._serialized_end=662
+  _globals['_MARKREADREQUEST']._serialized_start=664
+  _globals['_MARKREADREQUEST']._serialized_end=707
+  _globals['_MARKREADRESPONSE']._serialized_start=709
+  _globals['_MARKREADRESPONSE']._serialized_end=743
+  _globals['_CONTACT']._serialized_start=746
+  _globals['_CONTACT']._serialized_end=946
+  _globals['_PUTCONTACTREQUEST']._serialized_start=948
+  _globals['_PUTCONTACTREQUEST']._serialized_end=1020
+  _globals['_PUTCONTACTRESPONSE']._serialized_start=1022
+  _globals['_PUTCONTACTRESPONSE']._serialized_end=1095
+  _globals['_GETCONTACTREQUEST']._serialized_start=1097
+  _globals['_GETCONTACTREQUEST']._serialized_end=1136
+  _globals['_GETCONTACTRESPONSE']._serialized_start=1138
+  _globals['_GETCONTACTRESPONSE']._serialized_end=1211
+  _globals['_LISTCONTACTSREQUEST']._serialized_start=1213
+  _globals['_LISTCONTACTSREQUEST']._serialized_end=1254
+  _globals['_LISTCONTACTSRESPONSE']._serialized_start=1256
+  _globals['_LISTCONTACTSRESPONSE']._serialized_end=1332
+  _globals['_DELETECONTACTREQUEST']._serialized_start=1334
+  _globals['_DELETECONTACTREQUEST']._serialized_end=1376
+  _globals['_DELETECONTACTRESPONSE']._serialized_start=1378
+  _globals['_DELETECONTACTRESPONSE']._serialized_end=1401
+  _globals['_GROUP']._serialized_start=1403
+  _globals['_GROUP']._serialized_end=1457
+  _globals['_PUTGROUPREQUEST']._serialized_start=1459
+  _globals['_PUTGROUPREQUEST']._serialized_end=1525
+  _globals['_PUTGROUPRESPONSE']._serialized_start=1527
+  _globals['_PUTGROUPRESPONSE']._serialized_end=1594
+  _globals['_LISTGROUPSREQUEST']._serialized_start=1596
+  _globals['_LISTGROUPSREQUEST']._serialized_end=1615
+  _globals['_LISTGROUPSRESPONSE']._serialized_start=1617
+  _globals['_LISTGROUPSRESPONSE']._serialized_end=1687
+  _globals['_DELETEGROUPREQUEST']._serialized_start=1689
+  _globals['_DELETEGROUPREQUEST']._serialized_end=1723
+  _globals['_DELETEGROUPRESPONSE']._serialized_start=1725
+  _globals['_DELETEGROUPRESPONSE']._serialized_end=1746
+  _globals['_SUBSCRIPTION']._serialized_start=1749
+  _globals['_SUBSCRIPTION']._serialized_end=1886
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=1888
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=1969
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=1971
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=2053
+  _globals['_UNSUBSCRIBEREQUEST']._serialized_start=2055
+  _globals['_UNSUBSCRIBEREQUEST']._serialized_end=2100
+  _globals['_UNSUBSCRIBERESPONSE']._serialized_start=2102
+  _globals['_UNSUBSCRIBERESPONSE']._serialized_end=2123
+  _globals['_LISTSUBSCRIPTIONSREQUEST']._serialized_start=2125
+  _globals['_LISTSUBSCRIPTIONSREQUEST']._serialized_end=2151
+  _globals['_LISTSUBSCRIPTIONSRESPONSE']._serialized_start=2153
+  _globals['_LISTSUBSCRIPTIONSRESPONSE']._serialized_end=2244
+  _globals['_FAILEDNOTIFICATION']._serialized_start=2247
+  _globals['_FAILEDNOTIFICATION']._serialized_end=2506
+  _globals['_LISTFAILEDNOTIFICATIONSREQUEST']._serialized_start=2508
+  _globals['_LISTFAILEDNOTIFICATIONSREQUEST']._serialized_end=2576
+  _globals['_LISTFAILEDNOTIFICATIONSRESPONSE']._serialized_start=2578
+  _globals['_LISTFAILEDNOTIFICATIONSRESPONSE']._serialized_end=2681
+  _globals['_NOTIFICATIONSERVICE']._serialized_start=2684
+  _globals['_NOTIFICATIONSERVICE']._serialized_end=4318
 # @@protoc_insertion_point(module_scope)

@@ -31,6 +31,8 @@ class Notification(_message.Message):
     DOCUMENT_ID_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     READ_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    URGENT_FIELD_NUMBER: _builtins.int
     notification_id: _builtins.str
     unit_code: _builtins.str
     channel: _builtins.str
@@ -39,6 +41,10 @@ class Notification(_message.Message):
     body: _builtins.str
     document_id: _builtins.str
     read: _builtins.bool
+    kind: _builtins.str
+    """The event kind, e.g. "delivery.created", "reminder.due" (see docs/notification.md)."""
+    urgent: _builtins.bool
+    """The document is urgent (khẩn, thượng khẩn, hỏa tốc)."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -52,10 +58,12 @@ class Notification(_message.Message):
         document_id: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         read: _builtins.bool = ...,
+        kind: _builtins.str = ...,
+        urgent: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "channel", b"channel", "created_at", b"created_at", "document_id", b"document_id", "notification_id", b"notification_id", "read", b"read", "title", b"title", "unit_code", b"unit_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "channel", b"channel", "created_at", b"created_at", "document_id", b"document_id", "kind", b"kind", "notification_id", b"notification_id", "read", b"read", "title", b"title", "unit_code", b"unit_code", "urgent", b"urgent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -67,18 +75,22 @@ class ListNotificationsRequest(_message.Message):
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    UNREAD_ONLY_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most 200; 0 means 50."""
     page_token: _builtins.str
+    unread_only: _builtins.bool
+    """Only notifications not yet marked read."""
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        unread_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "unread_only", b"unread_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -106,3 +118,676 @@ class ListNotificationsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListNotificationsResponse: _TypeAlias = ListNotificationsResponse  # noqa: Y015
+
+@_typing.final
+class WatchNotificationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchNotificationsRequest: _TypeAlias = WatchNotificationsRequest  # noqa: Y015
+
+@_typing.final
+class WatchNotificationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def notification(self) -> Global___Notification: ...
+    def __init__(
+        self,
+        *,
+        notification: Global___Notification | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["notification", b"notification"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["notification", b"notification"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchNotificationsResponse: _TypeAlias = WatchNotificationsResponse  # noqa: Y015
+
+@_typing.final
+class MarkReadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATION_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def notification_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """At most 500 ids of the unit's in-app notifications."""
+
+    def __init__(
+        self,
+        *,
+        notification_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["notification_ids", b"notification_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkReadRequest: _TypeAlias = MarkReadRequest  # noqa: Y015
+
+@_typing.final
+class MarkReadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MARKED_FIELD_NUMBER: _builtins.int
+    marked: _builtins.int
+    """How many of them were unread before this call."""
+    def __init__(
+        self,
+        *,
+        marked: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["marked", b"marked"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkReadResponse: _TypeAlias = MarkReadResponse  # noqa: Y015
+
+@_typing.final
+class Contact(_message.Message):
+    """A person of a unit who is told about documents: a clerk (văn thư) or a leader."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    PHONE_FIELD_NUMBER: _builtins.int
+    WEBHOOK_URL_FIELD_NUMBER: _builtins.int
+    WEBHOOK_SECRET_FIELD_NUMBER: _builtins.int
+    HAS_WEBHOOK_SECRET_FIELD_NUMBER: _builtins.int
+    GROUP_CODES_FIELD_NUMBER: _builtins.int
+    contact_id: _builtins.str
+    """Assigned by PutContact on creation."""
+    unit_code: _builtins.str
+    """The unit the contact belongs to (always the caller's)."""
+    name: _builtins.str
+    role: _builtins.str
+    """"clerk" or "leader"."""
+    email: _builtins.str
+    phone: _builtins.str
+    """A Vietnamese mobile number; stored normalised as +84xxxxxxxxx."""
+    webhook_url: _builtins.str
+    """An http(s) URL of the agency system that receives webhooks for this contact."""
+    webhook_secret: _builtins.str
+    """The HMAC key for webhooks (at least 16 characters). Write-only: never returned."""
+    has_webhook_secret: _builtins.bool
+    """Whether a webhook secret is stored (read-only)."""
+    @_builtins.property
+    def group_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Codes of the unit's groups the contact belongs to."""
+
+    def __init__(
+        self,
+        *,
+        contact_id: _builtins.str = ...,
+        unit_code: _builtins.str = ...,
+        name: _builtins.str = ...,
+        role: _builtins.str = ...,
+        email: _builtins.str = ...,
+        phone: _builtins.str = ...,
+        webhook_url: _builtins.str = ...,
+        webhook_secret: _builtins.str = ...,
+        has_webhook_secret: _builtins.bool = ...,
+        group_codes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id", "email", b"email", "group_codes", b"group_codes", "has_webhook_secret", b"has_webhook_secret", "name", b"name", "phone", b"phone", "role", b"role", "unit_code", b"unit_code", "webhook_secret", b"webhook_secret", "webhook_url", b"webhook_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Contact: _TypeAlias = Contact  # noqa: Y015
+
+@_typing.final
+class PutContactRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def contact(self) -> Global___Contact: ...
+    def __init__(
+        self,
+        *,
+        contact: Global___Contact | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutContactRequest: _TypeAlias = PutContactRequest  # noqa: Y015
+
+@_typing.final
+class PutContactResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def contact(self) -> Global___Contact: ...
+    def __init__(
+        self,
+        *,
+        contact: Global___Contact | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutContactResponse: _TypeAlias = PutContactResponse  # noqa: Y015
+
+@_typing.final
+class GetContactRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    contact_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        contact_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetContactRequest: _TypeAlias = GetContactRequest  # noqa: Y015
+
+@_typing.final
+class GetContactResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def contact(self) -> Global___Contact: ...
+    def __init__(
+        self,
+        *,
+        contact: Global___Contact | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetContactResponse: _TypeAlias = GetContactResponse  # noqa: Y015
+
+@_typing.final
+class ListContactsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_CODE_FIELD_NUMBER: _builtins.int
+    group_code: _builtins.str
+    """Only contacts in this group, when set."""
+    def __init__(
+        self,
+        *,
+        group_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_code", b"group_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListContactsRequest: _TypeAlias = ListContactsRequest  # noqa: Y015
+
+@_typing.final
+class ListContactsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def contacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Contact]: ...
+    def __init__(
+        self,
+        *,
+        contacts: _abc.Iterable[Global___Contact] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contacts", b"contacts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListContactsResponse: _TypeAlias = ListContactsResponse  # noqa: Y015
+
+@_typing.final
+class DeleteContactRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    contact_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        contact_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_id", b"contact_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteContactRequest: _TypeAlias = DeleteContactRequest  # noqa: Y015
+
+@_typing.final
+class DeleteContactResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteContactResponse: _TypeAlias = DeleteContactResponse  # noqa: Y015
+
+@_typing.final
+class Group(_message.Message):
+    """A department (phòng ban) within a unit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """Letters, digits, '-' and '_', at most 40 characters, unique within the unit."""
+    name: _builtins.str
+    unit_code: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        name: _builtins.str = ...,
+        unit_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "name", b"name", "unit_code", b"unit_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Group: _TypeAlias = Group  # noqa: Y015
+
+@_typing.final
+class PutGroupRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def group(self) -> Global___Group: ...
+    def __init__(
+        self,
+        *,
+        group: Global___Group | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["group", b"group"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutGroupRequest: _TypeAlias = PutGroupRequest  # noqa: Y015
+
+@_typing.final
+class PutGroupResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def group(self) -> Global___Group: ...
+    def __init__(
+        self,
+        *,
+        group: Global___Group | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["group", b"group"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PutGroupResponse: _TypeAlias = PutGroupResponse  # noqa: Y015
+
+@_typing.final
+class ListGroupsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListGroupsRequest: _TypeAlias = ListGroupsRequest  # noqa: Y015
+
+@_typing.final
+class ListGroupsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUPS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___Group]: ...
+    def __init__(
+        self,
+        *,
+        groups: _abc.Iterable[Global___Group] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListGroupsResponse: _TypeAlias = ListGroupsResponse  # noqa: Y015
+
+@_typing.final
+class DeleteGroupRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteGroupRequest: _TypeAlias = DeleteGroupRequest  # noqa: Y015
+
+@_typing.final
+class DeleteGroupResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteGroupResponse: _TypeAlias = DeleteGroupResponse  # noqa: Y015
+
+@_typing.final
+class Subscription(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    GROUP_CODE_FIELD_NUMBER: _builtins.int
+    EVENT_KINDS_FIELD_NUMBER: _builtins.int
+    CHANNELS_FIELD_NUMBER: _builtins.int
+    subscription_id: _builtins.str
+    """"<contact|group>:<id>" (assigned)."""
+    unit_code: _builtins.str
+    contact_id: _builtins.str
+    """Exactly one of contact_id and group_code."""
+    group_code: _builtins.str
+    @_builtins.property
+    def event_kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Event kinds: delivery.created, delivery.status.changed, document.returned,
+        document.recalled, reminder.due, reminder.overdue.
+        """
+
+    @_builtins.property
+    def channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """"email", "sms" and/or "webhook" (in-app notices go to the unit regardless)."""
+
+    def __init__(
+        self,
+        *,
+        subscription_id: _builtins.str = ...,
+        unit_code: _builtins.str = ...,
+        contact_id: _builtins.str = ...,
+        group_code: _builtins.str = ...,
+        event_kinds: _abc.Iterable[_builtins.str] | None = ...,
+        channels: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels", "contact_id", b"contact_id", "event_kinds", b"event_kinds", "group_code", b"group_code", "subscription_id", b"subscription_id", "unit_code", b"unit_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Subscription: _TypeAlias = Subscription  # noqa: Y015
+
+@_typing.final
+class SubscribeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def subscription(self) -> Global___Subscription: ...
+    def __init__(
+        self,
+        *,
+        subscription: Global___Subscription | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["subscription", b"subscription"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["subscription", b"subscription"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubscribeRequest: _TypeAlias = SubscribeRequest  # noqa: Y015
+
+@_typing.final
+class SubscribeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def subscription(self) -> Global___Subscription: ...
+    def __init__(
+        self,
+        *,
+        subscription: Global___Subscription | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["subscription", b"subscription"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["subscription", b"subscription"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubscribeResponse: _TypeAlias = SubscribeResponse  # noqa: Y015
+
+@_typing.final
+class UnsubscribeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    subscription_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        subscription_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["subscription_id", b"subscription_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnsubscribeRequest: _TypeAlias = UnsubscribeRequest  # noqa: Y015
+
+@_typing.final
+class UnsubscribeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnsubscribeResponse: _TypeAlias = UnsubscribeResponse  # noqa: Y015
+
+@_typing.final
+class ListSubscriptionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSubscriptionsRequest: _TypeAlias = ListSubscriptionsRequest  # noqa: Y015
+
+@_typing.final
+class ListSubscriptionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def subscriptions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Subscription]: ...
+    def __init__(
+        self,
+        *,
+        subscriptions: _abc.Iterable[Global___Subscription] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["subscriptions", b"subscriptions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSubscriptionsResponse: _TypeAlias = ListSubscriptionsResponse  # noqa: Y015
+
+@_typing.final
+class FailedNotification(_message.Message):
+    """A notification that could not be sent after its retries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATION_ID_FIELD_NUMBER: _builtins.int
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    FAILED_AT_FIELD_NUMBER: _builtins.int
+    notification_id: _builtins.str
+    unit_code: _builtins.str
+    contact_id: _builtins.str
+    channel: _builtins.str
+    kind: _builtins.str
+    title: _builtins.str
+    attempts: _builtins.int
+    reason: _builtins.str
+    """The last error, e.g. "HTTP 503 from the SMS gateway: ..."."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def failed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        notification_id: _builtins.str = ...,
+        unit_code: _builtins.str = ...,
+        contact_id: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        title: _builtins.str = ...,
+        attempts: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        failed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "failed_at", b"failed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "channel", b"channel", "contact_id", b"contact_id", "created_at", b"created_at", "failed_at", b"failed_at", "kind", b"kind", "notification_id", b"notification_id", "reason", b"reason", "title", b"title", "unit_code", b"unit_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FailedNotification: _TypeAlias = FailedNotification  # noqa: Y015
+
+@_typing.final
+class ListFailedNotificationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most 200; 0 means 50."""
+    channel: _builtins.str
+    """Only this channel, when set."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        channel: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFailedNotificationsRequest: _TypeAlias = ListFailedNotificationsRequest  # noqa: Y015
+
+@_typing.final
+class ListFailedNotificationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTIFICATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def notifications(self) -> _containers.RepeatedCompositeFieldContainer[Global___FailedNotification]: ...
+    def __init__(
+        self,
+        *,
+        notifications: _abc.Iterable[Global___FailedNotification] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["notifications", b"notifications"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFailedNotificationsResponse: _TypeAlias = ListFailedNotificationsResponse  # noqa: Y015

@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class NotificationServiceStub(object):
-    """In-app notifications for the caller's unit.
+    """Who is told what, on which channel: the caller's unit's contacts, groups (phòng ban) and
+    subscriptions; the unit's in-app notifications; failed notifications for operators.
+    Every call acts on the calling unit only.
     """
 
     def __init__(self, channel):
@@ -40,14 +42,169 @@ class NotificationServiceStub(object):
                 request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListNotificationsRequest.SerializeToString,
                 response_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListNotificationsResponse.FromString,
                 _registered_method=True)
+        self.WatchNotifications = channel.unary_stream(
+                '/lienthong.notification.v1.NotificationService/WatchNotifications',
+                request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.WatchNotificationsRequest.SerializeToString,
+                response_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.WatchNotificationsResponse.FromString,
+                _registered_method=True)
+        self.MarkRead = channel.unary_unary(
+                '/lienthong.notification.v1.NotificationService/MarkRead',
+                request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.MarkReadRequest.SerializeToString,
+                response_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.MarkReadResponse.FromString,
+                _registered_method=True)
+        self.PutContact = channel.unary_unary(
+                '/lienthong.notification.v1.NotificationService/PutContact',
+                request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.PutContactRequest.SerializeToString,
+                response_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.PutContactResponse.FromString,
+                _registered_method=True)
+        self.GetContact = channel.unary_unary(
+                '/lienthong.notification.v1.NotificationService/GetContact',
+                request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.GetContactRequest.SerializeToString,
+                response_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.GetContactResponse.FromString,
+                _registered_method=True)
+        self.ListContacts = channel.unary_unary(
+                '/lienthong.notification.v1.NotificationService/ListContacts',
+                request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListContactsRequest.SerializeToString,
+                response_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListContactsResponse.FromString,
+                _registered_method=True)
+        self.DeleteContact = channel.unary_unary(
+                '/lienthong.notification.v1.NotificationService/DeleteContact',
+                request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DeleteContactRequest.SerializeToString,
+                response_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DeleteContactResponse.FromString,
+                _registered_method=True)
+        self.PutGroup = channel.unary_unary(
+                '/lienthong.notification.v1.NotificationService/PutGroup',
+                request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.PutGroupRequest.SerializeToString,
+                response_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.PutGroupResponse.FromString,
+                _registered_method=True)
+        self.ListGroups = channel.unary_unary(
+                '/lienthong.notification.v1.NotificationService/ListGroups',
+                request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListGroupsRequest.SerializeToString,
+                response_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListGroupsResponse.FromString,
+                _registered_method=True)
+        self.DeleteGroup = channel.unary_unary(
+                '/lienthong.notification.v1.NotificationService/DeleteGroup',
+                request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DeleteGroupRequest.SerializeToString,
+                response_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DeleteGroupResponse.FromString,
+                _registered_method=True)
+        self.Subscribe = channel.unary_unary(
+                '/lienthong.notification.v1.NotificationService/Subscribe',
+                request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.SubscribeResponse.FromString,
+                _registered_method=True)
+        self.Unsubscribe = channel.unary_unary(
+                '/lienthong.notification.v1.NotificationService/Unsubscribe',
+                request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.UnsubscribeRequest.SerializeToString,
+                response_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.UnsubscribeResponse.FromString,
+                _registered_method=True)
+        self.ListSubscriptions = channel.unary_unary(
+                '/lienthong.notification.v1.NotificationService/ListSubscriptions',
+                request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListSubscriptionsRequest.SerializeToString,
+                response_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListSubscriptionsResponse.FromString,
+                _registered_method=True)
+        self.ListFailedNotifications = channel.unary_unary(
+                '/lienthong.notification.v1.NotificationService/ListFailedNotifications',
+                request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListFailedNotificationsRequest.SerializeToString,
+                response_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListFailedNotificationsResponse.FromString,
+                _registered_method=True)
 
 
 class NotificationServiceServicer(object):
-    """In-app notifications for the caller's unit.
+    """Who is told what, on which channel: the caller's unit's contacts, groups (phòng ban) and
+    subscriptions; the unit's in-app notifications; failed notifications for operators.
+    Every call acts on the calling unit only.
     """
 
     def ListNotifications(self, request, context):
+        """The unit's in-app notifications, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchNotifications(self, request, context):
+        """New in-app notifications of the unit as they are recorded (any replica).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkRead(self, request, context):
+        """Mark in-app notifications of the unit as read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutContact(self, request, context):
+        """Create (empty contact_id) or replace a contact of the unit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetContact(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListContacts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteContact(self, request, context):
+        """Removes the contact and its own subscriptions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutGroup(self, request, context):
+        """Create or rename a group (phòng ban) of the unit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGroups(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteGroup(self, request, context):
+        """Removes an empty group and its subscription (FAILED_PRECONDITION while contacts are in it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Subscribe(self, request, context):
+        """Choose which event kinds reach a contact or a group on which channels; replaces the
+        subscription of that target.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Unsubscribe(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSubscriptions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFailedNotifications(self, request, context):
+        """Notifications to the unit's contacts that failed after every retry (dead letters).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -60,6 +217,71 @@ def add_NotificationServiceServicer_to_server(servicer, server):
                     request_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListNotificationsRequest.FromString,
                     response_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListNotificationsResponse.SerializeToString,
             ),
+            'WatchNotifications': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchNotifications,
+                    request_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.WatchNotificationsRequest.FromString,
+                    response_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.WatchNotificationsResponse.SerializeToString,
+            ),
+            'MarkRead': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkRead,
+                    request_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.MarkReadRequest.FromString,
+                    response_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.MarkReadResponse.SerializeToString,
+            ),
+            'PutContact': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutContact,
+                    request_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.PutContactRequest.FromString,
+                    response_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.PutContactResponse.SerializeToString,
+            ),
+            'GetContact': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetContact,
+                    request_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.GetContactRequest.FromString,
+                    response_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.GetContactResponse.SerializeToString,
+            ),
+            'ListContacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListContacts,
+                    request_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListContactsRequest.FromString,
+                    response_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListContactsResponse.SerializeToString,
+            ),
+            'DeleteContact': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteContact,
+                    request_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DeleteContactRequest.FromString,
+                    response_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DeleteContactResponse.SerializeToString,
+            ),
+            'PutGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutGroup,
+                    request_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.PutGroupRequest.FromString,
+                    response_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.PutGroupResponse.SerializeToString,
+            ),
+            'ListGroups': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGroups,
+                    request_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListGroupsRequest.FromString,
+                    response_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListGroupsResponse.SerializeToString,
+            ),
+            'DeleteGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteGroup,
+                    request_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DeleteGroupRequest.FromString,
+                    response_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DeleteGroupResponse.SerializeToString,
+            ),
+            'Subscribe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Subscribe,
+                    request_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.SubscribeRequest.FromString,
+                    response_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.SubscribeResponse.SerializeToString,
+            ),
+            'Unsubscribe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unsubscribe,
+                    request_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.UnsubscribeRequest.FromString,
+                    response_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.UnsubscribeResponse.SerializeToString,
+            ),
+            'ListSubscriptions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSubscriptions,
+                    request_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListSubscriptionsRequest.FromString,
+                    response_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListSubscriptionsResponse.SerializeToString,
+            ),
+            'ListFailedNotifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFailedNotifications,
+                    request_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListFailedNotificationsRequest.FromString,
+                    response_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListFailedNotificationsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'lienthong.notification.v1.NotificationService', rpc_method_handlers)
@@ -69,7 +291,9 @@ def add_NotificationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class NotificationService(object):
-    """In-app notifications for the caller's unit.
+    """Who is told what, on which channel: the caller's unit's contacts, groups (phòng ban) and
+    subscriptions; the unit's in-app notifications; failed notifications for operators.
+    Every call acts on the calling unit only.
     """
 
     @staticmethod
@@ -89,6 +313,357 @@ class NotificationService(object):
             '/lienthong.notification.v1.NotificationService/ListNotifications',
             lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListNotificationsRequest.SerializeToString,
             lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListNotificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lienthong.notification.v1.NotificationService/WatchNotifications',
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.WatchNotificationsRequest.SerializeToString,
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.WatchNotificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkRead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.notification.v1.NotificationService/MarkRead',
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.MarkReadRequest.SerializeToString,
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.MarkReadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutContact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.notification.v1.NotificationService/PutContact',
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.PutContactRequest.SerializeToString,
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.PutContactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetContact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.notification.v1.NotificationService/GetContact',
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.GetContactRequest.SerializeToString,
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.GetContactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListContacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.notification.v1.NotificationService/ListContacts',
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListContactsRequest.SerializeToString,
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListContactsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteContact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.notification.v1.NotificationService/DeleteContact',
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DeleteContactRequest.SerializeToString,
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DeleteContactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.notification.v1.NotificationService/PutGroup',
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.PutGroupRequest.SerializeToString,
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.PutGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGroups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.notification.v1.NotificationService/ListGroups',
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListGroupsRequest.SerializeToString,
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListGroupsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.notification.v1.NotificationService/DeleteGroup',
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DeleteGroupRequest.SerializeToString,
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DeleteGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Subscribe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.notification.v1.NotificationService/Subscribe',
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.SubscribeRequest.SerializeToString,
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.SubscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unsubscribe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.notification.v1.NotificationService/Unsubscribe',
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.UnsubscribeRequest.SerializeToString,
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.UnsubscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSubscriptions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.notification.v1.NotificationService/ListSubscriptions',
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListSubscriptionsRequest.SerializeToString,
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListSubscriptionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFailedNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.notification.v1.NotificationService/ListFailedNotifications',
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListFailedNotificationsRequest.SerializeToString,
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListFailedNotificationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,29 +27,188 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class NotificationServiceStub:
-    """In-app notifications for the caller's unit."""
+    """Who is told what, on which channel: the caller's unit's contacts, groups (phòng ban) and
+    subscriptions; the unit's in-app notifications; failed notifications for operators.
+    Every call acts on the calling unit only.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> NotificationServiceAsyncStub: ...
     ListNotifications: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.ListNotificationsRequest, _notification_service_pb2.ListNotificationsResponse]
+    """The unit's in-app notifications, newest first."""
+    WatchNotifications: _grpc.UnaryStreamMultiCallable[_notification_service_pb2.WatchNotificationsRequest, _notification_service_pb2.WatchNotificationsResponse]
+    """New in-app notifications of the unit as they are recorded (any replica)."""
+    MarkRead: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.MarkReadRequest, _notification_service_pb2.MarkReadResponse]
+    """Mark in-app notifications of the unit as read."""
+    PutContact: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.PutContactRequest, _notification_service_pb2.PutContactResponse]
+    """Create (empty contact_id) or replace a contact of the unit."""
+    GetContact: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.GetContactRequest, _notification_service_pb2.GetContactResponse]
+    ListContacts: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.ListContactsRequest, _notification_service_pb2.ListContactsResponse]
+    DeleteContact: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.DeleteContactRequest, _notification_service_pb2.DeleteContactResponse]
+    """Removes the contact and its own subscriptions."""
+    PutGroup: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.PutGroupRequest, _notification_service_pb2.PutGroupResponse]
+    """Create or rename a group (phòng ban) of the unit."""
+    ListGroups: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.ListGroupsRequest, _notification_service_pb2.ListGroupsResponse]
+    DeleteGroup: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.DeleteGroupRequest, _notification_service_pb2.DeleteGroupResponse]
+    """Removes an empty group and its subscription (FAILED_PRECONDITION while contacts are in it)."""
+    Subscribe: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.SubscribeRequest, _notification_service_pb2.SubscribeResponse]
+    """Choose which event kinds reach a contact or a group on which channels; replaces the
+    subscription of that target.
+    """
+    Unsubscribe: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.UnsubscribeRequest, _notification_service_pb2.UnsubscribeResponse]
+    ListSubscriptions: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.ListSubscriptionsRequest, _notification_service_pb2.ListSubscriptionsResponse]
+    ListFailedNotifications: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.ListFailedNotificationsRequest, _notification_service_pb2.ListFailedNotificationsResponse]
+    """Notifications to the unit's contacts that failed after every retry (dead letters)."""
 
 @_typing.type_check_only
 class NotificationServiceAsyncStub(NotificationServiceStub):
-    """In-app notifications for the caller's unit."""
+    """Who is told what, on which channel: the caller's unit's contacts, groups (phòng ban) and
+    subscriptions; the unit's in-app notifications; failed notifications for operators.
+    Every call acts on the calling unit only.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListNotifications: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.ListNotificationsRequest, _notification_service_pb2.ListNotificationsResponse]  # type: ignore[assignment]
+    """The unit's in-app notifications, newest first."""
+    WatchNotifications: _aio.UnaryStreamMultiCallable[_notification_service_pb2.WatchNotificationsRequest, _notification_service_pb2.WatchNotificationsResponse]  # type: ignore[assignment]
+    """New in-app notifications of the unit as they are recorded (any replica)."""
+    MarkRead: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.MarkReadRequest, _notification_service_pb2.MarkReadResponse]  # type: ignore[assignment]
+    """Mark in-app notifications of the unit as read."""
+    PutContact: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.PutContactRequest, _notification_service_pb2.PutContactResponse]  # type: ignore[assignment]
+    """Create (empty contact_id) or replace a contact of the unit."""
+    GetContact: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.GetContactRequest, _notification_service_pb2.GetContactResponse]  # type: ignore[assignment]
+    ListContacts: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.ListContactsRequest, _notification_service_pb2.ListContactsResponse]  # type: ignore[assignment]
+    DeleteContact: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.DeleteContactRequest, _notification_service_pb2.DeleteContactResponse]  # type: ignore[assignment]
+    """Removes the contact and its own subscriptions."""
+    PutGroup: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.PutGroupRequest, _notification_service_pb2.PutGroupResponse]  # type: ignore[assignment]
+    """Create or rename a group (phòng ban) of the unit."""
+    ListGroups: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.ListGroupsRequest, _notification_service_pb2.ListGroupsResponse]  # type: ignore[assignment]
+    DeleteGroup: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.DeleteGroupRequest, _notification_service_pb2.DeleteGroupResponse]  # type: ignore[assignment]
+    """Removes an empty group and its subscription (FAILED_PRECONDITION while contacts are in it)."""
+    Subscribe: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.SubscribeRequest, _notification_service_pb2.SubscribeResponse]  # type: ignore[assignment]
+    """Choose which event kinds reach a contact or a group on which channels; replaces the
+    subscription of that target.
+    """
+    Unsubscribe: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.UnsubscribeRequest, _notification_service_pb2.UnsubscribeResponse]  # type: ignore[assignment]
+    ListSubscriptions: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.ListSubscriptionsRequest, _notification_service_pb2.ListSubscriptionsResponse]  # type: ignore[assignment]
+    ListFailedNotifications: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.ListFailedNotificationsRequest, _notification_service_pb2.ListFailedNotificationsResponse]  # type: ignore[assignment]
+    """Notifications to the unit's contacts that failed after every retry (dead letters)."""
 
 class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
-    """In-app notifications for the caller's unit."""
+    """Who is told what, on which channel: the caller's unit's contacts, groups (phòng ban) and
+    subscriptions; the unit's in-app notifications; failed notifications for operators.
+    Every call acts on the calling unit only.
+    """
 
     @_abc_1.abstractmethod
     def ListNotifications(
         self,
         request: _notification_service_pb2.ListNotificationsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_notification_service_pb2.ListNotificationsResponse, _abc.Awaitable[_notification_service_pb2.ListNotificationsResponse]]: ...
+    ) -> _typing.Union[_notification_service_pb2.ListNotificationsResponse, _abc.Awaitable[_notification_service_pb2.ListNotificationsResponse]]:
+        """The unit's in-app notifications, newest first."""
+
+    @_abc_1.abstractmethod
+    def WatchNotifications(
+        self,
+        request: _notification_service_pb2.WatchNotificationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_notification_service_pb2.WatchNotificationsResponse], _abc.AsyncIterator[_notification_service_pb2.WatchNotificationsResponse]]:
+        """New in-app notifications of the unit as they are recorded (any replica)."""
+
+    @_abc_1.abstractmethod
+    def MarkRead(
+        self,
+        request: _notification_service_pb2.MarkReadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_service_pb2.MarkReadResponse, _abc.Awaitable[_notification_service_pb2.MarkReadResponse]]:
+        """Mark in-app notifications of the unit as read."""
+
+    @_abc_1.abstractmethod
+    def PutContact(
+        self,
+        request: _notification_service_pb2.PutContactRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_service_pb2.PutContactResponse, _abc.Awaitable[_notification_service_pb2.PutContactResponse]]:
+        """Create (empty contact_id) or replace a contact of the unit."""
+
+    @_abc_1.abstractmethod
+    def GetContact(
+        self,
+        request: _notification_service_pb2.GetContactRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_service_pb2.GetContactResponse, _abc.Awaitable[_notification_service_pb2.GetContactResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListContacts(
+        self,
+        request: _notification_service_pb2.ListContactsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_service_pb2.ListContactsResponse, _abc.Awaitable[_notification_service_pb2.ListContactsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteContact(
+        self,
+        request: _notification_service_pb2.DeleteContactRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_service_pb2.DeleteContactResponse, _abc.Awaitable[_notification_service_pb2.DeleteContactResponse]]:
+        """Removes the contact and its own subscriptions."""
+
+    @_abc_1.abstractmethod
+    def PutGroup(
+        self,
+        request: _notification_service_pb2.PutGroupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_service_pb2.PutGroupResponse, _abc.Awaitable[_notification_service_pb2.PutGroupResponse]]:
+        """Create or rename a group (phòng ban) of the unit."""
+
+    @_abc_1.abstractmethod
+    def ListGroups(
+        self,
+        request: _notification_service_pb2.ListGroupsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_service_pb2.ListGroupsResponse, _abc.Awaitable[_notification_service_pb2.ListGroupsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteGroup(
+        self,
+        request: _notification_service_pb2.DeleteGroupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_service_pb2.DeleteGroupResponse, _abc.Awaitable[_notification_service_pb2.DeleteGroupResponse]]:
+        """Removes an empty group and its subscription (FAILED_PRECONDITION while contacts are in it)."""
+
+    @_abc_1.abstractmethod
+    def Subscribe(
+        self,
+        request: _notification_service_pb2.SubscribeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_service_pb2.SubscribeResponse, _abc.Awaitable[_notification_service_pb2.SubscribeResponse]]:
+        """Choose which event kinds reach a contact or a group on which channels; replaces the
+        subscription of that target.
+        """
+
+    @_abc_1.abstractmethod
+    def Unsubscribe(
+        self,
+        request: _notification_service_pb2.UnsubscribeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_service_pb2.UnsubscribeResponse, _abc.Awaitable[_notification_service_pb2.UnsubscribeResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListSubscriptions(
+        self,
+        request: _notification_service_pb2.ListSubscriptionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_service_pb2.ListSubscriptionsResponse, _abc.Awaitable[_notification_service_pb2.ListSubscriptionsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListFailedNotifications(
+        self,
+        request: _notification_service_pb2.ListFailedNotificationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_service_pb2.ListFailedNotificationsResponse, _abc.Awaitable[_notification_service_pb2.ListFailedNotificationsResponse]]:
+        """Notifications to the unit's contacts that failed after every retry (dead letters)."""
 
 def add_NotificationServiceServicer_to_server(servicer: NotificationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -3,9 +3,12 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from lienthong.common.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -17,6 +20,28 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _Direction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DirectionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Direction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DIRECTION_UNSPECIFIED: _Direction.ValueType  # 0
+    DIRECTION_OUTGOING: _Direction.ValueType  # 1
+    """Issued and sent by the calling unit (every submitted document)."""
+    DIRECTION_INCOMING: _Direction.ValueType  # 2
+    """Received by the calling unit from elsewhere."""
+
+class Direction(_Direction, metaclass=_DirectionEnumTypeWrapper):
+    """Direction of a document for the policy."""
+
+DIRECTION_UNSPECIFIED: Direction.ValueType  # 0
+DIRECTION_OUTGOING: Direction.ValueType  # 1
+"""Issued and sent by the calling unit (every submitted document)."""
+DIRECTION_INCOMING: Direction.ValueType  # 2
+"""Received by the calling unit from elsewhere."""
+Global___Direction: _TypeAlias = Direction  # noqa: Y015
 
 @_typing.final
 class GetVerificationRequest(_message.Message):
@@ -45,11 +70,20 @@ class GetVerificationResponse(_message.Message):
     VERDICT_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     VERIFIED_AT_FIELD_NUMBER: _builtins.int
+    FAILED_RULE_FIELD_NUMBER: _builtins.int
+    PERSONAL_SIGNATURE_VALID_FIELD_NUMBER: _builtins.int
+    ORGANISATION_SIGNATURE_VALID_FIELD_NUMBER: _builtins.int
+    SIGNATURES_FIELD_NUMBER: _builtins.int
     document_id: _builtins.str
     verdict: _common_pb2.Verdict.ValueType
     reason: _builtins.str
+    failed_rule: _builtins.str
+    personal_signature_valid: _builtins.bool
+    organisation_signature_valid: _builtins.bool
     @_builtins.property
     def verified_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def signatures(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.SignatureReport]: ...
     def __init__(
         self,
         *,
@@ -57,11 +91,361 @@ class GetVerificationResponse(_message.Message):
         verdict: _common_pb2.Verdict.ValueType = ...,
         reason: _builtins.str = ...,
         verified_at: _timestamp_pb2.Timestamp | None = ...,
+        failed_rule: _builtins.str = ...,
+        personal_signature_valid: _builtins.bool = ...,
+        organisation_signature_valid: _builtins.bool = ...,
+        signatures: _abc.Iterable[_common_pb2.SignatureReport] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["verified_at", b"verified_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id", "reason", b"reason", "verdict", b"verdict", "verified_at", b"verified_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id", "failed_rule", b"failed_rule", "organisation_signature_valid", b"organisation_signature_valid", "personal_signature_valid", b"personal_signature_valid", "reason", b"reason", "signatures", b"signatures", "verdict", b"verdict", "verified_at", b"verified_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetVerificationResponse: _TypeAlias = GetVerificationResponse  # noqa: Y015
+
+@_typing.final
+class DocumentFile(_message.Message):
+    """One file of a document."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The file name, e.g. "qd-15.pdf" or "phu-luc.xlsx.p7s" (a .p7s signs the file named
+    without its .p7s suffix).
+    """
+    content: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DocumentFile: _TypeAlias = DocumentFile  # noqa: Y015
+
+@_typing.final
+class VerifyDocumentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILES_FIELD_NUMBER: _builtins.int
+    DOCUMENT_TYPE_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    document_type: _builtins.str
+    """Notation of the document type (e.g. "QĐ"); empty for Công văn."""
+    direction: Global___Direction.ValueType
+    """UNSPECIFIED means OUTGOING."""
+    @_builtins.property
+    def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___DocumentFile]:
+        """The main document first (a PDF), then its appendices and their .p7s signatures. The
+        whole request must fit in one gRPC message (32 MiB by default).
+        """
+
+    def __init__(
+        self,
+        *,
+        files: _abc.Iterable[Global___DocumentFile] | None = ...,
+        document_type: _builtins.str = ...,
+        direction: Global___Direction.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["direction", b"direction", "document_type", b"document_type", "files", b"files"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyDocumentRequest: _TypeAlias = VerifyDocumentRequest  # noqa: Y015
+
+@_typing.final
+class FileProblem(_message.Message):
+    """A file that could not be checked at all (not a PDF, corrupted, a .p7s without its file)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_NAME_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    file_name: _builtins.str
+    problem: _builtins.str
+    def __init__(
+        self,
+        *,
+        file_name: _builtins.str = ...,
+        problem: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_name", b"file_name", "problem", b"problem"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FileProblem: _TypeAlias = FileProblem  # noqa: Y015
+
+@_typing.final
+class VerifyDocumentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERDICT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    FAILED_RULE_FIELD_NUMBER: _builtins.int
+    PERSONAL_SIGNATURE_VALID_FIELD_NUMBER: _builtins.int
+    ORGANISATION_SIGNATURE_VALID_FIELD_NUMBER: _builtins.int
+    SIGNATURES_FIELD_NUMBER: _builtins.int
+    FILE_PROBLEMS_FIELD_NUMBER: _builtins.int
+    POLICY_RULE_FIELD_NUMBER: _builtins.int
+    verdict: _common_pb2.Verdict.ValueType
+    reason: _builtins.str
+    """Why, in words a clerk can act on."""
+    failed_rule: _builtins.str
+    """The policy rule that failed (empty when accepted)."""
+    personal_signature_valid: _builtins.bool
+    organisation_signature_valid: _builtins.bool
+    policy_rule: _builtins.str
+    """The policy rule applied, e.g. "*@*=person-then-organisation"."""
+    @_builtins.property
+    def signatures(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.SignatureReport]:
+        """One report per signature, per file, in signing order."""
+
+    @_builtins.property
+    def file_problems(self) -> _containers.RepeatedCompositeFieldContainer[Global___FileProblem]: ...
+    def __init__(
+        self,
+        *,
+        verdict: _common_pb2.Verdict.ValueType = ...,
+        reason: _builtins.str = ...,
+        failed_rule: _builtins.str = ...,
+        personal_signature_valid: _builtins.bool = ...,
+        organisation_signature_valid: _builtins.bool = ...,
+        signatures: _abc.Iterable[_common_pb2.SignatureReport] | None = ...,
+        file_problems: _abc.Iterable[Global___FileProblem] | None = ...,
+        policy_rule: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed_rule", b"failed_rule", "file_problems", b"file_problems", "organisation_signature_valid", b"organisation_signature_valid", "personal_signature_valid", b"personal_signature_valid", "policy_rule", b"policy_rule", "reason", b"reason", "signatures", b"signatures", "verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyDocumentResponse: _TypeAlias = VerifyDocumentResponse  # noqa: Y015
+
+@_typing.final
+class ValidateCertificateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CERTIFICATE_FIELD_NUMBER: _builtins.int
+    INTERMEDIATES_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    certificate: _builtins.bytes
+    """The certificate, DER or PEM."""
+    @_builtins.property
+    def intermediates(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Intermediate CA certificates to build the chain with (DER or PEM each), besides the
+        configured ones.
+        """
+
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """The time to validate at; now when unset."""
+
+    def __init__(
+        self,
+        *,
+        certificate: _builtins.bytes = ...,
+        intermediates: _abc.Iterable[_builtins.bytes] | None = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "certificate", b"certificate", "intermediates", b"intermediates"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidateCertificateRequest: _TypeAlias = ValidateCertificateRequest  # noqa: Y015
+
+@_typing.final
+class ValidateCertificateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SIGNER_KIND_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
+    SERIAL_FIELD_NUMBER: _builtins.int
+    NOT_BEFORE_FIELD_NUMBER: _builtins.int
+    NOT_AFTER_FIELD_NUMBER: _builtins.int
+    TRUST_ANCHOR_FIELD_NUMBER: _builtins.int
+    CHAIN_FIELD_NUMBER: _builtins.int
+    CHECKS_FIELD_NUMBER: _builtins.int
+    SIGNER_UID_FIELD_NUMBER: _builtins.int
+    valid: _builtins.bool
+    reason: _builtins.str
+    signer_kind: _common_pb2.SignerKind.ValueType
+    subject: _builtins.str
+    issuer: _builtins.str
+    serial: _builtins.str
+    trust_anchor: _builtins.str
+    signer_uid: _builtins.str
+    @_builtins.property
+    def not_before(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def not_after(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def chain(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The chain from the certificate to its trust anchor, RFC 4514 subjects."""
+
+    @_builtins.property
+    def checks(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.SignatureCheck]: ...
+    def __init__(
+        self,
+        *,
+        valid: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        signer_kind: _common_pb2.SignerKind.ValueType = ...,
+        subject: _builtins.str = ...,
+        issuer: _builtins.str = ...,
+        serial: _builtins.str = ...,
+        not_before: _timestamp_pb2.Timestamp | None = ...,
+        not_after: _timestamp_pb2.Timestamp | None = ...,
+        trust_anchor: _builtins.str = ...,
+        chain: _abc.Iterable[_builtins.str] | None = ...,
+        checks: _abc.Iterable[_common_pb2.SignatureCheck] | None = ...,
+        signer_uid: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["not_after", b"not_after", "not_before", b"not_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain", b"chain", "checks", b"checks", "issuer", b"issuer", "not_after", b"not_after", "not_before", b"not_before", "reason", b"reason", "serial", b"serial", "signer_kind", b"signer_kind", "signer_uid", b"signer_uid", "subject", b"subject", "trust_anchor", b"trust_anchor", "valid", b"valid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidateCertificateResponse: _TypeAlias = ValidateCertificateResponse  # noqa: Y015
+
+@_typing.final
+class TrustAnchor(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    NOT_BEFORE_FIELD_NUMBER: _builtins.int
+    NOT_AFTER_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    PEM_FIELD_NUMBER: _builtins.int
+    subject: _builtins.str
+    sha256: _builtins.str
+    """Lower-case hex SHA-256 of the DER certificate."""
+    source: _builtins.str
+    """"config:<path>" or "operator:<identity>"."""
+    pem: _builtins.str
+    """The certificate, PEM."""
+    @_builtins.property
+    def not_before(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def not_after(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        subject: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+        not_before: _timestamp_pb2.Timestamp | None = ...,
+        not_after: _timestamp_pb2.Timestamp | None = ...,
+        source: _builtins.str = ...,
+        pem: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["not_after", b"not_after", "not_before", b"not_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["not_after", b"not_after", "not_before", b"not_before", "pem", b"pem", "sha256", b"sha256", "source", b"source", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrustAnchor: _TypeAlias = TrustAnchor  # noqa: Y015
+
+@_typing.final
+class ListTrustAnchorsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTrustAnchorsRequest: _TypeAlias = ListTrustAnchorsRequest  # noqa: Y015
+
+@_typing.final
+class ListTrustAnchorsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANCHORS_FIELD_NUMBER: _builtins.int
+    INTERMEDIATES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def anchors(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrustAnchor]: ...
+    @_builtins.property
+    def intermediates(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrustAnchor]:
+        """Intermediate CA certificates from configuration (used to build chains, not anchors)."""
+
+    def __init__(
+        self,
+        *,
+        anchors: _abc.Iterable[Global___TrustAnchor] | None = ...,
+        intermediates: _abc.Iterable[Global___TrustAnchor] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anchors", b"anchors", "intermediates", b"intermediates"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTrustAnchorsResponse: _TypeAlias = ListTrustAnchorsResponse  # noqa: Y015
+
+@_typing.final
+class AddTrustAnchorRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CERTIFICATE_FIELD_NUMBER: _builtins.int
+    certificate: _builtins.bytes
+    """A self-signed CA certificate, PEM or DER."""
+    def __init__(
+        self,
+        *,
+        certificate: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddTrustAnchorRequest: _TypeAlias = AddTrustAnchorRequest  # noqa: Y015
+
+@_typing.final
+class AddTrustAnchorResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANCHOR_FIELD_NUMBER: _builtins.int
+    ADDED_FIELD_NUMBER: _builtins.int
+    added: _builtins.bool
+    """False when the anchor was already there (the call is idempotent)."""
+    @_builtins.property
+    def anchor(self) -> Global___TrustAnchor: ...
+    def __init__(
+        self,
+        *,
+        anchor: Global___TrustAnchor | None = ...,
+        added: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["anchor", b"anchor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "anchor", b"anchor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddTrustAnchorResponse: _TypeAlias = AddTrustAnchorResponse  # noqa: Y015

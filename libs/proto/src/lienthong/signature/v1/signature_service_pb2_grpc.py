@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class SignatureServiceStub(object):
-    """Signature verification results.
+    """Signature verification: the verdict on every submitted document, pre-checks for agency
+    systems, certificate validation and the trust store.
     """
 
     def __init__(self, channel):
@@ -40,14 +41,65 @@ class SignatureServiceStub(object):
                 request_serializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.GetVerificationRequest.SerializeToString,
                 response_deserializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.GetVerificationResponse.FromString,
                 _registered_method=True)
+        self.VerifyDocument = channel.unary_unary(
+                '/lienthong.signature.v1.SignatureService/VerifyDocument',
+                request_serializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.VerifyDocumentRequest.SerializeToString,
+                response_deserializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.VerifyDocumentResponse.FromString,
+                _registered_method=True)
+        self.ValidateCertificate = channel.unary_unary(
+                '/lienthong.signature.v1.SignatureService/ValidateCertificate',
+                request_serializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.ValidateCertificateRequest.SerializeToString,
+                response_deserializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.ValidateCertificateResponse.FromString,
+                _registered_method=True)
+        self.ListTrustAnchors = channel.unary_unary(
+                '/lienthong.signature.v1.SignatureService/ListTrustAnchors',
+                request_serializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.ListTrustAnchorsRequest.SerializeToString,
+                response_deserializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.ListTrustAnchorsResponse.FromString,
+                _registered_method=True)
+        self.AddTrustAnchor = channel.unary_unary(
+                '/lienthong.signature.v1.SignatureService/AddTrustAnchor',
+                request_serializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.AddTrustAnchorRequest.SerializeToString,
+                response_deserializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.AddTrustAnchorResponse.FromString,
+                _registered_method=True)
 
 
 class SignatureServiceServicer(object):
-    """Signature verification results.
+    """Signature verification: the verdict on every submitted document, pre-checks for agency
+    systems, certificate validation and the trust store.
     """
 
     def GetVerification(self, request, context):
-        """The verdict recorded for a submitted document.
+        """The verdict recorded for a submitted document, with its per-signature report.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyDocument(self, request, context):
+        """Verify a document's files before sending it (bytes in, full report out). The policy for
+        the document type and direction is applied as for a submitted document.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ValidateCertificate(self, request, context):
+        """Validate a certificate on its own at a given time (chain, validity, key usage,
+        revocation) and say whose it is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTrustAnchors(self, request, context):
+        """Operators: the trust anchors in force (from configuration and added by operators).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddTrustAnchor(self, request, context):
+        """Operators: add a trust anchor (a self-signed CA certificate); every replica picks it up.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -61,6 +113,26 @@ def add_SignatureServiceServicer_to_server(servicer, server):
                     request_deserializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.GetVerificationRequest.FromString,
                     response_serializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.GetVerificationResponse.SerializeToString,
             ),
+            'VerifyDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyDocument,
+                    request_deserializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.VerifyDocumentRequest.FromString,
+                    response_serializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.VerifyDocumentResponse.SerializeToString,
+            ),
+            'ValidateCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateCertificate,
+                    request_deserializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.ValidateCertificateRequest.FromString,
+                    response_serializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.ValidateCertificateResponse.SerializeToString,
+            ),
+            'ListTrustAnchors': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTrustAnchors,
+                    request_deserializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.ListTrustAnchorsRequest.FromString,
+                    response_serializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.ListTrustAnchorsResponse.SerializeToString,
+            ),
+            'AddTrustAnchor': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddTrustAnchor,
+                    request_deserializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.AddTrustAnchorRequest.FromString,
+                    response_serializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.AddTrustAnchorResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'lienthong.signature.v1.SignatureService', rpc_method_handlers)
@@ -70,7 +142,8 @@ def add_SignatureServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SignatureService(object):
-    """Signature verification results.
+    """Signature verification: the verdict on every submitted document, pre-checks for agency
+    systems, certificate validation and the trust store.
     """
 
     @staticmethod
@@ -90,6 +163,114 @@ class SignatureService(object):
             '/lienthong.signature.v1.SignatureService/GetVerification',
             lienthong_dot_signature_dot_v1_dot_signature__service__pb2.GetVerificationRequest.SerializeToString,
             lienthong_dot_signature_dot_v1_dot_signature__service__pb2.GetVerificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.signature.v1.SignatureService/VerifyDocument',
+            lienthong_dot_signature_dot_v1_dot_signature__service__pb2.VerifyDocumentRequest.SerializeToString,
+            lienthong_dot_signature_dot_v1_dot_signature__service__pb2.VerifyDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.signature.v1.SignatureService/ValidateCertificate',
+            lienthong_dot_signature_dot_v1_dot_signature__service__pb2.ValidateCertificateRequest.SerializeToString,
+            lienthong_dot_signature_dot_v1_dot_signature__service__pb2.ValidateCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTrustAnchors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.signature.v1.SignatureService/ListTrustAnchors',
+            lienthong_dot_signature_dot_v1_dot_signature__service__pb2.ListTrustAnchorsRequest.SerializeToString,
+            lienthong_dot_signature_dot_v1_dot_signature__service__pb2.ListTrustAnchorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddTrustAnchor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.signature.v1.SignatureService/AddTrustAnchor',
+            lienthong_dot_signature_dot_v1_dot_signature__service__pb2.AddTrustAnchorRequest.SerializeToString,
+            lienthong_dot_signature_dot_v1_dot_signature__service__pb2.AddTrustAnchorResponse.FromString,
             options,
             channel_credentials,
             insecure,

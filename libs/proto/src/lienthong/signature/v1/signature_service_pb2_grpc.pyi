@@ -27,25 +27,55 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class SignatureServiceStub:
-    """Signature verification results."""
+    """Signature verification: the verdict on every submitted document, pre-checks for agency
+    systems, certificate validation and the trust store.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> SignatureServiceAsyncStub: ...
     GetVerification: _grpc.UnaryUnaryMultiCallable[_signature_service_pb2.GetVerificationRequest, _signature_service_pb2.GetVerificationResponse]
-    """The verdict recorded for a submitted document."""
+    """The verdict recorded for a submitted document, with its per-signature report."""
+    VerifyDocument: _grpc.UnaryUnaryMultiCallable[_signature_service_pb2.VerifyDocumentRequest, _signature_service_pb2.VerifyDocumentResponse]
+    """Verify a document's files before sending it (bytes in, full report out). The policy for
+    the document type and direction is applied as for a submitted document.
+    """
+    ValidateCertificate: _grpc.UnaryUnaryMultiCallable[_signature_service_pb2.ValidateCertificateRequest, _signature_service_pb2.ValidateCertificateResponse]
+    """Validate a certificate on its own at a given time (chain, validity, key usage,
+    revocation) and say whose it is.
+    """
+    ListTrustAnchors: _grpc.UnaryUnaryMultiCallable[_signature_service_pb2.ListTrustAnchorsRequest, _signature_service_pb2.ListTrustAnchorsResponse]
+    """Operators: the trust anchors in force (from configuration and added by operators)."""
+    AddTrustAnchor: _grpc.UnaryUnaryMultiCallable[_signature_service_pb2.AddTrustAnchorRequest, _signature_service_pb2.AddTrustAnchorResponse]
+    """Operators: add a trust anchor (a self-signed CA certificate); every replica picks it up."""
 
 @_typing.type_check_only
 class SignatureServiceAsyncStub(SignatureServiceStub):
-    """Signature verification results."""
+    """Signature verification: the verdict on every submitted document, pre-checks for agency
+    systems, certificate validation and the trust store.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetVerification: _aio.UnaryUnaryMultiCallable[_signature_service_pb2.GetVerificationRequest, _signature_service_pb2.GetVerificationResponse]  # type: ignore[assignment]
-    """The verdict recorded for a submitted document."""
+    """The verdict recorded for a submitted document, with its per-signature report."""
+    VerifyDocument: _aio.UnaryUnaryMultiCallable[_signature_service_pb2.VerifyDocumentRequest, _signature_service_pb2.VerifyDocumentResponse]  # type: ignore[assignment]
+    """Verify a document's files before sending it (bytes in, full report out). The policy for
+    the document type and direction is applied as for a submitted document.
+    """
+    ValidateCertificate: _aio.UnaryUnaryMultiCallable[_signature_service_pb2.ValidateCertificateRequest, _signature_service_pb2.ValidateCertificateResponse]  # type: ignore[assignment]
+    """Validate a certificate on its own at a given time (chain, validity, key usage,
+    revocation) and say whose it is.
+    """
+    ListTrustAnchors: _aio.UnaryUnaryMultiCallable[_signature_service_pb2.ListTrustAnchorsRequest, _signature_service_pb2.ListTrustAnchorsResponse]  # type: ignore[assignment]
+    """Operators: the trust anchors in force (from configuration and added by operators)."""
+    AddTrustAnchor: _aio.UnaryUnaryMultiCallable[_signature_service_pb2.AddTrustAnchorRequest, _signature_service_pb2.AddTrustAnchorResponse]  # type: ignore[assignment]
+    """Operators: add a trust anchor (a self-signed CA certificate); every replica picks it up."""
 
 class SignatureServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Signature verification results."""
+    """Signature verification: the verdict on every submitted document, pre-checks for agency
+    systems, certificate validation and the trust store.
+    """
 
     @_abc_1.abstractmethod
     def GetVerification(
@@ -53,6 +83,42 @@ class SignatureServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _signature_service_pb2.GetVerificationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_signature_service_pb2.GetVerificationResponse, _abc.Awaitable[_signature_service_pb2.GetVerificationResponse]]:
-        """The verdict recorded for a submitted document."""
+        """The verdict recorded for a submitted document, with its per-signature report."""
+
+    @_abc_1.abstractmethod
+    def VerifyDocument(
+        self,
+        request: _signature_service_pb2.VerifyDocumentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_signature_service_pb2.VerifyDocumentResponse, _abc.Awaitable[_signature_service_pb2.VerifyDocumentResponse]]:
+        """Verify a document's files before sending it (bytes in, full report out). The policy for
+        the document type and direction is applied as for a submitted document.
+        """
+
+    @_abc_1.abstractmethod
+    def ValidateCertificate(
+        self,
+        request: _signature_service_pb2.ValidateCertificateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_signature_service_pb2.ValidateCertificateResponse, _abc.Awaitable[_signature_service_pb2.ValidateCertificateResponse]]:
+        """Validate a certificate on its own at a given time (chain, validity, key usage,
+        revocation) and say whose it is.
+        """
+
+    @_abc_1.abstractmethod
+    def ListTrustAnchors(
+        self,
+        request: _signature_service_pb2.ListTrustAnchorsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_signature_service_pb2.ListTrustAnchorsResponse, _abc.Awaitable[_signature_service_pb2.ListTrustAnchorsResponse]]:
+        """Operators: the trust anchors in force (from configuration and added by operators)."""
+
+    @_abc_1.abstractmethod
+    def AddTrustAnchor(
+        self,
+        request: _signature_service_pb2.AddTrustAnchorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_signature_service_pb2.AddTrustAnchorResponse, _abc.Awaitable[_signature_service_pb2.AddTrustAnchorResponse]]:
+        """Operators: add a trust anchor (a self-signed CA certificate); every replica picks it up."""
 
 def add_SignatureServiceServicer_to_server(servicer: SignatureServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,244 @@
+"""The channel workers: send recorded jobs, retry with backoff, dead-letter after the attempts.
+
+One worker per channel per replica, each with its own concurrency limit and token bucket, so
+a slow SMS gateway never holds up e-mail, webhooks or the Kafka consumer (which only records
+jobs). A job moves ``pending`` -> ``sent`` | ``dead``; FerretDB v1 applies no update
+atomically with its filter, so who may attempt a job is decided by an insert under a unique
+key: attempt ``n`` of job ``j`` is the document ``j#n`` in ``attempts``. Only the inserter of
+``j#n`` sends and then writes the job's new state, so replicas never send the same attempt
+twice. An attempt whose owner died (no outcome within the lease) counts as used, and the next
+number is claimed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.errors import DuplicateKeyError
+
+from lienthong_kit.logs import get_logger
+from lienthong_kit.metrics import (
+    NOTIFICATION_DELIVERY,
+    NOTIFICATIONS_FAILED,
+    NOTIFICATIONS_RETRIED,
+    NOTIFICATIONS_SENT,
+)
+from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
+from notification_service.channels import CannotSend, Channel, SendFailed
+from notification_service.timing import Clock, TokenBucket, backoff
+
+__all__ = ["ChannelWorker", "Dispatcher"]
+
+log = get_logger(__name__)
+
+
+class ChannelWorker:
+    def __init__(
+        self,
+        channel: Channel,
+        db: AsyncDatabase[Doc],
+        *,
+        clock: Clock,
+        rate: float,
+        concurrency: int,
+        max_attempts: int,
+        backoff_seconds: float,
+        backoff_max_seconds: float,
+        send_timeout_seconds: float,
+        poll_seconds: float,
+    ) -> None:
+        self.channel = channel
+        self.name = channel.name
+        self.jobs = db["jobs"]
+        self.attempts = db["attempts"]
+        self._clock = clock
+        self._bucket = TokenBucket(rate)
+        self._slots = asyncio.Semaphore(concurrency)
+        self._max_attempts = max_attempts
+        self._backoff = (backoff_seconds, backoff_max_seconds)
+        self._timeout = send_timeout_seconds
+        self._lease = timedelta(seconds=send_timeout_seconds + 30)
+        self._poll = poll_seconds
+        self._owner = uuid.uuid4().hex
+        self._in_flight: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Poll for due jobs (or wake when new ones are recorded) until cancelled."""
+        try:
+            while True:
+                try:
+                    await self._dispatch_due()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("dispatch_failed", channel=self.name)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll)
+                self._wake.clear()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _dispatch_due(self) -> None:
+        now = self._clock.now()
+        due = [
+            row
+            async for row in self.jobs.find(
+                {"channel": self.name, "state": "pending"},
+                {"not_before": 1, "urgent": 1},
+            )
+            if row["not_before"] <= now and row["_id"] not in self._in_flight
+        ]
+        # urgent first, then oldest first
+        due.sort(key=lambda row: (not row.get("urgent", False), row["not_before"]))
+        for row in due:
+            await self._slots.acquire()
+            self._in_flight.add(row["_id"])
+            task = asyncio.create_task(self._attempt(row["_id"]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _attempt(self, job_id: str) -> None:
+        try:
+            job = await self.jobs.find_one({"_id": job_id})
+            if job is None or job["state"] != "pending":
+                return
+            # the rate limit is waited for before the claim, so a claimed attempt is sent
+            # at once and never outlives its lease in a queue
+            await self._bucket.take()
+            number = await self._claim(job)
+            if number is None:
+                return
+            await self._send(job, number)
+        except Exception:
+            log.exception("attempt_failed", channel=self.name, job=job_id)
+        finally:
+            self._in_flight.discard(job_id)
+            self._slots.release()
+
+    async def _claim(self, job: Doc) -> int | None:
+        """The attempt number this replica now owns, or None (someone else has the job)."""
+        number = int(job["attempts"]) + 1
+        while number <= self._max_attempts:
+            try:
+                await self.attempts.insert_one(
+                    {
+                        "_id": f"{job['_id']}#{number}",
+                        "job_id": job["_id"],
+                        "number": number,
+                        "owner": self._owner,
+                        "started_at": datetime.now(UTC),
+                        "outcome": "",
+                    }
+                )
+                return number
+            except DuplicateKeyError:
+                taken = await self.attempts.find_one({"_id": f"{job['_id']}#{number}"})
+                if taken is None or taken["outcome"]:
+                    return None  # finished by another replica: the job row we read is stale
+                if datetime.now(UTC) - taken["started_at"] < self._lease:
+                    return None  # in progress elsewhere
+                number += 1  # its owner died mid-attempt: that attempt counts as used
+        await self._dead(job, self._max_attempts, job.get("last_error") or "attempts lost")
+        return None
+
+    async def _send(self, job: Doc, number: int) -> None:
+        attempt_id = f"{job['_id']}#{number}"
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self.channel.send(job)
+        except CannotSend as exc:
+            await self._finish(attempt_id, "failed", str(exc))
+            await self._dead(job, number, str(exc))
+            return
+        except (SendFailed, TimeoutError) as exc:
+            reason = str(exc) or f"no answer within {self._timeout:g} s"
+            await self._finish(attempt_id, "failed", reason)
+            if number >= self._max_attempts:
+                await self._dead(job, number, reason)
+                return
+            delay = backoff(number, first=self._backoff[0], maximum=self._backoff[1])
+            await self.jobs.update_one(
+                {"_id": job["_id"]},
+                {
+                    "$set": {
+                        "attempts": number,
+                        "last_error": reason,
+                        "not_before": self._clock.now() + timedelta(seconds=delay),
+                    }
+                },
+            )
+            NOTIFICATIONS_RETRIED.labels(self.name).inc()
+            log.warning(
+                "notification_retry",
+                channel=self.name,
+                job=job["_id"],
+                attempt=number,
+                retry_in=round(delay, 3),
+                reason=reason,
+            )
+            return
+        await self._finish(attempt_id, "sent", "")
+        sent_at = datetime.now(UTC)
+        await self.jobs.update_one(
+            {"_id": job["_id"]},
+            {"$set": {"state": "sent", "attempts": number, "sent_at": sent_at}},
+        )
+        NOTIFICATIONS_SENT.labels(self.name).inc()
+        NOTIFICATION_DELIVERY.labels(self.name).observe(
+            max((sent_at - job["recorded_at"]).total_seconds(), 0.0)
+        )
+
+    async def _finish(self, attempt_id: str, outcome: str, reason: str) -> None:
+        await self.attempts.update_one(
+            {"_id": attempt_id},
+            {"$set": {"outcome": outcome, "reason": reason, "ended_at": datetime.now(UTC)}},
+        )
+
+    async def _dead(self, job: Doc, attempts: int, reason: str) -> None:
+        await self.jobs.update_one(
+            {"_id": job["_id"]},
+            {
+                "$set": {
+                    "state": "dead",
+                    "attempts": attempts,
+                    "last_error": reason,
+                    "failed_at": datetime.now(UTC),
+                }
+            },
+        )
+        NOTIFICATIONS_FAILED.labels(self.name).inc()
+        log.warning(
+            "notification_dead_lettered",
+            channel=self.name,
+            job=job["_id"],
+            unit=job["unit_code"],
+            attempts=attempts,
+            reason=reason,
+        )
+
+
+class Dispatcher:
+    """The workers of every channel; ``wake(channel)`` after recording jobs."""
+
+    def __init__(self, workers: list[ChannelWorker]) -> None:
+        self.workers = {worker.name: worker for worker in workers}
+
+    @staticmethod
+    async def create_indexes(db: AsyncDatabase[Doc]) -> None:
+        await ensure_indexes(db["attempts"], [IndexModel([("job_id", ASCENDING)])])
+
+    def wake(self, channel: str) -> None:
+        worker = self.workers.get(channel)
+        if worker is not None:
+            worker.wake()

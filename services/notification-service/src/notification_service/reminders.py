@@ -1,0 +1,148 @@
+"""Due-date reminders: scheduled in the store, fired by a scheduler on an injectable clock.
+
+A delivery with a due date (hạn xử lý) gets one reminder record per configured lead time and
+one for the overdue notice, each under its own key::
+
+    <delivery_id>:due:3      fires 3 days before the due date
+    <delivery_id>:due:1      fires 1 day before
+    <delivery_id>:overdue    fires at the due date
+
+The scheduler looks every ``LIENTHONG_REMINDER_POLL_SECONDS`` for pending reminders whose time
+has come (by its clock), records their notices (keyed by the reminder id, so firing again after
+a crash or on two replicas adds nothing), then marks them fired. A delivery that is done (06),
+refused (02) or withdrawn by an accepted recall (15) gets a stop marker; its pending
+reminders are cancelled instead of fired. Lead times whose moment had already passed when the
+delivery arrived are not scheduled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.errors import DuplicateKeyError
+
+from lienthong.events.v1.events_pb2 import DeliveryCreated, DeliveryStatusChanged
+from lienthong_kit.logs import get_logger
+from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
+from notification_service.messages import Notice, reminder_notice
+from notification_service.timing import Clock
+
+__all__ = ["SETTLED", "Reminders"]
+
+log = get_logger(__name__)
+
+# Reported codes after which nobody needs reminding: refused, done, recall accepted.
+SETTLED = ("02", "06", "15")
+
+
+class Reminders:
+    def __init__(
+        self,
+        db: AsyncDatabase[Doc],
+        *,
+        clock: Clock,
+        lead_days: tuple[int, ...],
+        overdue: bool,
+        poll_seconds: float,
+    ) -> None:
+        self.reminders = db["reminders"]
+        self.stops = db["reminder_stops"]
+        self._clock = clock
+        self._leads = tuple(sorted(set(lead_days), reverse=True))
+        self._overdue = overdue
+        self._poll = poll_seconds
+        self._fire: Callable[[Notice], Awaitable[None]] | None = None
+
+    async def create_indexes(self) -> None:
+        await ensure_indexes(self.reminders, [IndexModel([("state", ASCENDING)])])
+
+    async def schedule(self, delivery: DeliveryCreated, arrived_at: datetime) -> None:
+        """Store the reminders of a new delivery (idempotent)."""
+        document = delivery.document
+        if not document.HasField("due_at"):
+            return
+        due = document.due_at.ToDatetime(UTC)
+        plan: list[tuple[str, datetime, int, bool]] = [
+            (f"{delivery.delivery_id}:due:{lead}", due - timedelta(days=lead), lead, False)
+            for lead in self._leads
+        ]
+        if self._overdue:
+            plan.append((f"{delivery.delivery_id}:overdue", due, 0, True))
+        for key, fire_at, lead, overdue in plan:
+            if fire_at <= arrived_at and not overdue:
+                continue  # that moment had passed when the document arrived
+            with contextlib.suppress(DuplicateKeyError):
+                await self.reminders.insert_one(
+                    {
+                        "_id": key,
+                        "state": "pending",
+                        "fire_at": fire_at,
+                        "lead_days": lead,
+                        "overdue": overdue,
+                        "unit_code": delivery.recipient_code,
+                        "delivery_id": delivery.delivery_id,
+                        "document": document.SerializeToString(),
+                        "created_at": datetime.now(UTC),
+                    }
+                )
+
+    async def stop_if_settled(self, changed: DeliveryStatusChanged) -> None:
+        code = changed.reported_code or changed.status_code
+        if code in SETTLED or changed.status_code == "06":
+            with contextlib.suppress(DuplicateKeyError):
+                await self.stops.insert_one(
+                    {"_id": changed.delivery_id, "code": code, "at": datetime.now(UTC)}
+                )
+
+    # --- the scheduler --------------------------------------------------------------------
+
+    def on_fire(self, fire: Callable[[Notice], Awaitable[None]]) -> None:
+        self._fire = fire
+
+    async def run(self) -> None:
+        """Fire due reminders until cancelled (a background task of the service)."""
+        while True:
+            try:
+                await self.fire_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reminder_tick_failed")
+            await asyncio.sleep(self._poll)
+
+    async def fire_due(self) -> int:
+        """Fire every pending reminder whose time has come; returns how many fired."""
+        if self._fire is None:
+            raise RuntimeError("on_fire() first")
+        now = self._clock.now()
+        # Equality on state (indexed); the time filter is applied here (ranges scan on
+        # FerretDB v1). Pending reminders are few: they leave the set as they fire.
+        pending = [
+            row
+            async for row in self.reminders.find(
+                {"state": "pending"}, {"fire_at": 1, "delivery_id": 1}
+            )
+            if row["fire_at"] <= now
+        ]
+        fired = 0
+        for row in sorted(pending, key=lambda r: r["fire_at"]):
+            reminder = await self.reminders.find_one({"_id": row["_id"]})
+            if reminder is None or reminder["state"] != "pending":
+                continue
+            if await self.stops.find_one({"_id": reminder["delivery_id"]}) is not None:
+                await self._set_state(reminder["_id"], "cancelled", now)
+                continue
+            await self._fire(reminder_notice(reminder, overdue=reminder["overdue"]))
+            await self._set_state(reminder["_id"], "fired", now)
+            fired += 1
+            log.info("reminder_fired", reminder=reminder["_id"], unit=reminder["unit_code"])
+        return fired
+
+    async def _set_state(self, reminder_id: str, state: str, now: datetime) -> None:
+        await self.reminders.update_one(
+            {"_id": reminder_id}, {"$set": {"state": state, "settled_at": now}}
+        )

@@ -1,0 +1,500 @@
+"""notification-service end to end within the service: events in from the real Kafka, the
+real store, and real servers on loopback receiving the e-mail, the SMS and the webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from prometheus_client import REGISTRY
+
+from lienthong.common.v1.common_pb2 import DocumentCode, DocumentSummary
+from lienthong.events.v1.events_pb2 import DeliveryCreated
+from lienthong.notification.v1 import notification_service_pb2 as pb
+from lienthong.notification.v1.notification_service_pb2_grpc import NotificationServiceStub
+from lienthong_kit.envelope import new_event
+from lienthong_kit.server import ServiceApp
+from lienthong_local.waiting import eventually, wait_until
+from notification_service.__main__ import NAME, make_build
+from notification_service.timing import Clock
+
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+RECIPIENT = "000.01.00.H23"
+SENDER = "000.00.00.H23"
+SECRET = "webhook-secret-for-tests-0123456789"
+FAST = {
+    "backoff_seconds": 0.05,
+    "backoff_max_seconds": 0.2,
+    "poll_seconds": 0.05,
+    "max_attempts": 3,
+    "quiet_hours": "",
+    "reminder_poll_seconds": 0.05,
+    "send_timeout_seconds": 5.0,
+}
+
+
+def as_unit(unit: str = RECIPIENT) -> tuple[tuple[str, str], ...]:
+    return (("x-lienthong-unit", unit),)
+
+
+def delivery(
+    delivery_id: str = "dl-1", *, priority: int = 3, number: str = "15"
+) -> DeliveryCreated:
+    return DeliveryCreated(
+        delivery_id=delivery_id,
+        recipient_code=RECIPIENT,
+        document=DocumentSummary(
+            document_id=f"doc-{delivery_id}",
+            sender_code=SENDER,
+            code=DocumentCode(number=number, notation="CĐ-UBND"),
+            subject="Về việc ứng phó bão số 3",
+            priority=priority,
+        ),
+    )
+
+
+def verification_snippet() -> Callable[..., bool]:
+    """The webhook check published in docs/notification.md, as a receiver would copy it."""
+    text = (DOCS / "notification.md").read_text()
+    match = re.search(r"<!-- webhook-verification -->\n```python\n(.*?)```", text, re.DOTALL)
+    assert match, "docs/notification.md lost its verification snippet"
+    namespace: dict[str, Any] = {}
+    exec(compile(match.group(1), "docs/notification.md", "exec"), namespace)  # noqa: S102
+    return namespace["verify_webhook"]  # type: ignore[no-any-return]
+
+
+def counter(name: str, channel: str) -> float:
+    return REGISTRY.get_sample_value(name, {"channel": channel}) or 0.0
+
+
+StartService = Callable[[str, Any], Awaitable[ServiceApp]]
+HttpServers = Callable[[], Awaitable[Any]]  # conftest.http_server: starts an HttpRecorder
+
+
+async def start(
+    start_service: StartService, clock: Clock | None = None, **overrides: object
+) -> ServiceApp:
+    return await start_service(NAME, make_build(clock=clock, **{**FAST, **overrides}))
+
+
+async def subscribe(
+    app: ServiceApp, *, channels: list[str], kinds: list[str], webhook_url: str = ""
+) -> str:
+    """A group (phòng ban), a clerk in it and the group's subscription; the clerk's id."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = NotificationServiceStub(channel)
+        await stub.PutGroup(
+            pb.PutGroupRequest(group=pb.Group(code="van-thu", name="Văn thư")),
+            metadata=as_unit(),
+        )
+        contact = pb.Contact(
+            name="Nguyễn Thị Hoa",
+            role="clerk",
+            email="hoa@sotc.hoabinh.gov.vn",
+            phone="0912 345 678",
+            group_codes=["van-thu"],
+        )
+        if webhook_url:
+            contact.webhook_url = webhook_url
+            contact.webhook_secret = SECRET
+        reply = await stub.PutContact(pb.PutContactRequest(contact=contact), metadata=as_unit())
+        await stub.Subscribe(
+            pb.SubscribeRequest(
+                subscription=pb.Subscription(
+                    group_code="van-thu", event_kinds=kinds, channels=channels
+                )
+            ),
+            metadata=as_unit(),
+        )
+        return reply.contact.contact_id
+
+
+async def publish(app: ServiceApp, event: DeliveryCreated, times: int = 1) -> None:
+    envelope = new_event(event, producer="routing-service")
+    for _ in range(times):
+        await app.producer.publish(
+            app.topics.deliveries, key=event.recipient_code, envelope=envelope
+        )
+
+
+async def jobs(app: ServiceApp, channel: str) -> list[dict[str, Any]]:
+    return [row async for row in app.db["jobs"].find({"channel": channel})]
+
+
+async def test_email_sms_and_webhook_arrive_once_however_often_the_event_comes(
+    start_service: StartService, smtp_server: Any, http_server: HttpServers
+) -> None:
+    gateway, receiver = await http_server(), await http_server()
+    verify = verification_snippet()
+    receiver.check = lambda headers, body: verify(SECRET, headers, body)
+    app = await start(
+        start_service, smtp_host="127.0.0.1", smtp_port=smtp_server.port, sms_url=gateway.url
+    )
+    await subscribe(
+        app,
+        channels=["email", "sms", "webhook"],
+        kinds=["delivery.created"],
+        webhook_url=receiver.url,
+    )
+
+    await publish(app, delivery("dl-1"), times=3)  # redelivered: the same event three times
+    await publish(app, delivery("dl-2", priority=0, number="16"))  # then another one, in order
+    await wait_until(lambda: len(smtp_server.messages) >= 2 and len(gateway.accepted) >= 2)
+    await wait_until(lambda: len(receiver.accepted) >= 2)
+    await eventually(
+        lambda: jobs(app, "sms"), until=lambda rows: all(r["state"] == "sent" for r in rows)
+    )
+
+    subjects = sorted(str(m["Subject"]) for m in smtp_server.messages)
+    assert subjects == [
+        "Văn bản đến mới (Hỏa tốc): số 15/CĐ-UBND",
+        "Văn bản đến mới (Thường): số 16/CĐ-UBND",
+    ]
+    first = next(m for m in smtp_server.messages if "15/" in str(m["Subject"]))
+    assert first["To"] == "hoa@sotc.hoabinh.gov.vn"
+    assert "Từ 000.00.00.H23: Về việc ứng phó bão số 3" in first.get_content()
+    sms = [json.loads(body) for body in gateway.accepted]
+    assert sorted(s["to"] for s in sms) == ["+84912345678", "+84912345678"]
+    assert any(s["message"].startswith("Văn bản đến mới (Hỏa tốc)") for s in sms)
+    assert len(gateway.requests) == 2
+    hooks = [json.loads(body) for body in receiver.accepted]
+    assert len(receiver.requests) == 2
+    assert {h["kind"] for h in hooks} == {"delivery.created"}
+    assert {h["facts"]["urgency"] for h in hooks} == {"Hỏa tốc", "Thường"}
+
+
+async def test_the_webhook_signature_verifies_and_a_replay_is_refused(
+    start_service: StartService, http_server: HttpServers
+) -> None:
+    receiver = await http_server()
+    verify = verification_snippet()
+    receiver.check = lambda headers, body: verify(SECRET, headers, body)
+    app = await start(start_service)
+    await subscribe(app, channels=["webhook"], kinds=["delivery.created"], webhook_url=receiver.url)
+
+    await publish(app, delivery())
+    await wait_until(lambda: len(receiver.accepted) == 1)
+
+    headers, body = receiver.requests[0]
+    timestamp = headers["X-Lienthong-Timestamp"]
+    expected = hmac.new(
+        SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
+    ).hexdigest()
+    assert headers["X-Lienthong-Signature"] == expected
+    assert not verify("another-secret-0123456789", headers, body)
+    assert not verify(SECRET, headers, body + b" ")  # tampered body
+    stale = str(int(time.time()) - 600)
+    replayed = {
+        "X-Lienthong-Timestamp": stale,
+        "X-Lienthong-Signature": hmac.new(
+            SECRET.encode(), f"{stale}.".encode() + body, hashlib.sha256
+        ).hexdigest(),
+    }
+    assert not verify(SECRET, replayed, body)  # correctly signed, but ten minutes old
+
+
+async def test_a_gateway_failing_twice_then_succeeding_gets_one_sms(
+    start_service: StartService, http_server: HttpServers
+) -> None:
+    gateway = await http_server()
+    gateway.behaviour = "fail-twice"
+    app = await start(start_service, sms_url=gateway.url, max_attempts=5)
+    await subscribe(app, channels=["sms"], kinds=["delivery.created"])
+    retried = counter("lienthong_notifications_retried_total", "sms")
+    sent = counter("lienthong_notifications_sent_total", "sms")
+
+    await publish(app, delivery())
+    [job] = await eventually(
+        lambda: jobs(app, "sms"), until=lambda rows: bool(rows) and rows[0]["state"] != "pending"
+    )
+
+    assert job["state"] == "sent"
+    assert job["attempts"] == 3
+    assert len(gateway.requests) == 3
+    assert len(gateway.accepted) == 1
+    assert counter("lienthong_notifications_retried_total", "sms") - retried == 2
+    # counted right after the job is marked sent
+    await wait_until(lambda: counter("lienthong_notifications_sent_total", "sms") - sent == 1)
+    attempts = [row async for row in app.db["attempts"].find({"job_id": job["_id"]})]
+    assert sorted((a["number"], a["outcome"]) for a in attempts) == [
+        (1, "failed"),
+        (2, "failed"),
+        (3, "sent"),
+    ]
+
+
+async def test_a_gateway_that_always_fails_leaves_a_dead_letter_with_the_reason(
+    start_service: StartService, http_server: HttpServers
+) -> None:
+    gateway = await http_server()
+    gateway.behaviour = "fail"
+    app = await start(start_service, sms_url=gateway.url, max_attempts=3)
+    contact_id = await subscribe(app, channels=["sms"], kinds=["delivery.created"])
+    failed = counter("lienthong_notifications_failed_total", "sms")
+
+    await publish(app, delivery())
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = NotificationServiceStub(channel)
+        reply = await eventually(
+            lambda: stub.ListFailedNotifications(
+                pb.ListFailedNotificationsRequest(), metadata=as_unit()
+            ),
+            until=lambda r: len(r.notifications) == 1,
+        )
+        elsewhere = await stub.ListFailedNotifications(
+            pb.ListFailedNotificationsRequest(), metadata=as_unit(SENDER)
+        )
+
+    [dead] = reply.notifications
+    assert (dead.channel, dead.contact_id, dead.attempts) == ("sms", contact_id, 3)
+    assert dead.reason == "HTTP 503 from the SMS gateway: gateway overloaded"
+    assert dead.title == "Văn bản đến mới (Hỏa tốc): số 15/CĐ-UBND"
+    assert len(gateway.requests) == 3
+    # counted right after the job is marked dead
+    await wait_until(lambda: counter("lienthong_notifications_failed_total", "sms") - failed == 1)
+    assert list(elsewhere.notifications) == []  # another unit does not see them
+
+
+async def test_a_channel_that_cannot_work_dead_letters_at_once(start_service: StartService) -> None:
+    app = await start(start_service)  # no SMTP server configured
+    await subscribe(app, channels=["email"], kinds=["delivery.created"])
+
+    await publish(app, delivery())
+    [job] = await eventually(
+        lambda: jobs(app, "email"), until=lambda rows: bool(rows) and rows[0]["state"] == "dead"
+    )
+
+    assert job["attempts"] == 1
+    assert job["last_error"] == "e-mail is not configured (LIENTHONG_SMTP_HOST is empty)"
+
+
+async def test_a_stuck_gateway_holds_up_neither_email_nor_in_app(
+    start_service: StartService, smtp_server: Any, http_server: HttpServers
+) -> None:
+    gateway = await http_server()
+    gateway.behaviour = "hold"
+    app = await start(
+        start_service, smtp_host="127.0.0.1", smtp_port=smtp_server.port, sms_url=gateway.url
+    )
+    await subscribe(app, channels=["email", "sms"], kinds=["delivery.created"])
+
+    for index in range(3):
+        await publish(app, delivery(f"dl-{index}", number=str(20 + index)))
+    await wait_until(lambda: len(smtp_server.messages) == 3)
+
+    assert gateway.accepted == []  # every SMS is still waiting on the gateway
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        reply = await eventually(
+            lambda: NotificationServiceStub(channel).ListNotifications(
+                pb.ListNotificationsRequest(), metadata=as_unit()
+            ),
+            until=lambda r: len(r.notifications) == 3,
+        )
+    assert {n.channel for n in reply.notifications} == {"in_app"}
+    gateway.release.set()
+    await wait_until(lambda: len(gateway.accepted) == 3)
+
+
+async def test_routine_sms_waits_for_the_end_of_quiet_hours_but_urgent_goes_at_once(
+    start_service: StartService, http_server: HttpServers
+) -> None:
+    from datetime import UTC, datetime
+
+    from notification_service.timing import ManualClock
+
+    clock = ManualClock(datetime(2026, 11, 23, 16, 0, tzinfo=UTC))  # 23:00 in Việt Nam
+    gateway = await http_server()
+    app = await start(start_service, clock, sms_url=gateway.url, quiet_hours="21:00-07:00")
+    await subscribe(app, channels=["sms"], kinds=["delivery.created"])
+
+    await publish(app, delivery("dl-routine", priority=0, number="30"))
+    await publish(app, delivery("dl-urgent", priority=1, number="31"))
+    await wait_until(lambda: len(gateway.accepted) == 1)
+    assert "(Khẩn): số 31/" in json.loads(gateway.accepted[0])["message"]
+    rows = await eventually(  # the gateway answered; the worker then marks the job sent
+        lambda: jobs(app, "sms"),
+        until=lambda found: sorted(r["state"] for r in found) == ["pending", "sent"],
+    )
+    [held] = [row for row in rows if row["state"] == "pending"]
+    assert held["not_before"] == datetime(2026, 11, 24, 0, 0, tzinfo=UTC)  # 07:00 in Việt Nam
+
+    clock.set(datetime(2026, 11, 24, 0, 0, 1, tzinfo=UTC))
+    await wait_until(lambda: len(gateway.accepted) == 2)
+    assert "(Thường): số 30/" in json.loads(gateway.accepted[1])["message"]
+
+
+async def test_contacts_are_validated_and_kept_to_their_unit(start_service: StartService) -> None:
+    app = await start(start_service)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = NotificationServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await stub.PutContact(
+                pb.PutContactRequest(
+                    contact=pb.Contact(
+                        name="Trần Văn B",
+                        role="clerk",
+                        email="b@",
+                        phone="0123",
+                        webhook_url="javascript:alert(1)",
+                        webhook_secret="x" * 20,
+                        group_codes=["khong-co"],
+                    )
+                ),
+                metadata=as_unit(),
+            )
+        created = await stub.PutContact(
+            pb.PutContactRequest(
+                contact=pb.Contact(
+                    name="Trần Văn B",
+                    role="leader",
+                    phone="+84 987 654 321",
+                    webhook_url="https://eoffice.example/hook",
+                    webhook_secret="y" * 20,
+                )
+            ),
+            metadata=as_unit(),
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as foreign:
+            await stub.GetContact(
+                pb.GetContactRequest(contact_id=created.contact.contact_id),
+                metadata=as_unit(SENDER),
+            )
+        with pytest.raises(grpc.aio.AioRpcError) as foreign_subscribe:
+            await stub.Subscribe(
+                pb.SubscribeRequest(
+                    subscription=pb.Subscription(
+                        contact_id=created.contact.contact_id,
+                        event_kinds=["delivery.created"],
+                        channels=["sms"],
+                    )
+                ),
+                metadata=as_unit(SENDER),
+            )
+        renamed = await stub.PutContact(  # the stored secret is kept when none is sent
+            pb.PutContactRequest(
+                contact=pb.Contact(
+                    contact_id=created.contact.contact_id,
+                    name="Trần Văn Bình",
+                    role="leader",
+                    phone="0987654321",
+                    webhook_url="https://eoffice.example/hook",
+                )
+            ),
+            metadata=as_unit(),
+        )
+        listed = await stub.ListContacts(pb.ListContactsRequest(), metadata=as_unit())
+
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = bad.value.details() or ""
+    for field_name in (
+        "contact.email",
+        "contact.phone",
+        "contact.webhook_url",
+        "contact.group_codes[0]",
+    ):
+        assert field_name in details
+    assert created.contact.phone == "+84987654321"
+    assert created.contact.has_webhook_secret
+    assert not created.contact.webhook_secret
+    assert foreign.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert foreign_subscribe.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert renamed.contact.has_webhook_secret
+    assert [c.name for c in listed.contacts] == ["Trần Văn Bình"]
+
+
+async def test_watch_streams_new_notices_and_mark_read_marks_them(
+    start_service: StartService,
+) -> None:
+    app = await start(start_service)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = NotificationServiceStub(channel)
+        stream = stub.WatchNotifications(pb.WatchNotificationsRequest(), metadata=as_unit())
+        received: list[pb.WatchNotificationsResponse] = []
+
+        async def read() -> None:
+            async for reply in stream:
+                received.append(reply)
+
+        reader = asyncio.create_task(read())
+        # the replica's tail reads from the end and starts asynchronously: publish until the
+        # stream has seen one
+        for attempt in range(30):
+            await publish(app, delivery(f"dl-watch-{attempt}", number=str(40 + attempt)))
+            try:
+                await wait_until(lambda: bool(received), timeout=2.0)
+                break
+            except TimeoutError:
+                continue
+        stream.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        first = received[0]
+        assert first.notification.title.startswith("Văn bản đến mới (Hỏa tốc)")
+        assert first.notification.unit_code == RECIPIENT
+
+        marked = await stub.MarkRead(
+            pb.MarkReadRequest(notification_ids=[first.notification.notification_id]),
+            metadata=as_unit(),
+        )
+        again = await stub.MarkRead(
+            pb.MarkReadRequest(notification_ids=[first.notification.notification_id]),
+            metadata=as_unit(),
+        )
+        foreign = await stub.MarkRead(
+            pb.MarkReadRequest(notification_ids=[first.notification.notification_id]),
+            metadata=as_unit(SENDER),
+        )
+        unread = await stub.ListNotifications(
+            pb.ListNotificationsRequest(unread_only=True), metadata=as_unit()
+        )
+    assert (marked.marked, again.marked, foreign.marked) == (1, 0, 0)
+    assert first.notification.notification_id not in {
+        n.notification_id for n in unread.notifications
+    }
+
+
+async def test_a_group_is_deleted_only_when_empty(start_service: StartService) -> None:
+    app = await start(start_service)
+    contact_id = await subscribe(app, channels=["email"], kinds=["delivery.created"])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = NotificationServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as busy:
+            await stub.DeleteGroup(pb.DeleteGroupRequest(code="van-thu"), metadata=as_unit())
+        members = await stub.ListContacts(
+            pb.ListContactsRequest(group_code="van-thu"), metadata=as_unit()
+        )
+        await stub.DeleteContact(pb.DeleteContactRequest(contact_id=contact_id), metadata=as_unit())
+        await stub.DeleteGroup(pb.DeleteGroupRequest(code="van-thu"), metadata=as_unit())
+        groups = await stub.ListGroups(pb.ListGroupsRequest(), metadata=as_unit())
+        subscriptions = await stub.ListSubscriptions(
+            pb.ListSubscriptionsRequest(), metadata=as_unit()
+        )
+
+    assert busy.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert [c.contact_id for c in members.contacts] == [contact_id]
+    assert list(groups.groups) == []
+    assert list(subscriptions.subscriptions) == []
+
+
+async def test_an_event_naming_no_unit_is_dead_lettered_with_the_reason(
+    start_service: StartService, topic_reader: Any
+) -> None:
+    app = await start(start_service)
+    nobody = delivery("dl-nobody")
+    nobody.recipient_code = ""
+
+    await app.producer.publish(
+        app.topics.deliveries, key="x", envelope=new_event(nobody, producer="test")
+    )
+    [record] = await topic_reader(app.topics.dlq(app.topics.deliveries), 1)
+
+    reason = dict(record.headers)["lienthong-dlq-reason"].decode()
+    assert reason == "delivery.created names no unit to tell (delivery.created)"

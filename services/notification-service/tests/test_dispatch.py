@@ -1,0 +1,166 @@
+"""The channel workers against the real store: two replicas never send the same attempt, and
+an attempt whose replica died is taken over after its lease."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from lienthong_kit.mongo import AsyncDatabase, Doc, connect
+from lienthong_kit.settings import KitSettings
+from lienthong_local.waiting import eventually, wait_until
+from notification_service.dispatch import ChannelWorker, Dispatcher
+from notification_service.timing import SystemClock
+
+
+class CountingChannel:
+    """Records what it was asked to send; the sending itself is what the loopback tests in
+    test_channels.py exercise."""
+
+    name = "sms"
+
+    def __init__(self) -> None:
+        self.sent: Counter[str] = Counter()
+
+    async def send(self, job: Doc) -> None:
+        await asyncio.sleep(0.01)  # a send takes a moment: let the replicas overlap
+        self.sent[job["_id"]] += 1
+
+
+@pytest.fixture
+async def db(settings: KitSettings) -> AsyncIterator[AsyncDatabase[Doc]]:
+    client = connect(settings.mongo_url, app_name="test-dispatch")
+    database = client[f"{settings.mongo_database_prefix}notification"]
+    await Dispatcher.create_indexes(database)
+    yield database
+    await client.close()
+
+
+def worker(channel: CountingChannel, db: AsyncDatabase[Doc]) -> ChannelWorker:
+    return ChannelWorker(
+        channel,
+        db,
+        clock=SystemClock(),
+        rate=1000.0,
+        concurrency=4,
+        max_attempts=3,
+        backoff_seconds=0.05,
+        backoff_max_seconds=0.1,
+        send_timeout_seconds=5.0,
+        poll_seconds=0.02,
+    )
+
+
+def job(number: int, now: datetime) -> Doc:
+    return {
+        "_id": f"job-{number}",
+        "channel": "sms",
+        "state": "pending",
+        "unit_code": "000.01.00.H23",
+        "contact_id": "c-1",
+        "address": "+84912345678",
+        "kind": "delivery.created",
+        "urgent": number % 2 == 0,
+        "title": "t",
+        "body": "b",
+        "facts": {},
+        "document_id": "d",
+        "created_at": now,
+        "recorded_at": now,
+        "not_before": now,
+        "attempts": 0,
+        "last_error": "",
+    }
+
+
+async def states(db: AsyncDatabase[Doc]) -> list[str]:
+    return [row["state"] async for row in db["jobs"].find({})]
+
+
+async def run_until_sent(db: AsyncDatabase[Doc], workers: list[ChannelWorker]) -> None:
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        await eventually(lambda: states(db), until=lambda s: bool(s) and set(s) == {"sent"})
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_two_replicas_send_each_job_once(db: AsyncDatabase[Doc]) -> None:
+    now = datetime.now(UTC)
+    await db["jobs"].insert_many([job(n, now) for n in range(30)])
+    first, second = CountingChannel(), CountingChannel()
+
+    await run_until_sent(db, [worker(first, db), worker(second, db)])
+
+    together = first.sent + second.sent
+    assert sorted(together) == sorted(f"job-{n}" for n in range(30))
+    assert set(together.values()) == {1}
+    rows: list[Any] = [row async for row in db["jobs"].find({})]
+    assert {row["attempts"] for row in rows} == {1}
+
+
+async def test_an_attempt_abandoned_by_a_dead_replica_is_taken_over(
+    db: AsyncDatabase[Doc],
+) -> None:
+    now = datetime.now(UTC)
+    await db["jobs"].insert_one(job(1, now))
+    await db["attempts"].insert_one(
+        {
+            "_id": "job-1#1",
+            "job_id": "job-1",
+            "number": 1,
+            "owner": "a-replica-that-died",
+            "started_at": now - timedelta(minutes=5),
+            "outcome": "",
+        }
+    )
+    channel = CountingChannel()
+
+    await run_until_sent(db, [worker(channel, db)])
+
+    assert channel.sent == Counter({"job-1": 1})
+    row = await db["jobs"].find_one({"_id": "job-1"})
+    assert row is not None
+    assert row["attempts"] == 2
+
+
+async def test_an_attempt_in_progress_elsewhere_is_left_alone(db: AsyncDatabase[Doc]) -> None:
+    now = datetime.now(UTC)
+    await db["jobs"].insert_one(job(1, now))
+    await db["attempts"].insert_one(
+        {
+            "_id": "job-1#1",
+            "job_id": "job-1",
+            "number": 1,
+            "owner": "another-live-replica",
+            "started_at": now,
+            "outcome": "",
+        }
+    )
+    channel = CountingChannel()
+    watched = worker(channel, db)
+    claims: list[int | None] = []
+    claim = watched._claim
+
+    async def counted(row: Doc) -> int | None:
+        claims.append(await claim(row))
+        return claims[-1]
+
+    watched._claim = counted  # type: ignore[method-assign]
+    task = asyncio.create_task(watched.run())
+    try:
+        await wait_until(lambda: len(claims) >= 5)  # the worker tried the job five times
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    assert set(claims) == {None}
+    assert channel.sent == Counter()
+    assert await states(db) == ["pending"]

@@ -1,0 +1,538 @@
+"""A test PKI made on the spot (tests, benchmarks, demos; the service never imports it).
+
+    with running_pki(tmp_path) as pki:          # keys, certificates, a CRL server, an OCSP
+        pdf = make_pdf("Quyết định 15")          # responder (`openssl ocsp`) on loopback
+        signed = sign_pdf(sign_pdf(pdf, pki.signers["person"]), pki.signers["organisation"])
+        pki.anchors_file                         # the trust anchor bundle to configure
+
+Root and intermediate CA; signers: person (UID CCCD:...), organisation (UID MST:...), revoked
+(in the CRL and the OCSP index), expired, wrong key usage (keyEncipherment only), a person
+whose OCSP responder is unreachable and who has no CRL, and an organisation under an unknown
+root. Private keys live only in the temporary folder.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from io import BytesIO
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign import signers
+
+__all__ = [
+    "LocalPki",
+    "Signer",
+    "corrupt",
+    "make_pdf",
+    "modify_in_new_revision",
+    "modify_signed_bytes",
+    "openssl_cms_sign",
+    "running_pki",
+    "sign_pdf",
+]
+
+NOW = datetime.now(UTC)
+PROVINCE = "UBND tỉnh Hòa Bình"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Signer:
+    name: str
+    cert_file: Path
+    key_file: Path
+    chain_files: tuple[Path, ...]
+    cert: x509.Certificate
+
+    @functools.cached_property
+    def pyhanko(self) -> signers.SimpleSigner:
+        signer: signers.SimpleSigner | None = signers.SimpleSigner.load(  # type: ignore[no-untyped-call]
+            str(self.key_file),
+            str(self.cert_file),
+            ca_chain_files=[str(p) for p in self.chain_files],
+        )
+        if signer is None:
+            raise RuntimeError(f"cannot load signer {self.name}")
+        return signer
+
+
+@dataclass
+class LocalPki:
+    folder: Path
+    anchors_file: Path
+    intermediates_file: Path
+    unknown_root_file: Path
+    crl_base: str
+    ocsp_url: str
+    signers: dict[str, Signer] = field(default_factory=dict)
+
+
+def _name(cn: str, uid: str | None = None, org: str = PROVINCE) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COUNTRY_NAME, "VN")]
+    attrs.append(x509.NameAttribute(NameOID.LOCALITY_NAME, "Hòa Bình"))
+    attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    if uid:
+        attrs.append(x509.NameAttribute(NameOID.USER_ID, uid))
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+    return x509.Name(attrs)
+
+
+def _write(
+    folder: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+) -> tuple[Path, Path]:
+    cert_file = folder / f"{stem}.pem"
+    key_file = folder / f"{stem}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def _crl_point(url: str) -> x509.CRLDistributionPoints:
+    point = x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)
+    return x509.CRLDistributionPoints([point])
+
+
+def _ca(
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    *,
+    crl_url: str | None = None,
+) -> x509.Certificate:
+    issuer_name = issuer[0].subject if issuer else subject
+    signing_key = issuer[1] if issuer else key
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=365))
+        .not_valid_after(NOW + timedelta(days=3650))
+        .add_extension(
+            x509.BasicConstraints(ca=True, path_length=None if issuer is None else 0), critical=True
+        )
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()),
+            critical=False,
+        )
+    if crl_url:
+        builder = builder.add_extension(_crl_point(crl_url), critical=False)
+    return builder.sign(signing_key, hashes.SHA256())
+
+
+def _leaf(
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    *,
+    ocsp_url: str | None,
+    crl_url: str | None,
+    signing_usage: bool = True,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+) -> x509.Certificate:
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer[0].subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before or NOW - timedelta(days=30))
+        .not_valid_after(not_after or NOW + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=signing_usage,
+                content_commitment=signing_usage,
+                key_encipherment=not signing_usage,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()),
+            critical=False,
+        )
+    )
+    if ocsp_url:
+        builder = builder.add_extension(
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
+                    )
+                ]
+            ),
+            critical=False,
+        )
+    if crl_url:
+        builder = builder.add_extension(_crl_point(crl_url), critical=False)
+    return builder.sign(issuer[1], hashes.SHA256())
+
+
+def _crl(
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], revoked: list[x509.Certificate]
+) -> bytes:
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer[0].subject)
+        .last_update(NOW - timedelta(hours=1))
+        .next_update(NOW + timedelta(days=1))
+        .add_extension(x509.CRLNumber(1), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()),
+            critical=False,
+        )
+    )
+    for cert in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(cert.serial_number)
+            .revocation_date(NOW - timedelta(days=1))
+            .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False)
+            .build()
+        )
+    return builder.sign(issuer[1], hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+def _index_line(cert: x509.Certificate, revoked: bool) -> str:
+    expiry = cert.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
+    when = (NOW - timedelta(days=1)).strftime("%y%m%d%H%M%SZ") + ",keyCompromise" if revoked else ""
+    serial = format(cert.serial_number, "X")
+    if len(serial) % 2:
+        serial = "0" + serial
+    return f"{'R' if revoked else 'V'}\t{expiry}\t{when}\t{serial}\tunknown\t/CN=x\n"
+
+
+def build_pki(folder: Path, *, crl_port: int, ocsp_port: int, dead_port: int) -> LocalPki:
+    folder.mkdir(parents=True, exist_ok=True)
+    crl_base = f"http://127.0.0.1:{crl_port}"
+    ocsp_url = f"http://127.0.0.1:{ocsp_port}"
+
+    def key() -> ec.EllipticCurvePrivateKey:
+        return ec.generate_private_key(ec.SECP256R1())
+
+    root_key = key()
+    root = _ca(_name("Test Root CA (NEAC test)", org="Test National Root"), root_key, None)
+    int_key = key()
+    intermediate = _ca(
+        _name("Test Government Specialised CA", org="Test Ban Cơ yếu Chính phủ"),
+        int_key,
+        (root, root_key),
+        crl_url=f"{crl_base}/root.crl",
+    )
+    ca = (intermediate, int_key)
+    root_file, _ = _write(folder, "root", root, root_key)
+    int_file, _ = _write(folder, "intermediate", intermediate, int_key)
+    leaf_urls = {"ocsp_url": ocsp_url, "crl_url": f"{crl_base}/intermediate.crl"}
+    specs = {
+        "person": (_name("Nguyễn Văn An", "CCCD:001085012345"), leaf_urls, {}),
+        "organisation": (_name(PROVINCE, "MST:5400123456"), leaf_urls, {}),
+        "revoked": (_name("Trần Thị Bình", "CCCD:001190054321"), leaf_urls, {}),
+        "expired": (
+            _name("Lê Văn Cường", "CCCD:001080011111"),
+            leaf_urls,
+            {"not_before": NOW - timedelta(days=400), "not_after": NOW - timedelta(days=1)},
+        ),
+        "wrong-key-usage": (
+            _name("Phạm Thị Dung", "CCCD:001095022222"),
+            leaf_urls,
+            {"signing_usage": False},
+        ),
+        "unreachable-ocsp": (
+            _name("Hoàng Văn Em", "CCCD:001088033333"),
+            {"ocsp_url": f"http://127.0.0.1:{dead_port}", "crl_url": None},
+            {},
+        ),
+        "organisation-2": (_name("Sở Nội vụ tỉnh Hòa Bình", "MST:5400654321"), leaf_urls, {}),
+    }
+    pki = LocalPki(
+        folder,
+        anchors_file=root_file,
+        intermediates_file=int_file,
+        unknown_root_file=folder / "unknown-root.pem",
+        crl_base=crl_base,
+        ocsp_url=ocsp_url,
+    )
+    index = []
+    for stem, (subject, urls, extra) in specs.items():
+        leaf_key = key()
+        cert = _leaf(subject, leaf_key, ca, **urls, **extra)  # type: ignore[arg-type]
+        cert_file, key_file = _write(folder, stem, cert, leaf_key)
+        pki.signers[stem] = Signer(stem, cert_file, key_file, (int_file,), cert)
+        index.append(_index_line(cert, revoked=stem == "revoked"))
+    (folder / "index.txt").write_text("".join(index))
+    (folder / "index.txt.attr").write_text("unique_subject = no\n")
+    crls = folder / "crl"
+    crls.mkdir(exist_ok=True)
+    (crls / "root.crl").write_bytes(_crl((root, root_key), []))
+    (crls / "intermediate.crl").write_bytes(_crl(ca, [pki.signers["revoked"].cert]))
+    # an unknown root and an organisation under it
+    other_key = key()
+    other = _ca(_name("Unknown Root CA", org="Nobody"), other_key, None)
+    _write(folder, "unknown-root", other, other_key)
+    stranger_key = key()
+    stranger = _leaf(
+        _name("Công ty Không Rõ", "MST:0000000000", org="Không Rõ"),
+        stranger_key,
+        (other, other_key),
+        ocsp_url=None,
+        crl_url=None,
+    )
+    cert_file, key_file = _write(folder, "unknown-root-signer", stranger, stranger_key)
+    pki.signers["unknown-root"] = Signer(
+        "unknown-root", cert_file, key_file, (folder / "unknown-root.pem",), stranger
+    )
+    return pki
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@contextmanager
+def running_pki(folder: Path) -> Iterator[LocalPki]:
+    """The PKI with its CRL server (a thread) and OCSP responder (`openssl ocsp`) running."""
+    crl_port, ocsp_port, dead_port = _free_port(), _free_port(), _free_port()
+    pki = build_pki(folder, crl_port=crl_port, ocsp_port=ocsp_port, dead_port=dead_port)
+    handler = functools.partial(_Quiet, directory=str(folder / "crl"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", crl_port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    log = (folder / "ocsp.log").open("wb")
+    responder = subprocess.Popen(  # noqa: S603
+        [  # noqa: S607 - openssl from PATH (installed by the Makefile)
+            "openssl",
+            "ocsp",
+            "-index",
+            str(folder / "index.txt"),
+            "-port",
+            str(ocsp_port),
+            "-rsigner",
+            str(folder / "intermediate.pem"),
+            "-rkey",
+            str(folder / "intermediate.key"),
+            "-CA",
+            str(folder / "intermediate.pem"),
+            "-ndays",
+            "1",
+            "-rmd",
+            "sha256",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        # wait for its banner: a probing connection would wedge it (it serves one connection
+        # at a time and waits on it)
+        deadline = time.monotonic() + 15
+        banner = folder / "ocsp.log"
+        while b"waiting for OCSP client connections" not in banner.read_bytes():
+            if time.monotonic() > deadline or responder.poll() is not None:
+                raise RuntimeError(f"openssl ocsp did not start: {banner.read_text()}")
+            time.sleep(0.05)
+        yield pki
+    finally:
+        responder.terminate()
+        responder.wait(10)
+        log.close()
+        server.shutdown()
+        server.server_close()
+
+
+# --- documents ------------------------------------------------------------------------------
+
+
+def make_pdf(text: str = "QUYET DINH so 15/QD-UBND ORIGINAL") -> bytes:
+    """A one-page PDF written by hand (no PDF library needed to make it)."""
+    content = f"BT /F1 14 Tf 72 760 Td ({text}) Tj ET".encode("latin-1")
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length " + str(len(content)).encode() + b" >>\nstream\n" + content + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n".encode() + b"0000000000 65535 f \n"
+    for offset in offsets:
+        out += f"{offset:010d} 00000 n \n".encode()
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
+    return bytes(out)
+
+
+def sign_pdf(pdf: bytes, signer: Signer) -> bytes:
+    """Sign in a new incremental revision (PAdES, a new invisible signature field)."""
+    reader_count = len(PdfFileReader(BytesIO(pdf), strict=False).embedded_signatures)
+    writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
+    meta = signers.PdfSignatureMetadata(
+        field_name=f"Signature{reader_count + 1}", subfilter=None, md_algorithm="sha256"
+    )
+    out = signers.sign_pdf(writer, meta, signer=signer.pyhanko)
+    return bytes(out.getvalue())
+
+
+def modify_signed_bytes(pdf: bytes) -> bytes:
+    """Change text inside the signed byte range (same length): the digest no longer matches."""
+    if b"ORIGINAL" not in pdf:
+        raise ValueError("the PDF has no ORIGINAL marker")
+    return pdf.replace(b"ORIGINAL", b"FORGED!!", 1)
+
+
+def modify_in_new_revision(pdf: bytes) -> bytes:
+    """Append a revision that replaces the page's text (an unsigned change after signing)."""
+    writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
+    page = writer.root["/Pages"]["/Kids"][0]
+    stream = generic.StreamObject(stream_data=b"BT /F1 14 Tf 72 760 Td (FORGED TEXT) Tj ET")
+    page["/Contents"] = writer.add_object(stream)
+    writer.update_container(page)
+    out = BytesIO()
+    writer.write(out)  # type: ignore[no-untyped-call]
+    return out.getvalue()
+
+
+def corrupt(pdf: bytes) -> bytes:
+    """Keep the header, cut the file in the middle and drop its cross-reference section."""
+    return pdf[: len(pdf) // 2]
+
+
+def openssl_cms_sign(data: bytes, signer: Signer, folder: Path, name: str = "file") -> bytes:
+    """A detached CMS signature (DER, what a .p7s holds) made with `openssl cms`."""
+    source = folder / f"{name}.bin"
+    target = folder / f"{name}.p7s"
+    source.write_bytes(data)
+    subprocess.run(  # noqa: S603
+        [  # noqa: S607
+            "openssl",
+            "cms",
+            "-sign",
+            "-binary",
+            "-md",
+            "sha256",
+            "-in",
+            str(source),
+            "-signer",
+            str(signer.cert_file),
+            "-inkey",
+            str(signer.key_file),
+            "-certfile",
+            str(signer.chain_files[0]),
+            "-outform",
+            "DER",
+            "-out",
+            str(target),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return target.read_bytes()
+
+
+def documents(pki: LocalPki) -> dict[str, list[tuple[str, bytes]]]:
+    """Every fixture document, by name: the files as an agency system would send them."""
+    pdf = make_pdf()
+    s = pki.signers
+    person = sign_pdf(pdf, s["person"])
+    both = sign_pdf(person, s["organisation"])
+    appendix = b"PK\x03\x04 appendix spreadsheet bytes"
+
+    def pair(first: str, second: str) -> bytes:
+        return sign_pdf(sign_pdf(pdf, s[first]), s[second])
+
+    return {
+        "person-then-organisation": [("qd-15.pdf", both)],
+        "only-person": [("qd-15.pdf", person)],
+        "only-organisation": [("qd-15.pdf", sign_pdf(pdf, s["organisation"]))],
+        "wrong-order": [("qd-15.pdf", pair("organisation", "person"))],
+        "modified-after-signing": [("qd-15.pdf", modify_signed_bytes(both))],
+        "changed-in-later-revision": [("qd-15.pdf", modify_in_new_revision(both))],
+        "corrupted": [("qd-15.pdf", corrupt(both))],
+        "not-a-pdf": [("qd-15.pdf", b"PK\x03\x04 this is a zip archive, not a PDF")],
+        "unsigned": [("qd-15.pdf", pdf)],
+        "revoked-signer": [("qd-15.pdf", pair("revoked", "organisation"))],
+        "expired-signer": [("qd-15.pdf", pair("expired", "organisation"))],
+        "wrong-key-usage": [("qd-15.pdf", pair("wrong-key-usage", "organisation"))],
+        "unknown-root": [("qd-15.pdf", pair("person", "unknown-root"))],
+        "unreachable-ocsp": [("qd-15.pdf", pair("unreachable-ocsp", "organisation"))],
+        "cms-signed-appendix": [
+            ("qd-15.pdf", both),
+            ("phu-luc.xlsx", appendix),
+            ("phu-luc.xlsx.p7s", openssl_cms_sign(appendix, s["organisation"], pki.folder)),
+        ],
+        "cms-signature-over-other-bytes": [
+            ("qd-15.pdf", both),
+            ("phu-luc.xlsx", appendix),
+            (
+                "phu-luc.xlsx.p7s",
+                openssl_cms_sign(b"other bytes", s["organisation"], pki.folder, "other"),
+            ),
+        ],
+        "appendix-without-signature": [("qd-15.pdf", both), ("phu-luc.xlsx", appendix)],
+        "p7s-without-its-file": [
+            ("qd-15.pdf", both),
+            ("phu-luc.xlsx.p7s", openssl_cms_sign(appendix, s["organisation"], pki.folder)),
+        ],
+    }

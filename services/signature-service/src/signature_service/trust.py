@@ -1,0 +1,126 @@
+"""The trust store: anchors and intermediates from configuration (a PEM bundle or a folder,
+re-read when the files change) plus anchors added by operators (kept in the store, so every
+replica and every restart sees them).
+
+    trust = TrustStore(db, anchors_path=Path("/etc/lienthong/trust/anchors"))
+    await trust.reload()                 # at start, then every few seconds
+    trust.anchors, trust.intermediates   # [(certificate, source)]
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from asn1crypto import x509
+from pymongo.errors import DuplicateKeyError
+
+from lienthong_kit.logs import get_logger
+from lienthong_kit.mongo import AsyncDatabase, Doc
+from signature_service.pki import (
+    CERT_SUFFIXES,
+    fingerprint,
+    is_self_signed_ca,
+    load_certificates,
+    parse_certificates,
+    to_pem,
+)
+
+__all__ = ["TrustStore"]
+
+log = get_logger(__name__)
+
+
+def _stamp(path: Path | None) -> tuple[tuple[str, float, int], ...]:
+    if path is None or not path.exists():
+        return ()
+    files = (
+        sorted(p for p in path.iterdir() if p.suffix.lower() in CERT_SUFFIXES)
+        if path.is_dir()
+        else [path]
+    )
+    return tuple((str(p), p.stat().st_mtime, p.stat().st_size) for p in files)
+
+
+class TrustStore:
+    def __init__(
+        self,
+        db: AsyncDatabase[Doc],
+        *,
+        anchors_path: Path | None,
+        intermediates_path: Path | None,
+    ) -> None:
+        self._collection = db["trust_anchors"]
+        self.anchors_path = anchors_path
+        self.intermediates_path = intermediates_path
+        self.anchors: list[tuple[x509.Certificate, str]] = []
+        self.intermediates: list[tuple[x509.Certificate, str]] = []
+        self._config_anchors: list[tuple[x509.Certificate, str]] = []
+        self._stamps: tuple[object, ...] = ()
+        self._identity: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+        self.version = 0  # bumped on every change (the verifier caches DER lists per version)
+
+    def _read_config(self) -> None:
+        stamps = (_stamp(self.anchors_path), _stamp(self.intermediates_path))
+        if stamps == self._stamps:
+            return
+        anchors = load_certificates(self.anchors_path) if self.anchors_path else []
+        intermediates = (
+            load_certificates(self.intermediates_path) if self.intermediates_path else []
+        )
+        # a bundle may mix roots and intermediates: only self-signed CAs are anchors
+        self._config_anchors = [(c, s) for c, s in anchors if is_self_signed_ca(c)]
+        self.intermediates = intermediates + [
+            (c, s) for c, s in anchors if not is_self_signed_ca(c)
+        ]
+        self._stamps = stamps
+        log.info(
+            "trust_config_loaded",
+            anchors=len(self._config_anchors),
+            intermediates=len(self.intermediates),
+        )
+
+    async def reload(self) -> None:
+        """Re-read the configured files (when changed) and the operators' anchors."""
+        try:
+            self._read_config()
+        except (OSError, ValueError) as exc:
+            # keep serving with the anchors in force; the operator sees this in the log
+            log.error("trust_config_unreadable", error=str(exc))
+        added = []
+        async for row in self._collection.find({}):
+            for cert in parse_certificates(row["pem"].encode()):
+                added.append((cert, f"operator:{row.get('added_by', '')}"))
+        anchors = list(self._config_anchors)
+        known = {fingerprint(c) for c, _ in anchors}
+        anchors += [(c, s) for c, s in added if fingerprint(c) not in known]
+        identity = (
+            tuple(fingerprint(c) for c, _ in anchors),
+            tuple(fingerprint(c) for c, _ in self.intermediates),
+        )
+        if identity != self._identity or self.version == 0:
+            self.anchors = anchors
+            self._identity = identity
+            self.version += 1
+            if not anchors:
+                log.warning("no_trust_anchors", note="every signature will fail its chain check")
+
+    async def add(self, cert: x509.Certificate, added_by: str) -> bool:
+        """Store an operator's anchor; False when it was there already."""
+        key = fingerprint(cert)
+        if key in {fingerprint(c) for c, _ in self.anchors}:
+            return False
+        try:
+            await self._collection.insert_one(
+                {
+                    "_id": key,
+                    "pem": to_pem(cert),
+                    "added_by": added_by,
+                    "added_at": datetime.now(UTC),
+                }
+            )
+        except DuplicateKeyError:
+            await self.reload()
+            return False
+        await self.reload()
+        return True

@@ -1,0 +1,57 @@
+"""signature-service's settings: documented, and every problem reported at once."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from lienthong_kit.settings import SettingsError, describe_settings, load_settings
+from signature_service.settings import Settings
+
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
+
+
+def test_every_setting_is_on_the_configuration_page() -> None:
+    documented = set(re.findall(r"^\| `(LIENTHONG_[A-Z0-9_]+)` \|", DOCS.read_text(), re.M))
+    in_code = {env for env, _, _ in describe_settings(Settings)}
+    assert in_code <= documented, sorted(in_code - documented)
+
+
+def test_the_production_defaults_are_strict() -> None:
+    settings = load_settings(Settings, {})
+    assert settings.signature_revocation_mode == "require"
+    assert settings.signature_accept_unsigned is False
+    assert settings.signature_operators == ()
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        pytest.param(
+            {"LIENTHONG_SIGNATURE_REVOCATION_MODE": "maybe"},
+            "LIENTHONG_SIGNATURE_REVOCATION_MODE: 'maybe' is not one of",
+            id="revocation-mode",
+        ),
+        pytest.param(
+            {"LIENTHONG_SIGNATURE_POLICY": "QĐ=organisation"},
+            "LIENTHONG_SIGNATURE_POLICY: 'QĐ=organisation': expected",
+            id="policy",
+        ),
+        pytest.param(
+            {"LIENTHONG_SIGNATURE_TRUST_ANCHORS": "/no/such/anchors"},
+            "LIENTHONG_SIGNATURE_TRUST_ANCHORS: no such file or folder",
+            id="anchors-path",
+        ),
+        pytest.param(
+            {"LIENTHONG_SIGNATURE_REVOCATION_OFFLINE": "true"},
+            "LIENTHONG_SIGNATURE_REVOCATION_OFFLINE needs LIENTHONG_SIGNATURE_REVOCATION_DIR",
+            id="offline-without-dir",
+        ),
+    ],
+)
+def test_bad_settings_are_named(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(Settings, env)
+    assert any(p.startswith(problem) for p in info.value.problems), info.value.problems
