@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import subprocess
 import sys
@@ -90,13 +91,14 @@ async def watch_latency(endpoint: str, count: int, rate: float, run: str) -> lis
             pb.WatchInboxRequest(), metadata=(("x-lienthong-unit", RECIPIENTS[0]),)
         )
 
-        done = asyncio.Event()
+        submitted = asyncio.Event()
+        all_seen = asyncio.Event()
 
         async def read() -> None:
             async for reply in stream:
                 seen.setdefault(reply.entry.document.document_id, time.perf_counter())
-                if done.is_set() and set(sent) <= set(seen):
-                    return
+                if submitted.is_set() and set(sent) <= set(seen):
+                    all_seen.set()
 
         reader = asyncio.create_task(read())
         await asyncio.sleep(0.5)  # the stream is open before the first submit
@@ -107,10 +109,21 @@ async def watch_latency(endpoint: str, count: int, rate: float, run: str) -> lis
             )
             sent[reply.document.document_id] = at
             await asyncio.sleep(max(0.0, 1 / rate - (time.perf_counter() - at)))
-        done.set()
-        await asyncio.wait_for(reader, timeout=120)
+        submitted.set()
+        if set(sent) <= set(seen):  # the last one arrived while pacing
+            all_seen.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_seen.wait(), timeout=120)
+        missing = sorted(set(sent) - set(seen))
+        if missing:
+            print(
+                f"WatchInbox: {len(missing)} of {len(sent)} documents not seen in 120 s,"
+                f" e.g. {missing[:3]}",
+                flush=True,
+            )
         stream.cancel()
-    return [(seen[doc] - sent[doc]) * 1000 for doc in sent]
+        reader.cancel()
+    return [(seen[doc] - sent[doc]) * 1000 for doc in sent if doc in seen]
 
 
 def _wait_for_inbox(database: str, expected: int) -> int:
