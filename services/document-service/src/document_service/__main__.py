@@ -36,12 +36,12 @@ class Settings(KitSettings):
 
 async def build(deps: Deps) -> Wiring:
     max_bytes = getattr(deps.settings, "attachment_max_bytes", Settings.attachment_max_bytes)
-    store = DocumentStore(deps.db, deps.topics)
+    store = DocumentStore(deps.db, deps.topics, deps.producer)
     attachments = AttachmentStore(deps.db, max_bytes=max_bytes)
     audit = AuditLog(deps.db)
     relays = {
         "documents": OutboxRelay(store.documents, deps.producer, idle_seconds=0.5),
-        "deliveries": OutboxRelay(store.transitions, deps.producer, idle_seconds=0.5),
+        "deliveries": store.transitions_relay,
         "paper": OutboxRelay(store.paper, deps.producer, idle_seconds=0.5),
     }
     await store.create_indexes()

@@ -34,16 +34,15 @@ from lienthong.events.v1.events_pb2 import (
     DeliveryStatusChanged,
     DocumentVerified,
 )
-from lienthong_kit.envelope import EventEnvelope, new_event
+from lienthong_kit.envelope import new_event
 from lienthong_kit.errors import AlreadyExists, FailedPrecondition
-from lienthong_kit.kafka import Topics
+from lienthong_kit.kafka import EventProducer, Topics
 from lienthong_kit.mongo import AsyncDatabase, Doc, GroupInserter, ensure_indexes
-from lienthong_kit.outbox import outbox_fields
+from lienthong_kit.outbox import OutboxRelay
 
 __all__ = ["PRODUCER", "DocumentStore", "StoredDocument"]
 
 PRODUCER = "document-service"
-Event = tuple[str, str, EventEnvelope]
 
 
 class StoredDocument:
@@ -72,13 +71,15 @@ def delivery_state(raw: Doc) -> DeliveryState:
 
 
 class DocumentStore:
-    def __init__(self, db: AsyncDatabase[Doc], topics: Topics) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], topics: Topics, producer: EventProducer) -> None:
         self.documents = db["documents"]
         self.deliveries = db["deliveries"]
         self.transitions = db["delivery_transitions"]
         self.reservations = db["number_reservations"]
         self.paper = db["paper_documents"]
         self.verifications = db["verifications"]
+        # publishes the transitions' events (hand-off: see lienthong_kit.outbox)
+        self.transitions_relay = OutboxRelay(self.transitions, producer)
         self._topics = topics
         # submits and paper registrations arrive concurrently from many agencies: their
         # inserts share insertMany commands (each caller still gets its own duplicate error)
@@ -245,9 +246,9 @@ class DocumentStore:
             "",
             delivered_at,
         )
-        await self.deliveries.update_one(
-            {"_id": delivery.delivery_id}, {"$setOnInsert": fields}, upsert=True
-        )
+        # an insert, not an upsert: cheaper on FerretDB, and a redelivery changes nothing
+        with contextlib.suppress(DuplicateKeyError):
+            await self.deliveries.insert_one({"_id": delivery.delivery_id, **fields})
 
     async def record_verification(self, verified: DocumentVerified, at: datetime) -> None:
         """Keep signature-service's verdict and report for the document; idempotent (keyed by
@@ -383,12 +384,14 @@ class DocumentStore:
             "description": description,
             "staff": staff,
             "at": at,
-            **outbox_fields(self._topics.deliveries, delivery["recipient_code"], event),
         }
-        try:
-            await self.transitions.insert_one(record)
-        except DuplicateKeyError:
-            return False
+        relay = self.transitions_relay
+        async with relay.staged(self._topics.deliveries, delivery["recipient_code"], event) as out:
+            try:
+                await self.transitions.insert_one({**record, **out.fields})
+            except DuplicateKeyError:
+                return False
+            out.commit()
         return True
 
     async def _project(self, delivery_id: str) -> None:
