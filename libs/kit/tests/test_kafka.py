@@ -15,7 +15,7 @@ from pymongo.errors import DuplicateKeyError
 from lienthong.common.v1.common_pb2 import DocumentSummary
 from lienthong.events.v1.events_pb2 import DocumentSubmitted
 from lienthong_kit.envelope import EventEnvelope, decode_envelope, new_event, unpack
-from lienthong_kit.errors import PoisonEvent
+from lienthong_kit.errors import PoisonEvent, Unavailable
 from lienthong_kit.kafka import (
     ConsumerLoop,
     ConsumerSpec,
@@ -311,3 +311,29 @@ async def test_a_tail_from_the_beginning_skips_garbage_and_goes_on(
     finally:
         tail.cancel()
         await asyncio.gather(tail, return_exceptions=True)
+
+
+async def test_staging_refuses_with_unavailable_while_too_many_events_wait_for_kafka(
+    settings: KitSettings, kit: tuple[EventProducer, Any, Topics]
+) -> None:
+    """Kafka unreachable (this producer was never started): the relay keeps what was handed
+    over, and past ``max_in_flight`` refuses new writes before anything is stored."""
+    _, db, topics = kit
+    collection = db["documents"]
+    unreachable = EventProducer(settings, client_id="never-started")
+    relay = OutboxRelay(collection, unreachable, max_in_flight=3)
+    running = asyncio.create_task(relay.run())
+    try:
+        for number in range(3):
+            event = submitted(f"w{number}")
+            async with relay.staged(topics.documents, f"w{number}", event) as staged:
+                await collection.insert_one({"_id": f"w{number}", **staged.fields})
+                staged.commit()
+        with pytest.raises(Unavailable, match="3 events are waiting"):
+            async with relay.staged(topics.documents, "w3", submitted("w3")):
+                raise AssertionError("not reached: refused before the insert")
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert await collection.count_documents({}) == 3

@@ -49,6 +49,7 @@ from bson import Binary
 from pymongo import ASCENDING, IndexModel
 
 from lienthong_kit.envelope import EventEnvelope
+from lienthong_kit.errors import Unavailable
 from lienthong_kit.failpoints import failpoint
 from lienthong_kit.kafka import INFRA_ERRORS, EventProducer
 from lienthong_kit.logs import get_logger
@@ -107,6 +108,7 @@ class OutboxRelay:
         idle_seconds: float = 1.0,
         heartbeat_seconds: float = 2.0,
         owner_ttl_seconds: float = 10.0,
+        max_in_flight: int = 20_000,
     ) -> None:
         self._collection = collection
         self._owners = collection.database[f"{collection.name}.relays"]
@@ -120,6 +122,7 @@ class OutboxRelay:
         self._handed: list[tuple[int, Record]] = []
         self._in_flight: dict[int, int] = {}  # slot -> staged events not yet published
         self._last_slot = 0
+        self._max_in_flight = max_in_flight
 
     async def create_indexes(self) -> None:
         await ensure_indexes(
@@ -134,7 +137,16 @@ class OutboxRelay:
 
     @contextlib.asynccontextmanager
     async def staged(self, topic: str, key: str, envelope: EventEnvelope) -> AsyncIterator[Staged]:
-        """Stage an event for the record about to be inserted; see the module docstring."""
+        """Stage an event for the record about to be inserted; see the module docstring.
+
+        Raises :class:`Unavailable` (before anything is written) while ``max_in_flight``
+        events wait for Kafka: the caller retries later instead of piling events up in memory.
+        """
+        if sum(self._in_flight.values()) >= self._max_in_flight:
+            raise Unavailable(
+                f"{sum(self._in_flight.values())} events are waiting for the event log"
+                " (Kafka); retry shortly"
+            )
         slot = self._next_slot()
         staged = Staged(
             fields={
@@ -183,16 +195,21 @@ class OutboxRelay:
         while True:
             self._wake.clear()
             published = 0
+            heartbeat = loop.time() >= next_beat
+            if heartbeat:
+                # first, and on its own: the heartbeat must go on while Kafka is unreachable,
+                # or the other relays would take this live one for dead
+                next_beat = loop.time() + self._heartbeat
+                self._swept = False  # a periodic sweep of the wake way too
+                with contextlib.suppress(*INFRA_ERRORS):
+                    await self._checkpoint()
             try:
                 published += await self._publish_handed()
                 if not self._swept:
                     self._swept = True
                     published += await self.publish_pending()
-                if loop.time() >= next_beat:
-                    next_beat = loop.time() + self._heartbeat
-                    await self._checkpoint()
+                if heartbeat:
                     published += await self.recover_orphans()
-                    self._swept = False  # a periodic sweep of the wake way too
             except INFRA_ERRORS as exc:
                 log.warning("outbox_relay_waiting", error=repr(exc))
                 published = 0
@@ -244,7 +261,10 @@ class OutboxRelay:
         ]
         now = _slot(datetime.now(UTC).timestamp())
         for owner in owners:
-            for slot in range(int(owner["through_slot"]) + 1, now + 1):
+            # a dead owner wrote nothing after its last heartbeat and one more interval:
+            # bounded by that, not by now (a relay dead for a day is not 86,400 lookups)
+            last = _slot(_aware(owner["at"]).timestamp() + self._ttl.total_seconds())
+            for slot in range(int(owner["through_slot"]) + 1, min(now, last) + 1):
                 cursor = self._collection.find(
                     {"outbox_owner": owner["_id"], "outbox_slot": slot}, {"outbox": 1}
                 )

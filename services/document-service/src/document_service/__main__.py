@@ -55,7 +55,6 @@ async def build(deps: Deps) -> Wiring:
         if carries(envelope, DeliveryCreated):
             delivery = unpack(envelope, DeliveryCreated)
             await store.materialise(delivery, envelope.occurred_at.ToDatetime(UTC))
-            relays["deliveries"].wake()
         elif carries(envelope, DeliveryBounced):
             await store.record_bounce(unpack(envelope, DeliveryBounced))
 

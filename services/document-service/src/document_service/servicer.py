@@ -399,7 +399,6 @@ class DocumentServicer(DocumentServiceServicer):
                 description=request.description.strip(),
                 staff=request.staff.strip(),
             ):
-                self._relays["deliveries"].wake()
                 return pb.AcknowledgeDeliveryResponse(
                     delivery_id=request.delivery_id,
                     status_code=after.status,
@@ -484,7 +483,6 @@ class DocumentServicer(DocumentServiceServicer):
                 ):
                     asked.append(row["recipient_code"])
                     break
-        self._relays["deliveries"].wake()
         return pb.RecallDocumentResponse(document_id=request.document_id, recipient_codes=asked)
 
     async def VerifyAudit(
