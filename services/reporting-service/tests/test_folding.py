@@ -187,3 +187,16 @@ def test_days_of_a_period(period: str, count: int, first: str, last: str) -> Non
 def test_bad_periods_are_refused(period: str) -> None:
     with pytest.raises(InvalidArgument, match="period"):
         days_of_period(period)
+
+
+def test_an_out_of_range_timestamp_or_corrupt_payload_is_poison_not_a_crash() -> None:
+    """Either would otherwise raise ValueError/DecodeError and restart the worker on the same
+    record forever."""
+    far = DocumentSubmitted(document=DocumentSummary(document_id="d", sender_code="S"))
+    far.document.submitted_at.seconds = 400_000_000_000  # year ~14,700
+    with pytest.raises(PoisonEvent, match="out of range"):
+        facts_for(new_event(far, producer="t"))
+    corrupt = new_event(DeliveryCreated(delivery_id="v", recipient_code="R"), producer="t")
+    corrupt.payload.value = b"\xff\xff\xff"
+    with pytest.raises(PoisonEvent, match="does not decode"):
+        facts_for(corrupt)

@@ -94,6 +94,10 @@ def unpack(envelope: EventEnvelope, cls: type[M]) -> M:
         raise PoisonEvent(
             f"payload is {envelope.payload.type_url}, expected {cls.DESCRIPTOR.full_name}"
         )
-    if not envelope.payload.Unpack(message):
+    try:
+        decoded = envelope.payload.Unpack(message)
+    except DecodeError as exc:  # the right type name over corrupt bytes
+        raise PoisonEvent(f"payload does not decode as {cls.DESCRIPTOR.full_name}: {exc}") from exc
+    if not decoded:
         raise PoisonEvent(f"payload does not decode as {cls.DESCRIPTOR.full_name}")
     return message

@@ -104,7 +104,10 @@ def vn_day(moment: datetime) -> str:
 def _day(timestamp: Timestamp, what: str) -> str:
     if timestamp.seconds <= 0:
         raise PoisonEvent(f"{what} is not set")
-    return vn_day(timestamp.ToDatetime(UTC))
+    try:
+        return vn_day(timestamp.ToDatetime(UTC))
+    except (ValueError, OverflowError) as exc:  # out of 0001-9999 or bad nanos
+        raise PoisonEvent(f"{what} is out of range: {exc}") from exc
 
 
 def _unit(code: str, what: str) -> str:
@@ -179,7 +182,7 @@ def _status_facts(
         due = changed.document.due_at
         if due.seconds > 0:  # without a due date there is nothing to be early or late for
             day = _day(changed.changed_at, "changed_at")
-            due_day = vn_day(due.ToDatetime(UTC))
+            due_day = _day(due, "document.due_at")
             if day < due_day:
                 count = HANDLED_BEFORE
             else:
