@@ -22,6 +22,7 @@ from lienthong.events.v1.events_pb2 import DeliveryCreated
 from lienthong.notification.v1 import notification_service_pb2 as pb
 from lienthong.notification.v1.notification_service_pb2_grpc import NotificationServiceStub
 from lienthong_kit.envelope import new_event
+from lienthong_kit.paging import encode_token
 from lienthong_kit.server import ServiceApp
 from lienthong_local.waiting import eventually, wait_until
 from notification_service.__main__ import NAME, make_build
@@ -291,7 +292,8 @@ async def test_a_stuck_gateway_holds_up_neither_email_nor_in_app(
         await publish(app, delivery(f"dl-{index}", number=str(20 + index)))
     await wait_until(lambda: len(smtp_server.messages) == 3)
 
-    assert gateway.accepted == []  # every SMS is still waiting on the gateway
+    # the SMS reached the gateway and are still waiting on it (none answered yet)
+    await wait_until(lambda: len(gateway.requests) >= 1)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
         reply = await eventually(
             lambda: NotificationServiceStub(channel).ListNotifications(
@@ -455,6 +457,13 @@ async def test_watch_streams_new_notices_and_mark_read_marks_them(
         unread = await stub.ListNotifications(
             pb.ListNotificationsRequest(unread_only=True), metadata=as_unit()
         )
+        with pytest.raises(grpc.aio.AioRpcError) as forged:  # a token this API never issued
+            await stub.ListNotifications(
+                pb.ListNotificationsRequest(page_token=encode_token(["x", "y"])),
+                metadata=as_unit(),
+            )
+    assert forged.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "page_token" in str(forged.value.details())
     assert (marked.marked, again.marked, foreign.marked) == (1, 0, 0)
     assert first.notification.notification_id not in {
         n.notification_id for n in unread.notifications

@@ -91,6 +91,9 @@ class Notifier:
     async def on_event(self, envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
         """Record the notices of a delivery, status, bounce or verification event."""
         occurred = envelope.occurred_at.ToDatetime(UTC)
+        if carries(envelope, DeliveryCreated) and not unpack(envelope, DeliveryCreated).delivery_id:
+            # reminders are keyed by the delivery: without its id they would collide
+            raise PoisonEvent("delivery.created names no delivery_id")
         notices = notices_for(envelope)
         for notice in notices:
             if not notice.unit_code:

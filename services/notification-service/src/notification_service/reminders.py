@@ -26,6 +26,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from lienthong.events.v1.events_pb2 import DeliveryCreated, DeliveryStatusChanged
+from lienthong_kit.kafka import INFRA_ERRORS
 from lienthong_kit.logs import get_logger
 from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
 from notification_service.messages import Notice, reminder_notice
@@ -116,7 +117,8 @@ class Reminders:
 
     async def fire_due(self) -> int:
         """Fire every pending reminder whose time has come; returns how many fired."""
-        if self._fire is None:
+        fire = self._fire
+        if fire is None:
             raise RuntimeError("on_fire() first")
         now = self._clock.now()
         # Equality on state (indexed); the time filter is applied here (ranges scan on
@@ -130,19 +132,33 @@ class Reminders:
         ]
         fired = 0
         for row in sorted(pending, key=lambda r: r["fire_at"]):
-            reminder = await self.reminders.find_one({"_id": row["_id"]})
-            if reminder is None or reminder["state"] != "pending":
-                continue
-            if await self.stops.find_one({"_id": reminder["delivery_id"]}) is not None:
-                await self._set_state(reminder["_id"], "cancelled", now)
-                continue
-            await self._fire(reminder_notice(reminder, overdue=reminder["overdue"]))
-            await self._set_state(reminder["_id"], "fired", now)
-            fired += 1
-            log.info("reminder_fired", reminder=reminder["_id"], unit=reminder["unit_code"])
+            try:
+                fired += await self._fire_one(fire, row["_id"], now)
+            except INFRA_ERRORS:
+                raise  # the store or Kafka is down: the next tick tries again
+            except Exception as exc:  # one bad reminder must not stop the others
+                log.exception("reminder_failed", reminder=row["_id"])
+                await self._set_state(row["_id"], "failed", now, reason=f"{exc!r}")
         return fired
 
-    async def _set_state(self, reminder_id: str, state: str, now: datetime) -> None:
-        await self.reminders.update_one(
-            {"_id": reminder_id}, {"$set": {"state": state, "settled_at": now}}
-        )
+    async def _fire_one(
+        self, fire: Callable[[Notice], Awaitable[None]], reminder_id: str, now: datetime
+    ) -> int:
+        reminder = await self.reminders.find_one({"_id": reminder_id})
+        if reminder is None or reminder["state"] != "pending":
+            return 0
+        if await self.stops.find_one({"_id": reminder["delivery_id"]}) is not None:
+            await self._set_state(reminder["_id"], "cancelled", now)
+            return 0
+        await fire(reminder_notice(reminder, overdue=reminder["overdue"]))
+        await self._set_state(reminder["_id"], "fired", now)
+        log.info("reminder_fired", reminder=reminder["_id"], unit=reminder["unit_code"])
+        return 1
+
+    async def _set_state(
+        self, reminder_id: str, state: str, now: datetime, *, reason: str = ""
+    ) -> None:
+        settled: Doc = {"state": state, "settled_at": now}
+        if reason:
+            settled["reason"] = reason
+        await self.reminders.update_one({"_id": reminder_id}, {"$set": settled})

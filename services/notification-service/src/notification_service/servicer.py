@@ -14,7 +14,14 @@ from pymongo import DESCENDING
 from lienthong.notification.v1 import notification_service_pb2 as pb
 from lienthong.notification.v1.notification_service_pb2_grpc import NotificationServiceServicer
 from lienthong_kit.context import caller_unit
-from lienthong_kit.errors import FailedPrecondition, NotFound, PermissionDenied, Violations
+from lienthong_kit.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Violations,
+)
 from lienthong_kit.mongo import Doc
 from lienthong_kit.paging import decode_token, encode_token, page_size
 from notification_service.notifier import Notifier
@@ -86,11 +93,18 @@ class NotificationServicer(NotificationServiceServicer):
         query: Doc = {"unit_code": unit}
         if request.unread_only:
             query["read"] = False
-        if len(token) == 2:
-            at = datetime.fromisoformat(token[0])
+        if token:
+            try:
+                at, last_id = datetime.fromisoformat(token[0]), token[1]
+                if len(token) != 2:
+                    raise ValueError(token)
+            except (ValueError, IndexError) as exc:
+                raise InvalidArgument(
+                    [FieldViolation("page_token", "is not a token this API issued")]
+                ) from exc
             query["$or"] = [
                 {"created_at": {"$lt": at}},
-                {"created_at": at, "_id": {"$lt": token[1]}},
+                {"created_at": at, "_id": {"$lt": last_id}},
             ]
         cursor = (
             self._n.notifications.find(query)
