@@ -49,6 +49,21 @@ def test_the_production_defaults_are_strict() -> None:
             "LIENTHONG_SIGNATURE_REVOCATION_OFFLINE needs LIENTHONG_SIGNATURE_REVOCATION_DIR",
             id="offline-without-dir",
         ),
+        pytest.param(
+            {"LIENTHONG_SIGNATURE_TRUST_RELOAD_SECONDS": "0"},
+            "LIENTHONG_SIGNATURE_TRUST_RELOAD_SECONDS: must be greater than 0",
+            id="reload-zero",
+        ),
+        pytest.param(
+            {"LIENTHONG_SIGNATURE_VALIDATION_TIMEOUT_SECONDS": "-1"},
+            "LIENTHONG_SIGNATURE_VALIDATION_TIMEOUT_SECONDS: must be greater than 0",
+            id="timeout-negative",
+        ),
+        pytest.param(
+            {"LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA": "/etc/hostname"},
+            "LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA needs LIENTHONG_TLS_CERT",
+            id="ca-without-client-certificate",
+        ),
     ],
 )
 def test_bad_settings_are_named(env: dict[str, str], problem: str) -> None:

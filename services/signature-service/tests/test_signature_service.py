@@ -148,8 +148,22 @@ async def test_an_event_is_verified_once_and_unsigned_documents_are_rejected(
     envelope = new_event(submitted, producer="document-service")
     for _ in range(2):  # the second is a redelivery of the same event
         await signature.producer.publish(signature.topics.documents, key="doc-7", envelope=envelope)
-    (record,) = await topic_reader(signature.topics.verifications, 1)
-    out = decode_envelope(record.value)
+    # a marker after both, on the same partition: once its verdict is out, a second verdict
+    # for doc-7 would be in the log already
+    marker = DocumentSubmitted(document=DocumentSummary(document_id="doc-8", sender_code=SENDER))
+    await signature.producer.publish(
+        signature.topics.documents,
+        key="doc-7",
+        envelope=new_event(marker, producer="document-service"),
+    )
+    records = await topic_reader(signature.topics.verifications, 2)
+    with pytest.raises(TimeoutError):
+        await topic_reader(signature.topics.verifications, 3, timeout=3)
+    by_document = {
+        unpack(decode_envelope(r.value), DocumentVerified).document.document_id: r for r in records
+    }
+    assert sorted(by_document) == ["doc-7", "doc-8"]
+    out = decode_envelope(by_document["doc-7"].value)
     verified = unpack(out, DocumentVerified)
     assert out.event_id == derived_event_id(envelope.event_id, "verified")
     assert verified.verdict == Verdict.VERDICT_REJECTED

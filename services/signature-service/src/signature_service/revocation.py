@@ -33,6 +33,9 @@ MODES = ("require", "soft-fail", "off")
 
 log = get_logger(__name__)
 
+# OCSP answers (one per signer certificate) and CRLs kept per process at the most
+CACHE_MAX_ENTRIES = 10_000
+
 
 @dataclass
 class RevocationFound:
@@ -191,7 +194,10 @@ class RevocationSource:
         if not self.cache_enabled:
             return None
         entry = self._cache.get(key)
-        if entry is None or entry.expires <= time.monotonic():
+        if entry is not None and entry.expires <= time.monotonic():
+            del self._cache[key]  # expired: dropped, so the cache holds only live answers
+            entry = None
+        if entry is None:
             return None
         self._count(kind, "cached")
         return entry.der
@@ -203,6 +209,9 @@ class RevocationSource:
         if next_update is not None:
             lifetime = min(lifetime, (next_update - datetime.now(UTC)).total_seconds())
         if lifetime > 0:
+            if len(self._cache) >= CACHE_MAX_ENTRIES and key not in self._cache:
+                # bounded: drop the answer that expires first (one per distinct signer seen)
+                del self._cache[min(self._cache, key=lambda k: self._cache[k].expires)]
             self._cache[key] = _Entry(der, time.monotonic() + lifetime)
 
     async def _ocsp(

@@ -309,13 +309,17 @@ class SignatureServicer(SignatureServiceServicer):
     async def GetVerification(
         self, request: pb.GetVerificationRequest, context: Context
     ) -> pb.GetVerificationResponse:
+        if not request.document_id:
+            raise InvalidArgument([FieldViolation("document_id", "is required")])
         found = await self._flow.verifications.find_one({"_id": request.document_id})
         if found is None:
             raise NotFound(f"document_id: no verification for {request.document_id!r} yet")
         if "verified" in found:
             verified = DocumentVerified.FromString(bytes(found["verified"]))
         else:  # recorded by the pass-through version: verdict and reason only
-            verified = DocumentVerified(verdict=found["verdict"], reason=found["reason"])
+            verified = DocumentVerified(
+                verdict=found.get("verdict", 0), reason=found.get("reason", "")
+            )
         response = pb.GetVerificationResponse(
             document_id=request.document_id,
             verdict=verified.verdict,

@@ -138,4 +138,18 @@ class Settings(KitSettings):
             )
         if self.signature_workers < 0:
             problems.append("LIENTHONG_SIGNATURE_WORKERS: must be 0 or more")
+        for name in (
+            "signature_trust_reload_seconds",
+            "signature_revocation_timeout_seconds",
+            "signature_fetch_timeout_seconds",
+            "signature_validation_timeout_seconds",
+            "signature_max_file_bytes",
+        ):
+            if getattr(self, name) <= 0:
+                problems.append(f"LIENTHONG_{name.upper()}: must be greater than 0")
+        if self.signature_document_service_ca is not None and self.tls_cert is None:
+            problems.append(
+                "LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA needs LIENTHONG_TLS_CERT and"
+                " LIENTHONG_TLS_KEY (the client certificate document-service checks)"
+            )
         return problems
