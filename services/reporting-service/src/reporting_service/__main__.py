@@ -12,18 +12,20 @@ from pathlib import Path
 
 import faust
 import mode
+import uvloop
 
 from lienthong.reporting.v1 import reporting_service_pb2
 from lienthong.reporting.v1.reporting_service_pb2_grpc import add_ReportingServiceServicer_to_server
 from lienthong_kit.failpoints import arm
 from lienthong_kit.kafka import TopicTail, ensure_topics
-from lienthong_kit.logs import configure_logging
+from lienthong_kit.logs import configure_logging, get_logger
 from lienthong_kit.server import Deps, GrpcService, ServiceApp, Wiring
 from lienthong_kit.settings import KitSettings, load_settings, setting
 from reporting_service.app import ReportingApp
 from reporting_service.servicer import ReportingServicer
 
 NAME = "reporting-service"
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +44,7 @@ class RpcBridge(mode.Service):
         self.service = service
 
     async def on_start(self) -> None:
+        log.info("event_loop", loop=type(asyncio.get_running_loop()).__module__)
         await self.service.start()
 
     async def on_stop(self) -> None:
@@ -83,6 +86,9 @@ def create(settings: Settings) -> tuple[ReportingApp, ServiceApp]:
 
 
 def main() -> None:
+    # uvloop: faust's per-event path is mostly event-loop scheduling (tasks, queues, futures);
+    # measured ~1.2x the folding rate of the standard loop (docs/reporting.md).
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     settings = load_settings(Settings)
     configure_logging(NAME, settings.log_level)
     reporting, service = create(settings)
