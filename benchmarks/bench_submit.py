@@ -9,6 +9,11 @@ of that budget document-service keeps while validating, storing (FerretDB) and, 
 background, publishing (Kafka). Then, with signature- and routing-service running too, it
 measures the time from calling SubmitDocument to the delivery appearing on the recipient's
 WatchInbox stream, at a paced rate.
+
+A third server measures the store's ceiling in the same run: a grpc.aio server whose handler
+only inserts one document per call into the same FerretDB through the kit's GroupInserter
+(nothing else: no validation, no event, no audit). document-service cannot be faster than
+that; the ratio of that ceiling to the echo is the best ratio this store allows here.
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ import grpc
 
 from lienthong.document.v1 import document_service_pb2 as pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
+from lienthong_local.cleanup import remove_namespace
 from lienthong_local.platform import Platform, free_port
 from lienthong_local.run import load_sample_registry
 
 SENDER = "000.00.00.H23"
 RECIPIENTS = ["000.01.00.H23", "000.00.31.H23"]
+MONGO_URL = "mongodb://127.0.0.1:27017"
 METHOD = "/lienthong.document.v1.DocumentService/SubmitDocument"
 
 ECHO_SERVER = """
@@ -49,6 +56,27 @@ async def main(port):
     print("ready", flush=True)
     await server.wait_for_termination()
 asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+INSERT_ONLY_SERVER = """
+import asyncio, sys, uuid, grpc
+from lienthong_kit.mongo import GroupInserter, connect
+async def main(port, url, database):
+    client = connect(url, app_name="bench-insert-only")
+    inserter = GroupInserter(client[database]["documents"])
+    async def insert(request, context):
+        await inserter.insert({"_id": str(uuid.uuid4()), "request": request})
+        return request
+    server = grpc.aio.server()
+    handler = grpc.unary_unary_rpc_method_handler(insert)
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+        "lienthong.document.v1.DocumentService", {"SubmitDocument": handler})])
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    print("ready", flush=True)
+    await server.wait_for_termination()
+asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3]))
 """
 
 
@@ -126,12 +154,41 @@ async def watch_latency(endpoint: str, count: int, rate: float, run: str) -> lis
     return [(seen[doc] - sent[doc]) * 1000 for doc in sent if doc in seen]
 
 
+def server_rps(
+    script: list[str], warmup: list[bytes], payloads: list[bytes], concurrency: int
+) -> float:
+    """Start ``python -c script PORT ARGS...``, warm it up, drive it; its requests/s."""
+    port = free_port()
+    server = subprocess.Popen(  # noqa: S603 - our interpreter, our script
+        [sys.executable, "-c", script[0], str(port), *script[1:]],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        if server.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the {script[0][:40]!r} server did not start")
+        asyncio.run(drive(f"127.0.0.1:{port}", warmup, concurrency))
+        return asyncio.run(drive(f"127.0.0.1:{port}", payloads, concurrency))
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def _drop_database(database: str) -> None:
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, object]] = MongoClient(MONGO_URL)
+    with client:
+        client.drop_database(database)
+
+
 def _wait_for_inbox(database: str, expected: int) -> int:
     """Wait until the first recipient's inbox holds ``expected`` deliveries (the pipeline has
     caught up), so the latency phase does not queue behind the throughput phase."""
     from pymongo import MongoClient
 
-    with MongoClient("mongodb://127.0.0.1:27017") as client:
+    with MongoClient(MONGO_URL) as client:
         deliveries = client[database]["deliveries"]
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
@@ -159,18 +216,14 @@ def main() -> int:
     warmup = [request(n, "w" + run).SerializeToString() for n in range(200)]
     payloads = [request(n, run).SerializeToString() for n in range(args.requests)]
 
-    echo_port = free_port()
-    echo = subprocess.Popen(  # noqa: S603 - our interpreter, our script
-        [sys.executable, "-c", ECHO_SERVER, str(echo_port)], stdout=subprocess.PIPE, text=True
-    )
+    echo_rps = server_rps([ECHO_SERVER], warmup, payloads, args.concurrency)
+    database = f"bench{run}_insert_only"
     try:
-        assert echo.stdout is not None
-        echo.stdout.readline()
-        asyncio.run(drive(f"127.0.0.1:{echo_port}", warmup, args.concurrency))
-        echo_rps = asyncio.run(drive(f"127.0.0.1:{echo_port}", payloads, args.concurrency))
+        ceiling_rps = server_rps(
+            [INSERT_ONLY_SERVER, MONGO_URL, database], warmup, payloads, args.concurrency
+        )
     finally:
-        echo.terminate()
-        echo.wait()
+        _drop_database(database)
 
     with tempfile.TemporaryDirectory() as logs:
         platform = Platform.empty(log_dir=Path(logs), prefix=f"bench{run}_")
@@ -195,12 +248,17 @@ def main() -> int:
             )
         finally:
             platform.stop_all()
+            remove_namespace(f"bench{run}_", kafka="127.0.0.1:9092", mongo=MONGO_URL)
 
     ratio = submit_rps / echo_rps
+    ceiling = ceiling_rps / echo_rps
     setup = f"{args.requests} requests, concurrency {args.concurrency}"
     print(f"SubmitDocument        {submit_rps:8.1f} req/s  ({setup})")
     print(f"bare grpc.aio echo    {echo_rps:8.1f} req/s  (same payload, client and concurrency)")
+    print(f"insert-only ceiling   {ceiling_rps:8.1f} req/s  (gRPC + one grouped insert)")
     print(f"ratio                 {ratio:8.2f}        (target >= 0.30)")
+    print(f"ceiling / echo        {ceiling:8.2f}        (the best ratio this store allows here)")
+    print(f"of the ceiling        {submit_rps / ceiling_rps:8.2f}")
     expected = len(warmup) + len(payloads)
     print(
         f"end to end            {deliveries * len(RECIPIENTS) / drained:8.1f} deliveries/s"
