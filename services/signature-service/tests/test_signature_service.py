@@ -323,6 +323,19 @@ async def test_validate_certificate_rejects_garbage(signature_stub: SignatureSer
     assert "certificate:" in (info.value.details() or "")
 
 
+async def test_validate_certificate_names_an_out_of_range_time(
+    signature_stub: SignatureServiceStub, pki: LocalPki
+) -> None:
+    request = pb.ValidateCertificateRequest(
+        certificate=pki.signers["person"].cert_file.read_bytes()
+    )
+    request.at.seconds = 10**12  # after year 9999
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await signature_stub.ValidateCertificate(request)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at: not a valid time" in (info.value.details() or "")
+
+
 async def test_an_operator_adds_a_trust_anchor(
     signature_stub: SignatureServiceStub, pki: LocalPki, docs: dict[str, Any]
 ) -> None:

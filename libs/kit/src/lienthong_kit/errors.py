@@ -103,6 +103,12 @@ class Unavailable(LienthongError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class DeadlineExceeded(LienthongError):
+    """The work asked for did not finish within the service's own limit."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class EventError(Exception):
     """A consumed event could not be applied."""
 

@@ -391,9 +391,14 @@ class SignatureServicer(SignatureServiceServicer):
                 intermediates.append(inspect_certificate(item))
             except ValueError as exc:
                 problems.append(FieldViolation(f"intermediates[{i}]", f"not a certificate: {exc}"))
+        at = datetime.now(UTC)
+        if request.HasField("at"):
+            try:
+                at = request.at.ToDatetime(UTC)
+            except (ValueError, OverflowError) as exc:  # seconds or nanos out of range
+                problems.append(FieldViolation("at", f"not a valid time: {exc}"))
         if problems:
             raise InvalidArgument(problems)
-        at = request.at.ToDatetime(UTC) if request.HasField("at") else datetime.now(UTC)
         result = await self._verifier.validate_certificate(der, intermediates, at)
         return _certificate_response(result)
 

@@ -8,7 +8,11 @@ pyhanko's validation is CPU-bound (and partly synchronous), so it runs in a pool
 processes (``workers=0``: one thread of this process, for tests and small installations).
 Each worker parses a file once, fetches the revocation information for its signers' chains
 (its own cache, kept between calls) and validates. A file that crashes or outlasts a worker
-becomes a rejected verdict, never a stuck consumer.
+becomes a rejected verdict, never a stuck consumer: a validation that outlasts ``timeout`` has
+its pool's processes killed and a new pool started (otherwise the hostile file would keep its
+worker busy for good), and the other validations that pool was running are run again on the
+new one. With ``workers=0`` the thread cannot be killed: it is abandoned to finish on its own
+and a new thread takes the next files.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -24,6 +29,7 @@ from typing import Any, Protocol, TypeVar
 
 from asn1crypto import x509
 
+from lienthong_kit.errors import DeadlineExceeded, FieldViolation, InvalidArgument
 from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import SIGNATURE_REVOCATION_FETCHES, SIGNATURE_VERIFY_DURATION
 from signature_service import engine
@@ -65,6 +71,7 @@ class Verifier:
         self.person_prefixes = person_prefixes
         self.organisation_prefixes = organisation_prefixes
         self._executor = self._new_executor()
+        self._retired: weakref.WeakSet[Executor] = weakref.WeakSet()  # replaced on purpose
         self._material_version = -1
         self._material = Material(anchors=(), intermediates=())
 
@@ -86,15 +93,46 @@ class Verifier:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)`` in the pool within ``timeout``. TimeoutError: it did not finish (its
+        pool was replaced); BrokenProcessPool: it crashed its worker twice."""
         loop = asyncio.get_running_loop()
-        try:
-            return await asyncio.wait_for(
-                loop.run_in_executor(self._executor, func, *args), self.timeout
-            )
-        except BrokenProcessPool:
-            log.error("validation_worker_crashed")
-            self._executor = self._new_executor()
-            raise
+        for attempt in (1, 2):
+            executor = self._executor
+            try:
+                return await asyncio.wait_for(
+                    loop.run_in_executor(executor, func, *args), self.timeout
+                )
+            except TimeoutError:
+                self._replace(executor, "validation_timed_out")
+                raise
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if executor in self._retired and task is not None and not task.cancelling():
+                    continue  # it was queued on a pool retired for another task's timeout
+                raise
+            except BrokenProcessPool:
+                if executor in self._retired:
+                    continue  # killed for another task's timeout: this one is innocent, again
+                self._replace(executor, "validation_worker_crashed")
+                if attempt == 2:
+                    raise
+                # a crash breaks every task of the pool: run this one again to know whether it
+                # was the one that crashed
+        raise BrokenProcessPool("validation workers were replaced twice while this file ran")
+
+    def _replace(self, executor: Executor, why: str) -> None:
+        """Retire ``executor`` (killing its processes) and start a new one, once."""
+        if executor is not self._executor:
+            return  # another task replaced it already
+        log.error(why, workers=self.workers, timeout=self.timeout)
+        self._retired.add(executor)
+        self._executor = self._new_executor()
+        if isinstance(executor, ProcessPoolExecutor):
+            # Python 3.11 has no public way to stop a busy worker (3.14: kill_workers)
+            processes = getattr(executor, "_processes", None) or {}
+            for process in list(processes.values()):
+                process.kill()
+        executor.shutdown(wait=False, cancel_futures=True)
 
     def _base(self) -> Material:
         """The trust material for the workers (rebuilt when the trust store changes)."""
@@ -145,8 +183,20 @@ class Verifier:
     async def validate_certificate(
         self, der: bytes, intermediates: list[bytes], at: datetime
     ) -> CertificateResult:
-        result, lookups = await self._run(
-            engine.validate_certificate, der, intermediates, at, self._base(), self.revocation
-        )
+        """DeadlineExceeded when the validation outlasts ``timeout``; InvalidArgument when the
+        certificate crashed the validator (twice)."""
+        try:
+            result, lookups = await self._run(
+                engine.validate_certificate, der, intermediates, at, self._base(), self.revocation
+            )
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"certificate validation did not finish within {self.timeout:g} s",
+                reason="VALIDATION_TIMEOUT",
+            ) from None
+        except BrokenProcessPool:
+            raise InvalidArgument(
+                [FieldViolation("certificate", "could not be validated: it crashed the validator")]
+            ) from None
         self._count(lookups)
         return result
