@@ -41,7 +41,9 @@ async def db(settings: KitSettings) -> AsyncIterator[AsyncDatabase[Doc]]:
     await client.close()
 
 
-def worker(channel: CountingChannel, db: AsyncDatabase[Doc]) -> ChannelWorker:
+def worker(
+    channel: CountingChannel, db: AsyncDatabase[Doc], *, sweep_seconds: float = 60.0
+) -> ChannelWorker:
     return ChannelWorker(
         channel,
         db,
@@ -53,6 +55,7 @@ def worker(channel: CountingChannel, db: AsyncDatabase[Doc]) -> ChannelWorker:
         backoff_max_seconds=0.1,
         send_timeout_seconds=5.0,
         poll_seconds=0.02,
+        sweep_seconds=sweep_seconds,
     )
 
 
@@ -145,7 +148,7 @@ async def test_an_attempt_in_progress_elsewhere_is_left_alone(db: AsyncDatabase[
         }
     )
     channel = CountingChannel()
-    watched = worker(channel, db)
+    watched = worker(channel, db, sweep_seconds=0.02)  # a sweep finds it pending every time
     claims: list[int | None] = []
     claim = watched._claim
 
@@ -164,3 +167,54 @@ async def test_an_attempt_in_progress_elsewhere_is_left_alone(db: AsyncDatabase[
     assert set(claims) == {None}
     assert channel.sent == Counter()
     assert await states(db) == ["pending"]
+
+
+class CountingFinds:
+    """The jobs collection, counting the queries that read many jobs."""
+
+    def __init__(self, collection: Any) -> None:
+        self._collection = collection
+        self.finds = 0
+
+    def find(self, *args: Any, **kwargs: Any) -> Any:
+        self.finds += 1
+        return self._collection.find(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+
+async def test_held_jobs_are_not_read_again_between_sweeps(db: AsyncDatabase[Doc]) -> None:
+    now = datetime.now(UTC)
+    held = [job(n, now) | {"not_before": now + timedelta(hours=8)} for n in range(50)]
+    await db["jobs"].insert_many(held)  # a quiet-hours backlog
+    channel = CountingChannel()
+    watched = worker(channel, db)
+    jobs = CountingFinds(watched.jobs)
+    watched.jobs = jobs  # type: ignore[assignment]
+    task = asyncio.create_task(watched.run())
+    try:
+        await wait_until(lambda: jobs.finds == 1)
+        await asyncio.sleep(0.3)  # 15 polls
+        await db["jobs"].insert_one(job(100, datetime.now(UTC)))
+        watched.wake(["job-100"])
+        await wait_until(lambda: channel.sent["job-100"] == 1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert jobs.finds == 1  # the start's sweep only: the new job was read by its id
+    assert channel.sent == Counter({"job-100": 1})
+
+
+async def test_a_sweep_finds_jobs_nobody_woke_the_worker_for(db: AsyncDatabase[Doc]) -> None:
+    channel = CountingChannel()
+    watched = worker(channel, db, sweep_seconds=0.2)
+    task = asyncio.create_task(watched.run())
+    try:
+        await asyncio.sleep(0.1)  # after the first sweep: recorded by a replica that stopped
+        await db["jobs"].insert_one(job(7, datetime.now(UTC)))
+        await wait_until(lambda: channel.sent["job-7"] == 1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert await states(db) == ["sent"]

@@ -81,6 +81,7 @@ def make_build(*, clock: Clock | None = None, **overrides: object) -> Build:
                     backoff_max_seconds=settings.backoff_max_seconds,
                     send_timeout_seconds=settings.send_timeout_seconds,
                     poll_seconds=settings.poll_seconds,
+                    sweep_seconds=settings.sweep_seconds,
                 )
                 for channel in channels
             ]

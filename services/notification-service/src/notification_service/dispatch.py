@@ -8,13 +8,22 @@ key: attempt ``n`` of job ``j`` is the document ``j#n`` in ``attempts``. Only th
 ``j#n`` sends and then writes the job's new state, so replicas never send the same attempt
 twice. An attempt whose owner died (no outcome within the lease) counts as used, and the next
 number is claimed.
+
+Which jobs are due is kept in memory, per worker: a heap of (not before, urgency, job id) fed
+by the jobs this replica records (``wake(job_ids)``: one read by id each) and by its own
+retries (the new not-before it just wrote). Every ``sweep_seconds`` (default 60) the worker
+re-reads every pending job of its channel, which picks up jobs left by a replica that stopped
+and attempts whose owner died; between sweeps a quiet-hours backlog of thousands of held jobs
+costs no reads at all (it used to be read in full every second and on every wake).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from pymongo import ASCENDING, IndexModel
@@ -50,6 +59,7 @@ class ChannelWorker:
         backoff_max_seconds: float,
         send_timeout_seconds: float,
         poll_seconds: float,
+        sweep_seconds: float = 60.0,
     ) -> None:
         self.channel = channel
         self.name = channel.name
@@ -63,19 +73,33 @@ class ChannelWorker:
         self._timeout = send_timeout_seconds
         self._lease = timedelta(seconds=send_timeout_seconds + 30)
         self._poll = poll_seconds
+        self._sweep_every = sweep_seconds
+        self._next_sweep = float("-inf")
+        self._schedule: list[tuple[datetime, bool, str]] = []  # (not_before, not urgent, id)
+        self._scheduled: set[str] = set()
+        self._recorded: set[str] = set()  # told by wake(), not read yet
         self._owner = uuid.uuid4().hex
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
 
-    def wake(self) -> None:
+    def wake(self, job_ids: Iterable[str] = ()) -> None:
+        """Jobs were recorded for this channel: read them and send those that are due."""
+        self._recorded.update(job_ids)
         self._wake.set()
 
     async def run(self) -> None:
-        """Poll for due jobs (or wake when new ones are recorded) until cancelled."""
+        """Send due jobs (woken when new ones are recorded, sweeping the store now and then)
+        until cancelled."""
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 try:
+                    if loop.time() >= self._next_sweep:
+                        await self._sweep()
+                        self._next_sweep = loop.time() + self._sweep_every
+                    if self._recorded:
+                        await self._read_recorded()
                     await self._dispatch_due()
                 except asyncio.CancelledError:
                     raise
@@ -89,26 +113,53 @@ class ChannelWorker:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _dispatch_due(self) -> None:
-        now = self._clock.now()
-        due = [
+    def _push(self, job_id: str, not_before: datetime, urgent: bool) -> None:
+        if job_id not in self._scheduled and job_id not in self._in_flight:
+            self._scheduled.add(job_id)
+            heapq.heappush(self._schedule, (not_before, not urgent, job_id))
+
+    async def _sweep(self) -> None:
+        """Every pending job of the channel, from the store (the schedule starts again)."""
+        rows = [
             row
             async for row in self.jobs.find(
-                {"channel": self.name, "state": "pending"},
-                {"not_before": 1, "urgent": 1},
+                {"channel": self.name, "state": "pending"}, {"not_before": 1, "urgent": 1}
             )
-            if row["not_before"] <= now and row["_id"] not in self._in_flight
         ]
+        self._schedule.clear()
+        self._scheduled.clear()
+        for row in rows:
+            self._push(row["_id"], row["not_before"], bool(row.get("urgent", False)))
+
+    async def _read_recorded(self) -> None:
+        recorded, self._recorded = self._recorded, set()
+        for job_id in recorded:
+            row = await self.jobs.find_one(
+                {"_id": job_id}, {"channel": 1, "state": 1, "not_before": 1, "urgent": 1}
+            )
+            if row is not None and row["channel"] == self.name and row["state"] == "pending":
+                self._push(job_id, row["not_before"], bool(row.get("urgent", False)))
+
+    async def _dispatch_due(self) -> None:
+        now = self._clock.now()
+        due: list[tuple[datetime, bool, str]] = []
+        while self._schedule and self._schedule[0][0] <= now:
+            entry = heapq.heappop(self._schedule)
+            self._scheduled.discard(entry[2])
+            due.append(entry)
         # urgent first, then oldest first
-        due.sort(key=lambda row: (not row.get("urgent", False), row["not_before"]))
-        for row in due:
+        due.sort(key=lambda entry: (entry[1], entry[0]))
+        for _, _, job_id in due:
+            if job_id in self._in_flight:
+                continue
             await self._slots.acquire()
-            self._in_flight.add(row["_id"])
-            task = asyncio.create_task(self._attempt(row["_id"]))
+            self._in_flight.add(job_id)
+            task = asyncio.create_task(self._attempt(job_id))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _attempt(self, job_id: str) -> None:
+        retry: tuple[datetime, bool] | None = None
         try:
             job = await self.jobs.find_one({"_id": job_id})
             if job is None or job["state"] != "pending":
@@ -118,13 +169,19 @@ class ChannelWorker:
             await self._bucket.take()
             number = await self._claim(job)
             if number is None:
-                return
-            await self._send(job, number)
+                return  # another replica has it; a sweep looks again if it stays pending
+            retry_at = await self._send(job, number)
+            if retry_at is not None:
+                retry = (retry_at, bool(job.get("urgent", False)))
         except Exception:
             log.exception("attempt_failed", channel=self.name, job=job_id)
+            # still pending: look again shortly
+            retry = (self._clock.now() + timedelta(seconds=self._poll), False)
         finally:
             self._in_flight.discard(job_id)
             self._slots.release()
+        if retry is not None:
+            self._push(job_id, *retry)
 
     async def _claim(self, job: Doc) -> int | None:
         """The attempt number this replica now owns, or None (someone else has the job)."""
@@ -152,7 +209,8 @@ class ChannelWorker:
         await self._dead(job, self._max_attempts, job.get("last_error") or "attempts lost")
         return None
 
-    async def _send(self, job: Doc, number: int) -> None:
+    async def _send(self, job: Doc, number: int) -> datetime | None:
+        """Send attempt ``number``; when it failed and may be retried, when."""
         attempt_id = f"{job['_id']}#{number}"
         try:
             async with asyncio.timeout(self._timeout):
@@ -160,23 +218,18 @@ class ChannelWorker:
         except CannotSend as exc:
             await self._finish(attempt_id, "failed", str(exc))
             await self._dead(job, number, str(exc))
-            return
+            return None
         except (SendFailed, TimeoutError) as exc:
             reason = str(exc) or f"no answer within {self._timeout:g} s"
             await self._finish(attempt_id, "failed", reason)
             if number >= self._max_attempts:
                 await self._dead(job, number, reason)
-                return
+                return None
             delay = backoff(number, first=self._backoff[0], maximum=self._backoff[1])
+            not_before = self._clock.now() + timedelta(seconds=delay)
             await self.jobs.update_one(
                 {"_id": job["_id"]},
-                {
-                    "$set": {
-                        "attempts": number,
-                        "last_error": reason,
-                        "not_before": self._clock.now() + timedelta(seconds=delay),
-                    }
-                },
+                {"$set": {"attempts": number, "last_error": reason, "not_before": not_before}},
             )
             NOTIFICATIONS_RETRIED.labels(self.name).inc()
             log.warning(
@@ -187,7 +240,7 @@ class ChannelWorker:
                 retry_in=round(delay, 3),
                 reason=reason,
             )
-            return
+            return not_before
         await self._finish(attempt_id, "sent", "")
         sent_at = datetime.now(UTC)
         await self.jobs.update_one(
@@ -198,6 +251,7 @@ class ChannelWorker:
         NOTIFICATION_DELIVERY.labels(self.name).observe(
             max((sent_at - job["recorded_at"]).total_seconds(), 0.0)
         )
+        return None
 
     async def _finish(self, attempt_id: str, outcome: str, reason: str) -> None:
         await self.attempts.update_one(
@@ -229,7 +283,7 @@ class ChannelWorker:
 
 
 class Dispatcher:
-    """The workers of every channel; ``wake(channel)`` after recording jobs."""
+    """The workers of every channel; ``wake(channel, job_ids)`` after recording jobs."""
 
     def __init__(self, workers: list[ChannelWorker]) -> None:
         self.workers = {worker.name: worker for worker in workers}
@@ -238,7 +292,7 @@ class Dispatcher:
     async def create_indexes(db: AsyncDatabase[Doc]) -> None:
         await ensure_indexes(db["attempts"], [IndexModel([("job_id", ASCENDING)])])
 
-    def wake(self, channel: str) -> None:
+    def wake(self, channel: str, job_ids: Iterable[str] = ()) -> None:
         worker = self.workers.get(channel)
         if worker is not None:
-            worker.wake()
+            worker.wake(job_ids)

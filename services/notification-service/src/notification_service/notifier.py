@@ -61,10 +61,10 @@ class Notifier:
         self._quiet = quiet_hours
         self._reminders = reminders
         self._name = producer_name
-        self._wake: Callable[[str], None] = lambda channel: None
+        self._wake: Callable[[str, list[str]], None] = lambda channel, job_ids: None
 
-    def on_jobs(self, wake: Callable[[str], None]) -> None:
-        """``wake(channel)`` is called after jobs for that channel were recorded."""
+    def on_jobs(self, wake: Callable[[str, list[str]], None]) -> None:
+        """``wake(channel, job_ids)`` is called after jobs for that channel were recorded."""
         self._wake = wake
 
     async def create_indexes(self) -> None:
@@ -132,12 +132,12 @@ class Notifier:
         except DuplicateKeyError:
             pass  # a redelivery: announce it again below, in case the first run stopped here
         await self._announce(notification_id, notice)
-        channels: set[str] = set()
+        recorded: dict[str, list[str]] = {}
         for contact, channel in await self._targets(notice):
-            await self._enqueue(notice, contact, channel, now)
-            channels.add(channel)
-        for channel in channels:
-            self._wake(channel)
+            job_id = await self._enqueue(notice, contact, channel, now)
+            recorded.setdefault(channel, []).append(job_id)
+        for channel, job_ids in recorded.items():
+            self._wake(channel, job_ids)
 
     async def _announce(self, notification_id: str, notice: Notice) -> None:
         """notification.recorded, which every replica's watch streams follow."""
@@ -178,7 +178,8 @@ class Notifier:
                         pairs[(contact["_id"], channel)] = contact
         return [(contact, channel) for (_, channel), contact in sorted(pairs.items())]
 
-    async def _enqueue(self, notice: Notice, contact: Doc, channel: str, now: datetime) -> None:
+    async def _enqueue(self, notice: Notice, contact: Doc, channel: str, now: datetime) -> str:
+        """Record the job (a redelivery finds it recorded); its id."""
         address = {
             "email": contact.get("email", ""),
             "sms": contact.get("phone", ""),
@@ -187,10 +188,11 @@ class Notifier:
         not_before = now
         if channel in PERSONAL_CHANNELS and not notice.urgent:
             not_before = hold_until(now, self._quiet)
+        job_id = derived_event_id(notice.source_id, contact["_id"], channel)
         with contextlib.suppress(DuplicateKeyError):
             await self.jobs.insert_one(
                 {
-                    "_id": derived_event_id(notice.source_id, contact["_id"], channel),
+                    "_id": job_id,
                     "channel": channel,
                     "state": "pending",
                     "unit_code": notice.unit_code,
@@ -209,6 +211,7 @@ class Notifier:
                     "last_error": "",
                 }
             )
+        return job_id
 
     # --- in-app reads ---------------------------------------------------------------------
 

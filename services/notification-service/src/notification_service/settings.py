@@ -93,7 +93,14 @@ class Settings(KitSettings):
         "LIENTHONG_NOTIFY_RATE_WEBHOOK", 20.0, doc="webhook calls per second per replica"
     )
     poll_seconds: float = setting(
-        "LIENTHONG_NOTIFY_POLL_SECONDS", 1.0, doc="how often workers look for due jobs"
+        "LIENTHONG_NOTIFY_POLL_SECONDS",
+        1.0,
+        doc="how often workers look for due jobs (in memory: no store read)",
+    )
+    sweep_seconds: float = setting(
+        "LIENTHONG_NOTIFY_SWEEP_SECONDS",
+        60.0,
+        doc="how often workers re-read every pending job (jobs of stopped replicas)",
     )
     reminder_lead_days: tuple[int, ...] = setting(
         "LIENTHONG_REMINDER_LEAD_DAYS", (3, 1), doc="reminders this many days before a due date"
@@ -136,6 +143,12 @@ class Settings(KitSettings):
         for name in ("rate_email", "rate_sms", "rate_webhook"):
             if getattr(self, name) <= 0:
                 problems.append(f"LIENTHONG_NOTIFY_{name.upper()}: must be positive")
+        for env, value in (
+            ("LIENTHONG_NOTIFY_POLL_SECONDS", self.poll_seconds),
+            ("LIENTHONG_NOTIFY_SWEEP_SECONDS", self.sweep_seconds),
+        ):
+            if value <= 0:
+                problems.append(f"{env}: must be positive")
         if any(lead < 1 for lead in self.reminder_lead_days):
             problems.append("LIENTHONG_REMINDER_LEAD_DAYS: every lead is at least 1 day")
         return problems
