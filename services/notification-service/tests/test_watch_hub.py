@@ -1,0 +1,59 @@
+"""The watch hub's own logic (a loader stands in for the store: no I/O is under test here):
+a watcher is never left waiting for announcements it silently missed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lienthong.events.v1.events_pb2 import NotificationRecorded
+from lienthong_kit.envelope import EventEnvelope, new_event
+from lienthong_kit.errors import Unavailable
+from lienthong_kit.mongo import Doc
+from notification_service.watch import QUEUE_LIMIT, NotificationHub
+
+UNIT = "000.01.00.H23"
+
+
+def announced(notification_id: str) -> EventEnvelope:
+    return new_event(
+        NotificationRecorded(notification_id=notification_id, unit_code=UNIT, channel="in_app"),
+        producer="test",
+    )
+
+
+async def test_an_announcement_reaches_the_units_stream() -> None:
+    async def load(notification_id: str) -> Doc | None:
+        return {"_id": notification_id}
+
+    hub = NotificationHub(load)
+    with hub.watch(UNIT) as stream:
+        await hub.on_event(announced("n-1"))
+        row = await asyncio.wait_for(anext(stream), 5)
+    assert row["_id"] == "n-1"
+
+
+async def test_a_store_failure_ends_the_units_streams_instead_of_the_tail() -> None:
+    async def load(notification_id: str) -> Doc | None:
+        raise ConnectionError("store down")
+
+    hub = NotificationHub(load)
+    with hub.watch(UNIT) as stream:
+        await hub.on_event(announced("n-1"))  # does not raise
+        with pytest.raises(Unavailable, match="could not be read from the store"):
+            await asyncio.wait_for(anext(stream), 5)
+
+
+async def test_a_reader_that_falls_behind_is_told_to_list_again() -> None:
+    async def load(notification_id: str) -> Doc | None:
+        return {"_id": notification_id}
+
+    hub = NotificationHub(load)
+    with hub.watch(UNIT) as stream:
+        for number in range(QUEUE_LIMIT + 1):
+            await hub.on_event(announced(f"n-{number}"))
+        received = [(await asyncio.wait_for(anext(stream), 5))["_id"] for _ in range(QUEUE_LIMIT)]
+        with pytest.raises(Unavailable, match="fell too far behind"):
+            await asyncio.wait_for(anext(stream), 5)
+    assert received == [f"n-{number}" for number in range(QUEUE_LIMIT)]
