@@ -139,7 +139,18 @@ start_kafka() {
   echo $! >"$KAFKA_DIR/pid"
 }
 
+# FerretDB v1's lookups on PostgreSQL scan whole collections without this (see the file).
+tune_postgres() {
+  as_pg "'$(pg_bin)/psql' -h 127.0.0.1 -p $PG_PORT -U postgres -d ferretdb -q -v ON_ERROR_STOP=1 -f -" \
+    <"$HERE/../postgres/ferretdb-lookup-indexes.sql" >/dev/null \
+    || die "could not install the lookup indexes (deploy/postgres/ferretdb-lookup-indexes.sql)"
+}
+
 start_ferretdb() {
+  if [[ $BACKEND == postgresql ]]; then
+    start_postgres
+    tune_postgres
+  fi
   if probe mongo "127.0.0.1:$MONGO_PORT" >/dev/null 2>&1; then
     say "document store already answers on 127.0.0.1:$MONGO_PORT (reused)"
     return
@@ -147,7 +158,6 @@ start_ferretdb() {
   mkdir -p "$FERRET_DIR/data"
   local backend=(--handler=sqlite --sqlite-url="file:$FERRET_DIR/data/")
   if [[ $BACKEND == postgresql ]]; then
-    start_postgres
     backend=(--handler=postgresql --postgresql-url="postgres://postgres@127.0.0.1:$PG_PORT/ferretdb")
   fi
   say "starting FerretDB ($BACKEND) on 127.0.0.1:$MONGO_PORT (log: $FERRET_DIR/ferretdb.log)"

@@ -291,6 +291,9 @@ class ConsumerSpec:
     before_commit: Callable[[], Awaitable[None]] | None = None
 
 
+METADATA_MAX_AGE_MS = 30_000
+
+
 class ConsumerLoop:
     """Consume, apply, commit: see the module docstring for the guarantees."""
 
@@ -321,6 +324,10 @@ class ConsumerLoop:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=200,
+            # Seen in bench_submit: one of routing's three members sat on its assigned
+            # partition for exactly the default 300 s (a topic created moments before the
+            # group formed) and resumed at the next metadata refresh. Refresh every 30 s.
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.group}")
@@ -529,6 +536,7 @@ class TopicTail:
             enable_auto_commit=False,
             auto_offset_reset="earliest" if self._from_beginning else "latest",
             fetch_max_wait_ms=100,
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
         await consumer.start()
         try:
