@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from lienthong.common.v1.common_pb2 import UnitLevel
 from lienthong.events.v1.events_pb2 import UnitChanged
 from lienthong.reporting.v1 import reporting_service_pb2 as pb
 from lienthong.routing.v1.routing_service_pb2 import Unit
-from lienthong_kit.errors import InvalidArgument
+from lienthong_kit.errors import InvalidArgument, Unavailable
 from reporting_service.folding import (
     INCOMING_NET,
     INCOMING_PAPER,
@@ -17,6 +19,7 @@ from reporting_service.folding import (
     Fact,
 )
 from reporting_service.report import Registry, display, report_rows
+from reporting_service.servicer import ReportingServicer
 
 PROVINCE, DEPARTMENT, DISTRICT, COMMUNE = "P", "D01", "H31", "X01"
 LEVEL = pb.ReportLevel
@@ -154,3 +157,35 @@ def test_the_newest_registry_revision_wins() -> None:
     assert units.level(COMMUNE) == LEVEL.REPORT_LEVEL_COMMUNE
     units.apply(UnitChanged(unit=moved, revision=2))
     assert units.level(COMMUNE) == LEVEL.REPORT_LEVEL_DISTRICT
+
+
+class Rebuilding:
+    """A worker whose counts are still being rebuilt after a start."""
+
+    ready = asyncio.Event()
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        pytest.param(pb.GetAdoptionReportRequest(period="2026-13"), "period", id="bad-period"),
+        pytest.param(
+            pb.GetAdoptionReportRequest(period="2026", unit_codes=[f"u{n}" for n in range(501)]),
+            "unit_codes",
+            id="too-many-units",
+        ),
+    ],
+)
+def test_a_bad_request_is_refused_even_while_the_counts_rebuild(
+    request_: pb.GetAdoptionReportRequest, field: str
+) -> None:
+    servicer = ReportingServicer(Rebuilding())  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument) as info:
+        servicer._rows(request_)
+    assert [v.field for v in info.value.violations] == [field]
+
+
+def test_a_good_request_waits_for_the_rebuild() -> None:
+    servicer = ReportingServicer(Rebuilding())  # type: ignore[arg-type]
+    with pytest.raises(Unavailable):
+        servicer._rows(pb.GetAdoptionReportRequest(period="2026-11"))

@@ -32,7 +32,8 @@ log = get_logger(__name__)
 class Settings(KitSettings):
     data_dir: Path = setting(
         "LIENTHONG_REPORTING_DATA_DIR",
-        Path("/tmp/lienthong-reporting"),  # noqa: S108, doc="faust's data folder"
+        Path("/tmp/lienthong-reporting"),  # noqa: S108 - faust's scratch folder, rebuilt on start
+        doc="faust's data folder (table state is rebuilt from the changelog topics)",
     )
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "MAX_UNITS",
     "Registry",
     "Tally",
+    "check_request",
     "display",
     "level_tallies",
     "report_rows",
@@ -211,6 +212,15 @@ def level_tallies(
     return {level: tally(codes, counts, period) for level, codes in by_level.items()}
 
 
+def check_request(period: str, unit_codes: Iterable[str]) -> list[str]:
+    """What a request alone can get wrong (InvalidArgument); the unit codes, once each."""
+    check_period(period)
+    wanted = list(dict.fromkeys(unit_codes))
+    if len(wanted) > MAX_UNITS:
+        raise InvalidArgument([FieldViolation("unit_codes", f"at most {MAX_UNITS} unit codes")])
+    return wanted
+
+
 def report_rows(
     registry: Registry,
     counts: Counts,
@@ -219,11 +229,8 @@ def report_rows(
     scope: pb.AdoptionScope,
 ) -> list[pb.AdoptionRow]:
     """GetAdoptionReport's rows (see the proto for their order and meaning)."""
-    check_period(period)
+    wanted = check_request(period, unit_codes)
     unit_kind = pb.RowKind.ROW_KIND_UNIT
-    wanted = list(dict.fromkeys(unit_codes))
-    if len(wanted) > MAX_UNITS:
-        raise InvalidArgument([FieldViolation("unit_codes", f"at most {MAX_UNITS} unit codes")])
     if wanted:
         return [
             _row(

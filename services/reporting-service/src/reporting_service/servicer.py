@@ -12,8 +12,7 @@ from lienthong.reporting.v1 import reporting_service_pb2 as pb
 from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceServicer
 from lienthong_kit.errors import Unavailable
 from reporting_service.app import ReportingApp
-from reporting_service.folding import check_period
-from reporting_service.report import report_rows
+from reporting_service.report import check_request, report_rows
 
 __all__ = ["ReportingServicer"]
 
@@ -26,6 +25,7 @@ class ReportingServicer(ReportingServiceServicer):
         self._watch_interval = watch_interval
 
     def _rows(self, request: Request) -> list[pb.AdoptionRow]:
+        check_request(request.period, request.unit_codes)  # a bad request is told so at once
         if not self._reporting.ready.is_set():
             raise Unavailable("the counts are being rebuilt from the changelog; retry shortly")
         return report_rows(
@@ -44,7 +44,7 @@ class ReportingServicer(ReportingServiceServicer):
     async def WatchAdoption(
         self, request: pb.WatchAdoptionRequest, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.WatchAdoptionResponse]:
-        check_period(request.period)
+        check_request(request.period, request.unit_codes)
         await self._reporting.ready.wait()
         sent: dict[tuple[int, int, str], bytes] = {}
         seen: tuple[int, int] | None = None
