@@ -337,3 +337,49 @@ async def test_staging_refuses_with_unavailable_while_too_many_events_wait_for_k
         with contextlib.suppress(asyncio.CancelledError):
             await running
     assert await collection.count_documents({}) == 3
+
+
+async def test_concurrent_partitions_apply_side_by_side_each_in_order(
+    settings: KitSettings,
+    kit: tuple[EventProducer, Any, Topics],
+    raw_producer: AIOKafkaProducer,
+) -> None:
+    producer, db, topics = kit
+    partitions = range(3)
+    for number in range(5):
+        for partition in partitions:
+            envelope = submitted(f"p{partition}-{number}")
+            await raw_producer.send_and_wait(
+                topics.documents, envelope.SerializeToString(), partition=partition
+            )
+    applied: dict[int, list[str]] = {partition: [] for partition in partitions}
+    in_flight = 0
+    most_in_flight = 0
+    overlapped = asyncio.Event()
+
+    async def handler(envelope: EventEnvelope, record: Any) -> None:
+        nonlocal in_flight, most_in_flight
+        in_flight += 1
+        most_in_flight = max(most_in_flight, in_flight)
+        if in_flight > 1:
+            overlapped.set()
+        with contextlib.suppress(TimeoutError):  # a sequential loop never overlaps: go on
+            await asyncio.wait_for(overlapped.wait(), 2)
+        applied[record.partition].append(unpack(envelope, DocumentSubmitted).document.document_id)
+        in_flight -= 1
+
+    loop = ConsumerLoop(
+        ConsumerSpec("kit-concurrent", [topics.documents], handler, concurrent_partitions=True),
+        settings=settings,
+        producer=producer,
+        db=db,
+        group_prefix=settings.topic_prefix,
+    )
+    await loop.start()
+    try:
+        await wait_until(lambda: sum(map(len, applied.values())) == 15, timeout=90)
+    finally:
+        await loop.stop()
+    assert most_in_flight > 1  # partitions were applied side by side
+    for partition in partitions:
+        assert applied[partition] == [f"p{partition}-{n}" for n in range(5)]

@@ -282,6 +282,12 @@ class ConsumerSpec:
     only *stage* its effect per record and store the staged effects of a whole poll in one
     write there (the audit log does: one ``insertMany`` instead of one insert per event). The
     commit waits until it succeeded; it is retried, never skipped.
+
+    ``concurrent_partitions=True`` applies the records of the partitions a poll returned
+    side by side (each partition still in offset order, each committed when its records are
+    applied) for a handler that is safe to run concurrently. It replaces running several
+    members of one group in one process, whose joins at start-up were seen to leave one
+    partition unread for the 300 s of ``max.poll.interval``.
     """
 
     group: str
@@ -289,6 +295,7 @@ class ConsumerSpec:
     handler: Handler
     dedupe: bool = True
     before_commit: Callable[[], Awaitable[None]] | None = None
+    concurrent_partitions: bool = False
 
 
 METADATA_MAX_AGE_MS = 30_000
@@ -314,6 +321,7 @@ class ConsumerLoop:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._committing = asyncio.Lock()
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -358,21 +366,34 @@ class ConsumerLoop:
                 log.warning("consumer_poll_failed", group=self.group, error=repr(exc))
                 await asyncio.sleep(1.0)
                 continue
-            for tp, records in batches.items():
-                done = None
-                for record in records:
-                    if self._stopping.is_set():
-                        break
-                    await self._process(record)
-                    done = record.offset
-                if done is not None:
-                    await self._before_commit()
-                    await self._commit(consumer, tp, done + 1)
-                    high = consumer.highwater(tp)
-                    if high is not None:
-                        CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
-                            max(high - done - 1, 0)
-                        )
+            if self.spec.concurrent_partitions and len(batches) > 1:
+                await asyncio.gather(
+                    *(self._apply(consumer, tp, records) for tp, records in batches.items())
+                )
+            else:
+                for tp, records in batches.items():
+                    await self._apply(consumer, tp, records)
+
+    async def _apply(
+        self,
+        consumer: AIOKafkaConsumer,
+        tp: TopicPartition,
+        records: list[ConsumerRecord[bytes, bytes]],
+    ) -> None:
+        """Apply one partition's records in order, then commit past them."""
+        done = None
+        for record in records:
+            if self._stopping.is_set():
+                break
+            await self._process(record)
+            done = record.offset
+        if done is not None:
+            async with self._committing:  # one hook run and one commit at a time
+                await self._before_commit()
+                await self._commit(consumer, tp, done + 1)
+            high = consumer.highwater(tp)
+            if high is not None:
+                CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(high - done - 1, 0))
 
     async def _before_commit(self) -> None:
         hook = self.spec.before_commit

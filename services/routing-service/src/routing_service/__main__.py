@@ -30,16 +30,18 @@ async def build(deps: Deps) -> Wiring:
                 RoutingServicer(registry),
             )
         ],
-        # One consumer per partition of the verifications topic (in one group): documents
-        # on different partitions are routed concurrently, each partition still in order,
-        # and the loop's commit-after-effect guarantee is untouched. The kit loop handles one
-        # record at a time, and a fan-out waits for the broker's acknowledgement and two
-        # store round trips per document: with one loop the fan-out benchmark reaches about
-        # a third of raw produce, with three over a half. The price: each extra member's
-        # join is a group rebalance (about 3 s each at start-up on the local broker).
+        # Documents on different partitions of the verifications topic are routed side by
+        # side (each partition still in order, commit-after-effect untouched): a fan-out
+        # waits for the broker's acknowledgement and two store round trips per document.
+        # One member applying partitions concurrently, not one member per partition: three
+        # members joining at once were seen to leave a partition unread for 300 s.
         consumers=[
-            ConsumerSpec(NAME, [deps.topics.verifications], fan_out.on_verified)
-            for _ in range(max(1, deps.settings.kafka_partitions))
+            ConsumerSpec(
+                NAME,
+                [deps.topics.verifications],
+                fan_out.on_verified,
+                concurrent_partitions=True,
+            )
         ],
         tasks=[registry.follow, registry.resync],
     )
