@@ -7,10 +7,11 @@ it into facts (folding.py). A fact's key names what it counts (the document, del
 registration and the count); a key already applied is a duplicate (the same event delivered
 again, or published twice) and counts nothing.
 
-The facts a batch adds are written to the ``facts`` table as one entry (a few at most for a
-very large batch), under a key of its own: one changelog record per batch instead of one per
-fact. The table is both the record of applied fact keys and the source of the counts, so a fact
-can never be marked applied without being counted, or the reverse.
+The facts a batch adds are written to the ``facts`` table as one entry per source partition
+(in the changelog partition of the same number, as faust's own table writes are), under a key
+of its own: one changelog record per partition and batch instead of one per fact. The table is
+both the record of applied fact keys and the source of the counts, so a fact can never be
+marked applied without being counted, or the reverse.
 
 The counts themselves (:class:`Counts`, per unit and day/month/year) and the set of applied
 keys are in memory, added to as batches are folded and rebuilt from the table after every
@@ -125,9 +126,6 @@ class ReportingApp:
             FACTS_TABLE,
             schema=faust.Schema(key_serializer="json", value_serializer="json"),
             partitions=partitions,
-            # Entries are keyed by batch, not by source event: the producer's partitioner
-            # places them (the one worker holds every partition and reads them all back).
-            use_partitioner=True,
         )
         self.facts.on_recover(self._rebuild)
         self.changelog = f"{self.group}-{FACTS_TABLE}-changelog"
@@ -152,7 +150,7 @@ class ReportingApp:
                 os._exit(70)
 
     async def _count_batch(self, events: Sequence[faust.EventT[Any]]) -> None:
-        fresh: dict[str, Fact] = {}
+        fresh: dict[str, tuple[Fact, int]] = {}  # key -> (fact, source partition)
         applied = self.applied
         now = time.time()
         for event in events:
@@ -167,20 +165,30 @@ class ReportingApp:
                 if fact.key in applied or fact.key in fresh:
                     _DUPLICATE.inc()
                 else:
-                    fresh[fact.key] = fact
+                    fresh[fact.key] = (fact, message.partition)
             if message.timestamp:
                 ADOPTION_FOLD_DELAY.observe(max(0.0, now - message.timestamp))
         if not fresh:
             return
-        new = list(fresh.values())
-        for start in range(0, len(new), FACTS_PER_ENTRY):
-            entry = [[f.key, f.unit, f.day, f.count] for f in new[start : start + FACTS_PER_ENTRY]]
-            self.facts[uuid.uuid4().hex] = entry
+        # One entry per source partition, in the changelog partition of the same number, as
+        # faust's own table writes are (its recovery assigns changelog partitions with the
+        # source partitions they belong to).
+        by_partition: dict[int, list[Fact]] = {}
+        for fact, partition in fresh.values():
+            by_partition.setdefault(partition, []).append(fact)
+        for partition, facts in by_partition.items():
+            for start in range(0, len(facts), FACTS_PER_ENTRY):
+                entry = [
+                    [f.key, f.unit, f.day, f.count] for f in facts[start : start + FACTS_PER_ENTRY]
+                ]
+                key = uuid.uuid4().hex
+                self.facts.send_changelog(partition, key, entry)
+                self.facts.data[key] = entry
         failpoint("reporting.after_table_write")
-        for fact in new:
+        for fact, _ in fresh.values():
             applied.add(fact.key)
             self.counts.add(fact)
-        _COUNTED.inc(len(new))
+        _COUNTED.inc(len(fresh))
 
     async def _dead_letter(self, message: Any, reason: str) -> None:
         await self.producer.publish_raw(
