@@ -15,7 +15,7 @@ report).
    no repartition, nothing survives a restart: the floor of the work. It runs on uvloop, as
    the worker does. Ratio = faust / plain (target >= 0.3).
 4. faust's own ceiling, in the same run on the same records: a faust app (same loop, same
-   settings, same ``take_events`` batches) whose agent only counts the events it is given. No
+   settings, the same event iteration) whose agent only counts the events it is given. No
    worker built on faust's per-event stream can fold faster than this; floor / plain is the
    best ratio faust allows on this machine.
 5. Freshness: M events, one at a time, each for a unit of its own; the time from the
@@ -37,7 +37,6 @@ import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
 
 import faust
 import grpc
@@ -60,7 +59,6 @@ from lienthong_kit.settings import KitSettings, load_settings
 from lienthong_local.cleanup import remove_namespace
 from lienthong_local.platform import Platform
 from lienthong_local.sample import sample_units
-from reporting_service.app import BATCH_EVENTS, BATCH_WINDOW
 from reporting_service.folding import Counts, facts_for
 
 KAFKA = "127.0.0.1:9092"
@@ -217,11 +215,10 @@ def floor_worker(prefix: str, events: int) -> None:
     seen = {"events": 0, "first": 0.0}
 
     async def count(stream: faust.StreamT[bytes]) -> None:
-        batches = cast("faust.Stream[bytes]", stream).take_events(BATCH_EVENTS, BATCH_WINDOW)
-        async for batch in batches:
+        async for _ in stream.events():
             if not seen["first"]:
                 seen["first"] = time.monotonic()
-            seen["events"] += len(batch)
+            seen["events"] += 1
             if seen["events"] >= events:
                 elapsed = time.monotonic() - seen["first"]
                 print(f"FLOOR {events / elapsed:.1f} {elapsed:.3f}", flush=True)

@@ -1,26 +1,21 @@
 """The faust-streaming application: lifecycle events in, exact adoption counts out.
 
-One agent, ``count``, reads the documents, deliveries (both) and verifications topics in
-batches (``take_events``: up to 2,000 events, or what arrived within 10 ms), decodes each
-envelope (an undecodable or incomplete record goes to the topic's dead-letter twin) and turns
-it into facts (folding.py). A fact's key names what it counts (the document, delivery or paper
-registration and the count); a key already applied is a duplicate (the same event delivered
-again, or published twice) and counts nothing.
+One agent, ``count``, reads the documents, deliveries (both) and verifications topics,
+decodes each envelope (an undecodable or incomplete record goes to the topic's dead-letter
+twin) and turns it into facts (folding.py). Each fact goes into the ``facts`` table, keyed by
+what it counts (the document, delivery or paper registration and the count). A key already in
+the table is a duplicate (the same event delivered again, or published twice) and counts
+nothing. The table is both the record of applied facts and the source of the counts: one
+changelog record per fact, so a fact can never be marked applied without being counted, or
+the reverse.
 
-The facts a batch adds are written to the ``facts`` table as one entry per source partition
-(in the changelog partition of the same number, as faust's own table writes are), under a key
-of its own: one changelog record per partition and batch instead of one per fact. The table is
-both the record of applied fact keys and the source of the counts, so a fact can never be
-marked applied without being counted, or the reverse.
-
-The counts themselves (:class:`Counts`, per unit and day/month/year) and the set of applied
-keys are in memory, added to as batches are folded and rebuilt from the table after every
-recovery (a restart reads the changelog back). Faust commits a source offset only after
-flushing its producer (the changelog records written while processing it), so a SIGKILL at any
-point loses nothing and counts nothing twice: what was not committed is processed again and
-its keys are found applied. Faust's exactly_once is not used. The worker holds every partition
-(one replica by design): the duplicate check sees the whole table, and the report reads every
-unit.
+The counts themselves (:class:`Counts`, per unit and day/month/year) are in memory, added to
+as facts arrive and rebuilt from the table after every recovery (a restart reads the changelog
+back). Faust commits a source offset only after flushing its producer (the changelog records
+written while processing it), so a SIGKILL at any point loses nothing and counts nothing
+twice: what was not committed is processed again and found in the table. Faust's exactly_once
+is not used. The worker holds every partition (one replica by design): the duplicate check
+sees the whole table, and the report reads every unit.
 """
 
 from __future__ import annotations
@@ -29,11 +24,10 @@ import asyncio
 import os
 import sys
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import faust
 
@@ -78,9 +72,6 @@ __all__ = ["FACTS_TABLE", "ReportingApp"]
 log = get_logger(__name__)
 
 FACTS_TABLE = "facts"
-BATCH_EVENTS = 2000
-BATCH_WINDOW = 0.01  # seconds a partial batch waits for more events
-FACTS_PER_ENTRY = 2000  # ~150 kB of JSON: well under a Kafka record's 1 MB
 
 
 class ReportingApp:
@@ -100,7 +91,6 @@ class ReportingApp:
         self.group = topics.group("reporting-service")
         self.producer = producer
         self.counts = Counts()
-        self.applied: set[str] = set()
         self.registry = Registry()
         self.ready = asyncio.Event()
         self.recoveries = 0
@@ -134,61 +124,36 @@ class ReportingApp:
     # --- the agents -----------------------------------------------------------------------
 
     async def _count(self, stream: faust.StreamT[Any]) -> None:
-        # the agent's stream is a faust.Stream; StreamT does not declare take_events
-        batches = cast("faust.Stream[Any]", stream).take_events(BATCH_EVENTS, BATCH_WINDOW)
-        async for events in batches:
+        async for event in stream.events():
             try:
-                await self._count_batch(events)
+                await self._count_one(event.message, event.value)
             except Exception:
-                # faust acknowledges a batch when the agent leaves it, whether it was counted or
-                # not (take_events' ``finally``), so it would be committed uncounted. Exit at
-                # once instead, as a SIGKILL would: nothing is committed past the last flush,
-                # and the restarted worker counts the batch.
-                log.exception("count_failed_worker_exits", events=len(events))
+                # faust acknowledges the event of an agent that raises, and a stopping agent's
+                # current event too (its stream iterator's ``finally``), so either would be
+                # committed uncounted. Exit at once instead, as a SIGKILL would: nothing is
+                # committed past the last flush, and the restarted worker counts the event.
+                log.exception("count_failed_worker_exits", topic=event.message.topic)
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(70)
 
-    async def _count_batch(self, events: Sequence[faust.EventT[Any]]) -> None:
-        fresh: dict[str, tuple[Fact, int]] = {}  # key -> (fact, source partition)
-        applied = self.applied
-        now = time.time()
-        for event in events:
-            message = event.message
-            try:
-                facts = facts_for(decode_envelope(event.value))
-            except PoisonEvent as exc:
-                await self._dead_letter(message, str(exc))
-                continue
-            EVENTS_CONSUMED.labels(message.topic, "applied").inc()
-            for fact in facts:
-                if fact.key in applied or fact.key in fresh:
-                    _DUPLICATE.inc()
-                else:
-                    fresh[fact.key] = (fact, message.partition)
-            if message.timestamp:
-                ADOPTION_FOLD_DELAY.observe(max(0.0, now - message.timestamp))
-        if not fresh:
+    async def _count_one(self, message: Any, value: bytes) -> None:
+        try:
+            facts = facts_for(decode_envelope(value))
+        except PoisonEvent as exc:
+            await self._dead_letter(message, str(exc))
             return
-        # One entry per source partition, in the changelog partition of the same number, as
-        # faust's own table writes are (its recovery assigns changelog partitions with the
-        # source partitions they belong to).
-        by_partition: dict[int, list[Fact]] = {}
-        for fact, partition in fresh.values():
-            by_partition.setdefault(partition, []).append(fact)
-        for partition, facts in by_partition.items():
-            for start in range(0, len(facts), FACTS_PER_ENTRY):
-                entry = [
-                    [f.key, f.unit, f.day, f.count] for f in facts[start : start + FACTS_PER_ENTRY]
-                ]
-                key = uuid.uuid4().hex
-                self.facts.send_changelog(partition, key, entry)
-                self.facts.data[key] = entry
-        failpoint("reporting.after_table_write")
-        for fact, _ in fresh.values():
-            applied.add(fact.key)
+        EVENTS_CONSUMED.labels(message.topic, "applied").inc()
+        for fact in facts:
+            if fact.key in self.facts:
+                _DUPLICATE.inc()
+                continue
+            self.facts[fact.key] = {"u": fact.unit, "d": fact.day, "c": fact.count}
+            failpoint("reporting.after_table_write")
             self.counts.add(fact)
-        _COUNTED.inc(len(fresh))
+            _COUNTED.inc()
+        if message.timestamp:
+            ADOPTION_FOLD_DELAY.observe(max(0.0, time.time() - message.timestamp))
 
     async def _dead_letter(self, message: Any, reason: str) -> None:
         await self.producer.publish_raw(
@@ -209,20 +174,11 @@ class ReportingApp:
     async def _rebuild(self) -> None:
         """After (re)covery the table holds every applied fact: recount from it."""
         self.counts.clear()
-        self.applied.clear()
-        for entry in self.facts.values():
-            for key, unit, day, count in entry:
-                if key not in self.applied:  # an entry written twice by a retried send
-                    self.applied.add(key)
-                    self.counts.add(Fact(key, unit, day, count))
+        for key, value in self.facts.items():
+            self.counts.add(Fact(key, value["u"], value["d"], value["c"]))
         self.recoveries += 1
         self.ready.set()
-        log.info(
-            "adoption_counts_rebuilt",
-            entries=len(self.facts),
-            facts=len(self.applied),
-            recoveries=self.recoveries,
-        )
+        log.info("adoption_counts_rebuilt", facts=len(self.facts), recoveries=self.recoveries)
 
     # --- the registry (every replica reads the compacted units topic from the start) -------
 
