@@ -12,7 +12,6 @@ from pathlib import Path
 
 import faust
 import mode
-import uvloop
 
 from lienthong.reporting.v1 import reporting_service_pb2
 from lienthong.reporting.v1.reporting_service_pb2_grpc import add_ReportingServiceServicer_to_server
@@ -87,9 +86,6 @@ def create(settings: Settings) -> tuple[ReportingApp, ServiceApp]:
 
 
 def main() -> None:
-    # uvloop: faust's per-event path is mostly event-loop scheduling (tasks, queues, futures);
-    # measured ~1.2x the folding rate of the standard loop (docs/reporting.md).
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     settings = load_settings(Settings)
     configure_logging(NAME, settings.log_level)
     reporting, service = create(settings)
