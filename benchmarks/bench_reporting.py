@@ -12,7 +12,8 @@ report).
 3. Baseline, in the same run on the same records: one aiokafka consumer in this process that
    decodes the same envelopes, derives the same facts (reporting_service.folding), skips
    repeated keys with a Python set and adds them to the same in-memory counts. No changelog,
-   no repartition, nothing survives a restart: the floor of the work. Ratio = faust / plain (target >= 0.3).
+   no repartition, nothing survives a restart: the floor of the work. Ratio = faust / plain
+   (target >= 0.3).
 4. faust's own ceiling, in the same run on the same records: a faust app (same loop, same
    settings, the same event iteration) whose agent only counts the events it is given. No
    worker built on faust's per-event stream can fold faster than this; floor / plain is the
