@@ -81,7 +81,7 @@ class GroupInserter:
     """
 
     def __init__(
-        self, collection: AsyncCollection[Doc], *, max_batch: int = 64, max_in_flight: int = 1
+        self, collection: AsyncCollection[Doc], *, max_batch: int = 64, max_in_flight: int = 2
     ) -> None:
         self._collection = collection
         self._max_batch = max_batch
