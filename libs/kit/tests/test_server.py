@@ -87,6 +87,33 @@ async def test_health_is_serving_for_the_server_and_each_service(channel: grpc.a
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+async def test_a_service_with_state_to_rebuild_is_serving_only_once_ready(
+    settings: KitSettings,
+) -> None:
+    rebuilt = asyncio.Event()
+
+    async def build(deps: Deps) -> Wiring:
+        service = GrpcService.of(
+            pb, "SignatureService", add_SignatureServiceServicer_to_server, ProbeServicer()
+        )
+        return Wiring(services=[service], ready=rebuilt.wait)
+
+    service = ServiceApp("rebuilding-service", settings, build)
+    await service.start()
+    try:
+        request = health_pb2.HealthCheckRequest(service=SERVICE)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            before = await stub.Check(request)
+            rebuilt.set()
+            await asyncio.wait_for(service.serving.wait(), timeout=5)
+            after = await stub.Check(request)
+        assert before.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert after.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await service.stop()
+
+
 async def test_reflection_lists_the_services(channel: grpc.aio.Channel) -> None:
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
     request = reflection_pb2.ServerReflectionRequest(list_services="")

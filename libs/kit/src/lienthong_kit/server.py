@@ -17,9 +17,11 @@ A service's ``__main__`` builds its domain objects from :class:`Deps` and hands 
 What the bootstrap does, in order: binds the gRPC server (health NOT_SERVING, reflection on,
 the interceptor of interceptors.py, mTLS when configured) and the /metrics endpoint; connects
 to the store and Kafka, retrying until both answer; creates missing topics; calls ``build``;
-starts the consumers and background tasks; then reports SERVING. On SIGTERM or SIGINT it
-reports NOT_SERVING, stops accepting calls, lets in-flight calls finish within the grace
-period, stops the consumers after the record in hand, and flushes the producer.
+starts the consumers and background tasks; then reports SERVING (or, when the wiring names a
+``ready`` awaitable, once that returns: a replica still rebuilding its state takes no
+traffic). On SIGTERM or SIGINT it reports NOT_SERVING, stops accepting calls, lets in-flight
+calls finish within the grace period, stops the consumers after the record in hand, and
+flushes the producer.
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ class Wiring:
     consumers: Sequence[ConsumerSpec] = ()
     tasks: Sequence[Callable[[], Awaitable[None]]] = ()
     on_stop: Sequence[Callable[[], Awaitable[None]]] = ()
+    #: Awaited in the background after the server starts; health reports SERVING only once it
+    #: returns (a service whose answers need state rebuilt first, e.g. reporting's counts).
+    ready: Callable[[], Awaitable[object]] | None = None
 
 
 @dataclass
@@ -167,6 +172,7 @@ class ServiceApp:
         names = [service.name for service in self._wiring.services]
         for service in self._wiring.services:
             service.add(service.servicer, self.server)
+            await self.health.set(service.name, health_pb2.HealthCheckResponse.NOT_SERVING)
         reflection.enable_server_reflection(
             [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
@@ -183,9 +189,10 @@ class ServiceApp:
             self._consumers.append(loop)
         for task in self._wiring.tasks:
             self._tasks.append(asyncio.create_task(self._supervise(task)))
-        for service_name in ["", *names]:
-            await self.health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
-        self.serving.set()
+        if self._wiring.ready is None:
+            await self._report_serving(names)
+        else:
+            self._tasks.append(asyncio.create_task(self._serve_when(self._wiring.ready, names)))
         log.info(
             "service_started",
             grpc=f"{settings.grpc_host}:{self.grpc_port}",
@@ -193,6 +200,16 @@ class ServiceApp:
             database=self.database if self.uses_store else None,
             tls=credentials is not None,
         )
+
+    async def _serve_when(self, ready: Callable[[], Awaitable[object]], names: list[str]) -> None:
+        await ready()
+        await self._report_serving(names)
+
+    async def _report_serving(self, names: list[str]) -> None:
+        for service_name in ["", *names]:
+            await self.health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+        self.serving.set()
+        log.info("service_serving")
 
     def _credentials(self) -> grpc.ServerCredentials | None:
         settings = self.settings

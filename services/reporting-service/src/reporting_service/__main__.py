@@ -62,6 +62,7 @@ def create(settings: Settings) -> tuple[ReportingApp, ServiceApp]:
         )
         return Wiring(
             tasks=[registry.run, reporting.gauges_loop],
+            ready=reporting.ready.wait,  # SERVING once the counts are rebuilt from the table
             services=[
                 GrpcService.of(
                     reporting_service_pb2,
