@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -40,7 +41,12 @@ def _processors() -> list[Any]:
     ]
 
 
-def configure_logging(service: str, level: str = "info") -> None:
+def configure_logging(
+    service: str, level: str = "info", *, libraries_at_level: Sequence[str] = ()
+) -> None:
+    """``libraries_at_level``: library loggers that keep the service's own level (for
+    example faust's, whose INFO lines are its rebalances and recoveries); the others are
+    held at WARNING."""
     global _service_name
     _service_name = service
     level_no = logging.getLevelNamesMapping()[level.upper()]
@@ -64,6 +70,8 @@ def configure_logging(service: str, level: str = "info") -> None:
     root.handlers[:] = [handler]
     # Third-party libraries are chatty at INFO; their warnings and errors still come through.
     root.setLevel(max(level_no, logging.WARNING))
+    for name in libraries_at_level:
+        logging.getLogger(name).setLevel(level_no)
 
 
 def get_logger(name: str = "lienthong") -> Any:

@@ -88,7 +88,13 @@ def create(settings: Settings) -> tuple[ReportingApp, ServiceApp]:
 
 def main() -> None:
     settings = load_settings(Settings)
-    configure_logging(NAME, settings.log_level)
+    # faust's INFO lines are its rebalances, recoveries and stops: what an operator needs to
+    # see when the counts lag (none is per event).
+    configure_logging(
+        NAME,
+        settings.log_level,
+        libraries_at_level=("faust", "mode", "aiokafka.consumer.group_coordinator"),
+    )
     reporting, service = create(settings)
     arm(settings.failpoints)
     # The table's changelog exists, with the sources' partition count, before faust starts:

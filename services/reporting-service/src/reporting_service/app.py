@@ -12,10 +12,11 @@ the reverse.
 The counts themselves (:class:`Counts`, per unit and day/month/year) are in memory, added to
 as facts arrive and rebuilt from the table after every recovery (a restart reads the changelog
 back). Faust commits a source offset only after flushing its producer (the changelog records
-written while processing it), so a SIGKILL at any point loses nothing and counts nothing
-twice: what was not committed is processed again and found in the table. Faust's exactly_once
-is not used. The worker holds every partition (one replica by design): the duplicate check
-sees the whole table, and the report reads every unit.
+written while processing it; durability.py makes that flush wait for every record's
+acknowledgement, which faust's own does not), so a SIGKILL at any point loses nothing and
+counts nothing twice: what was not committed is processed again and found in the table.
+Faust's exactly_once is not used. The worker holds every partition (one replica by design):
+the duplicate check sees the whole table, and the report reads every unit.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from lienthong_kit.metrics import (
     ADOPTION_UNITS,
     EVENTS_CONSUMED,
 )
+from reporting_service.durability import make_durable
 from reporting_service.folding import (
     ACK_SAME_DAY,
     ACKNOWLEDGED,
@@ -110,6 +112,7 @@ class ReportingApp:
             producer_linger=0.01,
             web_enabled=False,
         )
+        self.changelog_deliveries = make_durable(self.app.producer.buffer)
         self.source_topics = [topics.documents, *topics.all_deliveries, topics.verifications]
         self.sources = self.app.topic(*self.source_topics)
         self.facts = self.app.Table(

@@ -1,0 +1,73 @@
+"""Faust commits a source offset only after ``producer.flush()``; make that flush complete.
+
+Table writes reach the changelog through the producer's buffer (``send_soon``: a queue that a
+background task hands to aiokafka). Faust 0.15's ``ProducerBuffer.flush`` is not a barrier:
+
+- it stops waiting when one hand-over takes longer than 0.1 s (``flush_atmost`` returns on
+  its timeout with records still queued), and
+- it measures the queue, so a record already taken off the queue but not yet in aiokafka's
+  accumulator (its ``send`` awaiting metadata or buffer space) counts as flushed.
+
+Either way the commit that follows can cover an event whose fact has not been written, and a
+SIGKILL then loses that fact (seen as a replayed month one fact short). :func:`make_durable`
+replaces the buffer's ``put`` and ``flush`` on the producer instance: every record put is
+tracked until its delivery is acknowledged, and ``flush`` returns only when every record put
+before it is acknowledged, raising if any delivery failed (the commit then fails, and the
+events are processed again after the restart instead of being committed uncounted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+__all__ = ["UndeliveredChangelog", "make_durable"]
+
+_STOPPING_WAIT = 10.0
+
+
+class UndeliveredChangelog(RuntimeError):
+    """A changelog record was not delivered: committing past its event would lose a fact."""
+
+
+class _DeliveryBarrier:
+    def __init__(self, buffer: Any) -> None:
+        self._buffer = buffer
+        self._put = buffer.put
+        self._outstanding: set[asyncio.Future[Any]] = set()
+        self._failed: BaseException | None = None
+
+    def put(self, fut: asyncio.Future[Any]) -> None:
+        self._outstanding.add(fut)
+        fut.add_done_callback(self._delivered)
+        self._put(fut)
+
+    def _delivered(self, fut: asyncio.Future[Any]) -> None:
+        self._outstanding.discard(fut)
+        if self._failed is None and not fut.cancelled() and fut.exception() is not None:
+            self._failed = fut.exception()
+
+    async def flush(self) -> None:
+        # The records put before this call: faust picks the offsets to commit before it
+        # flushes, so later records belong to later events (and waiting for them too would
+        # never end under steady traffic).
+        before = list(self._outstanding)
+        if before:
+            # The buffer's own stop (after the app's final flush) may find the producer gone:
+            # a bounded wait then; nothing is committed after that point.
+            timeout = _STOPPING_WAIT if self._buffer.should_stop else None
+            await asyncio.wait(before, timeout=timeout)
+        if self._failed is not None:
+            raise UndeliveredChangelog(f"a changelog record was not delivered: {self._failed!r}")
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._outstanding)
+
+
+def make_durable(buffer: Any) -> _DeliveryBarrier:
+    """Install the barrier on faust's ``ProducerBuffer`` (``app.producer.buffer``)."""
+    barrier = _DeliveryBarrier(buffer)
+    buffer.put = barrier.put
+    buffer.flush = barrier.flush
+    return barrier
