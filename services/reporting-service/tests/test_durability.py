@@ -1,7 +1,9 @@
-"""The delivery barrier that faust's commit flush goes through (durability.py).
+"""What faust may commit (durability.py): the delivery barrier its commit flush goes through,
+and the applied offsets its commits are cut down to.
 
-Unit tests of the barrier's logic against a stand-in buffer (a queue nobody drains, as when
-aiokafka's ``send`` is stuck waiting); the worker tests run it inside the real faust worker.
+Unit tests of the logic against a stand-in buffer (a queue nobody drains, as when aiokafka's
+``send`` is stuck waiting) and plain offsets; the worker tests run both inside the real faust
+worker.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from reporting_service.durability import UndeliveredChangelog, make_durable
+from reporting_service.durability import AppliedOffsets, UndeliveredChangelog, make_durable
 
 
 class Buffer:
@@ -83,3 +85,59 @@ async def test_flush_does_not_wait_for_records_put_after_it_began() -> None:
     buffer.put(loop.create_future())  # a later event's fact, never delivered here
     earlier.set_result("delivered")
     await asyncio.wait_for(flushing, timeout=1)
+
+
+# --- AppliedOffsets ------------------------------------------------------------------------
+
+P0, P1 = ("deliveries", 0), ("deliveries", 1)
+
+
+def test_commits_are_cut_down_to_the_next_unapplied_offset() -> None:
+    applied = AppliedOffsets()
+    for offset in (40, 41, 42):
+        assert applied.applied(P0, offset, committed=40) is None
+    # faust wants to commit 50 (acknowledged or "gap" offsets the agent never applied)
+    assert applied.clamp({P0: 50}) == {P0: 43}
+    assert applied.clamp({P0: 41}) == {P0: 41}
+
+
+def test_a_partition_nothing_was_applied_of_is_not_committed() -> None:
+    applied = AppliedOffsets()
+    applied.applied(P0, 0, committed=None)
+    assert applied.clamp({P0: 1, P1: 7}) == {P0: 1}
+
+
+def test_the_first_event_after_the_committed_offset_missing_is_a_hole() -> None:
+    applied = AppliedOffsets()
+    assert applied.applied(P0, 786, committed=785) == 785  # read again from 785
+    assert applied.clamp({P0: 787}) == {P0: 785}
+
+
+def test_a_hole_holds_the_partition_until_the_skipped_event_is_applied() -> None:
+    applied = AppliedOffsets()
+    applied.applied(P0, 10, committed=10)
+    assert applied.applied(P0, 12, committed=10) == 11  # 11 skipped
+    assert applied.applied(P0, 13, committed=10) is None  # reported once
+    assert applied.clamp({P0: 14}) == {P0: 11}
+    assert applied.applied(P0, 11, committed=10) is None  # the seek back delivers it
+    assert applied.clamp({P0: 14}) == {P0: 12}
+    for offset in (12, 13):  # read again after the seek: applied in order
+        assert applied.applied(P0, offset, committed=10) is None
+    assert applied.clamp({P0: 14}) == {P0: 14}
+
+
+def test_offsets_read_again_after_a_seek_back_change_nothing() -> None:
+    applied = AppliedOffsets()
+    for offset in (5, 6, 7):
+        applied.applied(P0, offset, committed=5)
+    assert applied.applied(P0, 6, committed=5) is None
+    assert applied.clamp({P0: 8}) == {P0: 8}
+
+
+def test_a_reassignment_starts_over_from_the_committed_offsets() -> None:
+    applied = AppliedOffsets()
+    applied.applied(P0, 5, committed=5)
+    applied.reset()
+    assert applied.clamp({P0: 6}) == {}
+    assert applied.applied(P0, 9, committed=9) is None
+    assert applied.clamp({P0: 10}) == {P0: 10}

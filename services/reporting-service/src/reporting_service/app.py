@@ -49,7 +49,7 @@ from lienthong_kit.metrics import (
     ADOPTION_UNITS,
     EVENTS_CONSUMED,
 )
-from reporting_service.durability import make_durable
+from reporting_service.durability import AppliedOffsets, make_durable
 from reporting_service.folding import (
     ACK_SAME_DAY,
     ACKNOWLEDGED,
@@ -113,6 +113,8 @@ class ReportingApp:
             web_enabled=False,
         )
         self.changelog_deliveries = make_durable(self.app.producer.buffer)
+        self.applied_offsets = AppliedOffsets()
+        self._guard_commits(self.app.consumer)
         self.source_topics = [topics.documents, *topics.all_deliveries, topics.verifications]
         self.sources = self.app.topic(*self.source_topics)
         self.facts = self.app.Table(
@@ -126,10 +128,35 @@ class ReportingApp:
 
     # --- the agents -----------------------------------------------------------------------
 
+    def _guard_commits(self, consumer: Any) -> None:
+        """faust's consumer commits through ``_commit``: only what the agent applied."""
+        commit = consumer._commit  # the one place faust's commits pass
+
+        async def guarded(offsets: Any) -> bool:
+            allowed = self.applied_offsets.clamp(offsets)
+            if not allowed:
+                return False
+            return bool(await commit(allowed))
+
+        consumer._commit = guarded
+
     async def _count(self, stream: faust.StreamT[Any]) -> None:
+        consumer: Any = self.app.consumer
         async for event in stream.events():
             try:
-                await self._count_one(event.message, event.value)
+                message = event.message
+                await self._count_one(message, event.value)
+                committed = consumer._committed_offset.get(message.tp)
+                hole = self.applied_offsets.applied(message.tp, message.offset, committed)
+                if hole is not None:
+                    log.warning(
+                        "faust_skipped_offsets_reading_again",
+                        topic=message.topic,
+                        partition=message.partition,
+                        from_offset=hole,
+                        got=message.offset,
+                    )
+                    await consumer.seek(message.tp, hole)
             except Exception:
                 # faust acknowledges the event of an agent that raises, and a stopping agent's
                 # current event too (its stream iterator's ``finally``), so either would be
@@ -176,6 +203,7 @@ class ReportingApp:
 
     async def _rebuild(self) -> None:
         """After (re)covery the table holds every applied fact: recount from it."""
+        self.applied_offsets.reset()  # faust seeks every partition to its committed offset
         self.counts.clear()
         for key, value in self.facts.items():
             self.counts.add(Fact(key, value["u"], value["d"], value["c"]))

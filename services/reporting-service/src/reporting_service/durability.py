@@ -1,4 +1,9 @@
-"""Faust commits a source offset only after ``producer.flush()``; make that flush complete.
+"""What faust commits, made safe: only offsets whose facts are written and acknowledged.
+
+:class:`AppliedOffsets` keeps faust from committing past an event the agent has not applied;
+:func:`make_durable` makes the producer flush that precedes every commit a real barrier.
+
+Faust commits a source offset only after ``producer.flush()``; make that flush complete.
 
 Table writes reach the changelog through the producer's buffer (``send_soon``: a queue that a
 background task hands to aiokafka). Faust 0.15's ``ProducerBuffer.flush`` is not a barrier:
@@ -19,9 +24,10 @@ events are processed again after the restart instead of being committed uncounte
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["UndeliveredChangelog", "make_durable"]
+__all__ = ["AppliedOffsets", "UndeliveredChangelog", "make_durable"]
 
 _STOPPING_WAIT = 10.0
 
@@ -71,3 +77,55 @@ def make_durable(buffer: Any) -> _DeliveryBarrier:
     buffer.put = barrier.put
     buffer.flush = barrier.flush
     return barrier
+
+
+class AppliedOffsets:
+    """What the agent has applied, per source partition: faust may commit no further.
+
+    faust computes the offsets it commits from its own acknowledgement bookkeeping (acked
+    lists, "gaps" it fills in as acknowledged, a head check that lets the first offset after
+    the committed one be missing). A commit past an event the agent never applied loses that
+    event for good: after a restart the worker resumes behind it. The agent reports each event
+    it applied (:meth:`applied`); :meth:`clamp` cuts every offset faust is about to commit down
+    to the partition's next unapplied one, and drops partitions the agent has not applied
+    anything of since the last (re)assignment.
+
+    A partition whose events arrive with a hole (faust delivered offset 12 after 10) is held at
+    the hole: :meth:`applied` returns the first missing offset so that the worker can seek back
+    to it, and nothing past it is committed until it has been applied.
+    """
+
+    def __init__(self) -> None:
+        self._next: dict[Any, int] = {}  # partition -> the next offset to apply
+        self._holes: dict[Any, int] = {}  # partition -> the first offset faust skipped
+
+    def reset(self) -> None:
+        """After a (re)assignment: faust seeks every partition to its committed offset."""
+        self._next.clear()
+        self._holes.clear()
+
+    def applied(self, tp: Any, offset: int, committed: int | None) -> int | None:
+        """Record that ``offset`` of ``tp`` is applied; ``committed`` is the partition's
+        committed offset (where reading resumed), used for the first event after a reset.
+        Returns the first offset of a newly found hole (seek back there), else None."""
+        expected = self._next.get(tp, committed)
+        hole = self._holes.get(tp)
+        if hole is not None:
+            if offset == hole:  # the skipped event came back
+                del self._holes[tp]
+                self._next[tp] = offset + 1
+            return None
+        if expected is None or offset == expected:
+            self._next[tp] = offset + 1
+            return None
+        if offset < expected:  # read again (a seek back): applied before, nothing to record
+            return None
+        self._holes[tp] = expected
+        self._next[tp] = expected
+        return expected
+
+    def clamp(self, offsets: Mapping[Any, int]) -> dict[Any, int]:
+        """The offsets that may be committed: none past what was applied."""
+        return {
+            tp: min(offset, self._next[tp]) for tp, offset in offsets.items() if tp in self._next
+        }
