@@ -42,42 +42,49 @@ RECIPIENTS = ["000.01.00.H23", "000.00.31.H23"]
 MONGO_URL = "mongodb://127.0.0.1:27017"
 METHOD = "/lienthong.document.v1.DocumentService/SubmitDocument"
 
-ECHO_SERVER = """
-import asyncio, sys, grpc
-async def echo(request, context):
-    return request
-async def main(port):
+# Both comparison servers answer SubmitDocument with ``handler`` (defined by their head) on a
+# bare grpc.aio server; ``main`` takes the port first.
+_SERVE = """
+async def serve(port, handler):
     server = grpc.aio.server()
-    handler = grpc.unary_unary_rpc_method_handler(echo)
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
-        "lienthong.document.v1.DocumentService", {"SubmitDocument": handler})])
+        "lienthong.document.v1.DocumentService",
+        {"SubmitDocument": grpc.unary_unary_rpc_method_handler(handler)})])
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     print("ready", flush=True)
     await server.wait_for_termination()
-asyncio.run(main(int(sys.argv[1])))
 """
 
+ECHO_SERVER = (
+    """
+import asyncio, sys, grpc
+async def echo(request, context):
+    return request
+"""
+    + _SERVE
+    + """
+asyncio.run(serve(int(sys.argv[1]), echo))
+"""
+)
 
-INSERT_ONLY_SERVER = """
+INSERT_ONLY_SERVER = (
+    """
 import asyncio, sys, uuid, grpc
 from lienthong_kit.mongo import GroupInserter, connect
+"""
+    + _SERVE
+    + """
 async def main(port, url, database):
     client = connect(url, app_name="bench-insert-only")
     inserter = GroupInserter(client[database]["documents"])
     async def insert(request, context):
         await inserter.insert({"_id": str(uuid.uuid4()), "request": request})
         return request
-    server = grpc.aio.server()
-    handler = grpc.unary_unary_rpc_method_handler(insert)
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
-        "lienthong.document.v1.DocumentService", {"SubmitDocument": handler})])
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    print("ready", flush=True)
-    await server.wait_for_termination()
+    await serve(port, insert)
 asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3]))
 """
+)
 
 
 def request(number: int, run: str) -> pb.SubmitDocumentRequest:
