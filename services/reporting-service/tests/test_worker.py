@@ -4,6 +4,7 @@ poison record, and a SIGKILL in the middle of folding."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import signal
 from collections.abc import Iterator
@@ -71,13 +72,27 @@ def publish(records: list[Record]) -> None:
     asyncio.run(send())
 
 
-def dead_letters(topic: str) -> list[bytes]:
-    async def read() -> list[bytes]:
+def dead_letters(topic: str, expected: int) -> list[tuple[bytes, dict[str, bytes]]]:
+    """The dead-letter topic's records (value, headers), read until ``expected`` are there or
+    30 s have passed (the worker writes them asynchronously)."""
+
+    async def read() -> list[tuple[bytes, dict[str, bytes]]]:
         consumer = AIOKafkaConsumer(topic, bootstrap_servers=KAFKA, auto_offset_reset="earliest")
         await consumer.start()
+        found: list[tuple[bytes, dict[str, bytes]]] = []
         try:
-            batches = await consumer.getmany(timeout_ms=2000)
-            return [r.value for batch in batches.values() for r in batch if r.value is not None]
+            deadline = asyncio.get_running_loop().time() + 30
+            while len(found) < expected and asyncio.get_running_loop().time() < deadline:
+                batches = await consumer.getmany(timeout_ms=500)
+                found += [
+                    (r.value, dict(r.headers))
+                    for batch in batches.values()
+                    for r in batch
+                    if r.value is not None
+                ]
+            batches = await consumer.getmany(timeout_ms=500)  # and nothing more behind them
+            found += [(r.value, dict(r.headers)) for b in batches.values() for r in b if r.value]
+            return found
         finally:
             await consumer.stop()
 
@@ -232,7 +247,10 @@ def test_every_lifecycle_event_counts_once_and_poison_is_dead_lettered(
     assert figures(commune)[:4] == (2, 1, 0, 0)
     assert [figures(r)[:4] for r in report_when_ready(service, "2026-04-16")] == [(0, 0, 0, 0)] * 4
     assert figures(report_when_ready(service, "2026")[0]) == expected
-    assert dead_letters(Topics.dlq(topics.documents)) == [b"not an envelope"]
+    [(value, headers)] = dead_letters(Topics.dlq(topics.documents), expected=1)
+    assert value == b"not an envelope"
+    assert headers["lienthong-source-topic"] == topics.documents.encode()
+    assert b"envelope" in headers["lienthong-dlq-reason"].lower()
 
     # A restart rebuilds the same counts from the changelog; a third copy still counts nothing.
     assert platform.stop("reporting-service", signal.SIGKILL) == -signal.SIGKILL
@@ -295,7 +313,19 @@ def test_a_worker_killed_while_folding_ends_with_exact_counts(
     )
     assert {r.unit_code: r.incoming_over_network for r in rows[4:]} == expected
     assert rows[0].incoming_over_network == 3000
-    print(f"killed after {partial} of 3000 deliveries were counted")
+    # the kill landed mid-fold: the restarted worker recovered some facts, not all of them
+    recovered = rebuilt_facts(service)[-1]
+    assert 0 < recovered < 3000
+    print(f"killed after {partial} of 3000 deliveries were counted; {recovered} recovered")
+
+
+def rebuilt_facts(service: ServiceProcess) -> list[int]:
+    """The ``facts`` of every ``adoption_counts_rebuilt`` line in the worker's log."""
+    found = []
+    for line in service.log_path.read_text(errors="replace").splitlines():
+        if '"adoption_counts_rebuilt"' in line:
+            found.append(int(json.loads(line[line.index("{") :])["facts"]))
+    return found
 
 
 def test_a_worker_killed_between_table_write_and_commit_counts_the_event_once(
