@@ -184,7 +184,11 @@ class DocumentStore:
             except DuplicateKeyError:
                 number += 1
                 continue
-            await self.reservations.replace_one({"_id": prefix}, {"last": number}, upsert=True)
+            # Only a hint for the next caller: two first reservations upserting it at once
+            # collide on FerretDB (DuplicateKeyError) and either value will do. The number is
+            # reserved by the insert above and must reach its caller, not be burned.
+            with contextlib.suppress(DuplicateKeyError):
+                await self.reservations.replace_one({"_id": prefix}, {"last": number}, upsert=True)
             return number
         raise FailedPrecondition(f"could not reserve a number in {series}: too much contention")
 
