@@ -13,7 +13,12 @@ from typing import Any
 
 import pytest
 
-from reporting_service.durability import AppliedOffsets, UndeliveredChangelog, make_durable
+from reporting_service.durability import (
+    MAX_SEEKS,
+    AppliedOffsets,
+    UndeliveredChangelog,
+    make_durable,
+)
 
 
 class Buffer:
@@ -141,3 +146,17 @@ def test_a_reassignment_starts_over_from_the_committed_offsets() -> None:
     assert applied.clamp({P0: 6}) == {}
     assert applied.applied(P0, 9, committed=9) is None
     assert applied.clamp({P0: 10}) == {P0: 10}
+
+
+def test_a_seek_back_that_skips_the_hole_again_asks_for_another_seek() -> None:
+    applied = AppliedOffsets()
+    assert applied.applied(P0, 74, committed=73) == 73  # 73 skipped, 74 delivered
+    assert applied.applied(P0, 75, committed=73) is None  # buffered before the seek
+    for _ in range(MAX_SEEKS - 1):
+        assert applied.applied(P0, 74, committed=73) == 73  # the re-read skipped 73 again
+    assert applied.applied(P0, 74, committed=73) is None  # given up: held at the hole
+    assert applied.held(P0) == 73
+    assert applied.clamp({P0: 80}) == {P0: 73}  # nothing past the hole is committed
+    assert applied.applied(P0, 73, committed=73) is None  # it came back after all
+    assert applied.held(P0) is None
+    assert applied.clamp({P0: 80}) == {P0: 74}

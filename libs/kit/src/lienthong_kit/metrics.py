@@ -21,6 +21,7 @@ __all__ = [
     "ADOPTION_FOLD_DELAY",
     "ADOPTION_HANDLED",
     "ADOPTION_PROVINCE_DOCUMENTS",
+    "ADOPTION_REREADS",
     "ADOPTION_SIGNED",
     "ADOPTION_UNITS",
     "BUILD_INFO",
@@ -179,6 +180,11 @@ ADOPTION_FACTS = Counter(
     "lienthong_adoption_facts_total",
     "Facts reaching reporting-service's table, by outcome (counted, duplicate).",
     ["outcome"],
+)
+ADOPTION_REREADS = Counter(
+    "lienthong_adoption_rereads_total",
+    "Seeks back by reporting-service to a source offset faust skipped (never committed past).",
+    ["topic"],
 )
 ADOPTION_FOLD_DELAY = Histogram(
     "lienthong_adoption_fold_delay_seconds",

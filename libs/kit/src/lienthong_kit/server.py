@@ -202,7 +202,13 @@ class ServiceApp:
         )
 
     async def _serve_when(self, ready: Callable[[], Awaitable[object]], names: list[str]) -> None:
-        await ready()
+        try:
+            await ready()
+        except Exception:
+            # never SERVING (the probe keeps traffic away), but say why instead of a task
+            # exception nobody reads
+            log.exception("service_never_ready")
+            raise
         await self._report_serving(names)
 
     async def _report_serving(self, names: list[str]) -> None:

@@ -45,6 +45,7 @@ from lienthong_kit.metrics import (
     ADOPTION_FOLD_DELAY,
     ADOPTION_HANDLED,
     ADOPTION_PROVINCE_DOCUMENTS,
+    ADOPTION_REREADS,
     ADOPTION_SIGNED,
     ADOPTION_UNITS,
     EVENTS_CONSUMED,
@@ -157,6 +158,7 @@ class ReportingApp:
                         got=message.offset,
                     )
                     await consumer.seek(message.tp, hole)
+                    ADOPTION_REREADS.labels(message.topic).inc()
             except Exception:
                 # faust acknowledges the event of an agent that raises, and a stopping agent's
                 # current event too (its stream iterator's ``finally``), so either would be
