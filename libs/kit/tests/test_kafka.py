@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 from pymongo import AsyncMongoClient, IndexModel, monitoring
 from pymongo.errors import DuplicateKeyError
 
@@ -23,6 +24,7 @@ from lienthong_kit.kafka import (
     Topics,
     TopicTail,
     ensure_topics,
+    read_range,
 )
 from lienthong_kit.mongo import GroupInserter, connect, ensure_indexes
 from lienthong_kit.outbox import OutboxRelay, outbox_fields
@@ -383,3 +385,19 @@ async def test_concurrent_partitions_apply_side_by_side_each_in_order(
     assert most_in_flight > 1  # partitions were applied side by side
     for partition in partitions:
         assert applied[partition] == [f"p{partition}-{n}" for n in range(5)]
+
+
+async def test_read_range_reads_exactly_the_offsets_asked_for(
+    settings: KitSettings,
+    kit: tuple[EventProducer, Any, Topics],
+    raw_producer: AIOKafkaProducer,
+) -> None:
+    _, _, topics = kit
+    for number in range(6):
+        await raw_producer.send_and_wait(topics.documents, f"r{number}".encode(), partition=1)
+    bootstrap = settings.kafka_bootstrap
+    records = await read_range(bootstrap, topics.documents, 1, 2, 5)
+    assert [(r.offset, r.value) for r in records] == [(2, b"r2"), (3, b"r3"), (4, b"r4")]
+    assert await read_range(bootstrap, topics.documents, 1, 3, 3) == []
+    with pytest.raises(KafkaTimeoutError):  # offsets that do not exist yet
+        await read_range(bootstrap, topics.documents, 1, 5, 9, timeout=2)

@@ -13,12 +13,7 @@ from typing import Any
 
 import pytest
 
-from reporting_service.durability import (
-    MAX_SEEKS,
-    AppliedOffsets,
-    UndeliveredChangelog,
-    make_durable,
-)
+from reporting_service.durability import AppliedOffsets, UndeliveredChangelog, make_durable
 
 
 class Buffer:
@@ -114,20 +109,20 @@ def test_a_partition_nothing_was_applied_of_is_not_committed() -> None:
 
 def test_the_first_event_after_the_committed_offset_missing_is_a_hole() -> None:
     applied = AppliedOffsets()
-    assert applied.applied(P0, 786, committed=785) == 785  # read again from 785
+    assert applied.applied(P0, 786, committed=785) == 785  # 785 must be read and applied
     assert applied.clamp({P0: 787}) == {P0: 785}
+    applied.filled(P0, 786)
+    assert applied.clamp({P0: 787}) == {P0: 787}
 
 
-def test_a_hole_holds_the_partition_until_the_skipped_event_is_applied() -> None:
+def test_a_hole_holds_the_partition_until_it_is_filled() -> None:
     applied = AppliedOffsets()
     applied.applied(P0, 10, committed=10)
     assert applied.applied(P0, 12, committed=10) == 11  # 11 skipped
-    assert applied.applied(P0, 13, committed=10) is None  # reported once
-    assert applied.clamp({P0: 14}) == {P0: 11}
-    assert applied.applied(P0, 11, committed=10) is None  # the seek back delivers it
-    assert applied.clamp({P0: 14}) == {P0: 12}
-    for offset in (12, 13):  # read again after the seek: applied in order
-        assert applied.applied(P0, offset, committed=10) is None
+    assert applied.clamp({P0: 13}) == {P0: 11}  # nothing past the hole
+    applied.filled(P0, 12)  # the worker read 11 itself and applied it
+    assert applied.clamp({P0: 13}) == {P0: 13}
+    assert applied.applied(P0, 13, committed=10) is None
     assert applied.clamp({P0: 14}) == {P0: 14}
 
 
@@ -146,17 +141,3 @@ def test_a_reassignment_starts_over_from_the_committed_offsets() -> None:
     assert applied.clamp({P0: 6}) == {}
     assert applied.applied(P0, 9, committed=9) is None
     assert applied.clamp({P0: 10}) == {P0: 10}
-
-
-def test_a_seek_back_that_skips_the_hole_again_asks_for_another_seek() -> None:
-    applied = AppliedOffsets()
-    assert applied.applied(P0, 74, committed=73) == 73  # 73 skipped, 74 delivered
-    assert applied.applied(P0, 75, committed=73) is None  # buffered before the seek
-    for _ in range(MAX_SEEKS - 1):
-        assert applied.applied(P0, 74, committed=73) == 73  # the re-read skipped 73 again
-    assert applied.applied(P0, 74, committed=73) is None  # given up: held at the hole
-    assert applied.held(P0) == 73
-    assert applied.clamp({P0: 80}) == {P0: 73}  # nothing past the hole is committed
-    assert applied.applied(P0, 73, committed=73) is None  # it came back after all
-    assert applied.held(P0) is None
-    assert applied.clamp({P0: 80}) == {P0: 74}

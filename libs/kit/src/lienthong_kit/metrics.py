@@ -183,7 +183,7 @@ ADOPTION_FACTS = Counter(
 )
 ADOPTION_REREADS = Counter(
     "lienthong_adoption_rereads_total",
-    "Seeks back by reporting-service to a source offset faust skipped (never committed past).",
+    "Source records reporting-service read itself because faust skipped them.",
     ["topic"],
 )
 ADOPTION_FOLD_DELAY = Histogram(

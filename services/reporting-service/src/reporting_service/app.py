@@ -36,7 +36,7 @@ from lienthong.events.v1.events_pb2 import UnitChanged
 from lienthong_kit.envelope import EventEnvelope, carries, decode_envelope, unpack
 from lienthong_kit.errors import PoisonEvent
 from lienthong_kit.failpoints import failpoint
-from lienthong_kit.kafka import EventProducer, Topics, dead_letter_headers
+from lienthong_kit.kafka import EventProducer, Topics, dead_letter_headers, read_range
 from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import (
     ADOPTION_ACKNOWLEDGED,
@@ -92,6 +92,7 @@ class ReportingApp:
     ) -> None:
         self.topics = topics
         self.group = topics.group("reporting-service")
+        self.bootstrap = bootstrap
         self.producer = producer
         self.counts = Counts()
         self.registry = Registry()
@@ -150,15 +151,7 @@ class ReportingApp:
                 committed = consumer._committed_offset.get(message.tp)
                 hole = self.applied_offsets.applied(message.tp, message.offset, committed)
                 if hole is not None:
-                    log.warning(
-                        "faust_skipped_offsets_reading_again",
-                        topic=message.topic,
-                        partition=message.partition,
-                        from_offset=hole,
-                        got=message.offset,
-                    )
-                    await consumer.seek(message.tp, hole)
-                    ADOPTION_REREADS.labels(message.topic).inc()
+                    await self._fill_hole(message, hole)
             except Exception:
                 # faust acknowledges the event of an agent that raises, and a stopping agent's
                 # current event too (its stream iterator's ``finally``), so either would be
@@ -169,7 +162,26 @@ class ReportingApp:
                 sys.stderr.flush()
                 os._exit(70)
 
-    async def _count_one(self, message: Any, value: bytes) -> None:
+    async def _fill_hole(self, message: Any, hole: int) -> None:
+        """faust delivered ``message`` after skipping the records from ``hole``: read those
+        directly and apply them (within this event, so their facts go to its changelog
+        partition, which is theirs too), then let the partition be committed past them."""
+        log.warning(
+            "faust_skipped_offsets_reading_them",
+            topic=message.topic,
+            partition=message.partition,
+            from_offset=hole,
+            got=message.offset,
+        )
+        skipped = await read_range(
+            self.bootstrap, message.topic, message.partition, hole, message.offset
+        )
+        for record in skipped:
+            await self._count_one(record, record.value, timestamp=record.timestamp / 1000)
+        ADOPTION_REREADS.labels(message.topic).inc(len(skipped))
+        self.applied_offsets.filled(message.tp, message.offset)
+
+    async def _count_one(self, message: Any, value: bytes, timestamp: float = 0.0) -> None:
         try:
             facts = facts_for(decode_envelope(value))
         except PoisonEvent as exc:
@@ -184,8 +196,9 @@ class ReportingApp:
             failpoint("reporting.after_table_write")
             self.counts.add(fact)
             _COUNTED.inc()
-        if message.timestamp:
-            ADOPTION_FOLD_DELAY.observe(max(0.0, time.time() - message.timestamp))
+        at = timestamp or message.timestamp
+        if at:
+            ADOPTION_FOLD_DELAY.observe(max(0.0, time.time() - at))
 
     async def _dead_letter(self, message: Any, reason: str) -> None:
         await self.producer.publish_raw(

@@ -30,9 +30,6 @@ from typing import Any
 __all__ = ["AppliedOffsets", "UndeliveredChangelog", "make_durable"]
 
 _STOPPING_WAIT = 10.0
-#: Seeks back to one hole before giving up: the partition then stays held at the hole (no
-#: commit passes it) and the next restart reads it again.
-MAX_SEEKS = 5
 
 
 class UndeliveredChangelog(RuntimeError):
@@ -94,51 +91,38 @@ class AppliedOffsets:
     anything of since the last (re)assignment.
 
     A partition whose events arrive with a hole (faust delivered offset 12 after 10) is held at
-    the hole: :meth:`applied` returns the first missing offset so that the worker can seek back
-    to it, and nothing past it is committed until it has been applied. If the read after the
-    seek skips the hole again, it asks for another seek, up to :data:`MAX_SEEKS`.
+    the hole: :meth:`applied` returns the first missing offset, the worker reads the skipped
+    records itself and applies them, and only then may the partition be committed past it.
+    (Seeking faust's consumer back to the hole was tried first: in one CI run the seek never
+    delivered the skipped record again.)
     """
 
     def __init__(self) -> None:
         self._next: dict[Any, int] = {}  # partition -> the next offset to apply
-        # partition -> [the first offset faust skipped, the offset delivered instead, seeks]
-        self._holes: dict[Any, list[int]] = {}
 
     def reset(self) -> None:
         """After a (re)assignment: faust seeks every partition to its committed offset."""
         self._next.clear()
-        self._holes.clear()
 
     def applied(self, tp: Any, offset: int, committed: int | None) -> int | None:
         """Record that ``offset`` of ``tp`` is applied; ``committed`` is the partition's
         committed offset (where reading resumed), used for the first event after a reset.
-        Returns the offset to seek back to (a hole, newly found or skipped again by the read
-        that should have filled it; at most :data:`MAX_SEEKS` times), else None."""
-        held = self._holes.get(tp)
-        if held is not None:
-            hole, got, seeks = held
-            if offset == hole:  # the skipped event came back
-                del self._holes[tp]
-                self._next[tp] = offset + 1
-            elif hole < offset <= got and seeks < MAX_SEEKS:
-                # the seek back was read from, and skipped the hole again: seek once more
-                held[2] = seeks + 1
-                return hole
-            return None
+
+        Returns the first offset faust skipped when ``offset`` comes after a hole: the caller
+        reads and applies the records from there to ``offset`` itself, then calls
+        :meth:`filled`. Until then nothing past the hole is committed."""
         expected = self._next.get(tp, committed)
         if expected is None or offset == expected:
             self._next[tp] = offset + 1
             return None
         if offset < expected:  # read again (a seek back): applied before, nothing to record
             return None
-        self._holes[tp] = [expected, offset, 1]
-        self._next[tp] = expected
+        self._next[tp] = expected  # held at the hole until filled
         return expected
 
-    def held(self, tp: Any) -> int | None:
-        """The hole ``tp`` is held at, if any (no commit passes it until it is applied)."""
-        held = self._holes.get(tp)
-        return held[0] if held else None
+    def filled(self, tp: Any, offset: int) -> None:
+        """The hole before ``offset`` is applied: ``tp`` may be committed past ``offset``."""
+        self._next[tp] = offset + 1
 
     def clamp(self, offsets: Mapping[Any, int]) -> dict[Any, int]:
         """The offsets that may be committed: none past what was applied."""
