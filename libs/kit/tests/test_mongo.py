@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-from pymongo import ASCENDING, DESCENDING, IndexModel
+import asyncio
 
-from lienthong_kit.mongo import connect, ensure_indexes
+import pytest
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, monitoring
+
+from lienthong_kit.mongo import Doc, GroupInserter, connect, ensure_indexes
 from lienthong_kit.settings import KitSettings
 
 
@@ -59,4 +61,60 @@ async def test_equality_lookups_use_an_index(settings: KitSettings) -> None:
             pytest.skip("FerretDB on SQLite: no PostgreSQL plan to check")
         names = index_names(plan)
         assert any(name.endswith("_gin") for name in names), (query, plan)
+    await client.close()
+
+
+class _InsertSizes(monitoring.CommandListener):
+    """The number of documents of every ``insert`` command the client sends."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "insert":
+            self.sizes.append(len(event.command.get("documents", ())))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_group_inserter_waits_under_load_for_a_batch_as_large_as_the_last(
+    settings: KitSettings,
+) -> None:
+    """A lone insert is written at once; after a batch of 8 the next batch waits (here up to
+    a minute) until 8 are queued, and a shorter burst is written when the linger ends."""
+    sizes = _InsertSizes()
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(settings.mongo_url, event_listeners=[sizes])
+    collection = client[f"{settings.mongo_database_prefix}kit"]["lingered"]
+    await collection.delete_many({})
+    inserter = GroupInserter(collection, linger_seconds=60)
+
+    # idle: the previous batch held one, so nothing waits (a wait would be the minute)
+    await asyncio.wait_for(inserter.insert({"_id": "alone"}), timeout=10)
+    # eight at once: one batch, written at once (the last batch held one)
+    await asyncio.wait_for(
+        asyncio.gather(*(inserter.insert({"_id": f"a{i}"}) for i in range(8))), timeout=10
+    )
+    assert sizes.sizes == [1, 8]
+    # three: the batch waits for eight
+    first = [asyncio.create_task(inserter.insert({"_id": f"b{i}"})) for i in range(3)]
+    await asyncio.sleep(0.5)
+    assert sizes.sizes == [1, 8], "three documents were written without waiting for eight"
+    assert not any(task.done() for task in first)
+    # five more fill it: written at once, as one batch
+    rest = [asyncio.create_task(inserter.insert({"_id": f"b{i}"})) for i in range(3, 8)]
+    await asyncio.wait_for(asyncio.gather(*first, *rest), timeout=10)
+    assert sizes.sizes == [1, 8, 8]
+
+    # the load drops: after the linger a smaller batch goes
+    short = GroupInserter(collection, linger_seconds=0.2)
+    await asyncio.gather(*(short.insert({"_id": f"c{i}"}) for i in range(8)))
+    await asyncio.wait_for(
+        asyncio.gather(*(short.insert({"_id": f"d{i}"}) for i in range(3))), timeout=10
+    )
+    assert sizes.sizes == [1, 8, 8, 8, 3]
+    assert await collection.count_documents({}) == 1 + 8 + 8 + 8 + 3
     await client.close()

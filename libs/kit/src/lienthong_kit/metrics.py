@@ -38,6 +38,7 @@ __all__ = [
     "RPC_HANDLED",
     "SIGNATURE_REVOCATION_FETCHES",
     "SIGNATURE_VERIFY_DURATION",
+    "STORE_INSERT_BATCH",
     "MetricsServer",
     "start_metrics_server",
 ]
@@ -77,6 +78,12 @@ CONSUMER_LAG = Gauge(
 OUTBOX_PENDING = Gauge(
     "lienthong_outbox_pending_events",
     "Events stored in an outbox and not yet acknowledged by Kafka, as last seen by the relay.",
+)
+STORE_INSERT_BATCH = Histogram(
+    "lienthong_store_insert_batch_documents",
+    "Documents written per grouped insert (the kit's GroupInserter), by collection.",
+    ["collection"],
+    buckets=(1, 2, 4, 8, 16, 32, 64),
 )
 NOTIFICATIONS_SENT = Counter(
     "lienthong_notifications_sent_total",

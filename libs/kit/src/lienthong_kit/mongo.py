@@ -19,6 +19,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
+from lienthong_kit.metrics import STORE_INSERT_BATCH
+
 __all__ = [
     "AsyncCollection",
     "AsyncDatabase",
@@ -78,29 +80,66 @@ class GroupInserter:
     docs/architecture.md "Storage rules"), and on FerretDB-on-PostgreSQL a 32-document
     ``insertMany`` costs about what one ``insert_one`` does (measured: 19,351 documents/s in
     batches of 32 against 2,126/s one by one at 32 in flight).
+
+    Under load a batch waits, up to ``linger_seconds``, until as many documents are queued as
+    the previous batch held: the callers of that batch get their answers and most come back
+    with their next document within a few milliseconds, so it fills and is written at once.
+    Without that wait, calls arriving one per loop turn behind a busy gRPC server were written
+    in batches of 1.4 on average, and every ``insertMany`` costs the process a fixed share of
+    its one loop (measured in document-service, 32 clients: 635 SubmitDocument/s in batches
+    of 1.4, 1,175/s in batches of 23). A batch after a lone document (the previous batch held
+    one) does not wait: an idle service answers at once.
     """
 
     def __init__(
-        self, collection: AsyncCollection[Doc], *, max_batch: int = 64, max_in_flight: int = 2
+        self,
+        collection: AsyncCollection[Doc],
+        *,
+        max_batch: int = 64,
+        max_in_flight: int = 2,
+        linger_seconds: float = 0.01,
     ) -> None:
         self._collection = collection
         self._max_batch = max_batch
+        self._linger = linger_seconds
         self._slots = asyncio.Semaphore(max_in_flight)
         self._queue: list[tuple[Doc, asyncio.Future[None]]] = []
         self._flushers: set[asyncio.Task[None]] = set()
+        self._last_batch = 1
+        self._filling: tuple[int, asyncio.Future[None]] | None = None  # (wanted, filled)
+        self._sizes = STORE_INSERT_BATCH.labels(collection.name)
 
     async def insert(self, document: Doc) -> None:
         """Insert ``document``; raises what ``insert_one`` would raise for it."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((document, future))
+        filling = self._filling
+        if filling is not None and len(self._queue) >= filling[0] and not filling[1].done():
+            filling[1].set_result(None)
         if len(self._queue) % self._max_batch == 1 or self._max_batch == 1:
             task = asyncio.create_task(self._flush())
             self._flushers.add(task)
             task.add_done_callback(self._flushers.discard)
         await future
 
+    async def _fill(self) -> None:
+        """Wait, at most the linger, until as many documents are queued as the last batch
+        held (see the class docstring); at once when that is one or already reached."""
+        wanted = min(self._last_batch, self._max_batch)
+        if wanted <= len(self._queue) or self._linger <= 0 or self._filling is not None:
+            return  # idle, full already, or the other flush is the one filling
+        filled = asyncio.get_running_loop().create_future()
+        self._filling = (wanted, filled)
+        try:
+            await asyncio.wait_for(filled, self._linger)
+        except TimeoutError:
+            pass  # a smaller batch: the load dropped
+        finally:
+            self._filling = None
+
     async def _flush(self) -> None:
         async with self._slots:
+            await self._fill()
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
             if self._queue:  # more arrived than one batch holds: another flush takes them
                 task = asyncio.create_task(self._flush())
@@ -108,6 +147,8 @@ class GroupInserter:
                 task.add_done_callback(self._flushers.discard)
             if not batch:
                 return
+            self._last_batch = len(batch)
+            self._sizes.observe(len(batch))
             try:
                 await self._collection.insert_many([doc for doc, _ in batch], ordered=False)
             except BulkWriteError as exc:

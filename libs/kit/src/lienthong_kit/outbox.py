@@ -63,8 +63,8 @@ log = get_logger(__name__)
 Record = tuple[str, bytes, bytes]  # topic, key, value
 
 
-def _entry(topic: str, key: str, envelope: EventEnvelope) -> dict[str, Any]:
-    return {"topic": topic, "key": key, "value": Binary(envelope.SerializeToString())}
+def _entry(topic: str, key: str, value: bytes) -> dict[str, Any]:
+    return {"topic": topic, "key": key, "value": Binary(value)}
 
 
 def _records(document: Doc) -> list[Record]:
@@ -76,7 +76,8 @@ def _records(document: Doc) -> list[Record]:
 
 def outbox_fields(topic: str, key: str, envelope: EventEnvelope) -> Doc:
     """Fields for a new record carrying one pending event (the *wake* way)."""
-    return {"outbox": {envelope.event_id: _entry(topic, key, envelope)}, "outbox_pending": 1}
+    entry = _entry(topic, key, envelope.SerializeToString())
+    return {"outbox": {envelope.event_id: entry}, "outbox_pending": 1}
 
 
 def _slot(at: float) -> int:
@@ -148,14 +149,15 @@ class OutboxRelay:
                 " (Kafka); retry shortly"
             )
         slot = self._next_slot()
+        value = envelope.SerializeToString()  # once: stored and published alike
         staged = Staged(
             fields={
-                "outbox": {envelope.event_id: _entry(topic, key, envelope)},
+                "outbox": {envelope.event_id: _entry(topic, key, value)},
                 "outbox_owner": self.owner,
                 "outbox_slot": slot,
             },
             slot=slot,
-            record=(topic, key.encode(), envelope.SerializeToString()),
+            record=(topic, key.encode(), value),
         )
         self._in_flight[slot] = self._in_flight.get(slot, 0) + 1
         try:
