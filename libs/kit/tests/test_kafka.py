@@ -401,3 +401,48 @@ async def test_read_range_reads_exactly_the_offsets_asked_for(
     assert await read_range(bootstrap, topics.documents, 1, 3, 3) == []
     with pytest.raises(KafkaTimeoutError):  # offsets that do not exist yet
         await read_range(bootstrap, topics.documents, 1, 5, 9, timeout=2)
+
+
+async def test_a_consumer_with_a_fetch_wait_reads_larger_polls(
+    settings: KitSettings, kit: tuple[EventProducer, Any, Topics]
+) -> None:
+    """Ten events 20 ms apart: a consumer that answers at once would run its hook and commit
+    about ten times; one whose broker holds the fetch up to a second does it once or twice,
+    and still applies every event in order."""
+    producer, db, topics = kit
+    applied: list[str] = []
+    hooks: list[int] = []
+
+    async def handler(envelope: EventEnvelope, _: Any) -> None:
+        applied.append(unpack(envelope, DocumentSubmitted).document.document_id)
+
+    async def before_commit() -> None:
+        hooks.append(len(applied))
+
+    loop = ConsumerLoop(
+        ConsumerSpec(
+            "kit-fetch-wait",
+            [topics.documents],
+            handler,
+            dedupe=False,
+            before_commit=before_commit,
+            fetch_wait_ms=1000,
+        ),
+        settings=settings,
+        producer=producer,
+        db=db,
+        group_prefix=settings.topic_prefix,
+    )
+    await loop.start()
+    try:
+        await producer.publish(topics.documents, key="k", envelope=submitted("first"))
+        await wait_until(lambda: applied == ["first"], timeout=30)  # the group has formed
+        hooks.clear()
+        for number in range(10):
+            await producer.publish(topics.documents, key="k", envelope=submitted(f"d{number}"))
+            await asyncio.sleep(0.02)
+        await wait_until(lambda: len(applied) == 11, timeout=30)
+        assert applied == ["first", *(f"d{number}" for number in range(10))]
+        assert len(hooks) <= 3, f"{len(hooks)} polls for ten events: {hooks}"
+    finally:
+        await loop.stop()

@@ -319,6 +319,11 @@ class ConsumerSpec:
     applied) for a handler that is safe to run concurrently. It replaces running several
     members of one group in one process, whose joins at start-up were seen to leave one
     partition unread for the 300 s of ``max.poll.interval``.
+
+    ``fetch_wait_ms``, for a consumer nobody waits on (the audit log), lets the broker hold a
+    fetch until 64 KiB are there or that long has passed: fewer and larger polls, so fewer
+    hook runs and offset commits per record (measured with the audit consumer at 200 ms:
+    +8% SubmitDocument throughput, 4 of 4 alternating runs). 0, the default, answers at once.
     """
 
     group: str
@@ -327,6 +332,7 @@ class ConsumerSpec:
     dedupe: bool = True
     before_commit: Callable[[], Awaitable[None]] | None = None
     concurrent_partitions: bool = False
+    fetch_wait_ms: int = 0
 
 
 METADATA_MAX_AGE_MS = 30_000
@@ -367,6 +373,11 @@ class ConsumerLoop:
             # partition for exactly the default 300 s (a topic created moments before the
             # group formed) and resumed at the next metadata refresh. Refresh every 30 s.
             metadata_max_age_ms=METADATA_MAX_AGE_MS,
+            **(
+                {"fetch_min_bytes": 64 * 1024, "fetch_max_wait_ms": self.spec.fetch_wait_ms}
+                if self.spec.fetch_wait_ms
+                else {}
+            ),
         )
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.group}")

@@ -87,6 +87,7 @@ async def build(deps: Deps) -> Wiring:
                 audit.on_event,
                 dedupe=False,
                 before_commit=audit.flush,
+                fetch_wait_ms=200,  # nobody waits on the audit log: fewer, larger polls
             ),
         ],
         tasks=[*(relay.run for relay in relays.values()), tail.run],
