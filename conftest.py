@@ -107,6 +107,8 @@ async def start_service(settings: KitSettings) -> AsyncIterator[Any]:
         app = ServiceApp(name, settings, build)
         await app.start()
         started.append(app)
+        # as behind a readiness probe: no call before the service says it is SERVING
+        await asyncio.wait_for(app.serving.wait(), timeout=120)
         return app
 
     yield start

@@ -576,6 +576,10 @@ class TopicTail:
     unit registry). Nothing is committed. A record that cannot be decoded or applied is
     logged and skipped, never fatal: the topic's group consumers dead-letter it, and state
     built this way is also re-read from the store by its owner.
+
+    :attr:`positioned` is set once every partition has its starting offset: a record
+    produced after that reaches ``on_event``. (From the end, one produced before it may
+    not: a service that pushes to watchers reports ready only then.)
     """
 
     def __init__(
@@ -590,6 +594,7 @@ class TopicTail:
         self._topics = list(topics)
         self._on_event = on_event
         self._from_beginning = from_beginning
+        self.positioned = asyncio.Event()
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -603,6 +608,7 @@ class TopicTail:
         )
         await consumer.start()
         try:
+            await self._position(consumer)
             async for record in consumer:
                 try:
                     await self._on_event(decode_envelope(record.value))
@@ -616,3 +622,12 @@ class TopicTail:
                     )
         finally:
             await consumer.stop()
+
+    async def _position(self, consumer: AIOKafkaConsumer) -> None:
+        """Wait for the subscription's partitions and resolve where each starts."""
+        # the first metadata answer assigns them; aiokafka has no public wait for that
+        while not consumer.assignment():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        for tp in consumer.assignment():
+            await consumer.position(tp)
+        self.positioned.set()

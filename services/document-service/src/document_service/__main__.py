@@ -92,6 +92,8 @@ async def build(deps: Deps) -> Wiring:
         ],
         tasks=[*(relay.run for relay in relays.values()), tail.run],
         on_stop=[relay.stop for relay in relays.values()],
+        # a watcher connected before the tail has its offsets would miss live deliveries
+        ready=tail.positioned.wait,
     )
 
 
