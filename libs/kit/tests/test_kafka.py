@@ -446,3 +446,26 @@ async def test_a_consumer_with_a_fetch_wait_reads_larger_polls(
         assert len(hooks) <= 3, f"{len(hooks)} polls for ten events: {hooks}"
     finally:
         await loop.stop()
+
+
+async def test_a_tail_from_the_end_gets_every_record_produced_once_it_is_positioned(
+    settings: KitSettings, kit: tuple[EventProducer, Any, Topics]
+) -> None:
+    """document-service reports ready once its watch tail is positioned: a delivery produced
+    right after that must reach the watchers (and one produced before it must not be read)."""
+    producer, _, topics = kit
+    await producer.publish(topics.units, key="u", envelope=submitted("before"))
+    seen: list[str] = []
+
+    async def collect(envelope: EventEnvelope) -> None:
+        seen.append(unpack(envelope, DocumentSubmitted).document.document_id)
+
+    tail = TopicTail(settings, [topics.units], collect)
+    running = asyncio.create_task(tail.run())
+    try:
+        await asyncio.wait_for(tail.positioned.wait(), timeout=30)
+        await producer.publish(topics.units, key="u", envelope=submitted("after"))
+        await wait_until(lambda: seen == ["after"], timeout=30)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)

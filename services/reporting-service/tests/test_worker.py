@@ -7,6 +7,7 @@ import asyncio
 import json
 import random
 import signal
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -348,3 +349,42 @@ def test_a_worker_killed_between_table_write_and_commit_counts_the_event_once(
         timeout=90,
     )
     assert figures(rows[0]) == expected
+
+
+def test_a_record_faust_skips_is_read_directly_and_counted_once(
+    platform: Platform, prefix: str
+) -> None:
+    """Twice in CI faust handed the worker offset N+1 of a partition without N. Here the
+    worker drops the first record at offset 5 it is given (a failpoint; the registry's
+    partitions hold fewer, each delivery partition about 50): the next record of that
+    partition reveals the hole, the worker reads the skipped record itself, and the
+    counts come out exact."""
+    topics = Topics(prefix)
+    service = platform.launch(
+        "reporting-service", extra_env={"LIENTHONG_FAILPOINTS": "reporting.skip_offset_5"}
+    )
+    platform.wait_serving(90, names=("reporting-service",))
+    units = [PROVINCE, DEPARTMENT, DISTRICT, COMMUNE]
+    records = registry_records(topics)
+    for number in range(300):
+        payload = DeliveryCreated(delivery_id=f"s{number}", recipient_code=units[number % 4])
+        records.append(event(topics.all_deliveries[number % 2], units[number % 4], payload))
+    publish(records)
+    rows = eventually_sync(
+        lambda: report_when_ready(service, "2026-04"),
+        until=lambda rows: rows[0].incoming_over_network >= 300,
+        timeout=90,
+    )
+    assert rows[0].incoming_over_network == 300
+    log = service.log_path.read_text(errors="replace")
+    assert log.count('"faust_skipped_offsets_reading_them"') == 1, "the detour was not taken"
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{service.metrics_port}/metrics", timeout=10
+    ) as reply:
+        metrics = reply.read().decode()
+    reread = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("lienthong_adoption_rereads_total{")
+    ]
+    assert sum(reread) == 1, reread
