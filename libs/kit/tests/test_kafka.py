@@ -59,9 +59,9 @@ async def run_loop(
     producer, db, topics = kit
     loops: list[ConsumerLoop] = []
 
-    async def start(handler: Recorder) -> ConsumerLoop:
+    async def start(handler: Recorder, group: str = "kit-test", **options: Any) -> ConsumerLoop:
         loop = ConsumerLoop(
-            ConsumerSpec("kit-test", [topics.documents], handler),
+            ConsumerSpec(group, [topics.documents], handler, **options),
             settings=settings,
             producer=producer,
             db=db,
@@ -342,11 +342,9 @@ async def test_staging_refuses_with_unavailable_while_too_many_events_wait_for_k
 
 
 async def test_concurrent_partitions_apply_side_by_side_each_in_order(
-    settings: KitSettings,
-    kit: tuple[EventProducer, Any, Topics],
-    raw_producer: AIOKafkaProducer,
+    kit: tuple[EventProducer, Any, Topics], run_loop: Any, raw_producer: AIOKafkaProducer
 ) -> None:
-    producer, db, topics = kit
+    _, _, topics = kit
     partitions = range(3)
     for number in range(5):
         for partition in partitions:
@@ -370,18 +368,8 @@ async def test_concurrent_partitions_apply_side_by_side_each_in_order(
         applied[record.partition].append(unpack(envelope, DocumentSubmitted).document.document_id)
         in_flight -= 1
 
-    loop = ConsumerLoop(
-        ConsumerSpec("kit-concurrent", [topics.documents], handler, concurrent_partitions=True),
-        settings=settings,
-        producer=producer,
-        db=db,
-        group_prefix=settings.topic_prefix,
-    )
-    await loop.start()
-    try:
-        await wait_until(lambda: sum(map(len, applied.values())) == 15, timeout=90)
-    finally:
-        await loop.stop()
+    await run_loop(handler, group="kit-concurrent", concurrent_partitions=True)
+    await wait_until(lambda: sum(map(len, applied.values())) == 15, timeout=90)
     assert most_in_flight > 1  # partitions were applied side by side
     for partition in partitions:
         assert applied[partition] == [f"p{partition}-{n}" for n in range(5)]
@@ -404,12 +392,12 @@ async def test_read_range_reads_exactly_the_offsets_asked_for(
 
 
 async def test_a_consumer_with_a_fetch_wait_reads_larger_polls(
-    settings: KitSettings, kit: tuple[EventProducer, Any, Topics]
+    kit: tuple[EventProducer, Any, Topics], run_loop: Any
 ) -> None:
     """Ten events 20 ms apart: a consumer that answers at once would run its hook and commit
     about ten times; one whose broker holds the fetch up to a second does it once or twice,
     and still applies every event in order."""
-    producer, db, topics = kit
+    producer, _, topics = kit
     applied: list[str] = []
     hooks: list[int] = []
 
@@ -419,33 +407,22 @@ async def test_a_consumer_with_a_fetch_wait_reads_larger_polls(
     async def before_commit() -> None:
         hooks.append(len(applied))
 
-    loop = ConsumerLoop(
-        ConsumerSpec(
-            "kit-fetch-wait",
-            [topics.documents],
-            handler,
-            dedupe=False,
-            before_commit=before_commit,
-            fetch_wait_ms=1000,
-        ),
-        settings=settings,
-        producer=producer,
-        db=db,
-        group_prefix=settings.topic_prefix,
+    await run_loop(
+        handler,
+        group="kit-fetch-wait",
+        dedupe=False,
+        before_commit=before_commit,
+        fetch_wait_ms=1000,
     )
-    await loop.start()
-    try:
-        await producer.publish(topics.documents, key="k", envelope=submitted("first"))
-        await wait_until(lambda: applied == ["first"], timeout=30)  # the group has formed
-        hooks.clear()
-        for number in range(10):
-            await producer.publish(topics.documents, key="k", envelope=submitted(f"d{number}"))
-            await asyncio.sleep(0.02)
-        await wait_until(lambda: len(applied) == 11, timeout=30)
-        assert applied == ["first", *(f"d{number}" for number in range(10))]
-        assert len(hooks) <= 3, f"{len(hooks)} polls for ten events: {hooks}"
-    finally:
-        await loop.stop()
+    await producer.publish(topics.documents, key="k", envelope=submitted("first"))
+    await wait_until(lambda: applied == ["first"], timeout=30)  # the group has formed
+    hooks.clear()
+    for number in range(10):
+        await producer.publish(topics.documents, key="k", envelope=submitted(f"d{number}"))
+        await asyncio.sleep(0.02)
+    await wait_until(lambda: len(applied) == 11, timeout=30)
+    assert applied == ["first", *(f"d{number}" for number in range(10))]
+    assert len(hooks) <= 3, f"{len(hooks)} polls for ten events: {hooks}"
 
 
 async def test_a_tail_from_the_end_gets_every_record_produced_once_it_is_positioned(
