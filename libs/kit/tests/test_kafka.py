@@ -391,6 +391,27 @@ async def test_read_range_reads_exactly_the_offsets_asked_for(
         await read_range(bootstrap, topics.documents, 1, 5, 9, timeout=2)
 
 
+async def test_read_range_ends_at_an_offset_that_holds_no_record(
+    settings: KitSettings, kit: tuple[EventProducer, Any, Topics]
+) -> None:
+    """A transaction's commit marker takes an offset but is no record: a range ending on it
+    is read whole, not waited on until the timeout."""
+    _, _, topics = kit
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, transactional_id=f"{topics.documents}-tx"
+    )
+    await producer.start()
+    try:
+        async with producer.transaction():
+            for number in range(3):
+                await producer.send(topics.documents, f"t{number}".encode(), partition=2)
+    finally:
+        await producer.stop()
+    # offsets 0, 1, 2 are the records; 3 is the marker
+    records = await read_range(settings.kafka_bootstrap, topics.documents, 2, 0, 4, timeout=10)
+    assert [(r.offset, r.value) for r in records] == [(0, b"t0"), (1, b"t1"), (2, b"t2")]
+
+
 async def test_a_consumer_with_a_fetch_wait_reads_larger_polls(
     kit: tuple[EventProducer, Any, Topics], run_loop: Any
 ) -> None:

@@ -290,7 +290,10 @@ async def read_range(
         consumer.seek(tp, start)
         found: list[ConsumerRecord[bytes, bytes]] = []
         deadline = asyncio.get_running_loop().time() + timeout
-        while not found or found[-1].offset < end - 1:
+        # Done when the consumer has moved past the range, not when a record at end - 1 was
+        # read: an offset may hold no record (a transaction marker), and waiting for one
+        # would time out every time (a worker filling a hole would then never get past it).
+        while await consumer.position(tp) < end:
             if asyncio.get_running_loop().time() > deadline:
                 raise KafkaTimeoutError(
                     f"read {len(found)} of the records {start}..{end - 1} of {topic}[{partition}]"
@@ -626,8 +629,12 @@ class TopicTail:
     async def _position(self, consumer: AIOKafkaConsumer) -> None:
         """Wait for the subscription's partitions and resolve where each starts."""
         # the first metadata answer assigns them; aiokafka has no public wait for that
-        while not consumer.assignment():  # noqa: ASYNC110
+        waited = 0
+        while not consumer.assignment():
             await asyncio.sleep(0.05)
+            waited += 1
+            if waited % 600 == 0:  # every 30 s: the service stays NOT_SERVING meanwhile
+                log.warning("tail_waiting_for_partitions", topics=self._topics)
         for tp in consumer.assignment():
             await consumer.position(tp)
         self.positioned.set()
