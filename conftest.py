@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from lienthong_kit.settings import KitSettings, load_settings
-from lienthong_local.cleanup import remove_namespace
+from lienthong_kit.settings import KitSettings
+from lienthong_testing.cleanup import remove_namespace
+from lienthong_testing.settings import isolated_settings
 
 ROOT = Path(__file__).resolve().parent
 INFRA = ROOT / "deploy" / "local" / "infra.sh"
@@ -45,19 +46,8 @@ def prefix() -> Iterator[str]:
 
 @pytest.fixture
 def settings(infra: None, prefix: str) -> KitSettings:
-    return load_settings(
-        KitSettings,
-        {
-            "LIENTHONG_GRPC_PORT": "0",
-            "LIENTHONG_METRICS_PORT": "0",
-            "LIENTHONG_TOPIC_PREFIX": prefix,
-            "LIENTHONG_MONGO_DATABASE_PREFIX": f"{prefix}lienthong_",
-            "LIENTHONG_DEV_AUTH": "true",
-            "LIENTHONG_SHUTDOWN_GRACE_SECONDS": "5",
-            "LIENTHONG_CONSUMER_BACKOFF_SECONDS": "0.01",
-            "LIENTHONG_CONSUMER_MAX_ATTEMPTS": "3",
-        },
-    )
+    """The kit's settings in this test's namespace (see lienthong_testing.settings)."""
+    return isolated_settings(KitSettings, prefix)
 
 
 @pytest.fixture
@@ -97,14 +87,23 @@ def topic_reader(settings: KitSettings) -> Any:
 
 
 @pytest.fixture
-async def start_service(settings: KitSettings) -> AsyncIterator[Any]:
-    """Run one service's real gRPC server in-process on port 0 (component tests)."""
+async def start_service(infra: None, prefix: str) -> AsyncIterator[Any]:
+    """Run one service's real gRPC server in-process on port 0 (component tests).
+
+    ``await start_service(name, build, Settings, {"LIENTHONG_X": "1"})``: the service gets
+    its own settings type, read from this test's isolated environment plus the overrides.
+    """
     from lienthong_kit.server import ServiceApp
 
-    started: list[ServiceApp] = []
+    started: list[ServiceApp[Any]] = []
 
-    async def start(name: str, build: Any) -> ServiceApp:
-        app = ServiceApp(name, settings, build)
+    async def start(
+        name: str,
+        build: Any,
+        settings_type: type[KitSettings] = KitSettings,
+        env: dict[str, str] | None = None,
+    ) -> ServiceApp[Any]:
+        app = ServiceApp(name, isolated_settings(settings_type, prefix, env), build)
         await app.start()
         started.append(app)
         # as behind a readiness probe: no call before the service says it is SERVING

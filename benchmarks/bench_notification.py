@@ -39,8 +39,8 @@ from lienthong.notification.v1.notification_service_pb2_grpc import Notification
 from lienthong_kit.envelope import new_event
 from lienthong_kit.server import ServiceApp
 from lienthong_kit.settings import KitSettings, load_settings
-from lienthong_local.cleanup import remove_namespace
-from lienthong_local.waiting import eventually
+from lienthong_testing.cleanup import remove_namespace
+from lienthong_testing.waiting import eventually
 from notification_service.__main__ import NAME, make_build
 
 TARGET = 0.3

@@ -24,8 +24,8 @@ from lienthong.routing.v1 import routing_service_pb2 as pb
 from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
 from lienthong_kit.server import ServiceApp
 from lienthong_kit.settings import KitSettings, load_settings
-from lienthong_local.cleanup import remove_namespace
 from lienthong_local.sample import sample_units
+from lienthong_testing.cleanup import remove_namespace
 from routing_service.__main__ import build
 
 TARGET_MS = 1000.0

@@ -55,9 +55,9 @@ from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceSt
 from lienthong_kit.envelope import decode_envelope, new_event
 from lienthong_kit.kafka import Topics, ensure_topics
 from lienthong_kit.settings import KitSettings, load_settings
-from lienthong_local.cleanup import remove_namespace
 from lienthong_local.platform import Platform
 from lienthong_local.sample import sample_units
+from lienthong_testing.cleanup import remove_namespace
 from reporting_service.folding import Counts, facts_for
 
 KAFKA = "127.0.0.1:9092"

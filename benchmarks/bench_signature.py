@@ -44,11 +44,11 @@ from pyhanko_certvalidator import ValidationContext
 from lienthong.common.v1.common_pb2 import Verdict
 from lienthong.signature.v1 import signature_service_pb2 as pb
 from lienthong.signature.v1.signature_service_pb2_grpc import SignatureServiceStub
-from lienthong_local.cleanup import remove_namespace
 from lienthong_local.platform import Platform
+from lienthong_testing.cleanup import remove_namespace
+from lienthong_testing.pki import LocalPki, make_pdf, running_pki, sign_pdf
 from signature_service.pki import build_chain, load_certificates
 from signature_service.revocation import RevocationConfig, RevocationSource
-from signature_service.testpki import LocalPki, make_pdf, running_pki, sign_pdf
 
 TARGET = 0.8
 

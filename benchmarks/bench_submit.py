@@ -38,9 +38,9 @@ import grpc
 
 from lienthong.document.v1 import document_service_pb2 as pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
-from lienthong_local.cleanup import remove_namespace
 from lienthong_local.platform import Platform, free_port
 from lienthong_local.run import load_sample_registry
+from lienthong_testing.cleanup import remove_namespace
 
 SENDER = "000.00.00.H23"
 RECIPIENTS = ["000.01.00.H23", "000.00.31.H23"]

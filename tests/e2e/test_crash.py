@@ -21,9 +21,9 @@ from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
 from lienthong.events.v1.events_pb2 import DocumentVerified
 from lienthong_kit.envelope import decode_envelope, unpack
 from lienthong_kit.kafka import Topics
-from lienthong_local.cleanup import remove_namespace
 from lienthong_local.platform import Platform, ServiceProcess
-from lienthong_local.waiting import eventually_sync
+from lienthong_testing.cleanup import remove_namespace
+from lienthong_testing.waiting import eventually_sync
 
 pytestmark = pytest.mark.e2e
 

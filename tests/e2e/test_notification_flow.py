@@ -21,10 +21,10 @@ from lienthong.document.v1 import document_service_pb2 as doc_pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
 from lienthong.notification.v1 import notification_service_pb2 as pb
 from lienthong.notification.v1.notification_service_pb2_grpc import NotificationServiceStub
-from lienthong_local.cleanup import remove_namespace
 from lienthong_local.platform import Platform
 from lienthong_local.run import load_sample_registry
-from lienthong_local.waiting import eventually_sync
+from lienthong_testing.cleanup import remove_namespace
+from lienthong_testing.waiting import eventually_sync
 
 pytestmark = pytest.mark.e2e
 

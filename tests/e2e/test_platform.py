@@ -29,10 +29,10 @@ from lienthong.notification.v1.notification_service_pb2_grpc import Notification
 from lienthong.reporting.v1 import reporting_service_pb2 as rep_pb
 from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceStub
 from lienthong_kit.kafka import Topics
-from lienthong_local.cleanup import remove_namespace
 from lienthong_local.platform import SERVICES, Platform
 from lienthong_local.run import load_sample_registry
-from lienthong_local.waiting import eventually_sync
+from lienthong_testing.cleanup import remove_namespace
+from lienthong_testing.waiting import eventually_sync
 
 pytestmark = pytest.mark.e2e
 

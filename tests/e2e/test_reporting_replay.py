@@ -26,11 +26,11 @@ from typing import Any
 import pytest
 
 from lienthong.reporting.v1 import reporting_service_pb2 as rep_pb
-from lienthong_local.cleanup import remove_namespace
 from lienthong_local.platform import Platform, free_port
 from lienthong_local.replay import APRIL, Replay, Traffic, run_replay
 from lienthong_local.run import load_sample_registry
-from lienthong_local.waiting import eventually_sync
+from lienthong_testing.cleanup import remove_namespace
+from lienthong_testing.waiting import eventually_sync
 
 pytestmark = pytest.mark.e2e
 

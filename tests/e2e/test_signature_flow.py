@@ -17,11 +17,11 @@ from lienthong.document.v1 import document_service_pb2 as doc_pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
 from lienthong.signature.v1 import signature_service_pb2 as sig_pb
 from lienthong.signature.v1.signature_service_pb2_grpc import SignatureServiceStub
-from lienthong_local.cleanup import remove_namespace
 from lienthong_local.platform import Platform
 from lienthong_local.run import load_sample_registry
-from lienthong_local.waiting import eventually_sync
-from signature_service.testpki import LocalPki, documents, running_pki
+from lienthong_testing.cleanup import remove_namespace
+from lienthong_testing.pki import LocalPki, documents, running_pki
+from lienthong_testing.waiting import eventually_sync
 
 pytestmark = pytest.mark.e2e
 

@@ -29,7 +29,7 @@ from lienthong_kit.kafka import (
 from lienthong_kit.mongo import GroupInserter, connect, ensure_indexes
 from lienthong_kit.outbox import OutboxRelay, outbox_fields
 from lienthong_kit.settings import KitSettings
-from lienthong_local.waiting import eventually, wait_until
+from lienthong_testing.waiting import eventually, wait_until
 
 
 def submitted(document_id: str) -> EventEnvelope:

@@ -8,14 +8,14 @@ from typing import Any
 import grpc
 import pytest
 
-from document_service.__main__ import build
+from document_service.__main__ import Settings, build
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
 from lienthong_kit.server import ServiceApp
 
 
 @pytest.fixture
 async def service(start_service: Any) -> ServiceApp:
-    app: ServiceApp = await start_service("document-service", build)
+    app: ServiceApp = await start_service("document-service", build, Settings)
     return app
 
 

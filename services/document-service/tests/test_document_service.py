@@ -15,7 +15,7 @@ from lienthong.events.v1.events_pb2 import DeliveryCreated, DocumentSubmitted
 from lienthong_kit.envelope import decode_envelope, new_event, unpack
 from lienthong_kit.kafka import Topics
 from lienthong_kit.server import ServiceApp
-from lienthong_local.waiting import eventually
+from lienthong_testing.waiting import eventually
 
 SENDER = "000.00.00.H23"
 RECIPIENTS = ["000.01.00.H23", "000.00.31.H23"]

@@ -24,7 +24,7 @@ from lienthong.notification.v1.notification_service_pb2_grpc import Notification
 from lienthong_kit.envelope import new_event
 from lienthong_kit.paging import encode_token
 from lienthong_kit.server import ServiceApp
-from lienthong_local.waiting import eventually, wait_until
+from lienthong_testing.waiting import eventually, wait_until
 from notification_service.__main__ import NAME, make_build
 from notification_service.timing import Clock
 

@@ -13,7 +13,7 @@ import pytest
 
 from lienthong_kit.mongo import AsyncDatabase, Doc, connect
 from lienthong_kit.settings import KitSettings
-from lienthong_local.waiting import eventually, wait_until
+from lienthong_testing.waiting import eventually, wait_until
 from notification_service.dispatch import ChannelWorker, Dispatcher
 from notification_service.timing import SystemClock
 

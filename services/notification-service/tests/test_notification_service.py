@@ -12,7 +12,7 @@ from lienthong.notification.v1 import notification_service_pb2 as pb
 from lienthong.notification.v1.notification_service_pb2_grpc import NotificationServiceStub
 from lienthong_kit.envelope import new_event
 from lienthong_kit.server import ServiceApp
-from lienthong_local.waiting import eventually
+from lienthong_testing.waiting import eventually
 from notification_service.__main__ import build
 from notification_service.messages import render_new_delivery
 

@@ -32,7 +32,7 @@ from lienthong.routing.v1.routing_service_pb2 import Unit
 from lienthong_kit.envelope import EventEnvelope, new_event
 from lienthong_kit.kafka import Topics
 from lienthong_local.platform import Platform, ServiceProcess
-from lienthong_local.waiting import eventually_sync
+from lienthong_testing.waiting import eventually_sync
 
 KAFKA = "127.0.0.1:9092"
 PROVINCE, DEPARTMENT, DISTRICT, COMMUNE = (

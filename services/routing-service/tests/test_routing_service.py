@@ -26,7 +26,7 @@ from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
 from lienthong_kit.envelope import carries, decode_envelope, new_event, unpack
 from lienthong_kit.server import ServiceApp
 from lienthong_local.sample import PROVINCE, sample_units
-from lienthong_local.waiting import eventually
+from lienthong_testing.waiting import eventually
 from routing_service.__main__ import build
 from routing_service.service import delivery_id
 

@@ -12,10 +12,10 @@ import pytest
 from lienthong.signature.v1.signature_service_pb2_grpc import SignatureServiceStub
 from lienthong_kit.server import ServiceApp
 from lienthong_kit.settings import KitSettings, load_settings
+from lienthong_testing.pki import LocalPki, documents, running_pki
 from signature_service.__main__ import build
 from signature_service.pki import load_certificates
 from signature_service.settings import Settings
-from signature_service.testpki import LocalPki, documents, running_pki
 
 
 @pytest.fixture(scope="session")

@@ -29,8 +29,8 @@ from lienthong.signature.v1.signature_service_pb2_grpc import SignatureServiceSt
 from lienthong_kit.envelope import decode_envelope, derived_event_id, new_event, unpack
 from lienthong_kit.kafka import Topics
 from lienthong_kit.server import ServiceApp
-from lienthong_local.waiting import eventually
-from signature_service.testpki import LocalPki
+from lienthong_testing.pki import LocalPki
+from lienthong_testing.waiting import eventually
 
 SENDER = "000.00.00.H23"
 RECIPIENT = "000.01.00.H23"

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from lienthong_kit.metrics import SIGNATURE_REVOCATION_FETCHES
+from lienthong_testing.pki import LocalPki, make_pdf
 from signature_service import engine
 from signature_service.engine import CHECK_FAILED, CHECK_INDETERMINATE, CHECK_PASSED, CHECK_SKIPPED
+from signature_service.metrics import SIGNATURE_REVOCATION_FETCHES
 from signature_service.policy import DEFAULT_RULES, Policy, parse_rules
 from signature_service.revocation import RevocationConfig
-from signature_service.testpki import LocalPki, make_pdf
 from signature_service.verifier import Verifier
 
 PERSON, ORGANISATION = 1, 2

@@ -6,7 +6,8 @@ One interceptor wraps every handler once (each wrapping layer costs on every cal
 2. the caller's unit comes from the mTLS client certificate's common name or, when dev auth
    is on and no certificate was presented, from the ``x-lienthong-unit`` metadata;
 3. a :class:`~lienthong_kit.errors.LienthongError` becomes its gRPC status with
-   ``google.rpc`` details (BadRequest field violations, ErrorInfo); any other exception becomes
+   ``google.rpc`` details (BadRequest field violations, ErrorInfo); the store or broker
+   unreachable becomes UNAVAILABLE (retryable); any other exception becomes
    INTERNAL with the trace id, and is logged with its traceback;
 4. ``lienthong_rpc_handled_total`` and ``lienthong_rpc_duration_seconds`` are recorded.
 """
@@ -25,6 +26,7 @@ from grpc import aio
 
 from lienthong_kit.context import new_trace_id, set_caller, set_trace_id
 from lienthong_kit.errors import LienthongError, to_grpc_status
+from lienthong_kit.infra import INFRA_ERRORS
 from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import RPC_DURATION, RPC_HANDLED
 
@@ -128,6 +130,13 @@ class ServerInterceptor(_Interceptor):
         except asyncio.CancelledError:
             outcome.code = grpc.StatusCode.CANCELLED
             raise
+        except INFRA_ERRORS as exc:
+            outcome.code = grpc.StatusCode.UNAVAILABLE
+            log.warning("rpc_infrastructure_unavailable", method=method, error=repr(exc))
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"the store or the broker is unreachable; retry (trace id {trace_id})",
+            )
         except Exception:
             outcome.code = grpc.StatusCode.INTERNAL
             log.exception("rpc_failed", method=method)

@@ -33,16 +33,15 @@ from aiokafka.errors import (
     CommitFailedError,
     KafkaConnectionError,
     KafkaTimeoutError,
-    NodeNotReadyError,
-    RequestTimedOutError,
     TopicAlreadyExistsError,
 )
 from aiokafka.partitioner import DefaultPartitioner
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from lienthong_kit.context import set_trace_id
 from lienthong_kit.envelope import EventEnvelope, decode_envelope
 from lienthong_kit.errors import PoisonEvent
+from lienthong_kit.infra import INFRA_ERRORS
 from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import CONSUMER_LAG, EVENTS_CONSUMED, EVENTS_PRODUCED, HANDLER_ERRORS
 from lienthong_kit.mongo import AsyncDatabase, Doc
@@ -66,15 +65,6 @@ log = get_logger(__name__)
 _BATCH_BYTES = 512 * 1024
 
 Handler = Callable[[EventEnvelope, ConsumerRecord[bytes, bytes]], Awaitable[None]]
-
-# Failures of the infrastructure rather than of the event: retried without limit.
-INFRA_ERRORS: tuple[type[BaseException], ...] = (
-    ConnectionFailure,
-    KafkaConnectionError,
-    KafkaTimeoutError,
-    NodeNotReadyError,
-    RequestTimedOutError,
-)
 
 
 def dead_letter_headers(

@@ -2,7 +2,7 @@
 
 A service's ``__main__`` builds its domain objects from :class:`Deps` and hands them over::
 
-    async def build(deps: Deps) -> Wiring:
+    async def build(deps: Deps[Settings]) -> Wiring:
         store = RegistryStore(deps.db)
         await store.create_indexes()
         return Wiring(
@@ -12,7 +12,7 @@ A service's ``__main__`` builds its domain objects from :class:`Deps` and hands 
         )
 
     def main() -> None:
-        run_service("routing-service", load_settings(KitSettings), build)
+        run_service("routing-service", Settings, build)   # Settings: the service's own
 
 What the bootstrap does, in order: binds the gRPC server (health NOT_SERVING, reflection on,
 the interceptor of interceptors.py, mTLS when configured) and the /metrics endpoint; connects
@@ -31,7 +31,7 @@ import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 from grpc import aio
@@ -52,11 +52,13 @@ from lienthong_kit.kafka import (
 from lienthong_kit.logs import configure_logging, get_logger
 from lienthong_kit.metrics import BUILD_INFO, MetricsServer, start_metrics_server
 from lienthong_kit.mongo import AsyncDatabase, Doc, connect, ping
-from lienthong_kit.settings import KitSettings
+from lienthong_kit.settings import KitSettings, SettingsError, load_settings
 
-__all__ = ["Deps", "GrpcService", "ServiceApp", "Wiring", "run_service"]
+__all__ = ["Build", "Deps", "GrpcService", "ServiceApp", "Wiring", "read_settings", "run_service"]
 
 log = get_logger(__name__)
+
+S = TypeVar("S", bound=KitSettings)
 
 VERSION = "0.1.0"
 
@@ -91,26 +93,24 @@ class Wiring:
 
 
 @dataclass
-class Deps:
-    """Infrastructure handed to a service's ``build``."""
+class Deps(Generic[S]):
+    """Infrastructure handed to a service's ``build``, with the service's own settings."""
 
     name: str
-    settings: KitSettings
+    settings: S
     topics: Topics
     producer: EventProducer
     db: AsyncDatabase[Doc]
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-Build = Callable[[Deps], Awaitable[Wiring]]
+Build = Callable[[Deps[S]], Awaitable[Wiring]]
 
 
-class ServiceApp:
+class ServiceApp(Generic[S]):
     """A running service; usable in-process by tests (``await app.start()`` / ``stop()``)."""
 
-    def __init__(
-        self, name: str, settings: KitSettings, build: Build, *, store: bool = True
-    ) -> None:
+    def __init__(self, name: str, settings: S, build: Build[S], *, store: bool = True) -> None:
         self.name = name
         self.uses_store = store
         self.settings = settings
@@ -246,7 +246,7 @@ class ServiceApp:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def _build_when_ready(self, deps: Deps) -> Wiring:
+    async def _build_when_ready(self, deps: Deps[S]) -> Wiring:
         """Build the service (``build`` must be idempotent: it creates indexes); a dropped
         store or broker connection meanwhile is retried, like the first connection."""
         delay = 0.5
@@ -293,13 +293,23 @@ class ServiceApp:
         log.info("service_stopped")
 
 
-def run_service(name: str, settings: KitSettings, build: Build) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+def read_settings(settings_type: type[S]) -> S:
+    """The service's settings from the environment; every problem printed, then exit 2."""
+    try:
+        return load_settings(settings_type)
+    except SettingsError as exc:
+        raise SystemExit(f"{exc}") from None
+
+
+def run_service(name: str, settings_type: type[S], build: Build[S]) -> None:
+    """Read ``settings_type`` from the environment, run until SIGTERM or SIGINT, then shut
+    down gracefully."""
+    settings = read_settings(settings_type)
     configure_logging(name, settings.log_level)
     asyncio.run(_serve(name, settings, build))
 
 
-async def _serve(name: str, settings: KitSettings, build: Build) -> None:
+async def _serve(name: str, settings: S, build: Build[S]) -> None:
     app = ServiceApp(name, settings, build)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

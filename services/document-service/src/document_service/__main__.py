@@ -22,7 +22,7 @@ from lienthong_kit.envelope import EventEnvelope, carries, unpack
 from lienthong_kit.kafka import ConsumerSpec, TopicTail
 from lienthong_kit.outbox import OutboxRelay
 from lienthong_kit.server import Deps, GrpcService, Wiring, run_service
-from lienthong_kit.settings import KitSettings, load_settings, setting
+from lienthong_kit.settings import KitSettings, setting
 
 NAME = "document-service"
 
@@ -34,8 +34,8 @@ class Settings(KitSettings):
     )
 
 
-async def build(deps: Deps) -> Wiring:
-    max_bytes = getattr(deps.settings, "attachment_max_bytes", Settings.attachment_max_bytes)
+async def build(deps: Deps[Settings]) -> Wiring:
+    max_bytes = deps.settings.attachment_max_bytes
     store = DocumentStore(deps.db, deps.topics, deps.producer)
     attachments = AttachmentStore(deps.db, max_bytes=max_bytes)
     audit = AuditLog(deps.db)
@@ -98,7 +98,7 @@ async def build(deps: Deps) -> Wiring:
 
 
 def main() -> None:
-    run_service(NAME, load_settings(Settings), build)
+    run_service(NAME, Settings, build)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,14 @@ python -m notification_service        (configuration: LIENTHONG_* variables, doc
 
 from __future__ import annotations
 
+from typing import Any
+
 from lienthong.notification.v1 import notification_service_pb2
 from lienthong.notification.v1.notification_service_pb2_grpc import (
     add_NotificationServiceServicer_to_server,
 )
 from lienthong_kit.kafka import ConsumerSpec, TopicTail
 from lienthong_kit.server import Build, Deps, GrpcService, Wiring, run_service
-from lienthong_kit.settings import load_settings
 from notification_service.channels import (
     Channel,
     EmailChannel,
@@ -30,11 +31,11 @@ from notification_service.watch import NotificationHub
 NAME = "notification-service"
 
 
-def make_build(*, clock: Clock | None = None, **overrides: object) -> Build:
+def make_build(*, clock: Clock | None = None, **overrides: object) -> Build[Any]:
     """The service's build with an injected clock (tests pass a ManualClock) and, when the
     service is started with plain KitSettings, these settings' fields overridden."""
 
-    async def build_with(deps: Deps) -> Wiring:
+    async def build_with(deps: Deps[Any]) -> Wiring:
         settings = Settings.from_kit(deps.settings, **overrides)
         time_source = clock or SystemClock()
         reminders = Reminders(
@@ -119,7 +120,7 @@ build = make_build()
 
 
 def main() -> None:
-    run_service(NAME, load_settings(Settings), build)
+    run_service(NAME, Settings, build)
 
 
 if __name__ == "__main__":

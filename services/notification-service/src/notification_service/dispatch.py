@@ -30,14 +30,14 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from lienthong_kit.logs import get_logger
-from lienthong_kit.metrics import (
+from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
+from notification_service.channels import CannotSend, Channel, SendFailed
+from notification_service.metrics import (
     NOTIFICATION_DELIVERY,
     NOTIFICATIONS_FAILED,
     NOTIFICATIONS_RETRIED,
     NOTIFICATIONS_SENT,
 )
-from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
-from notification_service.channels import CannotSend, Channel, SendFailed
 from notification_service.timing import Clock, TokenBucket, backoff
 
 __all__ = ["ChannelWorker", "Dispatcher"]

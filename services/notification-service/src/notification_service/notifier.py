@@ -26,9 +26,9 @@ from lienthong.events.v1.events_pb2 import (
 from lienthong_kit.envelope import EventEnvelope, carries, derived_event_id, new_event, unpack
 from lienthong_kit.errors import PoisonEvent
 from lienthong_kit.kafka import EventProducer, Topics
-from lienthong_kit.metrics import NOTIFICATION_DELIVERY, NOTIFICATIONS_SENT
 from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
 from notification_service.messages import Notice, notices_for
+from notification_service.metrics import NOTIFICATION_DELIVERY, NOTIFICATIONS_SENT
 from notification_service.reminders import Reminders
 from notification_service.timing import Clock, hold_until
 

@@ -39,7 +39,7 @@ class Settings(KitSettings):
 class RpcBridge(mode.Service):
     """Runs the kit's ServiceApp (gRPC, health, metrics) as a service of the faust worker."""
 
-    def __init__(self, service: ServiceApp) -> None:
+    def __init__(self, service: ServiceApp[Settings]) -> None:
         super().__init__()
         self.service = service
 
@@ -51,10 +51,10 @@ class RpcBridge(mode.Service):
         await self.service.stop()
 
 
-def create(settings: Settings) -> tuple[ReportingApp, ServiceApp]:
+def create(settings: Settings) -> tuple[ReportingApp, ServiceApp[Settings]]:
     holder: dict[str, ReportingApp] = {}
 
-    async def build(deps: Deps) -> Wiring:
+    async def build(deps: Deps[Settings]) -> Wiring:
         reporting = holder["app"]
         servicer = ReportingServicer(reporting)
         registry = TopicTail(

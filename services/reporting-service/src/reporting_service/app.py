@@ -38,18 +38,7 @@ from lienthong_kit.errors import PoisonEvent
 from lienthong_kit.failpoints import failpoint, skip_once
 from lienthong_kit.kafka import EventProducer, Topics, dead_letter_headers, read_range
 from lienthong_kit.logs import get_logger
-from lienthong_kit.metrics import (
-    ADOPTION_ACKNOWLEDGED,
-    ADOPTION_DOCUMENTS,
-    ADOPTION_FACTS,
-    ADOPTION_FOLD_DELAY,
-    ADOPTION_HANDLED,
-    ADOPTION_PROVINCE_DOCUMENTS,
-    ADOPTION_REREADS,
-    ADOPTION_SIGNED,
-    ADOPTION_UNITS,
-    EVENTS_CONSUMED,
-)
+from lienthong_kit.metrics import EVENTS_CONSUMED
 from reporting_service.durability import AppliedOffsets, make_durable
 from reporting_service.folding import (
     ACK_SAME_DAY,
@@ -67,6 +56,17 @@ from reporting_service.folding import (
     Counts,
     Fact,
     facts_for,
+)
+from reporting_service.metrics import (
+    ADOPTION_ACKNOWLEDGED,
+    ADOPTION_DOCUMENTS,
+    ADOPTION_FACTS,
+    ADOPTION_FOLD_DELAY,
+    ADOPTION_HANDLED,
+    ADOPTION_PROVINCE_DOCUMENTS,
+    ADOPTION_REREADS,
+    ADOPTION_SIGNED,
+    ADOPTION_UNITS,
 )
 from reporting_service.report import LEVEL_NAMES, Registry, Tally, level_tallies, tally
 

@@ -9,14 +9,14 @@ from lienthong.routing.v1 import routing_service_pb2
 from lienthong.routing.v1.routing_service_pb2_grpc import add_RoutingServiceServicer_to_server
 from lienthong_kit.kafka import ConsumerSpec
 from lienthong_kit.server import Deps, GrpcService, Wiring, run_service
-from lienthong_kit.settings import KitSettings, load_settings
+from lienthong_kit.settings import KitSettings
 from routing_service.registry import Registry
 from routing_service.service import FanOut, RoutingServicer
 
 NAME = "routing-service"
 
 
-async def build(deps: Deps) -> Wiring:
+async def build(deps: Deps[KitSettings]) -> Wiring:
     registry = Registry(deps.db, deps.producer, deps.topics, deps.settings)
     # The whole registry is in memory before the first verified document is routed.
     await registry.load()
@@ -48,7 +48,7 @@ async def build(deps: Deps) -> Wiring:
 
 
 def main() -> None:
-    run_service(NAME, load_settings(KitSettings), build)
+    run_service(NAME, KitSettings, build)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ python -m signature_service        (configuration: LIENTHONG_* variables, docs/c
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import grpc
 from grpc import aio
@@ -16,7 +15,6 @@ from lienthong.signature.v1.signature_service_pb2_grpc import add_SignatureServi
 from lienthong_kit.kafka import ConsumerSpec
 from lienthong_kit.logs import get_logger
 from lienthong_kit.server import Deps, GrpcService, Wiring, run_service
-from lienthong_kit.settings import load_settings
 from signature_service.policy import Policy, parse_rules
 from signature_service.revocation import RevocationConfig
 from signature_service.service import (
@@ -30,14 +28,6 @@ from signature_service.verifier import Verifier
 
 NAME = "signature-service"
 log = get_logger(__name__)
-
-
-def _settings(deps: Deps) -> Settings:
-    """The service's settings (a test may hand the kit's base settings: defaults are added)."""
-    if isinstance(deps.settings, Settings):
-        return deps.settings
-    base = {f.name: getattr(deps.settings, f.name) for f in dataclasses.fields(deps.settings)}
-    return Settings(**base)
 
 
 def _document_channel(settings: Settings) -> aio.Channel:
@@ -57,8 +47,8 @@ def _document_channel(settings: Settings) -> aio.Channel:
     return aio.secure_channel(target, credentials, options=options)
 
 
-async def build(deps: Deps) -> Wiring:
-    settings = _settings(deps)
+async def build(deps: Deps[Settings]) -> Wiring:
+    settings = deps.settings
     rules, _ = parse_rules(settings.signature_policy)
     if settings.signature_accept_unsigned:
         log.warning(
@@ -137,7 +127,7 @@ async def build(deps: Deps) -> Wiring:
 
 
 def main() -> None:
-    run_service(NAME, load_settings(Settings), build)
+    run_service(NAME, Settings, build)
 
 
 if __name__ == "__main__":

@@ -31,9 +31,9 @@ from asn1crypto import x509
 
 from lienthong_kit.errors import DeadlineExceeded, FieldViolation, InvalidArgument
 from lienthong_kit.logs import get_logger
-from lienthong_kit.metrics import SIGNATURE_REVOCATION_FETCHES, SIGNATURE_VERIFY_DURATION
 from signature_service import engine
 from signature_service.engine import CertificateResult, FileResult, Material
+from signature_service.metrics import SIGNATURE_REVOCATION_FETCHES, SIGNATURE_VERIFY_DURATION
 from signature_service.policy import Decision, Policy
 from signature_service.revocation import RevocationConfig
 

@@ -7,10 +7,13 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-import lienthong_kit.metrics  # noqa: F401 - registers the metrics
+import lienthong_kit.metrics  # noqa: F401 - these imports register every metric
+import notification_service.metrics  # noqa: F401
+import reporting_service.metrics  # noqa: F401
+import signature_service.metrics  # noqa: F401
 from lienthong_kit.settings import KitSettings, describe_settings
 
-DOCS = Path(__file__).resolve().parents[3] / "docs"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def documented(page: str, pattern: str) -> set[str]:
