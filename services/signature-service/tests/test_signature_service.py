@@ -12,6 +12,7 @@ import grpc
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from document_service.__main__ import Settings as DocumentSettings
 from document_service.__main__ import build as build_documents
 from lienthong.common.v1.common_pb2 import (
     AttachmentRef,
@@ -43,7 +44,7 @@ def unit(code: str) -> tuple[tuple[str, str], ...]:
 
 @pytest.fixture
 async def documents(start_service: Any) -> ServiceApp:
-    app: ServiceApp = await start_service("document-service", build_documents)
+    app: ServiceApp = await start_service("document-service", build_documents, DocumentSettings)
     return app
 
 
