@@ -108,7 +108,7 @@ class IdentityCa:
                     decipher_only=False,
                 ),
                 critical=True,
-            )  # fmt: skip
+            )
             .sign(key, hashes.SHA256())
         )
         ca = cls(folder, trust_domain, key, cert)
