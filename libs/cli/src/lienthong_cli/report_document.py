@@ -1,0 +1,473 @@
+"""The province's monthly report as a document (XLSX and PDF, in Vietnamese), from
+GetAdoptionReport's rows, laid out as seed 004 publishes it.
+
+    report = Report.from_rows("2026-11", reply.rows)
+    write_xlsx(report, Path("bao-cao-2026-11.xlsx"))
+    write_pdf(report, Path("bao-cao-2026-11.pdf"))
+
+What it holds: incoming and outgoing totals and over the network with their shares (one
+decimal), per scope and level; the signed shares per unit; the units that only receive; and a
+chart per level of the network shares against the 2025 targets (DOMAIN.md, seed 001: 90% at
+province level, 80% at district level, 60% at commune level). The PDF uses DejaVu Sans, the
+font matplotlib ships, which has every Vietnamese glyph (docs/decisions/0007-report-document.md).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: render to files only
+
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
+import openpyxl  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
+from openpyxl.chart import BarChart, LineChart, Reference  # noqa: E402
+from openpyxl.styles import Alignment, Font  # noqa: E402
+from openpyxl.utils import get_column_letter  # noqa: E402
+from reportlab.lib import colors  # noqa: E402
+from reportlab.lib.pagesizes import A4, landscape  # noqa: E402
+from reportlab.lib.styles import ParagraphStyle  # noqa: E402
+from reportlab.lib.units import mm  # noqa: E402
+from reportlab.pdfbase import pdfmetrics  # noqa: E402
+from reportlab.pdfbase.ttfonts import TTFont  # noqa: E402
+from reportlab.platypus import (  # noqa: E402
+    Image,
+    PageBreak,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
+
+from lienthong.reporting.v1 import reporting_service_pb2 as pb  # noqa: E402
+
+__all__ = [
+    "LEVEL_LABELS",
+    "SUMMARY_HEADER",
+    "TARGETS_2025",
+    "Report",
+    "period_label",
+    "vn_number",
+    "vn_share",
+    "write_pdf",
+    "write_xlsx",
+]
+
+LEVELS = (
+    pb.ReportLevel.REPORT_LEVEL_PROVINCE,
+    pb.ReportLevel.REPORT_LEVEL_DISTRICT,
+    pb.ReportLevel.REPORT_LEVEL_COMMUNE,
+)
+LEVEL_LABELS = {
+    pb.ReportLevel.REPORT_LEVEL_UNSPECIFIED: "Toàn hệ thống",
+    pb.ReportLevel.REPORT_LEVEL_PROVINCE: "Cấp tỉnh",
+    pb.ReportLevel.REPORT_LEVEL_DISTRICT: "Cấp huyện",
+    pb.ReportLevel.REPORT_LEVEL_COMMUNE: "Cấp xã",
+}
+# Seed 001: the share of work handled online the province aims at for 2025, per level (%).
+TARGETS_2025 = {
+    pb.ReportLevel.REPORT_LEVEL_PROVINCE: 90,
+    pb.ReportLevel.REPORT_LEVEL_DISTRICT: 80,
+    pb.ReportLevel.REPORT_LEVEL_COMMUNE: 60,
+}
+TITLE = "BÁO CÁO TÌNH HÌNH TRAO ĐỔI VĂN BẢN ĐIỆN TỬ QUA MẠNG"
+SUMMARY_HEADER = (
+    "Phạm vi",
+    "Văn bản đến",
+    "Đến qua mạng",
+    "Tỷ lệ đến qua mạng",
+    "Văn bản đi",
+    "Đi qua mạng",
+    "Tỷ lệ đi qua mạng",
+    "Số đơn vị",
+    "Đơn vị kết nối",
+    "Đơn vị chỉ nhận",
+)
+SIGNATURE_HEADER = (
+    "Mã định danh",
+    "Đơn vị",
+    "Đi qua mạng",
+    "Ký số cá nhân",
+    "Tỷ lệ ký số cá nhân",
+    "Ký số tổ chức",
+    "Tỷ lệ ký số tổ chức",
+)
+ONLY_RECEIVING_HEADER = ("Mã định danh", "Đơn vị", "Cấp", "Đến qua mạng")
+_FONT = "DejaVuSans"
+_FONT_BOLD = "DejaVuSans-Bold"
+
+
+def period_label(period: str) -> str:
+    """ "2026-11" -> "Tháng 11/2026"; "2026" -> "Năm 2026"; "2026-11-20" -> "Ngày 20/11/2026"."""
+    parts = period.split("-")
+    if len(parts) == 1:
+        return f"Năm {parts[0]}"
+    if len(parts) == 2:
+        return f"Tháng {parts[1]}/{parts[0]}"
+    return f"Ngày {parts[2]}/{parts[1]}/{parts[0]}"
+
+
+def vn_number(value: int) -> str:
+    """45922 -> "45.922" (Vietnamese groups thousands with dots)."""
+    return f"{value:,}".replace(",", ".")
+
+
+def vn_share(share: pb.Share) -> str:
+    """One decimal, rounded half up as the province prints it, with a decimal comma: "75,1%";
+    "—" when nothing was counted."""
+    if share.denominator == 0:
+        return "—"
+    percent = (Decimal(share.numerator) * 100 / Decimal(share.denominator)).quantize(
+        Decimal("0.1"), rounding=ROUND_HALF_UP
+    )
+    return f"{percent}%".replace(".", ",")
+
+
+def _ratio(share: pb.Share) -> float | None:
+    return share.numerator / share.denominator if share.denominator else None
+
+
+@dataclass
+class Report:
+    period: str
+    scope: pb.AdoptionRow
+    levels: dict[int, pb.AdoptionRow]
+    units: list[pb.AdoptionRow] = field(default_factory=list)
+
+    @classmethod
+    def from_rows(cls, period: str, rows: Iterable[pb.AdoptionRow]) -> Report:
+        scope: pb.AdoptionRow | None = None
+        levels: dict[int, pb.AdoptionRow] = {}
+        units: list[pb.AdoptionRow] = []
+        for row in rows:
+            if row.kind == pb.RowKind.ROW_KIND_SCOPE:
+                scope = row
+            elif row.kind == pb.RowKind.ROW_KIND_LEVEL:
+                levels[row.level] = row
+            elif row.kind == pb.RowKind.ROW_KIND_UNIT:
+                units.append(row)
+        if scope is None:
+            raise ValueError("the report has no scope row (was it asked for unit codes only?)")
+        for level in LEVELS:
+            levels.setdefault(level, pb.AdoptionRow(kind=pb.RowKind.ROW_KIND_LEVEL, level=level))
+        return cls(period, scope, levels, units)
+
+    def summary_rows(self) -> list[tuple[str, pb.AdoptionRow]]:
+        """The province's table: the whole system, then each level."""
+        return [(LEVEL_LABELS[0], self.scope)] + [
+            (LEVEL_LABELS[level], self.levels[level]) for level in LEVELS
+        ]
+
+    def signing_units(self) -> list[pb.AdoptionRow]:
+        """Units that sent over the network, the best personal-signature share first."""
+        sent = [row for row in self.units if row.outgoing_over_network > 0]
+        return sorted(
+            sent,
+            key=lambda row: (-(_ratio(row.personal_signature_share) or 0.0), row.unit_code),
+        )
+
+    def only_receiving(self) -> list[pb.AdoptionRow]:
+        return [row for row in self.units if row.units_only_receiving > 0]
+
+
+def _summary_values(row: pb.AdoptionRow) -> list[int | float | None]:
+    return [
+        row.incoming_total,
+        row.incoming_over_network,
+        _ratio(row.incoming_network_share),
+        row.outgoing_total,
+        row.outgoing_over_network,
+        _ratio(row.outgoing_network_share),
+        row.units,
+        row.units_connected,
+        row.units_only_receiving,
+    ]
+
+
+def _unit_label(row: pb.AdoptionRow) -> str:
+    return row.name or row.unit_code
+
+
+def _level_label(row: pb.AdoptionRow) -> str:
+    return LEVEL_LABELS[row.level] if row.level in LEVELS else ""
+
+
+# --- XLSX ---------------------------------------------------------------------------------
+
+_PERCENT = "0.0%"
+_COUNT = "#,##0"
+
+
+def _header(sheet: object, row: int, names: Iterable[str]) -> None:
+    for column, name in enumerate(names, start=1):
+        cell = sheet.cell(row=row, column=column, value=name)  # type: ignore[attr-defined]
+        cell.font = Font(bold=True)
+        cell.alignment = Alignment(wrap_text=True, vertical="center", horizontal="center")
+
+
+def write_xlsx(report: Report, path: Path) -> None:
+    """Sheets: "Tổng hợp" (the table and the charts), "Ký số" (signed shares per unit),
+    "Chỉ nhận" (units that only receive). Shares are numbers shown as percentages."""
+    workbook = openpyxl.Workbook()
+    summary = workbook.active
+    if summary is None:
+        raise RuntimeError("openpyxl created a workbook without a sheet")
+    summary.title = "Tổng hợp"
+    summary["A1"] = TITLE
+    summary["A1"].font = Font(bold=True, size=14)
+    summary["A2"] = period_label(report.period)
+    _header(summary, 4, SUMMARY_HEADER)
+    for offset, (label, row) in enumerate(report.summary_rows()):
+        line = 5 + offset
+        summary.cell(row=line, column=1, value=label).font = Font(bold=offset == 0)
+        for column, value in enumerate(_summary_values(row), start=2):
+            cell = summary.cell(row=line, column=column, value=value)
+            cell.number_format = _PERCENT if column in (4, 7) else _COUNT
+    summary.column_dimensions["A"].width = 18
+    for column in range(2, len(SUMMARY_HEADER) + 1):
+        summary.column_dimensions[get_column_letter(column)].width = 13
+    summary.row_dimensions[4].height = 32
+    _xlsx_charts(report, summary)
+
+    signed = workbook.create_sheet("Ký số")
+    signed["A1"] = "Tỷ lệ văn bản đi qua mạng được ký số, theo đơn vị"
+    signed["A1"].font = Font(bold=True)
+    _header(signed, 3, SIGNATURE_HEADER)
+    for line, row in enumerate(report.signing_units(), start=4):
+        values = [
+            row.unit_code,
+            _unit_label(row),
+            row.outgoing_over_network,
+            row.outgoing_personal_signed,
+            _ratio(row.personal_signature_share),
+            row.outgoing_organisation_signed,
+            _ratio(row.organisation_signature_share),
+        ]
+        for column, value in enumerate(values, start=1):
+            cell = signed.cell(row=line, column=column, value=value)
+            if column in (5, 7):
+                cell.number_format = _PERCENT
+    signed.column_dimensions["A"].width = 16
+    signed.column_dimensions["B"].width = 40
+
+    receiving = workbook.create_sheet("Chỉ nhận")
+    receiving["A1"] = "Đơn vị chỉ nhận văn bản qua mạng, chưa gửi văn bản đi qua mạng"
+    receiving["A1"].font = Font(bold=True)
+    _header(receiving, 3, ONLY_RECEIVING_HEADER)
+    for line, row in enumerate(report.only_receiving(), start=4):
+        values = [
+            row.unit_code,
+            _unit_label(row),
+            _level_label(row),
+            row.incoming_over_network,
+        ]
+        for column, value in enumerate(values, start=1):
+            receiving.cell(row=line, column=column, value=value)
+    receiving.column_dimensions["A"].width = 16
+    receiving.column_dimensions["B"].width = 40
+    workbook.save(path)
+
+
+def _xlsx_charts(report: Report, sheet: object) -> None:
+    """One chart per level: the two network shares as bars, the 2025 target as a line."""
+    data_row = 12
+    sheet.cell(row=data_row, column=1, value="Dữ liệu biểu đồ")  # type: ignore[attr-defined]
+    for index, level in enumerate(LEVELS):
+        row = report.levels[level]
+        top = data_row + 1 + index * 4
+        values = [
+            ("", "Tỷ lệ qua mạng", "Mục tiêu 2025"),
+            ("Văn bản đến", _ratio(row.incoming_network_share) or 0.0, TARGETS_2025[level] / 100),
+            ("Văn bản đi", _ratio(row.outgoing_network_share) or 0.0, TARGETS_2025[level] / 100),
+        ]
+        for offset, line in enumerate(values):
+            for column, value in enumerate(line, start=1):
+                cell = sheet.cell(row=top + offset, column=column, value=value)  # type: ignore[attr-defined]
+                if offset and column > 1:
+                    cell.number_format = _PERCENT
+        bars = BarChart()
+        bars.title = f"{LEVEL_LABELS[level]}: tỷ lệ qua mạng và mục tiêu 2025"
+        bars.y_axis.title = "%"
+        bars.y_axis.scaling.min = 0
+        bars.y_axis.scaling.max = 1
+        bars.y_axis.number_format = "0%"
+        categories = Reference(sheet, min_col=1, min_row=top + 1, max_row=top + 2)  # type: ignore[arg-type]
+        bars.add_data(
+            Reference(sheet, min_col=2, min_row=top, max_row=top + 2),  # type: ignore[arg-type]
+            titles_from_data=True,
+        )
+        bars.set_categories(categories)
+        target = LineChart()
+        target.add_data(
+            Reference(sheet, min_col=3, min_row=top, max_row=top + 2),  # type: ignore[arg-type]
+            titles_from_data=True,
+        )
+        target.set_categories(categories)
+        bars += target
+        bars.height, bars.width = 7, 9
+        anchor = f"{get_column_letter(1 + index * 6)}{data_row + 14}"
+        sheet.add_chart(bars, anchor)  # type: ignore[attr-defined]
+
+
+# --- PDF ----------------------------------------------------------------------------------
+
+
+def _register_fonts() -> None:
+    if _FONT in pdfmetrics.getRegisteredFontNames():
+        return
+    for name, weight in ((_FONT, "normal"), (_FONT_BOLD, "bold")):
+        path = font_manager.findfont(
+            font_manager.FontProperties(family="DejaVu Sans", weight=weight), fallback_to_default=False
+        )
+        pdfmetrics.registerFont(TTFont(name, path))
+
+
+def chart_png(report: Report) -> bytes:
+    """A chart per level: incoming and outgoing network shares against the 2025 target."""
+    figure, axes = plt.subplots(1, len(LEVELS), figsize=(10, 3.4), sharey=True)
+    try:
+        for ax, level in zip(axes, LEVELS, strict=True):
+            row = report.levels[level]
+            shares = [
+                100 * (_ratio(row.incoming_network_share) or 0.0),
+                100 * (_ratio(row.outgoing_network_share) or 0.0),
+            ]
+            bars = ax.bar(["Văn bản đến", "Văn bản đi"], shares, color=["#1f77b4", "#ff7f0e"])
+            ax.bar_label(
+                bars,
+                labels=[vn_share(row.incoming_network_share), vn_share(row.outgoing_network_share)],
+                padding=2,
+                fontsize=9,
+            )
+            target = TARGETS_2025[level]
+            ax.axhline(
+                target, color="#c00000", linestyle="--", linewidth=1.5, label=f"Mục tiêu 2025: {target}%"
+            )
+            ax.legend(loc="upper right", fontsize=8, frameon=False)
+            ax.set_title(LEVEL_LABELS[level])
+            ax.set_ylim(0, 122)
+        axes[0].set_ylabel("Tỷ lệ qua mạng (%)")
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=160)
+        return buffer.getvalue()
+    finally:
+        plt.close(figure)
+
+
+def _table(data: list[list[str]], widths: list[float], numeric_from: int) -> Table:
+    grid = Table(data, colWidths=widths, repeatRows=1)
+    grid.setStyle(
+        TableStyle(
+            [
+                ("FONT", (0, 0), (-1, -1), _FONT, 8.5),
+                ("FONT", (0, 0), (-1, 0), _FONT_BOLD, 8.5),
+                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#dde6f2")),
+                ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
+                ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+                ("ALIGN", (numeric_from, 1), (-1, -1), "RIGHT"),
+            ]
+        )
+    )
+    return grid
+
+
+def write_pdf(report: Report, path: Path) -> None:
+    """A4 landscape: title, the province's table, the charts; then the signed shares per unit
+    and the units that only receive."""
+    _register_fonts()
+    title = ParagraphStyle("title", fontName=_FONT_BOLD, fontSize=14, leading=18, alignment=1)
+    subtitle = ParagraphStyle("subtitle", fontName=_FONT, fontSize=11, leading=14, alignment=1)
+    heading = ParagraphStyle("heading", fontName=_FONT_BOLD, fontSize=11, leading=14)
+    body = ParagraphStyle("body", fontName=_FONT, fontSize=9, leading=12)
+    cell = ParagraphStyle("cell", fontName=_FONT_BOLD, fontSize=8.5, leading=10)
+
+    summary = [[Paragraph(name, cell) for name in SUMMARY_HEADER]] + [
+        [
+            label,
+            vn_number(row.incoming_total),
+            vn_number(row.incoming_over_network),
+            vn_share(row.incoming_network_share),
+            vn_number(row.outgoing_total),
+            vn_number(row.outgoing_over_network),
+            vn_share(row.outgoing_network_share),
+            vn_number(row.units),
+            vn_number(row.units_connected),
+            vn_number(row.units_only_receiving),
+        ]
+        for label, row in report.summary_rows()
+    ]
+    scope = report.scope
+    story: list[object] = [
+        Paragraph(TITLE, title),
+        Paragraph(period_label(report.period), subtitle),
+        Spacer(1, 6 * mm),
+        Paragraph("1. Văn bản đến, văn bản đi trao đổi qua mạng", heading),
+        Spacer(1, 2 * mm),
+        _table(summary, [32 * mm] + [24.5 * mm] * 9, 1),
+        Spacer(1, 3 * mm),
+        Paragraph(
+            f"Toàn hệ thống có {vn_number(scope.incoming_total)} văn bản đến, có "
+            f"{vn_number(scope.incoming_over_network)} văn bản đến được tiếp nhận qua mạng, đạt "
+            f"{vn_share(scope.incoming_network_share)}; {vn_number(scope.outgoing_total)} văn "
+            f"bản đi, có {vn_number(scope.outgoing_over_network)} văn bản đi được trao đổi qua "
+            f"mạng, đạt {vn_share(scope.outgoing_network_share)}.",
+            body,
+        ),
+        Spacer(1, 3 * mm),
+        Paragraph("2. Tỷ lệ qua mạng theo cấp so với mục tiêu năm 2025", heading),
+        Image(io.BytesIO(chart_png(report)), width=250 * mm, height=85 * mm),
+        PageBreak(),
+        Paragraph("3. Văn bản đi qua mạng được ký số, theo đơn vị", heading),
+        Spacer(1, 2 * mm),
+    ]
+    signing = report.signing_units()
+    if signing:
+        rows = [list(SIGNATURE_HEADER)] + [
+            [
+                row.unit_code,
+                Paragraph(_unit_label(row), body),
+                vn_number(row.outgoing_over_network),
+                vn_number(row.outgoing_personal_signed),
+                vn_share(row.personal_signature_share),
+                vn_number(row.outgoing_organisation_signed),
+                vn_share(row.organisation_signature_share),
+            ]
+            for row in signing
+        ]
+        story.append(_table(rows, [30 * mm, 90 * mm] + [28 * mm] * 5, 2))  # type: ignore[arg-type]
+    else:
+        story.append(Paragraph("Không có đơn vị nào gửi văn bản đi qua mạng trong kỳ.", body))
+    story += [Spacer(1, 5 * mm), Paragraph("4. Đơn vị chỉ nhận văn bản qua mạng", heading)]
+    receiving = report.only_receiving()
+    if receiving:
+        rows = [list(ONLY_RECEIVING_HEADER)] + [
+            [
+                row.unit_code,
+                Paragraph(_unit_label(row), body),
+                _level_label(row),
+                vn_number(row.incoming_over_network),
+            ]
+            for row in receiving
+        ]
+        story.append(_table(rows, [30 * mm, 120 * mm, 30 * mm, 30 * mm], 3))  # type: ignore[arg-type]
+    else:
+        story.append(Paragraph("Không có đơn vị chỉ nhận văn bản trong kỳ.", body))
+    document = SimpleDocTemplate(
+        str(path),
+        pagesize=landscape(A4),
+        leftMargin=12 * mm,
+        rightMargin=12 * mm,
+        topMargin=12 * mm,
+        bottomMargin=12 * mm,
+        title=f"{TITLE} - {period_label(report.period)}",
+        author="lienthong",
+    )
+    document.build(story)  # type: ignore[arg-type]
