@@ -5,5 +5,5 @@
 
 Modules: app (the commands), config (named profiles), connection (endpoints, TLS, identity),
 errors (gRPC status to exit code and readable details), output (tables, JSON), units_file
-(registry files), report_document (the monthly report as XLSX and PDF).
+(registry files), report_model (the report's figures) and report_document (XLSX, PDF).
 """

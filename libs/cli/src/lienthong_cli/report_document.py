@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import matplotlib
@@ -48,155 +46,41 @@ from reportlab.platypus import (  # noqa: E402
 
 from lienthong.reporting.v1 import reporting_service_pb2 as pb  # noqa: E402
 
-__all__ = [
-    "LEVEL_LABELS",
-    "SUMMARY_HEADER",
-    "TARGETS_2025",
-    "Report",
-    "period_label",
-    "vn_number",
-    "vn_share",
-    "write_pdf",
-    "write_xlsx",
-]
+from lienthong_cli.report_model import (  # noqa: E402
+    LEVEL_LABELS,
+    LEVELS,
+    ONLY_RECEIVING_HEADER,
+    SIGNATURE_HEADER,
+    SUMMARY_HEADER,
+    TARGETS_2025,
+    TITLE,
+    Report,
+    level_label,
+    period_label,
+    ratio,
+    unit_label,
+    vn_number,
+    vn_share,
+)
 
-LEVELS = (
-    pb.ReportLevel.REPORT_LEVEL_PROVINCE,
-    pb.ReportLevel.REPORT_LEVEL_DISTRICT,
-    pb.ReportLevel.REPORT_LEVEL_COMMUNE,
-)
-LEVEL_LABELS = {
-    pb.ReportLevel.REPORT_LEVEL_UNSPECIFIED: "Toàn hệ thống",
-    pb.ReportLevel.REPORT_LEVEL_PROVINCE: "Cấp tỉnh",
-    pb.ReportLevel.REPORT_LEVEL_DISTRICT: "Cấp huyện",
-    pb.ReportLevel.REPORT_LEVEL_COMMUNE: "Cấp xã",
-}
-# Seed 001: the share of work handled online the province aims at for 2025, per level (%).
-TARGETS_2025 = {
-    pb.ReportLevel.REPORT_LEVEL_PROVINCE: 90,
-    pb.ReportLevel.REPORT_LEVEL_DISTRICT: 80,
-    pb.ReportLevel.REPORT_LEVEL_COMMUNE: 60,
-}
-TITLE = "BÁO CÁO TÌNH HÌNH TRAO ĐỔI VĂN BẢN ĐIỆN TỬ QUA MẠNG"
-SUMMARY_HEADER = (
-    "Phạm vi",
-    "Văn bản đến",
-    "Đến qua mạng",
-    "Tỷ lệ đến qua mạng",
-    "Văn bản đi",
-    "Đi qua mạng",
-    "Tỷ lệ đi qua mạng",
-    "Số đơn vị",
-    "Đơn vị kết nối",
-    "Đơn vị chỉ nhận",
-)
-SIGNATURE_HEADER = (
-    "Mã định danh",
-    "Đơn vị",
-    "Đi qua mạng",
-    "Ký số cá nhân",
-    "Tỷ lệ ký số cá nhân",
-    "Ký số tổ chức",
-    "Tỷ lệ ký số tổ chức",
-)
-ONLY_RECEIVING_HEADER = ("Mã định danh", "Đơn vị", "Cấp", "Đến qua mạng")
+__all__ = ["chart_png", "write_pdf", "write_xlsx"]
+
 _FONT = "DejaVuSans"
 _FONT_BOLD = "DejaVuSans-Bold"
-
-
-def period_label(period: str) -> str:
-    """ "2026-11" -> "Tháng 11/2026"; "2026" -> "Năm 2026"; "2026-11-20" -> "Ngày 20/11/2026"."""
-    parts = period.split("-")
-    if len(parts) == 1:
-        return f"Năm {parts[0]}"
-    if len(parts) == 2:
-        return f"Tháng {parts[1]}/{parts[0]}"
-    return f"Ngày {parts[2]}/{parts[1]}/{parts[0]}"
-
-
-def vn_number(value: int) -> str:
-    """45922 -> "45.922" (Vietnamese groups thousands with dots)."""
-    return f"{value:,}".replace(",", ".")
-
-
-def vn_share(share: pb.Share) -> str:
-    """One decimal, rounded half up as the province prints it, with a decimal comma: "75,1%";
-    "—" when nothing was counted."""
-    if share.denominator == 0:
-        return "—"
-    percent = (Decimal(share.numerator) * 100 / Decimal(share.denominator)).quantize(
-        Decimal("0.1"), rounding=ROUND_HALF_UP
-    )
-    return f"{percent}%".replace(".", ",")
-
-
-def _ratio(share: pb.Share) -> float | None:
-    return share.numerator / share.denominator if share.denominator else None
-
-
-@dataclass
-class Report:
-    period: str
-    scope: pb.AdoptionRow
-    levels: dict[int, pb.AdoptionRow]
-    units: list[pb.AdoptionRow] = field(default_factory=list)
-
-    @classmethod
-    def from_rows(cls, period: str, rows: Iterable[pb.AdoptionRow]) -> Report:
-        scope: pb.AdoptionRow | None = None
-        levels: dict[int, pb.AdoptionRow] = {}
-        units: list[pb.AdoptionRow] = []
-        for row in rows:
-            if row.kind == pb.RowKind.ROW_KIND_SCOPE:
-                scope = row
-            elif row.kind == pb.RowKind.ROW_KIND_LEVEL:
-                levels[row.level] = row
-            elif row.kind == pb.RowKind.ROW_KIND_UNIT:
-                units.append(row)
-        if scope is None:
-            raise ValueError("the report has no scope row (was it asked for unit codes only?)")
-        for level in LEVELS:
-            levels.setdefault(level, pb.AdoptionRow(kind=pb.RowKind.ROW_KIND_LEVEL, level=level))
-        return cls(period, scope, levels, units)
-
-    def summary_rows(self) -> list[tuple[str, pb.AdoptionRow]]:
-        """The province's table: the whole system, then each level."""
-        return [(LEVEL_LABELS[0], self.scope)] + [
-            (LEVEL_LABELS[level], self.levels[level]) for level in LEVELS
-        ]
-
-    def signing_units(self) -> list[pb.AdoptionRow]:
-        """Units that sent over the network, the best personal-signature share first."""
-        sent = [row for row in self.units if row.outgoing_over_network > 0]
-        return sorted(
-            sent,
-            key=lambda row: (-(_ratio(row.personal_signature_share) or 0.0), row.unit_code),
-        )
-
-    def only_receiving(self) -> list[pb.AdoptionRow]:
-        return [row for row in self.units if row.units_only_receiving > 0]
 
 
 def _summary_values(row: pb.AdoptionRow) -> list[int | float | None]:
     return [
         row.incoming_total,
         row.incoming_over_network,
-        _ratio(row.incoming_network_share),
+        ratio(row.incoming_network_share),
         row.outgoing_total,
         row.outgoing_over_network,
-        _ratio(row.outgoing_network_share),
+        ratio(row.outgoing_network_share),
         row.units,
         row.units_connected,
         row.units_only_receiving,
     ]
-
-
-def _unit_label(row: pb.AdoptionRow) -> str:
-    return row.name or row.unit_code
-
-
-def _level_label(row: pb.AdoptionRow) -> str:
-    return LEVEL_LABELS[row.level] if row.level in LEVELS else ""
 
 
 # --- XLSX ---------------------------------------------------------------------------------
@@ -243,12 +127,12 @@ def write_xlsx(report: Report, path: Path) -> None:
     for line, row in enumerate(report.signing_units(), start=4):
         values = [
             row.unit_code,
-            _unit_label(row),
+            unit_label(row),
             row.outgoing_over_network,
             row.outgoing_personal_signed,
-            _ratio(row.personal_signature_share),
+            ratio(row.personal_signature_share),
             row.outgoing_organisation_signed,
-            _ratio(row.organisation_signature_share),
+            ratio(row.organisation_signature_share),
         ]
         for column, value in enumerate(values, start=1):
             cell = signed.cell(row=line, column=column, value=value)
@@ -264,8 +148,8 @@ def write_xlsx(report: Report, path: Path) -> None:
     for line, row in enumerate(report.only_receiving(), start=4):
         values = [
             row.unit_code,
-            _unit_label(row),
-            _level_label(row),
+            unit_label(row),
+            level_label(row),
             row.incoming_over_network,
         ]
         for column, value in enumerate(values, start=1):
@@ -284,8 +168,8 @@ def _xlsx_charts(report: Report, sheet: object) -> None:
         top = data_row + 1 + index * 4
         values = [
             ("", "Tỷ lệ qua mạng", "Mục tiêu 2025"),
-            ("Văn bản đến", _ratio(row.incoming_network_share) or 0.0, TARGETS_2025[level] / 100),
-            ("Văn bản đi", _ratio(row.outgoing_network_share) or 0.0, TARGETS_2025[level] / 100),
+            ("Văn bản đến", ratio(row.incoming_network_share) or 0.0, TARGETS_2025[level] / 100),
+            ("Văn bản đi", ratio(row.outgoing_network_share) or 0.0, TARGETS_2025[level] / 100),
         ]
         for offset, line in enumerate(values):
             for column, value in enumerate(line, start=1):
@@ -336,8 +220,8 @@ def chart_png(report: Report) -> bytes:
         for ax, level in zip(axes, LEVELS, strict=True):
             row = report.levels[level]
             shares = [
-                100 * (_ratio(row.incoming_network_share) or 0.0),
-                100 * (_ratio(row.outgoing_network_share) or 0.0),
+                100 * (ratio(row.incoming_network_share) or 0.0),
+                100 * (ratio(row.outgoing_network_share) or 0.0),
             ]
             bars = ax.bar(["Văn bản đến", "Văn bản đi"], shares, color=["#1f77b4", "#ff7f0e"])
             ax.bar_label(
@@ -433,7 +317,7 @@ def write_pdf(report: Report, path: Path) -> None:
         rows = [list(SIGNATURE_HEADER)] + [
             [
                 row.unit_code,
-                Paragraph(_unit_label(row), body),
+                Paragraph(unit_label(row), body),
                 vn_number(row.outgoing_over_network),
                 vn_number(row.outgoing_personal_signed),
                 vn_share(row.personal_signature_share),
@@ -451,8 +335,8 @@ def write_pdf(report: Report, path: Path) -> None:
         rows = [list(ONLY_RECEIVING_HEADER)] + [
             [
                 row.unit_code,
-                Paragraph(_unit_label(row), body),
-                _level_label(row),
+                Paragraph(unit_label(row), body),
+                level_label(row),
                 vn_number(row.incoming_over_network),
             ]
             for row in receiving

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import openpyxl
 from google.protobuf import json_format
 
 from lienthong.common.v1.common_pb2 import UnitLevel
@@ -80,6 +79,8 @@ def read_units(path: Path) -> list[Row]:
 
 
 def _xlsx_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    import openpyxl  # only for .xlsx files: it takes a while to import
+
     workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
     try:
         sheet = workbook.active
@@ -176,9 +177,12 @@ def write_units(path: Path, units: list[pb.Unit]) -> None:
         ]
         path.write_text(json.dumps(items, ensure_ascii=False, indent=2) + "\n", "utf-8")
     elif suffix == ".xlsx":
+        import openpyxl
+
         workbook = openpyxl.Workbook()
         sheet = workbook.active
-        assert sheet is not None  # a new workbook always has its first sheet
+        if sheet is None:
+            raise RuntimeError("openpyxl created a workbook without a sheet")
         sheet.title = "Đơn vị"
         sheet.append(list(COLUMNS))
         for unit in units:
