@@ -49,7 +49,9 @@ class State:
         name = self.profile_name or config.current
         if name and name not in config.profiles:
             known = ", ".join(sorted(config.profiles)) or "none"
-            raise CliError(f"no profile {name!r} in {config.path} (profiles: {known})", ExitCode.USAGE)
+            raise CliError(
+                f"no profile {name!r} in {config.path} (profiles: {known})", ExitCode.USAGE
+            )
         profile = config.profiles.get(name, Profile()) if name else Profile()
         return replace(profile, **self.overrides)
 
@@ -122,8 +124,7 @@ def _global(
 
 
 def _register() -> None:
-    from lienthong_cli import commands_documents, commands_profile, commands_report
-    from lienthong_cli import commands_units
+    from lienthong_cli import commands_documents, commands_profile, commands_report, commands_units
 
     app.add_typer(commands_profile.app, name="profile")
     app.add_typer(commands_units.app, name="units")
@@ -147,7 +148,7 @@ def main() -> None:
     except grpc.RpcError as exc:
         for line in describe_rpc_error(exc):
             err.print(line, markup=False, highlight=False)
-        sys.exit(exit_code_for(exc.code()))  # type: ignore[attr-defined]
+        sys.exit(exit_code_for(exc.code()))
     except OSError as exc:
         err.print(f"{exc.filename or ''}: {exc.strerror or exc}", markup=False, highlight=False)
         sys.exit(ExitCode.REFUSED)

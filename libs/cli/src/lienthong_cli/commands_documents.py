@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
-import grpc
 import typer
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.progress import (
@@ -26,7 +25,7 @@ from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
 from lienthong.signature.v1 import signature_service_pb2 as sig_pb
 from lienthong.signature.v1.signature_service_pb2_grpc import SignatureServiceStub
 from lienthong_cli.app import state
-from lienthong_cli.errors import CliError, ExitCode
+from lienthong_cli.errors import ExitCode
 from lienthong_cli.options import TIMEOUT, OutputOption
 from lienthong_cli.output import Output, err, out, print_json, print_json_line, table, to_dict
 
@@ -199,7 +198,9 @@ def check(
     if output == Output.json:
         print_json(to_dict(reply))
     else:
-        out.print(("ACCEPTED" if accepted else "REJECTED") + (f": {reply.reason}" if reply.reason else ""))
+        out.print(
+            ("ACCEPTED" if accepted else "REJECTED") + (f": {reply.reason}" if reply.reason else "")
+        )
         if reply.policy_rule:
             out.print(f"policy: {reply.policy_rule}")
         for problem in reply.file_problems:
@@ -255,7 +256,9 @@ def track(ctx: typer.Context, document_id: str, output: OutputOption = Output.ta
     if output == Output.json:
         print_json(to_dict(reply))
         return
-    out.print(f"{reply.document.edxml_document_id}" + ("  (frozen: recall asked)" if reply.frozen else ""))
+    out.print(
+        f"{reply.document.edxml_document_id}" + ("  (frozen: recall asked)" if reply.frozen else "")
+    )
     table(
         "recipients",
         ["recipient", "status", "history", "recall", "bounce"],
@@ -283,7 +286,9 @@ def recall(
 ) -> None:
     """Ask every recipient to let the document be recalled, updated or replaced (13)."""
     if kind not in _RECALL_KINDS:
-        raise typer.BadParameter(f"{kind!r}: one of {', '.join(_RECALL_KINDS)}", param_hint="--kind")
+        raise typer.BadParameter(
+            f"{kind!r}: one of {', '.join(_RECALL_KINDS)}", param_hint="--kind"
+        )
     target = state(ctx).target()
     with target.channel("document") as channel:
         reply = DocumentServiceStub(channel).RecallDocument(
@@ -299,7 +304,9 @@ def recall(
     if output == Output.json:
         print_json(to_dict(reply))
     else:
-        out.print(f"asked {len(reply.recipient_codes)} recipients: {', '.join(reply.recipient_codes)}")
+        out.print(
+            f"asked {len(reply.recipient_codes)} recipients: {', '.join(reply.recipient_codes)}"
+        )
 
 
 # --- inbox --------------------------------------------------------------------------------
@@ -381,7 +388,7 @@ def inbox_watch(
         except KeyboardInterrupt:
             pass  # Ctrl-C is how a watch ends
         finally:
-            stream.cancel()
+            stream.cancel()  # type: ignore[no-untyped-call]
 
 
 @inbox.command("ack")

@@ -44,7 +44,9 @@ def add(
     if use or not config.current:
         config.current = name
     config.save()
-    err.print(f"profile {name} saved in {config.path}" + (" (current)" if config.current == name else ""))
+    err.print(
+        f"profile {name} saved in {config.path}" + (" (current)" if config.current == name else "")
+    )
 
 
 @app.command("use")

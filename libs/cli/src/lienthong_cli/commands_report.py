@@ -65,7 +65,9 @@ def report(
             return f"{row.unit_code} {row.name}".strip()
         if row.kind == pb.RowKind.ROW_KIND_LEVEL:
             return LEVEL_LABELS[row.level]
-        return LEVEL_LABELS[0] if not under else f"{under} (toàn bộ)"
+        return (
+            f"{under} (toàn bộ)" if under else LEVEL_LABELS[pb.ReportLevel.REPORT_LEVEL_UNSPECIFIED]
+        )
 
     table(
         period_label(period),

@@ -86,7 +86,13 @@ def list_(
         f"{len(units)} units",
         ["code", "name", "level", "parent", "active"],
         [
-            [u.code, u.name, LEVEL_NAMES.get(u.level, ""), u.parent_code, "yes" if u.active else "no"]
+            [
+                u.code,
+                u.name,
+                LEVEL_NAMES.get(u.level, ""),
+                u.parent_code,
+                "yes" if u.active else "no",
+            ]
             for u in units
         ],
     )
@@ -182,7 +188,7 @@ def import_(
                 raise
             raise CliError(
                 [f"{file}: {len(bad)} problems, nothing imported", *bad],
-                exit_code_for(error.code()),  # type: ignore[attr-defined]
+                exit_code_for(error.code()),
             ) from error
     if output == Output.json:
         print_json({"dry_run": False, "applied": reply.applied, "created": reply.created})

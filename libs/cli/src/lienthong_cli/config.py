@@ -92,7 +92,9 @@ class Config:
 
     def save(self) -> None:
         document = (
-            tomlkit.parse(self.path.read_text("utf-8")) if self.path.exists() else tomlkit.document()
+            tomlkit.parse(self.path.read_text("utf-8"))
+            if self.path.exists()
+            else tomlkit.document()
         )
         document["current"] = self.current
         table = tomlkit.table(is_super_table=True)

@@ -85,8 +85,8 @@ def field_violations(error: grpc.RpcError) -> list[tuple[str, str]]:
 
 def describe_rpc_error(error: grpc.RpcError, service: str = "") -> list[str]:
     """Readable lines: the status and message, then each field violation and ErrorInfo."""
-    code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
-    message: str = error.details() or ""  # type: ignore[attr-defined]
+    code: grpc.StatusCode = error.code()
+    message: str = error.details() or ""
     where = f" ({service})" if service else ""
     lines = [f"{code.name}{where}: {message}"]
     if code == grpc.StatusCode.UNAVAILABLE:

@@ -8,7 +8,7 @@ import typer
 
 from lienthong_cli.output import Output
 
-__all__ = ["OutputOption", "TIMEOUT"]
+__all__ = ["TIMEOUT", "OutputOption"]
 
 OutputOption = Annotated[
     Output, typer.Option("--output", "-o", help="table for people, json for scripts.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from google.protobuf import json_format
@@ -16,13 +16,14 @@ from google.protobuf.message import Message
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["Output", "err", "out", "print_json", "to_dict", "table"]
+__all__ = ["Output", "err", "out", "print_json", "table", "to_dict"]
 
 out = Console(soft_wrap=False)
-err = Console(stderr=True)
+# soft_wrap: a message is one line, whatever the terminal width (scripts grep it)
+err = Console(stderr=True, soft_wrap=True)
 
 
-class Output(str, Enum):
+class Output(StrEnum):
     table = "table"
     json = "json"
 

@@ -22,19 +22,21 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display: render to files only
 
-import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
-import openpyxl  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
-from openpyxl.chart import BarChart, LineChart, Reference  # noqa: E402
-from openpyxl.styles import Alignment, Font  # noqa: E402
-from openpyxl.utils import get_column_letter  # noqa: E402
-from reportlab.lib import colors  # noqa: E402
-from reportlab.lib.pagesizes import A4, landscape  # noqa: E402
-from reportlab.lib.styles import ParagraphStyle  # noqa: E402
-from reportlab.lib.units import mm  # noqa: E402
-from reportlab.pdfbase import pdfmetrics  # noqa: E402
-from reportlab.pdfbase.ttfonts import TTFont  # noqa: E402
-from reportlab.platypus import (  # noqa: E402
+import matplotlib.pyplot as plt
+import openpyxl
+from matplotlib import font_manager
+from openpyxl.chart import BarChart, LineChart, Reference
+from openpyxl.styles import Alignment, Font
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.worksheet import Worksheet
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4, landscape
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.lib.units import mm
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.platypus import (
+    Flowable,
     Image,
     PageBreak,
     Paragraph,
@@ -44,9 +46,8 @@ from reportlab.platypus import (  # noqa: E402
     TableStyle,
 )
 
-from lienthong.reporting.v1 import reporting_service_pb2 as pb  # noqa: E402
-
-from lienthong_cli.report_model import (  # noqa: E402
+from lienthong.reporting.v1 import reporting_service_pb2 as pb
+from lienthong_cli.report_model import (
     LEVEL_LABELS,
     LEVELS,
     ONLY_RECEIVING_HEADER,
@@ -69,7 +70,10 @@ _FONT = "DejaVuSans"
 _FONT_BOLD = "DejaVuSans-Bold"
 
 
-def _summary_values(row: pb.AdoptionRow) -> list[int | float | None]:
+CellValue = str | int | float | None
+
+
+def _summary_values(row: pb.AdoptionRow) -> list[CellValue]:
     return [
         row.incoming_total,
         row.incoming_over_network,
@@ -89,9 +93,9 @@ _PERCENT = "0.0%"
 _COUNT = "#,##0"
 
 
-def _header(sheet: object, row: int, names: Iterable[str]) -> None:
+def _header(sheet: Worksheet, row: int, names: Iterable[str]) -> None:
     for column, name in enumerate(names, start=1):
-        cell = sheet.cell(row=row, column=column, value=name)  # type: ignore[attr-defined]
+        cell = sheet.cell(row=row, column=column, value=name)
         cell.font = Font(bold=True)
         cell.alignment = Alignment(wrap_text=True, vertical="center", horizontal="center")
 
@@ -125,7 +129,7 @@ def write_xlsx(report: Report, path: Path) -> None:
     signed["A1"].font = Font(bold=True)
     _header(signed, 3, SIGNATURE_HEADER)
     for line, row in enumerate(report.signing_units(), start=4):
-        values = [
+        signed_values: list[CellValue] = [
             row.unit_code,
             unit_label(row),
             row.outgoing_over_network,
@@ -134,7 +138,7 @@ def write_xlsx(report: Report, path: Path) -> None:
             row.outgoing_organisation_signed,
             ratio(row.organisation_signature_share),
         ]
-        for column, value in enumerate(values, start=1):
+        for column, value in enumerate(signed_values, start=1):
             cell = signed.cell(row=line, column=column, value=value)
             if column in (5, 7):
                 cell.number_format = _PERCENT
@@ -146,34 +150,34 @@ def write_xlsx(report: Report, path: Path) -> None:
     receiving["A1"].font = Font(bold=True)
     _header(receiving, 3, ONLY_RECEIVING_HEADER)
     for line, row in enumerate(report.only_receiving(), start=4):
-        values = [
+        receiving_values: list[CellValue] = [
             row.unit_code,
             unit_label(row),
             level_label(row),
             row.incoming_over_network,
         ]
-        for column, value in enumerate(values, start=1):
+        for column, value in enumerate(receiving_values, start=1):
             receiving.cell(row=line, column=column, value=value)
     receiving.column_dimensions["A"].width = 16
     receiving.column_dimensions["B"].width = 40
     workbook.save(path)
 
 
-def _xlsx_charts(report: Report, sheet: object) -> None:
+def _xlsx_charts(report: Report, sheet: Worksheet) -> None:
     """One chart per level: the two network shares as bars, the 2025 target as a line."""
     data_row = 12
-    sheet.cell(row=data_row, column=1, value="Dữ liệu biểu đồ")  # type: ignore[attr-defined]
+    sheet.cell(row=data_row, column=1, value="Dữ liệu biểu đồ")
     for index, level in enumerate(LEVELS):
         row = report.levels[level]
         top = data_row + 1 + index * 4
-        values = [
+        chart_values: list[tuple[CellValue, ...]] = [
             ("", "Tỷ lệ qua mạng", "Mục tiêu 2025"),
             ("Văn bản đến", ratio(row.incoming_network_share) or 0.0, TARGETS_2025[level] / 100),
             ("Văn bản đi", ratio(row.outgoing_network_share) or 0.0, TARGETS_2025[level] / 100),
         ]
-        for offset, line in enumerate(values):
+        for offset, line in enumerate(chart_values):
             for column, value in enumerate(line, start=1):
-                cell = sheet.cell(row=top + offset, column=column, value=value)  # type: ignore[attr-defined]
+                cell = sheet.cell(row=top + offset, column=column, value=value)
                 if offset and column > 1:
                     cell.number_format = _PERCENT
         bars = BarChart()
@@ -182,22 +186,22 @@ def _xlsx_charts(report: Report, sheet: object) -> None:
         bars.y_axis.scaling.min = 0
         bars.y_axis.scaling.max = 1
         bars.y_axis.number_format = "0%"
-        categories = Reference(sheet, min_col=1, min_row=top + 1, max_row=top + 2)  # type: ignore[arg-type]
+        categories = Reference(sheet, min_col=1, min_row=top + 1, max_row=top + 2)
         bars.add_data(
-            Reference(sheet, min_col=2, min_row=top, max_row=top + 2),  # type: ignore[arg-type]
+            Reference(sheet, min_col=2, min_row=top, max_row=top + 2),
             titles_from_data=True,
         )
         bars.set_categories(categories)
         target = LineChart()
         target.add_data(
-            Reference(sheet, min_col=3, min_row=top, max_row=top + 2),  # type: ignore[arg-type]
+            Reference(sheet, min_col=3, min_row=top, max_row=top + 2),
             titles_from_data=True,
         )
         target.set_categories(categories)
         bars += target
         bars.height, bars.width = 7, 9
         anchor = f"{get_column_letter(1 + index * 6)}{data_row + 14}"
-        sheet.add_chart(bars, anchor)  # type: ignore[attr-defined]
+        sheet.add_chart(bars, anchor)
 
 
 # --- PDF ----------------------------------------------------------------------------------
@@ -208,7 +212,8 @@ def _register_fonts() -> None:
         return
     for name, weight in ((_FONT, "normal"), (_FONT_BOLD, "bold")):
         path = font_manager.findfont(
-            font_manager.FontProperties(family="DejaVu Sans", weight=weight), fallback_to_default=False
+            font_manager.FontProperties(family="DejaVu Sans", weight=weight),
+            fallback_to_default=False,
         )
         pdfmetrics.registerFont(TTFont(name, path))
 
@@ -232,7 +237,11 @@ def chart_png(report: Report) -> bytes:
             )
             target = TARGETS_2025[level]
             ax.axhline(
-                target, color="#c00000", linestyle="--", linewidth=1.5, label=f"Mục tiêu 2025: {target}%"
+                target,
+                color="#c00000",
+                linestyle="--",
+                linewidth=1.5,
+                label=f"Mục tiêu 2025: {target}%",
             )
             ax.legend(loc="upper right", fontsize=8, frameon=False)
             ax.set_title(LEVEL_LABELS[level])
@@ -246,8 +255,10 @@ def chart_png(report: Report) -> bytes:
         plt.close(figure)
 
 
-def _table(data: list[list[str]], widths: list[float], numeric_from: int) -> Table:
-    grid = Table(data, colWidths=widths, repeatRows=1)
+def _table(data: list[list[object]], widths: list[float], numeric_from: int) -> Table:
+    header = ParagraphStyle("header", fontName=_FONT_BOLD, fontSize=8.5, leading=10)
+    data = [[Paragraph(str(name), header) for name in data[0]], *data[1:]]
+    grid = Table(data, colWidths=widths, repeatRows=1, hAlign="LEFT")
     grid.setStyle(
         TableStyle(
             [
@@ -271,9 +282,9 @@ def write_pdf(report: Report, path: Path) -> None:
     subtitle = ParagraphStyle("subtitle", fontName=_FONT, fontSize=11, leading=14, alignment=1)
     heading = ParagraphStyle("heading", fontName=_FONT_BOLD, fontSize=11, leading=14)
     body = ParagraphStyle("body", fontName=_FONT, fontSize=9, leading=12)
-    cell = ParagraphStyle("cell", fontName=_FONT_BOLD, fontSize=8.5, leading=10)
 
-    summary = [[Paragraph(name, cell) for name in SUMMARY_HEADER]] + [
+    summary: list[list[object]] = [list(SUMMARY_HEADER)]
+    summary += [
         [
             label,
             vn_number(row.incoming_total),
@@ -289,7 +300,7 @@ def write_pdf(report: Report, path: Path) -> None:
         for label, row in report.summary_rows()
     ]
     scope = report.scope
-    story: list[object] = [
+    story: list[Flowable] = [
         Paragraph(TITLE, title),
         Paragraph(period_label(report.period), subtitle),
         Spacer(1, 6 * mm),
@@ -314,7 +325,8 @@ def write_pdf(report: Report, path: Path) -> None:
     ]
     signing = report.signing_units()
     if signing:
-        rows = [list(SIGNATURE_HEADER)] + [
+        rows: list[list[object]] = [list(SIGNATURE_HEADER)]
+        rows += [
             [
                 row.unit_code,
                 Paragraph(unit_label(row), body),
@@ -326,13 +338,14 @@ def write_pdf(report: Report, path: Path) -> None:
             ]
             for row in signing
         ]
-        story.append(_table(rows, [30 * mm, 90 * mm] + [28 * mm] * 5, 2))  # type: ignore[arg-type]
+        story.append(_table(rows, [30 * mm, 90 * mm] + [28 * mm] * 5, 2))
     else:
         story.append(Paragraph("Không có đơn vị nào gửi văn bản đi qua mạng trong kỳ.", body))
     story += [Spacer(1, 5 * mm), Paragraph("4. Đơn vị chỉ nhận văn bản qua mạng", heading)]
     receiving = report.only_receiving()
     if receiving:
-        rows = [list(ONLY_RECEIVING_HEADER)] + [
+        rows = [list(ONLY_RECEIVING_HEADER)]
+        rows += [
             [
                 row.unit_code,
                 Paragraph(unit_label(row), body),
@@ -341,7 +354,7 @@ def write_pdf(report: Report, path: Path) -> None:
             ]
             for row in receiving
         ]
-        story.append(_table(rows, [30 * mm, 120 * mm, 30 * mm, 30 * mm], 3))  # type: ignore[arg-type]
+        story.append(_table(rows, [30 * mm, 120 * mm, 30 * mm, 30 * mm], 3))
     else:
         story.append(Paragraph("Không có đơn vị chỉ nhận văn bản trong kỳ.", body))
     document = SimpleDocTemplate(
@@ -354,4 +367,4 @@ def write_pdf(report: Report, path: Path) -> None:
         title=f"{TITLE} - {period_label(report.period)}",
         author="lienthong",
     )
-    document.build(story)  # type: ignore[arg-type]
+    document.build(story)

@@ -130,7 +130,8 @@ class Report:
 
     def summary_rows(self) -> list[tuple[str, pb.AdoptionRow]]:
         """The province's table: the whole system, then each level."""
-        return [(LEVEL_LABELS[0], self.scope)] + [
+        whole = LEVEL_LABELS[pb.ReportLevel.REPORT_LEVEL_UNSPECIFIED]
+        return [(whole, self.scope)] + [
             (LEVEL_LABELS[level], self.levels[level]) for level in LEVELS
         ]
 
