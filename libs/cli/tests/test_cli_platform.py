@@ -232,5 +232,5 @@ def test_the_report_document_holds_the_reports_figures(platform: Platform, tmp_p
     assert len(pages) == 2
     with Image.open(pages[0]) as image:
         grey = image.convert("L")
-        dark = sum(1 for value in grey.getdata() if value < 128)
+        dark = sum(grey.histogram()[:128])  # pixels darker than mid-grey
     assert dark > 0.01 * grey.width * grey.height  # text, table and charts, not a blank page
