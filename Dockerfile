@@ -8,7 +8,8 @@
 # SERVICE is a uv workspace member under services/ (document-service, routing-service,
 # signature-service, notification-service, reporting-service). The image runs
 # `python -m <module>` (document-service -> document_service) as a non-root user, with the
-# virtualenv only: no uv, no sources, no tests, no compilers.
+# virtualenv only: no uv, no sources, no tests, no compilers. SERVICE=lienthong-cli (libs/cli)
+# builds the `lienthong` command's image the same way (entrypoint `python -m lienthong_cli`).
 #
 # Base image, pinned by digest. PLACEHOLDER: the machine these files were written on cannot
 # reach a container registry, so the current digest could not be read. Before the first
@@ -40,6 +41,7 @@ COPY uv.lock pyproject.toml ./
 COPY libs/proto/pyproject.toml libs/proto/
 COPY libs/kit/pyproject.toml libs/kit/
 COPY libs/local/pyproject.toml libs/local/
+COPY libs/cli/pyproject.toml libs/cli/
 COPY services/document-service/pyproject.toml services/document-service/
 COPY services/routing-service/pyproject.toml services/routing-service/
 COPY services/signature-service/pyproject.toml services/signature-service/

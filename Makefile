@@ -29,7 +29,7 @@ PROTO_OUT := libs/proto/src
 PYTEST_ARGS ?=
 
 .PHONY: help run test lint typecheck proto proto-check buf-lint infra-up infra-down \
-	infra-status install tools promtool openssl bench replay clean format
+	infra-status install tools promtool openssl poppler bench replay clean format
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -73,6 +73,14 @@ openssl: ## signature-service's test PKI runs `openssl ocsp` and `openssl cms`: 
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			--no-install-recommends openssl >/dev/null; \
 	else echo "openssl is required by the signature tests (apt-get install openssl)" >&2; exit 1; fi
+
+poppler: ## the CLI's report test renders the PDF with pdftoppm (Debian package poppler-utils)
+	@if command -v pdftoppm >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing pdftoppm (Debian package poppler-utils)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends poppler-utils >/dev/null; \
+	else echo "pdftoppm is required by the report test (apt-get install poppler-utils)" >&2; exit 1; fi
 
 # --- generated code -----------------------------------------------------------------------
 
@@ -128,7 +136,7 @@ infra-status: ## say whether Kafka and the store answer
 run: $(VENV) infra-up ## start the whole platform locally with a sample registry; Ctrl-C stops it
 	$(PY) -m lienthong_local.run
 
-test: $(VENV) lint typecheck proto-check promtool openssl k8s-check infra-up ## lint, typecheck, drift checks, manifests and every test
+test: $(VENV) lint typecheck proto-check promtool openssl poppler k8s-check infra-up ## lint, typecheck, drift checks, manifests and every test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 REPLAY_ARGS ?=

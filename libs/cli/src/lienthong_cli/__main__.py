@@ -1,0 +1,3 @@
+from lienthong_cli.app import main
+
+main()

@@ -1,0 +1,236 @@
+"""The command as a subprocess against the five services started as processes on the real
+broker and store (lienthong_local's launcher, a namespace of its own)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import grpc
+import openpyxl
+import pytest
+from PIL import Image
+
+from lienthong.reporting.v1 import reporting_service_pb2 as rep_pb
+from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceStub
+from lienthong_cli.errors import ExitCode
+from lienthong_cli.report_model import LEVEL_LABELS, LEVELS, ratio
+from lienthong_local.cleanup import remove_namespace
+from lienthong_local.platform import Platform
+from lienthong_local.run import load_sample_registry
+from lienthong_local.waiting import eventually_sync
+
+pytestmark = pytest.mark.e2e
+
+LIENTHONG = Path(sys.executable).parent / "lienthong"
+PROVINCE = "000.00.00.H23"
+FINANCE = "000.01.00.H23"
+DISTRICT = "000.00.31.H23"
+VIETNAM = timezone(timedelta(hours=7))
+
+
+@pytest.fixture(scope="module")
+def platform(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    prefix = f"cli{uuid.uuid4().hex[:8]}_"
+    with Platform.start(log_dir=tmp_path_factory.mktemp("cli-logs"), prefix=prefix) as running:
+        load_sample_registry(running.endpoint("routing-service"))
+        yield running
+    remove_namespace(prefix, kafka="127.0.0.1:9092", mongo="mongodb://127.0.0.1:27017")
+
+
+def endpoints(platform: Platform) -> list[str]:
+    args = []
+    for name in ("document", "routing", "signature", "notification", "reporting"):
+        args += ["--endpoint", f"{name}={platform.endpoint(f'{name}-service')}"]
+    return args
+
+
+def cli(
+    platform: Platform, *args: str, unit: str = "", cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LIENTHONG_CONFIG": "/nonexistent/lienthong.toml"}
+    env.pop("LIENTHONG_PROFILE", None)
+    identity = ["--unit", unit] if unit else []
+    return subprocess.run(
+        [str(LIENTHONG), *endpoints(platform), *identity, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        check=False,
+        timeout=120,
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> Any:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout) if result.stdout.strip().startswith(("{", "[")) else None
+
+
+def test_an_import_with_bad_rows_lists_every_one_and_applies_nothing(
+    platform: Platform, tmp_path: Path
+) -> None:
+    units = tmp_path / "units.csv"
+    units.write_text(
+        "code,name,level,parent_code\n"
+        "000.41.31.H23,Xã Mới Một,commune,000.00.31.H23\n"
+        "not a code,Xã Sai Mã,commune,000.00.31.H23\n"
+        "000.42.31.H23,,commune,000.00.31.H23\n"
+        "000.43.31.H23,Xã Mồ Côi,commune,000.00.99.H23\n",
+        "utf-8",
+    )
+
+    result = cli(platform, "units", "import", str(units))
+
+    assert result.returncode == ExitCode.REFUSED
+    assert "3 problems, nothing imported" in result.stderr
+    assert "line 3: code:" in result.stderr
+    assert "line 4: name: is required" in result.stderr
+    assert "line 5: parent_code: no unit '000.00.99.H23' in the registry" in result.stderr
+    listed = ok(cli(platform, "units", "list", "--parent", DISTRICT, "--output", "json"))
+    assert "000.41.31.H23" not in {unit["code"] for unit in listed}
+
+
+def test_an_exported_registry_imports_back_from_xlsx(platform: Platform, tmp_path: Path) -> None:
+    exported = tmp_path / "district.xlsx"
+    ok(cli(platform, "units", "export", str(exported), "--parent", DISTRICT))
+    sheet = openpyxl.load_workbook(exported).active
+    assert sheet is not None
+    sheet.append(["000.44.31.H23", "", "Xã Thử Nghiệm", "commune", DISTRICT, "true"])
+    openpyxl.Workbook.save(sheet.parent, exported)
+
+    result = ok(cli(platform, "units", "import", str(exported), "--output", "json"))
+
+    assert result["created"] == 1
+    got = ok(cli(platform, "units", "get", "000.44.31.H23", "--output", "json"))
+    assert got["name"] == "Xã Thử Nghiệm"
+
+
+def send(platform: Platform, tmp_path: Path, to: str, number: str) -> dict[str, Any]:
+    attachment = tmp_path / f"cong-van-{number}.pdf"
+    attachment.write_bytes(b"%PDF-1.4\n" + os.urandom(600_000) + b"\n%%EOF\n")
+    sent = ok(
+        cli(
+            platform, "documents", "send", str(attachment), "--to", to, "--number", number,
+            "--notation", "UBND-VP", "--subject", "Về việc báo cáo chuyển đổi số tháng",
+            "--output", "json", unit=PROVINCE,
+        )
+    )  # fmt: skip
+    assert sent["attachments"][0]["size_bytes"] == str(attachment.stat().st_size)
+    return dict(sent["document"])
+
+
+def test_a_sent_file_reaches_the_recipients_inbox(platform: Platform, tmp_path: Path) -> None:
+    document = send(platform, tmp_path, FINANCE, "301")
+
+    def inbox() -> list[dict[str, Any]]:
+        return list(ok(cli(platform, "inbox", "list", "--output", "json", unit=FINANCE)))
+
+    entries = eventually_sync(
+        inbox,
+        until=lambda e: document["document_id"] in {x["document"]["document_id"] for x in e},
+        timeout=60,
+    )
+    entry = next(e for e in entries if e["document"]["document_id"] == document["document_id"])
+    assert entry["document"]["subject"] == "Về việc báo cáo chuyển đổi số tháng"
+    acked = ok(cli(platform, "inbox", "ack", entry["delivery_id"], "03", "--output", "json",
+                   unit=FINANCE))  # fmt: skip
+    assert acked["status_code"] == "03"
+    tracked = ok(cli(platform, "documents", "track", document["document_id"], "--output", "json",
+                     unit=PROVINCE))  # fmt: skip
+    assert tracked["recipients"][0]["status_code"] == "03"
+
+
+def test_inbox_watch_receives_a_document(platform: Platform, tmp_path: Path) -> None:
+    recipient = "000.02.00.H23"
+    since = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
+    env = {**os.environ, "LIENTHONG_CONFIG": "/nonexistent/lienthong.toml"}
+    # --since before the send: the document arrives whether the watch was up before it or not
+    watch = subprocess.Popen(
+        [str(LIENTHONG), *endpoints(platform), "--unit", recipient, "inbox", "watch",
+         "--since", since, "--count", "1", "--output", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        document = send(platform, tmp_path, recipient, "302")
+        stdout, stderr = watch.communicate(timeout=90)
+    finally:
+        watch.kill()
+    assert watch.returncode == 0, stderr
+    entry = json.loads(stdout.splitlines()[0])
+    assert entry["document"]["document_id"] == document["document_id"]
+
+
+def reference_report(platform: Platform, period: str) -> list[rep_pb.AdoptionRow]:
+    with grpc.insecure_channel(platform.endpoint("reporting-service")) as channel:
+        reply = ReportingServiceStub(channel).GetAdoptionReport(
+            rep_pb.GetAdoptionReportRequest(
+                period=period, scope=rep_pb.AdoptionScope(per_unit=True)
+            ),
+            timeout=30,
+        )
+    return list(reply.rows)
+
+
+def test_the_report_document_holds_the_reports_figures(platform: Platform, tmp_path: Path) -> None:
+    document = send(platform, tmp_path, DISTRICT, "303")
+    submitted = datetime.fromisoformat(document["submitted_at"].replace("Z", "+00:00"))
+    period = submitted.astimezone(VIETNAM).strftime("%Y-%m")
+    rows = eventually_sync(
+        lambda: reference_report(platform, period),
+        until=lambda rows: (
+            rows[0].outgoing_over_network >= 1
+            and any(r.unit_code == DISTRICT and r.incoming_over_network >= 1 for r in rows)
+        ),
+        timeout=60,
+    )
+    xlsx, pdf = tmp_path / "bao-cao.xlsx", tmp_path / "bao-cao.pdf"
+
+    printed = ok(cli(platform, "report", "--period", period, "--xlsx", str(xlsx), "--pdf",
+                     str(pdf), "--output", "json"))  # fmt: skip
+
+    assert len(printed["rows"]) == 4  # the province, then each level
+    summary = openpyxl.load_workbook(xlsx)["Tổng hợp"]
+    by_label = {summary.cell(row=r, column=1).value: r for r in range(5, 9)}
+    expected = {LEVEL_LABELS[0]: rows[0]} | {
+        LEVEL_LABELS[r.level]: r for r in rows if r.kind == rep_pb.RowKind.ROW_KIND_LEVEL
+    }
+    assert set(by_label) == {LEVEL_LABELS[0], *(LEVEL_LABELS[level] for level in LEVELS)}
+    for label, row in expected.items():
+        cells = [summary.cell(row=by_label[label], column=c).value for c in range(2, 11)]
+        assert cells == [
+            row.incoming_total, row.incoming_over_network, ratio(row.incoming_network_share),
+            row.outgoing_total, row.outgoing_over_network, ratio(row.outgoing_network_share),
+            row.units, row.units_connected, row.units_only_receiving,
+        ], label  # fmt: skip
+    signed = openpyxl.load_workbook(xlsx)["Ký số"]
+    sender = next(r for r in rows if r.unit_code == PROVINCE)
+    line = next(r for r in range(4, signed.max_row + 1) if signed.cell(r, 1).value == PROVINCE)
+    assert signed.cell(line, 3).value == sender.outgoing_over_network
+    assert signed.cell(line, 4).value == sender.outgoing_personal_signed
+    receiving = openpyxl.load_workbook(xlsx)["Chỉ nhận"]
+    only = {receiving.cell(r, 1).value for r in range(4, receiving.max_row + 1)}
+    assert only == {
+        r.unit_code
+        for r in rows
+        if r.kind == rep_pb.RowKind.ROW_KIND_UNIT and r.units_only_receiving
+    }
+    assert DISTRICT in only
+
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True)
+    assert re.search(r"^Pages:\s+2$", info.stdout, re.MULTILINE), info.stdout
+    subprocess.run(["pdftoppm", "-r", "50", "-png", str(pdf), str(tmp_path / "page")], check=True)
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert len(pages) == 2
+    with Image.open(pages[0]) as image:
+        grey = image.convert("L")
+        dark = sum(grey.histogram()[:128])  # pixels darker than mid-grey
+    assert dark > 0.01 * grey.width * grey.height  # text, table and charts, not a blank page
