@@ -10,7 +10,7 @@ decimal), per scope and level; the signed shares per unit; the units that only r
 chart per level of the network shares against the 2025 targets (DOMAIN.md, seed 001: 90% at
 province level, 80% at district level, 60% at commune level). The PDF uses DejaVu Sans, the
 font matplotlib ships, which has every Vietnamese glyph
-(docs/decisions/0020-cli-and-report-document.md).
+(docs/decisions/0800-cli-and-report-document.md).
 """
 
 from __future__ import annotations
