@@ -131,12 +131,14 @@ class _Target:
         self.siblings: list[dict[str, int]] = [{}]
         self.elements = 0
         self.text_chars = 0
+        self.fatal: _Fatal | None = None
 
     def _xpath(self) -> str:
         return "/" + "/".join(self.path)
 
     def doctype(self, *_: object) -> None:
-        raise _Fatal(problem("doctype-refused", "/"))
+        self.fatal = _Fatal(problem("doctype-refused", "/"))
+        raise self.fatal
 
     def start(self, tag: str, attrib: dict[str, str], nsmap: dict[str | None, str]) -> None:
         local = _local(tag)
@@ -189,7 +191,13 @@ class _Target:
         self.siblings.pop()
 
     def close(self) -> Any:
-        return self.builder.close()
+        if self.fatal is not None:
+            raise self.fatal
+        try:
+            return self.builder.close()
+        except etree.XMLSyntaxError:
+            # an empty tree: lxml then raises the parser's own, more precise syntax error
+            return None
 
     def discard(self) -> None:
         if self.decoder is not None and self.decoder.out is not None:
