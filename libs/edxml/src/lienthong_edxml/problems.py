@@ -87,8 +87,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     ),
     "empty-element": ("Phần tử {name} không được để trống", "The element {name} must not be empty"),
     "bad-organ-id": (
-        "Mã định danh '{value}' không hợp lệ: {detail}",
-        "The identifier code '{value}' is invalid: {detail}",
+        "Mã định danh '{value}' không hợp lệ (chữ A-Z, số 0-9 và dấu chấm, tối đa 35 ký tự)",
+        "The identifier code '{value}' is invalid (A-Z, 0-9 and dots, at most 35 characters)",
     ),
     "duplicate-recipient": (
         "Nơi nhận {value} bị lặp",

@@ -190,12 +190,9 @@ class _Reader:
         return self.converted(parent, names, parse_timestamp, "bad-timestamp")
 
     def organ_id(self, parent: Any) -> str:
-        found = self.required(parent, "OrganId")
-        value = (found.text or "").strip() if found is not None else ""
-        if found is not None:
-            reason = unit_code_problem(value)
-            if reason:
-                self.add("bad-organ-id", _xpath(found), value=value, detail=reason)
+        value = self.required_text(parent, "OrganId")
+        if value and unit_code_problem(value):
+            self.add("bad-organ-id", _xpath(self.child(parent, "OrganId")), value=value)
         return value
 
     # --- pieces -----------------------------------------------------------------------------
@@ -225,10 +222,8 @@ class _Reader:
     def response_for(self, element: Any) -> ResponseFor:
         organ = self.text(element, "OrganId")
         organ_element = self.child(element, "OrganId")
-        if organ_element is not None and organ:
-            reason = unit_code_problem(organ)
-            if reason:
-                self.add("bad-organ-id", _xpath(organ_element), value=organ, detail=reason)
+        if organ_element is not None and organ and unit_code_problem(organ):
+            self.add("bad-organ-id", _xpath(organ_element), value=organ)
         return ResponseFor(
             organ_id=organ,
             document_id=self.text(element, "DocumentId"),
