@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +15,7 @@ from lienthong_edxml import (
     Code,
     DocumentPackage,
     DocumentType,
+    EdxmlError,
     Organ,
     OtherInfo,
     Priority,
@@ -156,3 +158,16 @@ def test_document_model_to_xml_to_model_is_identity(package: DocumentPackage) ->
 )
 def test_status_model_to_xml_to_model_is_identity(package: StatusPackage) -> None:
     assert parse_status(status_bytes(package), today=TODAY) == package
+
+
+def test_text_that_xml_cannot_carry_is_a_clear_error() -> None:
+    package = DocumentPackage(
+        from_=Organ("000.00.00.H23"),
+        to=(Organ("000.01.00.H23"),),
+        code=Code("15", "QĐ-UBND"),
+        promulgation=PromulgationInfo("", date(2026, 11, 20)),
+        subject="a control character \x01",
+    )
+
+    with pytest.raises(EdxmlError, match="cannot be written as edXML"):
+        document_bytes(package)

@@ -140,7 +140,22 @@ class _Target:
         self.fatal = _Fatal(problem("doctype-refused", "/"))
         raise self.fatal
 
+    # lxml may report a callback's exception only after calling close(): keep it to re-raise
     def start(self, tag: str, attrib: dict[str, str], nsmap: dict[str | None, str]) -> None:
+        try:
+            self._start(tag, attrib, nsmap)
+        except _Fatal as exc:
+            self.fatal = exc
+            raise
+
+    def data(self, text: str) -> None:
+        try:
+            self._data(text)
+        except _Fatal as exc:
+            self.fatal = exc
+            raise
+
+    def _start(self, tag: str, attrib: dict[str, str], nsmap: dict[str | None, str]) -> None:
         local = _local(tag)
         counts = self.siblings[-1]
         counts[local] = counts.get(local, 0) + 1
@@ -159,8 +174,11 @@ class _Target:
             result = Streamed()
             self.streams.append(result)
             self.decoder = _Decoder(result, self._open_sink(), self.budget)
-        # the target is given "" for the default prefix; the tree builder wants None
-        self.builder.start(tag, attributes, {k or None: v for k, v in nsmap.items()})
+        try:
+            # the target is given "" for the default prefix; the tree builder wants None
+            self.builder.start(tag, attributes, {k or None: v for k, v in nsmap.items()})
+        except ValueError as exc:  # libxml2 lets a few malformed names through, e.g. "x:"
+            raise _Fatal(problem("not-xml", self._xpath(), detail=str(exc))) from exc
 
     def _open_sink(self) -> IO[bytes] | None:
         if self.spool is False:
@@ -173,7 +191,7 @@ class _Target:
         self.streams[-1].path = Path(sink.name)
         return sink
 
-    def data(self, text: str) -> None:
+    def _data(self, text: str) -> None:
         if self.decoder is not None:
             self.decoder.feed(text)
             return

@@ -297,7 +297,11 @@ class _Reader:
         found = self.child(header, "Signature", "DigitalSignature")
         if found is None:
             return None
-        return bytes(etree.tostring(found, method="c14n", exclusive=True, with_comments=False))
+        try:
+            return bytes(etree.tostring(found, method="c14n", exclusive=True, with_comments=False))
+        except etree.C14NError as exc:  # e.g. a relative namespace URI, which C14N forbids
+            self.add("bad-signature-xml", _xpath(found), detail=str(exc))
+            return None
 
     def manifest(self, envelope: Any) -> tuple[ManifestReference, ...]:
         body = self.child(envelope, "edXMLBody")
@@ -497,7 +501,7 @@ def _to_int(text: str) -> int | None:
 
 
 def _content_id(text: str) -> str:
-    text = text.strip()
+    text = text.strip().strip("<>")
     if text.lower().startswith("cid:"):
         text = text[4:]
     return text.strip("<>")

@@ -27,6 +27,7 @@ from lienthong_edxml.model import (
     StaffInfo,
     StatusPackage,
 )
+from lienthong_edxml.problems import EdxmlError
 from lienthong_edxml.vocabulary import NS, VIETNAM, XLINK_NS
 
 __all__ = [
@@ -222,12 +223,18 @@ def _write(out: BinaryIO, envelope: Any, attachments: Iterable[Attachment]) -> N
 
 
 def write_document(package: DocumentPackage, out: BinaryIO) -> None:
-    """Write ``package`` to ``out`` in the standard form."""
-    _write(out, _Tree().envelope(package), package.attachments)
+    """Write ``package`` to ``out`` in the standard form; EdxmlError if it cannot be XML."""
+    try:
+        _write(out, _Tree().envelope(package), package.attachments)
+    except (ValueError, etree.LxmlError) as exc:  # text that XML cannot carry, a bad signature
+        raise EdxmlError(f"the package cannot be written as edXML: {exc}") from exc
 
 
 def write_status(package: StatusPackage, out: BinaryIO) -> None:
-    _write(out, _Tree().status_envelope(package), ())
+    try:
+        _write(out, _Tree().status_envelope(package), ())
+    except (ValueError, etree.LxmlError) as exc:
+        raise EdxmlError(f"the status package cannot be written as edXML: {exc}") from exc
 
 
 def document_bytes(package: DocumentPackage) -> bytes:
