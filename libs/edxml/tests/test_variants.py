@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lienthong_edxml import StatusCode, diagnose, parse_document, parse_status
+from lienthong_edxml import StatusCode, diagnose, document_bytes, parse_document, parse_status
 from lienthong_edxml.reader import parse_date, parse_timestamp
 from lienthong_edxml.vocabulary import VIETNAM
 
@@ -114,3 +114,17 @@ def test_the_doctor_never_crashes_on_a_damaged_package(data: st.DataObject) -> N
     problems = diagnose(bytes(damaged), today=TODAY)
 
     assert all(p.code and p.xpath.startswith("/") for p in problems)
+
+
+def test_a_digital_signature_in_the_old_namespace_is_written_in_the_standard_one() -> None:
+    data = f"""<edXML xmlns="http://www.go.vn/eDoc"><edXMLEnvelope><edXMLHeader>{HEADER}
+      <DigitalSignature><SignedBy>UBND</SignedBy></DigitalSignature>
+      </edXMLHeader></edXMLEnvelope></edXML>""".encode()
+
+    package = parse_document(data, today=TODAY)
+
+    assert package.signature == (
+        b'<DigitalSignature xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016">'
+        b"<SignedBy>UBND</SignedBy></DigitalSignature>"
+    )
+    assert b"go.vn" not in document_bytes(package)

@@ -38,6 +38,7 @@ from lienthong_edxml.problems import InvalidPackage, Problem, problem
 from lienthong_edxml.vocabulary import (
     ACCEPTED_NAMESPACES,
     NS,
+    OLD_NS,
     VIETNAM,
     XLINK_NS,
     BusinessDocType,
@@ -297,10 +298,13 @@ class _Reader:
         found = self.child(header, "Signature", "DigitalSignature")
         if found is None:
             return None
+        if _namespace(found) == OLD_NS:  # the standard form has one edXML namespace
+            found = _moved_to_standard(found)
         try:
             return bytes(etree.tostring(found, method="c14n", exclusive=True, with_comments=False))
         except etree.C14NError as exc:  # e.g. a relative namespace URI, which C14N forbids
-            self.add("bad-signature-xml", _xpath(found), detail=str(exc))
+            where = _xpath(self.child(header, "Signature", "DigitalSignature"))
+            self.add("bad-signature-xml", where, detail=str(exc))
             return None
 
     def manifest(self, envelope: Any) -> tuple[ManifestReference, ...]:
@@ -491,6 +495,21 @@ class _Reader:
             description=self.text(element, "Description"),
             staff_info=self.staff_info(self.child(element, "StaffInfo")),
         )
+
+
+def _moved_to_standard(element: Any, parent: Any = None) -> Any:
+    """A copy of ``element`` with its old-namespace elements in the standard namespace."""
+    tag = f"{{{NS}}}{_local(element)}" if _namespace(element) == OLD_NS else element.tag
+    if parent is None:
+        copy = etree.Element(tag, dict(element.attrib), nsmap={None: NS})
+    else:
+        copy = etree.SubElement(parent, tag, dict(element.attrib))
+        copy.tail = element.tail
+    copy.text = element.text
+    for child in element:
+        if isinstance(child.tag, str):
+            _moved_to_standard(child, copy)
+    return copy
 
 
 def _to_int(text: str) -> int | None:
