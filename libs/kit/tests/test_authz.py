@@ -119,3 +119,18 @@ def test_the_directory_refuses_unknown_and_closed_units_naming_the_successor() -
     directory.apply(_changed("000.04.00.H23", active=True, until="2026-12-07", rev=1))
     assert directory.refusal("000.04.00.H23", today) is None
     assert directory.refusal("000.04.00.H23", date(2026, 12, 7)) is not None
+
+
+def test_only_a_delegate_named_by_the_rule_acts_for_a_unit() -> None:
+    from lienthong_kit.authz import act_for, units_or_gateway
+
+    rule = units_or_gateway()
+    gateway = Identity(Kind.SERVICE, "gateway-service")
+    acting = act_for(rule, gateway, "000.01.00.H23", "SubmitDocument")
+    assert acting == Identity(Kind.UNIT, "000.01.00.H23", via="gateway-service")
+    assert str(acting) == "unit/000.01.00.H23 (via service/gateway-service)"
+    decide(rule, acting, "SubmitDocument")
+    with pytest.raises(PermissionDenied, match="on behalf of a unit"):
+        act_for(rule, Identity(Kind.SERVICE, "routing-service"), "000.01.00.H23", "X")
+    with pytest.raises(PermissionDenied, match="on behalf of a unit"):
+        act_for(units(), gateway, "000.01.00.H23", "X")

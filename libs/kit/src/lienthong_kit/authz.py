@@ -30,6 +30,7 @@ from lienthong_kit.errors import PermissionDenied, Unauthenticated
 
 __all__ = [
     "IDENTITY_HEADER",
+    "ON_BEHALF_HEADER",
     "AccessTable",
     "Identity",
     "Kind",
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 IDENTITY_HEADER = "x-lienthong-identity"
+ON_BEHALF_HEADER = "x-lienthong-on-behalf-of"
 SPIFFE = "spiffe://"
 
 
@@ -64,11 +66,13 @@ class Identity:
     kind: Kind
     name: str  # the unit's identifier code, the service's name or the operator's name
     role: Role | None = None
+    via: str = ""  # the service acting for this unit (the edXML gateway), if any
 
     def __str__(self) -> str:
         if self.kind is Kind.OPERATOR:
             return f"operator/{self.role}/{self.name}"
-        return f"{self.kind}/{self.name}"
+        text = f"{self.kind}/{self.name}"
+        return f"{text} (via service/{self.via})" if self.via else text
 
     @property
     def unit_code(self) -> str | None:
@@ -110,6 +114,8 @@ class Rule:
     roles: frozenset[Role] = frozenset()
     public: bool = False  # anyone, even without an identity (health-like reads only)
     scope: str = ""
+    # services that may call for a unit (x-lienthong-on-behalf-of): the unit's checks apply
+    delegates: frozenset[str] = frozenset()
 
     def allows(self, identity: Identity) -> bool:
         if self.public:
@@ -149,7 +155,13 @@ def either(*rules: Rule, scope: str = "") -> Rule:
         roles=frozenset().union(*(rule.roles for rule in rules)),
         public=any(rule.public for rule in rules),
         scope=scope or "; ".join(rule.scope for rule in rules if rule.scope),
+        delegates=frozenset().union(*(rule.delegates for rule in rules)),
     )
+
+
+def units_or_gateway(scope: str = "", *, gateway: str = "gateway-service") -> Rule:
+    """Any active unit, directly or through the edXML gateway acting for it."""
+    return Rule(units=True, scope=scope, delegates=frozenset({gateway}))
 
 
 @dataclass(frozen=True)
@@ -174,6 +186,17 @@ class AccessTable:
 
     def rule(self, method: str) -> Rule | None:
         return self.rules.get(method)
+
+
+def act_for(rule: Rule | None, caller: Identity, unit_code: str, method: str) -> Identity:
+    """The unit ``caller`` (a service) acts for, if the rule lets that service delegate."""
+    if caller.kind is not Kind.SERVICE or rule is None or caller.name not in rule.delegates:
+        raise PermissionDenied(
+            f"{caller} may not call {method} on behalf of a unit",
+            reason="NO_DELEGATION",
+            metadata={"caller": str(caller)},
+        )
+    return Identity(Kind.UNIT, unit_code, via=caller.name)
 
 
 def decide(rule: Rule | None, identity: Identity | None, method: str) -> None:
