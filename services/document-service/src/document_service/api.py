@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+from google.protobuf import json_format
 from grpc import aio
 
 from document_service.attachments import AttachmentStore
@@ -317,20 +318,20 @@ class DocumentServicer(DocumentServiceServicer):
             raise InvalidArgument(
                 [FieldViolation("min_priority", f"must be {min(Priority)} to {max(Priority)}")]
             )
-        rows = await self._store.inbox_page(
+        page = await self._store.inbox_page(
             unit,
             after=after,
-            limit=size + 1,
+            limit=size,
             status_codes=list(request.status_codes),
             min_priority=request.min_priority,
             since=request.since.ToDatetime(UTC) if request.HasField("since") else None,
             unread_only=request.unread_only,
         )
-        response = pb.ListInboxResponse(entries=[_entry(row) for row in rows[:size]])
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.next_page_token = encode_time_key(last.delivered_at, last.id)
-        return response
+        following = page.next_after
+        return pb.ListInboxResponse(
+            entries=[_entry(delivery) for delivery in page.deliveries],
+            next_page_token=encode_time_key(following.at, following.id) if following else "",
+        )
 
     async def WatchInbox(
         self, request: pb.WatchInboxRequest, context: Context
@@ -339,10 +340,10 @@ class DocumentServicer(DocumentServiceServicer):
         with self._hub.watch(unit) as live:
             sent: set[str] = set()
             if request.HasField("since"):
-                rows = await self._store.inbox_page(
+                page = await self._store.inbox_page(
                     unit, limit=1000, since=request.since.ToDatetime(UTC)
                 )
-                for row in reversed(rows):  # oldest first, as they arrived
+                for row in reversed(page.deliveries):  # oldest first, as they arrived
                     sent.add(row.id)
                     yield pb.WatchInboxResponse(entry=_entry(row))
             async for delivery in live:
@@ -360,26 +361,18 @@ class DocumentServicer(DocumentServiceServicer):
             raise NotFound(f"delivery_id: no delivery {request.delivery_id!r}")
         if delivery.recipient_code != unit:
             raise PermissionDenied(f"delivery {request.delivery_id} is not addressed to {unit}")
-        for _ in range(20):
-            latest = await self._store.current(request.delivery_id, delivery.version)
-            if latest is None:
-                raise NotFound(f"delivery_id: {request.delivery_id!r} has not arrived yet")
-            after = acknowledge(latest.state, request.status_code, request.description)
-            if await self._store.transition(
-                delivery,
-                latest,
-                after,
-                reported=request.status_code,
-                description=request.description.strip(),
-                staff=request.staff.strip(),
-            ):
-                return pb.AcknowledgeDeliveryResponse(
-                    delivery_id=request.delivery_id,
-                    status_code=after.status,
-                    recall_status=after.recall,
-                )
-            # another move won the race (another clerk, or a recall): decide again on it
-        raise FailedPrecondition("the delivery keeps changing; try again", reason="CONTENTION")
+        after = await self._store.move(
+            delivery,
+            lambda state: acknowledge(state, request.status_code, request.description),
+            reported=request.status_code,
+            description=request.description.strip(),
+            staff=request.staff.strip(),
+        )
+        if after is None:
+            raise NotFound(f"delivery_id: {request.delivery_id!r} has not arrived yet")
+        return pb.AcknowledgeDeliveryResponse(
+            delivery_id=request.delivery_id, status_code=after.status, recall_status=after.recall
+        )
 
     async def TrackDocument(
         self, request: pb.TrackDocumentRequest, context: Context
@@ -449,21 +442,15 @@ class DocumentServicer(DocumentServiceServicer):
         for row in await self._store.deliveries_of(request.document_id):
             if row.bounced:
                 continue
-            for _ in range(20):
-                latest = await self._store.current(row.id, row.version)
-                after = request_recall(latest.state) if latest else None
-                if latest is None or after is None:
-                    break
-                if await self._store.transition(
-                    row,
-                    latest,
-                    after,
-                    reported=StatusCode.RECALL_REQUESTED,
-                    description=request.reason.strip(),
-                    staff="",
-                ):
-                    asked.append(row.recipient_code)
-                    break
+            moved = await self._store.move(
+                row,
+                request_recall,
+                reported=StatusCode.RECALL_REQUESTED,
+                description=request.reason.strip(),
+                staff="",
+            )
+            if moved is not None:
+                asked.append(row.recipient_code)
         return pb.RecallDocumentResponse(document_id=request.document_id, recipient_codes=asked)
 
     async def VerifyAudit(
@@ -480,14 +467,11 @@ class DocumentServicer(DocumentServiceServicer):
 
 
 def _verification(found: Verification) -> pb.Verification:
-    verified = found.verified
-    view = pb.Verification(
-        verdict=verified.verdict,
-        reason=verified.reason,
-        failed_rule=verified.failed_rule,
-        personal_signature_valid=verified.personal_signature_valid,
-        organisation_signature_valid=verified.organisation_signature_valid,
-        signatures=verified.signatures,
+    # the view has the verdict's own fields under their names: copied by name, not listed
+    view = json_format.ParseDict(
+        json_format.MessageToDict(found.verified, preserving_proto_field_name=True),
+        pb.Verification(),
+        ignore_unknown_fields=True,
     )
     view.verified_at.FromDatetime(found.at)
     return view

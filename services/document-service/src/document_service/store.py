@@ -20,6 +20,7 @@ never rows.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +50,7 @@ __all__ = [
     "Delivery",
     "Document",
     "DocumentStore",
+    "InboxPage",
     "PaperDocument",
     "Recall",
     "Signer",
@@ -58,6 +60,7 @@ __all__ = [
 ]
 
 PRODUCER = "document-service"
+MOVE_ATTEMPTS = 20
 
 
 # --- records ------------------------------------------------------------------------------
@@ -154,6 +157,13 @@ class StatusChange:
     description: str
     staff: str
     at: datetime
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    deliveries: list[Delivery]
+    #: what the next page starts after; None on the last page
+    next_after: TimeKey | None
 
 
 @dataclass(frozen=True)
@@ -425,8 +435,8 @@ class DocumentStore:
         min_priority: int = 0,
         since: datetime | None = None,
         unread_only: bool = False,
-    ) -> list[Delivery]:
-        """A unit's inbox, newest first, after the page ``after`` ended."""
+    ) -> InboxPage:
+        """A page of a unit's inbox, newest first, starting after ``after``."""
         query: Doc = {"recipient_code": unit_code, "bounced": False, "withdrawn": False}
         if status_codes:
             query["status_code"] = {"$in": status_codes}
@@ -440,9 +450,13 @@ class DocumentStore:
         cursor = (
             self._deliveries.find(query)
             .sort([("delivered_at", DESCENDING), ("_id", DESCENDING)])
-            .limit(limit)
+            .limit(limit + 1)  # one more: is there a next page?
         )
-        return [_delivery(row) async for row in cursor]
+        rows = [_delivery(row) async for row in cursor]
+        if len(rows) <= limit:
+            return InboxPage(rows, None)
+        last = rows[limit - 1]
+        return InboxPage(rows[:limit], TimeKey(last.delivered_at, last.id))
 
     # --- transitions ----------------------------------------------------------------------
 
@@ -471,7 +485,31 @@ class DocumentStore:
         )
         return [_status_change(row) async for row in cursor]
 
-    async def transition(
+    async def move(
+        self,
+        delivery: Delivery,
+        decide: Callable[[DeliveryState], DeliveryState | None],
+        *,
+        reported: str,
+        description: str,
+        staff: str,
+    ) -> DeliveryState | None:
+        """Move ``delivery`` to ``decide(its current state)``, deciding again on the new state
+        whenever another move wins the race (another clerk, or a recall). None when it has no
+        state yet or ``decide`` declines; FailedPrecondition(CONTENTION) if it keeps losing."""
+        for _ in range(MOVE_ATTEMPTS):
+            latest = await self.current(delivery.id, delivery.version)
+            after = decide(latest.state) if latest else None
+            if latest is None or after is None:
+                return None
+            won = await self._transition(
+                delivery, latest, after, reported=reported, description=description, staff=staff
+            )
+            if won:
+                return after
+        raise FailedPrecondition("the delivery keeps changing; try again", reason="CONTENTION")
+
+    async def _transition(
         self,
         delivery: Delivery,
         latest: StatusChange,
@@ -481,8 +519,7 @@ class DocumentStore:
         description: str,
         staff: str,
     ) -> bool:
-        """Record the move from ``latest`` to ``after``; False if another move won the race
-        (then read the state again and decide again)."""
+        """Record the move from ``latest`` to ``after``; False if another move won the race."""
         won = await self._insert_transition(
             delivery,
             latest.version + 1,
