@@ -54,7 +54,8 @@ class Consumers:
                 self._audit.on_event,
                 dedupe=False,
                 before_commit=self._audit.flush,
-                fetch_wait_ms=200,  # nobody waits on the audit log: fewer, larger polls
+                # nobody waits on the audit log: fewer, larger polls (docs/benchmarks.md)
+                fetch_wait_ms=200,
             ),
         ]
 
