@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import grpc
@@ -14,6 +15,7 @@ from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
 from lienthong.events.v1.events_pb2 import DeliveryCreated, DocumentSubmitted
 from lienthong_kit.envelope import decode_envelope, new_event, unpack
 from lienthong_kit.kafka import Topics
+from lienthong_kit.paging import encode_token
 from lienthong_kit.server import ServiceApp
 from lienthong_testing.waiting import eventually
 
@@ -152,3 +154,28 @@ async def test_inbox_pages_do_not_overlap(stub: DocumentServiceStub, service: Se
         if not token:
             break
     assert sorted(seen) == [f"dl-{index}" for index in range(5)]
+
+
+BAD_PAGE_TOKENS = {
+    "not base64": "not base64!",
+    "base64 of non-JSON": base64.urlsafe_b64encode(b"not json").decode(),
+    "one part, not two": encode_token("2026-11-20T08:00:00+00:00"),
+    "three parts": encode_token("2026-11-20T08:00:00+00:00", "dl-1", "extra"),
+    "a bad timestamp": encode_token("yesterday", "dl-1"),
+}
+
+
+async def test_list_inbox_answers_a_bad_page_token_naming_the_field(
+    stub: DocumentServiceStub,
+) -> None:
+    for what, token in BAD_PAGE_TOKENS.items():
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.ListInbox(
+                pb.ListInboxRequest(page_token=token), metadata=as_unit(RECIPIENTS[0])
+            )
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, what
+        status = rpc_status.from_call(info.value)
+        assert status is not None, what
+        bad_request = error_details_pb2.BadRequest()
+        assert status.details[0].Unpack(bad_request), what
+        assert [v.field for v in bad_request.field_violations] == ["page_token"], what

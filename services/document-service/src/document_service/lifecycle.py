@@ -19,57 +19,40 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from lienthong_kit.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from lienthong_kit.vocabulary import StatusCode
 
-__all__ = [
-    "ARRIVED",
-    "FINAL",
-    "RECALL_ACCEPTED",
-    "RECALL_REFUSED",
-    "RECALL_REQUESTED",
-    "REFUSED",
-    "STATUS_NAMES",
-    "DeliveryState",
-    "acknowledge",
-    "request_recall",
-]
+__all__ = ["FINAL", "DeliveryState", "acknowledge", "request_recall"]
 
-ARRIVED, REFUSED, REGISTERED, ASSIGNED, IN_PROGRESS, DONE = "01", "02", "03", "04", "05", "06"
-RECALL_REQUESTED, RECALL_ACCEPTED, RECALL_REFUSED = "13", "15", "16"
-FINAL = frozenset({REFUSED, DONE})
+FINAL = frozenset({StatusCode.REFUSED, StatusCode.DONE})
 
-STATUS_NAMES = {
-    ARRIVED: "arrived",
-    REFUSED: "refused",
-    REGISTERED: "registered",
-    ASSIGNED: "assigned",
-    IN_PROGRESS: "in progress",
-    DONE: "done",
-    RECALL_REQUESTED: "recall requested",
-    RECALL_ACCEPTED: "recall accepted",
-    RECALL_REFUSED: "recall refused",
+# str keys: a stored state reads back as a plain string
+_NEXT: dict[str, frozenset[StatusCode]] = {
+    StatusCode.ARRIVED: frozenset({StatusCode.REFUSED, StatusCode.REGISTERED}),
+    StatusCode.REGISTERED: frozenset(
+        {StatusCode.REFUSED, StatusCode.ASSIGNED, StatusCode.IN_PROGRESS}
+    ),
+    StatusCode.ASSIGNED: frozenset({StatusCode.ASSIGNED, StatusCode.IN_PROGRESS}),
+    StatusCode.IN_PROGRESS: frozenset({StatusCode.DONE}),
+    StatusCode.REFUSED: frozenset(),
+    StatusCode.DONE: frozenset(),
 }
-
-_NEXT = {
-    ARRIVED: frozenset({REFUSED, REGISTERED}),
-    REGISTERED: frozenset({REFUSED, ASSIGNED, IN_PROGRESS}),
-    ASSIGNED: frozenset({ASSIGNED, IN_PROGRESS}),
-    IN_PROGRESS: frozenset({DONE}),
-    REFUSED: frozenset(),
-    DONE: frozenset(),
-}
-_NEEDS_REASON = frozenset({REFUSED, RECALL_REFUSED})
+_NEEDS_REASON = frozenset({StatusCode.REFUSED, StatusCode.RECALL_REFUSED})
+_ANSWERS = frozenset({StatusCode.RECALL_ACCEPTED, StatusCode.RECALL_REFUSED})
+# what a recipient may report: every code but the two the platform sets itself
+_REPORTED = frozenset(StatusCode) - {StatusCode.ARRIVED, StatusCode.RECALL_REQUESTED}
 
 
 @dataclass(frozen=True)
 class DeliveryState:
-    status: str = ARRIVED
-    recall: str = ""  # "", 13, 15 or 16
+    status: str = StatusCode.ARRIVED
+    recall: str = ""  # "", 13, 15 or 16 (a StatusCode)
     withdrawn: bool = False
 
 
 def acknowledge(state: DeliveryState, code: str, description: str) -> DeliveryState:
     """The state after the recipient reports ``code``; raises for an illegal move."""
-    if code not in STATUS_NAMES or code in (ARRIVED, RECALL_REQUESTED):
+    status = StatusCode(code) if code in _REPORTED else None
+    if status is None:
         raise InvalidArgument(
             [
                 FieldViolation(
@@ -78,11 +61,11 @@ def acknowledge(state: DeliveryState, code: str, description: str) -> DeliverySt
                 )
             ]
         )
-    if code in _NEEDS_REASON and not description.strip():
+    if status in _NEEDS_REASON and not description.strip():
         raise InvalidArgument(
             [
                 FieldViolation(
-                    "description", f"a reason is required with {code} ({STATUS_NAMES[code]})"
+                    "description", f"a reason is required with {status} ({status.english})"
                 )
             ]
         )
@@ -90,26 +73,30 @@ def acknowledge(state: DeliveryState, code: str, description: str) -> DeliverySt
         raise FailedPrecondition(
             "the delivery was withdrawn after its recall was accepted", reason="WITHDRAWN"
         )
-    if code in (RECALL_ACCEPTED, RECALL_REFUSED):
-        if state.recall != RECALL_REQUESTED:
+    if status in _ANSWERS:
+        if state.recall != StatusCode.RECALL_REQUESTED:
             raise FailedPrecondition(
-                f"no recall is pending, so {code} ({STATUS_NAMES[code]}) is not possible",
+                f"no recall is pending, so {status} ({status.english}) is not possible",
                 reason="NO_RECALL_PENDING",
             )
-        return replace(state, recall=code, withdrawn=code == RECALL_ACCEPTED)
-    if code not in _NEXT[state.status]:
+        return replace(state, recall=status, withdrawn=status == StatusCode.RECALL_ACCEPTED)
+    if status not in _NEXT[state.status]:
         allowed = ", ".join(sorted(_NEXT[state.status])) or "nothing (final)"
         raise FailedPrecondition(
-            f"cannot move from {state.status} ({STATUS_NAMES[state.status]}) to {code}"
-            f" ({STATUS_NAMES[code]}); allowed: {allowed}",
+            f"cannot move from {state.status} ({StatusCode(state.status).english}) to {status}"
+            f" ({status.english}); allowed: {allowed}",
             reason="ILLEGAL_TRANSITION",
-            metadata={"from": state.status, "to": code},
+            metadata={"from": state.status, "to": status},
         )
-    return replace(state, status=code)
+    return replace(state, status=status)
 
 
 def request_recall(state: DeliveryState) -> DeliveryState | None:
     """The state after the sender asks for a recall, or None when it does not apply."""
-    if state.withdrawn or state.status == REFUSED or state.recall == RECALL_REQUESTED:
+    if (
+        state.withdrawn
+        or state.status == StatusCode.REFUSED
+        or state.recall == StatusCode.RECALL_REQUESTED
+    ):
         return None
-    return replace(state, recall=RECALL_REQUESTED)
+    return replace(state, recall=StatusCode.RECALL_REQUESTED)

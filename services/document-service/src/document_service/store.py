@@ -1,94 +1,214 @@
-"""document-service's store: documents, deliveries, numbering, paper documents.
+"""document-service's store: documents, deliveries and their transitions, numbering, paper
+documents, verdicts; the outbox relays that publish their events.
 
-Every state change and the event that announces it are written in one single-document write
-(the event goes into the record's embedded outbox), so nothing acknowledged is lost and
-nothing is announced that did not happen.
+Every state change and the event that announces it are written by one insert (the event rides
+in the record's embedded outbox and is handed to a relay: docs/decisions/0200-outbox-hand-off.md),
+so nothing acknowledged is lost and nothing is announced that did not happen.
 
-Contended state is changed by *inserting* records under a unique key, never by a conditional
-update: FerretDB v1 (SQLite) does not apply an update atomically with its filter (its issue
-#3040; measured here: 97 "winners" of 20 compare-and-set races, 162 of 200 ``$inc`` lost),
-while a unique index decides races exactly. So:
+Contended state changes by *inserting* under a unique key, never by a conditional update,
+which FerretDB v1 does not apply atomically (docs/architecture.md "Storage rules"):
 
 * a delivery's state is the highest ``version`` among its ``delivery_transitions``; a move
   inserts ``<delivery id>#<version + 1>``, and of two clerks acting at once exactly one wins;
-  the delivery document keeps a projection of that state for listing and filtering;
+  the delivery record keeps a projection of that state for listing and filtering;
 * a number is reserved by inserting ``<unit>|<year>|<series>|<number>``.
+
+The API gets typed records (:class:`Document`, :class:`Delivery`, :class:`StatusChange`, ...),
+never rows.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from bson import Binary
 from pymongo import ASCENDING, DESCENDING, IndexModel
-from pymongo.errors import DuplicateKeyError
 
-from document_service.lifecycle import ARRIVED, REFUSED, DeliveryState
-from lienthong.common.v1.common_pb2 import DocumentSummary, Recipients
+from document_service.lifecycle import DeliveryState
+from lienthong.common.v1.common_pb2 import AttachmentRef, DocumentSummary, Recipients
 from lienthong.events.v1.events_pb2 import (
     DeliveryBounced,
     DeliveryCreated,
     DeliveryStatusChanged,
     DocumentVerified,
 )
-from lienthong_kit.envelope import new_event
+from lienthong_kit.envelope import EventEnvelope, new_event
 from lienthong_kit.errors import AlreadyExists, FailedPrecondition
+from lienthong_kit.infra import DuplicateKeyError
 from lienthong_kit.kafka import EventProducer, Topics
 from lienthong_kit.mongo import AsyncDatabase, Doc, GroupInserter, ensure_indexes
 from lienthong_kit.outbox import OutboxRelay
+from lienthong_kit.paging import TimeKey, after_time_key
+from lienthong_kit.vocabulary import StatusCode
 
-__all__ = ["PRODUCER", "DocumentStore", "StoredDocument"]
+__all__ = [
+    "PRODUCER",
+    "Delivery",
+    "Document",
+    "DocumentStore",
+    "InboxPage",
+    "PaperDocument",
+    "Recall",
+    "Signer",
+    "StatusChange",
+    "Verification",
+    "arrival",
+]
 
 PRODUCER = "document-service"
+MOVE_ATTEMPTS = 20
 
 
-class StoredDocument:
-    def __init__(self, raw: Doc) -> None:
-        self.raw = raw
-        self.summary = DocumentSummary.FromString(bytes(raw["summary"]))
-        self.recipients = Recipients.FromString(bytes(raw["recipients"]))
-        self.content_summary: str = raw.get("content_summary", "")
-        self.frozen: bool = raw.get("frozen", False)
-        self.attachments: list[Doc] = raw.get("attachments", [])
+# --- records ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Transition:
-    """A delivery moved from ``before`` to ``after``; ``raw`` is the stored delivery."""
-
-    before: DeliveryState
-    after: DeliveryState
-    raw: Doc
+class Signer:
+    competence: str = ""
+    position: str = ""
+    full_name: str = ""
 
 
-def delivery_state(raw: Doc) -> DeliveryState:
-    return DeliveryState(
-        raw["status_code"], raw.get("recall_status", ""), raw.get("withdrawn", False)
+@dataclass(frozen=True)
+class Document:
+    """A submitted document (the summary is what the network sees of it)."""
+
+    summary: DocumentSummary
+    recipients: Recipients
+    content_summary: str = ""
+    to_places: tuple[str, ...] = ()
+    promulgation_place: str = ""
+    signer: Signer = Signer()
+    steering_type: int = 0
+    response_for: str = ""
+    attachments: tuple[AttachmentRef, ...] = ()
+    frozen: bool = False
+
+    @property
+    def document_id(self) -> str:
+        return self.summary.document_id
+
+    @property
+    def sender_code(self) -> str:
+        return self.summary.sender_code
+
+
+@dataclass(frozen=True)
+class Recall:
+    """The sender's recall, update or replacement request that froze a document."""
+
+    business_type: str
+    reason: str
+    replacement_document_id: str
+    requested_at: datetime
+
+
+@dataclass(frozen=True)
+class PaperDocument:
+    """A paper document registered in a unit's book (incoming or outgoing)."""
+
+    id: str
+    unit_code: str
+    idempotency_key: str
+    direction: str
+    counterpart: str
+    number: str
+    notation: str
+    document_type: str
+    subject: str
+    promulgation_date: str
+    registered_at: datetime
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A document in a recipient's inbox (or returned to its sender: ``bounced``), with the
+    projection of its latest :class:`StatusChange`."""
+
+    id: str
+    document: DocumentSummary
+    recipient_code: str
+    delivered_at: datetime
+    status_code: str = StatusCode.ARRIVED
+    recall_status: str = ""
+    withdrawn: bool = False
+    version: int = 1
+    bounced: bool = False
+    bounce_reason: str = ""
+    read_at: datetime | None = None
+
+    @property
+    def state(self) -> DeliveryState:
+        return DeliveryState(self.status_code, self.recall_status, self.withdrawn)
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One version of a delivery's state: what the recipient (or the sender) reported."""
+
+    delivery_id: str
+    version: int
+    state: DeliveryState
+    reported_code: str
+    description: str
+    staff: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    deliveries: list[Delivery]
+    #: what the next page starts after; None on the last page
+    next_after: TimeKey | None
+
+
+@dataclass(frozen=True)
+class Verification:
+    """signature-service's verdict on a document, and when it was given."""
+
+    verified: DocumentVerified
+    at: datetime
+
+
+def arrival(delivery: DeliveryCreated, delivered_at: datetime) -> Delivery:
+    """A routed delivery as it enters the recipient's inbox: status 01 (arrived)."""
+    return Delivery(
+        id=delivery.delivery_id,
+        document=delivery.document,
+        recipient_code=delivery.recipient_code,
+        delivered_at=delivered_at,
     )
+
+
+# --- the store ----------------------------------------------------------------------------
 
 
 class DocumentStore:
     def __init__(self, db: AsyncDatabase[Doc], topics: Topics, producer: EventProducer) -> None:
-        self.documents = db["documents"]
-        self.deliveries = db["deliveries"]
-        self.transitions = db["delivery_transitions"]
-        self.reservations = db["number_reservations"]
-        self.paper = db["paper_documents"]
-        self.verifications = db["verifications"]
-        # publishes the transitions' events (hand-off: see lienthong_kit.outbox)
-        self.transitions_relay = OutboxRelay(self.transitions, producer)
+        self._documents = db["documents"]
+        self._deliveries = db["deliveries"]
+        self._transitions = db["delivery_transitions"]
+        self._reservations = db["number_reservations"]
+        self._paper = db["paper_documents"]
+        self._verifications = db["verifications"]
         self._topics = topics
+        # each relay publishes the events handed over by the inserts into its collection
+        self._documents_relay = OutboxRelay(self._documents, producer, idle_seconds=0.5)
+        self._paper_relay = OutboxRelay(self._paper, producer, idle_seconds=0.5)
+        self._transitions_relay = OutboxRelay(self._transitions, producer)
+        self.relays = (self._documents_relay, self._transitions_relay, self._paper_relay)
         # submits and paper registrations arrive concurrently from many agencies: their
         # inserts share insertMany commands (each caller still gets its own duplicate error)
-        self._new_documents = GroupInserter(self.documents)
-        self._new_paper = GroupInserter(self.paper)
+        self._new_documents = GroupInserter(self._documents)
+        self._new_paper = GroupInserter(self._paper)
 
     async def create_indexes(self) -> None:
         await ensure_indexes(
-            self.documents,
+            self._documents,
             [
                 IndexModel(
                     [("sender_code", ASCENDING), ("idempotency_key", ASCENDING)], unique=True
@@ -97,7 +217,7 @@ class DocumentStore:
             ],
         )
         await ensure_indexes(
-            self.deliveries,
+            self._deliveries,
             [
                 IndexModel(
                     [
@@ -110,46 +230,53 @@ class DocumentStore:
             ],
         )
         await ensure_indexes(
-            self.transitions, [IndexModel([("delivery_id", ASCENDING), ("version", DESCENDING)])]
+            self._transitions, [IndexModel([("delivery_id", ASCENDING), ("version", DESCENDING)])]
         )
         await ensure_indexes(
-            self.paper,
+            self._paper,
             [IndexModel([("unit_code", ASCENDING), ("idempotency_key", ASCENDING)], unique=True)],
         )
+        for relay in self.relays:
+            await relay.create_indexes()
 
     # --- documents ------------------------------------------------------------------------
 
-    async def insert_submitted(
-        self, summary: DocumentSummary, idempotency_key: str, fields: Doc, outbox: Doc
+    async def submit(
+        self, document: Document, idempotency_key: str, event: EventEnvelope
     ) -> DocumentSummary:
         """Store a new document with its submitted event; a retried key returns the first."""
+        relay = self._documents_relay
+        async with relay.staged(self._topics.documents, document.document_id, event) as staged:
+            stored = await self._insert_document(document, idempotency_key, staged.fields)
+            if stored.document_id == document.document_id:  # new, not a retried key
+                staged.commit()
+        return stored
+
+    async def _insert_document(
+        self, document: Document, idempotency_key: str, outbox: Doc
+    ) -> DocumentSummary:
+        summary = document.summary
         year = summary.promulgation_date[:4]
-        document: dict[str, Any] = {
-            "_id": summary.document_id,
-            "sender_code": summary.sender_code,
-            "idempotency_key": idempotency_key or summary.document_id,
+        row = {
+            **_document_row(document, idempotency_key or document.document_id),
             "number_key": f"{year}|{summary.code.number}|{summary.code.notation}",
-            "summary": Binary(summary.SerializeToString()),
-            "submitted_at": summary.submitted_at.ToDatetime(UTC),
-            "frozen": False,
-            **fields,
             **outbox,
         }
         try:
-            await self._new_documents.insert(document)
+            await self._new_documents.insert(row)
         except DuplicateKeyError:
             if idempotency_key:
-                first = await self.documents.find_one(
+                first = await self._documents.find_one(
                     {"sender_code": summary.sender_code, "idempotency_key": idempotency_key}
                 )
                 if first is not None:
-                    return StoredDocument(first).summary
-            first = await self.documents.find_one(
-                {"sender_code": summary.sender_code, "number_key": document["number_key"]}
+                    return _summary(first)
+            first = await self._documents.find_one(
+                {"sender_code": summary.sender_code, "number_key": row["number_key"]}
             )
             if first is None:
                 raise
-            existing = StoredDocument(first).summary
+            existing = _summary(first)
             raise AlreadyExists(
                 f"{summary.sender_code} already issued {summary.code.number}/"
                 f"{summary.code.notation} in {year}: document {existing.document_id}",
@@ -158,13 +285,13 @@ class DocumentStore:
             ) from None
         return summary
 
-    async def get(self, document_id: str) -> StoredDocument | None:
-        raw = await self.documents.find_one({"_id": document_id})
-        return StoredDocument(raw) if raw else None
+    async def get(self, document_id: str) -> Document | None:
+        row = await self._documents.find_one({"_id": document_id})
+        return _document(row) if row else None
 
-    async def freeze(self, document_id: str, recall: Doc) -> None:
-        await self.documents.update_one(
-            {"_id": document_id}, {"$set": {"frozen": True, "recall": recall}}
+    async def freeze(self, document_id: str, recall: Recall) -> None:
+        await self._documents.update_one(
+            {"_id": document_id}, {"$set": {"frozen": True, "recall": asdict(recall)}}
         )
 
     # --- numbering ------------------------------------------------------------------------
@@ -174,11 +301,11 @@ class DocumentStore:
         each number however many ask at once. A counter read by key says where to start (it
         may lag: it is only a hint); the reservation insert decides."""
         prefix = f"{unit}|{year}|{series}"
-        hint = await self.reservations.find_one({"_id": prefix})
+        hint = await self._reservations.find_one({"_id": prefix})
         number = int(hint["last"]) + 1 if hint else 1
         for _ in range(10_000):
             try:
-                await self.reservations.insert_one(
+                await self._reservations.insert_one(
                     {"_id": f"{prefix}|{number:08d}", "reserved_at": datetime.now(UTC)}
                 )
             except DuplicateKeyError:
@@ -188,77 +315,41 @@ class DocumentStore:
             # collide on FerretDB (DuplicateKeyError) and either value will do. The number is
             # reserved by the insert above and must reach its caller, not be burned.
             with contextlib.suppress(DuplicateKeyError):
-                await self.reservations.replace_one({"_id": prefix}, {"last": number}, upsert=True)
+                await self._reservations.replace_one({"_id": prefix}, {"last": number}, upsert=True)
             return number
         raise FailedPrecondition(f"could not reserve a number in {series}: too much contention")
 
     # --- paper documents ------------------------------------------------------------------
 
-    async def insert_paper(self, document: Doc, outbox: Doc) -> str:
+    async def register_paper(self, paper: PaperDocument, event: EventEnvelope) -> str:
+        """Store a paper registration with its event; a retried key returns the first id."""
+        async with self._paper_relay.staged(self._topics.documents, paper.id, event) as staged:
+            stored_id = await self._insert_paper(paper, staged.fields)
+            if stored_id == paper.id:  # new, not a retried idempotency key
+                staged.commit()
+        return stored_id
+
+    async def _insert_paper(self, paper: PaperDocument, outbox: Doc) -> str:
+        row = asdict(paper)
+        row["_id"] = row.pop("id")
         try:
-            await self._new_paper.insert({**document, **outbox})
+            await self._new_paper.insert({**row, **outbox})
         except DuplicateKeyError:
-            first = await self.paper.find_one(
-                {"unit_code": document["unit_code"], "idempotency_key": document["idempotency_key"]}
+            first = await self._paper.find_one(
+                {"unit_code": paper.unit_code, "idempotency_key": paper.idempotency_key}
             )
             if first is None:
                 raise
             return str(first["_id"])
-        return str(document["_id"])
+        return paper.id
 
-    # --- deliveries -----------------------------------------------------------------------
-
-    async def delivery(self, delivery_id: str) -> Doc | None:
-        return await self.deliveries.find_one({"_id": delivery_id})
-
-    async def delivery_for(self, document_id: str, unit_code: str) -> Doc | None:
-        return await self.deliveries.find_one(
-            {"document_id": document_id, "recipient_code": unit_code, "bounced": False}
-        )
-
-    async def deliveries_of(self, document_id: str) -> list[Doc]:
-        cursor = self.deliveries.find({"document_id": document_id}).sort(
-            "recipient_code", ASCENDING
-        )
-        return [delivery async for delivery in cursor]
-
-    async def materialise(self, delivery: DeliveryCreated, delivered_at: datetime) -> None:
-        """Put a routed delivery in the recipient's inbox with status 01 (arrived) and
-        announce the arrival; idempotent (a redelivered event changes nothing). The arrival
-        transition is written first, so a delivery is never listed without a state."""
-        fields: Doc = {
-            "document_id": delivery.document.document_id,
-            "recipient_code": delivery.recipient_code,
-            "sender_code": delivery.document.sender_code,
-            "priority": delivery.document.priority,
-            "summary": Binary(delivery.document.SerializeToString()),
-            "status_code": ARRIVED,
-            "recall_status": "",
-            "withdrawn": False,
-            "version": 1,
-            "bounced": False,
-            "bounce_reason": "",
-            "delivered_at": delivered_at,
-            "read_at": None,
-        }
-        await self._insert_transition(
-            {"_id": delivery.delivery_id, **fields},
-            1,
-            DeliveryState(),
-            ARRIVED,
-            "",
-            "",
-            delivered_at,
-        )
-        # an insert, not an upsert: cheaper on FerretDB, and a redelivery changes nothing
-        with contextlib.suppress(DuplicateKeyError):
-            await self.deliveries.insert_one({"_id": delivery.delivery_id, **fields})
+    # --- verdicts -------------------------------------------------------------------------
 
     async def record_verification(self, verified: DocumentVerified, at: datetime) -> None:
         """Keep signature-service's verdict and report for the document; idempotent (keyed by
         the document: a redelivered verdict is the same verdict)."""
         with contextlib.suppress(DuplicateKeyError):
-            await self.verifications.insert_one(
+            await self._verifications.insert_one(
                 {
                     "_id": verified.document.document_id,
                     "verified": Binary(verified.SerializeToString()),
@@ -266,107 +357,199 @@ class DocumentStore:
                 }
             )
 
-    async def verification(self, document_id: str) -> tuple[DocumentVerified, datetime] | None:
-        found = await self.verifications.find_one({"_id": document_id})
+    async def verification(self, document_id: str) -> Verification | None:
+        found = await self._verifications.find_one({"_id": document_id})
         if found is None:
             return None
-        return DocumentVerified.FromString(bytes(found["verified"])), found["verified_at"]
+        return Verification(
+            DocumentVerified.FromString(bytes(found["verified"])), found["verified_at"]
+        )
+
+    # --- deliveries -----------------------------------------------------------------------
+
+    async def delivery(self, delivery_id: str) -> Delivery | None:
+        row = await self._deliveries.find_one({"_id": delivery_id})
+        return _delivery(row) if row else None
+
+    async def delivery_for(self, document_id: str, unit_code: str) -> Delivery | None:
+        row = await self._deliveries.find_one(
+            {"document_id": document_id, "recipient_code": unit_code, "bounced": False}
+        )
+        return _delivery(row) if row else None
+
+    async def deliveries_of(self, document_id: str) -> list[Delivery]:
+        cursor = self._deliveries.find({"document_id": document_id}).sort(
+            "recipient_code", ASCENDING
+        )
+        return [_delivery(row) async for row in cursor]
+
+    async def materialise(self, delivery: DeliveryCreated, delivered_at: datetime) -> None:
+        """Put a routed delivery in the recipient's inbox with status 01 (arrived) and
+        announce the arrival; idempotent (a redelivered event changes nothing). The arrival
+        transition is written first, so a delivery is never listed without a state."""
+        arrived = arrival(delivery, delivered_at)
+        await self._insert_transition(
+            arrived,
+            1,
+            arrived.state,
+            reported=StatusCode.ARRIVED,
+            description="",
+            staff="",
+            at=delivered_at,
+        )
+        # an insert, not an upsert: cheaper on FerretDB, and a redelivery changes nothing
+        with contextlib.suppress(DuplicateKeyError):
+            await self._deliveries.insert_one(_delivery_row(arrived))
 
     async def record_bounce(self, bounce: DeliveryBounced) -> None:
         """Remember for the sender that a recipient could not be delivered to; idempotent."""
-        await self.deliveries.update_one(
-            {"_id": bounce.delivery_id},
-            {
-                "$setOnInsert": {
-                    "document_id": bounce.document.document_id,
-                    "recipient_code": bounce.recipient_code,
-                    "sender_code": bounce.document.sender_code,
-                    "priority": bounce.document.priority,
-                    "summary": Binary(bounce.document.SerializeToString()),
-                    # returned to the sender: 02, the edXML code of a refused document
-                    "status_code": REFUSED,
-                    "recall_status": "",
-                    "withdrawn": False,
-                    "bounced": True,
-                    "bounce_reason": bounce.reason,
-                    "delivered_at": datetime.now(UTC),
-                    "read_at": None,
-                    "version": 0,
-                }
-            },
-            upsert=True,
+        returned = Delivery(
+            id=bounce.delivery_id,
+            document=bounce.document,
+            recipient_code=bounce.recipient_code,
+            delivered_at=datetime.now(UTC),
+            # returned to the sender: 02, the edXML code of a refused document
+            status_code=StatusCode.REFUSED,
+            version=0,
+            bounced=True,
+            bounce_reason=bounce.reason,
+        )
+        row = _delivery_row(returned)
+        del row["_id"]
+        await self._deliveries.update_one(
+            {"_id": bounce.delivery_id}, {"$setOnInsert": row}, upsert=True
         )
 
     async def mark_read(self, delivery_id: str) -> None:
-        await self.deliveries.update_one(
+        await self._deliveries.update_one(
             {"_id": delivery_id, "read_at": None}, {"$set": {"read_at": datetime.now(UTC)}}
         )
 
-    async def current(self, delivery_id: str, hint: int = 0) -> Doc | None:
+    async def inbox_page(
+        self,
+        unit_code: str,
+        *,
+        limit: int,
+        after: TimeKey | None = None,
+        status_codes: list[str] | None = None,
+        min_priority: int = 0,
+        since: datetime | None = None,
+        unread_only: bool = False,
+    ) -> InboxPage:
+        """A page of a unit's inbox, newest first, starting after ``after``."""
+        query: Doc = {"recipient_code": unit_code, "bounced": False, "withdrawn": False}
+        if status_codes:
+            query["status_code"] = {"$in": status_codes}
+        if min_priority:
+            query["priority"] = {"$gte": min_priority}
+        if unread_only:
+            query["read_at"] = None
+        if since is not None:
+            query["delivered_at"] = {"$gte": since}
+        query.update(after_time_key(after, "delivered_at"))
+        cursor = (
+            self._deliveries.find(query)
+            .sort([("delivered_at", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit + 1)  # one more: is there a next page?
+        )
+        rows = [_delivery(row) async for row in cursor]
+        if len(rows) <= limit:
+            return InboxPage(rows, None)
+        last = rows[limit - 1]
+        return InboxPage(rows[:limit], TimeKey(last.delivered_at, last.id))
+
+    # --- transitions ----------------------------------------------------------------------
+
+    async def current(self, delivery_id: str, hint: int = 0) -> StatusChange | None:
         """The latest transition of a delivery: its authoritative state. Found by key from a
         version ``hint`` (the delivery's projection) forwards, never by sorting."""
         version = max(hint, 1)
-        latest = await self.transitions.find_one({"_id": f"{delivery_id}#{version:06d}"})
+        latest = await self._transitions.find_one({"_id": _transition_id(delivery_id, version)})
         if latest is None and version > 1:
-            return await self.transitions.find_one(
+            latest = await self._transitions.find_one(
                 {"delivery_id": delivery_id}, sort=[("version", DESCENDING)]
             )
+            return _status_change(latest) if latest else None
         while latest is not None:
-            newer = await self.transitions.find_one({"_id": f"{delivery_id}#{version + 1:06d}"})
+            newer = await self._transitions.find_one(
+                {"_id": _transition_id(delivery_id, version + 1)}
+            )
             if newer is None:
-                return latest
+                return _status_change(latest)
             latest, version = newer, version + 1
         return None
 
-    async def history(self, delivery_id: str) -> list[Doc]:
-        cursor = self.transitions.find({"delivery_id": delivery_id}, {"outbox": 0}).sort(
+    async def history(self, delivery_id: str) -> list[StatusChange]:
+        cursor = self._transitions.find({"delivery_id": delivery_id}, {"outbox": 0}).sort(
             "version", ASCENDING
         )
-        return [entry async for entry in cursor]
+        return [_status_change(row) async for row in cursor]
 
-    async def transition(
+    async def move(
         self,
-        delivery: Doc,
-        latest: Doc,
+        delivery: Delivery,
+        decide: Callable[[DeliveryState], DeliveryState | None],
+        *,
+        reported: str,
+        description: str,
+        staff: str,
+    ) -> DeliveryState | None:
+        """Move ``delivery`` to ``decide(its current state)``, deciding again on the new state
+        whenever another move wins the race (another clerk, or a recall). None when it has no
+        state yet or ``decide`` declines; FailedPrecondition(CONTENTION) if it keeps losing."""
+        for _ in range(MOVE_ATTEMPTS):
+            latest = await self.current(delivery.id, delivery.version)
+            after = decide(latest.state) if latest else None
+            if latest is None or after is None:
+                return None
+            won = await self._transition(
+                delivery, latest, after, reported=reported, description=description, staff=staff
+            )
+            if won:
+                return after
+        raise FailedPrecondition("the delivery keeps changing; try again", reason="CONTENTION")
+
+    async def _transition(
+        self,
+        delivery: Delivery,
+        latest: StatusChange,
         after: DeliveryState,
         *,
         reported: str,
         description: str,
         staff: str,
     ) -> bool:
-        """Record the move from ``latest`` to ``after``; False if another move won the race
-        (then read the state again and decide again)."""
+        """Record the move from ``latest`` to ``after``; False if another move won the race."""
         won = await self._insert_transition(
             delivery,
-            int(latest["version"]) + 1,
+            latest.version + 1,
             after,
-            reported,
-            description,
-            staff,
-            datetime.now(UTC),
-            previous=delivery_state(latest),
+            reported=reported,
+            description=description,
+            staff=staff,
+            at=datetime.now(UTC),
+            previous=latest.state,
         )
         if won:
-            await self._project(delivery["_id"])
+            await self._project(delivery.id)
         return won
 
     async def _insert_transition(
         self,
-        delivery: Doc,
+        delivery: Delivery,
         version: int,
         after: DeliveryState,
+        *,
         reported: str,
         description: str,
         staff: str,
         at: datetime,
-        *,
         previous: DeliveryState | None = None,
     ) -> bool:
-        summary = DocumentSummary.FromString(bytes(delivery["summary"]))
         changed = DeliveryStatusChanged(
-            delivery_id=delivery["_id"],
-            document=summary,
-            recipient_code=delivery["recipient_code"],
+            delivery_id=delivery.id,
+            document=delivery.document,
+            recipient_code=delivery.recipient_code,
             status_code=after.status,
             previous_status_code=previous.status if previous else "",
             recall_status=after.recall,
@@ -374,12 +557,12 @@ class DocumentStore:
             description=description,
             staff=staff,
         )
-        changed.delivered_at.FromDatetime(delivery["delivered_at"])
+        changed.delivered_at.FromDatetime(delivery.delivered_at)
         changed.changed_at.FromDatetime(at)
         event = new_event(changed, producer=PRODUCER, occurred_at=at)
-        record: Doc = {
-            "_id": f"{delivery['_id']}#{version:06d}",
-            "delivery_id": delivery["_id"],
+        row: Doc = {
+            "_id": _transition_id(delivery.id, version),
+            "delivery_id": delivery.id,
             "version": version,
             "status_code": after.status,
             "recall_status": after.recall,
@@ -389,10 +572,10 @@ class DocumentStore:
             "staff": staff,
             "at": at,
         }
-        relay = self.transitions_relay
-        async with relay.staged(self._topics.deliveries, delivery["recipient_code"], event) as out:
+        relay = self._transitions_relay
+        async with relay.staged(self._topics.deliveries, delivery.recipient_code, event) as out:
             try:
-                await self.transitions.insert_one({**record, **out.fields})
+                await self._transitions.insert_one({**row, **out.fields})
             except DuplicateKeyError:
                 return False
             out.commit()
@@ -406,51 +589,124 @@ class DocumentStore:
             latest = await self.current(delivery_id, hint)
             if latest is None:
                 return
-            hint = int(latest["version"])
-            await self.deliveries.update_one(
+            hint = latest.version
+            await self._deliveries.update_one(
                 {"_id": delivery_id},
                 {
                     "$set": {
-                        "status_code": latest["status_code"],
-                        "recall_status": latest["recall_status"],
-                        "withdrawn": latest["withdrawn"],
-                        "version": latest["version"],
+                        "status_code": latest.state.status,
+                        "recall_status": latest.state.recall,
+                        "withdrawn": latest.state.withdrawn,
+                        "version": latest.version,
                     }
                 },
             )
             again = await self.current(delivery_id, hint)
-            if again is not None and again["version"] == latest["version"]:
+            if again is not None and again.version == latest.version:
                 return
 
-    async def inbox_page(
-        self,
-        unit_code: str,
-        *,
-        after: tuple[datetime, str] | None,
-        limit: int,
-        status_codes: list[str],
-        min_priority: int,
-        since: datetime | None,
-        unread_only: bool,
-    ) -> list[Doc]:
-        query: Doc = {"recipient_code": unit_code, "bounced": False, "withdrawn": False}
-        if status_codes:
-            query["status_code"] = {"$in": status_codes}
-        if min_priority:
-            query["priority"] = {"$gte": min_priority}
-        if unread_only:
-            query["read_at"] = None
-        if since is not None:
-            query["delivered_at"] = {"$gte": since}
-        if after is not None:
-            at, delivery_id = after
-            query["$or"] = [
-                {"delivered_at": {"$lt": at}},
-                {"delivered_at": at, "_id": {"$lt": delivery_id}},
-            ]
-        cursor = (
-            self.deliveries.find(query)
-            .sort([("delivered_at", DESCENDING), ("_id", DESCENDING)])
-            .limit(limit)
-        )
-        return [delivery async for delivery in cursor]
+
+# --- rows <-> records ---------------------------------------------------------------------
+
+
+def _transition_id(delivery_id: str, version: int) -> str:
+    return f"{delivery_id}#{version:06d}"
+
+
+def _summary(row: Doc) -> DocumentSummary:
+    return DocumentSummary.FromString(bytes(row["summary"]))
+
+
+def _document_row(document: Document, idempotency_key: str) -> Doc:
+    summary = document.summary
+    return {
+        "_id": summary.document_id,
+        "sender_code": summary.sender_code,
+        "idempotency_key": idempotency_key,
+        "summary": Binary(summary.SerializeToString()),
+        "submitted_at": summary.submitted_at.ToDatetime(UTC),
+        "frozen": document.frozen,
+        "recipients": document.recipients.SerializeToString(),
+        "content_summary": document.content_summary,
+        "to_places": list(document.to_places),
+        "promulgation_place": document.promulgation_place,
+        "signer": asdict(document.signer),
+        "steering_type": document.steering_type,
+        "response_for": document.response_for,
+        "attachments": [_attachment_row(ref) for ref in document.attachments],
+    }
+
+
+def _document(row: Doc) -> Document:
+    return Document(
+        summary=_summary(row),
+        recipients=Recipients.FromString(bytes(row["recipients"])),
+        content_summary=row.get("content_summary", ""),
+        to_places=tuple(row.get("to_places", ())),
+        promulgation_place=row.get("promulgation_place", ""),
+        signer=Signer(**(row.get("signer") or {})),
+        steering_type=row.get("steering_type", 0),
+        response_for=row.get("response_for", ""),
+        attachments=tuple(AttachmentRef(**item) for item in row.get("attachments", [])),
+        frozen=row.get("frozen", False),
+    )
+
+
+def _attachment_row(ref: AttachmentRef) -> dict[str, Any]:
+    return {
+        "attachment_id": ref.attachment_id,
+        "name": ref.name,
+        "mime_type": ref.mime_type,
+        "size_bytes": ref.size_bytes,
+        "sha256": ref.sha256,
+    }
+
+
+def _delivery_row(delivery: Delivery) -> Doc:
+    summary = delivery.document
+    return {
+        "_id": delivery.id,
+        "document_id": summary.document_id,
+        "recipient_code": delivery.recipient_code,
+        "sender_code": summary.sender_code,
+        "priority": summary.priority,
+        "summary": Binary(summary.SerializeToString()),
+        "status_code": delivery.status_code,
+        "recall_status": delivery.recall_status,
+        "withdrawn": delivery.withdrawn,
+        "version": delivery.version,
+        "bounced": delivery.bounced,
+        "bounce_reason": delivery.bounce_reason,
+        "delivered_at": delivery.delivered_at,
+        "read_at": delivery.read_at,
+    }
+
+
+def _delivery(row: Doc) -> Delivery:
+    return Delivery(
+        id=row["_id"],
+        document=_summary(row),
+        recipient_code=row["recipient_code"],
+        delivered_at=row["delivered_at"],
+        status_code=row["status_code"],
+        recall_status=row.get("recall_status", ""),
+        withdrawn=row.get("withdrawn", False),
+        version=row.get("version", 1),
+        bounced=row.get("bounced", False),
+        bounce_reason=row.get("bounce_reason", ""),
+        read_at=row.get("read_at"),
+    )
+
+
+def _status_change(row: Doc) -> StatusChange:
+    return StatusChange(
+        delivery_id=row["delivery_id"],
+        version=int(row["version"]),
+        state=DeliveryState(
+            row["status_code"], row.get("recall_status", ""), row.get("withdrawn", False)
+        ),
+        reported_code=row.get("code", ""),
+        description=row.get("description", ""),
+        staff=row.get("staff", ""),
+        at=row["at"],
+    )

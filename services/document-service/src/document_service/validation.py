@@ -16,6 +16,7 @@ from lienthong.document.v1.document_service_pb2 import (
 )
 from lienthong_kit.codes import unit_code_problem
 from lienthong_kit.errors import Violations
+from lienthong_kit.vocabulary import Priority
 
 __all__ = ["DOCUMENT_TYPES", "parse_date", "validate_paper", "validate_submission"]
 
@@ -31,6 +32,7 @@ MAX_NUMBER = 11
 MAX_NOTATION = 30
 MAX_SUBJECT = 500
 MAX_ATTACHMENTS = 50
+PRIORITIES = frozenset(Priority)
 COMPETENCES = frozenset({"", "TM.", "Q.", "KT.", "TL.", "TUQ."})
 SECRET = frozenset(
     {Secrecy.SECRECY_CONFIDENTIAL, Secrecy.SECRECY_SECRET, Secrecy.SECRECY_TOP_SECRET}
@@ -89,7 +91,11 @@ def validate_submission(request: SubmitDocumentRequest, sender: str, today: date
         "document_type",
         f"{request.document_type!r} is not a document type of Decree 30/2020 Art. 7",
     )
-    v.require(0 <= request.priority <= 4, "priority", "must be 0 (thường) to 4 (hỏa tốc hẹn giờ)")
+    v.require(
+        request.priority in PRIORITIES,
+        "priority",
+        f"must be {Priority.NORMAL} (thường) to {Priority.FLASH_SCHEDULED} (hỏa tốc hẹn giờ)",
+    )
     promulgated = _promulgation(v, request.promulgation_date, today)
     if request.HasField("due_at") and promulgated is not None:
         due = request.due_at.ToDatetime().date()

@@ -1,20 +1,29 @@
-"""The DocumentService gRPC API."""
+"""The DocumentService gRPC API: validate, call the store, map records to protobuf."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 
+from google.protobuf import json_format
 from grpc import aio
 
 from document_service.attachments import AttachmentStore
 from document_service.audit import AuditLog
 from document_service.lifecycle import acknowledge, request_recall
-from document_service.store import PRODUCER, DocumentStore, StoredDocument, delivery_state
+from document_service.store import (
+    PRODUCER,
+    Delivery,
+    Document,
+    DocumentStore,
+    PaperDocument,
+    Recall,
+    Signer,
+    Verification,
+)
 from document_service.validation import parse_date, validate_paper, validate_submission
-from document_service.watch import WatchHub
 from lienthong.common.v1.common_pb2 import AttachmentRef, DocumentSummary
 from lienthong.document.v1 import document_service_pb2 as pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceServicer
@@ -28,14 +37,12 @@ from lienthong_kit.errors import (
     NotFound,
     PermissionDenied,
 )
-from lienthong_kit.kafka import Topics
-from lienthong_kit.mongo import Doc
-from lienthong_kit.outbox import OutboxRelay
-from lienthong_kit.paging import decode_token, encode_token, page_size
+from lienthong_kit.fanout import FanOutHub
+from lienthong_kit.paging import decode_time_key, encode_time_key, page_size
+from lienthong_kit.vocabulary import Priority, StatusCode, today_in_vietnam, vietnam_time
 
-__all__ = ["ATTACHMENT_READERS", "VN_TIME", "DocumentServicer"]
+__all__ = ["ATTACHMENT_READERS", "DocumentServicer"]
 
-VN_TIME = timezone(timedelta(hours=7), "ICT")
 # Service identities (mTLS common names) that read any document's attachments: signature-service
 # fetches the bytes it verifies. Unit codes never look like these names.
 ATTACHMENT_READERS = frozenset({"signature-service"})
@@ -47,15 +54,15 @@ RECALL_KINDS = {
 }
 
 
-def _entry(row: Doc) -> pb.InboxEntry:
+def _entry(delivery: Delivery) -> pb.InboxEntry:
     entry = pb.InboxEntry(
-        delivery_id=row["_id"],
-        document=DocumentSummary.FromString(bytes(row["summary"])),
-        status_code=row["status_code"],
-        read=row.get("read_at") is not None,
-        recall_status=row.get("recall_status", ""),
+        delivery_id=delivery.id,
+        document=delivery.document,
+        status_code=delivery.status_code,
+        read=delivery.read_at is not None,
+        recall_status=delivery.recall_status,
     )
-    entry.delivered_at.FromDatetime(row["delivered_at"])
+    entry.delivered_at.FromDatetime(delivery.delivered_at)
     return entry
 
 
@@ -65,16 +72,12 @@ class DocumentServicer(DocumentServiceServicer):
         store: DocumentStore,
         attachments: AttachmentStore,
         audit: AuditLog,
-        hub: WatchHub,
-        relays: dict[str, OutboxRelay],
-        topics: Topics,
+        hub: FanOutHub[Delivery],
     ) -> None:
         self._store = store
         self._attachments = attachments
         self._audit = audit
         self._hub = hub
-        self._relays = relays
-        self._topics = topics
 
     # --- sending --------------------------------------------------------------------------
 
@@ -106,7 +109,7 @@ class DocumentServicer(DocumentServiceServicer):
     ) -> pb.SubmitDocumentResponse:
         sender = caller_unit()
         now = datetime.now(UTC)
-        validate_submission(request, sender, now.astimezone(VN_TIME).date())
+        validate_submission(request, sender, today_in_vietnam(now))
         attachments = await self._check_references(request, sender)
         promulgated = parse_date(request.promulgation_date) or now.date()  # validated above
         summary = DocumentSummary(
@@ -130,27 +133,22 @@ class DocumentServicer(DocumentServiceServicer):
             ),
             producer=PRODUCER,
         )
-        fields: Doc = {
-            "recipients": request.recipients.SerializeToString(),
-            "content_summary": request.content_summary,
-            "to_places": list(request.to_places),
-            "promulgation_place": request.promulgation_place,
-            "signer": {
-                "competence": request.signer.competence,
-                "position": request.signer.position,
-                "full_name": request.signer.full_name,
-            },
-            "steering_type": request.steering_type,
-            "response_for": request.response_for,
-            "attachments": [_ref_doc(ref) for ref in attachments],
-        }
-        relay = self._relays["documents"]
-        async with relay.staged(self._topics.documents, summary.document_id, event) as staged:
-            stored = await self._store.insert_submitted(
-                summary, request.idempotency_key, fields, staged.fields
-            )
-            if stored.document_id == summary.document_id:  # new, not a retried key
-                staged.commit()
+        document = Document(
+            summary=summary,
+            recipients=request.recipients,
+            content_summary=request.content_summary,
+            to_places=tuple(request.to_places),
+            promulgation_place=request.promulgation_place,
+            signer=Signer(
+                competence=request.signer.competence,
+                position=request.signer.position,
+                full_name=request.signer.full_name,
+            ),
+            steering_type=request.steering_type,
+            response_for=request.response_for,
+            attachments=tuple(attachments),
+        )
+        stored = await self._store.submit(document, request.idempotency_key, event)
         return pb.SubmitDocumentResponse(document=stored)
 
     async def _check_references(
@@ -179,7 +177,7 @@ class DocumentServicer(DocumentServiceServicer):
         document = await self._store.get(document_id)
         if document is None:
             return False
-        return document.summary.sender_code == unit or (
+        return document.sender_code == unit or (
             await self._store.delivery_for(document_id, unit) is not None
         )
 
@@ -190,7 +188,7 @@ class DocumentServicer(DocumentServiceServicer):
         series = request.series.strip()
         if not series or len(series) > 30:
             raise InvalidArgument([FieldViolation("series", "1 to 30 characters, e.g. QĐ-UBND")])
-        year = datetime.now(UTC).astimezone(VN_TIME).year
+        year = vietnam_time(datetime.now(UTC)).year
         number = await self._store.reserve_number(unit, year, series)
         return pb.ReserveNumberResponse(series=series, year=year, number=f"{number:02d}")
 
@@ -199,7 +197,7 @@ class DocumentServicer(DocumentServiceServicer):
     ) -> pb.RegisterPaperDocumentResponse:
         unit = caller_unit()
         now = datetime.now(UTC)
-        validate_paper(request, now.astimezone(VN_TIME).date())
+        validate_paper(request, today_in_vietnam(now))
         registered_at = (
             request.registered_at.ToDatetime(UTC) if request.HasField("registered_at") else now
         )
@@ -218,39 +216,36 @@ class DocumentServicer(DocumentServiceServicer):
         )
         payload.registered_at.FromDatetime(registered_at)
         event = new_event(payload, producer=PRODUCER, occurred_at=registered_at)
-        paper = {
-            "_id": paper_id,
-            "unit_code": unit,
-            "idempotency_key": request.idempotency_key or paper_id,
-            "direction": direction,
-            "counterpart": payload.counterpart,
-            "number": request.code.number,
-            "notation": request.code.notation,
-            "document_type": request.document_type,
-            "subject": payload.subject,
-            "promulgation_date": request.promulgation_date,
-            "registered_at": registered_at,
-        }
-        async with self._relays["paper"].staged(self._topics.documents, paper_id, event) as staged:
-            stored_id = await self._store.insert_paper(paper, staged.fields)
-            if stored_id == paper_id:  # new, not a retried idempotency key
-                staged.commit()
+        paper = PaperDocument(
+            id=paper_id,
+            unit_code=unit,
+            idempotency_key=request.idempotency_key or paper_id,
+            direction=direction,
+            counterpart=payload.counterpart,
+            number=request.code.number,
+            notation=request.code.notation,
+            document_type=request.document_type,
+            subject=payload.subject,
+            promulgation_date=request.promulgation_date,
+            registered_at=registered_at,
+        )
+        stored_id = await self._store.register_paper(paper, event)
         return pb.RegisterPaperDocumentResponse(paper_document_id=stored_id)
 
     # --- reading --------------------------------------------------------------------------
 
-    async def _readable(self, document_id: str, unit: str) -> tuple[StoredDocument, Doc | None]:
+    async def _readable(self, document_id: str, unit: str) -> tuple[Document, Delivery | None]:
         """The document and, for a recipient, its delivery; PERMISSION_DENIED otherwise."""
         document = await self._store.get(document_id)
         if document is None:
             raise NotFound(f"document_id: no document {document_id!r}")
-        if document.summary.sender_code == unit:
+        if document.sender_code == unit:
             return document, None
         delivery = await self._store.delivery_for(document_id, unit)
         if delivery is None:
             raise PermissionDenied(f"{unit} neither sent nor received {document_id}")
-        latest = await self._store.current(delivery["_id"], delivery.get("version", 1))
-        if latest is not None and latest.get("withdrawn"):
+        latest = await self._store.current(delivery.id, delivery.version)
+        if latest is not None and latest.state.withdrawn:
             raise FailedPrecondition(
                 f"{document_id} was withdrawn from {unit}'s inbox after its recall was accepted",
                 reason="WITHDRAWN",
@@ -262,50 +257,35 @@ class DocumentServicer(DocumentServiceServicer):
     ) -> pb.GetDocumentResponse:
         unit = caller_unit()
         document, delivery = await self._readable(request.document_id, unit)
-        raw = document.raw
-        signer = raw.get("signer") or {}
+        signer = document.signer
         response = pb.GetDocumentResponse(
             document=document.summary,
             content_summary=document.content_summary,
-            attachments=[_ref(item) for item in document.attachments],
-            to_places=raw.get("to_places", []),
-            promulgation_place=raw.get("promulgation_place", ""),
-            signer=pb.SignerInfo(**signer),
-            steering_type=raw.get("steering_type", 0),
-            response_for=raw.get("response_for", ""),
+            attachments=document.attachments,
+            to_places=document.to_places,
+            promulgation_place=document.promulgation_place,
+            signer=pb.SignerInfo(
+                competence=signer.competence, position=signer.position, full_name=signer.full_name
+            ),
+            steering_type=document.steering_type,
+            response_for=document.response_for,
             frozen=document.frozen,
         )
-        verification = await self._verification(request.document_id)
+        verification = await self._store.verification(request.document_id)
         if verification is not None:
-            response.verification.CopyFrom(verification)
+            response.verification.CopyFrom(_verification(verification))
         if delivery is not None:
-            await self._store.mark_read(delivery["_id"])
+            await self._store.mark_read(delivery.id)
             return response
         response.recipients.CopyFrom(document.recipients)
         for row in await self._store.deliveries_of(request.document_id):
             response.recipient_states.add(
-                recipient_code=row["recipient_code"],
-                status_code=row["status_code"],
-                bounce_reason=row["bounce_reason"],
-                recall_status=row.get("recall_status", ""),
+                recipient_code=row.recipient_code,
+                status_code=row.status_code,
+                bounce_reason=row.bounce_reason,
+                recall_status=row.recall_status,
             )
         return response
-
-    async def _verification(self, document_id: str) -> pb.Verification | None:
-        found = await self._store.verification(document_id)
-        if found is None:
-            return None
-        verified, at = found
-        view = pb.Verification(
-            verdict=verified.verdict,
-            reason=verified.reason,
-            failed_rule=verified.failed_rule,
-            personal_signature_valid=verified.personal_signature_valid,
-            organisation_signature_valid=verified.organisation_signature_valid,
-            signatures=verified.signatures,
-        )
-        view.verified_at.FromDatetime(at)
-        return view
 
     async def GetAttachment(
         self, request: pb.GetAttachmentRequest, context: Context
@@ -318,9 +298,9 @@ class DocumentServicer(DocumentServiceServicer):
             document = found
         else:
             document, _ = await self._readable(request.document_id, unit)
-        for item in document.attachments:
-            if item["attachment_id"] == request.attachment_id:
-                yield pb.GetAttachmentResponse(attachment=_ref(item))
+        for ref in document.attachments:
+            if ref.attachment_id == request.attachment_id:
+                yield pb.GetAttachmentResponse(attachment=ref)
                 async for chunk in self._attachments.download(request.attachment_id):
                     yield pb.GetAttachmentResponse(chunk=chunk)
                 return
@@ -333,47 +313,42 @@ class DocumentServicer(DocumentServiceServicer):
     ) -> pb.ListInboxResponse:
         unit = caller_unit()
         size = page_size(request.page_size, default=50, maximum=200)
-        token = decode_token(request.page_token)
-        after = (datetime.fromisoformat(token[0]), token[1]) if len(token) == 2 else None
-        if not 0 <= request.min_priority <= 4:
-            raise InvalidArgument([FieldViolation("min_priority", "must be 0 to 4")])
-        rows = await self._store.inbox_page(
+        after = decode_time_key(request.page_token)
+        if not min(Priority) <= request.min_priority <= max(Priority):
+            raise InvalidArgument(
+                [FieldViolation("min_priority", f"must be {min(Priority)} to {max(Priority)}")]
+            )
+        page = await self._store.inbox_page(
             unit,
             after=after,
-            limit=size + 1,
+            limit=size,
             status_codes=list(request.status_codes),
             min_priority=request.min_priority,
             since=request.since.ToDatetime(UTC) if request.HasField("since") else None,
             unread_only=request.unread_only,
         )
-        response = pb.ListInboxResponse(entries=[_entry(row) for row in rows[:size]])
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.next_page_token = encode_token(last["delivered_at"].isoformat(), last["_id"])
-        return response
+        following = page.next_after
+        return pb.ListInboxResponse(
+            entries=[_entry(delivery) for delivery in page.deliveries],
+            next_page_token=encode_time_key(following.at, following.id) if following else "",
+        )
 
     async def WatchInbox(
         self, request: pb.WatchInboxRequest, context: Context
     ) -> AsyncIterator[pb.WatchInboxResponse]:
         unit = caller_unit()
-        with self._hub.subscribe(unit) as queue:
+        with self._hub.watch(unit) as live:
             sent: set[str] = set()
             if request.HasField("since"):
-                rows = await self._store.inbox_page(
-                    unit,
-                    after=None,
-                    limit=1000,
-                    status_codes=[],
-                    min_priority=0,
-                    since=request.since.ToDatetime(UTC),
-                    unread_only=False,
+                page = await self._store.inbox_page(
+                    unit, limit=1000, since=request.since.ToDatetime(UTC)
                 )
-                for row in reversed(rows):  # oldest first, as they arrived
-                    sent.add(row["_id"])
+                for row in reversed(page.deliveries):  # oldest first, as they arrived
+                    sent.add(row.id)
                     yield pb.WatchInboxResponse(entry=_entry(row))
-            async for entry in self._hub.drain(queue):
-                if entry.delivery_id not in sent:
-                    yield pb.WatchInboxResponse(entry=entry)
+            async for delivery in live:
+                if delivery.id not in sent:
+                    yield pb.WatchInboxResponse(entry=_entry(delivery))
 
     # --- status ---------------------------------------------------------------------------
 
@@ -381,31 +356,23 @@ class DocumentServicer(DocumentServiceServicer):
         self, request: pb.AcknowledgeDeliveryRequest, context: Context
     ) -> pb.AcknowledgeDeliveryResponse:
         unit = caller_unit()
-        raw = await self._store.delivery(request.delivery_id)
-        if raw is None or raw.get("bounced"):
+        delivery = await self._store.delivery(request.delivery_id)
+        if delivery is None or delivery.bounced:
             raise NotFound(f"delivery_id: no delivery {request.delivery_id!r}")
-        if raw["recipient_code"] != unit:
+        if delivery.recipient_code != unit:
             raise PermissionDenied(f"delivery {request.delivery_id} is not addressed to {unit}")
-        for _ in range(20):
-            latest = await self._store.current(request.delivery_id, raw.get("version", 1))
-            if latest is None:
-                raise NotFound(f"delivery_id: {request.delivery_id!r} has not arrived yet")
-            after = acknowledge(delivery_state(latest), request.status_code, request.description)
-            if await self._store.transition(
-                raw,
-                latest,
-                after,
-                reported=request.status_code,
-                description=request.description.strip(),
-                staff=request.staff.strip(),
-            ):
-                return pb.AcknowledgeDeliveryResponse(
-                    delivery_id=request.delivery_id,
-                    status_code=after.status,
-                    recall_status=after.recall,
-                )
-            # another move won the race (another clerk, or a recall): decide again on it
-        raise FailedPrecondition("the delivery keeps changing; try again", reason="CONTENTION")
+        after = await self._store.move(
+            delivery,
+            lambda state: acknowledge(state, request.status_code, request.description),
+            reported=request.status_code,
+            description=request.description.strip(),
+            staff=request.staff.strip(),
+        )
+        if after is None:
+            raise NotFound(f"delivery_id: {request.delivery_id!r} has not arrived yet")
+        return pb.AcknowledgeDeliveryResponse(
+            delivery_id=request.delivery_id, status_code=after.status, recall_status=after.recall
+        )
 
     async def TrackDocument(
         self, request: pb.TrackDocumentRequest, context: Context
@@ -414,24 +381,26 @@ class DocumentServicer(DocumentServiceServicer):
         document = await self._store.get(request.document_id)
         if document is None:
             raise NotFound(f"document_id: no document {request.document_id!r}")
-        if document.summary.sender_code != unit:
+        if document.sender_code != unit:
             raise PermissionDenied(f"only the sender tracks {request.document_id}")
         response = pb.TrackDocumentResponse(document=document.summary, frozen=document.frozen)
-        verification = await self._verification(request.document_id)
+        verification = await self._store.verification(request.document_id)
         if verification is not None:
-            response.verification.CopyFrom(verification)
+            response.verification.CopyFrom(_verification(verification))
         for row in await self._store.deliveries_of(request.document_id):
             track = response.recipients.add(
-                recipient_code=row["recipient_code"],
-                status_code=row["status_code"],
-                recall_status=row.get("recall_status", ""),
-                bounce_reason=row["bounce_reason"],
+                recipient_code=row.recipient_code,
+                status_code=row.status_code,
+                recall_status=row.recall_status,
+                bounce_reason=row.bounce_reason,
             )
-            for item in await self._store.history(row["_id"]):
+            for change in await self._store.history(row.id):
                 entry = track.history.add(
-                    status_code=item["code"], description=item["description"], staff=item["staff"]
+                    status_code=change.reported_code,
+                    description=change.description,
+                    staff=change.staff,
                 )
-                entry.at.FromDatetime(item["at"])
+                entry.at.FromDatetime(change.at)
         return response
 
     async def RecallDocument(
@@ -452,37 +421,36 @@ class DocumentServicer(DocumentServiceServicer):
         document = await self._store.get(request.document_id)
         if document is None:
             raise NotFound(f"document_id: no document {request.document_id!r}")
-        if document.summary.sender_code != unit:
+        if document.sender_code != unit:
             raise PermissionDenied(f"only the sender recalls {request.document_id}")
         if replacing:
             replacement = await self._store.get(request.replacement_document_id)
-            if replacement is None or replacement.summary.sender_code != unit:
+            if replacement is None or replacement.sender_code != unit:
                 raise InvalidArgument(
                     [FieldViolation("replacement_document_id", f"{unit} sent no such document")]
                 )
         await self._store.freeze(
             request.document_id,
-            {
-                "business_type": pb.BusinessType.Name(request.business_type),
-                "reason": request.reason.strip(),
-                "replacement_document_id": request.replacement_document_id,
-                "requested_at": datetime.now(UTC),
-            },
+            Recall(
+                business_type=pb.BusinessType.Name(request.business_type),
+                reason=request.reason.strip(),
+                replacement_document_id=request.replacement_document_id,
+                requested_at=datetime.now(UTC),
+            ),
         )
         asked: list[str] = []
         for row in await self._store.deliveries_of(request.document_id):
-            if row.get("bounced"):
+            if row.bounced:
                 continue
-            for _ in range(20):
-                latest = await self._store.current(row["_id"], row.get("version", 1))
-                after = request_recall(delivery_state(latest)) if latest else None
-                if latest is None or after is None:
-                    break
-                if await self._store.transition(
-                    row, latest, after, reported="13", description=request.reason.strip(), staff=""
-                ):
-                    asked.append(row["recipient_code"])
-                    break
+            moved = await self._store.move(
+                row,
+                request_recall,
+                reported=StatusCode.RECALL_REQUESTED,
+                description=request.reason.strip(),
+                staff="",
+            )
+            if moved is not None:
+                asked.append(row.recipient_code)
         return pb.RecallDocumentResponse(document_id=request.document_id, recipient_codes=asked)
 
     async def VerifyAudit(
@@ -498,15 +466,12 @@ class DocumentServicer(DocumentServiceServicer):
         )
 
 
-def _ref_doc(ref: AttachmentRef) -> Doc:
-    return {
-        "attachment_id": ref.attachment_id,
-        "name": ref.name,
-        "mime_type": ref.mime_type,
-        "size_bytes": ref.size_bytes,
-        "sha256": ref.sha256,
-    }
-
-
-def _ref(item: Doc) -> AttachmentRef:
-    return AttachmentRef(**item)
+def _verification(found: Verification) -> pb.Verification:
+    # the view has the verdict's own fields under their names: copied by name, not listed
+    view = json_format.ParseDict(
+        json_format.MessageToDict(found.verified, preserving_proto_field_name=True),
+        pb.Verification(),
+        ignore_unknown_fields=True,
+    )
+    view.verified_at.FromDatetime(found.at)
+    return view

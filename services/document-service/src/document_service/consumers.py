@@ -1,0 +1,81 @@
+"""document-service's event handlers: deliveries into inboxes, verdicts, the audit log, and the
+live tail that feeds WatchInbox.
+
+Every replica tails the deliveries topics from their end (outside any consumer group), so a
+delivery reaches a watcher whichever replica it is connected to, whichever replica stored it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from aiokafka import ConsumerRecord
+
+from document_service.audit import AuditLog
+from document_service.store import Delivery, DocumentStore, arrival
+from lienthong.events.v1.events_pb2 import DeliveryBounced, DeliveryCreated, DocumentVerified
+from lienthong_kit.envelope import EventEnvelope, carries, unpack
+from lienthong_kit.fanout import FanOutHub
+from lienthong_kit.kafka import ConsumerSpec, Topics
+
+__all__ = ["WATCH_QUEUE_LIMIT", "Consumers", "inbox_hub"]
+
+GROUP = "document-service"
+# a watcher this far behind is ended; it reconnects with ``since`` and replays from the store
+WATCH_QUEUE_LIMIT = 1000
+
+
+def inbox_hub() -> FanOutHub[Delivery]:
+    """New deliveries by recipient, to the WatchInbox streams of this replica."""
+    return FanOutHub(
+        queue_limit=WATCH_QUEUE_LIMIT,
+        fell_behind="the watcher fell too far behind; reconnect with since",
+        identity=lambda delivery: delivery.id,
+    )
+
+
+class Consumers:
+    def __init__(self, store: DocumentStore, audit: AuditLog, hub: FanOutHub[Delivery]) -> None:
+        self._store = store
+        self._audit = audit
+        self._hub = hub
+
+    def specs(self, topics: Topics) -> list[ConsumerSpec]:
+        return [
+            ConsumerSpec(GROUP, topics.all_deliveries, self.on_delivery),
+            # the verdict is stored under the document's id: a redelivery inserts nothing
+            ConsumerSpec(
+                f"{GROUP}-verifications", [topics.verifications], self.on_verified, dedupe=False
+            ),
+            # the audit log's insert is keyed by event id: no separate applied-event markers
+            ConsumerSpec(
+                f"{GROUP}-audit",
+                [topics.documents, *topics.all_deliveries],
+                self._audit.on_event,
+                dedupe=False,
+                before_commit=self._audit.flush,
+                # nobody waits on the audit log: fewer, larger polls (docs/benchmarks.md)
+                fetch_wait_ms=200,
+            ),
+        ]
+
+    async def on_delivery(self, envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
+        if carries(envelope, DeliveryCreated):
+            delivery = unpack(envelope, DeliveryCreated)
+            await self._store.materialise(delivery, envelope.occurred_at.ToDatetime(UTC))
+        elif carries(envelope, DeliveryBounced):
+            await self._store.record_bounce(unpack(envelope, DeliveryBounced))
+
+    async def on_verified(self, envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
+        if carries(envelope, DocumentVerified):
+            verified = unpack(envelope, DocumentVerified)
+            await self._store.record_verification(verified, envelope.occurred_at.ToDatetime(UTC))
+
+    async def on_live_delivery(self, envelope: EventEnvelope) -> None:
+        """The deliveries tail: push an arrival to its recipient's open watch streams."""
+        if not carries(envelope, DeliveryCreated):
+            return
+        delivery = unpack(envelope, DeliveryCreated)
+        if self._hub.watching(delivery.recipient_code):
+            arrived = arrival(delivery, envelope.occurred_at.ToDatetime(UTC))
+            self._hub.publish(delivery.recipient_code, arrived)
