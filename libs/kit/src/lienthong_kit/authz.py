@@ -39,6 +39,7 @@ __all__ = [
     "current_identity",
     "identity_from_header",
     "identity_from_uri",
+    "matrix_markdown",
     "set_identity",
 ]
 
@@ -232,3 +233,25 @@ def current_identity() -> Identity:
     if identity is None:
         raise Unauthenticated("the call carries no identity", reason="NO_IDENTITY")
     return identity
+
+
+def matrix_markdown(tables: Iterable[AccessTable]) -> str:
+    """The access matrix of ``tables`` as the Markdown table docs/security.md carries."""
+    roles = list(Role)
+    head = ["RPC", "agency unit", "services", *roles, "limited to"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for table in tables:
+        for method in sorted(table.rules):
+            rule = table.rules[method]
+            unit = "yes" if rule.units or rule.public else ""
+            if rule.delegates:
+                unit += " (or via " + ", ".join(sorted(rule.delegates)) + ")"
+            cells = [
+                f"`{table.service.rsplit('.', 1)[-1]}/{method}`",
+                unit,
+                ", ".join(sorted(rule.services)),
+                *("yes" if role in rule.roles or rule.public else "" for role in roles),
+                rule.scope,
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
