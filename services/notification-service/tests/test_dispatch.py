@@ -14,7 +14,8 @@ import pytest
 from lienthong_kit.mongo import AsyncDatabase, Doc, connect
 from lienthong_kit.settings import KitSettings
 from lienthong_testing.waiting import eventually, wait_until
-from notification_service.dispatch import ChannelWorker, Dispatcher
+from notification_service.dispatch import ChannelWorker
+from notification_service.store import NotificationStore
 from notification_service.timing import SystemClock
 
 
@@ -36,7 +37,7 @@ class CountingChannel:
 async def db(settings: KitSettings) -> AsyncIterator[AsyncDatabase[Doc]]:
     client = connect(settings.mongo_url, app_name="test-dispatch")
     database = client[f"{settings.mongo_database_prefix}notification"]
-    await Dispatcher.create_indexes(database)
+    await NotificationStore(database).create_indexes()
     yield database
     await client.close()
 

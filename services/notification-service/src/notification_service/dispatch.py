@@ -13,8 +13,8 @@ Which jobs are due is kept in memory, per worker: a heap of (not before, urgency
 by the jobs this replica records (``wake(job_ids)``: one read by id each) and by its own
 retries (the new not-before it just wrote). Every ``sweep_seconds`` (default 60) the worker
 re-reads every pending job of its channel, which picks up jobs left by a replica that stopped
-and attempts whose owner died; between sweeps a quiet-hours backlog of thousands of held jobs
-costs no reads at all (it used to be read in full every second and on every wake).
+and attempts whose owner died; between sweeps a quiet-hours backlog of held jobs costs no reads
+(docs/decisions/0500-channel-workers-keep-due-times-in-memory.md).
 """
 
 from __future__ import annotations
@@ -26,11 +26,9 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from pymongo import ASCENDING, IndexModel
-from pymongo.errors import DuplicateKeyError
-
+from lienthong_kit.infra import DuplicateKeyError
 from lienthong_kit.logs import get_logger
-from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
+from lienthong_kit.mongo import AsyncDatabase, Doc
 from notification_service.channels import CannotSend, Channel, SendFailed
 from notification_service.metrics import (
     NOTIFICATION_DELIVERY,
@@ -287,10 +285,6 @@ class Dispatcher:
 
     def __init__(self, workers: list[ChannelWorker]) -> None:
         self.workers = {worker.name: worker for worker in workers}
-
-    @staticmethod
-    async def create_indexes(db: AsyncDatabase[Doc]) -> None:
-        await ensure_indexes(db["attempts"], [IndexModel([("job_id", ASCENDING)])])
 
     def wake(self, channel: str, job_ids: Iterable[str] = ()) -> None:
         worker = self.workers.get(channel)

@@ -22,13 +22,11 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from pymongo import ASCENDING, IndexModel
-from pymongo.errors import DuplicateKeyError
-
 from lienthong.events.v1.events_pb2 import DeliveryCreated, DeliveryStatusChanged
-from lienthong_kit.kafka import INFRA_ERRORS
+from lienthong_kit.infra import INFRA_ERRORS, DuplicateKeyError
 from lienthong_kit.logs import get_logger
-from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
+from lienthong_kit.mongo import AsyncDatabase, Doc
+from lienthong_kit.vocabulary import StatusCode
 from notification_service.messages import Notice, reminder_notice
 from notification_service.timing import Clock
 
@@ -36,8 +34,8 @@ __all__ = ["SETTLED", "Reminders"]
 
 log = get_logger(__name__)
 
-# Reported codes after which nobody needs reminding: refused, done, recall accepted.
-SETTLED = ("02", "06", "15")
+# Reported codes after which nobody needs reminding.
+SETTLED = (StatusCode.REFUSED, StatusCode.DONE, StatusCode.RECALL_ACCEPTED)
 
 
 class Reminders:
@@ -57,9 +55,6 @@ class Reminders:
         self._overdue = overdue
         self._poll = poll_seconds
         self._fire: Callable[[Notice], Awaitable[None]] | None = None
-
-    async def create_indexes(self) -> None:
-        await ensure_indexes(self.reminders, [IndexModel([("state", ASCENDING)])])
 
     async def schedule(self, delivery: DeliveryCreated, arrived_at: datetime) -> None:
         """Store the reminders of a new delivery (idempotent)."""
@@ -93,7 +88,7 @@ class Reminders:
 
     async def stop_if_settled(self, changed: DeliveryStatusChanged) -> None:
         code = changed.reported_code or changed.status_code
-        if code in SETTLED or changed.status_code == "06":
+        if code in SETTLED or changed.status_code == StatusCode.DONE:
             with contextlib.suppress(DuplicateKeyError):
                 await self.stops.insert_one(
                     {"_id": changed.delivery_id, "code": code, "at": datetime.now(UTC)}
