@@ -5,8 +5,8 @@ notifications topic); every replica tails that topic from its end and hands the 
 notification to the unit's open streams (a :class:`~lienthong_kit.fanout.FanOutHub`). A
 stream whose queue fills (a reader that does not read) is ended with UNAVAILABLE; the client
 lists what it missed and watches again. So is every stream of the unit when its notification
-cannot be read from the store: the tail goes on, since a restarted tail begins at the topic's
-end and its watchers would miss what came meanwhile without knowing.
+cannot be read from the store, and the tail goes on
+(docs/decisions/0501-a-watch-store-failure-ends-the-units-streams.md).
 """
 
 from __future__ import annotations
