@@ -24,7 +24,7 @@ from notification_service.dispatch import ChannelWorker, Dispatcher
 from notification_service.notifier import Notifier
 from notification_service.reminders import Reminders
 from notification_service.settings import Settings, parse_quiet_hours
-from notification_service.store import NotificationStore
+from notification_service.store import JobStore, NotificationStore, ReminderStore
 from notification_service.timing import Clock, SystemClock
 from notification_service.watch import NotificationHub
 
@@ -35,10 +35,15 @@ async def build(deps: Deps[Settings], *, clock: Clock | None = None) -> Wiring:
     """The service; tests inject a clock with ``functools.partial(build, clock=...)``."""
     settings = deps.settings
     time_source = clock or SystemClock()
-    store = NotificationStore(deps.db)
-    await store.create_indexes()
+    store, jobs, reminder_store = (
+        NotificationStore(deps.db),
+        JobStore(deps.db),
+        ReminderStore(deps.db),
+    )
+    for indexed in (store, jobs, reminder_store):
+        await indexed.create_indexes()
     reminders = Reminders(
-        deps.db,
+        reminder_store,
         clock=time_source,
         lead_days=settings.reminder_lead_days,
         overdue=settings.reminder_overdue,
@@ -68,7 +73,7 @@ async def build(deps: Deps[Settings], *, clock: Clock | None = None) -> Wiring:
         [
             ChannelWorker(
                 channel,
-                deps.db,
+                jobs,
                 clock=time_source,
                 rate=rates[channel.name],
                 concurrency=settings.concurrency,

@@ -1,13 +1,13 @@
-"""notification-service's store: the in-app notices, the address book (contacts, groups,
-subscriptions) and the channel jobs as the API and the recorder see them, typed.
+"""notification-service's store: every collection of the service, its indexes and queries.
 
-    store = NotificationStore(deps.db)
-    await store.create_indexes()              # every collection of the service, once
+    store = NotificationStore(deps.db)        # notices, contacts, groups, subscriptions, jobs
+    jobs = JobStore(deps.db)                  # the channel workers' jobs and attempts
+    reminders = ReminderStore(deps.db)        # due-date reminders and their stop markers
+    await store.create_indexes()              # ... and each one's create_indexes()
     page = await store.notifications(unit, after=key, limit=51)
 
-The channel workers (dispatch.py) and the reminder scheduler (reminders.py) run their own
-state machines on ``jobs``/``attempts`` and ``reminders``/``reminder_stops``; their indexes are
-created here with the others.
+What the API sees comes back as typed records; the workers' and the scheduler's stored
+fields are listed where they are written (notifier.py, reminders.py).
 """
 
 from __future__ import annotations
@@ -26,8 +26,11 @@ __all__ = [
     "Contact",
     "FailedJob",
     "Group",
+    "JobStore",
     "Notification",
     "NotificationStore",
+    "ReminderStore",
+    "ScheduledJob",
     "Subscription",
 ]
 
@@ -193,7 +196,6 @@ def _subscription_key(unit: str, target: str) -> str:
 
 class NotificationStore:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
-        self.db = db
         self._notifications = db["notifications"]
         self._contacts = db["contacts"]
         self._groups = db["groups"]
@@ -218,8 +220,6 @@ class NotificationStore:
                 IndexModel([("unit_code", ASCENDING), ("state", ASCENDING)]),
             ],
         )
-        await ensure_indexes(self.db["attempts"], [IndexModel([("job_id", ASCENDING)])])
-        await ensure_indexes(self.db["reminders"], [IndexModel([("state", ASCENDING)])])
 
     # --- in-app notices -------------------------------------------------------------------
 
@@ -357,3 +357,148 @@ class NotificationStore:
         rows = [FailedJob.of(row) async for row in self._jobs.find(query)]
         rows.sort(key=lambda job: job.failed_at, reverse=True)
         return rows[:limit]
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """What a channel worker schedules a pending job by."""
+
+    id: str
+    not_before: datetime
+    urgent: bool
+
+    @classmethod
+    def of(cls, row: Doc) -> ScheduledJob:
+        return cls(row["_id"], row["not_before"], bool(row.get("urgent", False)))
+
+
+_SCHEDULE_FIELDS = {"channel": 1, "state": 1, "not_before": 1, "urgent": 1}
+
+
+class JobStore:
+    """The channel jobs' states and the claims of their attempts (dispatch.py).
+
+    Attempt ``n`` of job ``j`` is the document ``j#n`` in ``attempts``: whoever inserts it
+    owns that attempt.
+    """
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._jobs = db["jobs"]
+        self._attempts = db["attempts"]
+
+    async def create_indexes(self) -> None:
+        await ensure_indexes(self._attempts, [IndexModel([("job_id", ASCENDING)])])
+
+    async def pending(self, channel: str) -> list[ScheduledJob]:
+        """Every pending job of ``channel``."""
+        query = {"channel": channel, "state": "pending"}
+        return [
+            ScheduledJob.of(row)
+            async for row in self._jobs.find(query, {"not_before": 1, "urgent": 1})
+        ]
+
+    async def pending_job(self, job_id: str, channel: str) -> ScheduledJob | None:
+        """The job when it is a pending job of ``channel``."""
+        row = await self._jobs.find_one({"_id": job_id}, _SCHEDULE_FIELDS)
+        if row is None or row["channel"] != channel or row["state"] != "pending":
+            return None
+        return ScheduledJob.of(row)
+
+    async def job(self, job_id: str) -> Doc | None:
+        return await self._jobs.find_one({"_id": job_id})
+
+    async def claim(self, job_id: str, number: int, owner: str) -> bool:
+        """Own attempt ``number`` of the job; False when someone inserted it first."""
+        try:
+            await self._attempts.insert_one(
+                {
+                    "_id": f"{job_id}#{number}",
+                    "job_id": job_id,
+                    "number": number,
+                    "owner": owner,
+                    "started_at": datetime.now(UTC),
+                    "outcome": "",
+                }
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def attempt(self, job_id: str, number: int) -> Doc | None:
+        return await self._attempts.find_one({"_id": f"{job_id}#{number}"})
+
+    async def finish_attempt(self, job_id: str, number: int, outcome: str, reason: str) -> None:
+        await self._attempts.update_one(
+            {"_id": f"{job_id}#{number}"},
+            {"$set": {"outcome": outcome, "reason": reason, "ended_at": datetime.now(UTC)}},
+        )
+
+    async def retry_later(
+        self, job_id: str, *, attempts: int, reason: str, not_before: datetime
+    ) -> None:
+        await self._jobs.update_one(
+            {"_id": job_id},
+            {"$set": {"attempts": attempts, "last_error": reason, "not_before": not_before}},
+        )
+
+    async def sent(self, job_id: str, *, attempts: int, sent_at: datetime) -> None:
+        await self._jobs.update_one(
+            {"_id": job_id},
+            {"$set": {"state": "sent", "attempts": attempts, "sent_at": sent_at}},
+        )
+
+    async def dead(self, job_id: str, *, attempts: int, reason: str) -> None:
+        await self._jobs.update_one(
+            {"_id": job_id},
+            {
+                "$set": {
+                    "state": "dead",
+                    "attempts": attempts,
+                    "last_error": reason,
+                    "failed_at": datetime.now(UTC),
+                }
+            },
+        )
+
+
+class ReminderStore:
+    """Due-date reminders (``pending`` -> ``fired`` | ``cancelled`` | ``failed``) and the
+    deliveries that need none any more (reminders.py)."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._reminders = db["reminders"]
+        self._stops = db["reminder_stops"]
+
+    async def create_indexes(self) -> None:
+        await ensure_indexes(self._reminders, [IndexModel([("state", ASCENDING)])])
+
+    async def add(self, reminder: Doc) -> None:
+        """Store a reminder; one already stored under its key is kept."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self._reminders.insert_one(reminder)
+
+    async def stop(self, delivery_id: str, code: str) -> None:
+        """The delivery needs no more reminders (the first stop is kept)."""
+        with contextlib.suppress(DuplicateKeyError):
+            stop = {"_id": delivery_id, "code": code, "at": datetime.now(UTC)}
+            await self._stops.insert_one(stop)
+
+    async def stopped(self, delivery_id: str) -> bool:
+        return await self._stops.find_one({"_id": delivery_id}) is not None
+
+    async def pending(self) -> list[tuple[str, datetime]]:
+        """(id, fire at) of every pending reminder."""
+        # equality on the indexed state; the caller compares times (FerretDB v1 scans ranges)
+        return [
+            (row["_id"], row["fire_at"])
+            async for row in self._reminders.find({"state": "pending"}, {"fire_at": 1})
+        ]
+
+    async def reminder(self, reminder_id: str) -> Doc | None:
+        return await self._reminders.find_one({"_id": reminder_id})
+
+    async def settle(self, reminder_id: str, state: str, at: datetime, *, reason: str = "") -> None:
+        settled: Doc = {"state": state, "settled_at": at}
+        if reason:
+            settled["reason"] = reason
+        await self._reminders.update_one({"_id": reminder_id}, {"$set": settled})
