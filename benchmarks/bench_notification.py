@@ -38,10 +38,11 @@ from lienthong.notification.v1 import notification_service_pb2 as pb
 from lienthong.notification.v1.notification_service_pb2_grpc import NotificationServiceStub
 from lienthong_kit.envelope import new_event
 from lienthong_kit.server import ServiceApp
-from lienthong_kit.settings import KitSettings, load_settings
+from lienthong_kit.settings import load_settings
 from lienthong_testing.cleanup import remove_namespace
 from lienthong_testing.waiting import eventually
-from notification_service.__main__ import NAME, make_build
+from notification_service.__main__ import NAME, build
+from notification_service.settings import Settings
 
 TARGET = 0.3
 SECRET = secrets.token_hex(16)  # made per run
@@ -162,8 +163,9 @@ async def direct_round(url: str, count: int, receiver: Receiver, concurrency: in
 
 
 async def measure(events: int, rounds: int, prefix: str) -> dict[str, list[float]]:
+    concurrency = 8
     settings = load_settings(
-        KitSettings,
+        Settings,
         {
             "LIENTHONG_GRPC_PORT": "0",
             "LIENTHONG_METRICS_PORT": "0",
@@ -172,6 +174,10 @@ async def measure(events: int, rounds: int, prefix: str) -> dict[str, list[float
             "LIENTHONG_DEV_AUTH": "true",
             "LIENTHONG_KAFKA_PARTITIONS": "3",
             "LIENTHONG_LOG_LEVEL": "warning",
+            "LIENTHONG_NOTIFY_POLL_SECONDS": "0.2",
+            "LIENTHONG_QUIET_HOURS": "",
+            "LIENTHONG_NOTIFY_CONCURRENCY": str(concurrency),
+            "LIENTHONG_NOTIFY_RATE_WEBHOOK": "10000",
         },
     )
     receiver = Receiver()
@@ -181,13 +187,6 @@ async def measure(events: int, rounds: int, prefix: str) -> dict[str, list[float
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-    concurrency = 8
-    build = make_build(
-        poll_seconds=0.2,
-        quiet_hours="",
-        concurrency=concurrency,
-        rate_webhook=10_000.0,
-    )
     app = ServiceApp(NAME, settings, build)
     await app.start()
     results: dict[str, list[float]] = {"webhook": [], "in_app": [], "direct": []}

@@ -4,17 +4,21 @@ real store, and real servers on loopback receiving the e-mail, the SMS and the w
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
 import re
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
 from lienthong.common.v1.common_pb2 import DocumentCode, DocumentSummary
@@ -25,7 +29,8 @@ from lienthong_kit.envelope import new_event
 from lienthong_kit.paging import encode_token
 from lienthong_kit.server import ServiceApp
 from lienthong_testing.waiting import eventually, wait_until
-from notification_service.__main__ import NAME, make_build
+from notification_service.__main__ import NAME, build
+from notification_service.settings import Settings
 from notification_service.timing import Clock
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
@@ -33,13 +38,13 @@ RECIPIENT = "000.01.00.H23"
 SENDER = "000.00.00.H23"
 SECRET = "webhook-secret-for-tests-0123456789"
 FAST = {
-    "backoff_seconds": 0.05,
-    "backoff_max_seconds": 0.2,
-    "poll_seconds": 0.05,
-    "max_attempts": 3,
-    "quiet_hours": "",
-    "reminder_poll_seconds": 0.05,
-    "send_timeout_seconds": 5.0,
+    "LIENTHONG_NOTIFY_BACKOFF_SECONDS": "0.05",
+    "LIENTHONG_NOTIFY_BACKOFF_MAX_SECONDS": "0.2",
+    "LIENTHONG_NOTIFY_POLL_SECONDS": "0.05",
+    "LIENTHONG_NOTIFY_MAX_ATTEMPTS": "3",
+    "LIENTHONG_QUIET_HOURS": "",
+    "LIENTHONG_REMINDER_POLL_SECONDS": "0.05",
+    "LIENTHONG_NOTIFY_SEND_TIMEOUT_SECONDS": "5.0",
 }
 
 
@@ -77,14 +82,15 @@ def counter(name: str, channel: str) -> float:
     return REGISTRY.get_sample_value(name, {"channel": channel}) or 0.0
 
 
-StartService = Callable[[str, Any], Awaitable[ServiceApp]]
+StartService = Callable[..., Awaitable[ServiceApp]]
 HttpServers = Callable[[], Awaitable[Any]]  # conftest.http_server: starts an HttpRecorder
 
 
 async def start(
-    start_service: StartService, clock: Clock | None = None, **overrides: object
+    start_service: StartService, clock: Clock | None = None, env: dict[str, str] | None = None
 ) -> ServiceApp:
-    return await start_service(NAME, make_build(clock=clock, **{**FAST, **overrides}))
+    """The service with FAST's settings and ``env`` (LIENTHONG_* variables) on ``clock``."""
+    return await start_service(NAME, partial(build, clock=clock), Settings, {**FAST, **(env or {})})
 
 
 async def subscribe(
@@ -138,7 +144,12 @@ async def test_email_sms_and_webhook_arrive_once_however_often_the_event_comes(
     verify = verification_snippet()
     receiver.check = lambda headers, body: verify(SECRET, headers, body)
     app = await start(
-        start_service, smtp_host="127.0.0.1", smtp_port=smtp_server.port, sms_url=gateway.url
+        start_service,
+        env={
+            "LIENTHONG_SMTP_HOST": "127.0.0.1",
+            "LIENTHONG_SMTP_PORT": str(smtp_server.port),
+            "LIENTHONG_SMS_URL": gateway.url,
+        },
     )
     await subscribe(
         app,
@@ -208,7 +219,10 @@ async def test_a_gateway_failing_twice_then_succeeding_gets_one_sms(
 ) -> None:
     gateway = await http_server()
     gateway.behaviour = "fail-twice"
-    app = await start(start_service, sms_url=gateway.url, max_attempts=5)
+    app = await start(
+        start_service,
+        env={"LIENTHONG_SMS_URL": gateway.url, "LIENTHONG_NOTIFY_MAX_ATTEMPTS": "5"},
+    )
     await subscribe(app, channels=["sms"], kinds=["delivery.created"])
     retried = counter("lienthong_notifications_retried_total", "sms")
     sent = counter("lienthong_notifications_sent_total", "sms")
@@ -238,7 +252,10 @@ async def test_a_gateway_that_always_fails_leaves_a_dead_letter_with_the_reason(
 ) -> None:
     gateway = await http_server()
     gateway.behaviour = "fail"
-    app = await start(start_service, sms_url=gateway.url, max_attempts=3)
+    app = await start(
+        start_service,
+        env={"LIENTHONG_SMS_URL": gateway.url, "LIENTHONG_NOTIFY_MAX_ATTEMPTS": "3"},
+    )
     contact_id = await subscribe(app, channels=["sms"], kinds=["delivery.created"])
     failed = counter("lienthong_notifications_failed_total", "sms")
 
@@ -284,7 +301,12 @@ async def test_a_stuck_gateway_holds_up_neither_email_nor_in_app(
     gateway = await http_server()
     gateway.behaviour = "hold"
     app = await start(
-        start_service, smtp_host="127.0.0.1", smtp_port=smtp_server.port, sms_url=gateway.url
+        start_service,
+        env={
+            "LIENTHONG_SMTP_HOST": "127.0.0.1",
+            "LIENTHONG_SMTP_PORT": str(smtp_server.port),
+            "LIENTHONG_SMS_URL": gateway.url,
+        },
     )
     await subscribe(app, channels=["email", "sms"], kinds=["delivery.created"])
 
@@ -315,7 +337,11 @@ async def test_routine_sms_waits_for_the_end_of_quiet_hours_but_urgent_goes_at_o
 
     clock = ManualClock(datetime(2026, 11, 23, 16, 0, tzinfo=UTC))  # 23:00 in Việt Nam
     gateway = await http_server()
-    app = await start(start_service, clock, sms_url=gateway.url, quiet_hours="21:00-07:00")
+    app = await start(
+        start_service,
+        clock,
+        env={"LIENTHONG_SMS_URL": gateway.url, "LIENTHONG_QUIET_HOURS": "21:00-07:00"},
+    )
     await subscribe(app, channels=["sms"], kinds=["delivery.created"])
 
     await publish(app, delivery("dl-routine", priority=0, number="30"))
@@ -467,6 +493,40 @@ async def test_watch_streams_new_notices_and_mark_read_marks_them(
     assert (marked.marked, again.marked, foreign.marked) == (1, 0, 0)
     assert first.notification.notification_id not in {
         n.notification_id for n in unread.notifications
+    }
+
+
+BAD_PAGE_TOKENS = {
+    "not base64": "@@not-base64@@",
+    "base64 of non-JSON": base64.urlsafe_b64encode(b"not json").decode(),
+    "one part": encode_token("2026-11-23T16:00:00+00:00"),
+    "three parts": encode_token("2026-11-23T16:00:00+00:00", "n-1", "extra"),
+    "a bad timestamp": encode_token("yesterday", "n-1"),
+}
+
+
+async def test_list_notifications_refuses_a_page_token_it_did_not_issue(
+    start_service: StartService,
+) -> None:
+    app = await start(start_service)
+    refused: dict[str, tuple[grpc.StatusCode, list[str]]] = {}
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = NotificationServiceStub(channel)
+        for case, token in BAD_PAGE_TOKENS.items():
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.ListNotifications(
+                    pb.ListNotificationsRequest(page_token=token), metadata=as_unit()
+                )
+            status = rpc_status.from_call(info.value)
+            bad_request = error_details_pb2.BadRequest()
+            assert status is not None
+            assert status.details[0].Unpack(bad_request)
+            refused[case] = (
+                info.value.code(),
+                [violation.field for violation in bad_request.field_violations],
+            )
+    assert refused == {
+        case: (grpc.StatusCode.INVALID_ARGUMENT, ["page_token"]) for case in BAD_PAGE_TOKENS
     }
 
 

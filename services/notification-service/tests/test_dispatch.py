@@ -14,7 +14,8 @@ import pytest
 from lienthong_kit.mongo import AsyncDatabase, Doc, connect
 from lienthong_kit.settings import KitSettings
 from lienthong_testing.waiting import eventually, wait_until
-from notification_service.dispatch import ChannelWorker, Dispatcher
+from notification_service.dispatch import ChannelWorker
+from notification_service.store import JobStore
 from notification_service.timing import SystemClock
 
 
@@ -36,7 +37,7 @@ class CountingChannel:
 async def db(settings: KitSettings) -> AsyncIterator[AsyncDatabase[Doc]]:
     client = connect(settings.mongo_url, app_name="test-dispatch")
     database = client[f"{settings.mongo_database_prefix}notification"]
-    await Dispatcher.create_indexes(database)
+    await JobStore(database).create_indexes()
     yield database
     await client.close()
 
@@ -46,7 +47,7 @@ def worker(
 ) -> ChannelWorker:
     return ChannelWorker(
         channel,
-        db,
+        JobStore(db),
         clock=SystemClock(),
         rate=1000.0,
         concurrency=4,
@@ -170,18 +171,18 @@ async def test_an_attempt_in_progress_elsewhere_is_left_alone(db: AsyncDatabase[
 
 
 class CountingFinds:
-    """The jobs collection, counting the queries that read many jobs."""
+    """The job store, counting the queries that read many jobs."""
 
-    def __init__(self, collection: Any) -> None:
-        self._collection = collection
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
         self.finds = 0
 
-    def find(self, *args: Any, **kwargs: Any) -> Any:
+    async def pending(self, channel: str) -> Any:
         self.finds += 1
-        return self._collection.find(*args, **kwargs)
+        return await self._store.pending(channel)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._collection, name)
+        return getattr(self._store, name)
 
 
 async def test_held_jobs_are_not_read_again_between_sweeps(db: AsyncDatabase[Doc]) -> None:
@@ -190,8 +191,8 @@ async def test_held_jobs_are_not_read_again_between_sweeps(db: AsyncDatabase[Doc
     await db["jobs"].insert_many(held)  # a quiet-hours backlog
     channel = CountingChannel()
     watched = worker(channel, db)
-    jobs = CountingFinds(watched.jobs)
-    watched.jobs = jobs  # type: ignore[assignment]
+    jobs = CountingFinds(watched.store)
+    watched.store = jobs  # type: ignore[assignment]
     task = asyncio.create_task(watched.run())
     try:
         await wait_until(lambda: jobs.finds == 1)

@@ -221,6 +221,26 @@ def test_a_new_delivery_names_its_urgency_in_vietnamese() -> None:
             id="recall",
         ),
         pytest.param(
+            DeliveryStatusChanged(
+                delivery_id="dl-6",
+                recipient_code=RECIPIENT,
+                document=summary(),
+                status_code="05",
+                reported_code="99",
+            ),
+            "delivery.status.changed",
+            SENDER,
+            "Văn bản số 15/QĐ-UBND: 000.01.00.H23 99",
+            id="a-code-outside-edxml-as-it-came",
+        ),
+        pytest.param(
+            DeliveryBounced(delivery_id="dl-7", recipient_code=RECIPIENT, document=summary(9)),
+            "document.returned",
+            SENDER,
+            "Văn bản số 15/QĐ-UBND bị trả lại (Thường)",
+            id="a-priority-outside-0-4-reads-routine",
+        ),
+        pytest.param(
             DocumentVerified(
                 document=summary(),
                 verdict=Verdict.VERDICT_REJECTED,

@@ -15,6 +15,7 @@ from lienthong_kit.server import ServiceApp
 from lienthong_testing.waiting import eventually
 from notification_service.__main__ import build
 from notification_service.messages import render_new_delivery
+from notification_service.settings import Settings
 
 RECIPIENT = "000.01.00.H23"
 
@@ -40,7 +41,7 @@ def test_the_notice_is_in_vietnamese_with_the_urgency() -> None:
 
 
 async def test_one_notification_per_event_however_often_it_arrives(start_service: Any) -> None:
-    service: ServiceApp = await start_service("notification-service", build)
+    service: ServiceApp = await start_service("notification-service", build, Settings)
     envelope = new_event(delivery(), producer="routing-service")
     for _ in range(3):
         await service.producer.publish(service.topics.deliveries, key=RECIPIENT, envelope=envelope)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import grpc
@@ -17,18 +18,19 @@ from lienthong.notification.v1 import notification_service_pb2 as pb
 from lienthong.notification.v1.notification_service_pb2_grpc import NotificationServiceStub
 from lienthong_kit.envelope import new_event
 from lienthong_kit.server import ServiceApp
-from lienthong_kit.settings import KitSettings
+from lienthong_testing.settings import isolated_settings
 from lienthong_testing.waiting import eventually, wait_until
-from notification_service.__main__ import NAME, make_build
+from notification_service.__main__ import NAME, build
+from notification_service.settings import Settings
 from notification_service.timing import ManualClock
 
 RECIPIENT = "000.01.00.H23"
 SENDER = "000.00.00.H23"
 FAST = {
-    "poll_seconds": 0.05,
-    "quiet_hours": "",
-    "reminder_poll_seconds": 0.05,
-    "reminder_lead_days": (3, 1),
+    "LIENTHONG_NOTIFY_POLL_SECONDS": "0.05",
+    "LIENTHONG_QUIET_HOURS": "",
+    "LIENTHONG_REMINDER_POLL_SECONDS": "0.05",
+    "LIENTHONG_REMINDER_LEAD_DAYS": "3,1",
 }
 METADATA = (("x-lienthong-unit", RECIPIENT),)
 
@@ -37,17 +39,18 @@ Starter = Callable[[ManualClock], Awaitable[ServiceApp]]
 
 @pytest.fixture
 async def service(
-    settings: KitSettings, http_server: Callable[[], Awaitable[Any]]
+    infra: None, prefix: str, http_server: Callable[[], Awaitable[Any]]
 ) -> AsyncIterator[tuple[Starter, Any]]:
     """Start (and restart) the service on the same store and topics, with a given clock."""
     gateway = await http_server()
+    settings = isolated_settings(Settings, prefix, {**FAST, "LIENTHONG_SMS_URL": gateway.url})
     running: list[ServiceApp] = []
 
     async def start(clock: ManualClock) -> ServiceApp:
         for app in running:
             await app.stop()
         running.clear()
-        app = ServiceApp(NAME, settings, make_build(clock=clock, sms_url=gateway.url, **FAST))
+        app = ServiceApp(NAME, settings, partial(build, clock=clock))
         await app.start()
         running.append(app)
         return app

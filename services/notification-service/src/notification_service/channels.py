@@ -25,8 +25,9 @@ from typing import Protocol
 import aiohttp
 import aiosmtplib
 
-from lienthong_kit.mongo import AsyncCollection, Doc
+from lienthong_kit.mongo import Doc
 from notification_service.settings import Settings
+from notification_service.store import NotificationStore
 
 __all__ = [
     "CannotSend",
@@ -170,13 +171,13 @@ class SmsChannel:
 class WebhookChannel:
     name = "webhook"
 
-    def __init__(self, contacts: AsyncCollection[Doc], http: HttpClient) -> None:
-        self._contacts = contacts
+    def __init__(self, store: NotificationStore, http: HttpClient) -> None:
+        self._store = store
         self._http = http
 
     async def send(self, job: Doc) -> None:
-        contact = await self._contacts.find_one({"_id": job["contact_id"]})
-        if contact is None or not contact.get("webhook_url") or not contact.get("webhook_secret"):
+        contact = await self._store.contact(job["contact_id"])
+        if contact is None or not contact.webhook_url or not contact.webhook_secret:
             raise CannotSend("the contact has no webhook URL and secret any more")
         body = json.dumps(
             {
@@ -196,9 +197,9 @@ class WebhookChannel:
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: sign(contact["webhook_secret"], timestamp, body),
+            SIGNATURE_HEADER: sign(contact.webhook_secret, timestamp, body),
             ID_HEADER: job["_id"],
         }
         await self._http.call(
-            "POST", contact["webhook_url"], body=body, headers=headers, what="the webhook"
+            "POST", contact.webhook_url, body=body, headers=headers, what="the webhook"
         )

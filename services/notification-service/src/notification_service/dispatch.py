@@ -13,8 +13,8 @@ Which jobs are due is kept in memory, per worker: a heap of (not before, urgency
 by the jobs this replica records (``wake(job_ids)``: one read by id each) and by its own
 retries (the new not-before it just wrote). Every ``sweep_seconds`` (default 60) the worker
 re-reads every pending job of its channel, which picks up jobs left by a replica that stopped
-and attempts whose owner died; between sweeps a quiet-hours backlog of thousands of held jobs
-costs no reads at all (it used to be read in full every second and on every wake).
+and attempts whose owner died; between sweeps a quiet-hours backlog of held jobs costs no reads
+(docs/decisions/0500-channel-workers-keep-due-times-in-memory.md).
 """
 
 from __future__ import annotations
@@ -26,11 +26,8 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from pymongo import ASCENDING, IndexModel
-from pymongo.errors import DuplicateKeyError
-
 from lienthong_kit.logs import get_logger
-from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
+from lienthong_kit.mongo import Doc
 from notification_service.channels import CannotSend, Channel, SendFailed
 from notification_service.metrics import (
     NOTIFICATION_DELIVERY,
@@ -38,6 +35,7 @@ from notification_service.metrics import (
     NOTIFICATIONS_RETRIED,
     NOTIFICATIONS_SENT,
 )
+from notification_service.store import JobStore
 from notification_service.timing import Clock, TokenBucket, backoff
 
 __all__ = ["ChannelWorker", "Dispatcher"]
@@ -49,7 +47,7 @@ class ChannelWorker:
     def __init__(
         self,
         channel: Channel,
-        db: AsyncDatabase[Doc],
+        store: JobStore,
         *,
         clock: Clock,
         rate: float,
@@ -63,8 +61,7 @@ class ChannelWorker:
     ) -> None:
         self.channel = channel
         self.name = channel.name
-        self.jobs = db["jobs"]
-        self.attempts = db["attempts"]
+        self.store = store
         self._clock = clock
         self._bucket = TokenBucket(rate)
         self._slots = asyncio.Semaphore(concurrency)
@@ -120,25 +117,18 @@ class ChannelWorker:
 
     async def _sweep(self) -> None:
         """Every pending job of the channel, from the store (the schedule starts again)."""
-        rows = [
-            row
-            async for row in self.jobs.find(
-                {"channel": self.name, "state": "pending"}, {"not_before": 1, "urgent": 1}
-            )
-        ]
+        pending = await self.store.pending(self.name)
         self._schedule.clear()
         self._scheduled.clear()
-        for row in rows:
-            self._push(row["_id"], row["not_before"], bool(row.get("urgent", False)))
+        for job in pending:
+            self._push(job.id, job.not_before, job.urgent)
 
     async def _read_recorded(self) -> None:
         recorded, self._recorded = self._recorded, set()
         for job_id in recorded:
-            row = await self.jobs.find_one(
-                {"_id": job_id}, {"channel": 1, "state": 1, "not_before": 1, "urgent": 1}
-            )
-            if row is not None and row["channel"] == self.name and row["state"] == "pending":
-                self._push(job_id, row["not_before"], bool(row.get("urgent", False)))
+            job = await self.store.pending_job(job_id, self.name)
+            if job is not None:
+                self._push(job.id, job.not_before, job.urgent)
 
     async def _dispatch_due(self) -> None:
         now = self._clock.now()
@@ -161,7 +151,7 @@ class ChannelWorker:
     async def _attempt(self, job_id: str) -> None:
         retry: tuple[datetime, bool] | None = None
         try:
-            job = await self.jobs.find_one({"_id": job_id})
+            job = await self.store.job(job_id)
             if job is None or job["state"] != "pending":
                 return
             # the rate limit is waited for before the claim, so a claimed attempt is sent
@@ -187,49 +177,37 @@ class ChannelWorker:
         """The attempt number this replica now owns, or None (someone else has the job)."""
         number = int(job["attempts"]) + 1
         while number <= self._max_attempts:
-            try:
-                await self.attempts.insert_one(
-                    {
-                        "_id": f"{job['_id']}#{number}",
-                        "job_id": job["_id"],
-                        "number": number,
-                        "owner": self._owner,
-                        "started_at": datetime.now(UTC),
-                        "outcome": "",
-                    }
-                )
+            if await self.store.claim(job["_id"], number, self._owner):
                 return number
-            except DuplicateKeyError:
-                taken = await self.attempts.find_one({"_id": f"{job['_id']}#{number}"})
-                if taken is None or taken["outcome"]:
-                    return None  # finished by another replica: the job row we read is stale
-                if datetime.now(UTC) - taken["started_at"] < self._lease:
-                    return None  # in progress elsewhere
-                number += 1  # its owner died mid-attempt: that attempt counts as used
+            taken = await self.store.attempt(job["_id"], number)
+            if taken is None or taken["outcome"]:
+                return None  # finished by another replica: the job row we read is stale
+            if datetime.now(UTC) - taken["started_at"] < self._lease:
+                return None  # in progress elsewhere
+            number += 1  # its owner died mid-attempt: that attempt counts as used
         await self._dead(job, self._max_attempts, job.get("last_error") or "attempts lost")
         return None
 
     async def _send(self, job: Doc, number: int) -> datetime | None:
         """Send attempt ``number``; when it failed and may be retried, when."""
-        attempt_id = f"{job['_id']}#{number}"
+        job_id = job["_id"]
         try:
             async with asyncio.timeout(self._timeout):
                 await self.channel.send(job)
         except CannotSend as exc:
-            await self._finish(attempt_id, "failed", str(exc))
+            await self.store.finish_attempt(job_id, number, "failed", str(exc))
             await self._dead(job, number, str(exc))
             return None
         except (SendFailed, TimeoutError) as exc:
             reason = str(exc) or f"no answer within {self._timeout:g} s"
-            await self._finish(attempt_id, "failed", reason)
+            await self.store.finish_attempt(job_id, number, "failed", reason)
             if number >= self._max_attempts:
                 await self._dead(job, number, reason)
                 return None
             delay = backoff(number, first=self._backoff[0], maximum=self._backoff[1])
             not_before = self._clock.now() + timedelta(seconds=delay)
-            await self.jobs.update_one(
-                {"_id": job["_id"]},
-                {"$set": {"attempts": number, "last_error": reason, "not_before": not_before}},
+            await self.store.retry_later(
+                job_id, attempts=number, reason=reason, not_before=not_before
             )
             NOTIFICATIONS_RETRIED.labels(self.name).inc()
             log.warning(
@@ -241,36 +219,17 @@ class ChannelWorker:
                 reason=reason,
             )
             return not_before
-        await self._finish(attempt_id, "sent", "")
+        await self.store.finish_attempt(job_id, number, "sent", "")
         sent_at = datetime.now(UTC)
-        await self.jobs.update_one(
-            {"_id": job["_id"]},
-            {"$set": {"state": "sent", "attempts": number, "sent_at": sent_at}},
-        )
+        await self.store.sent(job_id, attempts=number, sent_at=sent_at)
         NOTIFICATIONS_SENT.labels(self.name).inc()
         NOTIFICATION_DELIVERY.labels(self.name).observe(
             max((sent_at - job["recorded_at"]).total_seconds(), 0.0)
         )
         return None
 
-    async def _finish(self, attempt_id: str, outcome: str, reason: str) -> None:
-        await self.attempts.update_one(
-            {"_id": attempt_id},
-            {"$set": {"outcome": outcome, "reason": reason, "ended_at": datetime.now(UTC)}},
-        )
-
     async def _dead(self, job: Doc, attempts: int, reason: str) -> None:
-        await self.jobs.update_one(
-            {"_id": job["_id"]},
-            {
-                "$set": {
-                    "state": "dead",
-                    "attempts": attempts,
-                    "last_error": reason,
-                    "failed_at": datetime.now(UTC),
-                }
-            },
-        )
+        await self.store.dead(job["_id"], attempts=attempts, reason=reason)
         NOTIFICATIONS_FAILED.labels(self.name).inc()
         log.warning(
             "notification_dead_lettered",
@@ -287,10 +246,6 @@ class Dispatcher:
 
     def __init__(self, workers: list[ChannelWorker]) -> None:
         self.workers = {worker.name: worker for worker in workers}
-
-    @staticmethod
-    async def create_indexes(db: AsyncDatabase[Doc]) -> None:
-        await ensure_indexes(db["attempts"], [IndexModel([("job_id", ASCENDING)])])
 
     def wake(self, channel: str, job_ids: Iterable[str] = ()) -> None:
         worker = self.workers.get(channel)

@@ -10,7 +10,7 @@ redelivered event maps onto the same stored records.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from string import Template
 
 from lienthong.common.v1.common_pb2 import DocumentSummary, Verdict
@@ -21,35 +21,15 @@ from lienthong.events.v1.events_pb2 import (
     DocumentVerified,
 )
 from lienthong_kit.envelope import EventEnvelope, carries, unpack
+from lienthong_kit.vocabulary import Priority, StatusCode, vietnam_time
 
 __all__ = [
     "KINDS",
-    "STATUS_NAMES",
-    "URGENCY",
-    "VIETNAM",
     "Notice",
     "notices_for",
     "reminder_notice",
     "render_new_delivery",
 ]
-
-VIETNAM = timezone(timedelta(hours=7), "ICT")
-
-# Độ khẩn (DOMAIN.md): priority 0..4.
-URGENCY = {0: "Thường", 1: "Khẩn", 2: "Thượng khẩn", 3: "Hỏa tốc", 4: "Hỏa tốc hẹn giờ"}
-
-# edXML status codes (DOMAIN.md).
-STATUS_NAMES = {
-    "01": "đã đến",
-    "02": "bị từ chối",
-    "03": "đã tiếp nhận",
-    "04": "đã phân công xử lý",
-    "05": "đang xử lý",
-    "06": "đã hoàn thành",
-    "13": "yêu cầu thu hồi",
-    "15": "đồng ý thu hồi/cập nhật",
-    "16": "từ chối thu hồi/cập nhật",
-}
 
 _NEW = Template("Văn bản đến mới ($urgency): số $number/$notation")
 TEMPLATES: dict[str, tuple[Template, Template]] = {
@@ -109,16 +89,32 @@ class Notice:
     due_at: datetime | None = None
 
 
+def _urgency(priority: int) -> str:
+    """Độ khẩn in words; a priority outside the edXML range reads as routine."""
+    try:
+        return Priority(priority).vietnamese
+    except ValueError:
+        return Priority.NORMAL.vietnamese
+
+
+def _status_name(code: str) -> str:
+    """The status in words; a code outside the edXML list is shown as it came."""
+    try:
+        return StatusCode(code).vietnamese
+    except ValueError:
+        return code
+
+
 def _values(document: DocumentSummary) -> dict[str, str]:
     due = ""
     if document.HasField("due_at"):
-        due = document.due_at.ToDatetime(UTC).astimezone(VIETNAM).strftime("%d/%m/%Y %H:%M")
+        due = vietnam_time(document.due_at.ToDatetime(UTC)).strftime("%d/%m/%Y %H:%M")
     return {
         "number": document.code.number,
         "notation": document.code.notation,
         "subject": document.subject,
         "sender": document.sender_code,
-        "urgency": URGENCY.get(document.priority, URGENCY[0]),
+        "urgency": _urgency(document.priority),
         "due": due,
     }
 
@@ -211,7 +207,7 @@ def _status_notices(source: str, changed: DeliveryStatusChanged) -> list[Notice]
     code = changed.reported_code or changed.status_code
     description = f" {changed.description}" if changed.description else ""
     document = changed.document
-    if code == "13":  # the sender's recall request reached the recipient
+    if code == StatusCode.RECALL_REQUESTED:  # the sender's request reached the recipient
         return [
             _notice(
                 "document.recalled",
@@ -222,7 +218,7 @@ def _status_notices(source: str, changed: DeliveryStatusChanged) -> list[Notice]
                 description=description,
             )
         ]
-    if code == "02":  # refused by the recipient: returned to the sender
+    if code == StatusCode.REFUSED:  # refused by the recipient: returned to the sender
         return [
             _notice(
                 "document.returned",
@@ -231,7 +227,7 @@ def _status_notices(source: str, changed: DeliveryStatusChanged) -> list[Notice]
                 document,
                 changed.delivery_id,
                 recipient=changed.recipient_code,
-                reason=changed.description or STATUS_NAMES["02"],
+                reason=changed.description or StatusCode.REFUSED.vietnamese,
             )
         ]
     return [
@@ -242,7 +238,7 @@ def _status_notices(source: str, changed: DeliveryStatusChanged) -> list[Notice]
             document,
             changed.delivery_id,
             recipient=changed.recipient_code,
-            status_name=STATUS_NAMES.get(code, code),
+            status_name=_status_name(code),
             code=code,
             description=description,
         )

@@ -18,48 +18,41 @@ delivery arrived are not scheduled.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from pymongo import ASCENDING, IndexModel
-from pymongo.errors import DuplicateKeyError
-
 from lienthong.events.v1.events_pb2 import DeliveryCreated, DeliveryStatusChanged
-from lienthong_kit.kafka import INFRA_ERRORS
+from lienthong_kit.infra import INFRA_ERRORS
 from lienthong_kit.logs import get_logger
-from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
+from lienthong_kit.vocabulary import StatusCode
 from notification_service.messages import Notice, reminder_notice
+from notification_service.store import ReminderStore
 from notification_service.timing import Clock
 
 __all__ = ["SETTLED", "Reminders"]
 
 log = get_logger(__name__)
 
-# Reported codes after which nobody needs reminding: refused, done, recall accepted.
-SETTLED = ("02", "06", "15")
+# Reported codes after which nobody needs reminding.
+SETTLED = (StatusCode.REFUSED, StatusCode.DONE, StatusCode.RECALL_ACCEPTED)
 
 
 class Reminders:
     def __init__(
         self,
-        db: AsyncDatabase[Doc],
+        store: ReminderStore,
         *,
         clock: Clock,
         lead_days: tuple[int, ...],
         overdue: bool,
         poll_seconds: float,
     ) -> None:
-        self.reminders = db["reminders"]
-        self.stops = db["reminder_stops"]
+        self._store = store
         self._clock = clock
         self._leads = tuple(sorted(set(lead_days), reverse=True))
         self._overdue = overdue
         self._poll = poll_seconds
         self._fire: Callable[[Notice], Awaitable[None]] | None = None
-
-    async def create_indexes(self) -> None:
-        await ensure_indexes(self.reminders, [IndexModel([("state", ASCENDING)])])
 
     async def schedule(self, delivery: DeliveryCreated, arrived_at: datetime) -> None:
         """Store the reminders of a new delivery (idempotent)."""
@@ -76,28 +69,24 @@ class Reminders:
         for key, fire_at, lead, overdue in plan:
             if fire_at <= arrived_at and not overdue:
                 continue  # that moment had passed when the document arrived
-            with contextlib.suppress(DuplicateKeyError):
-                await self.reminders.insert_one(
-                    {
-                        "_id": key,
-                        "state": "pending",
-                        "fire_at": fire_at,
-                        "lead_days": lead,
-                        "overdue": overdue,
-                        "unit_code": delivery.recipient_code,
-                        "delivery_id": delivery.delivery_id,
-                        "document": document.SerializeToString(),
-                        "created_at": datetime.now(UTC),
-                    }
-                )
+            await self._store.add(
+                {
+                    "_id": key,
+                    "state": "pending",
+                    "fire_at": fire_at,
+                    "lead_days": lead,
+                    "overdue": overdue,
+                    "unit_code": delivery.recipient_code,
+                    "delivery_id": delivery.delivery_id,
+                    "document": document.SerializeToString(),
+                    "created_at": datetime.now(UTC),
+                }
+            )
 
     async def stop_if_settled(self, changed: DeliveryStatusChanged) -> None:
         code = changed.reported_code or changed.status_code
-        if code in SETTLED or changed.status_code == "06":
-            with contextlib.suppress(DuplicateKeyError):
-                await self.stops.insert_one(
-                    {"_id": changed.delivery_id, "code": code, "at": datetime.now(UTC)}
-                )
+        if code in SETTLED or changed.status_code == StatusCode.DONE:
+            await self._store.stop(changed.delivery_id, code)
 
     # --- the scheduler --------------------------------------------------------------------
 
@@ -121,44 +110,33 @@ class Reminders:
         if fire is None:
             raise RuntimeError("on_fire() first")
         now = self._clock.now()
-        # Equality on state (indexed); the time filter is applied here (ranges scan on
-        # FerretDB v1). Pending reminders are few: they leave the set as they fire.
-        pending = [
-            row
-            async for row in self.reminders.find(
-                {"state": "pending"}, {"fire_at": 1, "delivery_id": 1}
-            )
-            if row["fire_at"] <= now
-        ]
+        # pending reminders are few: they leave the set as they fire
+        due = sorted(
+            (fire_at, reminder_id)
+            for reminder_id, fire_at in await self._store.pending()
+            if fire_at <= now
+        )
         fired = 0
-        for row in sorted(pending, key=lambda r: r["fire_at"]):
+        for _, reminder_id in due:
             try:
-                fired += await self._fire_one(fire, row["_id"], now)
+                fired += await self._fire_one(fire, reminder_id, now)
             except INFRA_ERRORS:
                 raise  # the store or Kafka is down: the next tick tries again
             except Exception as exc:  # one bad reminder must not stop the others
-                log.exception("reminder_failed", reminder=row["_id"])
-                await self._set_state(row["_id"], "failed", now, reason=f"{exc!r}")
+                log.exception("reminder_failed", reminder=reminder_id)
+                await self._store.settle(reminder_id, "failed", now, reason=f"{exc!r}")
         return fired
 
     async def _fire_one(
         self, fire: Callable[[Notice], Awaitable[None]], reminder_id: str, now: datetime
     ) -> int:
-        reminder = await self.reminders.find_one({"_id": reminder_id})
+        reminder = await self._store.reminder(reminder_id)
         if reminder is None or reminder["state"] != "pending":
             return 0
-        if await self.stops.find_one({"_id": reminder["delivery_id"]}) is not None:
-            await self._set_state(reminder["_id"], "cancelled", now)
+        if await self._store.stopped(reminder["delivery_id"]):
+            await self._store.settle(reminder_id, "cancelled", now)
             return 0
         await fire(reminder_notice(reminder, overdue=reminder["overdue"]))
-        await self._set_state(reminder["_id"], "fired", now)
+        await self._store.settle(reminder_id, "fired", now)
         log.info("reminder_fired", reminder=reminder["_id"], unit=reminder["unit_code"])
         return 1
-
-    async def _set_state(
-        self, reminder_id: str, state: str, now: datetime, *, reason: str = ""
-    ) -> None:
-        settled: Doc = {"state": state, "settled_at": now}
-        if reason:
-            settled["reason"] = reason
-        await self.reminders.update_one({"_id": reminder_id}, {"$set": settled})

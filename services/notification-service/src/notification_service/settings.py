@@ -8,7 +8,6 @@ its jobs; they fail with that reason and land in the dead letters, visible to op
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -152,12 +151,3 @@ class Settings(KitSettings):
         if any(lead < 1 for lead in self.reminder_lead_days):
             problems.append("LIENTHONG_REMINDER_LEAD_DAYS: every lead is at least 1 day")
         return problems
-
-    @classmethod
-    def from_kit(cls, kit: KitSettings, **overrides: object) -> Settings:
-        """These settings with the kit's values taken from ``kit`` (tests start the service
-        with the shared fixture's KitSettings)."""
-        if isinstance(kit, Settings) and not overrides:
-            return kit
-        values = {field.name: getattr(kit, field.name) for field in dataclasses.fields(kit)}
-        return cls(**{**values, **overrides})

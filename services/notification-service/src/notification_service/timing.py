@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time, timedelta
 from typing import Protocol
 
-from notification_service.messages import VIETNAM
+from lienthong_kit.vocabulary import VIETNAM, vietnam_time
 
 __all__ = ["Clock", "ManualClock", "SystemClock", "TokenBucket", "backoff", "hold_until"]
 
@@ -54,7 +54,7 @@ def hold_until(now: datetime, quiet: tuple[time, time] | None) -> datetime:
     if quiet is None:
         return now
     start, end = quiet
-    local = now.astimezone(VIETNAM)
+    local = vietnam_time(now)
     moment = local.time()
     inside = (start <= moment < end) if start < end else (moment >= start or moment < end)
     if not inside:

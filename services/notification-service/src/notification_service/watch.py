@@ -2,27 +2,25 @@
 
 Whichever replica recorded a notification announces it (notification.recorded, on the
 notifications topic); every replica tails that topic from its end and hands the stored
-notification to the unit's open streams here. A stream whose queue fills (a reader that does
-not read) is ended with UNAVAILABLE; the client lists what it missed and watches again. So is
-every stream of the unit when its notification cannot be read from the store: the tail goes
-on (it would otherwise restart from the topic's end and every watcher would miss what came
-meanwhile, without knowing).
+notification to the unit's open streams (a :class:`~lienthong_kit.fanout.FanOutHub`). A
+stream whose queue fills (a reader that does not read) is ended with UNAVAILABLE; the client
+lists what it missed and watches again. So is every stream of the unit when its notification
+cannot be read from the store, and the tail goes on
+(docs/decisions/0501-a-watch-store-failure-ends-the-units-streams.md).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
 
 from lienthong.events.v1.events_pb2 import NotificationRecorded
 from lienthong_kit.envelope import EventEnvelope, carries, unpack
-from lienthong_kit.errors import Unavailable
+from lienthong_kit.fanout import FanOutHub
 from lienthong_kit.logs import get_logger
-from lienthong_kit.mongo import Doc
+from notification_service.store import Notification
 
-__all__ = ["NotificationHub"]
+__all__ = ["FELL_BEHIND", "QUEUE_LIMIT", "STORE_FAILED", "NotificationHub"]
 
 QUEUE_LIMIT = 500
 FELL_BEHIND = "the stream fell too far behind; list and watch again"
@@ -32,19 +30,23 @@ log = get_logger(__name__)
 
 
 class NotificationHub:
-    def __init__(self, load: Callable[[str], Awaitable[Doc | None]]) -> None:
+    """The notifications topic's tail handler and the units' open streams."""
+
+    def __init__(self, load: Callable[[str], Awaitable[Notification | None]]) -> None:
         self._load = load
-        # a queue holds notifications, then possibly the reason the stream ends (a str)
-        self._streams: dict[str, set[asyncio.Queue[Doc | str]]] = defaultdict(set)
+        # a redelivered announcement reaches each stream once
+        self._hub: FanOutHub[Notification] = FanOutHub(
+            queue_limit=QUEUE_LIMIT, fell_behind=FELL_BEHIND, identity=lambda item: item.id
+        )
 
     async def on_event(self, envelope: EventEnvelope) -> None:
         if not carries(envelope, NotificationRecorded):
             return
         recorded = unpack(envelope, NotificationRecorded)
-        if not self._streams.get(recorded.unit_code):
+        if not self._hub.watching(recorded.unit_code):
             return
         try:
-            row = await self._load(recorded.notification_id)
+            notification = await self._load(recorded.notification_id)
         except Exception as exc:  # noqa: BLE001 - any store failure: the watchers are told
             log.warning(
                 "watch_notification_unreadable",
@@ -52,39 +54,11 @@ class NotificationHub:
                 notification=recorded.notification_id,
                 error=str(exc),
             )
-            for queue in list(self._streams.get(recorded.unit_code, ())):
-                self._end(recorded.unit_code, queue, STORE_FAILED)
+            self._hub.end(recorded.unit_code, STORE_FAILED)
             return
-        if row is None:
-            return
-        for queue in list(self._streams.get(recorded.unit_code, ())):
-            if queue.qsize() >= QUEUE_LIMIT:
-                self._end(recorded.unit_code, queue, FELL_BEHIND)
-            else:
-                queue.put_nowait(row)
+        if notification is not None:
+            self._hub.publish(recorded.unit_code, notification)
 
-    def _end(self, unit: str, queue: asyncio.Queue[Doc | str], reason: str) -> None:
-        queue.put_nowait(reason)
-        self._streams[unit].discard(queue)
-
-    @contextmanager
-    def watch(self, unit: str) -> Iterator[AsyncIterator[Doc]]:
-        queue: asyncio.Queue[Doc | str] = asyncio.Queue()
-        self._streams[unit].add(queue)
-        try:
-            yield self._read(queue)
-        finally:
-            self._streams[unit].discard(queue)
-            if not self._streams[unit]:
-                del self._streams[unit]
-
-    @staticmethod
-    async def _read(queue: asyncio.Queue[Doc | str]) -> AsyncIterator[Doc]:
-        seen: deque[str] = deque(maxlen=QUEUE_LIMIT)  # a redelivered event announces again
-        while True:
-            row = await queue.get()
-            if isinstance(row, str):
-                raise Unavailable(row)
-            if row["_id"] not in seen:
-                seen.append(row["_id"])
-                yield row
+    def watch(self, unit: str) -> AbstractContextManager[AsyncIterator[Notification]]:
+        """The unit's new notifications, until the stream is ended (UNAVAILABLE)."""
+        return self._hub.watch(unit)

@@ -1,0 +1,504 @@
+"""notification-service's store: every collection of the service, its indexes and queries.
+
+    store = NotificationStore(deps.db)        # notices, contacts, groups, subscriptions, jobs
+    jobs = JobStore(deps.db)                  # the channel workers' jobs and attempts
+    reminders = ReminderStore(deps.db)        # due-date reminders and their stop markers
+    await store.create_indexes()              # ... and each one's create_indexes()
+    page = await store.notifications(unit, after=key, limit=51)
+
+What the API sees comes back as typed records; the workers' and the scheduler's stored
+fields are listed where they are written (notifier.py, reminders.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from lienthong_kit.infra import DuplicateKeyError
+from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
+from lienthong_kit.paging import TimeKey, after_time_key
+
+__all__ = [
+    "Contact",
+    "FailedJob",
+    "Group",
+    "JobStore",
+    "Notification",
+    "NotificationStore",
+    "ReminderStore",
+    "ScheduledJob",
+    "Subscription",
+]
+
+
+@dataclass(frozen=True)
+class Notification:
+    """An in-app notice of a unit."""
+
+    id: str
+    unit_code: str
+    channel: str
+    kind: str
+    urgent: bool
+    title: str
+    body: str
+    document_id: str
+    created_at: datetime
+    read: bool = False
+
+    @classmethod
+    def of(cls, row: Doc) -> Notification:
+        return cls(
+            id=row["_id"],
+            unit_code=row["unit_code"],
+            channel=row["channel"],
+            kind=row.get("kind", "delivery.created"),
+            urgent=row.get("urgent", False),
+            title=row["title"],
+            body=row["body"],
+            document_id=row["document_id"],
+            created_at=row["created_at"],
+            read=row["read"],
+        )
+
+    def row(self) -> Doc:
+        return {
+            "_id": self.id,
+            "unit_code": self.unit_code,
+            "channel": self.channel,
+            "kind": self.kind,
+            "urgent": self.urgent,
+            "title": self.title,
+            "body": self.body,
+            "document_id": self.document_id,
+            "created_at": self.created_at,
+            "read": self.read,
+        }
+
+
+@dataclass(frozen=True)
+class Contact:
+    """A person of a unit who may be told on e-mail, SMS or a webhook."""
+
+    id: str
+    unit_code: str
+    name: str
+    role: str
+    email: str = ""
+    phone: str = ""
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    group_codes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, row: Doc) -> Contact:
+        return cls(
+            id=row["_id"],
+            unit_code=row["unit_code"],
+            name=row["name"],
+            role=row["role"],
+            email=row.get("email", ""),
+            phone=row.get("phone", ""),
+            webhook_url=row.get("webhook_url", ""),
+            webhook_secret=row.get("webhook_secret", ""),
+            group_codes=tuple(row.get("group_codes", ())),
+        )
+
+    def address(self, channel: str) -> str:
+        """Where ``channel`` reaches this contact ("" when it does not)."""
+        return {"email": self.email, "sms": self.phone, "webhook": self.webhook_url}[channel]
+
+
+@dataclass(frozen=True)
+class Group:
+    """A unit's group of contacts (phòng ban), by its code."""
+
+    unit_code: str
+    code: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """Which kinds a contact or a group hears of, on which channels."""
+
+    unit_code: str
+    contact_id: str
+    group_code: str
+    event_kinds: tuple[str, ...]
+    channels: tuple[str, ...]
+
+    @property
+    def target(self) -> str:
+        """The subscription's id within its unit: ``contact:<id>`` or ``group:<code>``."""
+        if self.contact_id:
+            return f"contact:{self.contact_id}"
+        return f"group:{self.group_code}"
+
+    def reaches(self, contact: Contact) -> bool:
+        if self.contact_id:
+            return contact.id == self.contact_id
+        return self.group_code in contact.group_codes
+
+    @classmethod
+    def of(cls, row: Doc) -> Subscription:
+        return cls(
+            unit_code=row["unit_code"],
+            contact_id=row.get("contact_id", ""),
+            group_code=row.get("group_code", ""),
+            event_kinds=tuple(row["event_kinds"]),
+            channels=tuple(row["channels"]),
+        )
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    """A channel job given up after its attempts (a dead letter)."""
+
+    id: str
+    unit_code: str
+    contact_id: str
+    channel: str
+    kind: str
+    title: str
+    attempts: int
+    reason: str
+    created_at: datetime
+    failed_at: datetime
+
+    @classmethod
+    def of(cls, row: Doc) -> FailedJob:
+        return cls(
+            id=row["_id"],
+            unit_code=row["unit_code"],
+            contact_id=row["contact_id"],
+            channel=row["channel"],
+            kind=row["kind"],
+            title=row["title"],
+            attempts=row["attempts"],
+            reason=row["last_error"],
+            created_at=row["created_at"],
+            failed_at=row["failed_at"],
+        )
+
+
+def _group_key(unit: str, code: str) -> str:
+    return f"{unit}/{code}"
+
+
+def _subscription_key(unit: str, target: str) -> str:
+    return f"{unit}/{target}"
+
+
+class NotificationStore:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._notifications = db["notifications"]
+        self._contacts = db["contacts"]
+        self._groups = db["groups"]
+        self._subscriptions = db["subscriptions"]
+        self._jobs = db["jobs"]
+
+    async def create_indexes(self) -> None:
+        await ensure_indexes(
+            self._notifications,
+            [
+                IndexModel([("unit_code", ASCENDING), ("created_at", DESCENDING)]),
+                IndexModel([("unit_code", ASCENDING), ("read", ASCENDING)]),
+            ],
+        )
+        await ensure_indexes(self._contacts, [IndexModel([("unit_code", ASCENDING)])])
+        await ensure_indexes(self._groups, [IndexModel([("unit_code", ASCENDING)])])
+        await ensure_indexes(self._subscriptions, [IndexModel([("unit_code", ASCENDING)])])
+        await ensure_indexes(
+            self._jobs,
+            [
+                IndexModel([("channel", ASCENDING), ("state", ASCENDING)]),
+                IndexModel([("unit_code", ASCENDING), ("state", ASCENDING)]),
+            ],
+        )
+
+    # --- in-app notices -------------------------------------------------------------------
+
+    async def add_notification(self, notification: Notification) -> bool:
+        """Store the notice; False when it was already stored (a redelivery)."""
+        try:
+            await self._notifications.insert_one(notification.row())
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def notification(self, notification_id: str) -> Notification | None:
+        row = await self._notifications.find_one({"_id": notification_id})
+        return None if row is None else Notification.of(row)
+
+    async def notifications(
+        self, unit: str, *, unread_only: bool = False, after: TimeKey | None, limit: int
+    ) -> list[Notification]:
+        """A unit's notices newest first, those after ``after`` (keyset paging)."""
+        query: Doc = {"unit_code": unit, **after_time_key(after, "created_at")}
+        if unread_only:
+            query["read"] = False
+        cursor = (
+            self._notifications.find(query)
+            .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit)
+        )
+        return [Notification.of(row) async for row in cursor]
+
+    async def mark_read(self, unit: str, ids: list[str]) -> int:
+        """Mark the unit's unread notices among ``ids`` read; how many were."""
+        marked = 0
+        for notification_id in dict.fromkeys(ids):
+            result = await self._notifications.update_one(
+                {"_id": notification_id, "unit_code": unit, "read": False},
+                {"$set": {"read": True, "read_at": datetime.now(UTC)}},
+            )
+            marked += result.modified_count
+        return marked
+
+    # --- contacts -------------------------------------------------------------------------
+
+    async def contact(self, contact_id: str) -> Contact | None:
+        row = await self._contacts.find_one({"_id": contact_id})
+        return None if row is None else Contact.of(row)
+
+    async def contacts(self, unit: str) -> list[Contact]:
+        """The unit's contacts by name."""
+        rows = [Contact.of(row) async for row in self._contacts.find({"unit_code": unit})]
+        return sorted(rows, key=lambda contact: (contact.name, contact.id))
+
+    async def put_contact(self, contact: Contact) -> None:
+        row: Doc = {
+            "_id": contact.id,
+            "unit_code": contact.unit_code,
+            "name": contact.name,
+            "role": contact.role,
+            "email": contact.email,
+            "phone": contact.phone,
+            "webhook_url": contact.webhook_url,
+            "webhook_secret": contact.webhook_secret,
+            "group_codes": list(contact.group_codes),
+            "updated_at": datetime.now(UTC),
+        }
+        await self._contacts.replace_one({"_id": contact.id}, row, upsert=True)
+
+    async def delete_contact(self, unit: str, contact_id: str) -> None:
+        """The contact and its own subscription."""
+        await self.delete_subscription(unit, f"contact:{contact_id}")
+        await self._contacts.delete_one({"_id": contact_id})
+
+    # --- groups ---------------------------------------------------------------------------
+
+    async def group(self, unit: str, code: str) -> Group | None:
+        row = await self._groups.find_one({"_id": _group_key(unit, code)})
+        return None if row is None else Group(row["unit_code"], row["code"], row["name"])
+
+    async def groups(self, unit: str) -> list[Group]:
+        """The unit's groups by code."""
+        rows = [row async for row in self._groups.find({"unit_code": unit})]
+        return sorted(
+            (Group(row["unit_code"], row["code"], row["name"]) for row in rows),
+            key=lambda group: group.code,
+        )
+
+    async def put_group(self, group: Group) -> None:
+        key = _group_key(group.unit_code, group.code)
+        row = {"_id": key, "unit_code": group.unit_code, "code": group.code, "name": group.name}
+        await self._groups.replace_one({"_id": key}, row, upsert=True)
+
+    async def delete_group(self, unit: str, code: str) -> None:
+        """The group and its subscription."""
+        await self.delete_subscription(unit, f"group:{code}")
+        await self._groups.delete_one({"_id": _group_key(unit, code)})
+
+    # --- subscriptions --------------------------------------------------------------------
+
+    async def subscription(self, unit: str, target: str) -> Subscription | None:
+        row = await self._subscriptions.find_one({"_id": _subscription_key(unit, target)})
+        return None if row is None else Subscription.of(row)
+
+    async def subscriptions(self, unit: str) -> list[Subscription]:
+        """The unit's subscriptions by target."""
+        rows = [Subscription.of(row) async for row in self._subscriptions.find({"unit_code": unit})]
+        return sorted(rows, key=lambda subscription: subscription.target)
+
+    async def put_subscription(self, subscription: Subscription) -> None:
+        key = _subscription_key(subscription.unit_code, subscription.target)
+        row: Doc = {
+            "_id": key,
+            "target": subscription.target,
+            "unit_code": subscription.unit_code,
+            "contact_id": subscription.contact_id,
+            "group_code": subscription.group_code,
+            "event_kinds": list(subscription.event_kinds),
+            "channels": list(subscription.channels),
+        }
+        await self._subscriptions.replace_one({"_id": key}, row, upsert=True)
+
+    async def delete_subscription(self, unit: str, target: str) -> None:
+        await self._subscriptions.delete_one({"_id": _subscription_key(unit, target)})
+
+    # --- channel jobs ---------------------------------------------------------------------
+
+    async def add_job(self, job: Doc) -> None:
+        """Record a channel job (dispatch.py's fields); a redelivery finds it recorded."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self._jobs.insert_one(job)
+
+    async def failed_jobs(self, unit: str, *, channel: str = "", limit: int) -> list[FailedJob]:
+        """The unit's dead-lettered jobs (of ``channel``, if given), most recent first."""
+        query: Doc = {"unit_code": unit, "state": "dead"}
+        if channel:
+            query["channel"] = channel
+        rows = [FailedJob.of(row) async for row in self._jobs.find(query)]
+        rows.sort(key=lambda job: job.failed_at, reverse=True)
+        return rows[:limit]
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """What a channel worker schedules a pending job by."""
+
+    id: str
+    not_before: datetime
+    urgent: bool
+
+    @classmethod
+    def of(cls, row: Doc) -> ScheduledJob:
+        return cls(row["_id"], row["not_before"], bool(row.get("urgent", False)))
+
+
+_SCHEDULE_FIELDS = {"channel": 1, "state": 1, "not_before": 1, "urgent": 1}
+
+
+class JobStore:
+    """The channel jobs' states and the claims of their attempts (dispatch.py).
+
+    Attempt ``n`` of job ``j`` is the document ``j#n`` in ``attempts``: whoever inserts it
+    owns that attempt.
+    """
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._jobs = db["jobs"]
+        self._attempts = db["attempts"]
+
+    async def create_indexes(self) -> None:
+        await ensure_indexes(self._attempts, [IndexModel([("job_id", ASCENDING)])])
+
+    async def pending(self, channel: str) -> list[ScheduledJob]:
+        """Every pending job of ``channel``."""
+        query = {"channel": channel, "state": "pending"}
+        return [
+            ScheduledJob.of(row)
+            async for row in self._jobs.find(query, {"not_before": 1, "urgent": 1})
+        ]
+
+    async def pending_job(self, job_id: str, channel: str) -> ScheduledJob | None:
+        """The job when it is a pending job of ``channel``."""
+        row = await self._jobs.find_one({"_id": job_id}, _SCHEDULE_FIELDS)
+        if row is None or row["channel"] != channel or row["state"] != "pending":
+            return None
+        return ScheduledJob.of(row)
+
+    async def job(self, job_id: str) -> Doc | None:
+        return await self._jobs.find_one({"_id": job_id})
+
+    async def claim(self, job_id: str, number: int, owner: str) -> bool:
+        """Own attempt ``number`` of the job; False when someone inserted it first."""
+        try:
+            await self._attempts.insert_one(
+                {
+                    "_id": f"{job_id}#{number}",
+                    "job_id": job_id,
+                    "number": number,
+                    "owner": owner,
+                    "started_at": datetime.now(UTC),
+                    "outcome": "",
+                }
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def attempt(self, job_id: str, number: int) -> Doc | None:
+        return await self._attempts.find_one({"_id": f"{job_id}#{number}"})
+
+    async def finish_attempt(self, job_id: str, number: int, outcome: str, reason: str) -> None:
+        await self._attempts.update_one(
+            {"_id": f"{job_id}#{number}"},
+            {"$set": {"outcome": outcome, "reason": reason, "ended_at": datetime.now(UTC)}},
+        )
+
+    async def retry_later(
+        self, job_id: str, *, attempts: int, reason: str, not_before: datetime
+    ) -> None:
+        await self._jobs.update_one(
+            {"_id": job_id},
+            {"$set": {"attempts": attempts, "last_error": reason, "not_before": not_before}},
+        )
+
+    async def sent(self, job_id: str, *, attempts: int, sent_at: datetime) -> None:
+        await self._jobs.update_one(
+            {"_id": job_id},
+            {"$set": {"state": "sent", "attempts": attempts, "sent_at": sent_at}},
+        )
+
+    async def dead(self, job_id: str, *, attempts: int, reason: str) -> None:
+        await self._jobs.update_one(
+            {"_id": job_id},
+            {
+                "$set": {
+                    "state": "dead",
+                    "attempts": attempts,
+                    "last_error": reason,
+                    "failed_at": datetime.now(UTC),
+                }
+            },
+        )
+
+
+class ReminderStore:
+    """Due-date reminders (``pending`` -> ``fired`` | ``cancelled`` | ``failed``) and the
+    deliveries that need none any more (reminders.py)."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._reminders = db["reminders"]
+        self._stops = db["reminder_stops"]
+
+    async def create_indexes(self) -> None:
+        await ensure_indexes(self._reminders, [IndexModel([("state", ASCENDING)])])
+
+    async def add(self, reminder: Doc) -> None:
+        """Store a reminder; one already stored under its key is kept."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self._reminders.insert_one(reminder)
+
+    async def stop(self, delivery_id: str, code: str) -> None:
+        """The delivery needs no more reminders (the first stop is kept)."""
+        with contextlib.suppress(DuplicateKeyError):
+            stop = {"_id": delivery_id, "code": code, "at": datetime.now(UTC)}
+            await self._stops.insert_one(stop)
+
+    async def stopped(self, delivery_id: str) -> bool:
+        return await self._stops.find_one({"_id": delivery_id}) is not None
+
+    async def pending(self) -> list[tuple[str, datetime]]:
+        """(id, fire at) of every pending reminder."""
+        # equality on the indexed state; the caller compares times (FerretDB v1 scans ranges)
+        return [
+            (row["_id"], row["fire_at"])
+            async for row in self._reminders.find({"state": "pending"}, {"fire_at": 1})
+        ]
+
+    async def reminder(self, reminder_id: str) -> Doc | None:
+        return await self._reminders.find_one({"_id": reminder_id})
+
+    async def settle(self, reminder_id: str, state: str, at: datetime, *, reason: str = "") -> None:
+        settled: Doc = {"state": state, "settled_at": at}
+        if reason:
+            settled["reason"] = reason
+        await self._reminders.update_one({"_id": reminder_id}, {"$set": settled})
