@@ -54,7 +54,7 @@ install_kafka() {
 }
 
 install_ferretdb() {
-  if [[ -x $FERRET_BIN ]] && "$FERRET_BIN" --version 2>/dev/null | grep -q "version: $FERRETDB_VERSION"; then
+  if [[ -x $FERRET_BIN ]] && [[ $("$FERRET_BIN" --version 2>/dev/null) == *"version: $FERRETDB_VERSION"* ]]; then
     return
   fi
   need go "Go builds FerretDB from its module; see https://go.dev/doc/install"
