@@ -41,12 +41,12 @@ help: ## list the targets
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "python3 (3.11+) is required" >&2; exit 1; }
-	@echo "install: uv $(UV_VERSION) into .tools/ with pip (about @T_UV@ s)"
+	@echo "install: uv $(UV_VERSION) into .tools/ with pip (about 5 s)"
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 
 $(VENV): $(UV) uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml
-	@echo "install: the Python workspace into .venv/ from uv.lock (about @T_SYNC@ s the first time)"
+	@echo "install: the Python workspace into .venv/ from uv.lock (about 5 s the first time)"
 	$(UV) sync --locked --all-packages
 	@touch $@
 
@@ -55,12 +55,12 @@ install: $(VENV) ## create .venv from uv.lock (only when it changed)
 
 $(GOBIN)/buf:
 	@command -v go >/dev/null || { echo "Go is required to build buf" >&2; exit 1; }
-	@echo "install: building buf $(BUF_VERSION) with go install (about @T_BUF@ s the first time)"
+	@echo "install: building buf $(BUF_VERSION) with go install (about 190 s the first time)"
 	go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
 
 $(GOBIN)/grpcurl:
 	@command -v go >/dev/null || { echo "Go is required to build grpcurl" >&2; exit 1; }
-	@echo "install: building grpcurl $(GRPCURL_VERSION) with go install (about @T_GRPCURL@ s the first time)"
+	@echo "install: building grpcurl $(GRPCURL_VERSION) with go install (about 60 s the first time)"
 	go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
 tools: $(GOBIN)/buf example-tools ## build buf and grpcurl, install promtool and curl (once)
@@ -70,7 +70,7 @@ example-tools: $(GOBIN)/grpcurl promtool curl ## what the README's examples use:
 promtool: ## install promtool (Debian package prometheus) when missing and apt is usable
 	@if command -v promtool >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "install: promtool (Debian package prometheus, with apt-get; about @T_PROMTOOL@ s)"; \
+		echo "install: promtool (Debian package prometheus, with apt-get)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			--no-install-recommends prometheus >/dev/null; \
 	else echo "promtool not installed (needs root and apt); metrics tests use the Python parser only"; fi

@@ -62,7 +62,7 @@ install_kafka() {
   if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then return; fi
   need java "Java 17+ runs the Kafka broker; apt-get install openjdk-17-jre-headless"
   need mvn "Maven resolves the Kafka jars from Maven Central; apt-get install maven"
-  say "resolving Apache Kafka from Maven Central into $KAFKA_LIBS (about @T_KAFKA@ s the first time)"
+  say "resolving Apache Kafka from Maven Central into $KAFKA_LIBS (about 15 s the first time)"
   rm -rf "$KAFKA_LIBS" && mkdir -p "$KAFKA_LIBS"
   # Debian's Maven 3.8 writes ESC[0m resets even in batch mode unless jansi.noreset is set
   MAVEN_OPTS="${MAVEN_OPTS:-} -Djansi.noreset=true" \
@@ -78,7 +78,7 @@ install_ferretdb() {
     return
   fi
   need go "Go builds FerretDB from its module; see https://go.dev/doc/install"
-  say "building FerretDB $FERRETDB_VERSION from its Go module (about @T_FERRET@ s on 2 cores, once)"
+  say "building FerretDB $FERRETDB_VERSION from its Go module (about 380 s on 2 cores, once)"
   # a build folder of its own, and the binary moved into place at the end: two clones sharing
   # a data dir (worktrees) never build into each other's folder nor run a half-written binary
   local build
