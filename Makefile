@@ -10,6 +10,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 GOBIN := $(shell go env GOPATH 2>/dev/null)/bin
+# the caller's own PATH, before ours: `make run` says when grpcurl is not on it
+USER_PATH := $(PATH)
 export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/.tools/bin:$(GOBIN):$(PATH)
 export UV_PYTHON_DOWNLOADS := never
 # Registries may be reached through a TLS-inspecting proxy whose CA is only in the system store.
@@ -143,6 +145,8 @@ infra-status: ## say whether Kafka and the store answer
 # --- the two commands ---------------------------------------------------------------------
 
 run: $(VENV) example-tools infra-up ## start the whole platform locally with a sample registry; Ctrl-C stops it
+	@(PATH='$(USER_PATH)'; command -v grpcurl >/dev/null) || echo "note: grpcurl is in $(GOBIN), \
+	which is not on your PATH; in the terminal you call from: export PATH=\"\$$PATH:$(GOBIN)\""
 	$(PY) -m lienthong_local.run
 
 test: $(VENV) lint typecheck proto-check example-tools openssl k8s-check infra-up ## lint, typecheck, drift checks, manifests and every test
