@@ -217,4 +217,5 @@ def test_the_readme_has_runnable_blocks() -> None:
 def test_the_reporting_examples_ask_for_this_month() -> None:
     # a literal month is empty on any later date
     for block in BLOCKS:
-        assert not re.search(r'period\\?": \\?"\d{4}', block.text), block.text
+        # JSON ("period": "2026-11") and command-line (--period 2026-11) forms
+        assert not re.search(r'period\\?": \\?"\d{4}|--period[ =]"?\d{4}', block.text), block.text
