@@ -10,6 +10,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 GOBIN := $(shell go env GOPATH 2>/dev/null)/bin
+# the caller's own PATH, before ours: `make run` says when grpcurl is not on it
+USER_PATH := $(PATH)
 export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/.tools/bin:$(GOBIN):$(PATH)
 export UV_PYTHON_DOWNLOADS := never
 # Registries may be reached through a TLS-inspecting proxy whose CA is only in the system store.
@@ -29,19 +31,24 @@ PROTO_OUT := libs/proto/src
 PYTEST_ARGS ?=
 
 .PHONY: help run test lint typecheck proto proto-check buf-lint infra-up infra-down \
-	infra-status install tools promtool openssl poppler bench replay clean format
+	infra-status install tools example-tools promtool curl openssl poppler bench replay clean \
+	format
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 # --- installation -------------------------------------------------------------------------
+# Each step runs once, when its result is missing, and says what it does and how long it took
+# on a 2-core machine with empty caches (docs/benchmarks.md, "First run").
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null || { echo "python3 (3.11+) is required" >&2; exit 1; }
+	@echo "install: uv $(UV_VERSION) into .tools/ with pip (about 5 s)"
 	$(PYTHON) -m venv .tools
-	.tools/bin/pip install -q uv==$(UV_VERSION)
+	.tools/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 
 $(VENV): $(UV) uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml
+	@echo "install: the Python workspace into .venv/ from uv.lock (about 5 s the first time)"
 	$(UV) sync --locked --all-packages
 	@touch $@
 
@@ -50,26 +57,38 @@ install: $(VENV) ## create .venv from uv.lock (only when it changed)
 
 $(GOBIN)/buf:
 	@command -v go >/dev/null || { echo "Go is required to build buf" >&2; exit 1; }
+	@echo "install: building buf $(BUF_VERSION) with go install (about 190 s the first time)"
 	go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
 
 $(GOBIN)/grpcurl:
 	@command -v go >/dev/null || { echo "Go is required to build grpcurl" >&2; exit 1; }
+	@echo "install: building grpcurl $(GRPCURL_VERSION) with go install (about 60 s the first time)"
 	go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
-tools: $(GOBIN)/buf $(GOBIN)/grpcurl promtool ## build buf and grpcurl, install promtool (once)
+tools: $(GOBIN)/buf example-tools ## build buf and grpcurl, install promtool and curl (once)
+
+example-tools: $(GOBIN)/grpcurl promtool curl ## what the README's examples use: grpcurl, promtool, curl
 
 promtool: ## install promtool (Debian package prometheus) when missing and apt is usable
 	@if command -v promtool >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing promtool (Debian package prometheus)"; \
+		echo "install: promtool (Debian package prometheus, with apt-get)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			--no-install-recommends prometheus >/dev/null; \
 	else echo "promtool not installed (needs root and apt); metrics tests use the Python parser only"; fi
 
+curl: ## the README's metrics example uses curl: install it when missing
+	@if command -v curl >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "install: curl (Debian package curl, with apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends curl >/dev/null; \
+	else echo "curl is missing: the README's metrics example needs it (apt-get install curl)"; fi
+
 openssl: ## signature-service's test PKI runs `openssl ocsp` and `openssl cms`: install it when missing
 	@if command -v openssl >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing openssl (Debian package openssl)"; \
+		echo "install: openssl (Debian package openssl, with apt-get)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			--no-install-recommends openssl >/dev/null; \
 	else echo "openssl is required by the signature tests (apt-get install openssl)" >&2; exit 1; fi
@@ -122,10 +141,10 @@ typecheck: $(VENV) ## mypy --strict over libraries and services
 
 # --- infrastructure -----------------------------------------------------------------------
 
-infra-up: ## start Kafka and FerretDB (idempotent; reuses running ones)
+infra-up: ## start Kafka, PostgreSQL and FerretDB (idempotent; reuses running ones)
 	PYTHON=$(PYTHON) deploy/local/infra.sh up
 
-infra-down: ## stop Kafka and FerretDB started by infra-up
+infra-down: ## stop Kafka, FerretDB and PostgreSQL started by infra-up
 	deploy/local/infra.sh down
 
 infra-status: ## say whether Kafka and the store answer
@@ -133,11 +152,15 @@ infra-status: ## say whether Kafka and the store answer
 
 # --- the two commands ---------------------------------------------------------------------
 
-run: $(VENV) infra-up ## start the whole platform locally with a sample registry; Ctrl-C stops it
+run: $(VENV) example-tools infra-up ## start the whole platform locally with a sample registry; Ctrl-C stops it
+	@(PATH='$(USER_PATH)'; command -v grpcurl >/dev/null) || echo "note: grpcurl is in $(GOBIN), \
+	which is not on your PATH; in the terminal you call from: export PATH=\"\$$PATH:$(GOBIN)\""
 	$(PY) -m lienthong_local.run
 
-test: $(VENV) lint typecheck proto-check promtool openssl poppler k8s-check infra-up ## lint, typecheck, drift checks, manifests and every test
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: $(VENV) lint typecheck proto-check example-tools openssl poppler k8s-check infra-up ## lint, typecheck, drift checks, manifests and every test
+	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	echo; echo "Kafka, FerretDB and PostgreSQL are still running (the next make test or make run reuses"; \
+	echo "them): make infra-status says where, make infra-down stops them."; exit $$status
 
 REPLAY_ARGS ?=
 replay: $(VENV) ## replay a month of traffic into `make run`'s platform and check the report (docs/reporting.md)
@@ -151,5 +174,5 @@ bench: $(VENV) openssl infra-up ## benchmarks (each prints its figure and its ba
 include deploy/k8s/k8s.mk
 
 clean: ## remove the virtualenv, tools and local data (stops the infrastructure first)
-	-deploy/local/infra.sh down
+	-deploy/local/infra.sh purge
 	rm -rf .venv .tools deploy/local/.data .mypy_cache .ruff_cache .pytest_cache

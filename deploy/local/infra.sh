@@ -5,15 +5,22 @@
 #   deploy/local/infra.sh install   resolve Kafka, build FerretDB (only what is missing)
 #   deploy/local/infra.sh up        install, start both (reusing running ones), wait until ready
 #   deploy/local/infra.sh down      stop what this script started
-#   deploy/local/infra.sh status    say what answers where
+#   deploy/local/infra.sh status    say what answers where, and where PostgreSQL keeps its data
+#   deploy/local/infra.sh purge     down, then delete the data (keeps the Kafka jars and FerretDB)
 #
-# The store backend is PostgreSQL (Debian's server, started here on its own port, data under
-# .data) unless LIENTHONG_STORE_BACKEND=sqlite. FerretDB v1 on SQLite scans a collection for
-# every lookup, even by _id; on PostgreSQL equality lookups use indexes.
+# The store backend is PostgreSQL (Debian's server, started here on its own port) unless
+# LIENTHONG_STORE_BACKEND=sqlite. FerretDB v1 on SQLite scans a collection for every lookup,
+# even by _id; on PostgreSQL equality lookups use indexes.
+#
+# Where PostgreSQL keeps its data: under the data dir when we are not root. As root it runs as
+# the postgres user (it refuses root), who cannot traverse a clone in a mode-700 home, so its
+# data lives in /var/lib/lienthong/postgres-<hash of the data dir's path> (one per clone, owned
+# by postgres); a clone whose in-tree PostgreSQL data already exists keeps using it.
 #
 # Environment: LIENTHONG_DATA_DIR (default deploy/local/.data), LIENTHONG_KAFKA_PORT (9092),
 # LIENTHONG_KAFKA_CONTROLLER_PORT (9093), LIENTHONG_MONGO_PORT (27017), LIENTHONG_PG_PORT
-# (54329), LIENTHONG_STORE_BACKEND (postgresql|sqlite), KAFKA_HEAP (512m).
+# (54329), LIENTHONG_PG_DIR (PostgreSQL's folder, see above), LIENTHONG_STORE_BACKEND
+# (postgresql|sqlite), KAFKA_HEAP (512m).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,7 +38,16 @@ KAFKA_LIBS=$DATA/kafka-libs
 KAFKA_DIR=$DATA/kafka
 FERRET_BIN=$DATA/bin/ferretdb
 FERRET_DIR=$DATA/ferretdb
-PG_DIR=$DATA/postgres
+
+# PostgreSQL's folder (data/, its log, its socket): see the header.
+pg_dir() {
+  if [[ -n ${LIENTHONG_PG_DIR:-} ]]; then echo "$LIENTHONG_PG_DIR"; return; fi
+  if [[ $(id -u) != 0 || -f $DATA/postgres/data/PG_VERSION ]]; then echo "$DATA/postgres"; return; fi
+  local key
+  key=$(mkdir -p "$DATA" && cd -P "$DATA" && pwd | sha256sum | cut -c1-12)
+  echo "/var/lib/lienthong/postgres-$key"
+}
+PG_DIR=$(pg_dir)
 
 say() { printf 'infra: %s\n' "$*"; }
 die() { printf 'infra: error: %s\n' "$*" >&2; exit 1; }
@@ -46,28 +62,36 @@ install_kafka() {
   if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then return; fi
   need java "Java 17+ runs the Kafka broker; apt-get install openjdk-17-jre-headless"
   need mvn "Maven resolves the Kafka jars from Maven Central; apt-get install maven"
-  say "resolving Apache Kafka from Maven Central into $KAFKA_LIBS"
+  say "resolving Apache Kafka from Maven Central into $KAFKA_LIBS (about 15 s the first time)"
   rm -rf "$KAFKA_LIBS" && mkdir -p "$KAFKA_LIBS"
-  mvn -q -B -f "$HERE/kafka/pom.xml" dependency:copy-dependencies \
+  # Debian's Maven 3.8 writes ESC[0m resets even in batch mode unless jansi.noreset is set
+  MAVEN_OPTS="${MAVEN_OPTS:-} -Djansi.noreset=true" \
+    mvn -q -B --no-transfer-progress -Dstyle.color=never -f "$HERE/kafka/pom.xml" dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS"
   echo "$want" >"$stamp"
 }
 
 install_ferretdb() {
-  if [[ -x $FERRET_BIN ]] && [[ $("$FERRET_BIN" --version 2>/dev/null) == *"version: $FERRETDB_VERSION"* ]]; then
+  # not `--version | grep -q`: under pipefail, grep quitting early can SIGPIPE the binary and
+  # make a good install look stale
+  if [[ -x $FERRET_BIN && $("$FERRET_BIN" --version 2>/dev/null) == *"version: $FERRETDB_VERSION"* ]]; then
     return
   fi
   need go "Go builds FerretDB from its module; see https://go.dev/doc/install"
-  say "building FerretDB $FERRETDB_VERSION (a few minutes on 2 cores, once)"
-  local build="$DATA/ferretdb-build"
-  rm -rf "$build" && mkdir -p "$build" "$DATA/bin"
+  say "building FerretDB $FERRETDB_VERSION from its Go module (about 380 s on 2 cores, once)"
+  # a build folder of its own, and the binary moved into place at the end: two clones sharing
+  # a data dir (worktrees) never build into each other's folder nor run a half-written binary
+  local build
+  mkdir -p "$DATA/bin" && build=$(mktemp -d "$DATA/ferretdb-build.XXXXXX")
+  trap 'rm -rf "$build"' EXIT
   cp "$HERE/ferretdb/go.mod" "$HERE/ferretdb/go.sum" "$HERE/ferretdb/tools.go" "$build/"
   # The module zip ships no build/version/version.txt (it is generated from git in FerretDB's
   # own build); vendor the module and write the release tag there so the binary knows it.
   (cd "$build" && go mod vendor)
   echo "$FERRETDB_VERSION" >"$build/vendor/github.com/FerretDB/FerretDB/build/version/version.txt"
-  (cd "$build" && GOFLAGS=-buildvcs=false go build -mod=vendor -o "$FERRET_BIN" \
+  (cd "$build" && GOFLAGS=-buildvcs=false go build -mod=vendor -o "$build/ferretdb" \
     github.com/FerretDB/FerretDB/cmd/ferretdb)
+  mv -f "$build/ferretdb" "$FERRET_BIN"
   rm -rf "$build"
 }
 
@@ -88,9 +112,10 @@ pg_bin() {
   echo "$dir"
 }
 
-# PostgreSQL refuses to run as root: as root, run it as the postgres system user.
+# PostgreSQL refuses to run as root: as root, run it as the postgres system user (from /, since
+# it may not be able to enter the current directory).
 as_pg() {
-  if [[ $(id -u) == 0 ]]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi
+  if [[ $(id -u) == 0 ]]; then su postgres -s /bin/sh -c "cd / && $*"; else sh -c "$*"; fi
 }
 
 start_postgres() {
@@ -98,8 +123,14 @@ start_postgres() {
   bin=$(pg_bin)
   if "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then return; fi
   mkdir -p "$PG_DIR"
-  [[ $(id -u) == 0 ]] && chown postgres "$PG_DIR"
+  if [[ $(id -u) == 0 ]]; then
+    chown postgres "$PG_DIR"
+    # initdb and the server reach every parent folder as postgres: say which one blocks them
+    su postgres -s /bin/sh -c "test -w '$PG_DIR'" \
+      || die "the postgres user cannot write $PG_DIR (a parent folder it cannot traverse?); set LIENTHONG_PG_DIR"
+  fi
   if [[ ! -f $PG_DIR/data/PG_VERSION ]]; then
+    say "creating PostgreSQL's data folder $PG_DIR/data"
     as_pg "'$bin/initdb' -D '$PG_DIR/data' -A trust -U postgres -E UTF8 --no-locale" >"$DATA/initdb.log" 2>&1 \
       || die "initdb failed: see $DATA/initdb.log"
   fi
@@ -193,6 +224,14 @@ stop_pid() {
 status() {
   if probe kafka "127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1; then say "Kafka: answering on 127.0.0.1:$KAFKA_PORT"; else say "Kafka: not answering"; fi
   if probe mongo "127.0.0.1:$MONGO_PORT" >/dev/null 2>&1; then say "store: answering on 127.0.0.1:$MONGO_PORT"; else say "store: not answering"; fi
+  if [[ $BACKEND == postgresql ]]; then say "PostgreSQL: port $PG_PORT, data in $PG_DIR/data"; fi
+}
+
+# Deletes data only: the Kafka jars and the FerretDB binary stay installed.
+purge() {
+  stop_pid Kafka "$KAFKA_DIR/pid"; stop_pid FerretDB "$FERRET_DIR/pid"; stop_postgres
+  say "deleting the data: $KAFKA_DIR $FERRET_DIR $PG_DIR"
+  rm -rf "$KAFKA_DIR" "$FERRET_DIR" "$PG_DIR"
 }
 
 case "${1:-}" in
@@ -200,5 +239,6 @@ case "${1:-}" in
   up) mkdir -p "$DATA"; install_kafka; install_ferretdb; start_kafka; start_ferretdb; wait_ready ;;
   down) stop_pid Kafka "$KAFKA_DIR/pid"; stop_pid FerretDB "$FERRET_DIR/pid"; stop_postgres ;;
   status) status ;;
-  *) echo "usage: $0 {install|up|down|status}" >&2; exit 2 ;;
+  purge) purge ;;
+  *) echo "usage: $0 {install|up|down|status|purge}" >&2; exit 2 ;;
 esac

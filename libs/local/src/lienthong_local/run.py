@@ -3,13 +3,21 @@
 Starts the five services on fixed ports (gRPC 50051-50055, metrics 9101-9105), loads the
 sample registry into routing-service and prints the endpoints. Kafka and the store must be
 up (``make infra-up``, which ``make run`` does first).
+
+The development switches are on by default so that the README's examples flow; each one set
+in the environment wins (``LIENTHONG_SIGNATURE_ACCEPT_UNSIGNED=false make run`` applies the
+real signature policy), and the launcher prints which are on.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -18,6 +26,60 @@ from lienthong.routing.v1 import routing_service_pb2 as routing_pb
 from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
 from lienthong_local.platform import Platform
 from lienthong_local.sample import sample_units
+
+__all__ = [
+    "DEV_SWITCHES",
+    "DevSwitch",
+    "describe_switches",
+    "dev_switches",
+    "load_sample_registry",
+    "local_platform",
+]
+
+
+@dataclass(frozen=True)
+class DevSwitch:
+    env: str
+    default: str
+    meaning: str
+
+
+DEV_SWITCHES = (
+    DevSwitch(
+        "LIENTHONG_DEV_AUTH",
+        "true",
+        "the x-lienthong-unit header names the calling unit (no client certificate)",
+    ),
+    DevSwitch(
+        "LIENTHONG_SIGNATURE_ACCEPT_UNSIGNED",
+        "true",
+        "a document with no signature at all is accepted (signed ones are fully verified)",
+    ),
+    DevSwitch("LIENTHONG_FAILPOINTS", "", "crash-test failpoints"),
+)
+_ON = {"1", "true", "yes", "on"}
+_OFF = {"", "0", "false", "no", "off"}
+
+
+def dev_switches(environ: Mapping[str, str]) -> dict[str, str]:
+    """Every development switch: the environment's value when set, make run's default otherwise."""
+    return {switch.env: environ.get(switch.env, switch.default) for switch in DEV_SWITCHES}
+
+
+def describe_switches(values: Mapping[str, str]) -> list[str]:
+    lines = []
+    for switch in DEV_SWITCHES:
+        value = values[switch.env]
+        if switch.env == "LIENTHONG_FAILPOINTS":
+            state = f"on ({value})" if value else "off"
+        elif value.strip().lower() in _ON:
+            state = "on"
+        elif value.strip().lower() in _OFF:
+            state = "off"
+        else:
+            state = f"{value!r} is not a boolean: the services will refuse to start"
+        lines.append(f"  {switch.env:<38} {state:<5} {switch.meaning}")
+    return lines
 
 
 def load_sample_registry(endpoint: str) -> int:
@@ -29,21 +91,42 @@ def load_sample_registry(endpoint: str) -> int:
     return len(units)
 
 
+@contextmanager
+def local_platform(
+    *,
+    log_dir: Path,
+    environ: Mapping[str, str],
+    prefix: str = "",
+    fixed_ports: bool = True,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[Platform]:
+    """The platform as ``make run`` starts it: its switches, the sample registry loaded."""
+    env = {**dev_switches(environ), **(extra_env or {})}
+    with Platform.start(
+        log_dir=log_dir, prefix=prefix, fixed_ports=fixed_ports, extra_env=env
+    ) as platform:
+        load_sample_registry(platform.endpoint("routing-service"))
+        yield platform
+
+
 def main() -> int:
     log_dir = Path("deploy/local/.data/logs")
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    switches = dev_switches(os.environ)
+    print("development switches (set one in the environment to change it):")
+    print("\n".join(describe_switches(switches)))
     print("starting the five services (logs in deploy/local/.data/logs/) ...", flush=True)
-    with Platform.start(log_dir=log_dir, fixed_ports=True) as platform:
-        count = load_sample_registry(platform.endpoint("routing-service"))
-        print(f"\nlienthong is running; sample registry loaded ({count} units).\n")
+    with local_platform(log_dir=log_dir, environ=os.environ) as platform:
+        print(f"\nlienthong is running; sample registry loaded ({len(sample_units())} units).\n")
         print(f"  {'service':<22} {'gRPC':<18} metrics")
         for name, service in platform.processes.items():
             metrics = f"http://127.0.0.1:{service.metrics_port}/metrics"
             print(f"  {name:<22} {service.endpoint:<18} {metrics}")
         print("\n  try: grpcurl -plaintext 127.0.0.1:50051 list")
-        print("  dev auth is on: send -H 'x-lienthong-unit: <unit code>' to act as a unit")
+        if switches["LIENTHONG_DEV_AUTH"].strip().lower() in _ON:
+            print("  dev auth is on: send -H 'x-lienthong-unit: <unit code>' to act as a unit")
         print("\nCtrl-C stops everything.", flush=True)
         while not stop.wait(1.0):
             for name, service in platform.processes.items():
