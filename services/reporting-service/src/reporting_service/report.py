@@ -211,6 +211,12 @@ def check_request(period: str, unit_codes: Iterable[str]) -> list[str]:
     return wanted
 
 
+def _unit_row(registry: Registry, counts: Counts, period: str, code: str) -> pb.AdoptionRow:
+    of = tally([code], counts, period)
+    level = registry.level(code)
+    return _row(pb.RowKind.ROW_KIND_UNIT, code, level, period, of, registry.name(code))
+
+
 def report_rows(
     registry: Registry,
     counts: Counts,
@@ -220,19 +226,8 @@ def report_rows(
 ) -> list[pb.AdoptionRow]:
     """GetAdoptionReport's rows (see the proto for their order and meaning)."""
     wanted = check_request(period, unit_codes)
-    unit_kind = pb.RowKind.ROW_KIND_UNIT
     if wanted:
-        return [
-            _row(
-                unit_kind,
-                code,
-                registry.level(code),
-                period,
-                tally([code], counts, period),
-                registry.name(code),
-            )
-            for code in wanted
-        ]
+        return [_unit_row(registry, counts, period, code) for code in wanted]
     units = _scope_units(registry, counts, period, scope.ancestor_code)
     rows = [
         _row(
@@ -249,15 +244,5 @@ def report_rows(
         for level in REPORT_LEVELS
     ]
     if scope.per_unit:
-        rows += [
-            _row(
-                unit_kind,
-                code,
-                registry.level(code),
-                period,
-                tally([code], counts, period),
-                registry.name(code),
-            )
-            for code in sorted(units)
-        ]
+        rows += [_unit_row(registry, counts, period, code) for code in sorted(units)]
     return rows
