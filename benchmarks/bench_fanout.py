@@ -46,6 +46,7 @@ from lienthong_kit.server import ServiceApp
 from lienthong_kit.settings import KitSettings, load_settings
 from lienthong_local.sample import PROVINCE, sample_units
 from routing_service.__main__ import build
+from routing_service.settings import Settings
 
 TARGET = 0.5
 
@@ -130,7 +131,7 @@ async def raw_produce(settings: KitSettings, topic: str, groups: list[list[Any]]
 async def main(documents: int, rounds: int) -> None:
     prefix = f"bench{uuid.uuid4().hex[:8]}_"
     settings = load_settings(
-        KitSettings,
+        Settings,
         {
             "LIENTHONG_GRPC_PORT": "0",
             "LIENTHONG_METRICS_PORT": "0",

@@ -23,10 +23,11 @@ import grpc
 from lienthong.routing.v1 import routing_service_pb2 as pb
 from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
 from lienthong_kit.server import ServiceApp
-from lienthong_kit.settings import KitSettings, load_settings
+from lienthong_kit.settings import load_settings
 from lienthong_local.sample import sample_units
 from lienthong_testing.cleanup import remove_namespace
 from routing_service.__main__ import build
+from routing_service.settings import Settings
 
 TARGET_MS = 1000.0
 
@@ -38,7 +39,7 @@ def percentile(values: list[float], q: float) -> float:
 
 async def measure(changes: int, prefix: str) -> tuple[list[float], list[float]]:
     settings = load_settings(
-        KitSettings,
+        Settings,
         {
             "LIENTHONG_GRPC_PORT": "0",
             "LIENTHONG_METRICS_PORT": "0",

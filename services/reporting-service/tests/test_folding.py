@@ -16,17 +16,7 @@ from lienthong.events.v1.events_pb2 import (
 from lienthong_kit.envelope import new_event
 from lienthong_kit.errors import InvalidArgument, PoisonEvent
 from reporting_service.folding import (
-    ACK_SAME_DAY,
-    ACKNOWLEDGED,
-    HANDLED_AFTER,
-    HANDLED_BEFORE,
-    HANDLED_ON,
-    INCOMING_NET,
-    INCOMING_PAPER,
-    OUTGOING_NET,
-    OUTGOING_PAPER,
-    SIGNED_ORGANISATION,
-    SIGNED_PERSONAL,
+    Count,
     Counts,
     Fact,
     days_of_period,
@@ -50,17 +40,21 @@ def test_a_submitted_document_counts_outgoing_for_the_sender_on_its_vietnam_day(
     envelope = new_event(
         DocumentSubmitted(document=summary(at(2026, 11, 30, 18, 30))), producer="t"
     )
-    assert facts_for(envelope) == [Fact(f"d1:{OUTGOING_NET}", "S", "2026-12-01", OUTGOING_NET)]
+    assert facts_for(envelope) == [
+        Fact(f"d1:{Count.OUTGOING_NET}", "S", "2026-12-01", Count.OUTGOING_NET)
+    ]
 
 
 def test_a_delivery_counts_incoming_for_the_recipient_when_it_arrives() -> None:
     payload = DeliveryCreated(delivery_id="v1", recipient_code="R")
     envelope = new_event(payload, producer="t", occurred_at=at(2026, 4, 30, 16, 59))
-    assert facts_for(envelope) == [Fact(f"v1:{INCOMING_NET}", "R", "2026-04-30", INCOMING_NET)]
+    assert facts_for(envelope) == [
+        Fact(f"v1:{Count.INCOMING_NET}", "R", "2026-04-30", Count.INCOMING_NET)
+    ]
 
 
 @pytest.mark.parametrize(
-    ("direction", "count"), [("incoming", INCOMING_PAPER), ("outgoing", OUTGOING_PAPER)]
+    ("direction", "count"), [("incoming", Count.INCOMING_PAPER), ("outgoing", Count.OUTGOING_PAPER)]
 )
 def test_paper_documents_count_on_their_registration_day(direction: str, count: str) -> None:
     paper = PaperDocumentRegistered(paper_document_id="p1", unit_code="U", direction=direction)
@@ -78,8 +72,8 @@ def test_a_verdict_counts_each_valid_signature_in_the_period_of_the_submission()
     )
     facts = facts_for(new_event(verified, producer="t", occurred_at=at(2026, 5, 1)))
     assert [(f.key, f.day, f.count) for f in facts] == [
-        (f"d1:{SIGNED_PERSONAL}", "2026-04-03", SIGNED_PERSONAL),
-        (f"d1:{SIGNED_ORGANISATION}", "2026-04-03", SIGNED_ORGANISATION),
+        (f"d1:{Count.SIGNED_PERSONAL}", "2026-04-03", Count.SIGNED_PERSONAL),
+        (f"d1:{Count.SIGNED_ORGANISATION}", "2026-04-03", Count.SIGNED_ORGANISATION),
     ]
     unsigned = DocumentVerified(
         document=summary(at(2026, 4, 3)), organisation_signature_valid=False
@@ -110,11 +104,11 @@ def status(
 def test_a_first_acknowledgement_on_the_arrival_day_counts_as_same_day() -> None:
     # arrived 23:00 ICT on the 1st, registered 06:00 ICT on the 2nd: not the same day
     late = status("03", "01", at(2026, 4, 1, 16, 0), at(2026, 4, 1, 23, 0))
-    assert [f.count for f in facts_for(new_event(late, producer="t"))] == [ACKNOWLEDGED]
+    assert [f.count for f in facts_for(new_event(late, producer="t"))] == [Count.ACKNOWLEDGED]
     same = status("03", "01", at(2026, 4, 1, 1, 0), at(2026, 4, 1, 9, 0))
     assert [f.count for f in facts_for(new_event(same, producer="t"))] == [
-        ACKNOWLEDGED,
-        ACK_SAME_DAY,
+        Count.ACKNOWLEDGED,
+        Count.ACK_SAME_DAY,
     ]
     later_change = status("05", "04", at(2026, 4, 1, 1, 0), at(2026, 4, 1, 9, 0))
     assert facts_for(new_event(later_change, producer="t")) == []
@@ -123,9 +117,9 @@ def test_a_first_acknowledgement_on_the_arrival_day_counts_as_same_day() -> None
 @pytest.mark.parametrize(
     ("done", "count"),
     [
-        (at(2026, 4, 9, 16, 59), HANDLED_BEFORE),  # 23:59 ICT on the 9th
-        (at(2026, 4, 9, 17, 0), HANDLED_ON),  # 00:00 ICT on the 10th
-        (at(2026, 4, 10, 17, 0), HANDLED_AFTER),
+        (at(2026, 4, 9, 16, 59), Count.HANDLED_BEFORE),  # 23:59 ICT on the 9th
+        (at(2026, 4, 9, 17, 0), Count.HANDLED_ON),  # 00:00 ICT on the 10th
+        (at(2026, 4, 10, 17, 0), Count.HANDLED_AFTER),
     ],
 )
 def test_done_is_before_on_or_after_the_due_day(done: datetime, count: str) -> None:
@@ -161,13 +155,13 @@ def test_an_event_missing_what_it_counts_by_is_poison(payload: object, reason: s
 
 def test_counts_are_kept_per_day_month_and_year() -> None:
     counts = Counts()
-    counts.add(Fact("a", "U", "2026-04-30", OUTGOING_NET))
-    counts.add(Fact("b", "U", "2026-05-01", OUTGOING_NET))
-    assert counts.of("U", "2026-04-30")[OUTGOING_NET] == 1
-    assert counts.of("U", "2026-04")[OUTGOING_NET] == 1
-    assert counts.of("U", "2026")[OUTGOING_NET] == 2
+    counts.add(Fact("a", "U", "2026-04-30", Count.OUTGOING_NET))
+    counts.add(Fact("b", "U", "2026-05-01", Count.OUTGOING_NET))
+    assert counts.of("U", "2026-04-30")[Count.OUTGOING_NET] == 1
+    assert counts.of("U", "2026-04")[Count.OUTGOING_NET] == 1
+    assert counts.of("U", "2026")[Count.OUTGOING_NET] == 2
     assert counts.units_in("2026-05") == {"U"}
-    assert counts.of("V", "2026")[OUTGOING_NET] == 0
+    assert counts.of("V", "2026")[Count.OUTGOING_NET] == 0
 
 
 @pytest.mark.parametrize(

@@ -9,17 +9,13 @@ from lienthong.events.v1.events_pb2 import UnitChanged
 from lienthong.reporting.v1 import reporting_service_pb2 as pb
 from lienthong.routing.v1.routing_service_pb2 import Unit
 from lienthong_kit.errors import InvalidArgument, Unavailable
+from reporting_service.api import ReportingServicer
 from reporting_service.folding import (
-    INCOMING_NET,
-    INCOMING_PAPER,
-    OUTGOING_NET,
-    OUTGOING_PAPER,
-    SIGNED_PERSONAL,
+    Count,
     Counts,
     Fact,
 )
 from reporting_service.report import Registry, display, report_rows
-from reporting_service.servicer import ReportingServicer
 
 PROVINCE, DEPARTMENT, DISTRICT, COMMUNE = "P", "D01", "H31", "X01"
 LEVEL = pb.ReportLevel
@@ -70,16 +66,16 @@ def test_shares_display_one_decimal_rounded_half_up(
 
 def test_the_province_table_has_the_whole_scope_then_each_level() -> None:
     counts = counted(
-        (PROVINCE, INCOMING_NET, 3),
-        (PROVINCE, INCOMING_PAPER, 1),
-        (PROVINCE, OUTGOING_NET, 2),
-        (DEPARTMENT, OUTGOING_PAPER, 2),
-        (DEPARTMENT, SIGNED_PERSONAL, 1),
-        (DISTRICT, INCOMING_NET, 4),
-        (DISTRICT, OUTGOING_NET, 1),
-        (COMMUNE, INCOMING_NET, 5),
-        (COMMUNE, INCOMING_PAPER, 5),
-        ("UNKNOWN", INCOMING_NET, 1),
+        (PROVINCE, Count.INCOMING_NET, 3),
+        (PROVINCE, Count.INCOMING_PAPER, 1),
+        (PROVINCE, Count.OUTGOING_NET, 2),
+        (DEPARTMENT, Count.OUTGOING_PAPER, 2),
+        (DEPARTMENT, Count.SIGNED_PERSONAL, 1),
+        (DISTRICT, Count.INCOMING_NET, 4),
+        (DISTRICT, Count.OUTGOING_NET, 1),
+        (COMMUNE, Count.INCOMING_NET, 5),
+        (COMMUNE, Count.INCOMING_PAPER, 5),
+        ("UNKNOWN", Count.INCOMING_NET, 1),
     )
     rows = report_rows(registry(), counts, "2026-04", [], pb.AdoptionScope())
     assert [(r.kind, r.level) for r in rows] == [
@@ -114,7 +110,9 @@ def test_the_province_table_has_the_whole_scope_then_each_level() -> None:
 
 def test_a_district_scope_covers_the_district_and_its_communes_with_unit_rows() -> None:
     counts = counted(
-        (DISTRICT, INCOMING_NET, 4), (COMMUNE, INCOMING_NET, 2), (PROVINCE, INCOMING_NET, 9)
+        (DISTRICT, Count.INCOMING_NET, 4),
+        (COMMUNE, Count.INCOMING_NET, 2),
+        (PROVINCE, Count.INCOMING_NET, 9),
     )
     scope = pb.AdoptionScope(ancestor_code=DISTRICT, per_unit=True)
     rows = report_rows(registry(), counts, "2026", [], scope)
@@ -127,7 +125,7 @@ def test_a_district_scope_covers_the_district_and_its_communes_with_unit_rows() 
 
 
 def test_rows_for_named_units_only_and_periods_that_hold_nothing() -> None:
-    counts = counted((DISTRICT, INCOMING_NET, 4))
+    counts = counted((DISTRICT, Count.INCOMING_NET, 4))
     rows = report_rows(registry(), counts, "2026-04-15", [DISTRICT, "NOPE"], pb.AdoptionScope())
     assert [(r.unit_code, r.kind, r.incoming_over_network) for r in rows] == [
         (DISTRICT, pb.RowKind.ROW_KIND_UNIT, 4),

@@ -354,14 +354,14 @@ def test_a_worker_killed_between_table_write_and_commit_counts_the_event_once(
 def test_a_record_faust_skips_is_read_directly_and_counted_once(
     platform: Platform, prefix: str
 ) -> None:
-    """Twice in CI faust handed the worker offset N+1 of a partition without N. Here the
-    worker drops the first record at offset 5 it is given (a failpoint; the registry's
-    partitions hold fewer, each delivery partition about 50): the next record of that
-    partition reveals the hole, the worker reads the skipped record itself, and the
-    counts come out exact."""
+    """faust may hand the worker offset N+1 of a partition without N (docs/decisions/0601).
+    Here the worker skips one record after the first of its partition (the failpoint
+    reporting.skip_record; each delivery partition gets about 50): the next record of that
+    partition reveals the hole, the worker reads the skipped record itself, and the counts
+    come out exact."""
     topics = Topics(prefix)
     service = platform.launch(
-        "reporting-service", extra_env={"LIENTHONG_FAILPOINTS": "reporting.skip_offset_5"}
+        "reporting-service", extra_env={"LIENTHONG_FAILPOINTS": "reporting.skip_record"}
     )
     platform.wait_serving(90, names=("reporting-service",))
     units = [PROVINCE, DEPARTMENT, DISTRICT, COMMUNE]

@@ -295,7 +295,7 @@ def test_csv_rows_keep_their_line_numbers_and_local_problems() -> None:
 def test_delivery_id_is_the_uuid5_of_document_and_recipient(recipient: str) -> None:
     import uuid
 
-    from routing_service.service import delivery_id
+    from routing_service.consumers import delivery_id
 
     namespace = uuid.UUID("0b0f5d1e-7a43-4e0e-a0c4-5b7f1f6d2c11")
     assert delivery_id("doc-1", recipient) == str(uuid.uuid5(namespace, f"doc-1/{recipient}"))

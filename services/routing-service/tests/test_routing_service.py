@@ -4,6 +4,8 @@ the import, closing units, replicas, and the fan-out onto the deliveries topics.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -28,7 +30,8 @@ from lienthong_kit.server import ServiceApp
 from lienthong_local.sample import PROVINCE, sample_units
 from lienthong_testing.waiting import eventually
 from routing_service.__main__ import build
-from routing_service.service import delivery_id
+from routing_service.consumers import delivery_id
+from routing_service.settings import Settings
 
 FINANCE = "000.01.00.H23"
 FOREIGN_AFFAIRS = "000.02.00.H23"
@@ -53,7 +56,7 @@ def bad_fields(error: grpc.aio.AioRpcError) -> list[str]:
 
 @pytest.fixture
 async def service(start_service: Any) -> ServiceApp:
-    app: ServiceApp = await start_service("routing-service", build)
+    app: ServiceApp = await start_service("routing-service", build, Settings)
     return app
 
 
@@ -123,6 +126,29 @@ async def test_list_units_by_parent_pages_in_code_order(stub: RoutingServiceStub
     assert codes == sorted(u.code for u in SAMPLE if u.parent_code == PROVINCE)
 
 
+def _token(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "not base64!",
+        _token(b"not json"),
+        _token(json.dumps(["000.00.31.H23", "extra"]).encode()),  # two parts for a one-part key
+        _token(json.dumps([31]).encode()),  # a part that is not a code
+        _token(json.dumps({"after": "000.00.31.H23"}).encode()),
+    ],
+)
+async def test_list_units_refuses_a_page_token_it_did_not_issue(
+    stub: RoutingServiceStub, token: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.ListUnits(pb.ListUnitsRequest(page_token=token))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_fields(caught.value) == ["page_token"]
+
+
 async def test_list_units_filters_by_level_and_active(stub: RoutingServiceStub) -> None:
     await stub.CloseUnit(pb.CloseUnitRequest(code=FOREIGN_AFFAIRS, successor_code=OFFICE))
     department = UnitLevel.UNIT_LEVEL_DEPARTMENT
@@ -162,7 +188,7 @@ async def test_units_survive_a_restart_with_their_contacts_and_span(
         valid_from="2025-07-01",
     )
     await stub.UpsertUnit(pb.UpsertUnitRequest(unit=unit))
-    other: ServiceApp = await start_service("routing-service", build)
+    other: ServiceApp = await start_service("routing-service", build, Settings)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{other.grpc_port}") as channel:
         reply = await RoutingServiceStub(channel).GetUnit(pb.GetUnitRequest(code=unit.code))
     assert reply.unit == unit
@@ -350,7 +376,7 @@ async def test_each_recipient_sees_concurrent_documents_in_order(
 async def test_a_registry_change_reaches_another_replica(
     stub: RoutingServiceStub, start_service: Any
 ) -> None:
-    other: ServiceApp = await start_service("routing-service", build)
+    other: ServiceApp = await start_service("routing-service", build, Settings)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{other.grpc_port}") as channel:
         replica = RoutingServiceStub(channel)
         await stub.CloseUnit(pb.CloseUnitRequest(code=FINANCE, successor_code=OFFICE))

@@ -7,8 +7,6 @@ with the kit's gRPC server (health, reflection, metrics) running inside the same
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from pathlib import Path
 
 import faust
 import mode
@@ -19,21 +17,14 @@ from lienthong_kit.failpoints import arm
 from lienthong_kit.kafka import TopicTail, ensure_topics
 from lienthong_kit.logs import configure_logging, get_logger
 from lienthong_kit.server import Deps, GrpcService, ServiceApp, Wiring
-from lienthong_kit.settings import KitSettings, load_settings, setting
-from reporting_service.app import ReportingApp
-from reporting_service.servicer import ReportingServicer
+from lienthong_kit.settings import load_settings
+from reporting_service.api import ReportingServicer
+from reporting_service.consumers import ReportingApp
+from reporting_service.faust_guards import skip_hook
+from reporting_service.settings import Settings
 
 NAME = "reporting-service"
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Settings(KitSettings):
-    data_dir: Path = setting(
-        "LIENTHONG_REPORTING_DATA_DIR",
-        Path("/tmp/lienthong-reporting"),  # noqa: S108 - faust's scratch folder, rebuilt on start
-        doc="faust's data folder (table state is rebuilt from the changelog topics)",
-    )
 
 
 class RpcBridge(mode.Service):
@@ -81,6 +72,7 @@ def create(settings: Settings) -> tuple[ReportingApp, ServiceApp[Settings]]:
         replication_factor=settings.kafka_replication_factor,
         data_dir=settings.data_dir,
         producer=service.producer,
+        skip=skip_hook(settings.failpoints),
     )
     holder["app"] = reporting
     return reporting, service
@@ -97,9 +89,8 @@ def main() -> None:
     )
     reporting, service = create(settings)
     arm(settings.failpoints)
-    # The table's changelog exists, with the sources' partition count, before faust starts:
-    # a changelog faust creates itself is missing from the first metadata, and the agent's
-    # first write would fail its co-partitioning check.
+    # The changelog exists with the sources' partition count before faust starts, or the
+    # agent's first write fails faust's co-partitioning check (docs/reporting.md).
     asyncio.run(
         ensure_topics(
             settings,

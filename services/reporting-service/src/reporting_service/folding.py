@@ -16,7 +16,8 @@ import calendar
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -29,21 +30,10 @@ from lienthong.events.v1.events_pb2 import (
 )
 from lienthong_kit.envelope import EventEnvelope, carries, unpack
 from lienthong_kit.errors import FieldViolation, InvalidArgument, PoisonEvent
+from lienthong_kit.vocabulary import StatusCode, vietnam_time
 
 __all__ = [
-    "ACKNOWLEDGED",
-    "ACK_SAME_DAY",
-    "COUNTS",
-    "HANDLED_AFTER",
-    "HANDLED_BEFORE",
-    "HANDLED_ON",
-    "INCOMING_NET",
-    "INCOMING_PAPER",
-    "OUTGOING_NET",
-    "OUTGOING_PAPER",
-    "SIGNED_ORGANISATION",
-    "SIGNED_PERSONAL",
-    "VN_TIME",
+    "Count",
     "Counts",
     "Fact",
     "check_period",
@@ -53,37 +43,26 @@ __all__ = [
     "vn_day",
 ]
 
-VN_TIME = timezone(timedelta(hours=7), "ICT")
 
-INCOMING_NET = "incoming_over_network"
-INCOMING_PAPER = "incoming_on_paper"
-OUTGOING_NET = "outgoing_over_network"
-OUTGOING_PAPER = "outgoing_on_paper"
-SIGNED_PERSONAL = "outgoing_personal_signed"
-SIGNED_ORGANISATION = "outgoing_organisation_signed"
-ACKNOWLEDGED = "deliveries_acknowledged"
-ACK_SAME_DAY = "acknowledged_same_day"
-HANDLED_BEFORE = "handled_before_due"
-HANDLED_ON = "handled_on_due"
-HANDLED_AFTER = "handled_after_due"
-COUNTS = (
-    INCOMING_NET,
-    INCOMING_PAPER,
-    OUTGOING_NET,
-    OUTGOING_PAPER,
-    SIGNED_PERSONAL,
-    SIGNED_ORGANISATION,
-    ACKNOWLEDGED,
-    ACK_SAME_DAY,
-    HANDLED_BEFORE,
-    HANDLED_ON,
-    HANDLED_AFTER,
-)
+class Count(StrEnum):
+    """What a fact adds 1 to; the values are stored in the facts table (never rename one)."""
 
-# A recipient acknowledges receipt by refusing (02) or registering (03) the delivery; the first
-# such change counts. Done is 06.
-_ACK_CODES = frozenset({"02", "03"})
-_DONE = "06"
+    INCOMING_NET = "incoming_over_network"
+    INCOMING_PAPER = "incoming_on_paper"
+    OUTGOING_NET = "outgoing_over_network"
+    OUTGOING_PAPER = "outgoing_on_paper"
+    SIGNED_PERSONAL = "outgoing_personal_signed"
+    SIGNED_ORGANISATION = "outgoing_organisation_signed"
+    ACKNOWLEDGED = "deliveries_acknowledged"
+    ACK_SAME_DAY = "acknowledged_same_day"
+    HANDLED_BEFORE = "handled_before_due"
+    HANDLED_ON = "handled_on_due"
+    HANDLED_AFTER = "handled_after_due"
+
+
+# A recipient acknowledges receipt by refusing or registering the delivery; the first such
+# change counts.
+_ACK_CODES = frozenset({StatusCode.REFUSED, StatusCode.REGISTERED})
 _PERIOD = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 
 
@@ -94,11 +73,11 @@ class Fact:
     key: str
     unit: str
     day: str
-    count: str
+    count: Count
 
 
 def vn_day(moment: datetime) -> str:
-    return moment.astimezone(VN_TIME).date().isoformat()
+    return vietnam_time(moment).date().isoformat()
 
 
 def _day(timestamp: Timestamp, what: str) -> str:
@@ -130,22 +109,22 @@ def facts_for(envelope: EventEnvelope) -> list[Fact]:
         doc_id = _id(document.document_id, "document.document_id")
         sender = _unit(document.sender_code, "document.sender_code")
         day = _day(document.submitted_at, "document.submitted_at")
-        return [Fact(f"{doc_id}:{OUTGOING_NET}", sender, day, OUTGOING_NET)]
+        return [Fact(f"{doc_id}:{Count.OUTGOING_NET}", sender, day, Count.OUTGOING_NET)]
     if carries(envelope, DeliveryCreated):
         delivery = unpack(envelope, DeliveryCreated)
         delivery_id = _id(delivery.delivery_id, "delivery_id")
         recipient = _unit(delivery.recipient_code, "recipient_code")
         day = _day(envelope.occurred_at, "occurred_at")
-        return [Fact(f"{delivery_id}:{INCOMING_NET}", recipient, day, INCOMING_NET)]
+        return [Fact(f"{delivery_id}:{Count.INCOMING_NET}", recipient, day, Count.INCOMING_NET)]
     if carries(envelope, PaperDocumentRegistered):
         paper = unpack(envelope, PaperDocumentRegistered)
         paper_id = _id(paper.paper_document_id, "paper_document_id")
         unit = _unit(paper.unit_code, "unit_code")
         day = _day(paper.registered_at, "registered_at")
         if paper.direction == "incoming":
-            count = INCOMING_PAPER
+            count: Count = Count.INCOMING_PAPER
         elif paper.direction == "outgoing":
-            count = OUTGOING_PAPER
+            count = Count.OUTGOING_PAPER
         else:
             raise PoisonEvent(f"direction {paper.direction!r} is neither incoming nor outgoing")
         return [Fact(f"{paper_id}:{count}", unit, day, count)]
@@ -158,35 +137,38 @@ def facts_for(envelope: EventEnvelope) -> list[Fact]:
         day = _day(document.submitted_at, "document.submitted_at")
         signed = []
         if verified.personal_signature_valid:
-            signed.append(SIGNED_PERSONAL)
+            signed.append(Count.SIGNED_PERSONAL)
         if verified.organisation_signature_valid:
-            signed.append(SIGNED_ORGANISATION)
+            signed.append(Count.SIGNED_ORGANISATION)
         return [Fact(f"{doc_id}:{count}", sender, day, count) for count in signed]
     if carries(envelope, DeliveryStatusChanged):
         return _status_facts(unpack(envelope, DeliveryStatusChanged))
     return []
 
 
-def _status_facts(
-    changed: DeliveryStatusChanged,
-) -> list[Fact]:
+def _status_facts(changed: DeliveryStatusChanged) -> list[Fact]:
     delivery_id = _id(changed.delivery_id, "delivery_id")
     recipient = _unit(changed.recipient_code, "recipient_code")
     facts: list[Fact] = []
-    if changed.reported_code in _ACK_CODES and changed.previous_status_code in ("", "01"):
+
+    def add(day: str, count: Count) -> None:
+        facts.append(Fact(f"{delivery_id}:{count}", recipient, day, count))
+
+    first_change = changed.previous_status_code in ("", StatusCode.ARRIVED)
+    if changed.reported_code in _ACK_CODES and first_change:
         day = _day(changed.changed_at, "changed_at")
-        facts.append(Fact(f"{delivery_id}:{ACKNOWLEDGED}", recipient, day, ACKNOWLEDGED))
+        add(day, Count.ACKNOWLEDGED)
         if _day(changed.delivered_at, "delivered_at") == day:
-            facts.append(Fact(f"{delivery_id}:{ACK_SAME_DAY}", recipient, day, ACK_SAME_DAY))
-    if changed.status_code == _DONE and changed.previous_status_code != _DONE:
+            add(day, Count.ACK_SAME_DAY)
+    if changed.status_code == StatusCode.DONE and changed.previous_status_code != StatusCode.DONE:
         due = changed.document.due_at
         if due.seconds > 0:  # without a due date there is nothing to be early or late for
             day = _day(changed.changed_at, "changed_at")
             due_day = _day(due, "document.due_at")
             if day < due_day:
-                count = HANDLED_BEFORE
+                count = Count.HANDLED_BEFORE
             else:
-                count = HANDLED_ON if day == due_day else HANDLED_AFTER
+                count = Count.HANDLED_ON if day == due_day else Count.HANDLED_AFTER
             facts.append(Fact(f"{delivery_id}:handled", recipient, day, count))
     return facts
 
@@ -201,7 +183,7 @@ class Counts:
     every change (watchers compare it)."""
 
     def __init__(self) -> None:
-        self._counts: defaultdict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+        self._counts: defaultdict[tuple[str, str], Counter[Count]] = defaultdict(Counter)
         self._units_by_period: defaultdict[str, set[str]] = defaultdict(set)
         self.version = 0
 
@@ -216,7 +198,7 @@ class Counts:
         self._units_by_period.clear()
         self.version += 1
 
-    def of(self, unit: str, period: str) -> Counter[str]:
+    def of(self, unit: str, period: str) -> Counter[Count]:
         return self._counts.get((unit, period)) or Counter()
 
     def units_in(self, period: str) -> set[str]:

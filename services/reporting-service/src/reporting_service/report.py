@@ -18,17 +18,7 @@ from lienthong.reporting.v1 import reporting_service_pb2 as pb
 from lienthong.routing.v1.routing_service_pb2 import Unit
 from lienthong_kit.errors import FieldViolation, InvalidArgument
 from reporting_service.folding import (
-    ACK_SAME_DAY,
-    ACKNOWLEDGED,
-    HANDLED_AFTER,
-    HANDLED_BEFORE,
-    HANDLED_ON,
-    INCOMING_NET,
-    INCOMING_PAPER,
-    OUTGOING_NET,
-    OUTGOING_PAPER,
-    SIGNED_ORGANISATION,
-    SIGNED_PERSONAL,
+    Count,
     Counts,
     check_period,
 )
@@ -119,7 +109,7 @@ class Registry:
 class Tally:
     """The counts of a set of units in a period, and how many of them are connected."""
 
-    counts: Counter[str] = field(default_factory=Counter)
+    counts: Counter[Count] = field(default_factory=Counter)
     units: int = 0
     connected: int = 0
     only_receiving: int = 0
@@ -131,7 +121,7 @@ def tally(codes: Iterable[str], counts: Counts, period: str) -> Tally:
         of_unit = counts.of(code, period)
         total.counts.update(of_unit)
         total.units += 1
-        received, sent = of_unit[INCOMING_NET] > 0, of_unit[OUTGOING_NET] > 0
+        received, sent = of_unit[Count.INCOMING_NET] > 0, of_unit[Count.OUTGOING_NET] > 0
         total.connected += received or sent
         total.only_receiving += received and not sent
     return total
@@ -160,8 +150,8 @@ def _row(
     name: str = "",
 ) -> pb.AdoptionRow:
     c = of.counts
-    incoming = c[INCOMING_NET] + c[INCOMING_PAPER]
-    outgoing = c[OUTGOING_NET] + c[OUTGOING_PAPER]
+    incoming = c[Count.INCOMING_NET] + c[Count.INCOMING_PAPER]
+    outgoing = c[Count.OUTGOING_NET] + c[Count.OUTGOING_PAPER]
     return pb.AdoptionRow(
         unit_code=code,
         period=period,
@@ -169,24 +159,24 @@ def _row(
         level=level,
         name=name,
         incoming_total=incoming,
-        incoming_over_network=c[INCOMING_NET],
+        incoming_over_network=c[Count.INCOMING_NET],
         outgoing_total=outgoing,
-        outgoing_over_network=c[OUTGOING_NET],
-        incoming_network_share=share(c[INCOMING_NET], incoming),
-        outgoing_network_share=share(c[OUTGOING_NET], outgoing),
-        outgoing_personal_signed=c[SIGNED_PERSONAL],
-        outgoing_organisation_signed=c[SIGNED_ORGANISATION],
-        personal_signature_share=share(c[SIGNED_PERSONAL], c[OUTGOING_NET]),
-        organisation_signature_share=share(c[SIGNED_ORGANISATION], c[OUTGOING_NET]),
+        outgoing_over_network=c[Count.OUTGOING_NET],
+        incoming_network_share=share(c[Count.INCOMING_NET], incoming),
+        outgoing_network_share=share(c[Count.OUTGOING_NET], outgoing),
+        outgoing_personal_signed=c[Count.SIGNED_PERSONAL],
+        outgoing_organisation_signed=c[Count.SIGNED_ORGANISATION],
+        personal_signature_share=share(c[Count.SIGNED_PERSONAL], c[Count.OUTGOING_NET]),
+        organisation_signature_share=share(c[Count.SIGNED_ORGANISATION], c[Count.OUTGOING_NET]),
         units=of.units,
         units_connected=of.connected,
         units_only_receiving=of.only_receiving,
-        deliveries_acknowledged=c[ACKNOWLEDGED],
-        acknowledged_same_day=c[ACK_SAME_DAY],
-        same_day_share=share(c[ACK_SAME_DAY], c[ACKNOWLEDGED]),
-        handled_before_due=c[HANDLED_BEFORE],
-        handled_on_due=c[HANDLED_ON],
-        handled_after_due=c[HANDLED_AFTER],
+        deliveries_acknowledged=c[Count.ACKNOWLEDGED],
+        acknowledged_same_day=c[Count.ACK_SAME_DAY],
+        same_day_share=share(c[Count.ACK_SAME_DAY], c[Count.ACKNOWLEDGED]),
+        handled_before_due=c[Count.HANDLED_BEFORE],
+        handled_on_due=c[Count.HANDLED_ON],
+        handled_after_due=c[Count.HANDLED_AFTER],
     )
 
 
@@ -221,6 +211,12 @@ def check_request(period: str, unit_codes: Iterable[str]) -> list[str]:
     return wanted
 
 
+def _unit_row(registry: Registry, counts: Counts, period: str, code: str) -> pb.AdoptionRow:
+    of = tally([code], counts, period)
+    level = registry.level(code)
+    return _row(pb.RowKind.ROW_KIND_UNIT, code, level, period, of, registry.name(code))
+
+
 def report_rows(
     registry: Registry,
     counts: Counts,
@@ -230,19 +226,8 @@ def report_rows(
 ) -> list[pb.AdoptionRow]:
     """GetAdoptionReport's rows (see the proto for their order and meaning)."""
     wanted = check_request(period, unit_codes)
-    unit_kind = pb.RowKind.ROW_KIND_UNIT
     if wanted:
-        return [
-            _row(
-                unit_kind,
-                code,
-                registry.level(code),
-                period,
-                tally([code], counts, period),
-                registry.name(code),
-            )
-            for code in wanted
-        ]
+        return [_unit_row(registry, counts, period, code) for code in wanted]
     units = _scope_units(registry, counts, period, scope.ancestor_code)
     rows = [
         _row(
@@ -259,15 +244,5 @@ def report_rows(
         for level in REPORT_LEVELS
     ]
     if scope.per_unit:
-        rows += [
-            _row(
-                unit_kind,
-                code,
-                registry.level(code),
-                period,
-                tally([code], counts, period),
-                registry.name(code),
-            )
-            for code in sorted(units)
-        ]
+        rows += [_unit_row(registry, counts, period, code) for code in sorted(units)]
     return rows

@@ -9,15 +9,17 @@ from lienthong.routing.v1 import routing_service_pb2
 from lienthong.routing.v1.routing_service_pb2_grpc import add_RoutingServiceServicer_to_server
 from lienthong_kit.kafka import ConsumerSpec
 from lienthong_kit.server import Deps, GrpcService, Wiring, run_service
-from lienthong_kit.settings import KitSettings
+from routing_service.api import RoutingServicer
+from routing_service.consumers import FanOut
 from routing_service.registry import Registry
-from routing_service.service import FanOut, RoutingServicer
+from routing_service.settings import Settings
+from routing_service.store import UnitStore
 
 NAME = "routing-service"
 
 
-async def build(deps: Deps[KitSettings]) -> Wiring:
-    registry = Registry(deps.db, deps.producer, deps.topics, deps.settings)
+async def build(deps: Deps[Settings]) -> Wiring:
+    registry = Registry(UnitStore(deps.db), deps.producer, deps.topics, deps.settings)
     # The whole registry is in memory before the first verified document is routed.
     await registry.load()
     fan_out = FanOut(registry, deps.producer, deps.topics)
@@ -30,11 +32,7 @@ async def build(deps: Deps[KitSettings]) -> Wiring:
                 RoutingServicer(registry),
             )
         ],
-        # Documents on different partitions of the verifications topic are routed side by
-        # side (each partition still in order, commit-after-effect untouched): a fan-out
-        # waits for the broker's acknowledgement and two store round trips per document.
-        # One member applying partitions concurrently, not one member per partition: three
-        # members joining at once were seen to leave a partition unread for 300 s.
+        # Partitions side by side in one member, each still in order (docs/decisions/0300).
         consumers=[
             ConsumerSpec(
                 NAME,
@@ -48,7 +46,7 @@ async def build(deps: Deps[KitSettings]) -> Wiring:
 
 
 def main() -> None:
-    run_service(NAME, KitSettings, build)
+    run_service(NAME, Settings, build)
 
 
 if __name__ == "__main__":

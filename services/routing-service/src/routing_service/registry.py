@@ -1,6 +1,6 @@
 """The unit registry: the store (source of truth), the in-memory index, the units topic.
 
-    registry = Registry(deps.db, deps.producer, deps.topics, deps.settings)
+    registry = Registry(UnitStore(deps.db), deps.producer, deps.topics, deps.settings)
     await registry.load()                 # the store into the index, before any routing
     await registry.upsert(unit)           # store, then this replica's index, then the topic
     registry.follow                       # background task: the units topic from offset 0
@@ -10,10 +10,7 @@ compacted units topic; every replica reads that topic from the beginning (outsid
 consumer group) into its index, so a change made on one replica reaches the others within
 the broker's fetch wait. A periodic reload from the store repairs a change whose publish
 failed. Each record carries a revision (nanoseconds since the epoch): an index keeps the
-newest, so replaying old records never undoes a newer change.
-
-FerretDB: the store sees only whole-document replaces keyed by ``_id`` and full reads of a
-small collection; no conditional updates (docs/architecture.md, "Storage rules").
+newest, so replaying old records never undoes a newer change (the store: store.py).
 """
 
 from __future__ import annotations
@@ -22,34 +19,41 @@ import asyncio
 import re
 import time
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import date
 
 from lienthong.common.v1.common_pb2 import UnitLevel
 from lienthong.events.v1.events_pb2 import UnitChanged
-from lienthong.routing.v1.routing_service_pb2 import Contact, Unit
+from lienthong.routing.v1.routing_service_pb2 import Unit
 from lienthong_kit.codes import unit_code_problem
 from lienthong_kit.envelope import EventEnvelope, new_event, unpack
 from lienthong_kit.errors import NotFound, Violations
 from lienthong_kit.kafka import EventProducer, Topics, TopicTail
 from lienthong_kit.logs import get_logger
-from lienthong_kit.mongo import AsyncDatabase, Doc
 from lienthong_kit.settings import KitSettings
+from lienthong_kit.vocabulary import today_in_vietnam
 from routing_service.index import UnitIndex
+from routing_service.store import UnitStore
 
-__all__ = ["MAX_IMPORT_ROWS", "Registry", "today", "unit_violations", "validate_unit"]
+__all__ = [
+    "MAX_IMPORT_ROWS",
+    "Registry",
+    "date_problem",
+    "today",
+    "unit_violations",
+    "validate_unit",
+]
 
 log = get_logger(__name__)
 
 PRODUCER = "routing-service"
 MAX_IMPORT_ROWS = 20_000
 RESYNC_SECONDS = 60.0
-VIETNAM = timezone(timedelta(hours=7))
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def today() -> str:
     """Today's ISO date in Vietnam."""
-    return datetime.now(VIETNAM).date().isoformat()
+    return today_in_vietnam().isoformat()
 
 
 def date_problem(value: str) -> str | None:
@@ -132,37 +136,6 @@ def _clean(unit: Unit) -> Unit:
     return out
 
 
-def _to_doc(unit: Unit, revision: int) -> Doc:
-    return {
-        "_id": unit.code,
-        "code_2020": unit.code_2020,
-        "name": unit.name,
-        "level": int(unit.level),
-        "parent_code": unit.parent_code,
-        "active": unit.active,
-        "contacts": [{"name": c.name, "email": c.email, "phone": c.phone} for c in unit.contacts],
-        "valid_from": unit.valid_from,
-        "valid_until": unit.valid_until,
-        "successor_code": unit.successor_code,
-        "revision": revision,
-    }
-
-
-def _to_unit(doc: Doc) -> Unit:
-    return Unit(
-        code=doc["_id"],
-        code_2020=doc.get("code_2020", ""),
-        name=doc["name"],
-        level=doc["level"],
-        parent_code=doc.get("parent_code", ""),
-        active=doc.get("active", False),
-        contacts=[Contact(**c) for c in doc.get("contacts", [])],
-        valid_from=doc.get("valid_from", ""),
-        valid_until=doc.get("valid_until", ""),
-        successor_code=doc.get("successor_code", ""),
-    )
-
-
 class _Revisions:
     """Strictly increasing nanosecond revisions on this replica."""
 
@@ -177,13 +150,13 @@ class _Revisions:
 class Registry:
     def __init__(
         self,
-        db: AsyncDatabase[Doc],
+        store: UnitStore,
         producer: EventProducer,
         topics: Topics,
         settings: KitSettings,
         index: UnitIndex | None = None,
     ) -> None:
-        self.units = db["units"]
+        self._store = store
         self.index = index if index is not None else UnitIndex()
         self._producer = producer
         self._topics = topics
@@ -195,8 +168,8 @@ class Registry:
     async def load(self) -> int:
         """Every unit of the store into the index (a few hundred documents: one read)."""
         count = 0
-        async for doc in self.units.find({}):
-            self.index.apply(_to_unit(doc), int(doc.get("revision", 0)))
+        async for stored in self._store.all():
+            self.index.apply(stored.unit, stored.revision)
             count += 1
         return count
 
@@ -222,7 +195,7 @@ class Registry:
         records: list[tuple[str, bytes | None, bytes | None]] = []
         for unit in units:
             revision = self._revisions.next()
-            await self.units.replace_one({"_id": unit.code}, _to_doc(unit, revision), upsert=True)
+            await self._store.save(unit, revision)
             self.index.apply(unit, revision)
             envelope = new_event(UnitChanged(unit=unit, revision=revision), producer=PRODUCER)
             records.append((self._topics.units, unit.code.encode(), envelope.SerializeToString()))

@@ -1,19 +1,29 @@
-"""What faust may commit (durability.py): the delivery barrier its commit flush goes through,
-and the applied offsets its commits are cut down to.
+"""The faust guards (faust_guards.py): the delivery barrier faust's commit flush goes
+through, the applied offsets its commits are cut down to, the exit on a counting error and the
+test's skip hook.
 
 Unit tests of the logic against a stand-in buffer (a queue nobody drains, as when aiokafka's
-``send`` is stuck waiting) and plain offsets; the worker tests run both inside the real faust
-worker.
+``send`` is stuck waiting), a stand-in consumer and plain offsets; the worker tests
+(test_worker.py) run every guard inside the real faust worker, hole filling included.
 """
 
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from reporting_service.durability import AppliedOffsets, UndeliveredChangelog, make_durable
+from reporting_service.faust_guards import (
+    SKIP_RECORD,
+    AppliedOffsets,
+    UndeliveredChangelog,
+    exit_if_raises,
+    guard_commits,
+    make_durable,
+    skip_hook,
+)
 
 
 class Buffer:
@@ -66,7 +76,7 @@ async def test_flush_with_nothing_outstanding_returns_at_once() -> None:
 
 
 async def test_the_buffers_own_stop_waits_a_bounded_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("reporting_service.durability._STOPPING_WAIT", 0.05)
+    monkeypatch.setattr("reporting_service.faust_guards._STOPPING_WAIT", 0.05)
     buffer = Buffer()
     make_durable(buffer)
     buffer.put(asyncio.get_running_loop().create_future())  # never delivered
@@ -141,3 +151,83 @@ def test_a_reassignment_starts_over_from_the_committed_offsets() -> None:
     assert applied.clamp({P0: 6}) == {}
     assert applied.applied(P0, 9, committed=9) is None
     assert applied.clamp({P0: 10}) == {P0: 10}
+
+
+# --- the commit guard ----------------------------------------------------------------------
+
+
+class Consumer:
+    """What the guard needs of faust's consumer: ``_commit``."""
+
+    def __init__(self) -> None:
+        self.committed: list[dict[Any, int]] = []
+
+    async def _commit(self, offsets: dict[Any, int]) -> bool:
+        self.committed.append(dict(offsets))
+        return True
+
+
+async def test_faust_commits_pass_through_the_applied_offsets() -> None:
+    consumer, applied = Consumer(), AppliedOffsets()
+    guard_commits(consumer, applied)
+    applied.applied(P0, 3, committed=3)
+    assert await consumer._commit({P0: 9, P1: 4}) is True
+    assert consumer.committed == [{P0: 4}]  # cut down to what was applied; P1 left alone
+
+
+async def test_a_commit_with_nothing_applied_is_not_made() -> None:
+    consumer = Consumer()
+    guard_commits(consumer, AppliedOffsets())
+    assert await consumer._commit({P0: 9}) is False
+    assert consumer.committed == []
+
+
+# --- exit on a counting error --------------------------------------------------------------
+
+
+def test_an_error_while_counting_ends_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    codes: list[int] = []
+    monkeypatch.setattr("os._exit", codes.append)
+    with exit_if_raises("deliveries"):
+        raise RuntimeError("the store of facts is gone")
+    assert codes == [70]
+
+
+def test_counting_without_an_error_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    codes: list[int] = []
+    monkeypatch.setattr("os._exit", codes.append)
+    with exit_if_raises("deliveries"):
+        pass
+    assert codes == []
+
+
+# --- the skip hook (failpoint) -------------------------------------------------------------
+
+
+def message(tp: tuple[str, int], offset: int) -> Any:
+    return SimpleNamespace(tp=tp, offset=offset)
+
+
+def test_no_skip_hook_unless_its_failpoint_is_armed() -> None:
+    assert skip_hook(()) is None
+    assert skip_hook(("reporting.after_table_write",)) is None
+
+
+def test_the_skip_hook_skips_one_record_after_the_first_of_its_partition_once() -> None:
+    skip = skip_hook((SKIP_RECORD,))
+    assert skip is not None
+    given = [message(P0, 0), message(P1, 0), message(P1, 1), message(P1, 2), message(P0, 1)]
+    assert [skip(m) for m in given] == [False, False, True, False, False]
+
+
+def test_a_record_the_hook_skips_is_found_as_a_hole_by_the_next_one() -> None:
+    skip, applied = skip_hook((SKIP_RECORD,)), AppliedOffsets()
+    assert skip is not None
+    holes = []
+    for offset in range(4):
+        if not skip(message(P0, offset)):
+            hole = applied.applied(P0, offset, committed=None)
+            holes.append(hole)
+            if hole is not None:
+                applied.filled(P0, offset)  # as the worker does once it read the hole
+    assert holes == [None, 1, None]  # offset 1 skipped, revealed by offset 2

@@ -1,4 +1,4 @@
-"""The ReportingService gRPC API, answering from this worker's counts (app.py)."""
+"""The ReportingService gRPC API, answering from this worker's counts (consumers.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from grpc import aio
 from lienthong.reporting.v1 import reporting_service_pb2 as pb
 from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceServicer
 from lienthong_kit.errors import Unavailable
-from reporting_service.app import ReportingApp
+from reporting_service.consumers import ReportingApp
 from reporting_service.report import check_request, report_rows
 
 __all__ = ["ReportingServicer"]

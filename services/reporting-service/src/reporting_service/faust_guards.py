@@ -1,0 +1,259 @@
+"""Everything reporting-service does because of how faust-streaming behaves, in one place.
+
+    guards = FaustGuards(app, bootstrap, skip=skip_hook(settings.failpoints))
+    async for event in stream.events():
+        with exit_if_raises(event.message.topic):
+            if guards.skipped(event.message):
+                continue                                  # a test's detour (failpoint)
+            await apply(event.message, event.value, 0.0)
+            await guards.applied(event.message, apply)    # reads what faust skipped, if any
+    guards.reset()                                        # after every recovery
+
+- the flush barrier (:func:`make_durable`): the producer flush faust does before each commit
+  waits for every changelog record's acknowledgement;
+- the commit guard (:func:`guard_commits`, :class:`AppliedOffsets`): faust commits no offset
+  past an event the agent has not applied;
+- hole filling (:meth:`FaustGuards.applied`): records faust skipped are read directly
+  (``read_range``) and applied before the partition may be committed past them;
+- :func:`exit_if_raises`: an error while counting ends the process, as faust would commit the
+  event uncounted;
+- :func:`skip_hook`: the failpoint ``reporting.skip_record`` makes the worker skip one record
+  as faust did, so the hole filling runs in the real worker under test.
+
+Why each exists: docs/decisions/0600-faust-commit-guard.md and 0601-faust-skipped-records.md;
+they reach into faust's internals, so faust-streaming's version is pinned (0602).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from lienthong_kit.kafka import read_range
+from lienthong_kit.logs import get_logger
+from reporting_service.metrics import ADOPTION_REREADS
+
+__all__ = [
+    "SKIP_RECORD",
+    "AppliedOffsets",
+    "Apply",
+    "FaustGuards",
+    "UndeliveredChangelog",
+    "exit_if_raises",
+    "guard_commits",
+    "make_durable",
+    "skip_hook",
+]
+
+log = get_logger(__name__)
+
+#: Applies one source record: (the message or record, its value, its timestamp or 0.0).
+Apply = Callable[[Any, bytes, float], Awaitable[None]]
+SkipHook = Callable[[Any], bool]
+
+#: The failpoint that makes the worker skip one record in the middle of a partition, once.
+SKIP_RECORD = "reporting.skip_record"
+
+_STOPPING_WAIT = 10.0
+
+
+class UndeliveredChangelog(RuntimeError):
+    """A changelog record was not delivered: committing past its event would lose a fact."""
+
+
+class _DeliveryBarrier:
+    """Tracks every record put into faust's producer buffer until its delivery is
+    acknowledged; ``flush`` returns only when every record put before it is, and raises if
+    one failed (the commit then fails and the events are processed again after a restart).
+    faust's own flush can return with records undelivered (docs/decisions/0600)."""
+
+    def __init__(self, buffer: Any) -> None:
+        self._buffer = buffer
+        self._put = buffer.put
+        self._outstanding: set[asyncio.Future[Any]] = set()
+        self._failed: BaseException | None = None
+
+    def put(self, fut: asyncio.Future[Any]) -> None:
+        self._outstanding.add(fut)
+        fut.add_done_callback(self._delivered)
+        self._put(fut)
+
+    def _delivered(self, fut: asyncio.Future[Any]) -> None:
+        self._outstanding.discard(fut)
+        if self._failed is None and not fut.cancelled() and fut.exception() is not None:
+            self._failed = fut.exception()
+
+    async def flush(self) -> None:
+        # The records put before this call: faust picks the offsets to commit before it
+        # flushes, so later records belong to later events (and waiting for them too would
+        # never end under steady traffic).
+        before = list(self._outstanding)
+        if before:
+            # The buffer's own stop (after the app's final flush) may find the producer gone:
+            # a bounded wait then; nothing is committed after that point.
+            timeout = _STOPPING_WAIT if self._buffer.should_stop else None
+            await asyncio.wait(before, timeout=timeout)
+        if self._failed is not None:
+            raise UndeliveredChangelog(f"a changelog record was not delivered: {self._failed!r}")
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._outstanding)
+
+
+def make_durable(buffer: Any) -> _DeliveryBarrier:
+    """Install the barrier on faust's ``ProducerBuffer`` (``app.producer.buffer``)."""
+    barrier = _DeliveryBarrier(buffer)
+    buffer.put = barrier.put
+    buffer.flush = barrier.flush
+    return barrier
+
+
+class AppliedOffsets:
+    """What the agent has applied, per source partition: faust may commit no further.
+
+    faust computes the offsets it commits from its own acknowledgement bookkeeping (acked
+    lists, "gaps" it fills in as acknowledged, a head check that lets the first offset after
+    the committed one be missing). A commit past an event the agent never applied loses that
+    event for good: after a restart the worker resumes behind it. The agent reports each event
+    it applied (:meth:`applied`); :meth:`clamp` cuts every offset faust is about to commit down
+    to the partition's next unapplied one, and drops partitions the agent has not applied
+    anything of since the last (re)assignment.
+
+    A partition whose events arrive with a hole (faust delivered offset 12 after 10) is held at
+    the hole: :meth:`applied` returns the first missing offset, the worker reads the skipped
+    records itself and applies them, and only then may the partition be committed past it
+    (why not seek back: docs/decisions/0601-faust-skipped-records.md).
+    """
+
+    def __init__(self) -> None:
+        self._next: dict[Any, int] = {}  # partition -> the next offset to apply
+
+    def reset(self) -> None:
+        """After a (re)assignment: faust seeks every partition to its committed offset."""
+        self._next.clear()
+
+    def applied(self, tp: Any, offset: int, committed: int | None) -> int | None:
+        """Record that ``offset`` of ``tp`` is applied; ``committed`` is the partition's
+        committed offset (where reading resumed), used for the first event after a reset.
+
+        Returns the first offset faust skipped when ``offset`` comes after a hole: the caller
+        reads and applies the records from there to ``offset`` itself, then calls
+        :meth:`filled`. Until then nothing past the hole is committed."""
+        expected = self._next.get(tp, committed)
+        if expected is None or offset == expected:
+            self._next[tp] = offset + 1
+            return None
+        if offset < expected:  # read again (a seek back): applied before, nothing to record
+            return None
+        self._next[tp] = expected  # held at the hole until filled
+        return expected
+
+    def filled(self, tp: Any, offset: int) -> None:
+        """The hole before ``offset`` is applied: ``tp`` may be committed past ``offset``."""
+        self._next[tp] = offset + 1
+
+    def clamp(self, offsets: Mapping[Any, int]) -> dict[Any, int]:
+        """The offsets that may be committed: none past what was applied."""
+        return {
+            tp: min(offset, self._next[tp]) for tp, offset in offsets.items() if tp in self._next
+        }
+
+
+def guard_commits(consumer: Any, offsets: AppliedOffsets) -> None:
+    """Route faust's commits through :meth:`AppliedOffsets.clamp`."""
+    commit = consumer._commit  # the one place faust's commits pass
+
+    async def guarded(requested: Any) -> bool:
+        allowed = offsets.clamp(requested)
+        if not allowed:
+            return False
+        return bool(await commit(allowed))
+
+    consumer._commit = guarded
+
+
+@contextmanager
+def exit_if_raises(topic: str) -> Iterator[None]:
+    """Exit at once, as a SIGKILL would, if counting an event raises.
+
+    faust acknowledges the event of an agent that raises, and a stopping agent's current
+    event too (its stream iterator's ``finally``), so either would be committed uncounted;
+    after the exit nothing is committed past the last flush and the restarted worker counts
+    the event."""
+    try:
+        yield
+    except Exception:
+        log.exception("count_failed_worker_exits", topic=topic)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(70)
+
+
+def skip_hook(failpoints: Collection[str]) -> SkipHook | None:
+    """The detour armed by the failpoint :data:`SKIP_RECORD` (None when not armed): skip,
+    once, a record of a partition the worker has already been given a record of, so the next
+    record reveals the hole. (A skipped first record is not detectable: nothing says where the
+    partition should have started.)"""
+    if SKIP_RECORD not in failpoints:
+        return None
+    started: set[Any] = set()
+    skipped: list[Any] = []
+
+    def skip(message: Any) -> bool:
+        if skipped:
+            return False
+        if message.tp not in started:
+            started.add(message.tp)
+            return False
+        skipped.append(message)
+        return True
+
+    return skip
+
+
+class FaustGuards:
+    """The guards installed on one faust app (before its worker starts)."""
+
+    def __init__(self, app: Any, bootstrap: str, *, skip: SkipHook | None = None) -> None:
+        self._consumer = app.consumer
+        self._bootstrap = bootstrap
+        self._skip = skip
+        self.changelog_deliveries = make_durable(app.producer.buffer)
+        self.offsets = AppliedOffsets()
+        guard_commits(self._consumer, self.offsets)
+
+    def reset(self) -> None:
+        """After a (re)covery: faust seeks every partition to its committed offset."""
+        self.offsets.reset()
+
+    def skipped(self, message: Any) -> bool:
+        """True when a test's detour skips ``message`` (never in production)."""
+        return self._skip is not None and self._skip(message)
+
+    async def applied(self, message: Any, apply: Apply) -> None:
+        """``message`` is applied; if faust skipped records before it, read and apply those
+        (within this event, so their facts go to its changelog partition, which is theirs
+        too), then let the partition be committed past them."""
+        committed = self._consumer._committed_offset.get(message.tp)
+        hole = self.offsets.applied(message.tp, message.offset, committed)
+        if hole is None:
+            return
+        log.warning(
+            "faust_skipped_offsets_reading_them",
+            topic=message.topic,
+            partition=message.partition,
+            from_offset=hole,
+            got=message.offset,
+        )
+        skipped = await read_range(
+            self._bootstrap, message.topic, message.partition, hole, message.offset
+        )
+        for record in skipped:
+            await apply(record, record.value, record.timestamp / 1000)
+        ADOPTION_REREADS.labels(message.topic).inc(len(skipped))
+        self.offsets.filled(message.tp, message.offset)
