@@ -26,7 +26,7 @@ from lienthong_cli.report_model import LEVEL_LABELS, LEVELS, ratio
 from lienthong_testing.cleanup import remove_namespace
 from lienthong_local.platform import Platform
 from lienthong_local.run import load_sample_registry
-from lienthong_local.waiting import eventually_sync
+from lienthong_testing.waiting import eventually_sync
 
 pytestmark = pytest.mark.e2e
 
