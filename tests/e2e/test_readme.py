@@ -31,9 +31,9 @@ from pathlib import Path
 
 import pytest
 
-from lienthong_testing.cleanup import remove_namespace
 from lienthong_local.platform import DEFAULT_PORTS, Platform
 from lienthong_local.run import local_platform
+from lienthong_testing.cleanup import remove_namespace
 
 pytestmark = pytest.mark.e2e
 

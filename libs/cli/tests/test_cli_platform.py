@@ -23,9 +23,9 @@ from lienthong.reporting.v1 import reporting_service_pb2 as rep_pb
 from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceStub
 from lienthong_cli.errors import ExitCode
 from lienthong_cli.report_model import LEVEL_LABELS, LEVELS, ratio
-from lienthong_testing.cleanup import remove_namespace
 from lienthong_local.platform import Platform
 from lienthong_local.run import load_sample_registry
+from lienthong_testing.cleanup import remove_namespace
 from lienthong_testing.waiting import eventually_sync
 
 pytestmark = pytest.mark.e2e
