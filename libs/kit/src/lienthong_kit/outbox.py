@@ -43,7 +43,6 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from bson import Binary
 from pymongo import ASCENDING, IndexModel
@@ -51,32 +50,42 @@ from pymongo import ASCENDING, IndexModel
 from lienthong_kit.envelope import EventEnvelope
 from lienthong_kit.errors import Unavailable
 from lienthong_kit.failpoints import failpoint
-from lienthong_kit.kafka import INFRA_ERRORS, EventProducer
+from lienthong_kit.infra import INFRA_ERRORS
+from lienthong_kit.kafka import EventProducer
 from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import OUTBOX_PENDING
 from lienthong_kit.mongo import AsyncCollection, Doc, ensure_indexes
+from lienthong_kit.tracing import kafka_headers
 
 __all__ = ["OutboxRelay", "Staged", "outbox_fields"]
 
 log = get_logger(__name__)
 
-Record = tuple[str, bytes, bytes]  # topic, key, value
+Record = tuple[str, bytes, bytes, list[tuple[str, bytes]]]  # topic, key, value, headers
 
 
-def _entry(topic: str, key: str, value: bytes) -> dict[str, Any]:
-    return {"topic": topic, "key": key, "value": Binary(value)}
+def _entry(topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]]) -> Doc:
+    entry: Doc = {"topic": topic, "key": key, "value": Binary(value)}
+    if headers:  # the writer's trace, for the record published later outside it
+        entry["headers"] = {name: text.decode() for name, text in headers}
+    return entry
 
 
 def _records(document: Doc) -> list[Record]:
     return [
-        (entry["topic"], entry["key"].encode(), bytes(entry["value"]))
+        (
+            entry["topic"],
+            entry["key"].encode(),
+            bytes(entry["value"]),
+            [(name, value.encode()) for name, value in (entry.get("headers") or {}).items()],
+        )
         for entry in (document.get("outbox") or {}).values()
     ]
 
 
 def outbox_fields(topic: str, key: str, envelope: EventEnvelope) -> Doc:
     """Fields for a new record carrying one pending event (the *wake* way)."""
-    entry = _entry(topic, key, envelope.SerializeToString())
+    entry = _entry(topic, key, envelope.SerializeToString(), kafka_headers())
     return {"outbox": {envelope.event_id: entry}, "outbox_pending": 1}
 
 
@@ -150,14 +159,15 @@ class OutboxRelay:
             )
         slot = self._next_slot()
         value = envelope.SerializeToString()  # once: stored and published alike
+        headers = kafka_headers()  # the writer's trace: the relay publishes outside it
         staged = Staged(
             fields={
-                "outbox": {envelope.event_id: _entry(topic, key, value)},
+                "outbox": {envelope.event_id: _entry(topic, key, value, headers)},
                 "outbox_owner": self.owner,
                 "outbox_slot": slot,
             },
             slot=slot,
-            record=(topic, key.encode(), value),
+            record=(topic, key.encode(), value, headers),
         )
         self._in_flight[slot] = self._in_flight.get(slot, 0) + 1
         try:
