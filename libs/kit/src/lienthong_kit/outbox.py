@@ -1,5 +1,7 @@
 """The transactional outbox, embedded in the owning document (no multi-document transactions).
 
+Why hand-written: docs/decisions/0101-outbox-and-consumer-loop.md.
+
 One event per record, written by the insert that creates the record: inserts are atomic on
 every store this platform supports, conditional updates are not on FerretDB v1. A state change
 that must announce itself is therefore a new record (see document-service's transitions).
@@ -18,9 +20,8 @@ Two ways for a writer to use it:
   its records are published, every ``heartbeat_seconds``. If a process dies between an insert
   and the publish, its checkpoint goes stale and every other relay (or the restarted process)
   republishes that owner's records after its checkpoint, slot by slot (equality lookups), then
-  removes the checkpoint. Why not a "pending" flag cleared after the publish: that clearing is
-  an update, the costly write on FerretDB (measured ~900 updates/s against ~19,000 batched
-  inserts/s), and it would cost one per event.
+  removes the checkpoint. Not a "pending" flag cleared after the publish: that clearing is
+  an update, FerretDB's costly write, once per event (docs/benchmarks.md, "Kit").
 * **Wake** (rarer writes)::
 
       await collection.insert_one({**record, **outbox_fields(topic, key, envelope)})
@@ -29,7 +30,8 @@ Two ways for a writer to use it:
   The relay reads ``outbox_pending: 1`` records, publishes them and clears the flag.
 
 Nothing acknowledged is lost: an event leaves the relay's hands only after Kafka acknowledged
-it. An event may be published twice (a crash after the publish, a relay that stalled past its
+it. The record keeps the writer's trace (``traceparent``), so its consumers continue the
+request's trace although the relay publishes outside it. An event may be published twice (a crash after the publish, a relay that stalled past its
 checkpoint's lifetime), always with the same event id, which consumers skip.
 """
 

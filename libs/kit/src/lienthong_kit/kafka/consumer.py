@@ -79,7 +79,7 @@ class _ForgetRevokedLag(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         for tp in revoked:
-            with contextlib.suppress(KeyError):  # never measured here
+            with contextlib.suppress(KeyError):  # revoked before any record was applied
                 CONSUMER_LAG.remove(self._group, tp.topic, str(tp.partition))
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
