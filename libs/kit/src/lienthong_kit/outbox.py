@@ -30,9 +30,10 @@ Two ways for a writer to use it:
   The relay reads ``outbox_pending: 1`` records, publishes them and clears the flag.
 
 Nothing acknowledged is lost: an event leaves the relay's hands only after Kafka acknowledged
-it. The record keeps the writer's trace (``traceparent``), so its consumers continue the
-request's trace although the relay publishes outside it. An event may be published twice (a crash after the publish, a relay that stalled past its
-checkpoint's lifetime), always with the same event id, which consumers skip.
+it. An event may be published twice (a crash after the publish, a relay that stalled past its
+checkpoint's lifetime), always with the same event id, which consumers skip. The record keeps
+the writer's trace (``traceparent``), so its consumers continue the request's trace although
+the relay publishes outside it.
 """
 
 from __future__ import annotations
