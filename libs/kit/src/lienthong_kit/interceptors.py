@@ -35,7 +35,7 @@ from lienthong_kit.tracing import (
     SpanKind,
     context_from_metadata,
     current_trace_id,
-    tracer,
+    span,
 )
 
 __all__ = ["TRACE_HEADER", "UNIT_HEADER", "ServerInterceptor"]
@@ -120,13 +120,7 @@ class ServerInterceptor(_Interceptor):
         self, method: str, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[_Outcome]:
         metadata = {item[0]: item[1] for item in (context.invocation_metadata() or ())}
-        with tracer.start_as_current_span(
-            method,
-            context=context_from_metadata(metadata),
-            kind=SpanKind.SERVER,
-            record_exception=False,
-            set_status_on_exception=False,
-        ):
+        with span(method, context=context_from_metadata(metadata), kind=SpanKind.SERVER):
             set_caller(self._identify(context, metadata))
             async with self._outcome(method, context) as outcome:
                 yield outcome

@@ -20,11 +20,13 @@ the ids are still made and propagated (they tie log lines together) but no span 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from grpc import aio
-from opentelemetry import propagate, trace
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -32,6 +34,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 __all__ = [
     "LEGACY_TRACE_HEADER",
@@ -44,6 +47,7 @@ __all__ = [
     "flush_tracing",
     "kafka_headers",
     "outgoing_metadata",
+    "span",
     "tracer",
 ]
 
@@ -55,13 +59,17 @@ tracer = trace.get_tracer("lienthong_kit")
 
 _HEX_TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _ids = RandomIdGenerator()
+_propagator = TraceContextTextMapPropagator()  # W3C traceparent/tracestate, nothing else
+_recording = False  # spans are exported: made by the SDK, not the lightweight path
 
 
 def configure_tracing(service: str, otlp_endpoint: str = "") -> None:
     """Install the process's tracer provider (once: OpenTelemetry allows one per process,
     so a second service started in the same test process shares the first one's)."""
+    global _recording
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return
+    _recording = bool(otlp_endpoint)
     provider = TracerProvider(
         resource=Resource.create({"service.name": service}),
         # without an exporter nothing is recorded: ids are made and propagated, no more
@@ -87,17 +95,39 @@ def current_trace_id() -> str:
     return trace.format_trace_id(context.trace_id) if context.is_valid else ""
 
 
+@contextmanager
+def span(name: str, *, context: Context, kind: SpanKind) -> Iterator[None]:
+    """Run the block in a span continuing ``context`` (a new trace if it holds none).
+
+    Without an exporter the span is a bare id pair, made here: the SDK's unsampled span
+    costs several times more per RPC and per event, to record nothing."""
+    if _recording:
+        with tracer.start_as_current_span(
+            name, context=context, kind=kind, record_exception=False, set_status_on_exception=False
+        ):
+            yield
+        return
+    parent = trace.get_current_span(context).get_span_context()
+    trace_id = parent.trace_id if parent.is_valid else _ids.generate_trace_id()
+    current = NonRecordingSpan(SpanContext(trace_id, _ids.generate_span_id(), is_remote=False))
+    token = otel_context.attach(trace.set_span_in_context(current, context))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
 def outgoing_metadata() -> tuple[tuple[str, str], ...]:
     """gRPC metadata that continues the current trace in the called service."""
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
+    _propagator.inject(carrier)
     return tuple(carrier.items())
 
 
 def kafka_headers() -> list[tuple[str, bytes]]:
     """Kafka record headers that continue the current trace in the record's consumers."""
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
+    _propagator.inject(carrier)
     return [(key, value.encode()) for key, value in carrier.items()]
 
 
@@ -105,7 +135,7 @@ def context_from_metadata(metadata: Mapping[str, Any]) -> Context:
     """The caller's trace from gRPC metadata; a bare legacy ``x-trace-id`` of 32 hex digits
     is continued too."""
     if "traceparent" in metadata:
-        return propagate.extract(metadata)
+        return _propagator.extract(metadata)
     return _continuing(str(metadata.get(LEGACY_TRACE_HEADER) or ""))
 
 
@@ -114,7 +144,7 @@ def context_from_headers(headers: Sequence[tuple[str, bytes]], trace_id: str = "
     before the headers existed), from the envelope's ``trace_id``."""
     carrier = {key: value.decode(errors="replace") for key, value in headers or ()}
     if "traceparent" in carrier:
-        return propagate.extract(carrier)
+        return _propagator.extract(carrier)
     return _continuing(trace_id)
 
 

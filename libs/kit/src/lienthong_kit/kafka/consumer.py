@@ -27,7 +27,7 @@ from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import CONSUMER_LAG, EVENTS_CONSUMED, HANDLER_ERRORS
 from lienthong_kit.mongo import AsyncDatabase, Doc
 from lienthong_kit.settings import KitSettings
-from lienthong_kit.tracing import SpanKind, context_from_headers, tracer
+from lienthong_kit.tracing import SpanKind, context_from_headers, span
 
 __all__ = ["METADATA_MAX_AGE_MS", "ConsumerLoop", "ConsumerSpec", "Handler"]
 
@@ -205,14 +205,14 @@ class ConsumerLoop:
             envelope = decode_envelope(record.value)
         except PoisonEvent as exc:
             HANDLER_ERRORS.labels(record.topic, "poison").inc()
-            with tracer.start_as_current_span(
+            with span(
                 f"{record.topic} process",
                 context=context_from_headers(record.headers),
                 kind=SpanKind.CONSUMER,
             ):
                 await self._dead_letter(record, str(exc))
             return
-        with tracer.start_as_current_span(
+        with span(
             f"{record.topic} process",
             context=context_from_headers(record.headers, envelope.trace_id),
             kind=SpanKind.CONSUMER,

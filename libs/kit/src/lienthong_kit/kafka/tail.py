@@ -12,7 +12,7 @@ from lienthong_kit.errors import PoisonEvent
 from lienthong_kit.kafka.consumer import METADATA_MAX_AGE_MS
 from lienthong_kit.logs import get_logger
 from lienthong_kit.settings import KitSettings
-from lienthong_kit.tracing import SpanKind, context_from_headers, tracer
+from lienthong_kit.tracing import SpanKind, context_from_headers, span
 
 __all__ = ["TopicTail"]
 
@@ -63,7 +63,7 @@ class TopicTail:
             async for record in consumer:
                 try:
                     envelope = decode_envelope(record.value)
-                    with tracer.start_as_current_span(
+                    with span(
                         f"{record.topic} process",
                         context=context_from_headers(record.headers, envelope.trace_id),
                         kind=SpanKind.CONSUMER,
