@@ -5,6 +5,8 @@ the log lines of that event's consumer."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -197,3 +199,35 @@ def test_a_record_without_headers_continues_its_envelopes_trace() -> None:
         assert current_trace_id() == TRACE_ID
     with tracer.start_as_current_span("consumer", context=context_from_headers([], "not-hex")):
         assert current_trace_id() not in ("", TRACE_ID)
+
+
+EXPORTING = """
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry import trace
+from lienthong_kit.tracing import SpanKind, configure_tracing, context_from_metadata, span
+from lienthong_kit.tracing import kafka_headers
+
+configure_tracing("probe-service", "http://127.0.0.1:9")  # nothing listens: never flushed
+exported = InMemorySpanExporter()
+trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exported))
+incoming = {"traceparent": "00-%s-00f067aa0ba902b7-01"}
+with span("/probe/Call", context=context_from_metadata(incoming), kind=SpanKind.SERVER):
+    headers = dict(kafka_headers())
+[recorded] = exported.get_finished_spans()
+print(recorded.name, format(recorded.context.trace_id, "032x"), headers["traceparent"].decode())
+"""
+
+
+def test_with_an_endpoint_spans_are_recorded_for_export() -> None:
+    # a process of its own: OpenTelemetry allows one tracer provider per process
+    result = subprocess.run(
+        [sys.executable, "-c", EXPORTING % TRACE_ID],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    name, trace_id, traceparent = result.stdout.split()
+    assert (name, trace_id) == ("/probe/Call", TRACE_ID)
+    assert traceparent.endswith("-01")  # sampled: the next service records it too
