@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
+from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient, IndexModel, monitoring
 from pymongo.errors import DuplicateKeyError
 
@@ -29,6 +30,7 @@ from lienthong_kit.kafka import (
 from lienthong_kit.mongo import GroupInserter, connect, ensure_indexes
 from lienthong_kit.outbox import OutboxRelay, outbox_fields
 from lienthong_kit.settings import KitSettings
+from lienthong_kit.tracing import configure_tracing, current_trace_id, tracer
 from lienthong_testing.waiting import eventually, wait_until
 
 
@@ -467,3 +469,69 @@ async def test_a_tail_from_the_end_gets_every_record_produced_once_it_is_positio
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_outbox_events_carry_their_writers_trace_however_they_are_published(
+    kit: tuple[EventProducer, Any, Topics], topic_reader: Any
+) -> None:
+    """The relay publishes outside the request that stored the event: handed over, recovered
+    as an orphan or published the *wake* way, the record still carries the writer's trace."""
+    configure_tracing("kit-test")  # as the service bootstrap does
+    producer, db, topics = kit
+    collection = db["documents"]
+    writer = OutboxRelay(collection, producer)
+    await writer.create_indexes()
+    traces: dict[str, str] = {}
+    with tracer.start_as_current_span("request"):
+        traces["handed"] = current_trace_id()
+        async with writer.staged(topics.documents, "handed", submitted("handed")) as staged:
+            await collection.insert_one({"_id": "handed", **staged.fields})
+            staged.commit()
+    with tracer.start_as_current_span("request"):
+        traces["woken"] = current_trace_id()
+        fields = outbox_fields(topics.documents, "woken", submitted("woken"))
+        await collection.insert_one({"_id": "woken", **fields})
+    await writer._publish_handed()  # from the relay's own context: no current trace
+    await writer.publish_pending()
+    records = await topic_reader(topics.documents, 2)
+    published = {
+        record.key.decode(): dict(record.headers)["traceparent"].decode().split("-")[1]
+        for record in records
+    }
+    assert published == traces
+
+
+async def test_the_lag_of_a_revoked_partition_is_no_longer_reported(
+    kit: tuple[EventProducer, Any, Topics], run_loop: Any
+) -> None:
+    producer, _, topics = kit
+    for number in range(30):  # keys spread over the 3 partitions
+        await producer.publish(topics.documents, key=f"k{number}", envelope=submitted("d"))
+    applied: list[str] = []
+
+    async def handler(envelope: EventEnvelope, _: Any) -> None:
+        applied.append(envelope.event_id)
+
+    first = await run_loop(handler)
+    await wait_until(lambda: len(applied) == 30, timeout=60)
+
+    def lags() -> dict[int, float]:
+        found = {
+            partition: REGISTRY.get_sample_value(
+                "lienthong_consumer_lag_messages",
+                {"group": first.group, "topic": topics.documents, "partition": str(partition)},
+            )
+            for partition in range(3)
+        }
+        return {partition: lag for partition, lag in found.items() if lag is not None}
+
+    def reported() -> set[int]:
+        return set(lags())
+
+    # every partition committed to its end, so the second member has nothing to re-read (in
+    # one process both members would report under the same labels)
+    await wait_until(lambda: lags() == {0: 0.0, 1: 0.0, 2: 0.0}, timeout=60)
+    await run_loop(handler)  # a second member: the first gives partitions up
+    await wait_until(lambda: len(first._consumer.assignment()) < 3, timeout=60)
+    kept = {tp.partition for tp in first._consumer.assignment()}
+    assert reported() <= kept

@@ -11,6 +11,7 @@ import pytest
 import structlog
 
 from lienthong_kit.logs import configure_logging, get_logger
+from lienthong_kit.tracing import configure_tracing, current_trace_id, tracer
 
 
 @pytest.fixture
@@ -49,3 +50,18 @@ def test_service_lines_and_library_levels(
     assert out[0]["service"] == "probe-service"
     assert out[0]["port"] == 1
     assert {"ts", "level", "event", "service", "trace_id"} <= set(out[1])
+
+
+def test_lines_carry_the_current_spans_trace_id(
+    restored: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_tracing("probe-service")  # as the service bootstrap does
+    configure_logging("probe-service", "info")
+    with tracer.start_as_current_span("probe"):
+        trace_id = current_trace_id()
+        get_logger("probe").info("inside")
+    get_logger("probe").info("outside")
+    inside, outside = lines(capsys.readouterr().out)
+    assert len(trace_id) == 32
+    assert inside["trace_id"] == trace_id
+    assert outside["trace_id"] == ""

@@ -155,10 +155,10 @@ async def test_unexpected_errors_are_internal_with_a_trace_id(channel: grpc.aio.
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await SignatureServiceStub(channel).GetVerification(
             pb.GetVerificationRequest(document_id="boom"),
-            metadata=(*UNIT, ("x-trace-id", "trace-123")),
+            metadata=(*UNIT, ("traceparent", f"00-{'ab' * 16}-{'cd' * 8}-01")),
         )
     assert info.value.code() == grpc.StatusCode.INTERNAL
-    assert "trace-123" in (info.value.details() or "")
+    assert "ab" * 16 in (info.value.details() or "")
     assert "a bug" not in (info.value.details() or "")
 
 

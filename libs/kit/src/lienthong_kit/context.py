@@ -1,7 +1,7 @@
-"""Per-call context: the trace id and the calling unit, carried in context variables.
+"""Per-call context: the calling unit, in a context variable, and the current trace id.
 
-The server interceptor sets both for every RPC; the Kafka consumer loop sets the trace id
-from each event's envelope. Handlers read them::
+The server interceptor sets the caller for every RPC and opens its span (see tracing.py);
+the Kafka consumer loop opens a span per event. Handlers read them::
 
     unit = caller_unit()        # raises Unauthenticated when the call carries no identity
     log.info("submitted")       # the trace id is added to every log line
@@ -9,27 +9,14 @@ from each event's envelope. Handlers read them::
 
 from __future__ import annotations
 
-import uuid
 from contextvars import ContextVar
 
 from lienthong_kit.errors import Unauthenticated
+from lienthong_kit.tracing import current_trace_id
 
-__all__ = ["caller_unit", "current_trace_id", "new_trace_id", "set_caller", "set_trace_id"]
+__all__ = ["caller_unit", "current_trace_id", "set_caller"]
 
-_trace_id: ContextVar[str] = ContextVar("lienthong_trace_id", default="")
 _caller: ContextVar[str] = ContextVar("lienthong_caller_unit", default="")
-
-
-def new_trace_id() -> str:
-    return uuid.uuid4().hex
-
-
-def current_trace_id() -> str:
-    return _trace_id.get()
-
-
-def set_trace_id(trace_id: str) -> None:
-    _trace_id.set(trace_id)
 
 
 def set_caller(unit_code: str) -> None:

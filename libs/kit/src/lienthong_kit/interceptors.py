@@ -2,7 +2,8 @@
 
 One interceptor wraps every handler once (each wrapping layer costs on every call):
 
-1. the trace id comes from the ``x-trace-id`` metadata or is made up, and is put in context;
+1. the call runs in a span continuing the caller's trace (W3C ``traceparent`` metadata; a
+   legacy ``x-trace-id`` of 32 hex digits is continued too) or starting a new one;
 2. the caller's unit comes from the mTLS client certificate's common name or, when dev auth
    is on and no certificate was presented, from the ``x-lienthong-unit`` metadata;
 3. a :class:`~lienthong_kit.errors.LienthongError` becomes its gRPC status with
@@ -24,15 +25,23 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from grpc import aio
 
-from lienthong_kit.context import new_trace_id, set_caller, set_trace_id
+from lienthong_kit.context import set_caller
 from lienthong_kit.errors import LienthongError, to_grpc_status
 from lienthong_kit.infra import INFRA_ERRORS
 from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import RPC_DURATION, RPC_HANDLED
+from lienthong_kit.tracing import (
+    LEGACY_TRACE_HEADER,
+    SpanKind,
+    context_from_metadata,
+    current_trace_id,
+    span,
+)
 
 __all__ = ["TRACE_HEADER", "UNIT_HEADER", "ServerInterceptor"]
 
-TRACE_HEADER = "x-trace-id"
+#: Deprecated: send :func:`lienthong_kit.tracing.outgoing_metadata` instead.
+TRACE_HEADER = LEGACY_TRACE_HEADER
 UNIT_HEADER = "x-lienthong-unit"
 
 log = get_logger(__name__)
@@ -111,9 +120,16 @@ class ServerInterceptor(_Interceptor):
         self, method: str, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[_Outcome]:
         metadata = {item[0]: item[1] for item in (context.invocation_metadata() or ())}
-        trace_id = str(metadata.get(TRACE_HEADER) or new_trace_id())
-        set_trace_id(trace_id)
-        set_caller(self._identify(context, metadata))
+        with span(method, context=context_from_metadata(metadata), kind=SpanKind.SERVER):
+            set_caller(self._identify(context, metadata))
+            async with self._outcome(method, context) as outcome:
+                yield outcome
+
+    @asynccontextmanager
+    async def _outcome(
+        self, method: str, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[_Outcome]:
+        trace_id = current_trace_id()
         outcome = _Outcome()
         started = time.perf_counter()
         try:

@@ -20,12 +20,13 @@ from structlog.typing import EventDict, WrappedLogger
 
 from lienthong_kit.context import current_trace_id
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["add_service_and_trace", "configure_logging", "get_logger"]
 
 _service_name = "lienthong"
 
 
-def _add_service_and_trace(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+def add_service_and_trace(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """The structlog processor adding the service's name and the current span's trace id."""
     event_dict.setdefault("service", _service_name)
     event_dict.setdefault("trace_id", current_trace_id())
     return event_dict
@@ -36,7 +37,7 @@ def _processors() -> list[Any]:
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
-        _add_service_and_trace,
+        add_service_and_trace,
         structlog.processors.format_exc_info,
     ]
 

@@ -58,8 +58,8 @@ HANDLER_ERRORS = Counter(
 )
 CONSUMER_LAG = Gauge(
     "lienthong_consumer_lag_messages",
-    "Records between a consumer's position and the partition's high watermark.",
-    ["topic", "partition"],
+    "Records between a consumer group's position and the partition's high watermark.",
+    ["group", "topic", "partition"],
 )
 OUTBOX_PENDING = Gauge(
     "lienthong_outbox_pending_events",

@@ -1,12 +1,12 @@
-"""The document-store client: PyMongo's native asyncio API (``AsyncMongoClient``).
+"""The document-store client: PyMongo's native asyncio API (``AsyncMongoClient``; why not
+motor: docs/decisions/0102-pymongo-async.md).
 
-motor, named in the first design, is deprecated by its maintainers in favour of this API.
 Each service owns one database, named ``<prefix><area>`` (e.g. ``lienthong_document``), and
 creates its indexes at start-up.
 
 The store may be MongoDB or FerretDB: use single-document atomic updates, unique indexes for
 idempotency, no multi-document transactions, change streams, TTL/partial indexes or keys
-containing ``.`` or starting with ``$``.
+containing ``.`` or starting with ``$`` (docs/decisions/0103-ferretdb-storage-rules.md).
 """
 
 from __future__ import annotations
@@ -37,9 +37,8 @@ Doc = dict[str, Any]
 def connect(url: str, *, app_name: str, max_pool_size: int = 10) -> AsyncMongoClient[Doc]:
     """A client that does not block: the first operation connects (see :func:`ping`).
 
-    The pool is bounded (PyMongo's default is 100 connections per client): FerretDB v1 on
-    PostgreSQL deadlocks its own connection pool when more operations arrive at once than half
-    that pool, and a service gains nothing from more parallel store calls than this anyway.
+    The pool is bounded (PyMongo's default is 100): FerretDB v1 on PostgreSQL deadlocks when
+    flooded (docs/decisions/0103-ferretdb-storage-rules.md).
     """
     return AsyncMongoClient(
         url,
@@ -56,9 +55,9 @@ async def ping(db: AsyncDatabase[Doc]) -> None:
 
 
 async def ensure_indexes(collection: AsyncCollection[Doc], indexes: list[IndexModel]) -> None:
-    """Create indexes at start-up, one command per index. FerretDB v1.24 drops the connection
-    (a panic on its side) when a ``createIndexes`` command naming several indexes is repeated
-    after they exist, which every restart does; one index per command is safe everywhere."""
+    """Create indexes at start-up, one command per index: FerretDB v1 drops the connection
+    when a multi-index ``createIndexes`` is repeated, as every restart does
+    (docs/decisions/0103-ferretdb-storage-rules.md)."""
     for index in indexes:
         document = index.document
         options = {key: value for key, value in document.items() if key not in ("key", "name")}
@@ -76,19 +75,15 @@ class GroupInserter:
     waits for a batch to fill: while one batch is being written the next calls queue up, so
     the batch size follows the load (1 when idle, up to ``max_batch`` under load).
 
-    Why: an insert is the one write that is exact on every supported store (see
-    docs/architecture.md "Storage rules"), and on FerretDB-on-PostgreSQL a 32-document
-    ``insertMany`` costs about what one ``insert_one`` does (measured: 19,351 documents/s in
-    batches of 32 against 2,126/s one by one at 32 in flight).
+    Why: an insert is the one write that is exact on every supported store, and on
+    FerretDB-on-PostgreSQL a batched ``insertMany`` costs about what one ``insert_one`` does
+    (docs/decisions/0103-ferretdb-storage-rules.md; figures in docs/benchmarks.md, "Kit").
 
     Under load a batch waits, up to ``linger_seconds``, until as many documents are queued as
-    the previous batch held: the callers of that batch get their answers and most come back
-    with their next document within a few milliseconds, so it fills and is written at once.
-    Without that wait, calls arriving one per loop turn behind a busy gRPC server were written
-    in batches of 1.4 on average, and every ``insertMany`` costs the process a fixed share of
-    its one loop (measured in document-service, 32 clients: 635 SubmitDocument/s in batches
-    of 1.4, 1,175/s in batches of 23). A batch after a lone document (the previous batch held
-    one) does not wait: an idle service answers at once.
+    the previous batch held: the callers of that batch come back with their next document
+    within milliseconds, so it fills, instead of calls arriving one per loop turn being
+    written in batches of one or two (each ``insertMany`` costs the one event loop a fixed
+    share). A batch after a lone document does not wait: an idle service answers at once.
     """
 
     def __init__(

@@ -1,5 +1,7 @@
 """The transactional outbox, embedded in the owning document (no multi-document transactions).
 
+Why hand-written: docs/decisions/0101-outbox-and-consumer-loop.md.
+
 One event per record, written by the insert that creates the record: inserts are atomic on
 every store this platform supports, conditional updates are not on FerretDB v1. A state change
 that must announce itself is therefore a new record (see document-service's transitions).
@@ -18,9 +20,8 @@ Two ways for a writer to use it:
   its records are published, every ``heartbeat_seconds``. If a process dies between an insert
   and the publish, its checkpoint goes stale and every other relay (or the restarted process)
   republishes that owner's records after its checkpoint, slot by slot (equality lookups), then
-  removes the checkpoint. Why not a "pending" flag cleared after the publish: that clearing is
-  an update, the costly write on FerretDB (measured ~900 updates/s against ~19,000 batched
-  inserts/s), and it would cost one per event.
+  removes the checkpoint. Not a "pending" flag cleared after the publish: that clearing is
+  an update, FerretDB's costly write, once per event (docs/benchmarks.md, "Kit").
 * **Wake** (rarer writes)::
 
       await collection.insert_one({**record, **outbox_fields(topic, key, envelope)})
@@ -30,7 +31,9 @@ Two ways for a writer to use it:
 
 Nothing acknowledged is lost: an event leaves the relay's hands only after Kafka acknowledged
 it. An event may be published twice (a crash after the publish, a relay that stalled past its
-checkpoint's lifetime), always with the same event id, which consumers skip.
+checkpoint's lifetime), always with the same event id, which consumers skip. The record keeps
+the writer's trace (``traceparent``), so its consumers continue the request's trace although
+the relay publishes outside it.
 """
 
 from __future__ import annotations
@@ -43,7 +46,6 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from bson import Binary
 from pymongo import ASCENDING, IndexModel
@@ -51,32 +53,42 @@ from pymongo import ASCENDING, IndexModel
 from lienthong_kit.envelope import EventEnvelope
 from lienthong_kit.errors import Unavailable
 from lienthong_kit.failpoints import failpoint
-from lienthong_kit.kafka import INFRA_ERRORS, EventProducer
+from lienthong_kit.infra import INFRA_ERRORS
+from lienthong_kit.kafka import EventProducer
 from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import OUTBOX_PENDING
 from lienthong_kit.mongo import AsyncCollection, Doc, ensure_indexes
+from lienthong_kit.tracing import kafka_headers
 
 __all__ = ["OutboxRelay", "Staged", "outbox_fields"]
 
 log = get_logger(__name__)
 
-Record = tuple[str, bytes, bytes]  # topic, key, value
+Record = tuple[str, bytes, bytes, list[tuple[str, bytes]]]  # topic, key, value, headers
 
 
-def _entry(topic: str, key: str, value: bytes) -> dict[str, Any]:
-    return {"topic": topic, "key": key, "value": Binary(value)}
+def _entry(topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]]) -> Doc:
+    entry: Doc = {"topic": topic, "key": key, "value": Binary(value)}
+    if headers:  # the writer's trace, for the record published later outside it
+        entry["headers"] = {name: text.decode() for name, text in headers}
+    return entry
 
 
 def _records(document: Doc) -> list[Record]:
     return [
-        (entry["topic"], entry["key"].encode(), bytes(entry["value"]))
+        (
+            entry["topic"],
+            entry["key"].encode(),
+            bytes(entry["value"]),
+            [(name, value.encode()) for name, value in (entry.get("headers") or {}).items()],
+        )
         for entry in (document.get("outbox") or {}).values()
     ]
 
 
 def outbox_fields(topic: str, key: str, envelope: EventEnvelope) -> Doc:
     """Fields for a new record carrying one pending event (the *wake* way)."""
-    entry = _entry(topic, key, envelope.SerializeToString())
+    entry = _entry(topic, key, envelope.SerializeToString(), kafka_headers())
     return {"outbox": {envelope.event_id: entry}, "outbox_pending": 1}
 
 
@@ -150,14 +162,15 @@ class OutboxRelay:
             )
         slot = self._next_slot()
         value = envelope.SerializeToString()  # once: stored and published alike
+        headers = kafka_headers()  # the writer's trace: the relay publishes outside it
         staged = Staged(
             fields={
-                "outbox": {envelope.event_id: _entry(topic, key, value)},
+                "outbox": {envelope.event_id: _entry(topic, key, value, headers)},
                 "outbox_owner": self.owner,
                 "outbox_slot": slot,
             },
             slot=slot,
-            record=(topic, key.encode(), value),
+            record=(topic, key.encode(), value, headers),
         )
         self._in_flight[slot] = self._in_flight.get(slot, 0) + 1
         try:

@@ -40,9 +40,9 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from grpc_reflection.v1alpha import reflection
 
 from lienthong_kit.failpoints import arm
+from lienthong_kit.infra import retry_while_down
 from lienthong_kit.interceptors import ServerInterceptor
 from lienthong_kit.kafka import (
-    INFRA_ERRORS,
     ConsumerLoop,
     ConsumerSpec,
     EventProducer,
@@ -53,6 +53,7 @@ from lienthong_kit.logs import configure_logging, get_logger
 from lienthong_kit.metrics import BUILD_INFO, MetricsServer, start_metrics_server
 from lienthong_kit.mongo import AsyncDatabase, Doc, connect, ping
 from lienthong_kit.settings import KitSettings, SettingsError, load_settings
+from lienthong_kit.tracing import configure_tracing, flush_tracing
 
 __all__ = ["Build", "Deps", "GrpcService", "ServiceApp", "Wiring", "read_settings", "run_service"]
 
@@ -141,6 +142,7 @@ class ServiceApp(Generic[S]):
     async def start(self) -> None:
         settings = self.settings
         arm(settings.failpoints)
+        configure_tracing(self.name, settings.otlp_endpoint)
         await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         self.metrics = start_metrics_server(settings.grpc_host, settings.metrics_port)
         BUILD_INFO.labels(self.name, VERSION).set(1)
@@ -230,33 +232,23 @@ class ServiceApp(Generic[S]):
 
     async def _connect(self) -> None:
         """Wait until the store and Kafka answer; health stays NOT_SERVING meanwhile."""
-        delay = 0.5
-        while True:
-            try:
-                if self.uses_store:
-                    await ping(self.db)
-                await self.producer.start()
-                if self.settings.kafka_create_topics:
-                    await ensure_topics(
-                        self.settings, self.topics.all(), compacted=self.topics.compacted()
-                    )
-                return
-            except Exception as exc:  # noqa: BLE001 - any failure here means "not yet"
-                log.warning("dependencies_not_ready", error=repr(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+
+        async def connect() -> None:
+            if self.uses_store:
+                await ping(self.db)
+            await self.producer.start()
+            if self.settings.kafka_create_topics:
+                await ensure_topics(
+                    self.settings, self.topics.all(), compacted=self.topics.compacted()
+                )
+
+        # any failure here means "not yet" (an unknown topic, a broker still electing, ...)
+        await retry_while_down(connect, event="dependencies_not_ready", errors=(Exception,))
 
     async def _build_when_ready(self, deps: Deps[S]) -> Wiring:
         """Build the service (``build`` must be idempotent: it creates indexes); a dropped
         store or broker connection meanwhile is retried, like the first connection."""
-        delay = 0.5
-        while True:
-            try:
-                return await self._build(deps)
-            except INFRA_ERRORS as exc:
-                log.warning("build_retry", error=repr(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        return await retry_while_down(lambda: self._build(deps), event="build_retry")
 
     async def _supervise(self, task: Callable[[], Awaitable[None]]) -> None:
         """Run a background task; restart it if it fails (it is meant to run until stopped)."""
@@ -318,3 +310,4 @@ async def _serve(name: str, settings: S, build: Build[S]) -> None:
     await app.start()
     await stop.wait()
     await app.stop()
+    flush_tracing()

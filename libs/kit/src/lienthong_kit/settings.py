@@ -90,6 +90,11 @@ class KitSettings:
         "LIENTHONG_MONGO_MAX_POOL_SIZE", 10, doc="store connections per service process"
     )
     log_level: str = setting("LIENTHONG_LOG_LEVEL", "info", doc="debug, info, warning or error")
+    otlp_endpoint: str = setting(
+        "LIENTHONG_OTLP_ENDPOINT",
+        "",
+        doc="OTLP/gRPC collector for trace spans (http://collector:4317); empty = no export",
+    )
     tls_cert: Path | None = setting("LIENTHONG_TLS_CERT", None, doc="server certificate (PEM)")
     tls_key: Path | None = setting("LIENTHONG_TLS_KEY", None, doc="server private key (PEM)")
     tls_client_ca: Path | None = setting(

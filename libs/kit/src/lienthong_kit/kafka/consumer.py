@@ -1,0 +1,324 @@
+"""The consumer loop: consume, apply, commit (the contract is in the package docstring).
+
+Why hand-written rather than a framework's: docs/decisions/0101-outbox-and-consumer-loop.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError
+from pymongo.errors import DuplicateKeyError
+
+from lienthong_kit.envelope import EventEnvelope, decode_envelope
+from lienthong_kit.errors import PoisonEvent
+from lienthong_kit.infra import retry_while_down
+from lienthong_kit.kafka.producer import EventProducer
+from lienthong_kit.kafka.topics import Topics, dead_letter_headers
+from lienthong_kit.logs import get_logger
+from lienthong_kit.metrics import CONSUMER_LAG, EVENTS_CONSUMED, HANDLER_ERRORS
+from lienthong_kit.mongo import AsyncDatabase, Doc
+from lienthong_kit.settings import KitSettings
+from lienthong_kit.tracing import SpanKind, context_from_headers, span
+
+__all__ = ["METADATA_MAX_AGE_MS", "ConsumerLoop", "ConsumerSpec", "Handler"]
+
+log = get_logger(__name__)
+
+Handler = Callable[[EventEnvelope, ConsumerRecord[bytes, bytes]], Awaitable[None]]
+
+#: A member was seen sitting on a partition of a just-created topic until the next metadata
+#: refresh (default 300 s): refresh every 30 s (docs/benchmarks.md, "Kit").
+METADATA_MAX_AGE_MS = 30_000
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """What a service consumes: a group (prefixed by the loop), topics and the handler.
+
+    ``dedupe=False`` skips the applied-event markers (two store round trips per event) for a
+    handler whose own write is already keyed by the event id, so a redelivery is a no-op.
+
+    ``before_commit``, when given, is awaited before each offset commit: a handler may then
+    only *stage* its effect per record and store the staged effects of a whole poll in one
+    write there (the audit log does: one ``insertMany`` instead of one insert per event). The
+    commit waits until it succeeded; it is retried, never skipped.
+
+    ``concurrent_partitions=True`` applies the records of the partitions a poll returned
+    side by side (each partition still in offset order, each committed when its records are
+    applied) for a handler that is safe to run concurrently; use it instead of several
+    members of one group in one process (docs/benchmarks.md, "Kit").
+
+    ``fetch_wait_ms``, for a consumer nobody waits on (the audit log), lets the broker hold a
+    fetch until 64 KiB are there or that long has passed: fewer, larger polls, so fewer hook
+    runs and offset commits per record. 0, the default, answers at once.
+    """
+
+    group: str
+    topics: Sequence[str]
+    handler: Handler
+    dedupe: bool = True
+    before_commit: Callable[[], Awaitable[None]] | None = None
+    concurrent_partitions: bool = False
+    fetch_wait_ms: int = 0
+
+
+class _ForgetRevokedLag(ConsumerRebalanceListener):  # type: ignore[misc]
+    """A partition moved to another member is not this member's lag any more."""
+
+    def __init__(self, group: str) -> None:
+        self._group = group
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        for tp in revoked:
+            with contextlib.suppress(KeyError):  # revoked before any record was applied
+                CONSUMER_LAG.remove(self._group, tp.topic, str(tp.partition))
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        pass
+
+
+class ConsumerLoop:
+    """Consume, apply, commit: see the package docstring for the guarantees."""
+
+    def __init__(
+        self,
+        spec: ConsumerSpec,
+        *,
+        settings: KitSettings,
+        producer: EventProducer,
+        db: AsyncDatabase[Doc] | None,
+        group_prefix: str = "",
+    ) -> None:
+        self.spec = spec
+        self.group = f"{group_prefix}{spec.group}"
+        self._settings = settings
+        self._producer = producer
+        self._applied = db["applied_events"] if db is not None and spec.dedupe else None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._committing = asyncio.Lock()
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            group_id=self.group,
+            client_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=200,
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
+            **(
+                {"fetch_min_bytes": 64 * 1024, "fetch_max_wait_ms": self.spec.fetch_wait_ms}
+                if self.spec.fetch_wait_ms
+                else {}
+            ),
+        )
+        # before start(), which then waits for the topics' metadata before joining the group
+        self._consumer.subscribe(list(self.spec.topics), listener=_ForgetRevokedLag(self.group))
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"consumer:{self.group}")
+
+    async def stop(self) -> None:
+        """Finish the record in hand, commit what was applied, leave the group."""
+        self._stopping.set()
+        if self._task is not None:
+            _, pending = await asyncio.wait({self._task}, timeout=30)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            raise RuntimeError("start() the loop first")
+        while not self._stopping.is_set():
+            batches = await retry_while_down(
+                lambda: consumer.getmany(timeout_ms=200),
+                event="consumer_poll_failed",
+                group=self.group,
+            )
+            if self.spec.concurrent_partitions and len(batches) > 1:
+                await asyncio.gather(
+                    *(self._apply(consumer, tp, records) for tp, records in batches.items())
+                )
+            else:
+                for tp, records in batches.items():
+                    await self._apply(consumer, tp, records)
+
+    async def _apply(
+        self,
+        consumer: AIOKafkaConsumer,
+        tp: TopicPartition,
+        records: list[ConsumerRecord[bytes, bytes]],
+    ) -> None:
+        """Apply one partition's records in order, then commit past them."""
+        done = None
+        for record in records:
+            if self._stopping.is_set():
+                break
+            await self._process(record)
+            done = record.offset
+        if done is not None:
+            async with self._committing:  # one hook run and one commit at a time
+                await self._before_commit()
+                await self._commit(consumer, tp, done + 1)
+            high = consumer.highwater(tp)
+            if high is not None:
+                CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(
+                    max(high - done - 1, 0)
+                )
+
+    async def _before_commit(self) -> None:
+        hook = self.spec.before_commit
+        if hook is not None:
+            # any failure is retried: the commit must follow the effect
+            await retry_while_down(
+                hook, event="before_commit_failed", errors=(Exception,), group=self.group
+            )
+
+    async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+        try:
+            await consumer.commit({tp: offset})
+        except CommitFailedError as exc:
+            # The partition moved to another member during a rebalance; it re-reads from the
+            # last commit and the applied-event check makes the replay harmless.
+            log.warning("commit_failed", group=self.group, partition=str(tp), error=repr(exc))
+
+    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            envelope = decode_envelope(record.value)
+        except PoisonEvent as exc:
+            HANDLER_ERRORS.labels(record.topic, "poison").inc()
+            with span(
+                f"{record.topic} process",
+                context=context_from_headers(record.headers),
+                kind=SpanKind.CONSUMER,
+            ):
+                await self._dead_letter(record, str(exc))
+            return
+        with span(
+            f"{record.topic} process",
+            context=context_from_headers(record.headers, envelope.trace_id),
+            kind=SpanKind.CONSUMER,
+        ):
+            await self._process_envelope(record, envelope)
+
+    async def _process_envelope(
+        self, record: ConsumerRecord[bytes, bytes], envelope: EventEnvelope
+    ) -> None:
+        topic = record.topic
+        if await self._already_applied(envelope.event_id):
+            EVENTS_CONSUMED.labels(topic, "duplicate").inc()
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                # an outage is retried inside, and does not use up the event's attempts
+                await retry_while_down(
+                    lambda: self.spec.handler(envelope, record),
+                    event="dependency_unavailable",
+                    on_retry=lambda _: HANDLER_ERRORS.labels(topic, "infra").inc(),
+                    group=self.group,
+                )
+                break
+            except PoisonEvent as exc:
+                HANDLER_ERRORS.labels(topic, "poison").inc()
+                await self._dead_letter(record, str(exc), event_id=envelope.event_id)
+                return
+            except Exception as exc:
+                HANDLER_ERRORS.labels(topic, "transient").inc()
+                if attempt >= self._settings.consumer_max_attempts:
+                    reason = f"failed after {attempt} attempts: {type(exc).__name__}: {exc}"
+                    log.exception(
+                        "event_dead_lettered", group=self.group, event_id=envelope.event_id
+                    )
+                    await self._dead_letter(record, reason, event_id=envelope.event_id)
+                    return
+                log.warning(
+                    "event_retry",
+                    group=self.group,
+                    event_id=envelope.event_id,
+                    attempt=attempt,
+                    error=repr(exc),
+                )
+                await asyncio.sleep(self._backoff(attempt))
+        await self._mark_applied(envelope.event_id)
+        EVENTS_CONSUMED.labels(topic, "applied").inc()
+
+    def _backoff(self, attempt: int) -> float:
+        base = self._settings.consumer_backoff_seconds * (2 ** (attempt - 1))
+        return float(base * (0.5 + random.random()))  # noqa: S311 - jitter, not cryptography
+
+    async def _already_applied(self, event_id: str) -> bool:
+        applied = self._applied
+        if applied is None:
+            return False
+        found = await retry_while_down(
+            lambda: applied.find_one({"_id": f"{self.group}:{event_id}"}, {"_id": 1}),
+            event="dependency_unavailable",
+            group=self.group,
+        )
+        return found is not None
+
+    async def _mark_applied(self, event_id: str) -> None:
+        applied = self._applied
+        if applied is None:
+            return
+        marker: dict[str, Any] = {
+            "_id": f"{self.group}:{event_id}",
+            "applied_at": datetime.now(UTC),
+        }
+
+        async def insert() -> None:
+            with contextlib.suppress(DuplicateKeyError):  # marked by an earlier delivery
+                await applied.insert_one(marker)
+
+        await retry_while_down(insert, event="dependency_unavailable", group=self.group)
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], reason: str, *, event_id: str = ""
+    ) -> None:
+        headers = dead_letter_headers(
+            reason,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            group=self.group,
+            event_id=event_id,
+        )
+        await retry_while_down(
+            lambda: self._producer.publish_raw(
+                Topics.dlq(record.topic),
+                key=record.key,
+                value=record.value,
+                headers=headers,
+            ),
+            event="dead_letter_publish_failed",
+            group=self.group,
+        )
+        EVENTS_CONSUMED.labels(record.topic, "dead_lettered").inc()
+        log.warning(
+            "event_dead_lettered",
+            group=self.group,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=reason,
+        )

@@ -1,0 +1,94 @@
+"""Reading topics in every replica, outside any group (watch streams, in-memory state)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiokafka import AIOKafkaConsumer
+
+from lienthong_kit.envelope import EventEnvelope, decode_envelope
+from lienthong_kit.errors import PoisonEvent
+from lienthong_kit.kafka.consumer import METADATA_MAX_AGE_MS
+from lienthong_kit.logs import get_logger
+from lienthong_kit.settings import KitSettings
+from lienthong_kit.tracing import SpanKind, context_from_headers, span
+
+__all__ = ["TopicTail"]
+
+log = get_logger(__name__)
+
+
+class TopicTail:
+    """Every replica reads topics outside any group and hands each decoded envelope to
+    ``on_event``: from the end, to push to clients connected to *this* replica (watch
+    streams), or ``from_beginning``, to rebuild in-memory state from a compacted topic (the
+    unit registry). Nothing is committed. A record that cannot be decoded or applied is
+    logged and skipped, never fatal: the topic's group consumers dead-letter it, and state
+    built this way is also re-read from the store by its owner. ``on_event`` runs in a span
+    continuing the producer's trace.
+
+    :attr:`positioned` is set once every partition has its starting offset: a record
+    produced after that reaches ``on_event``. (From the end, one produced before it may
+    not: a service that pushes to watchers reports ready only then.)
+    """
+
+    def __init__(
+        self,
+        settings: KitSettings,
+        topics: Sequence[str],
+        on_event: Callable[[EventEnvelope], Awaitable[None]],
+        *,
+        from_beginning: bool = False,
+    ) -> None:
+        self._settings = settings
+        self._topics = list(topics)
+        self._on_event = on_event
+        self._from_beginning = from_beginning
+        self.positioned = asyncio.Event()
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            *self._topics,
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if self._from_beginning else "latest",
+            fetch_max_wait_ms=100,
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
+        )
+        await consumer.start()
+        try:
+            await self._position(consumer)
+            async for record in consumer:
+                try:
+                    envelope = decode_envelope(record.value)
+                    with span(
+                        f"{record.topic} process",
+                        context=context_from_headers(record.headers, envelope.trace_id),
+                        kind=SpanKind.CONSUMER,
+                    ):
+                        await self._on_event(envelope)
+                except PoisonEvent as exc:
+                    log.warning(
+                        "tail_record_skipped",
+                        topic=record.topic,
+                        partition=record.partition,
+                        offset=record.offset,
+                        reason=str(exc),
+                    )
+        finally:
+            await consumer.stop()
+
+    async def _position(self, consumer: AIOKafkaConsumer) -> None:
+        """Wait for the subscription's partitions and resolve where each starts."""
+        # the first metadata answer assigns them; aiokafka has no public wait for that
+        waited = 0
+        while not consumer.assignment():
+            await asyncio.sleep(0.05)
+            waited += 1
+            if waited % 600 == 0:  # every 30 s: the service stays NOT_SERVING meanwhile
+                log.warning("tail_waiting_for_partitions", topics=self._topics)
+        for tp in consumer.assignment():
+            await consumer.position(tp)
+        self.positioned.set()
