@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,8 @@ def render(declared: dict[str, Access]) -> str:
         for entry in doc["spec"]["authorization"]["acls"]:
             entry["operations"] = FlowList(entry["operations"])
         body = yaml.safe_dump(doc, sort_keys=False, width=100)
-        parts.append(f"# {access.service}: {access.summary}.\n{body}")
+        comment = textwrap.fill(f"{access.service}: {access.summary}.", 96)
+        parts.append(textwrap.indent(comment, "# ") + f"\n{body}")
     return HEADER + "\n" + "---\n".join(parts)
 
 

@@ -125,9 +125,17 @@ def check_invariants(path: str, docs: list[Doc], report: Report) -> dict[str, st
     # Secrets: in the manifests, or written at run time by an operator from a resource here.
     provided = set(by_kind["Secret"])
     provided |= set(by_kind["KafkaUser"])  # Strimzi's User Operator: <user> with user.crt/key
+    # Strimzi's Cluster Operator: the CA of the brokers' certificates, for the clients.
+    provided |= {f"{name}-cluster-ca-cert" for name in by_kind["Kafka"]}
     # ... and those the people running the cluster create (name -> what for).
     external: dict[str, str] = {}
     for mongo in by_kind["MongoDBCommunity"].values():
+        tls = mongo["spec"].get("security", {}).get("tls", {})
+        if not tls.get("enabled"):
+            report.error(f"{path} {ident(mongo)}", "spec.security.tls must be enabled")
+        for ref in ("certificateKeySecretRef", "caCertificateSecretRef"):
+            if ref in tls:
+                external[tls[ref]["name"]] = "required"
         for user in mongo["spec"].get("users", []):
             provided.add(user["connectionStringSecretName"])
             external[user["passwordSecretRef"]["name"]] = "required"
@@ -137,6 +145,17 @@ def check_invariants(path: str, docs: list[Doc], report: Report) -> dict[str, st
         if name.startswith("lienthong-platform"):
             platform = cm.get("data", {})
     grace = float(platform.get("LIENTHONG_SHUTDOWN_GRACE_SECONDS", "10"))
+    # With mTLS on, document-service refuses a plaintext fetch: signature-service must fetch
+    # attachments over TLS (else every document with an attachment is dead-lettered).
+    if "LIENTHONG_TLS_CERT" in platform:
+        for name, cm in by_kind["ConfigMap"].items():
+            if name.startswith("signature-service-config") and not cm.get("data", {}).get(
+                "LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA"
+            ):
+                report.error(
+                    f"{path} {ident(cm)}",
+                    "mTLS is on but LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA is not set",
+                )
 
     for doc in docs:
         spec = pod_spec(doc)
@@ -184,6 +203,15 @@ def check_invariants(path: str, docs: list[Doc], report: Report) -> dict[str, st
             if target["name"] not in by_kind[target["kind"]]:
                 report.error(f"{path} {ident(hpa)}", f"target {target['name']} is not defined")
 
+    policies = by_kind["NetworkPolicy"].values()
+    if policies and not any(
+        p["spec"].get("podSelector") == {}
+        and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+        for p in policies
+    ):
+        report.error(path, "no namespace-wide default-deny NetworkPolicy (podSelector {})")
     check_kafka(path, by_kind, platform, report)
     return {name: how for name, how in sorted(external.items()) if name not in provided}
 
