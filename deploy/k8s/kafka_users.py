@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import sys
 import textwrap
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
-
-import json
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import yaml
-
 
 USERS = Path(__file__).parent / "components" / "kafka-strimzi" / "users.yaml"
 CLUSTER = "lienthong"
@@ -51,6 +48,8 @@ def load(path: Path) -> dict[str, Access]:
         name: Access(name, item["summary"], {Acl(*acl) for acl in item["acls"]})
         for name, item in json.loads(path.read_text()).items()
     }
+
+
 # Kafka's operation order in the CRD's enum, so the generated lists read the usual way.
 ORDER = ["Read", "Write", "Create", "Delete", "Alter", "Describe", "DescribeConfigs",
          "AlterConfigs", "ClusterAction", "IdempotentWrite", "All"]  # fmt: skip
