@@ -4,14 +4,18 @@
 # shows every problem).
 #
 #   1. kustomize build of every overlay, of the base alone and of the base with each component
-#   2. kubernetes-validate (strict, bundled schemas) of everything built, plus the platform's
-#      invariants (validate.py); custom resources are listed as skipped
+#   2. kubernetes-validate (strict, bundled schemas) of everything built, the custom resources
+#      against their CRD schemas (strict, deploy/k8s/schemas), the platform's invariants
+#      (validate.py); then the same check on a copy with unknown fields, which must fail
+#   2b. the KafkaUsers against the services' declared Kafka access (kafka_users.py --check);
+#      then a copy with one ACL missing, which must fail
 #   3. kube-linter of every overlay, with deploy/k8s/kube-linter.yaml
 #   4. promtool: check and unit-test the PrometheusRule of every overlay that has one
 #   5. hadolint of the Dockerfile, and the Dockerfile's workspace list against the workspace
 #
 # The tools come from deploy/k8s/k8s.mk (KUSTOMIZE, KUBE_LINTER, K8S_PYTHON, HADOLINT,
-# PROMTOOL, K8S_VERSIONS); ROOT is the repository; K8S_DIR may point at a copy of deploy/k8s
+# PROMTOOL, K8S_VERSIONS; LIENTHONG_PYTHON, the project's interpreter, for the declared Kafka
+# access; CRD_SCHEMAS, K8S_REQUIRE_CRD_SCHEMAS); ROOT is the repository; K8S_DIR may point at a copy of deploy/k8s
 # (to try a change, or to see the check fail on a broken copy).
 set -uo pipefail
 
@@ -26,6 +30,10 @@ abs() { case $1 in /* | '') echo "$1" ;; */*) echo "$ROOT/$1" ;; *) echo "$1" ;;
 KUSTOMIZE=$(abs "$KUSTOMIZE") KUBE_LINTER=$(abs "$KUBE_LINTER") K8S_PYTHON=$(abs "$K8S_PYTHON")
 HADOLINT=$(abs "$HADOLINT") PROMTOOL=$(abs "$PROMTOOL")
 K8S_VERSIONS=${K8S_VERSIONS:-1.31.0 1.37.0}
+LIENTHONG_PYTHON=$(abs "${LIENTHONG_PYTHON:-.venv/bin/python}")
+CRD_SCHEMAS=$(abs "${CRD_SCHEMAS:-$K8S_DIR/schemas}")
+crd_args=(--crd-schemas "$CRD_SCHEMAS")
+[[ ${K8S_REQUIRE_CRD_SCHEMAS:-} == 1 ]] && crd_args+=(--require-crd-schemas)
 
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/k8s-check.XXXXXX")
 trap 'rm -rf "$OUT"' EXIT
@@ -75,13 +83,54 @@ step "kubernetes-validate, strict, Kubernetes $K8S_VERSIONS"
 versions=()
 for version in $K8S_VERSIONS; do versions+=(--k8s-version "$version"); done
 if [[ ${#overlays[@]} -gt 0 ]]; then
-  (cd "$OUT" && "$K8S_PYTHON" "$K8S_DIR/validate.py" "${versions[@]}" \
+  (cd "$OUT" && "$K8S_PYTHON" "$K8S_DIR/validate.py" "${versions[@]}" "${crd_args[@]}" \
     $(for f in "${overlays[@]}"; do basename "$f"; done)) || fail "validation of the overlays"
 fi
 if [[ ${#combos[@]} -gt 0 ]]; then
-  (cd "$OUT" && "$K8S_PYTHON" "$K8S_DIR/validate.py" "${versions[@]}" \
-    $(for f in "${combos[@]}"; do basename "$f"; done) | grep -vE '^    |^  (skipped|Secrets)') \
+  (cd "$OUT" && "$K8S_PYTHON" "$K8S_DIR/validate.py" "${versions[@]}" "${crd_args[@]}" \
+    $(for f in "${combos[@]}"; do basename "$f"; done) | grep -vE '^    |^  (NOT|Secrets)') \
     || fail "validation of the base and components"
+fi
+# The validation must see a broken custom resource: unknown fields in a Kafka and a KafkaTopic.
+if [[ -d $CRD_SCHEMAS && -s $OUT/overlay-prod.yaml ]]; then
+  "$K8S_PYTHON" - "$OUT/overlay-prod.yaml" >"$OUT/broken.yaml" <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+next(d for d in docs if d["kind"] == "KafkaTopic")["spec"]["partitionz"] = 6
+next(d for d in docs if d["kind"] == "Kafka")["spec"]["kafka"]["listeners"][0]["tlz"] = True
+yaml.safe_dump_all(docs, sys.stdout)
+EOF
+  found=$("$K8S_PYTHON" "$K8S_DIR/validate.py" --k8s-version "${K8S_VERSIONS##* }" \
+    "${crd_args[@]}" "$OUT/broken.yaml" 2>&1 | grep -cE "'(partitionz|tlz)' was unexpected")
+  if [[ $found -eq 2 ]]; then
+    echo "  a copy with unknown fields in Kafka and KafkaTopic: both refused"
+  else
+    fail "validate.py let an unknown field of a custom resource through"
+  fi
+fi
+
+# --- 2b. Kafka ACLs ------------------------------------------------------------------------
+step "KafkaUsers against the declared Kafka access (lienthong_kit.kafka_access)"
+if "$LIENTHONG_PYTHON" -m lienthong_kit.kafka_access >"$OUT/access.json"; then
+  users=$K8S_DIR/components/kafka-strimzi/users.yaml
+  "$K8S_PYTHON" "$K8S_DIR/kafka_users.py" --check --users "$users" "$OUT/access.json" \
+    || fail "KafkaUsers differ from the declared Kafka access (make k8s-users)"
+  # A KafkaUser without one of its ACLs must be caught.
+  "$K8S_PYTHON" - "$users" >"$OUT/users-broken.yaml" <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+docs[0]["spec"]["authorization"]["acls"].pop()
+yaml.safe_dump_all(docs, sys.stdout)
+EOF
+  refused=$("$K8S_PYTHON" "$K8S_DIR/kafka_users.py" --check --users "$OUT/users-broken.yaml" \
+    "$OUT/access.json")
+  if [[ $refused == *"missing"* ]]; then
+    echo "  a copy with one ACL removed: refused"
+  else
+    fail "kafka_users.py --check let a missing ACL through"
+  fi
+else
+  fail "python -m lienthong_kit.kafka_access (LIENTHONG_PYTHON=$LIENTHONG_PYTHON)"
 fi
 
 # --- 3. lint -------------------------------------------------------------------------------

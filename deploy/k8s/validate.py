@@ -1,25 +1,30 @@
 """Validate rendered manifests: Kubernetes schemas (strict) and the platform's own invariants.
 
-    python deploy/k8s/validate.py --k8s-version 1.31.0 --k8s-version 1.37.0 FILE...
+    python deploy/k8s/validate.py --k8s-version 1.31.0 --k8s-version 1.37.0 \
+        --crd-schemas deploy/k8s/schemas FILE...
 
 Run by deploy/k8s/check.sh (`make k8s-check`) with the interpreter of the kubernetes-validate
 virtualenv. For every built-in resource, the JSON schema of each Kubernetes version given,
-bundled with kubernetes-validate, in strict mode (unknown fields are errors). An apiVersion or
-kind without a bundled schema is an error too, except for the custom resources below: no
-schema for them is available offline, so they are listed as skipped and checked instead for
-the invariants that matter to the platform (cross references, replication, partitions).
+bundled with kubernetes-validate, in strict mode (unknown fields are errors). For every custom
+resource (Strimzi, MongoDB operator, Prometheus operator), the JSON schema made from its CRD
+by crd_schemas.py (CRD_SCHEMAS/<group>/<kind>_<version>.json, strict too). An apiVersion or
+kind without a schema is an error; only when the CRD schema folder is missing altogether are
+the custom resources listed as not validated (unless --require-crd-schemas). Then the
+platform's invariants (cross references, replication, partitions, no ANONYMOUS super user).
 Exits 1 on any problem, printing all of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import yaml
+from jsonschema import Draft202012Validator
 from kubernetes_validate import utils as kv
 
 # Custom resource groups: validated by the invariants below, not by a schema.
@@ -50,12 +55,49 @@ class Report:
         self.errors.append(f"{where}: {message}")
 
 
-def validate_schemas(path: str, docs: list[Doc], versions: list[str], report: Report) -> list[str]:
-    skipped = []
+class CrdSchemas:
+    """The custom resources' schemas (crd_schemas.py's output), loaded once each."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.present = folder.is_dir()
+        self._loaded: dict[Path, Draft202012Validator | None] = {}
+
+    def validator(self, doc: Doc) -> Draft202012Validator | None:
+        group, _, version = doc["apiVersion"].partition("/")
+        path = self.folder / group / f"{doc['kind']}_{version}.json"
+        if path not in self._loaded:
+            self._loaded[path] = (
+                Draft202012Validator(json.loads(path.read_text())) if path.exists() else None
+            )
+        return self._loaded[path]
+
+
+def validate_custom(path: str, doc: Doc, crds: CrdSchemas, report: Report) -> bool:
+    """Validate one custom resource; False when it could not be (no schema folder)."""
+    where = f"{path} {ident(doc)}"
+    if not crds.present:
+        return False
+    validator = crds.validator(doc)
+    if validator is None:
+        report.error(where, f"no CRD schema for {doc['apiVersion']} {doc['kind']} in {crds.folder}")
+        return True
+    for problem in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path)):
+        at = ".".join(str(part) for part in problem.absolute_path) or "(top)"
+        report.error(where, f"{CUSTOM_GROUPS[group_of(doc)]} CRD schema: {at}: {problem.message}")
+    return True
+
+
+def validate_schemas(
+    path: str, docs: list[Doc], versions: list[str], crds: CrdSchemas, report: Report
+) -> tuple[list[str], list[str]]:
+    """Validate every resource; returns the custom resources validated and those skipped."""
+    custom, skipped = [], []
     for doc in docs:
         group = group_of(doc)
         if group in CUSTOM_GROUPS:
-            skipped.append(f"{ident(doc)} ({doc['apiVersion']}, {CUSTOM_GROUPS[group]})")
+            label = f"{ident(doc)} ({doc['apiVersion']}, {CUSTOM_GROUPS[group]})"
+            (custom if validate_custom(path, doc, crds, report) else skipped).append(label)
             continue
         for version in versions:
             try:
@@ -65,7 +107,7 @@ def validate_schemas(path: str, docs: list[Doc], versions: list[str], report: Re
                 report.error(f"{path} {ident(doc)}", f"Kubernetes {version}: {at}: {exc.message}")
             except kv.SchemaNotFoundError as exc:
                 report.error(f"{path} {ident(doc)}", exc.message)
-    return skipped
+    return custom, skipped
 
 
 def pod_spec(doc: Doc) -> Doc | None:
@@ -83,9 +125,17 @@ def check_invariants(path: str, docs: list[Doc], report: Report) -> dict[str, st
     # Secrets: in the manifests, or written at run time by an operator from a resource here.
     provided = set(by_kind["Secret"])
     provided |= set(by_kind["KafkaUser"])  # Strimzi's User Operator: <user> with user.crt/key
+    # Strimzi's Cluster Operator: the CA of the brokers' certificates, for the clients.
+    provided |= {f"{name}-cluster-ca-cert" for name in by_kind["Kafka"]}
     # ... and those the people running the cluster create (name -> what for).
     external: dict[str, str] = {}
     for mongo in by_kind["MongoDBCommunity"].values():
+        tls = mongo["spec"].get("security", {}).get("tls", {})
+        if not tls.get("enabled"):
+            report.error(f"{path} {ident(mongo)}", "spec.security.tls must be enabled")
+        for ref in ("certificateKeySecretRef", "caCertificateSecretRef"):
+            if ref in tls:
+                external[tls[ref]["name"]] = "required"
         for user in mongo["spec"].get("users", []):
             provided.add(user["connectionStringSecretName"])
             external[user["passwordSecretRef"]["name"]] = "required"
@@ -95,6 +145,17 @@ def check_invariants(path: str, docs: list[Doc], report: Report) -> dict[str, st
         if name.startswith("lienthong-platform"):
             platform = cm.get("data", {})
     grace = float(platform.get("LIENTHONG_SHUTDOWN_GRACE_SECONDS", "10"))
+    # With mTLS on, document-service refuses a plaintext fetch: signature-service must fetch
+    # attachments over TLS (else every document with an attachment is dead-lettered).
+    if "LIENTHONG_TLS_CERT" in platform:
+        for name, cm in by_kind["ConfigMap"].items():
+            if name.startswith("signature-service-config") and not cm.get("data", {}).get(
+                "LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA"
+            ):
+                report.error(
+                    f"{path} {ident(cm)}",
+                    "mTLS is on but LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA is not set",
+                )
 
     for doc in docs:
         spec = pod_spec(doc)
@@ -142,6 +203,15 @@ def check_invariants(path: str, docs: list[Doc], report: Report) -> dict[str, st
             if target["name"] not in by_kind[target["kind"]]:
                 report.error(f"{path} {ident(hpa)}", f"target {target['name']} is not defined")
 
+    policies = by_kind["NetworkPolicy"].values()
+    if policies and not any(
+        p["spec"].get("podSelector") == {}
+        and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+        for p in policies
+    ):
+        report.error(path, "no namespace-wide default-deny NetworkPolicy (podSelector {})")
     check_kafka(path, by_kind, platform, report)
     return {name: how for name, how in sorted(external.items()) if name not in provided}
 
@@ -152,6 +222,17 @@ def check_kafka(
     clusters = by_kind["Kafka"]
     if not clusters:
         return
+    for kafka in clusters.values():
+        where = f"{path} {ident(kafka)}"
+        # Every principal must be a KafkaUser with its ACLs: no way in as User:ANONYMOUS.
+        supers = kafka["spec"]["kafka"].get("authorization", {}).get("superUsers", [])
+        if any(name in ("ANONYMOUS", "User:ANONYMOUS") for name in supers):
+            report.error(where, "ANONYMOUS is a super user: any client may do anything")
+        for listener in kafka["spec"]["kafka"].get("listeners", []):
+            if not listener.get("tls") or "authentication" not in listener:
+                report.error(
+                    where, f"listener {listener['name']} must use TLS and authenticate clients"
+                )
     brokers: dict[str, int] = defaultdict(int)
     for pool in by_kind["KafkaNodePool"].values():
         cluster = pool["metadata"].get("labels", {}).get("strimzi.io/cluster")
@@ -212,24 +293,37 @@ def check_kafka(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k8s-version", action="append", required=True)
+    parser.add_argument(
+        "--crd-schemas",
+        type=Path,
+        default=Path(__file__).parent / "schemas",
+        help="crd_schemas.py's output folder",
+    )
+    parser.add_argument(
+        "--require-crd-schemas", action="store_true", help="fail when the folder is missing"
+    )
     parser.add_argument("files", nargs="+")
     args = parser.parse_args()
     report = Report()
+    crds = CrdSchemas(args.crd_schemas)
+    if not crds.present and args.require_crd_schemas:
+        report.error(str(args.crd_schemas), "no CRD schemas (deploy/k8s/schemas/README.md)")
     for path in args.files:
         try:
             docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
         except yaml.YAMLError as exc:
             report.error(path, f"not YAML: {exc}")
             continue
-        skipped = validate_schemas(path, docs, args.k8s_version, report)
+        custom, skipped = validate_schemas(path, docs, args.k8s_version, crds, report)
         external = check_invariants(path, docs, report)
-        checked = len(docs) - len(skipped)
+        checked = len(docs) - len(skipped) - len(custom)
         print(
-            f"{path}: {checked} resources valid against Kubernetes "
-            f"{', '.join(args.k8s_version)} (strict)"
+            f"{path}: {checked} resources checked against Kubernetes "
+            f"{', '.join(args.k8s_version)} (strict), {len(custom)} custom resources against "
+            "their CRD schemas (strict)"
         )
         if skipped:
-            print(f"  skipped, no CRD schema available offline ({len(skipped)}):")
+            print(f"  NOT validated, no CRD schemas at {crds.folder} ({len(skipped)}):")
             for item in skipped:
                 print(f"    {item}")
         if external:
