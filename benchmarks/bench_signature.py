@@ -4,7 +4,7 @@ VerifyDocument over gRPC, against pyhanko's own validation of the same file in-p
     make bench      (or: .venv/bin/python benchmarks/bench_signature.py [--seconds S] [--rounds R])
 
 A test PKI is made on the spot (root and intermediate CA, a person and an organisation signer,
-a CRL server and an `openssl ocsp` responder on loopback); the PDF carries the person's
+a CRL server and an OCSP responder on loopback); the PDF carries the person's
 signature, then the organisation's in a later revision. signature-service runs as its own
 process (`python -m signature_service`, on the real broker and store, revocation mode
 require) and is called one request at a time. The baseline validates the same file with

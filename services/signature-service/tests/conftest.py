@@ -1,4 +1,4 @@
-"""The test PKI (keys, CRL server, `openssl ocsp` responder) once per session, the fixture
+"""The test PKI (keys, a CRL server and an OCSP responder) once per session, the fixture
 documents signed with it, and signature-service's real server in-process."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import pytest
 
 from lienthong.signature.v1.signature_service_pb2_grpc import SignatureServiceStub
 from lienthong_kit.server import ServiceApp
-from lienthong_kit.settings import KitSettings, load_settings
 from lienthong_testing.pki import LocalPki, documents, running_pki
 from signature_service.__main__ import build
 from signature_service.pki import load_certificates
@@ -44,44 +43,32 @@ def trust(pki: LocalPki) -> ConfiguredTrust:
     return ConfiguredTrust(pki)
 
 
-def service_settings(base: KitSettings, pki: LocalPki, **env: str) -> Settings:
-    values = {
-        "LIENTHONG_GRPC_PORT": "0",
-        "LIENTHONG_METRICS_PORT": "0",
-        "LIENTHONG_TOPIC_PREFIX": base.topic_prefix,
-        "LIENTHONG_MONGO_DATABASE_PREFIX": base.mongo_database_prefix,
-        "LIENTHONG_DEV_AUTH": "true",
-        "LIENTHONG_SHUTDOWN_GRACE_SECONDS": "5",
-        "LIENTHONG_CONSUMER_BACKOFF_SECONDS": "0.01",
-        "LIENTHONG_CONSUMER_MAX_ATTEMPTS": "3",
+def pki_env(pki: LocalPki) -> dict[str, str]:
+    """signature-service's settings for the test PKI (one thread, operator province-it)."""
+    return {
         "LIENTHONG_SIGNATURE_TRUST_ANCHORS": str(pki.anchors_file),
         "LIENTHONG_SIGNATURE_INTERMEDIATES": str(pki.intermediates_file),
         "LIENTHONG_SIGNATURE_WORKERS": "0",
         "LIENTHONG_SIGNATURE_REVOCATION_TIMEOUT_SECONDS": "2",
         "LIENTHONG_SIGNATURE_OPERATORS": "province-it",
-        **env,
     }
-    return load_settings(Settings, values)
 
 
 @pytest.fixture
-async def start_signature(settings: KitSettings, pki: LocalPki) -> AsyncIterator[Any]:
+def start_signature(start_service: Any, pki: LocalPki) -> Any:
     """Start signature-service with test-PKI settings (extra LIENTHONG_* as keywords)."""
-    started: list[ServiceApp] = []
 
-    async def start(**env: str) -> ServiceApp:
-        app = ServiceApp("signature-service", service_settings(settings, pki, **env), build)
-        await app.start()
-        started.append(app)
+    async def start(**env: str) -> ServiceApp[Settings]:
+        app: ServiceApp[Settings] = await start_service(
+            "signature-service", build, Settings, {**pki_env(pki), **env}
+        )
         return app
 
-    yield start
-    for app in reversed(started):
-        await app.stop()
+    return start
 
 
 @pytest.fixture
 async def signature_stub(start_signature: Any) -> AsyncIterator[SignatureServiceStub]:
-    app: ServiceApp = await start_signature()
+    app: ServiceApp[Settings] = await start_signature()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
         yield SignatureServiceStub(channel)

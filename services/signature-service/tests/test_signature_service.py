@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from lienthong_kit.kafka import Topics
 from lienthong_kit.server import ServiceApp
 from lienthong_testing.pki import LocalPki
 from lienthong_testing.waiting import eventually
+from signature_service.settings import Settings
 
 SENDER = "000.00.00.H23"
 RECIPIENT = "000.01.00.H23"
@@ -236,6 +238,33 @@ async def test_a_malformed_event_is_dead_lettered_with_its_reason(
 
 
 # --- RPCs -----------------------------------------------------------------------------------
+
+
+async def test_get_verification_answers_a_record_that_holds_only_verdict_and_reason(
+    start_signature: Any,
+) -> None:
+    app: ServiceApp[Settings] = await start_signature()
+    await app.db["verifications"].insert_one(
+        {
+            "_id": "doc-old",
+            "verdict": Verdict.VERDICT_ACCEPTED,
+            "reason": "2 valid signature(s)",
+            "verified_at": datetime(2026, 11, 20, 8, 30, tzinfo=UTC),
+        }
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = SignatureServiceStub(channel)
+        reply = await stub.GetVerification(pb.GetVerificationRequest(document_id="doc-old"))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.GetVerification(pb.GetVerificationRequest(document_id="doc-none"))
+    assert (reply.document_id, reply.verdict, reply.reason) == (
+        "doc-old",
+        Verdict.VERDICT_ACCEPTED,
+        "2 valid signature(s)",
+    )
+    assert not reply.signatures
+    assert reply.verified_at.ToDatetime(UTC) == datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_verify_document_returns_the_full_report(

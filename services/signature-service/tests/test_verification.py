@@ -1,5 +1,5 @@
 """Every fixture document gets the right verdict with a specific reason (the engine and the
-policy, validation in a thread; the test PKI's real CRL server and `openssl ocsp`)."""
+policy, validation in a thread; the test PKI's real CRL server and OCSP responder)."""
 
 from __future__ import annotations
 

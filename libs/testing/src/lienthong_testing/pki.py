@@ -1,14 +1,14 @@
 """A test PKI made on the spot (tests, benchmarks, demos; the service never imports it).
 
-    with running_pki(tmp_path) as pki:          # keys, certificates, a CRL server, an OCSP
-        pdf = make_pdf("Quyết định 15")          # responder (`openssl ocsp`) on loopback
+    with running_pki(tmp_path) as pki:          # keys, certificates, a CRL server and an
+        pdf = make_pdf("Quyết định 15")          # OCSP responder, both on 127.0.0.1 only
         signed = sign_pdf(sign_pdf(pdf, pki.signers["person"]), pki.signers["organisation"])
         pki.anchors_file                         # the trust anchor bundle to configure
 
 Root and intermediate CA; signers: person (UID CCCD:...), organisation (UID MST:...), revoked
-(in the CRL and the OCSP index), expired, wrong key usage (keyEncipherment only), a person
-whose OCSP responder is unreachable and who has no CRL, and an organisation under an unknown
-root. Private keys live only in the temporary folder.
+(in the CRL and revoked by the OCSP responder), expired, wrong key usage (keyEncipherment
+only), a person whose OCSP responder is unreachable and who has no CRL, and an organisation
+under an unknown root. Private keys live only in the temporary folder.
 """
 
 from __future__ import annotations
@@ -18,17 +18,18 @@ import http.server
 import socket
 import subprocess
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
@@ -48,6 +49,7 @@ __all__ = [
 ]
 
 NOW = datetime.now(UTC)
+REVOKED_AT = NOW - timedelta(days=1)
 PROVINCE = "UBND tỉnh Hòa Bình"
 
 
@@ -242,20 +244,11 @@ def _crl(
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder()
             .serial_number(cert.serial_number)
-            .revocation_date(NOW - timedelta(days=1))
+            .revocation_date(REVOKED_AT)
             .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False)
             .build()
         )
     return builder.sign(issuer[1], hashes.SHA256()).public_bytes(serialization.Encoding.DER)
-
-
-def _index_line(cert: x509.Certificate, revoked: bool) -> str:
-    expiry = cert.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
-    when = (NOW - timedelta(days=1)).strftime("%y%m%d%H%M%SZ") + ",keyCompromise" if revoked else ""
-    serial = format(cert.serial_number, "X")
-    if len(serial) % 2:
-        serial = "0" + serial
-    return f"{'R' if revoked else 'V'}\t{expiry}\t{when}\t{serial}\tunknown\t/CN=x\n"
 
 
 def build_pki(folder: Path, *, crl_port: int, ocsp_port: int, dead_port: int) -> LocalPki:
@@ -308,15 +301,11 @@ def build_pki(folder: Path, *, crl_port: int, ocsp_port: int, dead_port: int) ->
         crl_base=crl_base,
         ocsp_url=ocsp_url,
     )
-    index = []
     for stem, (subject, urls, extra) in specs.items():
         leaf_key = key()
         cert = _leaf(subject, leaf_key, ca, **urls, **extra)  # type: ignore[arg-type]
         cert_file, key_file = _write(folder, stem, cert, leaf_key)
         pki.signers[stem] = Signer(stem, cert_file, key_file, (int_file,), cert)
-        index.append(_index_line(cert, revoked=stem == "revoked"))
-    (folder / "index.txt").write_text("".join(index))
-    (folder / "index.txt.attr").write_text("unique_subject = no\n")
     crls = folder / "crl"
     crls.mkdir(exist_ok=True)
     (crls / "root.crl").write_bytes(_crl((root, root_key), []))
@@ -345,54 +334,116 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         return
 
 
+@dataclass
+class _Responder:
+    """What the OCSP responder answers for: the intermediate CA's certificates."""
+
+    issuer: x509.Certificate
+    issuer_key: ec.EllipticCurvePrivateKey
+    known: frozenset[int]
+    revoked: frozenset[int]
+
+    @classmethod
+    def of(cls, pki: LocalPki) -> _Responder:
+        key = serialization.load_pem_private_key(
+            (pki.folder / "intermediate.key").read_bytes(), None
+        )
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise TypeError("the intermediate CA's key is not an EC key")
+        return cls(
+            issuer=x509.load_pem_x509_certificate(pki.intermediates_file.read_bytes()),
+            issuer_key=key,
+            known=frozenset(s.cert.serial_number for s in pki.signers.values()),
+            revoked=frozenset({pki.signers["revoked"].cert.serial_number}),
+        )
+
+    def answer(self, body: bytes) -> ocsp.OCSPResponse:
+        """As `openssl ocsp -ndays 1` answers: good, revoked (key compromise) or unknown."""
+        try:
+            request = ocsp.load_der_ocsp_request(body)
+        except ValueError:
+            return ocsp.OCSPResponseBuilder.build_unsuccessful(
+                ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+            )
+        serial = request.serial_number
+        status = ocsp.OCSPCertStatus.GOOD
+        if serial in self.revoked:
+            status = ocsp.OCSPCertStatus.REVOKED
+        elif serial not in self.known:
+            status = ocsp.OCSPCertStatus.UNKNOWN
+        revoked = status == ocsp.OCSPCertStatus.REVOKED
+        now = datetime.now(UTC)
+        return (
+            ocsp.OCSPResponseBuilder()
+            .add_response_by_hash(
+                request.issuer_name_hash,
+                request.issuer_key_hash,
+                serial,
+                request.hash_algorithm,
+                status,
+                now,
+                now + timedelta(days=1),
+                REVOKED_AT if revoked else None,
+                x509.ReasonFlags.key_compromise if revoked else None,
+            )
+            .responder_id(ocsp.OCSPResponderEncoding.NAME, self.issuer)
+            .certificates([self.issuer])
+            .sign(self.issuer_key, hashes.SHA256())
+        )
+
+
+class _Ocsp(http.server.BaseHTTPRequestHandler):
+    """RFC 6960 over HTTP POST; answers 503 until the PKI it answers for is made."""
+
+    def __init__(self, *args: Any, responders: list[_Responder], **kwargs: Any) -> None:
+        self.responders = responders
+        super().__init__(*args, **kwargs)
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not self.responders:
+            self.send_error(503)
+            return
+        der = self.responders[0].answer(body).public_bytes(serialization.Encoding.DER)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/ocsp-response")
+        self.send_header("Content-Length", str(len(der)))
+        self.end_headers()
+        self.wfile.write(der)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def _serve(
+    handler: Callable[..., http.server.BaseHTTPRequestHandler],
+) -> http.server.ThreadingHTTPServer:
+    """An HTTP server on loopback only (its port chosen by the system), serving in a thread."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 @contextmanager
 def running_pki(folder: Path) -> Iterator[LocalPki]:
-    """The PKI with its CRL server (a thread) and OCSP responder (`openssl ocsp`) running."""
-    crl_port, ocsp_port, dead_port = _free_port(), _free_port(), _free_port()
-    pki = build_pki(folder, crl_port=crl_port, ocsp_port=ocsp_port, dead_port=dead_port)
-    handler = functools.partial(_Quiet, directory=str(folder / "crl"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", crl_port), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    log = (folder / "ocsp.log").open("wb")
-    responder = subprocess.Popen(  # noqa: S603
-        [  # noqa: S607 - openssl from PATH (installed by the Makefile)
-            "openssl",
-            "ocsp",
-            "-index",
-            str(folder / "index.txt"),
-            "-port",
-            str(ocsp_port),
-            "-rsigner",
-            str(folder / "intermediate.pem"),
-            "-rkey",
-            str(folder / "intermediate.key"),
-            "-CA",
-            str(folder / "intermediate.pem"),
-            "-ndays",
-            "1",
-            "-rmd",
-            "sha256",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    """The PKI with its CRL server and OCSP responder running (threads, on 127.0.0.1 only)."""
+    (folder / "crl").mkdir(parents=True, exist_ok=True)
+    responders: list[_Responder] = []
+    crls = _serve(functools.partial(_Quiet, directory=str(folder / "crl")))
+    ocsps = _serve(functools.partial(_Ocsp, responders=responders))
     try:
-        # wait for its banner: a probing connection would wedge it (it serves one connection
-        # at a time and waits on it)
-        deadline = time.monotonic() + 15
-        banner = folder / "ocsp.log"
-        while b"waiting for OCSP client connections" not in banner.read_bytes():
-            if time.monotonic() > deadline or responder.poll() is not None:
-                raise RuntimeError(f"openssl ocsp did not start: {banner.read_text()}")
-            time.sleep(0.05)
+        pki = build_pki(
+            folder,
+            crl_port=int(crls.server_address[1]),
+            ocsp_port=int(ocsps.server_address[1]),
+            dead_port=_free_port(),
+        )
+        responders.append(_Responder.of(pki))
         yield pki
     finally:
-        responder.terminate()
-        responder.wait(10)
-        log.close()
-        server.shutdown()
-        server.server_close()
+        for server in (ocsps, crls):
+            server.shutdown()
+            server.server_close()
 
 
 # --- documents ------------------------------------------------------------------------------

@@ -7,44 +7,23 @@ from __future__ import annotations
 
 import asyncio
 
-import grpc
-from grpc import aio
-
 from lienthong.signature.v1 import signature_service_pb2
 from lienthong.signature.v1.signature_service_pb2_grpc import add_SignatureServiceServicer_to_server
 from lienthong_kit.kafka import ConsumerSpec
 from lienthong_kit.logs import get_logger
 from lienthong_kit.server import Deps, GrpcService, Wiring, run_service
+from signature_service.api import SignatureServicer
+from signature_service.attachments import AttachmentFetcher, document_channel
+from signature_service.consumers import VerificationFlow
 from signature_service.policy import Policy, parse_rules
 from signature_service.revocation import RevocationConfig
-from signature_service.service import (
-    AttachmentFetcher,
-    SignatureServicer,
-    VerificationFlow,
-)
 from signature_service.settings import Settings
+from signature_service.store import SignatureStore
 from signature_service.trust import TrustStore
 from signature_service.verifier import Verifier
 
 NAME = "signature-service"
 log = get_logger(__name__)
-
-
-def _document_channel(settings: Settings) -> aio.Channel:
-    options = [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.max_send_message_length", settings.max_message_bytes),
-    ]
-    target = settings.signature_document_service
-    if settings.signature_document_service_ca is None or settings.tls_cert is None:
-        return aio.insecure_channel(target, options=options)
-    key = settings.tls_key.read_bytes() if settings.tls_key else None
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=settings.signature_document_service_ca.read_bytes(),
-        private_key=key,
-        certificate_chain=settings.tls_cert.read_bytes(),
-    )
-    return aio.secure_channel(target, credentials, options=options)
 
 
 async def build(deps: Deps[Settings]) -> Wiring:
@@ -56,8 +35,9 @@ async def build(deps: Deps[Settings]) -> Wiring:
             setting="LIENTHONG_SIGNATURE_ACCEPT_UNSIGNED",
             note="documents without any signature are ACCEPTED unverified; never in production",
         )
+    store = SignatureStore(deps.db)
     trust = TrustStore(
-        deps.db,
+        store,
         anchors_path=settings.signature_trust_anchors,
         intermediates_path=settings.signature_intermediates,
     )
@@ -80,13 +60,13 @@ async def build(deps: Deps[Settings]) -> Wiring:
         organisation_prefixes=settings.signature_organisation_uid_prefixes,
     )
     await verifier.warm_up()
-    channel = _document_channel(settings)
+    channel = document_channel(settings)
     fetcher = AttachmentFetcher(
         channel,
         timeout=settings.signature_fetch_timeout_seconds,
         max_bytes=settings.signature_max_file_bytes,
     )
-    flow = VerificationFlow(deps.db, deps.producer, deps.topics, verifier, fetcher)
+    flow = VerificationFlow(store, deps.producer, deps.topics, verifier, fetcher)
 
     async def reload_trust() -> None:
         while True:
@@ -113,7 +93,8 @@ async def build(deps: Deps[Settings]) -> Wiring:
                 "SignatureService",
                 add_SignatureServiceServicer_to_server,
                 SignatureServicer(
-                    flow,
+                    store,
+                    verifier,
                     trust,
                     operators=settings.signature_operators,
                     max_file_bytes=settings.signature_max_file_bytes,

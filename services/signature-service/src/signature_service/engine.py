@@ -143,8 +143,7 @@ class SignatureResult:
 
     @property
     def reason(self) -> str:
-        failed = [c for c in self.checks if c.outcome == CHECK_FAILED]
-        return f"{failed[0].name}: {failed[0].detail}" if failed else ""
+        return _first_failure(self.checks)
 
 
 @dataclass
@@ -167,6 +166,20 @@ class CertificateResult:
     chain: list[str]
     trust_anchor: str
     checks: list[Check]
+
+    @property
+    def valid(self) -> bool:
+        return all(c.outcome != CHECK_FAILED for c in self.checks)
+
+    @property
+    def reason(self) -> str:
+        return _first_failure(self.checks)
+
+
+def _first_failure(checks: list[Check]) -> str:
+    """The first failed check, as a reason ("" when none failed)."""
+    failed = [c for c in checks if c.outcome == CHECK_FAILED]
+    return f"{failed[0].name}: {failed[0].detail}" if failed else ""
 
 
 # --- pyhanko's reasons: it logs the certvalidator failure before mapping it to a code ------

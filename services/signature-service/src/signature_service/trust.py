@@ -2,21 +2,19 @@
 re-read when the files change) plus anchors added by operators (kept in the store, so every
 replica and every restart sees them).
 
-    trust = TrustStore(db, anchors_path=Path("/etc/lienthong/trust/anchors"))
+    trust = TrustStore(store, anchors_path=Path("/etc/lienthong/trust/anchors"),
+                       intermediates_path=None)
     await trust.reload()                 # at start, then every few seconds
     trust.anchors, trust.intermediates   # [(certificate, source)]
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 from asn1crypto import x509
-from pymongo.errors import DuplicateKeyError
 
 from lienthong_kit.logs import get_logger
-from lienthong_kit.mongo import AsyncDatabase, Doc
 from signature_service.pki import (
     CERT_SUFFIXES,
     fingerprint,
@@ -25,6 +23,7 @@ from signature_service.pki import (
     parse_certificates,
     to_pem,
 )
+from signature_service.store import SignatureStore
 
 __all__ = ["TrustStore"]
 
@@ -45,12 +44,12 @@ def _stamp(path: Path | None) -> tuple[tuple[str, float, int], ...]:
 class TrustStore:
     def __init__(
         self,
-        db: AsyncDatabase[Doc],
+        store: SignatureStore,
         *,
         anchors_path: Path | None,
         intermediates_path: Path | None,
     ) -> None:
-        self._collection = db["trust_anchors"]
+        self._store = store
         self.anchors_path = anchors_path
         self.intermediates_path = intermediates_path
         self.anchors: list[tuple[x509.Certificate, str]] = []
@@ -88,9 +87,9 @@ class TrustStore:
             # keep serving with the anchors in force; the operator sees this in the log
             log.error("trust_config_unreadable", error=str(exc))
         added = []
-        async for row in self._collection.find({}):
-            for cert in parse_certificates(row["pem"].encode()):
-                added.append((cert, f"operator:{row.get('added_by', '')}"))
+        for row in await self._store.operator_anchors():
+            for cert in parse_certificates(row.pem.encode()):
+                added.append((cert, f"operator:{row.added_by}"))
         anchors = list(self._config_anchors)
         known = {fingerprint(c) for c, _ in anchors}
         anchors += [(c, s) for c, s in added if fingerprint(c) not in known]
@@ -110,17 +109,6 @@ class TrustStore:
         key = fingerprint(cert)
         if key in {fingerprint(c) for c, _ in self.anchors}:
             return False
-        try:
-            await self._collection.insert_one(
-                {
-                    "_id": key,
-                    "pem": to_pem(cert),
-                    "added_by": added_by,
-                    "added_at": datetime.now(UTC),
-                }
-            )
-        except DuplicateKeyError:
-            await self.reload()
-            return False
+        added = await self._store.add_operator_anchor(key, to_pem(cert), added_by)
         await self.reload()
-        return True
+        return added

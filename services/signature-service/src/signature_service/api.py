@@ -1,0 +1,198 @@
+"""signature-service's API: validate the request, ask the verifier, the trust store or the
+store, map the answer to protobuf."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from asn1crypto import x509
+from grpc import aio
+
+from lienthong.signature.v1 import signature_service_pb2 as pb
+from lienthong.signature.v1.signature_service_pb2_grpc import SignatureServiceServicer
+from lienthong_kit.context import caller_unit
+from lienthong_kit.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
+from lienthong_kit.logs import get_logger
+from signature_service.engine import CertificateResult, inspect_certificate
+from signature_service.pki import (
+    fingerprint,
+    is_self_signed_ca,
+    parse_certificates,
+    rfc4514,
+    to_pem,
+)
+from signature_service.reports import check_of, recorded_view, verification_view
+from signature_service.store import SignatureStore
+from signature_service.trust import TrustStore
+from signature_service.verifier import Verifier
+
+__all__ = ["SignatureServicer"]
+
+DIRECTIONS = {
+    pb.Direction.DIRECTION_UNSPECIFIED: "outgoing",
+    pb.Direction.DIRECTION_OUTGOING: "outgoing",
+    pb.Direction.DIRECTION_INCOMING: "incoming",
+}
+
+log = get_logger(__name__)
+Context = aio.ServicerContext[Any, Any]
+
+
+def _anchor(cert: x509.Certificate, source: str) -> pb.TrustAnchor:
+    anchor = pb.TrustAnchor(
+        subject=rfc4514(cert.subject), sha256=fingerprint(cert), source=source, pem=to_pem(cert)
+    )
+    anchor.not_before.FromDatetime(cert.not_valid_before.astimezone(UTC))
+    anchor.not_after.FromDatetime(cert.not_valid_after.astimezone(UTC))
+    return anchor
+
+
+def _certificate_response(result: CertificateResult) -> pb.ValidateCertificateResponse:
+    response = pb.ValidateCertificateResponse(
+        valid=result.valid,
+        reason=result.reason,
+        signer_kind=result.signer_kind,  # type: ignore[arg-type]
+        subject=result.subject,
+        issuer=result.issuer,
+        serial=result.serial,
+        trust_anchor=result.trust_anchor,
+        chain=result.chain,
+        checks=[check_of(c) for c in result.checks],
+        signer_uid=result.uid,
+    )
+    response.not_before.FromDatetime(result.not_before.astimezone(UTC))
+    response.not_after.FromDatetime(result.not_after.astimezone(UTC))
+    return response
+
+
+class SignatureServicer(SignatureServiceServicer):
+    def __init__(
+        self,
+        store: SignatureStore,
+        verifier: Verifier,
+        trust: TrustStore,
+        *,
+        operators: tuple[str, ...],
+        max_file_bytes: int,
+    ) -> None:
+        self._store = store
+        self._trust = trust
+        self._verifier = verifier
+        self._operators = set(operators)
+        self._max_file_bytes = max_file_bytes
+
+    async def GetVerification(
+        self, request: pb.GetVerificationRequest, context: Context
+    ) -> pb.GetVerificationResponse:
+        if not request.document_id:
+            raise InvalidArgument([FieldViolation("document_id", "is required")])
+        found = await self._store.verification(request.document_id)
+        if found is None:
+            raise NotFound(f"document_id: no verification for {request.document_id!r} yet")
+        response = pb.GetVerificationResponse(
+            document_id=found.document_id, **recorded_view(found.verified)
+        )
+        response.verified_at.FromDatetime(found.verified_at)
+        return response
+
+    async def VerifyDocument(
+        self, request: pb.VerifyDocumentRequest, context: Context
+    ) -> pb.VerifyDocumentResponse:
+        problems = []
+        if not request.files:
+            problems.append(FieldViolation("files", "at least one file (the main document)"))
+        names = set()
+        for i, item in enumerate(request.files):
+            if not item.name.strip():
+                problems.append(FieldViolation(f"files[{i}].name", "is required"))
+            elif item.name in names:
+                problems.append(FieldViolation(f"files[{i}].name", f"{item.name!r} twice"))
+            names.add(item.name)
+            if not item.content:
+                problems.append(FieldViolation(f"files[{i}].content", "is empty"))
+            elif len(item.content) > self._max_file_bytes:
+                problems.append(
+                    FieldViolation(
+                        f"files[{i}].content",
+                        f"{len(item.content)} bytes, more than {self._max_file_bytes}",
+                    )
+                )
+        if request.direction not in DIRECTIONS:
+            problems.append(FieldViolation("direction", f"unknown value {request.direction}"))
+        if problems:
+            raise InvalidArgument(problems)
+        files = [(item.name, item.content) for item in request.files]
+        results = await self._verifier.check_files(files)
+        decision = self._verifier.policy.decide(
+            results, request.document_type, DIRECTIONS[request.direction]
+        )
+        return pb.VerifyDocumentResponse(
+            **verification_view(decision),
+            file_problems=[
+                pb.FileProblem(file_name=f.name, problem=f.problem) for f in results if f.problem
+            ],
+            policy_rule=decision.rule,
+        )
+
+    async def ValidateCertificate(
+        self, request: pb.ValidateCertificateRequest, context: Context
+    ) -> pb.ValidateCertificateResponse:
+        problems = []
+        der = b""
+        try:
+            der = inspect_certificate(request.certificate)
+        except ValueError as exc:
+            problems.append(FieldViolation("certificate", f"not a DER or PEM certificate: {exc}"))
+        intermediates = []
+        for i, item in enumerate(request.intermediates):
+            try:
+                intermediates.append(inspect_certificate(item))
+            except ValueError as exc:
+                problems.append(FieldViolation(f"intermediates[{i}]", f"not a certificate: {exc}"))
+        at = datetime.now(UTC)
+        if request.HasField("at"):
+            try:
+                at = request.at.ToDatetime(UTC)
+            except (ValueError, OverflowError) as exc:  # seconds or nanos out of range
+                problems.append(FieldViolation("at", f"not a valid time: {exc}"))
+        if problems:
+            raise InvalidArgument(problems)
+        result = await self._verifier.validate_certificate(der, intermediates, at)
+        return _certificate_response(result)
+
+    async def ListTrustAnchors(
+        self, request: pb.ListTrustAnchorsRequest, context: Context
+    ) -> pb.ListTrustAnchorsResponse:
+        trust = self._trust
+        return pb.ListTrustAnchorsResponse(
+            anchors=[_anchor(c, s) for c, s in trust.anchors],
+            intermediates=[_anchor(c, s) for c, s in trust.intermediates],
+        )
+
+    async def AddTrustAnchor(
+        self, request: pb.AddTrustAnchorRequest, context: Context
+    ) -> pb.AddTrustAnchorResponse:
+        who = caller_unit()
+        if who not in self._operators:
+            raise PermissionDenied(
+                f"{who} may not add trust anchors (LIENTHONG_SIGNATURE_OPERATORS)"
+            )
+        try:
+            certs = parse_certificates(request.certificate)
+        except ValueError as exc:
+            raise InvalidArgument(
+                [FieldViolation("certificate", f"not a DER or PEM certificate: {exc}")]
+            ) from exc
+        if len(certs) != 1:
+            raise InvalidArgument(
+                [FieldViolation("certificate", f"exactly one certificate, got {len(certs)}")]
+            )
+        cert = certs[0]
+        if not is_self_signed_ca(cert):
+            raise InvalidArgument(
+                [FieldViolation("certificate", "a trust anchor is a self-signed CA certificate")]
+            )
+        added = await self._trust.add(cert, who)
+        log.warning("trust_anchor_added", subject=rfc4514(cert.subject), by=who, added=added)
+        return pb.AddTrustAnchorResponse(anchor=_anchor(cert, f"operator:{who}"), added=added)

@@ -1,0 +1,112 @@
+"""Attachment bytes from document-service: streamed, size and SHA-256 checked against the
+event's AttachmentRef, retried while document-service cannot answer.
+
+    fetcher = AttachmentFetcher(document_channel(settings), timeout=30.0, max_bytes=20 << 20)
+    data, problem = await fetcher.fetch(document_id, ref)   # (bytes, "") or (None, why)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import grpc
+from grpc import aio
+
+from lienthong.common.v1.common_pb2 import AttachmentRef
+from lienthong.document.v1 import document_service_pb2 as doc_pb
+from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
+from lienthong_kit.context import current_trace_id
+from lienthong_kit.errors import TransientEventError
+from lienthong_kit.interceptors import TRACE_HEADER, UNIT_HEADER
+from signature_service.settings import Settings
+
+__all__ = ["IDENTITY", "AttachmentFetcher", "document_channel"]
+
+# the identity signature-service presents to document-service (its mTLS common name; the dev
+# header carries it when dev auth is on)
+IDENTITY = "signature-service"
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+def document_channel(settings: Settings) -> aio.Channel:
+    """The channel to document-service: mTLS with this service's certificate when its CA is
+    configured, plaintext otherwise."""
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+    ]
+    target = settings.signature_document_service
+    if settings.signature_document_service_ca is None or settings.tls_cert is None:
+        return aio.insecure_channel(target, options=options)
+    key = settings.tls_key.read_bytes() if settings.tls_key else None
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=settings.signature_document_service_ca.read_bytes(),
+        private_key=key,
+        certificate_chain=settings.tls_cert.read_bytes(),
+    )
+    return aio.secure_channel(target, credentials, options=options)
+
+
+class AttachmentFetcher:
+    """Streams an attachment's bytes from document-service and checks them against the ref."""
+
+    def __init__(self, channel: aio.Channel, *, timeout: float, max_bytes: int) -> None:
+        self._stub = DocumentServiceStub(channel)
+        self._timeout = timeout
+        self._max_bytes = max_bytes
+
+    async def fetch(self, document_id: str, ref: AttachmentRef) -> tuple[bytes | None, str]:
+        """(bytes, "") or (None, why the document must be rejected); raises
+        TransientEventError while document-service cannot answer."""
+        if ref.size_bytes > self._max_bytes:
+            return None, (
+                f"{ref.name}: {ref.size_bytes} bytes, more than the {self._max_bytes} verified"
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        delay = 0.2
+        while True:
+            try:
+                return await self._once(document_id, ref, max(deadline - loop.time(), 1.0))
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                if code == grpc.StatusCode.NOT_FOUND:
+                    return None, f"{ref.name}: document-service has no such attachment"
+                if code in RETRYABLE and loop.time() + delay < deadline:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                raise TransientEventError(
+                    f"fetching attachment {ref.attachment_id} of {document_id} from"
+                    f" document-service: {code.name}: {exc.details()}"
+                ) from exc
+
+    async def _once(
+        self, document_id: str, ref: AttachmentRef, timeout: float
+    ) -> tuple[bytes | None, str]:
+        metadata = ((UNIT_HEADER, IDENTITY), (TRACE_HEADER, current_trace_id() or "-"))
+        digest = hashlib.sha256()
+        parts: list[bytes] = []
+        size = 0
+        call = self._stub.GetAttachment(
+            doc_pb.GetAttachmentRequest(document_id=document_id, attachment_id=ref.attachment_id),
+            metadata=metadata,
+            timeout=timeout,
+        )
+        async for message in call:
+            if message.WhichOneof("part") != "chunk":
+                continue
+            size += len(message.chunk)
+            if size > self._max_bytes:
+                call.cancel()
+                return None, f"{ref.name}: more than the {self._max_bytes} bytes verified"
+            digest.update(message.chunk)
+            parts.append(message.chunk)
+        if size != ref.size_bytes or digest.hexdigest() != ref.sha256:
+            return None, (
+                f"{ref.name}: the bytes fetched ({size} bytes, SHA-256 {digest.hexdigest()})"
+                f" do not match the submitted attachment ({ref.size_bytes} bytes, SHA-256"
+                f" {ref.sha256})"
+            )
+        return b"".join(parts), ""

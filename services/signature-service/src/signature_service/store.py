@@ -1,0 +1,86 @@
+"""signature-service's collections: the verdicts recorded and the operators' trust anchors.
+
+    store = SignatureStore(deps.db)
+    await store.record_verification(verified)            # document.verified, by document id
+    found = await store.verification("doc-1")             # Verification | None
+    await store.add_operator_anchor(sha256, pem, "province-it")   # False: it was there
+    await store.operator_anchors()                        # [OperatorAnchor]
+
+Both collections are keyed by ``_id`` (document id; the anchor's SHA-256), so they need no
+other index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from lienthong.events.v1.events_pb2 import DocumentVerified
+from lienthong_kit.infra import DuplicateKeyError
+from lienthong_kit.mongo import AsyncDatabase, Doc
+
+__all__ = ["OperatorAnchor", "SignatureStore", "Verification"]
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A document's recorded verdict, with the report as it was published."""
+
+    document_id: str
+    verified: DocumentVerified
+    verified_at: datetime
+
+
+@dataclass(frozen=True)
+class OperatorAnchor:
+    """A trust anchor added with AddTrustAnchor."""
+
+    pem: str
+    added_by: str
+
+
+class SignatureStore:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._verifications = db["verifications"]
+        self._anchors = db["trust_anchors"]
+
+    async def record_verification(self, verified: DocumentVerified) -> None:
+        """Record (or replace: a redelivered event is verified again) a document's verdict."""
+        await self._verifications.update_one(
+            {"_id": verified.document.document_id},
+            {
+                "$set": {
+                    "verified": verified.SerializeToString(),
+                    "verified_at": datetime.now(UTC),
+                }
+            },
+            upsert=True,
+        )
+
+    async def verification(self, document_id: str) -> Verification | None:
+        found = await self._verifications.find_one({"_id": document_id})
+        if found is None:
+            return None
+        if "verified" in found:
+            verified = DocumentVerified.FromString(bytes(found["verified"]))
+        else:  # an older record: verdict and reason only (docs/decisions/0401)
+            verified = DocumentVerified(
+                verdict=found.get("verdict", 0), reason=found.get("reason", "")
+            )
+        return Verification(document_id, verified, found["verified_at"])
+
+    async def operator_anchors(self) -> list[OperatorAnchor]:
+        return [
+            OperatorAnchor(row["pem"], row.get("added_by", ""))
+            async for row in self._anchors.find({})
+        ]
+
+    async def add_operator_anchor(self, sha256: str, pem: str, added_by: str) -> bool:
+        """Store an operator's anchor under its fingerprint; False when it was there already."""
+        try:
+            await self._anchors.insert_one(
+                {"_id": sha256, "pem": pem, "added_by": added_by, "added_at": datetime.now(UTC)}
+            )
+        except DuplicateKeyError:
+            return False
+        return True
