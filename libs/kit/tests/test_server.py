@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,18 +17,41 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 from prometheus_client.parser import text_string_to_metric_families
 
+from lienthong.events.v1.events_pb2 import UnitChanged
+from lienthong.routing.v1.routing_service_pb2 import Unit
 from lienthong.signature.v1 import signature_service_pb2 as pb
 from lienthong.signature.v1.signature_service_pb2_grpc import (
     SignatureServiceServicer,
     SignatureServiceStub,
     add_SignatureServiceServicer_to_server,
 )
+from lienthong_kit.authz import AccessTable, Role, current_identity, either, operators, units
 from lienthong_kit.context import caller_unit
+from lienthong_kit.envelope import new_event
 from lienthong_kit.errors import FieldViolation, InvalidArgument
+from lienthong_kit.gatekeeper import AccessError
+from lienthong_kit.kafka import Topics, ensure_topics
 from lienthong_kit.server import Deps, GrpcService, ServiceApp, Wiring
-from lienthong_kit.settings import KitSettings
+from lienthong_kit.settings import KitSettings, SettingsError, load_settings
+from lienthong_testing.identities import IdentityCa, Issued
 
 SERVICE = "lienthong.signature.v1.SignatureService"
+_METHODS = [m.name for m in pb.DESCRIPTOR.services_by_name["SignatureService"].methods]
+ACCESS = AccessTable.of(
+    pb,
+    "SignatureService",
+    {
+        **{name: units() for name in _METHODS},
+        "GetVerification": either(units(), operators(Role.OBSERVER)),
+        "ListTrustAnchors": operators(Role.TRUST_ADMIN),
+    },
+)
+
+
+def probe(servicer: SignatureServiceServicer, access: AccessTable | None = ACCESS) -> GrpcService:
+    return GrpcService.of(
+        pb, "SignatureService", add_SignatureServiceServicer_to_server, servicer, access
+    )
 
 
 class ProbeServicer(SignatureServiceServicer):
@@ -48,7 +70,11 @@ class ProbeServicer(SignatureServiceServicer):
         if request.document_id == "slow":
             self.slow_started.set()
             await asyncio.sleep(1.0)
-        return pb.GetVerificationResponse(document_id=request.document_id, reason=caller_unit())
+        identity = current_identity()
+        assert caller_unit() == identity.unit_code if identity.unit_code else True
+        return pb.GetVerificationResponse(
+            document_id=request.document_id, reason=identity.unit_code or str(identity)
+        )
 
 
 @pytest.fixture
@@ -56,13 +82,7 @@ async def app(settings: KitSettings) -> AsyncIterator[tuple[ServiceApp, ProbeSer
     servicer = ProbeServicer()
 
     async def build(deps: Deps) -> Wiring:
-        return Wiring(
-            services=[
-                GrpcService.of(
-                    pb, "SignatureService", add_SignatureServiceServicer_to_server, servicer
-                )
-            ]
-        )
+        return Wiring(services=[probe(servicer)])
 
     service = ServiceApp("probe-service", settings, build)
     await service.start()
@@ -93,10 +113,7 @@ async def test_a_service_with_state_to_rebuild_is_serving_only_once_ready(
     rebuilt = asyncio.Event()
 
     async def build(deps: Deps) -> Wiring:
-        service = GrpcService.of(
-            pb, "SignatureService", add_SignatureServiceServicer_to_server, ProbeServicer()
-        )
-        return Wiring(services=[service], ready=rebuilt.wait)
+        return Wiring(services=[probe(ProbeServicer())], ready=rebuilt.wait)
 
     service = ServiceApp("rebuilding-service", settings, build)
     await service.start()
@@ -213,75 +230,136 @@ async def _health_once_shutdown_began(service: ServiceApp) -> int:
     return int(reply.status)
 
 
+# --- who may call what ------------------------------------------------------------------
+
+
+async def test_a_service_with_an_rpc_without_a_rule_refuses_to_start(
+    settings: KitSettings,
+) -> None:
+    partial = AccessTable.of(pb, "SignatureService", {"GetVerification": units()})
+
+    async def build(deps: Deps) -> Wiring:
+        return Wiring(services=[probe(ProbeServicer(), partial)])
+
+    service = ServiceApp("probe-service", settings, build)
+    with pytest.raises(AccessError) as refusal:
+        await service.start()
+    await service.stop()
+    assert f"{SERVICE}/ListTrustAnchors has no access rule" in str(refusal.value)
+    assert f"{SERVICE}/VerifyDocument has no access rule" in str(refusal.value)
+
+
+async def test_the_header_names_operators_and_a_rule_refuses_the_wrong_role(
+    channel: grpc.aio.Channel,
+) -> None:
+    stub = SignatureServiceStub(channel)
+    observer = (("x-lienthong-identity", "operator/observer/lan"),)
+    reply = await stub.GetVerification(
+        pb.GetVerificationRequest(document_id="ok"), metadata=observer
+    )
+    assert reply.reason == "operator/observer/lan"
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.ListTrustAnchors(pb.ListTrustAnchorsRequest(), metadata=observer)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "requires operator role trust-admin" in (info.value.details() or "")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.GetVerification(
+            pb.GetVerificationRequest(document_id="ok"), metadata=(("x-lienthong-unit", "x y"),)
+        )
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "is not an identifier code" in (info.value.details() or "")
+
+
+def test_dev_auth_and_tls_together_refuse_to_start(tmp_path: Path) -> None:
+    ca = IdentityCa.create(tmp_path)
+    server = ca.server("probe-service")
+    with pytest.raises(SettingsError, match="LIENTHONG_DEV_AUTH must be off when TLS"):
+        load_settings(
+            KitSettings,
+            {
+                "LIENTHONG_DEV_AUTH": "true",
+                "LIENTHONG_TLS_CERT": str(server.cert_path),
+                "LIENTHONG_TLS_KEY": str(server.key_path),
+            },
+        )
+
+
+async def test_units_closed_or_unknown_in_the_registry_are_refused(
+    settings: KitSettings, raw_producer: Any
+) -> None:
+    checked = dataclasses.replace(settings, require_registered_units=True)
+    topics = Topics(settings.topic_prefix)
+    await ensure_topics(settings, topics.all(), compacted=topics.compacted())
+    for number, unit in enumerate(
+        [
+            Unit(code="000.00.00.H23", active=True),
+            Unit(
+                code="000.03.12.H23",
+                active=False,
+                valid_until="2025-07-01",
+                successor_code="000.00.00.H23",
+            ),
+        ]
+    ):
+        event = new_event(UnitChanged(unit=unit, revision=number + 1), producer="test")
+        await raw_producer.send_and_wait(
+            topics.units, event.SerializeToString(), key=unit.code.encode()
+        )
+
+    async def build(deps: Deps) -> Wiring:
+        return Wiring(services=[probe(ProbeServicer())])
+
+    service = ServiceApp("probe-service", checked, build)
+    await service.start()
+    try:
+        # SERVING only once the registry was read to its end
+        await asyncio.wait_for(service.serving.wait(), timeout=60)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+            stub = SignatureServiceStub(channel)
+            request = pb.GetVerificationRequest(document_id="ok")
+            reply = await stub.GetVerification(request, metadata=UNIT)
+            assert reply.reason == "000.00.00.H23"
+            for code, expected in (
+                (
+                    "000.03.12.H23",
+                    "unit 000.03.12.H23 was closed on 2025-07-01; its successor is 000.00.00.H23",
+                ),
+                ("999.99.99.H99", "unit 999.99.99.H99 is not in the province's registry"),
+            ):
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await stub.GetVerification(request, metadata=(("x-lienthong-unit", code),))
+                assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+                assert info.value.details() == expected
+    finally:
+        await service.stop()
+
+
 # --- mutual TLS, with a PKI made at test time (no key is committed) ---------------------
 
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate for a unit."""
-    where = tmp_path_factory.mktemp("pki")
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=lienthong test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        cwd=where,
-    )
-    for name, subject, extension in (
-        ("server", "/CN=localhost", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
-        ("client", "/CN=000.01.00.H23", "extendedKeyUsage=clientAuth"),
-    ):
-        _openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            subject,
-            "-keyout",
-            f"{name}.key",
-            "-out",
-            f"{name}.csr",
-            cwd=where,
-        )
-        (where / f"{name}.ext").write_text(extension + "\n")
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext",
-                 "-out", f"{name}.pem", cwd=where)  # fmt: skip
-    return where
+DOMAIN = "lienthong.test"
 
 
 @pytest.fixture
-async def tls_app(settings: KitSettings, pki: Path) -> AsyncIterator[ServiceApp]:
+def ca(tmp_path: Path) -> IdentityCa:
+    return IdentityCa.create(tmp_path / "ca", trust_domain=DOMAIN)
+
+
+@pytest.fixture
+async def tls_app(settings: KitSettings, ca: IdentityCa) -> AsyncIterator[ServiceApp]:
+    server = ca.server("probe-service")
     tls_settings = dataclasses.replace(
         settings,
-        tls_cert=pki / "server.pem",
-        tls_key=pki / "server.key",
-        tls_client_ca=pki / "ca.pem",
+        dev_auth=False,
+        trust_domain=DOMAIN,
+        tls_cert=server.cert_path,
+        tls_key=server.key_path,
+        tls_client_ca=ca.ca_path,
+        tls_client_crl=ca.crl_path,
         health_port=_free_port(),  # 0 would mean "no health port"
     )
 
     async def build(deps: Deps) -> Wiring:
-        return Wiring(
-            services=[
-                GrpcService.of(
-                    pb, "SignatureService", add_SignatureServiceServicer_to_server, ProbeServicer()
-                )
-            ]
-        )
+        return Wiring(services=[probe(ProbeServicer())])
 
     service = ServiceApp("probe-service", tls_settings, build)
     await service.start()
@@ -295,33 +373,93 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _credentials(pki: Path, *, with_client_cert: bool) -> grpc.ChannelCredentials:
+def _credentials(ca_pem: bytes, client: Issued | None) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(
-        root_certificates=(pki / "ca.pem").read_bytes(),
-        private_key=(pki / "client.key").read_bytes() if with_client_cert else None,
-        certificate_chain=(pki / "client.pem").read_bytes() if with_client_cert else None,
+        root_certificates=ca_pem,
+        private_key=client.key if client else None,
+        certificate_chain=client.cert if client else None,
     )
 
 
-async def test_mtls_client_certificate_names_the_unit_and_beats_the_header(
-    tls_app: ServiceApp, pki: Path
-) -> None:
-    credentials = _credentials(pki, with_client_cert=True)
-    async with grpc.aio.secure_channel(f"127.0.0.1:{tls_app.grpc_port}", credentials) as channel:
-        reply = await SignatureServiceStub(channel).GetVerification(
-            pb.GetVerificationRequest(document_id="ok"),
-            metadata=(("x-lienthong-unit", "000.00.00.H23"),),  # a claim the certificate overrides
+async def _call(port: int, credentials: grpc.ChannelCredentials, **kwargs: Any) -> Any:
+    async with grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
+        return await SignatureServiceStub(channel).GetVerification(
+            pb.GetVerificationRequest(document_id="ok"), timeout=10, **kwargs
         )
+
+
+async def test_mtls_the_certificate_names_the_unit_and_headers_count_for_nothing(
+    tls_app: ServiceApp, ca: IdentityCa
+) -> None:
+    credentials = _credentials(ca.ca_path.read_bytes(), ca.client("unit/000.01.00.H23"))
+    reply = await _call(
+        tls_app.grpc_port,
+        credentials,
+        metadata=(
+            ("x-lienthong-unit", "000.00.00.H23"),  # claims the certificate overrides
+            ("x-lienthong-identity", "operator/trust-admin/mallory"),
+        ),
+    )
     assert reply.reason == "000.01.00.H23"
 
 
-async def test_mtls_refuses_a_client_without_certificate(tls_app: ServiceApp, pki: Path) -> None:
-    credentials = _credentials(pki, with_client_cert=False)
-    async with grpc.aio.secure_channel(f"127.0.0.1:{tls_app.grpc_port}", credentials) as channel:
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await SignatureServiceStub(channel).GetVerification(
-                pb.GetVerificationRequest(document_id="ok"), timeout=5
-            )
+@pytest.mark.parametrize(
+    ("identity", "common_name", "message"),
+    [
+        ("", "000.01.00.H23", "names no lienthong identity"),  # the old CN convention
+        ("service/routing-service", "", "requires an agency unit or operator role observer"),
+    ],
+)
+async def test_mtls_refuses_certificates_without_an_allowed_identity(
+    tls_app: ServiceApp, ca: IdentityCa, identity: str, common_name: str, message: str
+) -> None:
+    client = ca.client(identity, common_name=common_name)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _call(tls_app.grpc_port, _credentials(ca.ca_path.read_bytes(), client))
+    assert info.value.code() in (
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    assert message in (info.value.details() or "")
+
+
+async def test_mtls_a_revoked_certificate_is_refused_once_the_crl_file_lists_it(
+    tls_app: ServiceApp, ca: IdentityCa
+) -> None:
+    clerk = ca.client("unit/000.01.00.H23")
+    credentials = _credentials(ca.ca_path.read_bytes(), clerk)
+    assert (await _call(tls_app.grpc_port, credentials)).reason == "000.01.00.H23"
+    ca.revoke(clerk)
+    ca.write_crl()  # the operator replaces the file; the service is not restarted
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _call(tls_app.grpc_port, credentials)
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "revoked" in (info.value.details() or "")
+
+
+async def test_mtls_a_rotated_server_certificate_is_served_without_a_restart(
+    tls_app: ServiceApp, ca: IdentityCa, tmp_path: Path
+) -> None:
+    # the new certificate comes from a new CA: a client trusting only that CA tells them apart
+    successor = IdentityCa.create(tmp_path / "next", trust_domain=DOMAIN)
+    client = ca.client("unit/000.01.00.H23")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await _call(tls_app.grpc_port, _credentials(successor.ca_path.read_bytes(), client))
+    rotated = successor.server("probe-service")
+    settings = tls_app.settings
+    assert settings.tls_cert is not None
+    assert settings.tls_key is not None
+    settings.tls_key.write_bytes(rotated.key)
+    settings.tls_cert.write_bytes(rotated.cert)
+    reply = await _call(tls_app.grpc_port, _credentials(successor.ca_path.read_bytes(), client))
+    assert reply.reason == "000.01.00.H23"
+
+
+async def test_mtls_refuses_a_client_without_certificate(
+    tls_app: ServiceApp, ca: IdentityCa
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _call(tls_app.grpc_port, _credentials(ca.ca_path.read_bytes(), None))
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
@@ -334,3 +472,19 @@ async def test_mtls_keeps_a_plaintext_health_port_for_probes(tls_app: ServiceApp
                 pb.GetVerificationRequest(document_id="ok")
             )
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_the_days_to_expiry_of_held_certificates_are_exported(tls_app: ServiceApp) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", tls_app.metrics_port)
+    writer.write(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+    body = (await reader.read()).split(b"\r\n\r\n", 1)[1].decode()
+    writer.close()
+    days = {
+        sample.labels["certificate"]: sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+        if sample.name == "lienthong_certificate_expiry_days"
+        and sample.labels["service"] == "probe-service"
+    }
+    assert 29 < days["server"] <= 30
+    assert 29 < days["client_ca"] <= 30

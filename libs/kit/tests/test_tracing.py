@@ -34,7 +34,9 @@ from lienthong_kit.tracing import (
     outgoing_metadata,
     tracer,
 )
+from lienthong_testing.callers import open_to_units
 
+OPEN = open_to_units(pb, "SignatureService")
 log = get_logger("probe")
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -81,7 +83,7 @@ async def test_a_callers_trace_reaches_the_published_event_and_its_consumer(
         return Wiring(
             services=[
                 GrpcService.of(
-                    pb, "SignatureService", add_SignatureServiceServicer_to_server, servicer
+                    pb, "SignatureService", add_SignatureServiceServicer_to_server, servicer, OPEN
                 )
             ],
             consumers=[ConsumerSpec("probe-consumer", [deps.topics.documents], on_submitted)],
@@ -111,7 +113,7 @@ async def test_a_call_without_a_trace_starts_one(
         return Wiring(
             services=[
                 GrpcService.of(
-                    pb, "SignatureService", add_SignatureServiceServicer_to_server, servicer
+                    pb, "SignatureService", add_SignatureServiceServicer_to_server, servicer, OPEN
                 )
             ]
         )
@@ -144,7 +146,7 @@ async def test_the_server_continues_the_callers_trace(
         return Wiring(
             services=[
                 GrpcService.of(
-                    pb, "SignatureService", add_SignatureServiceServicer_to_server, servicer
+                    pb, "SignatureService", add_SignatureServiceServicer_to_server, servicer, OPEN
                 )
             ]
         )
@@ -166,7 +168,7 @@ async def test_the_client_interceptor_passes_the_current_trace_on(
         return Wiring(
             services=[
                 GrpcService.of(
-                    pb, "SignatureService", add_SignatureServiceServicer_to_server, servicer
+                    pb, "SignatureService", add_SignatureServiceServicer_to_server, servicer, OPEN
                 )
             ]
         )

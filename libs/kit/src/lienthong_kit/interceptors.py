@@ -4,8 +4,10 @@ One interceptor wraps every handler once (each wrapping layer costs on every cal
 
 1. the call runs in a span continuing the caller's trace (W3C ``traceparent`` metadata; a
    legacy ``x-trace-id`` of 32 hex digits is continued too) or starting a new one;
-2. the caller's unit comes from the mTLS client certificate's common name or, when dev auth
-   is on and no certificate was presented, from the ``x-lienthong-unit`` metadata;
+2. the gatekeeper (gatekeeper.py) admits the caller: its identity from the client
+   certificate's URI SAN (or, in dev mode without TLS, a header), the service's access rule
+   for the method, the unit open in the registry; refusals are UNAUTHENTICATED or
+   PERMISSION_DENIED saying why;
 3. a :class:`~lienthong_kit.errors.LienthongError` becomes its gRPC status with
    ``google.rpc`` details (BadRequest field violations, ErrorInfo); the store or broker
    unreachable becomes UNAVAILABLE (retryable); any other exception becomes
@@ -25,8 +27,10 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from grpc import aio
 
+from lienthong_kit.authz import set_identity
 from lienthong_kit.context import set_caller
 from lienthong_kit.errors import LienthongError, to_grpc_status
+from lienthong_kit.gatekeeper import UNIT_HEADER, Gatekeeper
 from lienthong_kit.infra import INFRA_ERRORS
 from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import RPC_DURATION, RPC_HANDLED
@@ -42,7 +46,6 @@ __all__ = ["TRACE_HEADER", "UNIT_HEADER", "ServerInterceptor"]
 
 #: Deprecated: send :func:`lienthong_kit.tracing.outgoing_metadata` instead.
 TRACE_HEADER = LEGACY_TRACE_HEADER
-UNIT_HEADER = "x-lienthong-unit"
 
 log = get_logger(__name__)
 
@@ -58,8 +61,8 @@ else:
 
 
 class ServerInterceptor(_Interceptor):
-    def __init__(self, *, dev_auth: bool) -> None:
-        self._dev_auth = dev_auth
+    def __init__(self, gate: Gatekeeper) -> None:
+        self._gate = gate
 
     async def intercept_service(
         self,
@@ -121,8 +124,10 @@ class ServerInterceptor(_Interceptor):
     ) -> AsyncIterator[_Outcome]:
         metadata = {item[0]: item[1] for item in (context.invocation_metadata() or ())}
         with span(method, context=context_from_metadata(metadata), kind=SpanKind.SERVER):
-            set_caller(self._identify(context, metadata))
             async with self._outcome(method, context) as outcome:
+                identity = self._gate.admit(method, context, metadata)
+                set_identity(identity)
+                set_caller((identity.unit_code or "") if identity is not None else "")
                 yield outcome
 
     @asynccontextmanager
@@ -164,12 +169,3 @@ class ServerInterceptor(_Interceptor):
             code = outcome.code
             RPC_HANDLED.labels(method, code.name).inc()
             RPC_DURATION.labels(method).observe(elapsed)
-
-    def _identify(self, context: aio.ServicerContext[Any, Any], metadata: dict[str, Any]) -> str:
-        auth = context.auth_context()
-        common_names = auth.get("x509_common_name") if auth else None
-        if common_names:
-            return bytes(next(iter(common_names))).decode()
-        if self._dev_auth:
-            return str(metadata.get(UNIT_HEADER, ""))
-        return ""

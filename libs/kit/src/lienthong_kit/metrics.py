@@ -17,6 +17,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 __all__ = [
     "BUILD_INFO",
+    "CERTIFICATE_EXPIRY",
     "CONSUMER_LAG",
     "EVENTS_CONSUMED",
     "EVENTS_PRODUCED",
@@ -70,6 +71,12 @@ STORE_INSERT_BATCH = Histogram(
     "Documents written per grouped insert (the kit's GroupInserter), by collection.",
     ["collection"],
     buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+CERTIFICATE_EXPIRY = Gauge(
+    "lienthong_certificate_expiry_days",
+    "Days until the soonest-expiring certificate of each file a service holds expires (server,"
+    " client_ca, ...); negative once expired.",
+    ["service", "certificate"],
 )
 BUILD_INFO = Gauge(
     "lienthong_build_info",

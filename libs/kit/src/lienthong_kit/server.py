@@ -30,6 +30,7 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Generic, TypeVar
 
@@ -39,7 +40,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 
+from lienthong_kit.authz import AccessTable
+from lienthong_kit.certs import PeerCertificates, days_to_expiry, load_pem_certificates
+from lienthong_kit.directory import UnitDirectory
 from lienthong_kit.failpoints import arm
+from lienthong_kit.gatekeeper import Gatekeeper
 from lienthong_kit.infra import retry_while_down
 from lienthong_kit.interceptors import ServerInterceptor
 from lienthong_kit.kafka import (
@@ -47,10 +52,16 @@ from lienthong_kit.kafka import (
     ConsumerSpec,
     EventProducer,
     Topics,
+    TopicTail,
     ensure_topics,
 )
 from lienthong_kit.logs import configure_logging, get_logger
-from lienthong_kit.metrics import BUILD_INFO, MetricsServer, start_metrics_server
+from lienthong_kit.metrics import (
+    BUILD_INFO,
+    CERTIFICATE_EXPIRY,
+    MetricsServer,
+    start_metrics_server,
+)
 from lienthong_kit.mongo import AsyncDatabase, Doc, connect, ping
 from lienthong_kit.settings import KitSettings, SettingsError, load_settings
 from lienthong_kit.tracing import configure_tracing, flush_tracing
@@ -71,13 +82,23 @@ class GrpcService:
     name: str
     add: Callable[[Any, aio.Server], None]
     servicer: Any
+    methods: tuple[str, ...] = ()
+    #: who may call each RPC; a service whose table misses an RPC refuses to start
+    access: AccessTable | None = None
 
     @classmethod
     def of(
-        cls, module: ModuleType, service: str, add: Callable[[Any, Any], None], servicer: Any
+        cls,
+        module: ModuleType,
+        service: str,
+        add: Callable[[Any, Any], None],
+        servicer: Any,
+        access: AccessTable | None = None,
     ) -> GrpcService:
         """``module`` is the generated ``*_pb2`` module that declares ``service``."""
-        return cls(module.DESCRIPTOR.services_by_name[service].full_name, add, servicer)
+        descriptor = module.DESCRIPTOR.services_by_name[service]
+        methods = tuple(method.name for method in descriptor.methods)
+        return cls(descriptor.full_name, add, servicer, methods, access)
 
 
 @dataclass
@@ -134,6 +155,16 @@ class ServiceApp(Generic[S]):
         self._tasks: list[asyncio.Task[None]] = []
         self._wiring: Wiring | None = None
         self.serving = asyncio.Event()
+        self.directory = UnitDirectory() if settings.require_registered_units else None
+        tls = settings.tls_cert is not None
+        peers = (
+            PeerCertificates(trust_domain=settings.trust_domain, crl_path=settings.tls_client_crl)
+            if settings.tls_client_ca is not None
+            else None
+        )
+        self.gate = Gatekeeper(
+            tls=tls, dev_auth=settings.dev_auth, peers=peers, directory=self.directory
+        )
 
     @property
     def metrics_port(self) -> int:
@@ -147,7 +178,7 @@ class ServiceApp(Generic[S]):
         self.metrics = start_metrics_server(settings.grpc_host, settings.metrics_port)
         BUILD_INFO.labels(self.name, VERSION).set(1)
         self.server = aio.server(
-            interceptors=[ServerInterceptor(dev_auth=settings.dev_auth)],
+            interceptors=[ServerInterceptor(self.gate)],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -172,6 +203,9 @@ class ServiceApp(Generic[S]):
         deps = Deps(self.name, settings, self.topics, self.producer, self.db)
         self._wiring = await self._build_when_ready(deps)
         names = [service.name for service in self._wiring.services]
+        self.gate.admit_tables(
+            (service.name, service.methods, service.access) for service in self._wiring.services
+        )
         for service in self._wiring.services:
             service.add(service.servicer, self.server)
             await self.health.set(service.name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -189,12 +223,22 @@ class ServiceApp(Generic[S]):
             )
             await loop.start()
             self._consumers.append(loop)
-        for task in self._wiring.tasks:
+        tasks = list(self._wiring.tasks)
+        waits = [self._wiring.ready] if self._wiring.ready is not None else []
+        if self.directory is not None:
+            # who may call is decided on the registry as of now: no unit call before it is read
+            registry = TopicTail(
+                settings, [self.topics.units], self.directory.on_event, from_beginning=True
+            )
+            tasks.append(registry.run)
+            waits.append(registry.caught_up.wait)
+        tasks.append(self._watch_certificates)
+        for task in tasks:
             self._tasks.append(asyncio.create_task(self._supervise(task)))
-        if self._wiring.ready is None:
+        if not waits:
             await self._report_serving(names)
         else:
-            self._tasks.append(asyncio.create_task(self._serve_when(self._wiring.ready, names)))
+            self._tasks.append(asyncio.create_task(self._serve_when(waits, names)))
         log.info(
             "service_started",
             grpc=f"{settings.grpc_host}:{self.grpc_port}",
@@ -203,9 +247,12 @@ class ServiceApp(Generic[S]):
             tls=credentials is not None,
         )
 
-    async def _serve_when(self, ready: Callable[[], Awaitable[object]], names: list[str]) -> None:
+    async def _serve_when(
+        self, waits: Sequence[Callable[[], Awaitable[object]]], names: list[str]
+    ) -> None:
         try:
-            await ready()
+            for ready in waits:
+                await ready()
         except Exception:
             # never SERVING (the probe keeps traffic away), but say why instead of a task
             # exception nobody reads
@@ -220,15 +267,61 @@ class ServiceApp(Generic[S]):
         log.info("service_serving")
 
     def _credentials(self) -> grpc.ServerCredentials | None:
+        """The server's TLS credentials, re-read at the next handshake after a certificate,
+        key or client CA file changes (a rotated certificate needs no restart)."""
         settings = self.settings
         if settings.tls_cert is None or settings.tls_key is None:
             return None
-        client_ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
-        return grpc.ssl_server_credentials(
-            [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
-            root_certificates=client_ca,
-            require_client_auth=client_ca is not None,
+        files = [settings.tls_cert, settings.tls_key, settings.tls_client_ca]
+        stamp = _stamp(files)
+
+        def configuration() -> grpc.ServerCertificateConfiguration:
+            client_ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
+            return grpc.ssl_server_certificate_configuration(
+                [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],  # type: ignore[union-attr]
+                root_certificates=client_ca,
+            )
+
+        def fetch() -> grpc.ServerCertificateConfiguration | None:
+            nonlocal stamp
+            now = _stamp(files)
+            if now == stamp:
+                return None
+            stamp = now
+            log.info("tls_certificates_reloaded")
+            return configuration()
+
+        return grpc.dynamic_ssl_server_credentials(
+            configuration(),
+            fetch,  # type: ignore[arg-type]  # None means "unchanged" (grpc's documented contract)
+            require_client_authentication=settings.tls_client_ca is not None,
         )
+
+    async def _watch_certificates(self) -> None:
+        """Days to expiry of every certificate this service holds, kept current."""
+        settings = self.settings
+        held = {
+            "server": settings.tls_cert,
+            "client_ca": settings.tls_client_ca,
+            **self.held_certificates(),
+        }
+        while True:
+            for label, path in held.items():
+                if path is None:
+                    continue
+                try:
+                    certificates = load_pem_certificates(path.read_bytes())
+                except (OSError, ValueError) as exc:
+                    log.warning("certificate_unreadable", certificate=label, error=str(exc))
+                    continue
+                if certificates:
+                    soonest = min(days_to_expiry(c) for c in certificates)
+                    CERTIFICATE_EXPIRY.labels(self.name, label).set(soonest)
+            await asyncio.sleep(60)
+
+    def held_certificates(self) -> dict[str, Path | None]:
+        """Further certificates of the service (e.g. a client certificate for its calls)."""
+        return {}
 
     async def _connect(self) -> None:
         """Wait until the store and Kafka answer; health stays NOT_SERVING meanwhile."""
@@ -283,6 +376,16 @@ class ServiceApp(Generic[S]):
         if self.metrics is not None:
             self.metrics.close()
         log.info("service_stopped")
+
+
+def _stamp(paths: Sequence[Path | None]) -> tuple[tuple[int, int], ...]:
+    stamps = []
+    for path in paths:
+        if path is None:
+            continue
+        stat = path.stat()
+        stamps.append((stat.st_mtime_ns, stat.st_size))
+    return tuple(stamps)
 
 
 def read_settings(settings_type: type[S]) -> S:

@@ -100,8 +100,25 @@ class KitSettings:
     tls_client_ca: Path | None = setting(
         "LIENTHONG_TLS_CLIENT_CA", None, doc="CA bundle for client certificates: enables mTLS"
     )
+    tls_client_crl: Path | None = setting(
+        "LIENTHONG_TLS_CLIENT_CRL",
+        None,
+        doc="revoked client certificates (PEM CRLs of the client CA); re-read when it changes",
+    )
+    trust_domain: str = setting(
+        "LIENTHONG_TRUST_DOMAIN",
+        "lienthong.local",
+        doc="the spiffe://<domain>/... URI SANs that name identities (docs/security.md)",
+    )
     dev_auth: bool = setting(
-        "LIENTHONG_DEV_AUTH", False, doc="trust the x-lienthong-unit header (development only)"
+        "LIENTHONG_DEV_AUTH",
+        False,
+        doc="without TLS only: trust the x-lienthong-identity / x-lienthong-unit headers",
+    )
+    require_registered_units: bool = setting(
+        "LIENTHONG_REQUIRE_REGISTERED_UNITS",
+        True,
+        doc="refuse calls of units that are unknown or closed in the registry",
     )
     shutdown_grace_seconds: float = setting(
         "LIENTHONG_SHUTDOWN_GRACE_SECONDS", 10.0, doc="time in-flight calls get after SIGTERM"
@@ -127,11 +144,18 @@ class KitSettings:
         problems = []
         if (self.tls_cert is None) != (self.tls_key is None):
             problems.append("LIENTHONG_TLS_CERT and LIENTHONG_TLS_KEY must be set together")
+        if self.dev_auth and self.tls_cert is not None:
+            problems.append(
+                "LIENTHONG_DEV_AUTH must be off when TLS is configured: its header would let any"
+                " caller name any identity"
+            )
+        if self.tls_client_crl is not None and self.tls_client_ca is None:
+            problems.append("LIENTHONG_TLS_CLIENT_CRL needs LIENTHONG_TLS_CLIENT_CA")
         if self.tls_client_ca is not None and self.tls_cert is None:
             problems.append(
                 "LIENTHONG_TLS_CLIENT_CA needs LIENTHONG_TLS_CERT and LIENTHONG_TLS_KEY"
             )
-        for name in ("tls_cert", "tls_key", "tls_client_ca"):
+        for name in ("tls_cert", "tls_key", "tls_client_ca", "tls_client_crl"):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 problems.append(f"LIENTHONG_{name.upper()}: no such file: {path}")

@@ -21,6 +21,8 @@ def isolated_env(prefix: str) -> dict[str, str]:
         "LIENTHONG_TOPIC_PREFIX": prefix,
         "LIENTHONG_MONGO_DATABASE_PREFIX": f"{prefix}lienthong_",
         "LIENTHONG_DEV_AUTH": "true",
+        # a service tested alone has no registry to check callers against; the e2e tests do
+        "LIENTHONG_REQUIRE_REGISTERED_UNITS": "false",
         "LIENTHONG_SHUTDOWN_GRACE_SECONDS": "5",
         "LIENTHONG_CONSUMER_BACKOFF_SECONDS": "0.01",
         "LIENTHONG_CONSUMER_MAX_ATTEMPTS": "3",

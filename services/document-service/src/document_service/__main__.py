@@ -5,6 +5,7 @@ python -m document_service        (configuration: LIENTHONG_* variables, docs/co
 
 from __future__ import annotations
 
+from document_service.access import ACCESS
 from document_service.api import DocumentServicer
 from document_service.attachments import AttachmentStore
 from document_service.audit import AuditLog
@@ -38,6 +39,7 @@ async def build(deps: Deps[Settings]) -> Wiring:
                 "DocumentService",
                 add_DocumentServiceServicer_to_server,
                 DocumentServicer(store, attachments, audit, hub),
+                access=ACCESS,
             )
         ],
         consumers=consumers.specs(deps.topics),

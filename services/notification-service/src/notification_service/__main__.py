@@ -11,6 +11,7 @@ from lienthong.notification.v1.notification_service_pb2_grpc import (
 )
 from lienthong_kit.kafka import TopicTail
 from lienthong_kit.server import Deps, GrpcService, Wiring, run_service
+from notification_service.access import ACCESS
 from notification_service.api import NotificationServicer
 from notification_service.channels import (
     Channel,
@@ -97,6 +98,7 @@ async def build(deps: Deps[Settings], *, clock: Clock | None = None) -> Wiring:
                 "NotificationService",
                 add_NotificationServiceServicer_to_server,
                 NotificationServicer(store, hub),
+                access=ACCESS,
             )
         ],
         consumers=consumer_specs(NAME, deps.topics, EventHandler(notifier, reminders)),

@@ -18,6 +18,7 @@ from lienthong_kit.kafka import TopicTail, ensure_topics
 from lienthong_kit.logs import configure_logging, get_logger
 from lienthong_kit.server import Deps, GrpcService, ServiceApp, Wiring
 from lienthong_kit.settings import load_settings
+from reporting_service.access import ACCESS
 from reporting_service.api import ReportingServicer
 from reporting_service.consumers import ReportingApp
 from reporting_service.faust_guards import skip_hook
@@ -60,6 +61,7 @@ def create(settings: Settings) -> tuple[ReportingApp, ServiceApp[Settings]]:
                     "ReportingService",
                     add_ReportingServiceServicer_to_server,
                     servicer,
+                    access=ACCESS,
                 )
             ],
         )

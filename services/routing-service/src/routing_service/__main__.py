@@ -9,6 +9,7 @@ from lienthong.routing.v1 import routing_service_pb2
 from lienthong.routing.v1.routing_service_pb2_grpc import add_RoutingServiceServicer_to_server
 from lienthong_kit.kafka import ConsumerSpec
 from lienthong_kit.server import Deps, GrpcService, Wiring, run_service
+from routing_service.access import ACCESS
 from routing_service.api import RoutingServicer
 from routing_service.consumers import FanOut
 from routing_service.registry import Registry
@@ -30,6 +31,7 @@ async def build(deps: Deps[Settings]) -> Wiring:
                 "RoutingService",
                 add_RoutingServiceServicer_to_server,
                 RoutingServicer(registry),
+                access=ACCESS,
             )
         ],
         # Partitions side by side in one member, each still in order (docs/decisions/0300).

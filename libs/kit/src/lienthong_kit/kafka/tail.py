@@ -30,7 +30,9 @@ class TopicTail:
 
     :attr:`positioned` is set once every partition has its starting offset: a record
     produced after that reaches ``on_event``. (From the end, one produced before it may
-    not: a service that pushes to watchers reports ready only then.)
+    not: a service that pushes to watchers reports ready only then.) :attr:`caught_up` is set
+    once every record that was in the topics when the tail positioned itself has been read
+    (state rebuilt from the beginning is complete: a service reports ready only then).
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class TopicTail:
         self._on_event = on_event
         self._from_beginning = from_beginning
         self.positioned = asyncio.Event()
+        self.caught_up = asyncio.Event()
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -58,8 +61,10 @@ class TopicTail:
             metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
         await consumer.start()
+        watcher: asyncio.Task[None] | None = None
         try:
             await self._position(consumer)
+            watcher = asyncio.create_task(self._watch_catch_up(consumer))
             async for record in consumer:
                 try:
                     envelope = decode_envelope(record.value)
@@ -78,7 +83,21 @@ class TopicTail:
                         reason=str(exc),
                     )
         finally:
+            if watcher is not None:
+                watcher.cancel()
             await consumer.stop()
+
+    async def _watch_catch_up(self, consumer: AIOKafkaConsumer) -> None:
+        """Set :attr:`caught_up` once every partition's position reached its end offset as it
+        was at positioning (a position, not the last record: a compacted or transactional
+        topic may end in offsets that hold no record)."""
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+        while True:
+            behind = [tp for tp, end in ends.items() if await consumer.position(tp) < end]
+            if not behind:
+                self.caught_up.set()
+                return
+            await asyncio.sleep(0.05)
 
     async def _position(self, consumer: AIOKafkaConsumer) -> None:
         """Wait for the subscription's partitions and resolve where each starts."""
