@@ -23,7 +23,15 @@ from document_service.store import (
     Signer,
     Verification,
 )
-from document_service.validation import parse_date, validate_paper, validate_submission
+from document_service.validation import (
+    parse_date,
+    validate_acknowledgement,
+    validate_id,
+    validate_inbox_query,
+    validate_paper,
+    validate_recall,
+    validate_submission,
+)
 from lienthong.common.v1.common_pb2 import AttachmentRef, DocumentSummary
 from lienthong.document.v1 import document_service_pb2 as pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceServicer
@@ -256,6 +264,7 @@ class DocumentServicer(DocumentServiceServicer):
         self, request: pb.GetDocumentRequest, context: Context
     ) -> pb.GetDocumentResponse:
         unit = caller_unit()
+        validate_id("document_id", request.document_id)
         document, delivery = await self._readable(request.document_id, unit)
         signer = document.signer
         response = pb.GetDocumentResponse(
@@ -291,6 +300,8 @@ class DocumentServicer(DocumentServiceServicer):
         self, request: pb.GetAttachmentRequest, context: Context
     ) -> AsyncIterator[pb.GetAttachmentResponse]:
         unit = caller_unit()
+        validate_id("document_id", request.document_id)
+        validate_id("attachment_id", request.attachment_id)
         if unit in ATTACHMENT_READERS:
             found = await self._store.get(request.document_id)
             if found is None:
@@ -312,6 +323,7 @@ class DocumentServicer(DocumentServiceServicer):
         self, request: pb.ListInboxRequest, context: Context
     ) -> pb.ListInboxResponse:
         unit = caller_unit()
+        validate_inbox_query(request)
         size = page_size(request.page_size, default=50, maximum=200)
         after = decode_time_key(request.page_token)
         if not min(Priority) <= request.min_priority <= max(Priority):
@@ -356,6 +368,7 @@ class DocumentServicer(DocumentServiceServicer):
         self, request: pb.AcknowledgeDeliveryRequest, context: Context
     ) -> pb.AcknowledgeDeliveryResponse:
         unit = caller_unit()
+        validate_acknowledgement(request)
         delivery = await self._store.delivery(request.delivery_id)
         if delivery is None or delivery.bounced:
             raise NotFound(f"delivery_id: no delivery {request.delivery_id!r}")
@@ -378,6 +391,7 @@ class DocumentServicer(DocumentServiceServicer):
         self, request: pb.TrackDocumentRequest, context: Context
     ) -> pb.TrackDocumentResponse:
         unit = caller_unit()
+        validate_id("document_id", request.document_id)
         document = await self._store.get(request.document_id)
         if document is None:
             raise NotFound(f"document_id: no document {request.document_id!r}")
@@ -408,6 +422,7 @@ class DocumentServicer(DocumentServiceServicer):
     ) -> pb.RecallDocumentResponse:
         """Retry-safe: deliveries already asked are skipped."""
         unit = caller_unit()
+        validate_recall(request)
         problems: list[FieldViolation] = []
         if request.business_type not in RECALL_KINDS:
             problems.append(FieldViolation("business_type", "must be RECALL, UPDATE or REPLACE"))
