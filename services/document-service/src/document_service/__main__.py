@@ -22,7 +22,13 @@ NAME = "document-service"
 
 
 async def build(deps: Deps[Settings]) -> Wiring:
-    store = DocumentStore(deps.db, deps.topics, deps.producer)
+    store = DocumentStore(
+        deps.db,
+        deps.topics,
+        deps.producer,
+        max_event_bytes=deps.settings.event_max_bytes,
+        unconfirmed_seconds=deps.settings.outbox_unconfirmed_seconds,
+    )
     attachments = AttachmentStore(deps.db, max_bytes=deps.settings.attachment_max_bytes)
     audit = AuditLog(deps.db)
     await store.create_indexes()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from grpc import aio
 
 from document_service.attachments import AttachmentStore
@@ -55,6 +57,7 @@ __all__ = ["ATTACHMENT_READERS", "DocumentServicer"]
 # fetches the bytes it verifies. Unit codes never look like these names.
 ATTACHMENT_READERS = frozenset({"signature-service"})
 Context = aio.ServicerContext[Any, Any]
+MAX_PARKED_PAGE = 500
 RECALL_KINDS = {
     pb.BusinessType.BUSINESS_TYPE_RECALL,
     pb.BusinessType.BUSINESS_TYPE_UPDATE,
@@ -156,7 +159,9 @@ class DocumentServicer(DocumentServiceServicer):
             response_for=request.response_for,
             attachments=tuple(attachments),
         )
-        stored = await self._store.submit(document, request.idempotency_key, event)
+        stored = await self._store.submit(
+            document, request.idempotency_key, event, _fingerprint(request)
+        )
         return pb.SubmitDocumentResponse(document=stored)
 
     async def _check_references(
@@ -237,7 +242,7 @@ class DocumentServicer(DocumentServiceServicer):
             promulgation_date=request.promulgation_date,
             registered_at=registered_at,
         )
-        stored_id = await self._store.register_paper(paper, event)
+        stored_id = await self._store.register_paper(paper, event, _fingerprint(request))
         return pb.RegisterPaperDocumentResponse(paper_document_id=stored_id)
 
     # --- reading --------------------------------------------------------------------------
@@ -479,6 +484,29 @@ class DocumentServicer(DocumentServiceServicer):
             first_broken_entry=report.first_broken,
             problem=report.problem,
         )
+
+    async def ListParkedEvents(
+        self, request: pb.ListParkedEventsRequest, context: Context
+    ) -> pb.ListParkedEventsResponse:
+        caller_unit()
+        if not 0 <= request.limit <= MAX_PARKED_PAGE:
+            raise InvalidArgument([FieldViolation("limit", f"0 to {MAX_PARKED_PAGE}")])
+        response = pb.ListParkedEventsResponse()
+        for event in await self._store.parked_events(request.limit or 100):
+            parked = response.events.add(
+                event_id=event.event_id,
+                topic=event.topic,
+                key=event.key,
+                size_bytes=event.size_bytes,
+                reason=event.reason,
+            )
+            parked.parked_at.FromDatetime(event.parked_at)
+        return response
+
+
+def _fingerprint(request: Message) -> str:
+    """What a retry must repeat: the request's bytes (deterministic serialisation)."""
+    return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
 
 
 def _verification(found: Verification) -> pb.Verification:
