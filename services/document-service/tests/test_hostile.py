@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -18,6 +19,7 @@ from lienthong_kit.envelope import decode_envelope, unpack
 from lienthong_kit.kafka import Topics
 from lienthong_kit.server import ServiceApp
 from lienthong_kit.settings import KitSettings
+from lienthong_testing.waiting import eventually
 
 SENDER = "000.00.00.H23"
 OPERATOR = (("x-lienthong-unit", SENDER),)  # dev auth: operator identities are the lead's wiring
@@ -184,3 +186,48 @@ async def test_the_relay_parks_an_event_the_broker_refuses_and_publishes_the_nex
         assert event.key == refused.document.document_id
         assert "MessageSizeTooLarge" in event.reason
         assert event.size_bytes > 2048
+
+
+async def upload(stub: DocumentServiceStub, content: bytes) -> str:
+    async def parts() -> AsyncIterator[pb.UploadAttachmentRequest]:
+        yield pb.UploadAttachmentRequest(
+            header=pb.AttachmentHeader(name="qd.pdf", mime_type="application/pdf")
+        )
+        yield pb.UploadAttachmentRequest(chunk=content)
+
+    reply = await stub.UploadAttachment(parts(), metadata=as_unit(SENDER))
+    return reply.attachment.attachment_id
+
+
+async def test_a_documents_attachments_are_capped_together_and_unused_ones_removed(
+    start_service: Any,
+) -> None:
+    app = await start_service(
+        "document-service",
+        build,
+        Settings,
+        {
+            "LIENTHONG_DOCUMENT_ATTACHMENTS_MAX_BYTES": "1000",
+            "LIENTHONG_ATTACHMENT_UNREFERENCED_SECONDS": "1",
+        },
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = DocumentServiceStub(channel)
+        first, second, unused = [await upload(stub, b"%PDF-1.7 " + b"x" * 591) for _ in range(3)]
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.SubmitDocument(
+                request(attachment_ids=[first, second]), metadata=as_unit(SENDER)
+            )
+        assert violated_fields(info.value) == ["attachment_ids"]
+        sent = await stub.SubmitDocument(request(attachment_ids=[first]), metadata=as_unit(SENDER))
+        files = app.db["attachments.files"]
+        await eventually(
+            lambda: files.count_documents({"_id": {"$in": [second, unused]}}),
+            until=lambda left: left == 0,
+        )
+        assert await files.count_documents({"_id": first}) == 1
+        chunks = stub.GetAttachment(
+            pb.GetAttachmentRequest(document_id=sent.document.document_id, attachment_id=first),
+            metadata=as_unit(SENDER),
+        )
+        assert len([part async for part in chunks]) == 2  # the reference and its one chunk

@@ -184,6 +184,17 @@ class DocumentServicer(DocumentServiceServicer):
                 )
         if problems:
             raise InvalidArgument(problems)
+        total = sum(owned[attachment_id].size_bytes for attachment_id in ids)
+        if total > self._attachments.max_total_bytes:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "attachment_ids",
+                        f"the attachments hold {total} bytes together; a document takes at most"
+                        f" {self._attachments.max_total_bytes}",
+                    )
+                ]
+            )
         return [owned[attachment_id] for attachment_id in ids]
 
     async def _may_read(self, document_id: str, unit: str) -> bool:

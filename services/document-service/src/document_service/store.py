@@ -230,6 +230,7 @@ class DocumentStore:
                     [("sender_code", ASCENDING), ("idempotency_key", ASCENDING)], unique=True
                 ),
                 IndexModel([("sender_code", ASCENDING), ("number_key", ASCENDING)], unique=True),
+                IndexModel("attachments.attachment_id"),
             ],
         )
         await ensure_indexes(
@@ -329,6 +330,19 @@ class DocumentStore:
     async def get(self, document_id: str) -> Document | None:
         row = await self._documents.find_one({"_id": document_id})
         return _document(row) if row else None
+
+    async def referenced_attachments(self, attachment_ids: list[str]) -> set[str]:
+        """Those of ``attachment_ids`` some document names."""
+        cursor = self._documents.find(
+            {"attachments.attachment_id": {"$in": attachment_ids}}, {"attachments": 1}
+        )
+        wanted = set(attachment_ids)
+        return {
+            ref["attachment_id"]
+            async for row in cursor
+            for ref in row.get("attachments", [])
+            if ref["attachment_id"] in wanted
+        }
 
     async def freeze(self, document_id: str, recall: Recall) -> None:
         await self._documents.update_one(
