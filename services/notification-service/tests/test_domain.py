@@ -20,7 +20,12 @@ from lienthong_kit.settings import SettingsError, load_settings
 from notification_service.messages import notices_for
 from notification_service.settings import Settings, parse_quiet_hours
 from notification_service.timing import TokenBucket, backoff, hold_until
-from notification_service.validation import check_contact, normalise_phone, valid_email
+from notification_service.validation import (
+    check_contact,
+    check_subscription,
+    normalise_phone,
+    valid_email,
+)
 
 SENDER = "000.00.00.H23"
 RECIPIENT = "000.01.00.H23"
@@ -302,3 +307,34 @@ async def test_the_token_bucket_spaces_sends_at_its_rate() -> None:
         await bucket.take()
 
     assert slept == [0.25, 0.25, 0.25]
+
+
+def test_oversized_contact_and_subscription_fields_are_named_once_each() -> None:
+    contact = pb.Contact(
+        contact_id="c" * 65,
+        name="Nguyễn Văn A",
+        role="clerk",
+        webhook_url="https://agency.example/" + "x" * 3000,
+        webhook_secret="s" * 257,
+        group_codes=["g"] * 10_000,
+    )
+    violations = Violations()
+    check_contact(contact, violations)
+    assert [v.field for v in violations.items] == [
+        "contact.contact_id",
+        "contact.webhook_secret",
+        "contact.webhook_url",
+        "contact.group_codes",
+    ]
+    subscription = pb.Subscription(
+        contact_id="c" * 65,
+        event_kinds=["delivery.created"] * 10_000,
+        channels=["email"] * 10_000,
+    )
+    violations = Violations()
+    check_subscription(subscription, violations)
+    assert [v.field for v in violations.items] == [
+        "subscription.contact_id",
+        "subscription.event_kinds",
+        "subscription.channels",
+    ]

@@ -22,6 +22,7 @@ __all__ = [
     "EVENTS_CONSUMED",
     "EVENTS_PRODUCED",
     "HANDLER_ERRORS",
+    "OUTBOX_PARKED",
     "OUTBOX_PENDING",
     "RPC_DURATION",
     "RPC_HANDLED",
@@ -65,6 +66,11 @@ CONSUMER_LAG = Gauge(
 OUTBOX_PENDING = Gauge(
     "lienthong_outbox_pending_events",
     "Events stored in an outbox and not yet acknowledged by Kafka, as last seen by the relay.",
+)
+OUTBOX_PARKED = Counter(
+    "lienthong_outbox_parked_total",
+    "Events the broker refused for good (e.g. too large), parked with their reason.",
+    ["topic"],
 )
 STORE_INSERT_BATCH = Histogram(
     "lienthong_store_insert_batch_documents",

@@ -47,20 +47,21 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from aiokafka.errors import KafkaError
 from bson import Binary
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from lienthong_kit.envelope import EventEnvelope
-from lienthong_kit.errors import Unavailable
+from lienthong_kit.envelope import EventEnvelope, decode_envelope
+from lienthong_kit.errors import FieldViolation, InvalidArgument, LienthongError, Unavailable
 from lienthong_kit.failpoints import failpoint
 from lienthong_kit.infra import INFRA_ERRORS
 from lienthong_kit.kafka import EventProducer
 from lienthong_kit.logs import get_logger
-from lienthong_kit.metrics import OUTBOX_PENDING
+from lienthong_kit.metrics import OUTBOX_PARKED, OUTBOX_PENDING
 from lienthong_kit.mongo import AsyncCollection, Doc, ensure_indexes
 from lienthong_kit.tracing import kafka_headers
 
-__all__ = ["OutboxRelay", "Staged", "outbox_fields"]
+__all__ = ["OutboxRelay", "ParkedEvent", "Staged", "outbox_fields"]
 
 log = get_logger(__name__)
 
@@ -96,6 +97,27 @@ def _slot(at: float) -> int:
     return int(at)  # one-second slots of the wall clock
 
 
+def _refused_for_good(error: BaseException) -> bool:
+    """The broker will never take this record (too large, invalid, not authorised)."""
+    return (
+        isinstance(error, KafkaError)
+        and not isinstance(error, INFRA_ERRORS)
+        and not getattr(error, "retriable", False)
+    )
+
+
+@dataclass(frozen=True)
+class ParkedEvent:
+    """An event the broker refused for good: kept with its reason, never retried."""
+
+    event_id: str
+    topic: str
+    key: str
+    size_bytes: int
+    reason: str
+    parked_at: datetime
+
+
 @dataclass
 class Staged:
     """An event staged for a record being inserted (the *hand-off* way)."""
@@ -122,6 +144,8 @@ class OutboxRelay:
         heartbeat_seconds: float = 2.0,
         owner_ttl_seconds: float = 10.0,
         max_in_flight: int = 20_000,
+        max_event_bytes: int = 1_000_000,
+        unconfirmed_seconds: float = 10.0,
     ) -> None:
         self._collection = collection
         self._owners = collection.database[f"{collection.name}.relays"]
@@ -132,10 +156,17 @@ class OutboxRelay:
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
         self._swept = False
-        self._handed: list[tuple[int, Record]] = []
+        self._handed: list[tuple[int | None, Record]] = []
         self._in_flight: dict[int, int] = {}  # slot -> staged events not yet published
         self._last_slot = 0
         self._max_in_flight = max_in_flight
+        self._max_event_bytes = max_event_bytes
+        self._parked = collection.database[f"{collection.name}.parked"]
+        # slots holding an insert that may or may not have happened (cancelled, reply lost):
+        # slot -> (how many, when to look them up and publish what is there)
+        self._uncertain: dict[int, tuple[int, float]] = {}
+        self._unconfirmed = unconfirmed_seconds
+        self._clock_offset = timedelta(0)  # the store's clock minus this replica's
 
     async def create_indexes(self) -> None:
         await ensure_indexes(
@@ -155,13 +186,23 @@ class OutboxRelay:
         Raises :class:`Unavailable` (before anything is written) while ``max_in_flight``
         events wait for Kafka: the caller retries later instead of piling events up in memory.
         """
+        value = envelope.SerializeToString()  # once: checked, stored and published alike
+        if len(value) > self._max_event_bytes:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "request",
+                        f"the event it makes is {len(value)} bytes; the event log takes at most"
+                        f" {self._max_event_bytes}: send fewer or shorter values",
+                    )
+                ]
+            )
         if sum(self._in_flight.values()) >= self._max_in_flight:
             raise Unavailable(
                 f"{sum(self._in_flight.values())} events are waiting for the event log"
                 " (Kafka); retry shortly"
             )
         slot = self._next_slot()
-        value = envelope.SerializeToString()  # once: stored and published alike
         headers = kafka_headers()  # the writer's trace: the relay publishes outside it
         staged = Staged(
             fields={
@@ -175,12 +216,31 @@ class OutboxRelay:
         self._in_flight[slot] = self._in_flight.get(slot, 0) + 1
         try:
             yield staged
-        finally:
+        except LienthongError:
+            self._settle([slot])  # a refusal (a duplicate, a conflict): nothing was written
+            raise
+        except BaseException:
+            # cancelled, or the store's reply lost: the insert may have happened; look the
+            # slot up later and publish what is there (consumers skip a repeated event id)
+            if staged.committed:
+                self._handed.append((slot, staged.record))
+            else:
+                count, _ = self._uncertain.get(slot, (0, 0.0))
+                due = asyncio.get_running_loop().time() + self._unconfirmed
+                self._uncertain[slot] = (count + 1, due)
+            raise
+        else:
             if staged.committed:
                 self._handed.append((slot, staged.record))
                 self._wake.set()
             else:
                 self._settle([slot])
+
+    def republish(self, record: Doc) -> None:
+        """Publish a stored record's events again (an idempotent retry found it: its first
+        publish may never have happened). Consumers skip the repeated event ids."""
+        self._handed.extend((None, entry) for entry in _records(record))
+        self._wake.set()
 
     def _next_slot(self) -> int:
         """The current slot, never lower than one already given (the wall clock may step
@@ -193,8 +253,10 @@ class OutboxRelay:
         self._swept = False
         self._wake.set()
 
-    def _settle(self, slots: list[int]) -> None:
+    def _settle(self, slots: list[int | None]) -> None:
         for slot in slots:
+            if slot is None:
+                continue
             left = self._in_flight[slot] - 1
             if left:
                 self._in_flight[slot] = left
@@ -224,6 +286,7 @@ class OutboxRelay:
                     self._swept = True
                     published += await self.publish_pending()
                 if heartbeat:
+                    published += await self.confirm_uncertain()
                     published += await self.recover_orphans()
             except INFRA_ERRORS as exc:
                 log.warning("outbox_relay_waiting", error=repr(exc))
@@ -249,7 +312,7 @@ class OutboxRelay:
         handed, self._handed = self._handed, []
         try:
             failpoint("outbox.before_publish")
-            await self._producer.publish_many([record for _, record in handed])
+            await self._publish([record for _, record in handed])
             failpoint("outbox.after_publish")
         except BaseException:
             self._handed[:0] = handed  # not lost: retried on the next pass
@@ -257,36 +320,118 @@ class OutboxRelay:
         self._settle([slot for slot, _ in handed])
         return len(handed)
 
+    async def _publish(self, records: list[Record]) -> None:
+        """Publish ``records``; one the broker refuses for good is parked with its reason and
+        the others still go (a batch is refused whole, so they are retried one by one)."""
+        try:
+            await self._producer.publish_many(records)
+            return
+        except Exception as exc:
+            if not _refused_for_good(exc):
+                raise
+        for record in records:
+            try:
+                await self._producer.publish_many([record])
+            except Exception as exc:
+                if not _refused_for_good(exc):
+                    raise
+                await self._park(record, exc)
+
+    async def _park(self, record: Record, error: BaseException) -> None:
+        topic, key, value = record[0], record[1], record[2]
+        try:
+            event_id = decode_envelope(value).event_id
+        except Exception:  # noqa: BLE001 - an undecodable record is parked under a new id
+            event_id = f"undecodable-{uuid.uuid4()}"
+        reason = f"{type(error).__name__}: {error}"
+        OUTBOX_PARKED.labels(topic).inc()
+        log.error("outbox_event_parked", topic=topic, event_id=event_id, reason=reason)
+        await self._parked.replace_one(
+            {"_id": event_id},
+            {
+                "topic": topic,
+                "key": key.decode(errors="replace"),
+                "size_bytes": len(value),
+                "reason": reason,
+                "parked_at": datetime.now(UTC),
+            },
+            upsert=True,
+        )
+
+    async def parked(self, limit: int = 100) -> list[ParkedEvent]:
+        """The events parked by this collection's relays, newest first."""
+        cursor = self._parked.find({}).sort("parked_at", DESCENDING).limit(limit)
+        return [
+            ParkedEvent(
+                event_id=row["_id"],
+                topic=row["topic"],
+                key=row["key"],
+                size_bytes=int(row["size_bytes"]),
+                reason=row["reason"],
+                parked_at=_aware(row["parked_at"]),
+            )
+            async for row in cursor
+        ]
+
+    async def confirm_uncertain(self) -> int:
+        """Publish what is stored in the slots of inserts whose outcome was unknown (the
+        caller was cancelled, the store's reply was lost), once ``unconfirmed_seconds`` passed:
+        an insert that happened is announced, one that did not leaves nothing to find."""
+        now = asyncio.get_running_loop().time()
+        published = 0
+        for slot, (count, due) in sorted(self._uncertain.items()):
+            if due > now:
+                continue
+            published += await self._publish_slot(self.owner, slot)
+            del self._uncertain[slot]
+            self._settle([slot] * count)
+        return published
+
+    async def _publish_slot(self, owner: str, slot: int) -> int:
+        cursor = self._collection.find({"outbox_owner": owner, "outbox_slot": slot}, {"outbox": 1})
+        batch = [record async for document in cursor for record in _records(document)]
+        if batch:
+            await self._publish(batch)
+        return len(batch)
+
+    async def _store_now(self) -> datetime:
+        """The store's clock (``hello``'s localTime): liveness is judged on one clock for every
+        replica, not on each replica's own. Falls back to the last offset seen."""
+        with contextlib.suppress(KeyError, TypeError):
+            hello = await self._collection.database.command("hello")
+            self._clock_offset = _aware(hello["localTime"]) - datetime.now(UTC)
+        return datetime.now(UTC) + self._clock_offset
+
     async def _checkpoint(self) -> None:
         """Record the slot up to which every record of this owner is published: just below
         the oldest slot still in flight (staged, or handed over and not yet acknowledged)."""
-        through = min(self._in_flight, default=self._next_slot()) - 1
+        current = self._next_slot()
+        through = min(self._in_flight, default=current) - 1
         await self._owners.replace_one(
-            {"_id": self.owner}, {"through_slot": through, "at": datetime.now(UTC)}, upsert=True
+            {"_id": self.owner},
+            {"through_slot": through, "last_slot": current, "at": await self._store_now()},
+            upsert=True,
         )
 
     async def recover_orphans(self) -> int:
         """Publish the records of owners whose checkpoint went stale (a crashed process)."""
         published = 0
-        stale_before = datetime.now(UTC) - self._ttl
+        stale_before = await self._store_now() - self._ttl
         owners = [
             owner
             async for owner in self._owners.find({})
             if owner["_id"] != self.owner and _aware(owner["at"]) < stale_before
         ]
-        now = _slot(datetime.now(UTC).timestamp())
         for owner in owners:
-            # a dead owner wrote nothing after its last heartbeat and one more interval:
-            # bounded by that, not by now (a relay dead for a day is not 86,400 lookups)
-            last = _slot(_aware(owner["at"]).timestamp() + self._ttl.total_seconds())
-            for slot in range(int(owner["through_slot"]) + 1, min(now, last) + 1):
-                cursor = self._collection.find(
-                    {"outbox_owner": owner["_id"], "outbox_slot": slot}, {"outbox": 1}
-                )
-                batch = [record async for document in cursor for record in _records(document)]
-                if batch:
-                    await self._producer.publish_many(batch)
-                    published += len(batch)
+            # a dead owner wrote nothing after its last heartbeat and one more interval, in
+            # slots of its own clock: bounded by that (a relay dead for a day is not 86,400
+            # lookups); checkpoints written before last_slot existed count from their "at"
+            last = int(
+                owner.get("last_slot", _slot(_aware(owner["at"]).timestamp()))
+                + self._ttl.total_seconds()
+            )
+            for slot in range(int(owner["through_slot"]) + 1, last + 1):
+                published += await self._publish_slot(owner["_id"], slot)
             await self._owners.delete_one({"_id": owner["_id"]})
             log.info("outbox_orphans_published", owner=owner["_id"], events=published)
         return published
@@ -300,7 +445,7 @@ class OutboxRelay:
         if not batch:
             return 0
         failpoint("outbox.before_publish")
-        await self._producer.publish_many(batch)
+        await self._publish(batch)
         failpoint("outbox.after_publish")
         # Only the relay writes here after the insert; a second replica's relay may publish
         # the same event again (same event id, skipped downstream) and write the same.

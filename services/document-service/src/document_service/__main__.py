@@ -23,8 +23,19 @@ NAME = "document-service"
 
 
 async def build(deps: Deps[Settings]) -> Wiring:
-    store = DocumentStore(deps.db, deps.topics, deps.producer)
-    attachments = AttachmentStore(deps.db, max_bytes=deps.settings.attachment_max_bytes)
+    store = DocumentStore(
+        deps.db,
+        deps.topics,
+        deps.producer,
+        max_event_bytes=deps.settings.event_max_bytes,
+        unconfirmed_seconds=deps.settings.outbox_unconfirmed_seconds,
+    )
+    attachments = AttachmentStore(
+        deps.db,
+        max_bytes=deps.settings.attachment_max_bytes,
+        max_total_bytes=deps.settings.document_attachments_max_bytes,
+        unreferenced_seconds=deps.settings.attachment_unreferenced_seconds,
+    )
     audit = AuditLog(deps.db)
     await store.create_indexes()
     await attachments.create_indexes()
@@ -43,7 +54,11 @@ async def build(deps: Deps[Settings]) -> Wiring:
             )
         ],
         consumers=consumers.specs(deps.topics),
-        tasks=[*(relay.run for relay in store.relays), tail.run],
+        tasks=[
+            *(relay.run for relay in store.relays),
+            tail.run,
+            lambda: attachments.sweep(store.referenced_attachments),
+        ],
         on_stop=[relay.stop for relay in store.relays],
         # a watcher connected before the tail has its offsets would miss live deliveries
         ready=tail.positioned.wait,

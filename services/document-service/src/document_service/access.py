@@ -27,5 +27,6 @@ ACCESS = AccessTable.of(
         "TrackDocument": units_or_gateway("documents the calling unit sent"),
         "RecallDocument": units_or_gateway("documents the calling unit sent"),
         "VerifyAudit": operators(Role.OBSERVER, scope="the whole audit log"),
+        "ListParkedEvents": operators(Role.OBSERVER, scope="events the broker refused"),
     },
 )

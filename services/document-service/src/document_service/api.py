@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from grpc import aio
 
 from document_service.attachments import AttachmentStore
@@ -23,7 +25,15 @@ from document_service.store import (
     Signer,
     Verification,
 )
-from document_service.validation import parse_date, validate_paper, validate_submission
+from document_service.validation import (
+    parse_date,
+    validate_acknowledgement,
+    validate_id,
+    validate_inbox_query,
+    validate_paper,
+    validate_recall,
+    validate_submission,
+)
 from lienthong.common.v1.common_pb2 import AttachmentRef, DocumentSummary
 from lienthong.document.v1 import document_service_pb2 as pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceServicer
@@ -47,6 +57,7 @@ __all__ = ["ATTACHMENT_READERS", "DocumentServicer"]
 # fetches the bytes it verifies. Unit codes never look like these names.
 ATTACHMENT_READERS = frozenset({"signature-service"})
 Context = aio.ServicerContext[Any, Any]
+MAX_PARKED_PAGE = 500
 RECALL_KINDS = {
     pb.BusinessType.BUSINESS_TYPE_RECALL,
     pb.BusinessType.BUSINESS_TYPE_UPDATE,
@@ -148,7 +159,9 @@ class DocumentServicer(DocumentServiceServicer):
             response_for=request.response_for,
             attachments=tuple(attachments),
         )
-        stored = await self._store.submit(document, request.idempotency_key, event)
+        stored = await self._store.submit(
+            document, request.idempotency_key, event, _fingerprint(request)
+        )
         return pb.SubmitDocumentResponse(document=stored)
 
     async def _check_references(
@@ -171,6 +184,17 @@ class DocumentServicer(DocumentServiceServicer):
                 )
         if problems:
             raise InvalidArgument(problems)
+        total = sum(owned[attachment_id].size_bytes for attachment_id in ids)
+        if total > self._attachments.max_total_bytes:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "attachment_ids",
+                        f"the attachments hold {total} bytes together; a document takes at most"
+                        f" {self._attachments.max_total_bytes}",
+                    )
+                ]
+            )
         return [owned[attachment_id] for attachment_id in ids]
 
     async def _may_read(self, document_id: str, unit: str) -> bool:
@@ -229,7 +253,7 @@ class DocumentServicer(DocumentServiceServicer):
             promulgation_date=request.promulgation_date,
             registered_at=registered_at,
         )
-        stored_id = await self._store.register_paper(paper, event)
+        stored_id = await self._store.register_paper(paper, event, _fingerprint(request))
         return pb.RegisterPaperDocumentResponse(paper_document_id=stored_id)
 
     # --- reading --------------------------------------------------------------------------
@@ -256,6 +280,7 @@ class DocumentServicer(DocumentServiceServicer):
         self, request: pb.GetDocumentRequest, context: Context
     ) -> pb.GetDocumentResponse:
         unit = caller_unit()
+        validate_id("document_id", request.document_id)
         document, delivery = await self._readable(request.document_id, unit)
         signer = document.signer
         response = pb.GetDocumentResponse(
@@ -291,6 +316,8 @@ class DocumentServicer(DocumentServiceServicer):
         self, request: pb.GetAttachmentRequest, context: Context
     ) -> AsyncIterator[pb.GetAttachmentResponse]:
         unit = caller_unit()
+        validate_id("document_id", request.document_id)
+        validate_id("attachment_id", request.attachment_id)
         if unit in ATTACHMENT_READERS:
             found = await self._store.get(request.document_id)
             if found is None:
@@ -312,6 +339,7 @@ class DocumentServicer(DocumentServiceServicer):
         self, request: pb.ListInboxRequest, context: Context
     ) -> pb.ListInboxResponse:
         unit = caller_unit()
+        validate_inbox_query(request)
         size = page_size(request.page_size, default=50, maximum=200)
         after = decode_time_key(request.page_token)
         if not min(Priority) <= request.min_priority <= max(Priority):
@@ -356,6 +384,7 @@ class DocumentServicer(DocumentServiceServicer):
         self, request: pb.AcknowledgeDeliveryRequest, context: Context
     ) -> pb.AcknowledgeDeliveryResponse:
         unit = caller_unit()
+        validate_acknowledgement(request)
         delivery = await self._store.delivery(request.delivery_id)
         if delivery is None or delivery.bounced:
             raise NotFound(f"delivery_id: no delivery {request.delivery_id!r}")
@@ -378,6 +407,7 @@ class DocumentServicer(DocumentServiceServicer):
         self, request: pb.TrackDocumentRequest, context: Context
     ) -> pb.TrackDocumentResponse:
         unit = caller_unit()
+        validate_id("document_id", request.document_id)
         document = await self._store.get(request.document_id)
         if document is None:
             raise NotFound(f"document_id: no document {request.document_id!r}")
@@ -408,6 +438,7 @@ class DocumentServicer(DocumentServiceServicer):
     ) -> pb.RecallDocumentResponse:
         """Retry-safe: deliveries already asked are skipped."""
         unit = caller_unit()
+        validate_recall(request)
         problems: list[FieldViolation] = []
         if request.business_type not in RECALL_KINDS:
             problems.append(FieldViolation("business_type", "must be RECALL, UPDATE or REPLACE"))
@@ -464,6 +495,29 @@ class DocumentServicer(DocumentServiceServicer):
             first_broken_entry=report.first_broken,
             problem=report.problem,
         )
+
+    async def ListParkedEvents(
+        self, request: pb.ListParkedEventsRequest, context: Context
+    ) -> pb.ListParkedEventsResponse:
+        caller_unit()
+        if not 0 <= request.limit <= MAX_PARKED_PAGE:
+            raise InvalidArgument([FieldViolation("limit", f"0 to {MAX_PARKED_PAGE}")])
+        response = pb.ListParkedEventsResponse()
+        for event in await self._store.parked_events(request.limit or 100):
+            parked = response.events.add(
+                event_id=event.event_id,
+                topic=event.topic,
+                key=event.key,
+                size_bytes=event.size_bytes,
+                reason=event.reason,
+            )
+            parked.parked_at.FromDatetime(event.parked_at)
+        return response
+
+
+def _fingerprint(request: Message) -> str:
+    """What a retry must repeat: the request's bytes (deterministic serialisation)."""
+    return hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
 
 
 def _verification(found: Verification) -> pb.Verification:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gridfs import AsyncGridFSBucket
@@ -14,6 +16,8 @@ from pymongo import IndexModel
 
 from lienthong.common.v1.common_pb2 import AttachmentRef
 from lienthong_kit.errors import FieldViolation, InvalidArgument, NotFound
+from lienthong_kit.infra import INFRA_ERRORS
+from lienthong_kit.logs import get_logger
 from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
 
 __all__ = ["ALLOWED_TYPES", "AttachmentStore"]
@@ -38,16 +42,65 @@ ALLOWED_TYPES = frozenset(
     }
 )
 CHUNK = 255 * 1024
+log = get_logger(__name__)
+Referenced = Callable[[list[str]], Awaitable[set[str]]]
 
 
 class AttachmentStore:
-    def __init__(self, db: AsyncDatabase[Doc], *, max_bytes: int) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase[Doc],
+        *,
+        max_bytes: int,
+        max_total_bytes: int = 50 * 1024 * 1024,
+        unreferenced_seconds: float = 86_400.0,
+    ) -> None:
         self._bucket = AsyncGridFSBucket(db, bucket_name="attachments")
         self._files = db["attachments.files"]
         self.max_bytes = max_bytes
+        #: the most one document's attachments may hold together
+        self.max_total_bytes = max_total_bytes
+        self._unreferenced = timedelta(seconds=unreferenced_seconds)
 
     async def create_indexes(self) -> None:
-        await ensure_indexes(self._files, [IndexModel("metadata.owner")])
+        await ensure_indexes(
+            self._files, [IndexModel("metadata.owner"), IndexModel("metadata.uploaded_at")]
+        )
+
+    async def remove_unreferenced(self, referenced: Referenced, limit: int = 500) -> int:
+        """Remove attachments uploaded longer ago than the bound and named by no document;
+        returns how many were removed."""
+        before = datetime.now(UTC) - self._unreferenced
+        cursor = self._files.find(
+            {"metadata.uploaded_at": {"$lt": before}}, {"_id": 1}, limit=limit
+        )
+        old = [row["_id"] async for row in cursor]
+        if not old:
+            return 0
+        kept = await referenced(old)
+        removed = 0
+        for attachment_id in old:
+            if attachment_id in kept:
+                # referenced for good: never looked at again
+                await self._files.update_one(
+                    {"_id": attachment_id}, {"$unset": {"metadata.uploaded_at": ""}}
+                )
+                continue
+            with contextlib.suppress(NoFile):
+                await self._bucket.delete(attachment_id)
+                removed += 1
+        if removed:
+            log.info("unreferenced_attachments_removed", count=removed)
+        return removed
+
+    async def sweep(self, referenced: Referenced) -> None:
+        """Run :meth:`remove_unreferenced` forever (a background task)."""
+        every = max(1.0, min(300.0, self._unreferenced.total_seconds() / 2))
+        while True:
+            with contextlib.suppress(*INFRA_ERRORS):
+                while await self.remove_unreferenced(referenced):
+                    pass
+            await asyncio.sleep(every)
 
     async def upload(
         self, owner: str, name: str, mime_type: str, chunks: AsyncIterator[bytes]

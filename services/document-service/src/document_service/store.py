@@ -19,11 +19,12 @@ never rows.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from bson import Binary
 from pymongo import ASCENDING, DESCENDING, IndexModel
@@ -41,7 +42,7 @@ from lienthong_kit.errors import AlreadyExists, FailedPrecondition
 from lienthong_kit.infra import DuplicateKeyError
 from lienthong_kit.kafka import EventProducer, Topics
 from lienthong_kit.mongo import AsyncDatabase, Doc, GroupInserter, ensure_indexes
-from lienthong_kit.outbox import OutboxRelay
+from lienthong_kit.outbox import OutboxRelay, ParkedEvent
 from lienthong_kit.paging import TimeKey, after_time_key
 from lienthong_kit.vocabulary import StatusCode
 
@@ -52,6 +53,7 @@ __all__ = [
     "DocumentStore",
     "InboxPage",
     "PaperDocument",
+    "ParkedEvent",
     "Recall",
     "Signer",
     "StatusChange",
@@ -60,6 +62,7 @@ __all__ = [
 ]
 
 PRODUCER = "document-service"
+_T = TypeVar("_T")
 MOVE_ATTEMPTS = 20
 
 
@@ -188,7 +191,15 @@ def arrival(delivery: DeliveryCreated, delivered_at: datetime) -> Delivery:
 
 
 class DocumentStore:
-    def __init__(self, db: AsyncDatabase[Doc], topics: Topics, producer: EventProducer) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase[Doc],
+        topics: Topics,
+        producer: EventProducer,
+        *,
+        max_event_bytes: int = 1_000_000,
+        unconfirmed_seconds: float = 10.0,
+    ) -> None:
         self._documents = db["documents"]
         self._deliveries = db["deliveries"]
         self._transitions = db["delivery_transitions"]
@@ -197,9 +208,14 @@ class DocumentStore:
         self._verifications = db["verifications"]
         self._topics = topics
         # each relay publishes the events handed over by the inserts into its collection
-        self._documents_relay = OutboxRelay(self._documents, producer, idle_seconds=0.5)
-        self._paper_relay = OutboxRelay(self._paper, producer, idle_seconds=0.5)
-        self._transitions_relay = OutboxRelay(self._transitions, producer)
+        limits: dict[str, Any] = {
+            "max_event_bytes": max_event_bytes,
+            "unconfirmed_seconds": unconfirmed_seconds,
+        }
+        self._documents_relay = OutboxRelay(self._documents, producer, idle_seconds=0.5, **limits)
+        self._paper_relay = OutboxRelay(self._paper, producer, idle_seconds=0.5, **limits)
+        self._transitions_relay = OutboxRelay(self._transitions, producer, **limits)
+        self._finishing: set[asyncio.Task[Any]] = set()
         self.relays = (self._documents_relay, self._transitions_relay, self._paper_relay)
         # submits and paper registrations arrive concurrently from many agencies: their
         # inserts share insertMany commands (each caller still gets its own duplicate error)
@@ -214,6 +230,7 @@ class DocumentStore:
                     [("sender_code", ASCENDING), ("idempotency_key", ASCENDING)], unique=True
                 ),
                 IndexModel([("sender_code", ASCENDING), ("number_key", ASCENDING)], unique=True),
+                IndexModel("attachments.attachment_id"),
             ],
         )
         await ensure_indexes(
@@ -241,25 +258,48 @@ class DocumentStore:
 
     # --- documents ------------------------------------------------------------------------
 
+    async def _finish(self, work: Awaitable[_T]) -> _T:
+        """Run a write and its hand-off to the end even if the caller goes away (a deadline, a
+        cancelled call): an insert that happened is always announced."""
+        task = asyncio.ensure_future(work)
+        self._finishing.add(task)
+        task.add_done_callback(self._finished)
+        return await asyncio.shield(task)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._finishing.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: its caller may be gone
+
     async def submit(
-        self, document: Document, idempotency_key: str, event: EventEnvelope
+        self, document: Document, idempotency_key: str, event: EventEnvelope, fingerprint: str = ""
     ) -> DocumentSummary:
-        """Store a new document with its submitted event; a retried key returns the first."""
+        """Store a new document with its submitted event; a retried key returns the first
+        (and announces it again: its first announcement may have been lost), a key reused
+        for a different request is refused."""
+        return await self._finish(self._submit(document, idempotency_key, event, fingerprint))
+
+    async def _submit(
+        self, document: Document, idempotency_key: str, event: EventEnvelope, fingerprint: str
+    ) -> DocumentSummary:
         relay = self._documents_relay
         async with relay.staged(self._topics.documents, document.document_id, event) as staged:
-            stored = await self._insert_document(document, idempotency_key, staged.fields)
+            stored = await self._insert_document(
+                document, idempotency_key, staged.fields, fingerprint
+            )
             if stored.document_id == document.document_id:  # new, not a retried key
                 staged.commit()
         return stored
 
     async def _insert_document(
-        self, document: Document, idempotency_key: str, outbox: Doc
+        self, document: Document, idempotency_key: str, outbox: Doc, fingerprint: str
     ) -> DocumentSummary:
         summary = document.summary
         year = summary.promulgation_date[:4]
         row = {
             **_document_row(document, idempotency_key or document.document_id),
             "number_key": f"{year}|{summary.code.number}|{summary.code.notation}",
+            "request_sha256": fingerprint,
             **outbox,
         }
         try:
@@ -270,6 +310,8 @@ class DocumentStore:
                     {"sender_code": summary.sender_code, "idempotency_key": idempotency_key}
                 )
                 if first is not None:
+                    _same_request(first, fingerprint, idempotency_key)
+                    self._documents_relay.republish(first)
                     return _summary(first)
             first = await self._documents.find_one(
                 {"sender_code": summary.sender_code, "number_key": row["number_key"]}
@@ -288,6 +330,19 @@ class DocumentStore:
     async def get(self, document_id: str) -> Document | None:
         row = await self._documents.find_one({"_id": document_id})
         return _document(row) if row else None
+
+    async def referenced_attachments(self, attachment_ids: list[str]) -> set[str]:
+        """Those of ``attachment_ids`` some document names."""
+        cursor = self._documents.find(
+            {"attachments.attachment_id": {"$in": attachment_ids}}, {"attachments": 1}
+        )
+        wanted = set(attachment_ids)
+        return {
+            ref["attachment_id"]
+            async for row in cursor
+            for ref in row.get("attachments", [])
+            if ref["attachment_id"] in wanted
+        }
 
     async def freeze(self, document_id: str, recall: Recall) -> None:
         await self._documents.update_one(
@@ -321,25 +376,35 @@ class DocumentStore:
 
     # --- paper documents ------------------------------------------------------------------
 
-    async def register_paper(self, paper: PaperDocument, event: EventEnvelope) -> str:
-        """Store a paper registration with its event; a retried key returns the first id."""
+    async def register_paper(
+        self, paper: PaperDocument, event: EventEnvelope, fingerprint: str = ""
+    ) -> str:
+        """Store a paper registration with its event; a retried key returns the first id
+        (announced again), a key reused for a different registration is refused."""
+        return await self._finish(self._register_paper(paper, event, fingerprint))
+
+    async def _register_paper(
+        self, paper: PaperDocument, event: EventEnvelope, fingerprint: str
+    ) -> str:
         async with self._paper_relay.staged(self._topics.documents, paper.id, event) as staged:
-            stored_id = await self._insert_paper(paper, staged.fields)
+            stored_id = await self._insert_paper(paper, staged.fields, fingerprint)
             if stored_id == paper.id:  # new, not a retried idempotency key
                 staged.commit()
         return stored_id
 
-    async def _insert_paper(self, paper: PaperDocument, outbox: Doc) -> str:
+    async def _insert_paper(self, paper: PaperDocument, outbox: Doc, fingerprint: str) -> str:
         row = asdict(paper)
         row["_id"] = row.pop("id")
         try:
-            await self._new_paper.insert({**row, **outbox})
+            await self._new_paper.insert({**row, "request_sha256": fingerprint, **outbox})
         except DuplicateKeyError:
             first = await self._paper.find_one(
                 {"unit_code": paper.unit_code, "idempotency_key": paper.idempotency_key}
             )
             if first is None:
                 raise
+            _same_request(first, fingerprint, paper.idempotency_key)
+            self._paper_relay.republish(first)
             return str(first["_id"])
         return paper.id
 
@@ -502,8 +567,15 @@ class DocumentStore:
             after = decide(latest.state) if latest else None
             if latest is None or after is None:
                 return None
-            won = await self._transition(
-                delivery, latest, after, reported=reported, description=description, staff=staff
+            won = await self._finish(
+                self._transition(
+                    delivery,
+                    latest,
+                    after,
+                    reported=reported,
+                    description=description,
+                    staff=staff,
+                )
             )
             if won:
                 return after
@@ -605,8 +677,28 @@ class DocumentStore:
             if again is not None and again.version == latest.version:
                 return
 
+    # --- operators ------------------------------------------------------------------------
+
+    async def parked_events(self, limit: int) -> list[ParkedEvent]:
+        """Events the broker refused for good, newest first, from every relay."""
+        found = [event for relay in self.relays for event in await relay.parked(limit)]
+        return sorted(found, key=lambda event: event.parked_at, reverse=True)[:limit]
+
 
 # --- rows <-> records ---------------------------------------------------------------------
+
+
+def _same_request(first: Doc, fingerprint: str, idempotency_key: str) -> None:
+    """A retry carries the same request as the first call; another request under the same key
+    is refused, naming what the key already stands for (records from before fingerprints pass)."""
+    stored = first.get("request_sha256") or ""
+    if stored and fingerprint and stored != fingerprint:
+        raise FailedPrecondition(
+            f"idempotency_key {idempotency_key!r} was already used for {first['_id']} with a"
+            " different request; use a new key for a new request",
+            reason="IDEMPOTENCY_KEY_REUSED",
+            metadata={"document_id": str(first["_id"])},
+        )
 
 
 def _transition_id(delivery_id: str, version: int) -> str:

@@ -6,10 +6,14 @@ reported at once with its field path.
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from datetime import date
 
 from lienthong.document.v1.document_service_pb2 import (
+    AcknowledgeDeliveryRequest,
     Direction,
+    ListInboxRequest,
+    RecallDocumentRequest,
     RegisterPaperDocumentRequest,
     Secrecy,
     SubmitDocumentRequest,
@@ -18,7 +22,16 @@ from lienthong_kit.codes import unit_code_problem
 from lienthong_kit.errors import Violations
 from lienthong_kit.vocabulary import Priority
 
-__all__ = ["DOCUMENT_TYPES", "parse_date", "validate_paper", "validate_submission"]
+__all__ = [
+    "DOCUMENT_TYPES",
+    "parse_date",
+    "validate_acknowledgement",
+    "validate_id",
+    "validate_inbox_query",
+    "validate_paper",
+    "validate_recall",
+    "validate_submission",
+]
 
 # Decree 30/2020 Art. 7 notations; "" is Công văn, which has none.
 DOCUMENT_TYPES = frozenset(
@@ -32,6 +45,19 @@ MAX_NUMBER = 11
 MAX_NOTATION = 30
 MAX_SUBJECT = 500
 MAX_ATTACHMENTS = 50
+# Every string and list a client sends is bounded (the proto comments say the same): the event a
+# request makes must fit the topic's record limit, and no check may take more than linear time.
+MAX_KEY = 128
+MAX_ID = 64
+MAX_UNIT_CODES = 1000
+MAX_SCOPES = 50
+MAX_EXCLUSIONS = 500
+MAX_TEXT = 2000
+MAX_PLACE = 500
+MAX_PLACES = 50
+MAX_NAME = 200
+MAX_STATUS_FILTERS = 20
+MAX_PAGE_TOKEN = 512
 PRIORITIES = frozenset(Priority)
 COMPETENCES = frozenset({"", "TM.", "Q.", "KT.", "TL.", "TUQ."})
 SECRET = frozenset(
@@ -46,25 +72,44 @@ def parse_date(text: str) -> date | None:
         return None
 
 
+def _bounded(v: Violations, field: str, text: str, maximum: int) -> bool:
+    return v.require(len(text) <= maximum, field, f"at most {maximum} characters")
+
+
+def _counted(v: Violations, field: str, items: Sized, maximum: int) -> bool:
+    """False (and a violation) when a list is too long: its items are then not checked one by
+    one, so an oversized list costs one violation, not one per item."""
+    return v.require(len(items) <= maximum, field, f"at most {maximum} entries")
+
+
 def validate_submission(request: SubmitDocumentRequest, sender: str, today: date) -> None:
     """Raise InvalidArgument naming every problem of ``request``, sent by ``sender``."""
     v = Violations()
+    _bounded(v, "idempotency_key", request.idempotency_key, MAX_KEY)
     codes = list(request.recipients.unit_codes)
     v.require(
         bool(codes) or bool(request.recipients.scopes),
         "recipients",
         "at least one recipient (a unit code or a scope) is required",
     )
-    for index, scope in enumerate(request.recipients.scopes):
+    scopes = request.recipients.scopes
+    for index, scope in enumerate(
+        scopes if _counted(v, "recipients.scopes", scopes, MAX_SCOPES) else ()
+    ):
         path = f"recipients.scopes[{index}]"
         if scope.ancestor_code:
             problem = unit_code_problem(scope.ancestor_code)
             if problem:
                 v.add(f"{path}.ancestor_code", problem)
-        for position, excluded in enumerate(scope.exclude_codes):
+        excluded_codes = scope.exclude_codes
+        if not _counted(v, f"{path}.exclude_codes", excluded_codes, MAX_EXCLUSIONS):
+            continue
+        for position, excluded in enumerate(excluded_codes):
             problem = unit_code_problem(excluded)
             if problem:
                 v.add(f"{path}.exclude_codes[{position}]", problem)
+    if not _counted(v, "recipients.unit_codes", codes, MAX_UNIT_CODES):
+        codes = []
     seen: set[str] = set()
     for index, code in enumerate(codes):
         path = f"recipients.unit_codes[{index}]"
@@ -110,15 +155,27 @@ def validate_submission(request: SubmitDocumentRequest, sender: str, today: date
         "signer.competence",
         "must be one of TM., Q., KT., TL., TUQ. or empty",
     )
-    for index, place in enumerate(request.to_places):
+    _bounded(v, "signer.position", request.signer.position, MAX_NAME)
+    _bounded(v, "signer.full_name", request.signer.full_name, MAX_NAME)
+    _bounded(v, "content_summary", request.content_summary, MAX_TEXT)
+    _bounded(v, "promulgation_place", request.promulgation_place, MAX_PLACE)
+    _bounded(v, "response_for", request.response_for, MAX_ID)
+    places = request.to_places
+    for index, place in enumerate(places if _counted(v, "to_places", places, MAX_PLACES) else ()):
         v.require(
-            bool(place.strip()) and len(place) <= 500, f"to_places[{index}]", "1 to 500 characters"
+            bool(place.strip()) and len(place) <= MAX_PLACE,
+            f"to_places[{index}]",
+            f"1 to {MAX_PLACE} characters",
         )
     v.require(request.steering_type >= 0, "steering_type", "must not be negative")
-    ids = list(request.attachment_ids)
-    v.require(len(ids) <= MAX_ATTACHMENTS, "attachment_ids", f"at most {MAX_ATTACHMENTS}")
-    for index, attachment_id in enumerate(ids):
-        v.require(attachment_id not in ids[:index], f"attachment_ids[{index}]", "listed twice")
+    ids = request.attachment_ids
+    listed: set[str] = set()  # linear: a list prefix copied per id was quadratic
+    for index, attachment_id in enumerate(
+        ids if _counted(v, "attachment_ids", ids, MAX_ATTACHMENTS) else ()
+    ):
+        if _bounded(v, f"attachment_ids[{index}]", attachment_id, MAX_ID):
+            v.require(attachment_id not in listed, f"attachment_ids[{index}]", "listed twice")
+        listed.add(attachment_id)
     v.raise_if_any()
 
 
@@ -134,12 +191,14 @@ def _promulgation(v: Violations, text: str, today: date) -> date | None:
 def validate_paper(request: RegisterPaperDocumentRequest, today: date) -> None:
     """Raise InvalidArgument naming every problem of a paper registration."""
     v = Violations()
+    _bounded(v, "idempotency_key", request.idempotency_key, MAX_KEY)
     v.require(
         request.direction in (Direction.DIRECTION_INCOMING, Direction.DIRECTION_OUTGOING),
         "direction",
         "must be INCOMING or OUTGOING",
     )
-    v.require(bool(request.counterpart.strip()), "counterpart", "is required")
+    if v.require(bool(request.counterpart.strip()), "counterpart", "is required"):
+        _bounded(v, "counterpart", request.counterpart, MAX_PLACE)
     subject = request.subject.strip()
     if v.require(bool(subject), "subject", "is required"):
         v.require(len(subject) <= MAX_SUBJECT, "subject", f"at most {MAX_SUBJECT} characters")
@@ -158,4 +217,39 @@ def validate_paper(request: RegisterPaperDocumentRequest, today: date) -> None:
     )
     if request.promulgation_date:
         _promulgation(v, request.promulgation_date, today)
+    v.raise_if_any()
+
+
+def validate_id(field: str, value: str) -> None:
+    """An id a client names (a document, a delivery, an attachment): bounded before any lookup."""
+    v = Violations()
+    _bounded(v, field, value, MAX_ID)
+    v.raise_if_any()
+
+
+def validate_acknowledgement(request: AcknowledgeDeliveryRequest) -> None:
+    v = Violations()
+    _bounded(v, "delivery_id", request.delivery_id, MAX_ID)
+    _bounded(v, "status_code", request.status_code, 2)
+    _bounded(v, "description", request.description, MAX_TEXT)
+    _bounded(v, "staff", request.staff, MAX_NAME)
+    v.raise_if_any()
+
+
+def validate_recall(request: RecallDocumentRequest) -> None:
+    v = Violations()
+    _bounded(v, "document_id", request.document_id, MAX_ID)
+    _bounded(v, "reason", request.reason, MAX_TEXT)
+    _bounded(v, "replacement_document_id", request.replacement_document_id, MAX_ID)
+    v.raise_if_any()
+
+
+def validate_inbox_query(request: ListInboxRequest) -> None:
+    v = Violations()
+    _bounded(v, "page_token", request.page_token, MAX_PAGE_TOKEN)
+    codes = request.status_codes
+    for index, code in enumerate(
+        codes if _counted(v, "status_codes", codes, MAX_STATUS_FILTERS) else ()
+    ):
+        _bounded(v, f"status_codes[{index}]", code, 2)
     v.raise_if_any()

@@ -35,6 +35,11 @@ _EMAIL = re.compile(
 # Vietnamese mobile numbers since the 2018 renumbering: 0 + 3/5/7/8/9 + 8 digits, or +84/84.
 _MOBILE = re.compile(r"^(?:\+84|84|0)([35789]\d{8})$")
 _GROUP_CODE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+# Bounds of what a client sends (the proto comments say the same).
+MAX_URL = 2048
+MAX_SECRET = 256
+MAX_GROUPS_OF_CONTACT = 50
+MAX_ID = 64
 
 
 def valid_email(address: str) -> bool:
@@ -73,11 +78,16 @@ def check_contact(
             " or +84 and 9 digits)",
         )
         phone = normalised or ""
+    violations.require(len(contact.contact_id) <= MAX_ID, "contact.contact_id", "at most 64")
     if contact.webhook_secret:
         violations.require(
-            len(contact.webhook_secret) >= 16, "contact.webhook_secret", "at least 16 characters"
+            16 <= len(contact.webhook_secret) <= MAX_SECRET,
+            "contact.webhook_secret",
+            f"16 to {MAX_SECRET} characters",
         )
-    if contact.webhook_url:
+    if len(contact.webhook_url) > MAX_URL:
+        violations.add("contact.webhook_url", f"at most {MAX_URL} characters")
+    elif contact.webhook_url:
         parts = urlsplit(contact.webhook_url)
         violations.require(
             parts.scheme in ("http", "https") and bool(parts.hostname),
@@ -91,7 +101,14 @@ def check_contact(
         )
     elif contact.webhook_secret:
         violations.add("contact.webhook_url", "is required with a webhook secret")
-    for index, code in enumerate(contact.group_codes):
+    groups = list(contact.group_codes)
+    if not violations.require(
+        len(groups) <= MAX_GROUPS_OF_CONTACT,
+        "contact.group_codes",
+        f"at most {MAX_GROUPS_OF_CONTACT} entries",
+    ):
+        groups = []  # one violation, not one per entry
+    for index, code in enumerate(groups):
         violations.require(
             _GROUP_CODE.match(code) is not None,
             f"contact.group_codes[{index}]",
@@ -111,6 +128,9 @@ def check_group(group: pb.Group, violations: Violations) -> None:
 
 
 def check_subscription(subscription: pb.Subscription, violations: Violations) -> None:
+    violations.require(
+        len(subscription.contact_id) <= MAX_ID, "subscription.contact_id", f"at most {MAX_ID}"
+    )
     targets = bool(subscription.contact_id) + bool(subscription.group_code)
     violations.require(
         targets == 1, "subscription.contact_id", "exactly one of contact_id and group_code"
@@ -118,7 +138,12 @@ def check_subscription(subscription: pb.Subscription, violations: Violations) ->
     violations.require(
         len(subscription.event_kinds) > 0, "subscription.event_kinds", "at least one kind"
     )
-    for index, kind in enumerate(subscription.event_kinds):
+    kinds = list(subscription.event_kinds)
+    if not violations.require(
+        len(kinds) <= len(KINDS), "subscription.event_kinds", f"at most {len(KINDS)} entries"
+    ):
+        kinds = []
+    for index, kind in enumerate(kinds):
         violations.require(
             kind in KINDS,
             f"subscription.event_kinds[{index}]",
@@ -127,7 +152,12 @@ def check_subscription(subscription: pb.Subscription, violations: Violations) ->
     violations.require(
         len(subscription.channels) > 0, "subscription.channels", "at least one channel"
     )
-    for index, channel in enumerate(subscription.channels):
+    channels = list(subscription.channels)
+    if not violations.require(
+        len(channels) <= len(CHANNELS), "subscription.channels", f"at most {len(CHANNELS)} entries"
+    ):
+        channels = []
+    for index, channel in enumerate(channels):
         violations.require(
             channel in CHANNELS,
             f"subscription.channels[{index}]",

@@ -107,7 +107,9 @@ class SignerInfo(_message.Message):
     competence: _builtins.str
     """TM., Q., KT., TL., TUQ. or empty."""
     position: _builtins.str
+    """At most 200 characters."""
     full_name: _builtins.str
+    """At most 200 characters."""
     def __init__(
         self,
         *,
@@ -155,6 +157,7 @@ class AttachmentHeader(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     MIME_TYPE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """1 to 255 characters."""
     mime_type: _builtins.str
     """application/pdf and the office formats agencies use."""
     def __init__(
@@ -193,6 +196,11 @@ Global___UploadAttachmentResponse: _TypeAlias = UploadAttachmentResponse  # noqa
 
 @_typing.final
 class SubmitDocumentRequest(_message.Message):
+    """Every string and list of a request is bounded as its comment says; more is INVALID_ARGUMENT
+    naming the field, and so is a request whose event would exceed LIENTHONG_EVENT_MAX_BYTES
+    (field "request").
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
@@ -212,33 +220,47 @@ class SubmitDocumentRequest(_message.Message):
     SECRECY_FIELD_NUMBER: _builtins.int
     ATTACHMENT_IDS_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
-    """A retry with the same key returns the first result."""
+    """A retry with the same key and the same request returns the first result; the same key
+    with a different request is FAILED_PRECONDITION naming the first document. At most 128
+    characters.
+    """
     document_type: _builtins.str
     subject: _builtins.str
+    """1 to 500 characters."""
     content_summary: _builtins.str
+    """At most 2,000 characters."""
     priority: _builtins.int
     promulgation_date: _builtins.str
     promulgation_place: _builtins.str
+    """At most 500 characters."""
     steering_type: _builtins.int
     """SteeringType of edXML (0 none, 1 directive, 2 report, ...), passed through."""
     response_for: _builtins.str
-    """The document this one answers (a platform document id), if any."""
+    """The document this one answers (a platform document id), if any. At most 64 characters."""
     secrecy: Global___Secrecy.ValueType
     @_builtins.property
-    def recipients(self) -> _common_pb2.Recipients: ...
+    def recipients(self) -> _common_pb2.Recipients:
+        """At most 1,000 unit codes and 50 scopes, each scope excluding at most 500 codes."""
+
     @_builtins.property
-    def code(self) -> _common_pb2.DocumentCode: ...
+    def code(self) -> _common_pb2.DocumentCode:
+        """Number at most 11 characters, notation at most 30."""
+
     @_builtins.property
     def due_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def to_places(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Copies to (ToPlaces): named for information, not addressed."""
+        """Copies to (ToPlaces): named for information, not addressed. At most 50, each 1 to 500
+        characters.
+        """
 
     @_builtins.property
     def signer(self) -> Global___SignerInfo: ...
     @_builtins.property
     def attachment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Attachments uploaded with UploadAttachment by the same unit."""
+        """Attachments uploaded with UploadAttachment by the same unit: at most 50 ids of at most 64
+        characters, none twice, holding together at most LIENTHONG_DOCUMENT_ATTACHMENTS_MAX_BYTES.
+        """
 
     def __init__(
         self,
@@ -294,7 +316,7 @@ class ReserveNumberRequest(_message.Message):
 
     SERIES_FIELD_NUMBER: _builtins.int
     series: _builtins.str
-    """The numbering series, e.g. "QĐ-UBND"; each series counts on its own."""
+    """The numbering series, e.g. "QĐ-UBND"; each series counts on its own. 1 to 30 characters."""
     def __init__(
         self,
         *,
@@ -347,16 +369,20 @@ class RegisterPaperDocumentRequest(_message.Message):
     PROMULGATION_DATE_FIELD_NUMBER: _builtins.int
     REGISTERED_AT_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
+    """As SubmitDocumentRequest's: at most 128 characters, one key one registration."""
     direction: Global___Direction.ValueType
     counterpart: _builtins.str
     """The other party: the sender of an incoming document, a recipient of an outgoing one. May
-    be outside the registry (a citizen, a company): then free text.
+    be outside the registry (a citizen, a company): then free text, 1 to 500 characters.
     """
     document_type: _builtins.str
     subject: _builtins.str
+    """1 to 500 characters."""
     promulgation_date: _builtins.str
     @_builtins.property
-    def code(self) -> _common_pb2.DocumentCode: ...
+    def code(self) -> _common_pb2.DocumentCode:
+        """Number at most 11 characters, notation at most 30."""
+
     @_builtins.property
     def registered_at(self) -> _timestamp_pb2.Timestamp:
         """When it was received or sent; defaults to now."""
@@ -406,6 +432,7 @@ class GetDocumentRequest(_message.Message):
 
     DOCUMENT_ID_FIELD_NUMBER: _builtins.int
     document_id: _builtins.str
+    """At most 64 characters (as every id below)."""
     def __init__(
         self,
         *,
@@ -618,13 +645,14 @@ class ListInboxRequest(_message.Message):
     page_size: _builtins.int
     """At most 200; 0 means 50."""
     page_token: _builtins.str
+    """At most 512 characters."""
     min_priority: _builtins.int
     """Only deliveries of at least this urgency (0-4)."""
     unread_only: _builtins.bool
     """Only deliveries the recipient has not opened yet."""
     @_builtins.property
     def status_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Only deliveries whose current status is one of these codes."""
+        """Only deliveries whose current status is one of these codes (at most 20, 2 characters each)."""
 
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp:
@@ -764,9 +792,9 @@ class AcknowledgeDeliveryRequest(_message.Message):
     16 recall refused.
     """
     description: _builtins.str
-    """Required for 02 and 16: why."""
+    """Required for 02 and 16: why. At most 2,000 characters."""
     staff: _builtins.str
-    """Who acted (full name or account)."""
+    """Who acted (full name or account). At most 200 characters."""
     def __init__(
         self,
         *,
@@ -935,6 +963,7 @@ class RecallDocumentRequest(_message.Message):
     business_type: Global___BusinessType.ValueType
     """RECALL, UPDATE or REPLACE."""
     reason: _builtins.str
+    """1 to 2,000 characters."""
     replacement_document_id: _builtins.str
     """For REPLACE: the new document."""
     def __init__(
@@ -1021,3 +1050,81 @@ class VerifyAuditResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VerifyAuditResponse: _TypeAlias = VerifyAuditResponse  # noqa: Y015
+
+@_typing.final
+class ListParkedEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """At most 500; 0 means 100."""
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListParkedEventsRequest: _TypeAlias = ListParkedEventsRequest  # noqa: Y015
+
+@_typing.final
+class ListParkedEventsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___ParkedEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___ParkedEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListParkedEventsResponse: _TypeAlias = ListParkedEventsResponse  # noqa: Y015
+
+@_typing.final
+class ParkedEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    PARKED_AT_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    topic: _builtins.str
+    key: _builtins.str
+    """The record's key (a document id, a recipient's unit code)."""
+    size_bytes: _builtins.int
+    """The serialised event's size."""
+    reason: _builtins.str
+    """What the broker answered."""
+    @_builtins.property
+    def parked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        topic: _builtins.str = ...,
+        key: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        parked_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["parked_at", b"parked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "key", b"key", "parked_at", b"parked_at", "reason", b"reason", "size_bytes", b"size_bytes", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ParkedEvent: _TypeAlias = ParkedEvent  # noqa: Y015

@@ -98,6 +98,11 @@ class DocumentServiceStub(object):
                 request_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.VerifyAuditRequest.SerializeToString,
                 response_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.VerifyAuditResponse.FromString,
                 _registered_method=True)
+        self.ListParkedEvents = channel.unary_unary(
+                '/lienthong.document.v1.DocumentService/ListParkedEvents',
+                request_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ListParkedEventsRequest.SerializeToString,
+                response_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ListParkedEventsResponse.FromString,
+                _registered_method=True)
 
 
 class DocumentServiceServicer(object):
@@ -194,6 +199,14 @@ class DocumentServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListParkedEvents(self, request, context):
+        """Operators: events the broker refused for good (e.g. larger than the topic takes), parked
+        with their reason so the outbox relays move on; newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DocumentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -256,6 +269,11 @@ def add_DocumentServiceServicer_to_server(servicer, server):
                     servicer.VerifyAudit,
                     request_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.VerifyAuditRequest.FromString,
                     response_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.VerifyAuditResponse.SerializeToString,
+            ),
+            'ListParkedEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListParkedEvents,
+                    request_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ListParkedEventsRequest.FromString,
+                    response_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ListParkedEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -586,6 +604,33 @@ class DocumentService(object):
             '/lienthong.document.v1.DocumentService/VerifyAudit',
             lienthong_dot_document_dot_v1_dot_document__service__pb2.VerifyAuditRequest.SerializeToString,
             lienthong_dot_document_dot_v1_dot_document__service__pb2.VerifyAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListParkedEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.document.v1.DocumentService/ListParkedEvents',
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.ListParkedEventsRequest.SerializeToString,
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.ListParkedEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

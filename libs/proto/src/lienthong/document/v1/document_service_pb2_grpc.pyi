@@ -67,6 +67,10 @@ class DocumentServiceStub:
     """The sender asks every recipient to let a document be recalled, updated or replaced (13)."""
     VerifyAudit: _grpc.UnaryUnaryMultiCallable[_document_service_pb2.VerifyAuditRequest, _document_service_pb2.VerifyAuditResponse]
     """Recompute the audit hash chains; name the first broken link, if any."""
+    ListParkedEvents: _grpc.UnaryUnaryMultiCallable[_document_service_pb2.ListParkedEventsRequest, _document_service_pb2.ListParkedEventsResponse]
+    """Operators: events the broker refused for good (e.g. larger than the topic takes), parked
+    with their reason so the outbox relays move on; newest first.
+    """
 
 @_typing.type_check_only
 class DocumentServiceAsyncStub(DocumentServiceStub):
@@ -107,6 +111,10 @@ class DocumentServiceAsyncStub(DocumentServiceStub):
     """The sender asks every recipient to let a document be recalled, updated or replaced (13)."""
     VerifyAudit: _aio.UnaryUnaryMultiCallable[_document_service_pb2.VerifyAuditRequest, _document_service_pb2.VerifyAuditResponse]  # type: ignore[assignment]
     """Recompute the audit hash chains; name the first broken link, if any."""
+    ListParkedEvents: _aio.UnaryUnaryMultiCallable[_document_service_pb2.ListParkedEventsRequest, _document_service_pb2.ListParkedEventsResponse]  # type: ignore[assignment]
+    """Operators: events the broker refused for good (e.g. larger than the topic takes), parked
+    with their reason so the outbox relays move on; newest first.
+    """
 
 class DocumentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Agency-facing API: send documents, read the inbox, acknowledge, track, recall. The caller's
@@ -216,5 +224,15 @@ class DocumentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_document_service_pb2.VerifyAuditResponse, _abc.Awaitable[_document_service_pb2.VerifyAuditResponse]]:
         """Recompute the audit hash chains; name the first broken link, if any."""
+
+    @_abc_1.abstractmethod
+    def ListParkedEvents(
+        self,
+        request: _document_service_pb2.ListParkedEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_document_service_pb2.ListParkedEventsResponse, _abc.Awaitable[_document_service_pb2.ListParkedEventsResponse]]:
+        """Operators: events the broker refused for good (e.g. larger than the topic takes), parked
+        with their reason so the outbox relays move on; newest first.
+        """
 
 def add_DocumentServiceServicer_to_server(servicer: DocumentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

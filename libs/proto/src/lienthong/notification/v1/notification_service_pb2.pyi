@@ -223,14 +223,16 @@ class Contact(_message.Message):
     phone: _builtins.str
     """A Vietnamese mobile number; stored normalised as +84xxxxxxxxx."""
     webhook_url: _builtins.str
-    """An http(s) URL of the agency system that receives webhooks for this contact."""
+    """An http(s) URL of the agency system that receives webhooks for this contact. At most
+    2,048 characters.
+    """
     webhook_secret: _builtins.str
-    """The HMAC key for webhooks (at least 16 characters). Write-only: never returned."""
+    """The HMAC key for webhooks (16 to 256 characters). Write-only: never returned."""
     has_webhook_secret: _builtins.bool
     """Whether a webhook secret is stored (read-only)."""
     @_builtins.property
     def group_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Codes of the unit's groups the contact belongs to."""
+        """Codes of the unit's groups the contact belongs to (at most 50)."""
 
     def __init__(
         self,
@@ -558,17 +560,19 @@ class Subscription(_message.Message):
     """"<contact|group>:<id>" (assigned)."""
     unit_code: _builtins.str
     contact_id: _builtins.str
-    """Exactly one of contact_id and group_code."""
+    """Exactly one of contact_id (at most 64 characters) and group_code."""
     group_code: _builtins.str
     @_builtins.property
     def event_kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Event kinds: delivery.created, delivery.status.changed, document.returned,
-        document.recalled, reminder.due, reminder.overdue.
+        document.recalled, reminder.due, reminder.overdue (each at most once).
         """
 
     @_builtins.property
     def channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """"email", "sms" and/or "webhook" (in-app notices go to the unit regardless)."""
+        """"email", "sms" and/or "webhook" (in-app notices go to the unit regardless; each at most
+        once).
+        """
 
     def __init__(
         self,
