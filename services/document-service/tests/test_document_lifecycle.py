@@ -30,6 +30,7 @@ from lienthong.events.v1.events_pb2 import (
 )
 from lienthong_kit.envelope import decode_envelope, new_event, unpack
 from lienthong_kit.server import ServiceApp
+from lienthong_testing.callers import OBSERVER
 from lienthong_testing.waiting import eventually
 
 SENDER = "000.00.00.H23"
@@ -379,7 +380,7 @@ async def test_the_audit_chain_verifies_and_a_tampered_entry_is_named(
     ids = await deliver(service, stub, document, A)
     await ack(stub, ids[A], "03", A)
     report = await eventually(
-        lambda: stub.VerifyAudit(pb.VerifyAuditRequest(), metadata=unit(SENDER)),
+        lambda: stub.VerifyAudit(pb.VerifyAuditRequest(), metadata=OBSERVER),
         until=lambda r: r.entries_checked >= 4,  # submitted, created, arrived 01, registered 03
     )
     assert report.intact, report.problem
@@ -387,7 +388,7 @@ async def test_the_audit_chain_verifies_and_a_tampered_entry_is_named(
     victim = await entries.find_one({"event_type": "delivery.status.changed"}, sort=[("seq", -1)])
     assert victim is not None
     await entries.update_one({"_id": victim["_id"]}, {"$set": {"producer": "someone-else"}})
-    report = await stub.VerifyAudit(pb.VerifyAuditRequest(), metadata=unit(SENDER))
+    report = await stub.VerifyAudit(pb.VerifyAuditRequest(), metadata=OBSERVER)
     assert not report.intact
     assert report.first_broken_entry == victim["_id"]
     assert "does not match its hash" in report.problem

@@ -29,6 +29,7 @@ from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
 from lienthong_kit.envelope import carries, decode_envelope, new_event, unpack
 from lienthong_kit.server import ServiceApp
 from lienthong_local.sample import PROVINCE, sample_units
+from lienthong_testing.callers import REGISTRY_ADMIN
 from lienthong_testing.waiting import eventually
 from routing_service.__main__ import build as build_routing
 
@@ -56,7 +57,7 @@ async def document_service(start_service: Any) -> ServiceApp:
     routing: ServiceApp = await start_service("routing-service", build_routing)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{routing.grpc_port}") as channel:
         rows = (routing_pb.ImportRegistryRequest(unit=row) for row in sample_units())
-        await RoutingServiceStub(channel).ImportRegistry(rows)
+        await RoutingServiceStub(channel).ImportRegistry(rows, metadata=REGISTRY_ADMIN)
     app: ServiceApp = await start_service(
         "document-service", build, Settings, {"LIENTHONG_OUTBOX_UNCONFIRMED_SECONDS": "1"}
     )

@@ -19,10 +19,11 @@ from lienthong_kit.envelope import decode_envelope, unpack
 from lienthong_kit.kafka import Topics
 from lienthong_kit.server import ServiceApp
 from lienthong_kit.settings import KitSettings
+from lienthong_testing.callers import OBSERVER
 from lienthong_testing.waiting import eventually
 
 SENDER = "000.00.00.H23"
-OPERATOR = (("x-lienthong-unit", SENDER),)  # dev auth: operator identities are the lead's wiring
+OPERATOR = OBSERVER
 RECIPIENTS = ["000.01.00.H23", "000.00.31.H23"]
 
 

@@ -28,10 +28,14 @@ from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
 from lienthong_kit.envelope import carries, decode_envelope, new_event, unpack
 from lienthong_kit.server import ServiceApp
 from lienthong_local.sample import PROVINCE, sample_units
+from lienthong_testing.callers import REGISTRY_ADMIN, default_identity
 from lienthong_testing.waiting import eventually
 from routing_service.__main__ import build
 from routing_service.consumers import delivery_id
 from routing_service.settings import Settings
+
+# the registry administrator, unless a call names another caller
+ADMIN = default_identity(REGISTRY_ADMIN)
 
 FINANCE = "000.01.00.H23"
 FOREIGN_AFFAIRS = "000.02.00.H23"
@@ -62,7 +66,9 @@ async def service(start_service: Any) -> ServiceApp:
 
 @pytest.fixture
 async def stub(service: ServiceApp) -> AsyncIterator[RoutingServiceStub]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{service.grpc_port}", interceptors=ADMIN
+    ) as channel:
         stub = RoutingServiceStub(channel)
         reply = await stub.ImportRegistry(rows(SAMPLE))
         assert reply.applied == reply.created == len(SAMPLE)
@@ -189,7 +195,9 @@ async def test_units_survive_a_restart_with_their_contacts_and_span(
     )
     await stub.UpsertUnit(pb.UpsertUnitRequest(unit=unit))
     other: ServiceApp = await start_service("routing-service", build, Settings)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{other.grpc_port}") as channel:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{other.grpc_port}", interceptors=ADMIN
+    ) as channel:
         reply = await RoutingServiceStub(channel).GetUnit(pb.GetUnitRequest(code=unit.code))
     assert reply.unit == unit
 
@@ -377,7 +385,9 @@ async def test_a_registry_change_reaches_another_replica(
     stub: RoutingServiceStub, start_service: Any
 ) -> None:
     other: ServiceApp = await start_service("routing-service", build, Settings)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{other.grpc_port}") as channel:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{other.grpc_port}", interceptors=ADMIN
+    ) as channel:
         replica = RoutingServiceStub(channel)
         await stub.CloseUnit(pb.CloseUnitRequest(code=FINANCE, successor_code=OFFICE))
 

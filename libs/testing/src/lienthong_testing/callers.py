@@ -15,10 +15,10 @@ __all__ = [
     "OBSERVER",
     "REGISTRY_ADMIN",
     "TRUST_ADMIN",
-    "DefaultIdentity",
     "as_identity",
     "as_service",
     "as_unit",
+    "default_identity",
     "open_to_units",
 ]
 
@@ -44,20 +44,14 @@ OBSERVER = as_identity("operator/observer/test-observer")
 
 
 def _with_default(details: Any, default: Metadata) -> Any:
-    metadata = list(details.metadata or ())
-    names = {key for key, _ in metadata}
-    if IDENTITY_HEADER not in names and "x-lienthong-unit" not in names:
-        metadata.extend(default)
-    return details._replace(metadata=tuple(metadata))
+    metadata = aio.Metadata(*(details.metadata or ()))
+    if IDENTITY_HEADER not in metadata and "x-lienthong-unit" not in metadata:
+        for key, value in default:
+            metadata.add(key, value)
+    return details._replace(metadata=metadata)
 
 
-class DefaultIdentity(
-    aio.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
-    aio.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
-    aio.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
-):
-    """Adds ``default`` to every call that names no identity of its own."""
-
+class _UnaryUnary(aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
     def __init__(self, default: Metadata) -> None:
         self._default = default
 
@@ -66,10 +60,20 @@ class DefaultIdentity(
     ) -> Any:
         return await continuation(_with_default(client_call_details, self._default), request)
 
+
+class _UnaryStream(aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
+    def __init__(self, default: Metadata) -> None:
+        self._default = default
+
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], client_call_details: Any, request: Any
     ) -> Any:
         return await continuation(_with_default(client_call_details, self._default), request)
+
+
+class _StreamUnary(aio.StreamUnaryClientInterceptor):  # type: ignore[type-arg]
+    def __init__(self, default: Metadata) -> None:
+        self._default = default
 
     async def intercept_stream_unary(
         self, continuation: Callable[..., Any], client_call_details: Any, request_iterator: Any
@@ -77,6 +81,12 @@ class DefaultIdentity(
         return await continuation(
             _with_default(client_call_details, self._default), request_iterator
         )
+
+
+def default_identity(default: Metadata) -> list[Any]:
+    """Channel interceptors adding ``default`` to every call that names no identity of its
+    own (grpc takes one interceptor object per kind of call)."""
+    return [_UnaryUnary(default), _UnaryStream(default), _StreamUnary(default)]
 
 
 def open_to_units(module: ModuleType, service: str) -> AccessTable:

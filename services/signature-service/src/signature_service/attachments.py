@@ -16,16 +16,16 @@ from grpc import aio
 from lienthong.common.v1.common_pb2 import AttachmentRef
 from lienthong.document.v1 import document_service_pb2 as doc_pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
-from lienthong_kit.context import current_trace_id
+from lienthong_kit.authz import IDENTITY_HEADER
 from lienthong_kit.errors import TransientEventError
-from lienthong_kit.interceptors import TRACE_HEADER, UNIT_HEADER
+from lienthong_kit.tracing import outgoing_metadata
 from signature_service.settings import Settings
 
 __all__ = ["IDENTITY", "AttachmentFetcher", "document_channel"]
 
 # the identity signature-service presents to document-service (its mTLS common name; the dev
 # header carries it when dev auth is on)
-IDENTITY = "signature-service"
+IDENTITY = "service/signature-service"
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
@@ -85,7 +85,8 @@ class AttachmentFetcher:
     async def _once(
         self, document_id: str, ref: AttachmentRef, timeout: float
     ) -> tuple[bytes | None, str]:
-        metadata = ((UNIT_HEADER, IDENTITY), (TRACE_HEADER, current_trace_id() or "-"))
+        # with mTLS the certificate names the service and the header counts for nothing
+        metadata = ((IDENTITY_HEADER, IDENTITY), *outgoing_metadata())
         digest = hashlib.sha256()
         parts: list[bytes] = []
         size = 0
