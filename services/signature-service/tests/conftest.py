@@ -11,10 +11,14 @@ import pytest
 
 from lienthong.signature.v1.signature_service_pb2_grpc import SignatureServiceStub
 from lienthong_kit.server import ServiceApp
+from lienthong_testing.callers import as_unit, default_identity
 from lienthong_testing.pki import LocalPki, documents, running_pki
 from signature_service.__main__ import build
 from signature_service.pki import load_certificates
 from signature_service.settings import Settings
+
+# calls name a unit unless they name another caller
+AS_A_UNIT = default_identity(as_unit("000.00.00.H23"))
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +54,6 @@ def pki_env(pki: LocalPki) -> dict[str, str]:
         "LIENTHONG_SIGNATURE_INTERMEDIATES": str(pki.intermediates_file),
         "LIENTHONG_SIGNATURE_WORKERS": "0",
         "LIENTHONG_SIGNATURE_REVOCATION_TIMEOUT_SECONDS": "2",
-        "LIENTHONG_SIGNATURE_OPERATORS": "province-it",
     }
 
 
@@ -70,5 +73,7 @@ def start_signature(start_service: Any, pki: LocalPki) -> Any:
 @pytest.fixture
 async def signature_stub(start_signature: Any) -> AsyncIterator[SignatureServiceStub]:
     app: ServiceApp[Settings] = await start_signature()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{app.grpc_port}", interceptors=AS_A_UNIT
+    ) as channel:
         yield SignatureServiceStub(channel)

@@ -23,7 +23,6 @@ def test_the_production_defaults_are_strict() -> None:
     settings = load_settings(Settings, {})
     assert settings.signature_revocation_mode == "require"
     assert settings.signature_accept_unsigned is False
-    assert settings.signature_operators == ()
 
 
 @pytest.mark.parametrize(

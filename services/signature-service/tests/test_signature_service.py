@@ -31,6 +31,7 @@ from lienthong.signature.v1.signature_service_pb2_grpc import SignatureServiceSt
 from lienthong_kit.envelope import decode_envelope, derived_event_id, new_event, unpack
 from lienthong_kit.kafka import Topics
 from lienthong_kit.server import ServiceApp
+from lienthong_testing.callers import OBSERVER, TRUST_ADMIN, as_unit, default_identity
 from lienthong_testing.pki import LocalPki
 from lienthong_testing.waiting import eventually
 from signature_service.settings import Settings
@@ -38,6 +39,9 @@ from signature_service.settings import Settings
 SENDER = "000.00.00.H23"
 RECIPIENT = "000.01.00.H23"
 MIME = {".pdf": "application/pdf", ".p7s": "application/pkcs7-signature"}
+
+# calls name a unit unless they name another caller
+AS_A_UNIT = default_identity(as_unit("000.00.00.H23"))
 
 
 def unit(code: str) -> tuple[tuple[str, str], ...]:
@@ -52,7 +56,9 @@ async def documents(start_service: Any) -> ServiceApp:
 
 @pytest.fixture
 async def document_stub(documents: ServiceApp) -> AsyncIterator[DocumentServiceStub]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{documents.grpc_port}") as channel:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{documents.grpc_port}", interceptors=AS_A_UNIT
+    ) as channel:
         yield DocumentServiceStub(channel)
 
 
@@ -133,7 +139,9 @@ async def test_submitted_documents_are_verified_with_a_per_signature_report(
     assert rejected.organisation_signature_valid
     assert rejected.signatures[0].reason.startswith("revocation: the certificate was revoked on")
 
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{signature.grpc_port}") as channel:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{signature.grpc_port}", interceptors=AS_A_UNIT
+    ) as channel:
         reply = await SignatureServiceStub(channel).GetVerification(
             pb.GetVerificationRequest(document_id=revoked)
         )
@@ -252,9 +260,13 @@ async def test_get_verification_answers_a_record_that_holds_only_verdict_and_rea
             "verified_at": datetime(2026, 11, 20, 8, 30, tzinfo=UTC),
         }
     )
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{app.grpc_port}", interceptors=AS_A_UNIT
+    ) as channel:
         stub = SignatureServiceStub(channel)
-        reply = await stub.GetVerification(pb.GetVerificationRequest(document_id="doc-old"))
+        reply = await stub.GetVerification(
+            pb.GetVerificationRequest(document_id="doc-old"), metadata=OBSERVER
+        )
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.GetVerification(pb.GetVerificationRequest(document_id="doc-none"))
     assert (reply.document_id, reply.verdict, reply.reason) == (
@@ -380,10 +392,10 @@ async def test_an_operator_adds_a_trust_anchor(
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     reply = await signature_stub.AddTrustAnchor(
         pb.AddTrustAnchorRequest(certificate=pki.unknown_root_file.read_bytes()),
-        metadata=unit("province-it"),
+        metadata=TRUST_ADMIN,
     )
     assert reply.added
-    assert reply.anchor.source == "operator:province-it"
+    assert reply.anchor.source == "operator:test-admin"
     listed = await signature_stub.ListTrustAnchors(pb.ListTrustAnchorsRequest())
     assert {a.subject.split(",")[0] for a in listed.anchors} == {
         "CN=Test Root CA (NEAC test)",
@@ -402,7 +414,7 @@ async def test_a_leaf_certificate_is_not_a_trust_anchor(
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await signature_stub.AddTrustAnchor(
             pb.AddTrustAnchorRequest(certificate=pki.signers["person"].cert_file.read_bytes()),
-            metadata=unit("province-it"),
+            metadata=TRUST_ADMIN,
         )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "self-signed CA" in (info.value.details() or "")
@@ -418,7 +430,9 @@ async def test_trust_anchor_files_are_reloaded_when_they_change(
         LIENTHONG_SIGNATURE_TRUST_ANCHORS=str(folder),
         LIENTHONG_SIGNATURE_TRUST_RELOAD_SECONDS="0.2",
     )
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{app.grpc_port}", interceptors=AS_A_UNIT
+    ) as channel:
         stub = SignatureServiceStub(channel)
         first = await stub.ListTrustAnchors(pb.ListTrustAnchorsRequest())
         assert len(first.anchors) == 1

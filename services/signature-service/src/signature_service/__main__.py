@@ -12,6 +12,7 @@ from lienthong.signature.v1.signature_service_pb2_grpc import add_SignatureServi
 from lienthong_kit.kafka import ConsumerSpec
 from lienthong_kit.logs import get_logger
 from lienthong_kit.server import Deps, GrpcService, Wiring, run_service
+from signature_service.access import ACCESS
 from signature_service.api import SignatureServicer
 from signature_service.attachments import AttachmentFetcher, document_channel
 from signature_service.consumers import VerificationFlow
@@ -96,9 +97,9 @@ async def build(deps: Deps[Settings]) -> Wiring:
                     store,
                     verifier,
                     trust,
-                    operators=settings.signature_operators,
                     max_file_bytes=settings.signature_max_file_bytes,
                 ),
+                access=ACCESS,
             )
         ],
         consumers=[ConsumerSpec(NAME, [deps.topics.documents], flow.on_document)],

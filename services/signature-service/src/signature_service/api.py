@@ -9,9 +9,10 @@ from typing import Any
 from asn1crypto import x509
 from grpc import aio
 
+from lienthong.events.v1.events_pb2 import DocumentVerified
 from lienthong.signature.v1 import signature_service_pb2 as pb
 from lienthong.signature.v1.signature_service_pb2_grpc import SignatureServiceServicer
-from lienthong_kit.context import caller_unit
+from lienthong_kit.authz import Kind, current_identity
 from lienthong_kit.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from lienthong_kit.logs import get_logger
 from signature_service.engine import CertificateResult, inspect_certificate
@@ -73,13 +74,11 @@ class SignatureServicer(SignatureServiceServicer):
         verifier: Verifier,
         trust: TrustStore,
         *,
-        operators: tuple[str, ...],
         max_file_bytes: int,
     ) -> None:
         self._store = store
         self._trust = trust
         self._verifier = verifier
-        self._operators = set(operators)
         self._max_file_bytes = max_file_bytes
 
     async def GetVerification(
@@ -90,6 +89,13 @@ class SignatureServicer(SignatureServiceServicer):
         found = await self._store.verification(request.document_id)
         if found is None:
             raise NotFound(f"document_id: no verification for {request.document_id!r} yet")
+        caller = current_identity()
+        if caller.kind is Kind.UNIT and not _party(caller.name, found.verified):
+            raise PermissionDenied(
+                f"{caller.name} is neither the sender of {request.document_id} nor a recipient"
+                " it names (a recipient reached by scope reads the verdict in GetDocument)",
+                reason="NOT_A_PARTY",
+            )
         response = pb.GetVerificationResponse(
             document_id=found.document_id, **recorded_view(found.verified)
         )
@@ -173,11 +179,7 @@ class SignatureServicer(SignatureServiceServicer):
     async def AddTrustAnchor(
         self, request: pb.AddTrustAnchorRequest, context: Context
     ) -> pb.AddTrustAnchorResponse:
-        who = caller_unit()
-        if who not in self._operators:
-            raise PermissionDenied(
-                f"{who} may not add trust anchors (LIENTHONG_SIGNATURE_OPERATORS)"
-            )
+        who = current_identity().name  # the access table admits trust administrators only
         try:
             certs = parse_certificates(request.certificate)
         except ValueError as exc:
@@ -196,3 +198,7 @@ class SignatureServicer(SignatureServiceServicer):
         added = await self._trust.add(cert, who)
         log.warning("trust_anchor_added", subject=rfc4514(cert.subject), by=who, added=added)
         return pb.AddTrustAnchorResponse(anchor=_anchor(cert, f"operator:{who}"), added=added)
+
+
+def _party(unit: str, verified: DocumentVerified) -> bool:
+    return unit == verified.document.sender_code or unit in verified.recipients.unit_codes

@@ -30,11 +30,6 @@ class Settings(KitSettings):
         30.0,
         doc="how often the trust files and the operators' anchors are re-read",
     )
-    signature_operators: tuple[str, ...] = setting(
-        "LIENTHONG_SIGNATURE_OPERATORS",
-        (),
-        doc="caller identities (mTLS common names) allowed to add trust anchors; none by default",
-    )
     signature_revocation_mode: str = setting(
         "LIENTHONG_SIGNATURE_REVOCATION_MODE",
         "require",
