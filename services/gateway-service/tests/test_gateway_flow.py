@@ -9,6 +9,9 @@ reaches document-service.
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -230,3 +233,23 @@ def test_agencies_and_the_caller_requirement(base_url: str) -> None:
         timeout=10,
     )
     assert service.status_code == 403
+
+
+def test_the_openapi_document_fuzzed_gives_no_server_error(base_url: str, tmp_path: Path) -> None:
+    """schemathesis generates requests from the gateway's OpenAPI document: bad bodies, bad
+    queries, unknown ids; none may be answered with a 5xx."""
+    schemathesis = Path(sys.executable).with_name("schemathesis")
+    run = subprocess.run(
+        [
+            str(schemathesis), "run", f"{base_url}/openapi.json",
+            "--checks", "not_a_server_error",
+            "--header", f"x-lienthong-identity: unit/{SENDER}",
+            "--max-examples", "30",
+            "--seed", "1",
+            "--generation-database", "none",
+            "--request-timeout", "30",
+        ],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert re.search(r"Test cases:\s+(\d+) generated, \1 passed", run.stdout), run.stdout
