@@ -151,16 +151,11 @@ def test_a_package_goes_from_one_unit_to_another_and_is_answered(
         own = parse_document(sender.get(f"/v1/documents/{document_id}").content)
         assert kept_fields(own) == kept_fields(original)
 
-        status = StatusPackage(
-            response_for=ResponseFor(SENDER, entry["edxml_document_id"]),
-            from_=Organ(RECIPIENT),
-            status_code=StatusCode("03"),
-            timestamp=datetime.now(UTC),
-            description="Đã vào sổ",
-        )
+        # the golden status package answers the golden document (same DocumentId)
+        assert entry["edxml_document_id"] == original.document_id
         answered = recipient.post(
             "/v1/statuses",
-            content=status_bytes(status),
+            content=(DATA / "golden" / "status_03.edxml").read_bytes(),
             headers={"content-type": "application/xml"},
         )
         assert answered.status_code == 200, answered.text
@@ -174,8 +169,14 @@ def test_a_package_goes_from_one_unit_to_another_and_is_answered(
             metadata=(("x-lienthong-unit", SENDER),),
             timeout=10,
         )
-    states = {item.recipient_code: item.status_code for item in track.recipients}
-    assert states[RECIPIENT] == "03"
+    states = {item.recipient_code: item for item in track.recipients}
+    assert states[RECIPIENT].status_code == "03"
+    assert states[RECIPIENT].history[-1].description.startswith("Đã tiếp nhận")
+
+
+def test_the_readme_example_package_is_the_golden_one_with_its_pdf() -> None:
+    example = Path(__file__).resolve().parents[3] / "docs" / "examples" / "qd-15-ubnd.edxml"
+    assert example.read_bytes() == sendable()
 
 
 @pytest.mark.parametrize(
