@@ -6,7 +6,7 @@
 #   make image service=document-service            (the same, with a tag)
 #
 # SERVICE is a uv workspace member under services/ (document-service, routing-service,
-# signature-service, notification-service, reporting-service). The image runs
+# signature-service, notification-service, reporting-service, gateway-service). The image runs
 # `python -m <module>` (document-service -> document_service) as a non-root user, with the
 # virtualenv only: no uv, no sources, no tests, no compilers. SERVICE=lienthong-cli (libs/cli)
 # builds the `lienthong` command's image the same way (entrypoint `python -m lienthong_cli`).
@@ -49,6 +49,7 @@ COPY services/routing-service/pyproject.toml services/routing-service/
 COPY services/signature-service/pyproject.toml services/signature-service/
 COPY services/notification-service/pyproject.toml services/notification-service/
 COPY services/reporting-service/pyproject.toml services/reporting-service/
+COPY services/gateway-service/pyproject.toml services/gateway-service/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-workspace --package "${SERVICE}"
 

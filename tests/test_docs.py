@@ -7,10 +7,12 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-import lienthong_kit.metrics  # noqa: F401 - these imports register every metric
+import gateway_service.metrics  # noqa: F401 - these imports register every metric
+import lienthong_kit.metrics  # noqa: F401
 import notification_service.metrics  # noqa: F401
 import reporting_service.metrics  # noqa: F401
 import signature_service.metrics  # noqa: F401
+from gateway_service.settings import Settings as GatewaySettings
 from lienthong_kit.settings import KitSettings, describe_settings
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -35,4 +37,5 @@ def test_every_metric_is_on_the_metrics_page_and_nothing_else() -> None:
 def test_every_setting_is_on_the_configuration_page() -> None:
     in_docs = documented("configuration.md", r"^\| `(LIENTHONG_[A-Z0-9_]+)` \|")
     in_code = {env for env, _, _ in describe_settings(KitSettings)}
+    in_code |= {env for env, _, _ in describe_settings(GatewaySettings)}
     assert in_code <= in_docs, sorted(in_code - in_docs)

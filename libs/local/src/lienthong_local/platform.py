@@ -32,6 +32,7 @@ SERVICES = (
     "signature-service",
     "notification-service",
     "reporting-service",
+    "gateway-service",
 )
 DEFAULT_PORTS = {name: (50051 + index, 9101 + index) for index, name in enumerate(SERVICES)}
 
