@@ -109,19 +109,23 @@ def declared(topics: Topics | None = None) -> dict[str, KafkaAccess]:
             "document-service",
             "submissions and transitions out (outboxes); inboxes, verdicts and the audit log in;"
             " WatchInbox tails the deliveries",
-            writes=(t.documents, t.deliveries),
+            writes=(t.documents, t.deliveries, t.audit_checkpoints),
             groups=(
                 GroupConsumer(t.group("document-service"), deliveries),
                 GroupConsumer(t.group("document-service-verifications"), (t.verifications,)),
-                GroupConsumer(t.group("document-service-audit"), (t.documents, *deliveries)),
+                GroupConsumer(
+                    t.group("document-service-audit"),
+                    (t.documents, *deliveries, t.units, t.operator_actions),
+                ),
             ),
-            tails=deliveries,
+            tails=(*deliveries, t.units, t.audit_checkpoints),
         ),
         KafkaAccess(
             "signature-service",
             "documents in, verdicts out",
-            writes=(t.verifications,),
+            writes=(t.verifications, t.operator_actions),
             groups=(GroupConsumer(t.group("signature-service"), (t.documents,)),),
+            tails=(t.units,),
         ),
         KafkaAccess(
             "routing-service",
@@ -137,7 +141,7 @@ def declared(topics: Topics | None = None) -> dict[str, KafkaAccess]:
             groups=(
                 GroupConsumer(t.group("notification-service"), (*deliveries, t.verifications)),
             ),
-            tails=(t.notifications,),
+            tails=(t.notifications, t.units),
         ),
         KafkaAccess(
             "reporting-service",

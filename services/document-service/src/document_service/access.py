@@ -27,6 +27,7 @@ ACCESS = AccessTable.of(
         "TrackDocument": units_or_gateway("documents the calling unit sent"),
         "RecallDocument": units_or_gateway("documents the calling unit sent"),
         "VerifyAudit": operators(Role.OBSERVER, scope="the whole audit log"),
+        "ExportAudit": operators(Role.OBSERVER, scope="the whole audit log, to verify offline"),
         "ListParkedEvents": operators(Role.OBSERVER, scope="events the broker refused"),
     },
 )

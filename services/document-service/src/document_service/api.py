@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 from grpc import aio
 
 from document_service.attachments import AttachmentStore
-from document_service.audit import AuditLog
+from document_service.checkpoints import SignedAudit
 from document_service.lifecycle import acknowledge, request_recall
 from document_service.store import (
     PRODUCER,
@@ -38,7 +38,6 @@ from lienthong.common.v1.common_pb2 import AttachmentRef, DocumentSummary
 from lienthong.document.v1 import document_service_pb2 as pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceServicer
 from lienthong.events.v1.events_pb2 import DocumentSubmitted, PaperDocumentRegistered
-from lienthong_kit.authz import Kind, current_identity
 from lienthong_kit.context import caller_unit
 from lienthong_kit.envelope import new_event
 from lienthong_kit.errors import (
@@ -52,10 +51,11 @@ from lienthong_kit.fanout import FanOutHub
 from lienthong_kit.paging import decode_time_key, encode_time_key, page_size
 from lienthong_kit.vocabulary import Priority, StatusCode, today_in_vietnam, vietnam_time
 
-__all__ = ["DocumentServicer"]
+__all__ = ["ATTACHMENT_READERS", "DocumentServicer"]
 
 # Service identities (mTLS common names) that read any document's attachments: signature-service
 # fetches the bytes it verifies. Unit codes never look like these names.
+ATTACHMENT_READERS = frozenset({"signature-service"})
 Context = aio.ServicerContext[Any, Any]
 MAX_PARKED_PAGE = 500
 RECALL_KINDS = {
@@ -82,7 +82,7 @@ class DocumentServicer(DocumentServiceServicer):
         self,
         store: DocumentStore,
         attachments: AttachmentStore,
-        audit: AuditLog,
+        audit: SignedAudit,
         hub: FanOutHub[Delivery],
     ) -> None:
         self._store = store
@@ -315,17 +315,16 @@ class DocumentServicer(DocumentServiceServicer):
     async def GetAttachment(
         self, request: pb.GetAttachmentRequest, context: Context
     ) -> AsyncIterator[pb.GetAttachmentResponse]:
-        caller = current_identity()
+        unit = caller_unit()
         validate_id("document_id", request.document_id)
         validate_id("attachment_id", request.attachment_id)
-        # the access table admits units and the signature service; a unit reads its own only
-        if caller.kind is Kind.SERVICE:
+        if unit in ATTACHMENT_READERS:
             found = await self._store.get(request.document_id)
             if found is None:
                 raise NotFound(f"document_id: no document {request.document_id!r}")
             document = found
         else:
-            document, _ = await self._readable(request.document_id, caller_unit())
+            document, _ = await self._readable(request.document_id, unit)
         for ref in document.attachments:
             if ref.attachment_id == request.attachment_id:
                 yield pb.GetAttachmentResponse(attachment=ref)
@@ -488,13 +487,24 @@ class DocumentServicer(DocumentServiceServicer):
     async def VerifyAudit(
         self, request: pb.VerifyAuditRequest, context: Context
     ) -> pb.VerifyAuditResponse:
-        report = await self._audit.verify()
+        if request.unsigned_grace_seconds < 0:
+            raise InvalidArgument(
+                [FieldViolation("unsigned_grace_seconds", "must be 0 (the default) or more")]
+            )
+        report = await self._audit.verify(request.unsigned_grace_seconds)
         return pb.VerifyAuditResponse(
             intact=report.intact,
             entries_checked=report.checked,
             first_broken_entry=report.first_broken,
             problem=report.problem,
+            checkpoints_verified=report.checkpoints,
         )
+
+    async def ExportAudit(
+        self, request: pb.ExportAuditRequest, context: Context
+    ) -> AsyncIterator[pb.ExportAuditResponse]:
+        async for record in self._audit.export(request.chain):
+            yield record
 
     async def ListParkedEvents(
         self, request: pb.ListParkedEventsRequest, context: Context

@@ -6,56 +6,48 @@ deliveries topics to the chain of its partition, in offset order. An entry carri
 the previous entry of its chain and its own hash over its content::
 
     hash = sha256(prev_hash | chain | seq | event_id | event_type | occurred_at | producer
-                  | payload_sha256)
+                  | payload_sha256 [| actor | action | target: operator actions only])
 
 Redelivery appends nothing (the event id is the entry's key); two replicas briefly sharing a
 partition during a rebalance cannot fork a chain (``(chain, seq)`` is unique). The consumer
 keeps each chain's head in memory, links the events of one poll in memory and appends them
 with one ordered ``insertMany`` before the offsets are committed; when that meets a conflict
 (a redelivery, or another member appended: a stale head) the rest of the poll is appended one
-by one, re-reading the head, which costs retries but never forks a chain. ``verify``
-recomputes every chain and names the first entry whose hash or link does not match.
+by one, re-reading the head, which costs retries but never forks a chain.
+
+Operator actions join the chains: ``unit.changed`` (the units topic) and ``operator.action``
+(the operator-actions topic) entries carry who did what to what in the clear, covered by the
+hash. The heads this replica appended are signed and checkpointed by checkpoints.py; ``verify``
+runs audit_verify's checks (links, hashes, signed heads, truncation) over the store and the
+checkpoints, and names the first broken, missing or truncated entry.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from dataclasses import dataclass
-from datetime import UTC
+from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 
 from aiokafka import ConsumerRecord
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from lienthong_kit.envelope import EventEnvelope
+from document_service.audit_verify import (
+    GENESIS,
+    AuditReport,
+    Verification,
+    entry_hash,
+    entry_to_proto,
+)
+from lienthong.document.v1 import document_service_pb2 as pb
+from lienthong.events.v1.events_pb2 import AuditCheckpoint, OperatorAction, UnitChanged
+from lienthong_kit.envelope import EventEnvelope, carries, unpack
 from lienthong_kit.errors import TransientEventError
 from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
 
-__all__ = ["AuditLog", "AuditReport", "entry_hash"]
-
-GENESIS = "0" * 64
-
-
-def entry_hash(entry: Doc) -> str:
-    parts = [
-        entry["prev_hash"],
-        entry["chain"],
-        str(entry["seq"]),
-        entry["_id"],
-        entry["event_type"],
-        entry["occurred_at"],
-        entry["producer"],
-        entry["payload_sha256"],
-    ]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class AuditReport:
-    intact: bool
-    checked: int
-    first_broken: str = ""
-    problem: str = ""
+__all__ = ["GENESIS", "AuditLog", "AuditReport", "entry_hash"]
 
 
 class AuditLog:
@@ -63,6 +55,11 @@ class AuditLog:
         self.entries = db["audit"]
         self._heads: dict[str, tuple[int, str]] = {}
         self._staged: dict[str, list[tuple[EventEnvelope, int]]] = {}
+        # heads this replica appended (what checkpoints.py signs), and when to sign early
+        self.appended_heads: dict[str, tuple[int, str]] = {}
+        self.appended_since_checkpoint = 0
+        self.checkpoint_after = 0
+        self.grown = asyncio.Event()
 
     async def create_indexes(self) -> None:
         await ensure_indexes(
@@ -87,12 +84,12 @@ class AuditLog:
                 head = (entries[-1]["seq"], entries[-1]["hash"])
             try:
                 await self.entries.insert_many(entries, ordered=True)
-                self._heads[chain] = head
+                self._appended(chain, head, len(entries))
             except BulkWriteError as exc:
                 inserted = int(exc.details.get("nInserted", 0))
                 if inserted:
                     last = entries[inserted - 1]
-                    self._heads[chain] = (last["seq"], last["hash"])
+                    self._appended(chain, (last["seq"], last["hash"]), inserted)
                 for envelope, offset in staged[inserted:]:
                     await self._append(chain, envelope, offset)
             del self._staged[chain]
@@ -110,7 +107,7 @@ class AuditLog:
                     return  # already in the log: a redelivery
                 head = await self._read_head(chain)  # another member appended: relink
                 continue
-            self._heads[chain] = (entry["seq"], entry["hash"])
+            self._appended(chain, (entry["seq"], entry["hash"]), 1)
             return
         raise TransientEventError(f"could not append to audit chain {chain}")
 
@@ -122,35 +119,58 @@ class AuditLog:
         self._heads[chain] = head
         return head
 
-    async def verify(self) -> AuditReport:
+    def _appended(self, chain: str, head: tuple[int, str], count: int) -> None:
+        self._heads[chain] = head
+        self.appended_heads[chain] = head
+        self.appended_since_checkpoint += count
+        if self.checkpoint_after and self.appended_since_checkpoint >= self.checkpoint_after:
+            self.grown.set()
+
+    async def store_heads(self) -> dict[str, tuple[int, str]]:
+        """The last entry of every chain in the store."""
+        heads: dict[str, tuple[int, str]] = {}
+        for chain in await self.entries.distinct("chain"):
+            last = await self.entries.find_one(
+                {"chain": chain}, {"seq": 1, "hash": 1}, sort=[("seq", DESCENDING)]
+            )
+            if last is not None:
+                heads[chain] = (int(last["seq"]), str(last["hash"]))
+        return heads
+
+    async def verify(
+        self,
+        checkpoints: Iterable[AuditCheckpoint] = (),
+        keys: Mapping[str, Ed25519PublicKey] | None = None,
+        *,
+        unsigned_grace: timedelta | None = None,
+    ) -> AuditReport:
+        """The offline verifier's checks over the store; without ``keys`` links and hashes only."""
+        verification = Verification(checkpoints if keys else (), keys or {})
+        problem = verification.check_signatures()
+        if problem is not None:
+            return AuditReport(False, 0, problem.entry, problem.text)
+        signed = len(verification.checkpoints)
+        before = verification.unsigned_before(unsigned_grace, datetime.now(UTC)) if keys else None
         checked = 0
-        chains = sorted(await self.entries.distinct("chain"))
-        for chain in chains:
-            previous = GENESIS
-            expected_seq = 1
+        for chain in verification.chains(await self.entries.distinct("chain")):
+            check = verification.chain(chain)
             async for entry in self.entries.find({"chain": chain}).sort("seq", ASCENDING):
-                checked += 1
-                if entry["seq"] != expected_seq:
-                    return AuditReport(
-                        False, checked, entry["_id"], f"{chain}: entry {expected_seq} is missing"
-                    )
-                if entry["prev_hash"] != previous:
-                    return AuditReport(
-                        False,
-                        checked,
-                        entry["_id"],
-                        f"{chain}#{entry['seq']}: link to the previous entry is broken",
-                    )
-                if entry_hash(entry) != entry["hash"]:
-                    return AuditReport(
-                        False,
-                        checked,
-                        entry["_id"],
-                        f"{chain}#{entry['seq']}: content does not match its hash",
-                    )
-                previous = entry["hash"]
-                expected_seq += 1
-        return AuditReport(True, checked)
+                problem = check.add(entry)
+                if problem is not None:
+                    break
+            else:
+                problem = check.end(before)
+            checked += check.checked
+            if problem is not None:
+                return AuditReport(False, checked, problem.entry, problem.text, signed)
+        return AuditReport(True, checked, checkpoints=signed)
+
+    async def export(self, chain: str = "") -> AsyncIterator[pb.ExportAuditResponse]:
+        """Every entry (of one chain, if named), chain by chain, in sequence order."""
+        query = {"chain": chain} if chain else {}
+        cursor = self.entries.find(query).sort([("chain", ASCENDING), ("seq", ASCENDING)])
+        async for entry in cursor:
+            yield pb.ExportAuditResponse(entry=entry_to_proto(entry))
 
 
 def _entry(chain: str, head: tuple[int, str], envelope: EventEnvelope, offset: int) -> Doc:
@@ -165,5 +185,17 @@ def _entry(chain: str, head: tuple[int, str], envelope: EventEnvelope, offset: i
         "payload_sha256": hashlib.sha256(envelope.payload.value).hexdigest(),
         "offset": offset,
     }
+    entry.update(_operator(envelope))
     entry["hash"] = entry_hash(entry)
     return entry
+
+
+def _operator(envelope: EventEnvelope) -> Doc:
+    """Who did what to what, for the entries of operator actions (empty for other events)."""
+    if carries(envelope, UnitChanged):
+        changed = unpack(envelope, UnitChanged)
+        return {"actor": changed.actor, "action": "unit.changed", "target": changed.unit.code}
+    if carries(envelope, OperatorAction):
+        action = unpack(envelope, OperatorAction)
+        return {"actor": action.actor, "action": action.action, "target": action.target}
+    return {}

@@ -40,7 +40,7 @@ class Consumers:
         self._audit = audit
         self._hub = hub
 
-    def specs(self, topics: Topics) -> list[ConsumerSpec]:
+    def specs(self, topics: Topics, operator_actions: str) -> list[ConsumerSpec]:
         return [
             ConsumerSpec(GROUP, topics.all_deliveries, self.on_delivery),
             # the verdict is stored under the document's id: a redelivery inserts nothing
@@ -50,7 +50,8 @@ class Consumers:
             # the audit log's insert is keyed by event id: no separate applied-event markers
             ConsumerSpec(
                 f"{GROUP}-audit",
-                [topics.documents, *topics.all_deliveries],
+                # registry and trust-store changes: operator actions join the chains
+                [topics.documents, *topics.all_deliveries, topics.units, operator_actions],
                 self._audit.on_event,
                 dedupe=False,
                 before_commit=self._audit.flush,

@@ -16,6 +16,7 @@ newest, so replaying old records never undoes a newer change (the store: store.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Sequence
@@ -24,9 +25,11 @@ from datetime import date
 from lienthong.common.v1.common_pb2 import UnitLevel
 from lienthong.events.v1.events_pb2 import UnitChanged
 from lienthong.routing.v1.routing_service_pb2 import Unit
+from lienthong_kit.authz import current_identity
 from lienthong_kit.codes import unit_code_problem
+from lienthong_kit.context import caller_unit
 from lienthong_kit.envelope import EventEnvelope, new_event, unpack
-from lienthong_kit.errors import NotFound, Violations
+from lienthong_kit.errors import NotFound, Unauthenticated, Violations
 from lienthong_kit.kafka import EventProducer, Topics, TopicTail
 from lienthong_kit.logs import get_logger
 from lienthong_kit.settings import KitSettings
@@ -193,11 +196,14 @@ class Registry:
     async def _write(self, units: Sequence[Unit]) -> None:
         """Store each unit (in order), take it into this replica's index, then publish all."""
         records: list[tuple[str, bytes | None, bytes | None]] = []
+        actor = _actor()
         for unit in units:
             revision = self._revisions.next()
             await self._store.save(unit, revision)
             self.index.apply(unit, revision)
-            envelope = new_event(UnitChanged(unit=unit, revision=revision), producer=PRODUCER)
+            envelope = new_event(
+                UnitChanged(unit=unit, revision=revision, actor=actor), producer=PRODUCER
+            )
             records.append((self._topics.units, unit.code.encode(), envelope.SerializeToString()))
         await self._producer.publish_many(records)
 
@@ -322,3 +328,12 @@ def _parents_first(units: list[Unit]) -> list[Unit]:
     for unit in units:
         place(unit)
     return ordered
+
+
+def _actor() -> str:
+    """Who makes this registry change, for the audit: the identity, else the legacy caller."""
+    with contextlib.suppress(Unauthenticated):
+        return str(current_identity())
+    with contextlib.suppress(Unauthenticated):
+        return caller_unit()
+    return ""  # no call: a file import at start

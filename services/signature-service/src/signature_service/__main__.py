@@ -16,6 +16,7 @@ from signature_service.access import ACCESS
 from signature_service.api import SignatureServicer
 from signature_service.attachments import AttachmentFetcher, document_channel
 from signature_service.consumers import VerificationFlow
+from signature_service.operator_actions import TrustAnnouncer
 from signature_service.policy import Policy, parse_rules
 from signature_service.revocation import RevocationConfig
 from signature_service.settings import Settings
@@ -98,6 +99,7 @@ async def build(deps: Deps[Settings]) -> Wiring:
                     verifier,
                     trust,
                     max_file_bytes=settings.signature_max_file_bytes,
+                    announcer=TrustAnnouncer(deps.producer, deps.topics),
                 ),
                 access=ACCESS,
             )

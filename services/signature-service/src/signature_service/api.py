@@ -16,6 +16,7 @@ from lienthong_kit.authz import Kind, current_identity
 from lienthong_kit.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from lienthong_kit.logs import get_logger
 from signature_service.engine import CertificateResult, inspect_certificate
+from signature_service.operator_actions import TrustAnnouncer
 from signature_service.pki import (
     fingerprint,
     is_self_signed_ca,
@@ -75,7 +76,9 @@ class SignatureServicer(SignatureServiceServicer):
         trust: TrustStore,
         *,
         max_file_bytes: int,
+        announcer: TrustAnnouncer,
     ) -> None:
+        self._announcer = announcer
         self._store = store
         self._trust = trust
         self._verifier = verifier
@@ -196,6 +199,8 @@ class SignatureServicer(SignatureServiceServicer):
                 [FieldViolation("certificate", "a trust anchor is a self-signed CA certificate")]
             )
         added = await self._trust.add(cert, who)
+        if added:  # the audit chains it with who did it (document-service's audit consumer)
+            await self._announcer.anchor_added(cert, who)
         log.warning("trust_anchor_added", subject=rfc4514(cert.subject), by=who, added=added)
         return pb.AddTrustAnchorResponse(anchor=_anchor(cert, f"operator:{who}"), added=added)
 

@@ -40,6 +40,9 @@ class Topics:
         self.deliveries_urgent = f"{prefix}lienthong.deliveries.urgent"
         self.notifications = f"{prefix}lienthong.notifications"
         self.units = f"{prefix}lienthong.units"
+        # append-only: signed audit checkpoints, and operators' actions for the audit chain
+        self.audit_checkpoints = f"{prefix}lienthong.audit.checkpoints"
+        self.operator_actions = f"{prefix}lienthong.operator-actions"
 
     @property
     def all_deliveries(self) -> list[str]:
@@ -60,8 +63,9 @@ class Topics:
             self.deliveries_urgent,
             self.notifications,
             self.units,
+            self.operator_actions,
         ]
-        return main + [self.dlq(topic) for topic in main]
+        return [*main, self.audit_checkpoints] + [self.dlq(topic) for topic in main]
 
     def group(self, name: str) -> str:
         return f"{self.prefix}{name}"

@@ -10,6 +10,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from lienthong.common.v1 import common_pb2 as _common_pb2
+from lienthong.events.v1 import events_pb2 as _events_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -1011,12 +1012,19 @@ Global___RecallDocumentResponse: _TypeAlias = RecallDocumentResponse  # noqa: Y0
 class VerifyAuditRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    UNSIGNED_GRACE_SECONDS_FIELD_NUMBER: _builtins.int
+    unsigned_grace_seconds: _builtins.int
+    """Entries newer than the last signed checkpoint of their chain are accepted for this long
+    (0: the service's LIENTHONG_AUDIT_UNSIGNED_GRACE_SECONDS).
+    """
     def __init__(
         self,
+        *,
+        unsigned_grace_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["unsigned_grace_seconds", b"unsigned_grace_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1030,11 +1038,16 @@ class VerifyAuditResponse(_message.Message):
     ENTRIES_CHECKED_FIELD_NUMBER: _builtins.int
     FIRST_BROKEN_ENTRY_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
+    CHECKPOINTS_VERIFIED_FIELD_NUMBER: _builtins.int
     intact: _builtins.bool
     entries_checked: _builtins.int
     first_broken_entry: _builtins.str
     """The first entry whose hash or link does not match, if any."""
     problem: _builtins.str
+    checkpoints_verified: _builtins.int
+    """Signed checkpoints checked (0: no signing key is configured; the chain proves nothing
+    against an insider who rewrites the store).
+    """
     def __init__(
         self,
         *,
@@ -1042,14 +1055,121 @@ class VerifyAuditResponse(_message.Message):
         entries_checked: _builtins.int = ...,
         first_broken_entry: _builtins.str = ...,
         problem: _builtins.str = ...,
+        checkpoints_verified: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries_checked", b"entries_checked", "first_broken_entry", b"first_broken_entry", "intact", b"intact", "problem", b"problem"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoints_verified", b"checkpoints_verified", "entries_checked", b"entries_checked", "first_broken_entry", b"first_broken_entry", "intact", b"intact", "problem", b"problem"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VerifyAuditResponse: _TypeAlias = VerifyAuditResponse  # noqa: Y015
+
+@_typing.final
+class ExportAuditRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHAIN_FIELD_NUMBER: _builtins.int
+    chain: _builtins.str
+    """Only this chain (e.g. `lienthong.documents/0`); empty: every chain."""
+    def __init__(
+        self,
+        *,
+        chain: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain", b"chain"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportAuditRequest: _TypeAlias = ExportAuditRequest  # noqa: Y015
+
+@_typing.final
+class AuditEntry(_message.Message):
+    """One entry of an audit hash chain: hash = sha256 of the `|`-joined fields (audit.py)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    CHAIN_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    PREV_HASH_FIELD_NUMBER: _builtins.int
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    PRODUCER_FIELD_NUMBER: _builtins.int
+    PAYLOAD_SHA256_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    chain: _builtins.str
+    seq: _builtins.int
+    prev_hash: _builtins.str
+    event_type: _builtins.str
+    occurred_at: _builtins.str
+    producer: _builtins.str
+    payload_sha256: _builtins.str
+    offset: _builtins.int
+    hash: _builtins.str
+    actor: _builtins.str
+    """Operator actions only: who did what to what (covered by the hash)."""
+    action: _builtins.str
+    target: _builtins.str
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        chain: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        prev_hash: _builtins.str = ...,
+        event_type: _builtins.str = ...,
+        occurred_at: _builtins.str = ...,
+        producer: _builtins.str = ...,
+        payload_sha256: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        hash: _builtins.str = ...,
+        actor: _builtins.str = ...,
+        action: _builtins.str = ...,
+        target: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "chain", b"chain", "event_id", b"event_id", "event_type", b"event_type", "hash", b"hash", "occurred_at", b"occurred_at", "offset", b"offset", "payload_sha256", b"payload_sha256", "prev_hash", b"prev_hash", "producer", b"producer", "seq", b"seq", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditEntry: _TypeAlias = AuditEntry  # noqa: Y015
+
+@_typing.final
+class ExportAuditResponse(_message.Message):
+    """One line of an audit export (JSON lines, one record each)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entry(self) -> Global___AuditEntry: ...
+    @_builtins.property
+    def checkpoint(self) -> _events_pb2.AuditCheckpoint: ...
+    def __init__(
+        self,
+        *,
+        entry: Global___AuditEntry | None = ...,
+        checkpoint: _events_pb2.AuditCheckpoint | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "entry", b"entry", "record", b"record"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "entry", b"entry", "record", b"record"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_record: _TypeAlias = _typing.Literal["entry", "checkpoint"]  # noqa: Y015
+    _WhichOneofArgType_record: _TypeAlias = _typing.Literal["record", b"record"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_record) -> _WhichOneofReturnType_record | None: ...
+
+Global___ExportAuditResponse: _TypeAlias = ExportAuditResponse  # noqa: Y015
 
 @_typing.final
 class ListParkedEventsRequest(_message.Message):

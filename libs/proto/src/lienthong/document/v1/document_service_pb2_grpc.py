@@ -98,6 +98,11 @@ class DocumentServiceStub(object):
                 request_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.VerifyAuditRequest.SerializeToString,
                 response_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.VerifyAuditResponse.FromString,
                 _registered_method=True)
+        self.ExportAudit = channel.unary_stream(
+                '/lienthong.document.v1.DocumentService/ExportAudit',
+                request_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ExportAuditRequest.SerializeToString,
+                response_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ExportAuditResponse.FromString,
+                _registered_method=True)
         self.ListParkedEvents = channel.unary_unary(
                 '/lienthong.document.v1.DocumentService/ListParkedEvents',
                 request_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ListParkedEventsRequest.SerializeToString,
@@ -193,7 +198,16 @@ class DocumentServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def VerifyAudit(self, request, context):
-        """Recompute the audit hash chains; name the first broken link, if any.
+        """Recompute the audit hash chains and check them against the signed checkpoints
+        (docs/security.md, "The audit log"); name the first broken, missing or truncated entry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportAudit(self, request, context):
+        """Every audit entry, then every signed checkpoint, for the offline verifier
+        (`python -m document_service.audit_verify`), one record per message.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -269,6 +283,11 @@ def add_DocumentServiceServicer_to_server(servicer, server):
                     servicer.VerifyAudit,
                     request_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.VerifyAuditRequest.FromString,
                     response_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.VerifyAuditResponse.SerializeToString,
+            ),
+            'ExportAudit': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportAudit,
+                    request_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ExportAuditRequest.FromString,
+                    response_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ExportAuditResponse.SerializeToString,
             ),
             'ListParkedEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListParkedEvents,
@@ -604,6 +623,33 @@ class DocumentService(object):
             '/lienthong.document.v1.DocumentService/VerifyAudit',
             lienthong_dot_document_dot_v1_dot_document__service__pb2.VerifyAuditRequest.SerializeToString,
             lienthong_dot_document_dot_v1_dot_document__service__pb2.VerifyAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lienthong.document.v1.DocumentService/ExportAudit',
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.ExportAuditRequest.SerializeToString,
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.ExportAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -66,7 +66,13 @@ class DocumentServiceStub:
     RecallDocument: _grpc.UnaryUnaryMultiCallable[_document_service_pb2.RecallDocumentRequest, _document_service_pb2.RecallDocumentResponse]
     """The sender asks every recipient to let a document be recalled, updated or replaced (13)."""
     VerifyAudit: _grpc.UnaryUnaryMultiCallable[_document_service_pb2.VerifyAuditRequest, _document_service_pb2.VerifyAuditResponse]
-    """Recompute the audit hash chains; name the first broken link, if any."""
+    """Recompute the audit hash chains and check them against the signed checkpoints
+    (docs/security.md, "The audit log"); name the first broken, missing or truncated entry.
+    """
+    ExportAudit: _grpc.UnaryStreamMultiCallable[_document_service_pb2.ExportAuditRequest, _document_service_pb2.ExportAuditResponse]
+    """Every audit entry, then every signed checkpoint, for the offline verifier
+    (`python -m document_service.audit_verify`), one record per message.
+    """
     ListParkedEvents: _grpc.UnaryUnaryMultiCallable[_document_service_pb2.ListParkedEventsRequest, _document_service_pb2.ListParkedEventsResponse]
     """Operators: events the broker refused for good (e.g. larger than the topic takes), parked
     with their reason so the outbox relays move on; newest first.
@@ -110,7 +116,13 @@ class DocumentServiceAsyncStub(DocumentServiceStub):
     RecallDocument: _aio.UnaryUnaryMultiCallable[_document_service_pb2.RecallDocumentRequest, _document_service_pb2.RecallDocumentResponse]  # type: ignore[assignment]
     """The sender asks every recipient to let a document be recalled, updated or replaced (13)."""
     VerifyAudit: _aio.UnaryUnaryMultiCallable[_document_service_pb2.VerifyAuditRequest, _document_service_pb2.VerifyAuditResponse]  # type: ignore[assignment]
-    """Recompute the audit hash chains; name the first broken link, if any."""
+    """Recompute the audit hash chains and check them against the signed checkpoints
+    (docs/security.md, "The audit log"); name the first broken, missing or truncated entry.
+    """
+    ExportAudit: _aio.UnaryStreamMultiCallable[_document_service_pb2.ExportAuditRequest, _document_service_pb2.ExportAuditResponse]  # type: ignore[assignment]
+    """Every audit entry, then every signed checkpoint, for the offline verifier
+    (`python -m document_service.audit_verify`), one record per message.
+    """
     ListParkedEvents: _aio.UnaryUnaryMultiCallable[_document_service_pb2.ListParkedEventsRequest, _document_service_pb2.ListParkedEventsResponse]  # type: ignore[assignment]
     """Operators: events the broker refused for good (e.g. larger than the topic takes), parked
     with their reason so the outbox relays move on; newest first.
@@ -223,7 +235,19 @@ class DocumentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _document_service_pb2.VerifyAuditRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_document_service_pb2.VerifyAuditResponse, _abc.Awaitable[_document_service_pb2.VerifyAuditResponse]]:
-        """Recompute the audit hash chains; name the first broken link, if any."""
+        """Recompute the audit hash chains and check them against the signed checkpoints
+        (docs/security.md, "The audit log"); name the first broken, missing or truncated entry.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportAudit(
+        self,
+        request: _document_service_pb2.ExportAuditRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_document_service_pb2.ExportAuditResponse], _abc.AsyncIterator[_document_service_pb2.ExportAuditResponse]]:
+        """Every audit entry, then every signed checkpoint, for the offline verifier
+        (`python -m document_service.audit_verify`), one record per message.
+        """
 
     @_abc_1.abstractmethod
     def ListParkedEvents(
