@@ -33,11 +33,9 @@ def bare(text: str) -> str:
 def main() -> None:
     data = files("vietnamadminunits").joinpath("data")
     mapping = json.loads(data.joinpath("converter_2025.json").read_text("utf-8"))
-    assert sorted(mapping["DICT_PROVINCE"][PROVINCE_KEY]) == [
-        "tinhhoabinh",
-        "tinhphutho",
-        "tinhvinhphuc",
-    ]
+    merged = sorted(mapping["DICT_PROVINCE"][PROVINCE_KEY])
+    if merged != ["tinhhoabinh", "tinhphutho", "tinhvinhphuc"]:
+        raise SystemExit(f"Phú Thọ is made of {merged} in this version of the mapping")
     with as_file(data.joinpath("dataset.db")) as path:
         db = sqlite3.connect(path)
         old_codes = {
@@ -48,13 +46,12 @@ def main() -> None:
                 sorted(OLD_PROVINCES),
             )
         }
-        new_names = {
-            key: name
-            for key, name in db.execute(
+        new_names: dict[str, str] = dict(
+            db.execute(
                 "select wardKey, ward from admin_units where provinceCode = ?",
                 (f"{PROVINCE_CODE:02d}",),
             )
-        }
+        )
     divisions = json.loads(
         files("vietnam_provinces").joinpath("data/nested-divisions.json").read_text("utf-8")
     )
@@ -70,7 +67,8 @@ def main() -> None:
 
     covered = set().union(*parts.values())
     missing = sorted(set(old_codes.values()) - covered)
-    assert not missing, f"old communes with no successor: {missing}"
+    if missing:
+        raise SystemExit(f"old communes with no successor: {missing}")
 
     out = csv.writer(sys.stdout, lineterminator="\n")
     out.writerow(["code", "name", "old_codes"])
