@@ -50,6 +50,8 @@ __all__ = [
     "TRANSITION",
     "TWO_TIER_PROVINCE",
     "Shape",
+    "phu_tho_2025_csv",
+    "predecessor_units",
     "sample_province",
     "sample_units",
 ]
@@ -141,7 +143,7 @@ class _Commune2025:
 
 @cache
 def _communes_2025() -> tuple[_Commune2025, ...]:
-    text = files("lienthong_local").joinpath("data/phu_tho_2025.csv").read_text("utf-8")
+    text = phu_tho_2025_csv()
     return tuple(
         _Commune2025(row["code"], _nfc(row["name"]), tuple(row["old_codes"].split()))
         for row in csv.DictReader(text.splitlines())
@@ -295,6 +297,18 @@ def _two_tier() -> list[Unit]:
                 _close(unit, successors[unit.administrative_code])
             closed.append(unit)
     return current + closed
+
+
+def predecessor_units() -> list[Unit]:
+    """Hòa Bình, the old Phú Thọ and Vĩnh Phúc as they were on 30 June 2025, all open: the
+    registry a transition plan starts from."""
+    return [unit for p in (_PHU_THO, _HOA_BINH, _VINH_PHUC) for unit in _three_tier(p).units]
+
+
+def phu_tho_2025_csv() -> str:
+    """Today's Phú Thọ communes and the old communes each was made of (``code,name,old_codes``,
+    official division codes): the mapping a transition plan is built from."""
+    return files("lienthong_local").joinpath("data/phu_tho_2025.csv").read_text("utf-8")
 
 
 def sample_province(shape: Shape = "three-tier") -> str:
