@@ -191,3 +191,36 @@ async def test_the_plan_applied_through_the_import_moves_the_province_to_two_tie
     )
     assert [b.recipient_code for b in closed.bounces] == ["000.00.31.H23"]
     assert "its successors are" in closed.bounces[0].reason
+
+
+async def test_the_operator_tool_dry_runs_and_writes_the_plan(
+    start_service: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from routing_service.transition_cli import main
+
+    service: ServiceApp = await start_service("routing-service", build, Settings)
+    endpoint = f"127.0.0.1:{service.grpc_port}"
+    async with grpc.aio.insecure_channel(endpoint) as channel:
+        await RoutingServiceStub(channel).ImportRegistry(
+            pb.ImportRegistryRequest(unit=u) for u in OLD
+        )
+    mapping = tmp_path / "mapping.csv"
+    mapping.write_text(phu_tho_2025_csv(), "utf-8")
+    pending = tmp_path / "pending.csv"
+    pending.write_text("code,count\n000.17.32.H23,2\n", "utf-8")
+    out = tmp_path / "plan.csv"
+    args = ["--mapping", str(mapping), "--province", TWO_TIER_PROVINCE, "--merged", MERGED[0],
+            "--merged", MERGED[1], "--effective", TRANSITION, "--pending", str(pending),
+            "--out", str(out), "--endpoint", endpoint]  # fmt: skip
+    assert await asyncio.to_thread(main, args) == 0
+    printed = capsys.readouterr().out
+    assert "pending deliveries to closing units: 2 at 1 units" in printed
+    assert out.read_text("utf-8") == plan_csv(make_plan())
+    # a broken mapping is refused before anything is read or written
+    mapping.write_text("code,name,old_codes\n07900,,04789\n", "utf-8")
+    out.unlink()
+    assert await asyncio.to_thread(main, args) == 1
+    assert "line 2: name: is required" in capsys.readouterr().err
+    assert not out.exists()

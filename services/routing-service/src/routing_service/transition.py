@@ -130,7 +130,7 @@ def plan_transition(
     effective: str,
     first_number: int = 101,
 ) -> list[PlanRow]:
-    """The plan (creates first, then closes in registry order); ValueError if ``province``
+    """The plan (creates in code order, then closes by level and code); ValueError if ``province``
     or a merged province is not in ``units``."""
     by_code = {unit.code: unit for unit in units}
     for code in (province, *merged):
@@ -186,7 +186,8 @@ def plan_transition(
     for unit in in_scope:
         if unit.level == UnitLevel.UNIT_LEVEL_COMMUNE:
             district_parts.setdefault(unit.parent_code, []).extend(successors.get(unit.code, []))
-    for unit in in_scope:
+    # level, then code: the same plan however the registry was read
+    for unit in sorted(in_scope, key=lambda u: (u.level, u.code)):
         if unit.code == province:
             continue
         if unit.level == UnitLevel.UNIT_LEVEL_PROVINCE:
