@@ -73,3 +73,25 @@ def test_a_plan_that_cannot_be_addressed_is_refused() -> None:
     )
     with pytest.raises(ValueError, match="deliveries"):
         generate(impossible, now=NOW)
+
+
+def test_a_two_tier_month_goes_between_the_current_units_only() -> None:
+    from lienthong_local.sample import TWO_TIER_PROVINCE, sample_units
+
+    plan = APRIL.scaled(0.02).two_tier()
+    assert set(plan.levels) == {"province", "commune"}
+    assert plan.total() == APRIL.scaled(0.02).total()
+    traffic = generate(plan, now=NOW, shape="two-tier")
+    current = {u.code for u in sample_units("two-tier") if u.active}
+    assert len(current) == 1 + 14 + 148
+    assert set(traffic.expected) == current
+    assert set(traffic.level_of.values()) == {"province", "commune"}
+    totals = traffic.level_totals()
+    assert totals["district"] == Counter()
+    for level, figures in plan.levels.items():
+        assert totals[level]["incoming_total"] == figures.incoming_total
+        assert totals[level]["outgoing_over_network"] == figures.outgoing_network
+    for sender, recipients in traffic.documents:
+        assert sender in current
+        assert set(recipients) <= current
+    assert TWO_TIER_PROVINCE in current

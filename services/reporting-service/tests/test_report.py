@@ -187,3 +187,98 @@ def test_a_good_request_waits_for_the_rebuild() -> None:
     servicer = ReportingServicer(Rebuilding())  # type: ignore[arg-type]
     with pytest.raises(Unavailable):
         servicer._rows(pb.GetAdoptionReportRequest(period="2026-11"))
+
+
+# -- across the 2025 reorganisation (the two-tier sample: Phú Thọ and its predecessors) ------
+
+
+def two_tier_registry() -> Registry:
+    from lienthong_local.sample import sample_units
+
+    units = Registry()
+    for unit in sample_units("two-tier"):
+        units.apply(UnitChanged(unit=unit, revision=1))
+    return units
+
+
+OLD_DISTRICT, OLD_COMMUNE = "000.00.31.H43", "000.01.31.H43"
+OLD_DEPARTMENT, NEW_PROVINCE, NEW_COMMUNE = "000.02.00.H23", "000.00.00.H43", "000.00.101.H43"
+
+
+def transition_counts() -> Counts:
+    counts = Counts()
+    serial = 0
+    for unit, day, count, times in [
+        (OLD_DISTRICT, "2025-06-10", Count.INCOMING_NET, 3),
+        (OLD_DISTRICT, "2025-06-11", Count.OUTGOING_NET, 1),
+        (OLD_COMMUNE, "2025-06-30", Count.INCOMING_NET, 2),
+        (OLD_DEPARTMENT, "2025-06-12", Count.INCOMING_PAPER, 4),
+        (NEW_PROVINCE, "2025-06-20", Count.OUTGOING_NET, 5),
+        (NEW_PROVINCE, "2025-07-01", Count.OUTGOING_NET, 7),
+        (NEW_COMMUNE, "2025-07-01", Count.INCOMING_NET, 6),
+        (NEW_COMMUNE, "2025-07-31", Count.INCOMING_PAPER, 1),
+    ]:
+        for _ in range(times):
+            serial += 1
+            counts.add(Fact(str(serial), unit, day, count))
+    return counts
+
+
+def by_level(rows: list[pb.AdoptionRow]) -> dict[int, tuple[int, int, int]]:
+    return {
+        r.level: (r.incoming_total, r.outgoing_total, r.units)
+        for r in rows
+        if r.kind == pb.RowKind.ROW_KIND_LEVEL
+    }
+
+
+def test_a_period_before_the_change_has_three_levels_each_event_at_its_units_level() -> None:
+    rows = report_rows(
+        two_tier_registry(), transition_counts(), "2025-06", [], pb.AdoptionScope(per_unit=True)
+    )
+    levels = by_level(rows)
+    assert list(levels) == [LEVEL.REPORT_LEVEL_PROVINCE, LEVEL.REPORT_LEVEL_DISTRICT,
+                            LEVEL.REPORT_LEVEL_COMMUNE]  # fmt: skip
+    # 3 old provinces' committees (H43 kept its code), 20 + 20 + 20 departments
+    assert levels[LEVEL.REPORT_LEVEL_PROVINCE] == (4, 5, 3 + 60)
+    assert levels[LEVEL.REPORT_LEVEL_DISTRICT] == (3, 1, 32)
+    assert levels[LEVEL.REPORT_LEVEL_COMMUNE] == (2, 0, 479)
+    units = {r.unit_code: r for r in rows if r.kind == pb.RowKind.ROW_KIND_UNIT}
+    # units closed during a later period still appear in the one they existed in
+    assert units[OLD_DISTRICT].incoming_total == 3
+    assert NEW_COMMUNE not in units
+
+
+def test_a_period_after_the_change_has_no_district_row() -> None:
+    rows = report_rows(
+        two_tier_registry(), transition_counts(), "2025-07", [], pb.AdoptionScope(per_unit=True)
+    )
+    levels = by_level(rows)
+    assert list(levels) == [LEVEL.REPORT_LEVEL_PROVINCE, LEVEL.REPORT_LEVEL_COMMUNE]
+    assert levels[LEVEL.REPORT_LEVEL_PROVINCE] == (0, 7, 1 + 14)
+    assert levels[LEVEL.REPORT_LEVEL_COMMUNE] == (7, 0, 148)
+    units = {r.unit_code for r in rows if r.kind == pb.RowKind.ROW_KIND_UNIT}
+    assert OLD_DISTRICT not in units
+    assert OLD_COMMUNE not in units
+    # a scope over the province the same
+    scoped = report_rows(
+        two_tier_registry(), transition_counts(), "2025-07", [],
+        pb.AdoptionScope(ancestor_code=NEW_PROVINCE),
+    )  # fmt: skip
+    assert by_level(scoped) == levels
+
+
+def test_a_year_spanning_the_change_adds_up_exactly() -> None:
+    registry, counts = two_tier_registry(), transition_counts()
+    year = report_rows(registry, counts, "2025", [], pb.AdoptionScope())
+    months = [
+        report_rows(registry, counts, m, [], pb.AdoptionScope()) for m in ("2025-06", "2025-07")
+    ]
+    levels = by_level(year)
+    assert list(levels) == [LEVEL.REPORT_LEVEL_PROVINCE, LEVEL.REPORT_LEVEL_DISTRICT,
+                            LEVEL.REPORT_LEVEL_COMMUNE]  # fmt: skip
+    for level, (incoming, outgoing, _) in levels.items():
+        assert incoming == sum(by_level(m).get(level, (0, 0, 0))[0] for m in months)
+        assert outgoing == sum(by_level(m).get(level, (0, 0, 0))[1] for m in months)
+    assert year[0].incoming_total == sum(m[0].incoming_total for m in months) == 16
+    assert year[0].outgoing_total == sum(m[0].outgoing_total for m in months) == 13

@@ -4,6 +4,7 @@ exactly what the adoption report must then say.
     python -m lienthong_local.replay                      # the seed's April, scaled 1/20
     python -m lienthong_local.replay --scale 1            # the whole April (45,922 incoming)
     python -m lienthong_local.replay --document 127.0.0.1:50051 --reporting 127.0.0.1:50055
+    python -m lienthong_local.replay --shape two-tier     # a two-tier month (no district level)
 
 Network documents go through document-service's SubmitDocument (each is outgoing over the
 network for its sender, and each of its deliveries is incoming over the network for a
@@ -40,7 +41,7 @@ from lienthong.document.v1 import document_service_pb2 as doc_pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
 from lienthong.reporting.v1 import reporting_service_pb2 as rep_pb
 from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceStub
-from lienthong_local.sample import sample_units
+from lienthong_local.sample import SHAPES, Shape, sample_units
 
 __all__ = [
     "APRIL",
@@ -97,6 +98,18 @@ class Plan:
 
     def scaled(self, factor: float) -> Plan:
         return Plan({name: level.scaled(factor) for name, level in self.levels.items()})
+
+    def two_tier(self) -> Plan:
+        """The same totals with no district level: the communes took the districts' share
+        (a two-tier province has no district units to send or receive)."""
+        levels = dict(self.levels)
+        district = levels.pop("district", None)
+        if district is not None:
+            commune = levels.get("commune", LevelPlan(0, 0, 0, 0))
+            levels["commune"] = LevelPlan(
+                *(getattr(commune, f) + getattr(district, f) for f in _PLAN_FIELDS)
+            )
+        return Plan(levels)
 
     def total(self) -> LevelPlan:
         return LevelPlan(
@@ -161,13 +174,19 @@ def _month_moments(count: int, now: datetime, rng: random.Random) -> list[dateti
     return [start + timedelta(seconds=rng.uniform(0, span)) for _ in range(count)]
 
 
-def generate(plan: Plan, *, seed: int = 2024, now: datetime | None = None) -> Traffic:
-    """Traffic for the sample province with exactly the plan's totals per level."""
+def generate(
+    plan: Plan, *, seed: int = 2024, now: datetime | None = None, shape: Shape = "three-tier"
+) -> Traffic:
+    """Traffic for the sample province with exactly the plan's totals per level, between the
+    units open on ``now``'s day (in two tiers: no district; use ``Plan.two_tier``)."""
     rng = random.Random(seed)  # noqa: S311 - reproducible traffic, not secrets
     now = now or datetime.now(UTC)
+    today = now.astimezone(VN_TIME).date().isoformat()
     traffic = Traffic()
     units_by_level: dict[str, list[str]] = {level: [] for level in LEVELS}
-    for sample in sample_units():
+    for sample in sample_units(shape):
+        if not sample.active or (sample.valid_from and sample.valid_from > today):
+            continue
         level = _LEVEL_OF[sample.level]
         units_by_level[level].append(sample.code)
         traffic.level_of[sample.code] = level
@@ -411,6 +430,7 @@ async def run_replay(
     seed: int = 2024,
     concurrency: int = 32,
     timeout: float = 600.0,
+    shape: Shape = "three-tier",
     during: Callable[[Replay], Awaitable[None]] | None = None,
 ) -> tuple[Traffic, list[rep_pb.AdoptionRow], float]:
     """Replay ``plan`` into the current month and wait until the report is exact.
@@ -421,7 +441,7 @@ async def run_replay(
     """
     month = vn_month()
     before = await _report_when_ready(reporting, month, timeout)
-    traffic = generate(plan, seed=seed)
+    traffic = generate(plan, seed=seed, shape=shape)
     replay = Replay(traffic, document, concurrency)
     started = time.monotonic()
     if during is None:
@@ -467,8 +487,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=0.05, help="1 = the seed's whole April")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="three-tier",
+        help="the registry make run loaded: three-tier Hòa Bình or two-tier Phú Thọ",
+    )
     args = parser.parse_args(argv)
     plan = APRIL if args.scale == 1 else APRIL.scaled(args.scale)
+    if args.shape == "two-tier":
+        plan = plan.two_tier()
     total = plan.total()
     print(
         f"replaying into {vn_month()}: {total.incoming_total} incoming "
@@ -484,6 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             reporting=args.reporting,
             seed=args.seed,
             concurrency=args.concurrency,
+            shape=args.shape,
         )
     )
     exact = time.monotonic() - started

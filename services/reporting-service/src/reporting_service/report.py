@@ -2,7 +2,14 @@
 
 Levels are the province's (seed 004): cấp tỉnh = the People's Committee and the departments,
 cấp huyện = districts, cấp xã = communes. A unit's level is read from the registry when the
-report is made, so a registry that arrives after the events still places them.
+report is made, so a registry that arrives after the events still places them. Units keep
+their level when they close (a district closed on 1 July 2025 stays a district), so an event
+counts at the level its unit had when it happened.
+
+Across the 2025 reorganisation: a province's scope holds the units that existed on some day
+of the period (closed ones included, for the days before they closed) and those with counts
+in it; a period in which no district existed and none has counts has no district row (two
+tiers), a period before has three, a year spanning the change has three and adds up exactly.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from reporting_service.folding import (
     Count,
     Counts,
     check_period,
+    days_of_period,
 )
 
 __all__ = [
@@ -88,6 +96,17 @@ class Registry:
 
     def active(self) -> set[str]:
         return {code for code, unit in self._units.items() if unit.active}
+
+    def existing(self, first_day: str, last_day: str) -> set[str]:
+        """Units open on some day from ``first_day`` to ``last_day`` (ISO dates): active ones
+        and closed ones (inactive with a closing day), within their validity span."""
+        return {
+            code
+            for code, unit in self._units.items()
+            if (unit.active or unit.valid_until)
+            and (not unit.valid_from or unit.valid_from <= last_day)
+            and (not unit.valid_until or unit.valid_until > first_day)
+        }
 
     def under(self, ancestor: str) -> set[str]:
         """The units at or under ``ancestor`` (following parent codes)."""
@@ -181,13 +200,15 @@ def _row(
 
 
 def _scope_units(registry: Registry, counts: Counts, period: str, ancestor: str) -> set[str]:
+    days = days_of_period(period)
+    of_period = registry.existing(days[0], days[-1]) | counts.units_in(period)
     if not ancestor:
-        return registry.active() | counts.units_in(period)
+        return of_period
     if ancestor not in registry:
         raise InvalidArgument(
             [FieldViolation("scope.ancestor_code", f"{ancestor!r} is not in the unit registry")]
         )
-    return registry.under(ancestor)
+    return registry.under(ancestor) & of_period
 
 
 def level_tallies(
@@ -242,6 +263,7 @@ def report_rows(
     rows += [
         _row(pb.RowKind.ROW_KIND_LEVEL, scope.ancestor_code, level, period, levels[level])
         for level in REPORT_LEVELS
+        if level != pb.ReportLevel.REPORT_LEVEL_DISTRICT or levels[level].units
     ]
     if scope.per_unit:
         rows += [_unit_row(registry, counts, period, code) for code in sorted(units)]

@@ -23,14 +23,16 @@ async def build(deps: Deps[Settings]) -> Wiring:
     registry = Registry(UnitStore(deps.db), deps.producer, deps.topics, deps.settings)
     # The whole registry is in memory before the first verified document is routed.
     await registry.load()
-    fan_out = FanOut(registry, deps.producer, deps.topics)
+    fan_out = FanOut(
+        registry, deps.producer, deps.topics, forward_closed=deps.settings.forward_closed
+    )
     return Wiring(
         services=[
             GrpcService.of(
                 routing_service_pb2,
                 "RoutingService",
                 add_RoutingServiceServicer_to_server,
-                RoutingServicer(registry),
+                RoutingServicer(registry, forward_closed=deps.settings.forward_closed),
                 access=ACCESS,
             )
         ],

@@ -18,8 +18,9 @@ __all__ = ["RoutingServicer"]
 
 
 class RoutingServicer(RoutingServiceServicer):
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, *, forward_closed: bool = False) -> None:
         self._registry = registry
+        self._forward_closed = forward_closed
 
     async def UpsertUnit(
         self, request: pb.UpsertUnitRequest, context: aio.ServicerContext[Any, Any]
@@ -84,7 +85,10 @@ class RoutingServicer(RoutingServiceServicer):
         self, request: pb.CloseUnitRequest, context: aio.ServicerContext[Any, Any]
     ) -> pb.CloseUnitResponse:
         unit = await self._registry.close(
-            request.code, successor_code=request.successor_code, closed_on=request.closed_on
+            request.code,
+            successor_code=request.successor_code,
+            closed_on=request.closed_on,
+            successor_codes=request.successor_codes,
         )
         return pb.CloseUnitResponse(unit=unit)
 
@@ -107,8 +111,13 @@ class RoutingServicer(RoutingServiceServicer):
             sender_code=request.sender_code,
             recipients=request.recipients,
             as_of=request.as_of or today(),
+            forward_closed=self._forward_closed,
         )
         return pb.ResolveRecipientsResponse(
             unit_codes=resolution.unit_codes,
             bounces=[pb.Bounce(recipient_code=c, reason=r) for c, r in resolution.bounces],
+            forwards=[
+                pb.Forward(recipient_code=c, successor_code=s, reason=r)
+                for c, s, r in resolution.forwards
+            ],
         )

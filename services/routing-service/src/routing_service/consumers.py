@@ -17,11 +17,14 @@ from lienthong_kit.envelope import (
     unpack,
 )
 from lienthong_kit.kafka import EventProducer, Topics
+from lienthong_kit.logs import get_logger
 from lienthong_kit.vocabulary import VIETNAM, Priority
 from routing_service.registry import Registry, today
 from routing_service.resolve import resolve
 
 __all__ = ["FanOut", "delivery_id"]
+
+log = get_logger(__name__)
 
 PRODUCER = "routing-service"
 _DELIVERY_NAMESPACE = uuid.UUID("0b0f5d1e-7a43-4e0e-a0c4-5b7f1f6d2c11")
@@ -57,10 +60,18 @@ class FanOut:
     partition, so per recipient).
     """
 
-    def __init__(self, registry: Registry, publisher: EventProducer, topics: Topics) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        publisher: EventProducer,
+        topics: Topics,
+        *,
+        forward_closed: bool = False,
+    ) -> None:
         self._registry = registry
         self._publisher = publisher
         self._topics = topics
+        self._forward_closed = forward_closed
 
     async def on_verified(self, envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
         verified = unpack(envelope, DocumentVerified)
@@ -70,7 +81,12 @@ class FanOut:
             sender_code=document.sender_code,
             recipients=verified.recipients,
             as_of=_document_date(document),
+            forward_closed=self._forward_closed,
         )
+        for closed, successor, _ in resolution.forwards:
+            # The sender is told through document-service once DeliveryCreated carries the
+            # forward (events.proto); until then the log records it.
+            log.info("forwarded", document_id=document.document_id, closed=closed, to=successor)
         bounces = list(resolution.bounces)
         deliver = resolution.unit_codes
         if verified.verdict != Verdict.VERDICT_ACCEPTED:

@@ -3,9 +3,10 @@
     routing-service-import units.csv [--endpoint 127.0.0.1:50052]
 
 CSV: a header line, then one unit per line, columns ``code, code_2020, name, level,
-parent_code, active, valid_from, valid_until, successor_code, contact_name, contact_email,
-contact_phone`` (only ``code``, ``name``, ``level`` are required; ``level`` is ``province``,
-``department``, ``district`` or ``commune``; ``active`` is ``true``/``false``, default true).
+parent_code, active, valid_from, valid_until, successor_code, successor_codes (several,
+separated by spaces), administrative_code, contact_name, contact_email, contact_phone``
+(only ``code``, ``name``, ``level`` are required; ``level`` is ``province``, ``department``,
+``district`` or ``commune``; ``active`` is ``true``/``false``, default true).
 JSON: a list of Unit objects in the protobuf JSON form (``{"code": ..., "level":
 "UNIT_LEVEL_COMMUNE", "parentCode": ...}``). The server validates every row before applying
 any; its ``rows[i].field`` violations are printed against the file's line (CSV) or item (JSON).
@@ -70,6 +71,8 @@ def parse_csv(text: str) -> list[Row]:
             valid_from=get("valid_from"),
             valid_until=get("valid_until"),
             successor_code=get("successor_code"),
+            successor_codes=get("successor_codes").split(),
+            administrative_code=get("administrative_code"),
         )
         if get("contact_name") or get("contact_email") or get("contact_phone"):
             unit.contacts.add(

@@ -104,6 +104,19 @@ def unit_violations(
         v.add(field, "a unit is not its own parent")
     if unit.code and unit.successor_code == unit.code:
         v.add(f"{prefix}.successor_code", "a unit does not succeed itself")
+    if unit.successor_code and unit.successor_codes:
+        v.add(f"{prefix}.successor_codes", "name one successor_code or several successor_codes")
+    named: set[str] = set()
+    for i, code in enumerate(unit.successor_codes):
+        field = f"{prefix}.successor_codes[{i}]"
+        problem = unit_code_problem(code)
+        if problem:
+            v.add(field, problem)
+        elif code == unit.code:
+            v.add(field, "a unit does not succeed itself")
+        elif code in named:
+            v.add(field, f"{code} is named twice")
+        named.add(code)
     for name in ("valid_from", "valid_until"):
         value = getattr(unit, name)
         if value:
@@ -219,13 +232,7 @@ class Registry:
             owner = self.index.owner_of_2020(unit.code_2020)
             if owner is not None and owner != unit.code:
                 v.add(f"{prefix}.code_2020", f"{unit.code_2020!r} belongs to {owner}")
-        if unit.successor_code and unit.successor_code != unit.code:
-            known = unit.successor_code in batch or self.index.get(unit.successor_code)
-            v.require(
-                bool(known),
-                f"{prefix}.successor_code",
-                f"no unit {unit.successor_code!r} in the registry",
-            )
+        _successor_reference_violations(unit, v, prefix, batch, self.index)
 
     async def upsert(self, unit: Unit) -> Unit:
         unit = _clean(unit)
@@ -269,18 +276,24 @@ class Registry:
                 )
                 if owner is not None and owner != row.code and not moved:
                     v.add(f"{prefix}.code_2020", f"{row.code_2020!r} belongs to {owner}")
-            if row.successor_code and row.successor_code != row.code:
-                v.require(
-                    row.successor_code in batch or self.index.get(row.successor_code) is not None,
-                    f"{prefix}.successor_code",
-                    f"no unit {row.successor_code!r} in the registry",
-                )
+            _successor_reference_violations(row, v, prefix, batch, self.index)
+        for i, row in enumerate(rows):
+            cycle = _successor_cycle(row.code, batch, self.index)
+            if cycle:
+                v.add(f"rows[{i}].successor_code", "successors go round: " + " → ".join(cycle))
         v.raise_if_any()
         created = sum(1 for code in batch if self.index.get(code) is None)
         await self._write(_parents_first(list(batch.values())))
         return len(batch), created
 
-    async def close(self, code: str, *, successor_code: str, closed_on: str) -> Unit:
+    async def close(
+        self,
+        code: str,
+        *,
+        successor_code: str,
+        closed_on: str,
+        successor_codes: Sequence[str] = (),
+    ) -> Unit:
         unit = self.index.get(code)
         if unit is None:
             raise NotFound(f"code: no unit {code!r} in the registry")
@@ -289,25 +302,83 @@ class Registry:
         problem = date_problem(closed_on)
         if problem:
             v.add("closed_on", problem)
+        if successor_code and successor_codes:
+            v.add("successor_codes", "name one successor_code or several successor_codes")
+        named = [(f"successor_codes[{i}]", c) for i, c in enumerate(successor_codes)]
         if successor_code:
-            successor = self.index.get(successor_code)
+            named = [("successor_code", successor_code)]
+        canonical: list[str] = []
+        for field, wanted in named:
+            successor = self.index.get(wanted)
             if successor is None:
-                v.add("successor_code", f"no unit {successor_code!r} in the registry")
+                v.add(field, f"no unit {wanted!r} in the registry")
             elif successor.code == unit.code:
-                v.add("successor_code", "a unit does not succeed itself")
+                v.add(field, "a unit does not succeed itself")
             elif successor.valid_until or not successor.active:
-                v.add("successor_code", f"{successor.code} is closed or inactive itself")
+                v.add(field, f"{successor.code} is closed or inactive itself")
+            elif successor.code in canonical:
+                v.add(field, f"{successor.code} is named twice")
             else:
-                successor_code = successor.code
+                canonical.append(successor.code)
         if not problem and unit.valid_from and closed_on < unit.valid_from:
             v.add("closed_on", f"is before the unit's valid_from {unit.valid_from}")
         v.raise_if_any()
         closed = _clean(unit)
         closed.active = False
         closed.valid_until = closed_on
-        closed.successor_code = successor_code
+        del closed.successor_codes[:]
+        closed.successor_code = canonical[0] if successor_code and canonical else ""
+        if not successor_code:
+            closed.successor_codes.extend(sorted(canonical))
         await self._write([closed])
         return closed
+
+
+def _successor_reference_violations(
+    unit: Unit, v: Violations, prefix: str, batch: dict[str, Unit], index: UnitIndex
+) -> None:
+    """Every successor a unit names must be a unit of the registry or of the same batch."""
+    named = [(f"{prefix}.successor_code", unit.successor_code)] if unit.successor_code else []
+    named += [(f"{prefix}.successor_codes[{i}]", c) for i, c in enumerate(unit.successor_codes)]
+    for field, code in named:
+        if code and code != unit.code:
+            v.require(
+                code in batch or index.get(code) is not None,
+                field,
+                f"no unit {code!r} in the registry",
+            )
+
+
+def _successor_cycle(code: str, batch: dict[str, Unit], index: UnitIndex) -> list[str]:
+    """The successor chain from ``code`` back to itself, if there is one (else empty)."""
+
+    def successors(at: str) -> list[str]:
+        unit = batch.get(at) or index.get(at)
+        if unit is None:
+            return []
+        return [unit.successor_code] if unit.successor_code else list(unit.successor_codes)
+
+    path = [code]
+    stack = [(code, iter(successors(code)))]
+    on_path = {code}
+    visited: set[str] = set()
+    while stack:
+        at, pending = stack[-1]
+        nxt = next(pending, None)
+        if nxt is None:
+            stack.pop()
+            on_path.discard(at)
+            path.pop()
+            visited.add(at)
+            continue
+        if nxt == code:
+            return [*path, code]
+        if nxt in on_path or nxt in visited:
+            continue
+        path.append(nxt)
+        on_path.add(nxt)
+        stack.append((nxt, iter(successors(nxt))))
+    return []
 
 
 def _parents_first(units: list[Unit]) -> list[Unit]:

@@ -1,16 +1,21 @@
 """Recipient resolution: explicit codes and scopes to the exact list of recipients.
 
     resolution = resolve(index, sender_code="000.00.00.H23", recipients=recipients,
-                         as_of="2026-11-20")
+                         as_of="2026-11-20", forward_closed=False)
     resolution.unit_codes       # deliver to these, in this order
     resolution.bounces          # (code, reason): tell the sender
+    resolution.forwards         # (closed code, successor code, reason): delivered instead
 
 The rules (the same for the fan-out and the ResolveRecipients dry run):
 
 - Either code form is accepted; every recipient is named by its QCVN 102 code, once.
 - The sender never delivers to itself (it is dropped silently, wherever it appears).
 - Explicit codes come first, in the order given. An unknown, closed, not-yet-valid or
-  inactive unit named explicitly bounces with the reason; a closed one names its successor.
+  inactive unit named explicitly bounces with the reason; a closed one names its
+  successor(s). With ``forward_closed`` (the province's policy) a closed unit with exactly
+  one successor open that day is delivered to that successor instead (following a chain of
+  closures) and the forward is reported; one divided among several still bounces, naming
+  them all.
 - A scope is the units below ``ancestor_code`` (the whole registry when empty), of ``level``
   (every level when UNSPECIFIED), in code order, without each excluded unit *and everything
   below it*. Exclusions apply to their own scope only: an explicit code is delivered even if
@@ -30,7 +35,7 @@ from lienthong.common.v1.common_pb2 import Recipients, UnitLevel
 from lienthong.routing.v1.routing_service_pb2 import Unit
 from routing_service.index import UnitIndex
 
-__all__ = ["Resolution", "resolve", "unit_state_problem"]
+__all__ = ["Resolution", "resolve", "successors_of", "unit_state_problem"]
 
 _EVERY_LEVEL = int(UnitLevel.UNIT_LEVEL_UNSPECIFIED)
 
@@ -39,19 +44,33 @@ _EVERY_LEVEL = int(UnitLevel.UNIT_LEVEL_UNSPECIFIED)
 class Resolution:
     unit_codes: list[str] = field(default_factory=list)
     bounces: list[tuple[str, str]] = field(default_factory=list)
+    forwards: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def successors_of(unit: Unit) -> list[str]:
+    """The codes of the units that took over ``unit`` (one, several or none)."""
+    if unit.successor_code:
+        return [unit.successor_code]
+    return list(unit.successor_codes)
+
+
+def _named(index: UnitIndex, code: str) -> str:
+    unit = index.get(code)
+    return f"{unit.code} ({unit.name})" if unit is not None else code
 
 
 def unit_state_problem(index: UnitIndex, unit: Unit, as_of: str) -> str | None:
     """Why ``unit`` cannot receive on ``as_of`` (ISO date), phrased after its code."""
     if unit.valid_until and unit.valid_until <= as_of:
-        successor = index.get(unit.successor_code) if unit.successor_code else None
-        if successor is not None:
+        successors = successors_of(unit)
+        if len(successors) == 1:
             return (
-                f"was closed on {unit.valid_until}; its successor is {successor.code}"
-                f" ({successor.name})"
+                f"was closed on {unit.valid_until}; its successor is {_named(index, successors[0])}"
             )
-        if unit.successor_code:
-            return f"was closed on {unit.valid_until}; its successor is {unit.successor_code}"
+        if successors:
+            return f"was closed on {unit.valid_until} and divided; its successors are " + ", ".join(
+                _named(index, code) for code in successors
+            )
         return f"was closed on {unit.valid_until}; it has no successor"
     if unit.valid_from and as_of < unit.valid_from:
         return f"is valid only from {unit.valid_from}"
@@ -59,6 +78,21 @@ def unit_state_problem(index: UnitIndex, unit: Unit, as_of: str) -> str | None:
         # A closed unit is inactive from its closing day on, and open before it.
         return "is not active"
     return None
+
+
+def _forward_target(index: UnitIndex, unit: Unit, as_of: str) -> Unit | None:
+    """The one unit open on ``as_of`` that took over the closed ``unit``, if there is one."""
+    seen = {unit.code}
+    while unit.valid_until and unit.valid_until <= as_of:
+        successors = successors_of(unit)
+        if len(successors) != 1 or successors[0] in seen:
+            return None
+        successor = index.get(successors[0])
+        if successor is None:
+            return None
+        seen.add(successor.code)
+        unit = successor
+    return unit if unit_state_problem(index, unit, as_of) is None else None
 
 
 def _canonical(index: UnitIndex, code: str) -> str:
@@ -76,7 +110,12 @@ def _excluded(index: UnitIndex, codes: Iterable[str]) -> set[str]:
 
 
 def resolve(
-    index: UnitIndex, *, sender_code: str, recipients: Recipients, as_of: str
+    index: UnitIndex,
+    *,
+    sender_code: str,
+    recipients: Recipients,
+    as_of: str,
+    forward_closed: bool = False,
 ) -> Resolution:
     result = Resolution()
     sender = _canonical(index, sender_code)
@@ -98,6 +137,18 @@ def resolve(
         if unit.code in seen:
             continue
         problem = unit_state_problem(index, unit, as_of)
+        target = _forward_target(index, unit, as_of) if problem and forward_closed else None
+        if target is not None:
+            if target.code == sender:
+                continue
+            if target.code not in seen:
+                seen.add(target.code)
+                result.unit_codes.append(target.code)
+            result.forwards.append(
+                (unit.code, target.code, f"recipient {unit.code} {problem}; forwarded to it")
+            )
+            seen.add(unit.code)
+            continue
         if problem:
             bounce(unit.code, f"recipient {unit.code} {problem}")
             continue

@@ -30,7 +30,11 @@ class _ReportLevelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReportLev
     REPORT_LEVEL_PROVINCE: _ReportLevel.ValueType  # 1
     """Cấp tỉnh: the provincial People's Committee and the departments, boards and sectors."""
     REPORT_LEVEL_DISTRICT: _ReportLevel.ValueType  # 2
-    """Cấp huyện: districts and provincial cities."""
+    """Cấp huyện: districts and provincial cities. Dissolved on 1 July 2025: a report whose
+    scope holds no district (none existed on any day of the period and none has counts in
+    it, e.g. any period from July 2025 on) has no district row at all: the row is absent,
+    never present with zeros. A period before the change, or spanning it, has one.
+    """
     REPORT_LEVEL_COMMUNE: _ReportLevel.ValueType  # 3
     """Cấp xã: communes, wards and townships."""
 
@@ -42,7 +46,11 @@ REPORT_LEVEL_UNSPECIFIED: ReportLevel.ValueType  # 0
 REPORT_LEVEL_PROVINCE: ReportLevel.ValueType  # 1
 """Cấp tỉnh: the provincial People's Committee and the departments, boards and sectors."""
 REPORT_LEVEL_DISTRICT: ReportLevel.ValueType  # 2
-"""Cấp huyện: districts and provincial cities."""
+"""Cấp huyện: districts and provincial cities. Dissolved on 1 July 2025: a report whose
+scope holds no district (none existed on any day of the period and none has counts in
+it, e.g. any period from July 2025 on) has no district row at all: the row is absent,
+never present with zeros. A period before the change, or spanning it, has one.
+"""
 REPORT_LEVEL_COMMUNE: ReportLevel.ValueType  # 3
 """Cấp xã: communes, wards and townships."""
 Global___ReportLevel: _TypeAlias = ReportLevel  # noqa: Y015

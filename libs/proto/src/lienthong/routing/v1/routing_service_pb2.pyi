@@ -81,6 +81,8 @@ class Unit(_message.Message):
     VALID_FROM_FIELD_NUMBER: _builtins.int
     VALID_UNTIL_FIELD_NUMBER: _builtins.int
     SUCCESSOR_CODE_FIELD_NUMBER: _builtins.int
+    SUCCESSOR_CODES_FIELD_NUMBER: _builtins.int
+    ADMINISTRATIVE_CODE_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """Electronic identifier code (mã định danh), QCVN 102 form, e.g. "000.00.00.H49"; the key."""
     code_2020: _builtins.str
@@ -98,8 +100,20 @@ class Unit(_message.Message):
     """
     successor_code: _builtins.str
     """The unit that took over a closed one."""
+    administrative_code: _builtins.str
+    """The administrative unit code of the national list (mã đơn vị hành chính: Decision
+    19/2025/QĐ-TTg for units since 1 July 2025, the statistics office's list before), e.g.
+    "07900"; empty for units that are not administrative units (departments).
+    """
     @_builtins.property
     def contacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Contact]: ...
+    @_builtins.property
+    def successor_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The units that took over a closed one that was divided among several (an old commune
+        split between new communes, a dissolved district whose communes went to several), in
+        code order. A unit names its successors here or in successor_code, never in both.
+        """
+
     def __init__(
         self,
         *,
@@ -113,10 +127,12 @@ class Unit(_message.Message):
         valid_from: _builtins.str = ...,
         valid_until: _builtins.str = ...,
         successor_code: _builtins.str = ...,
+        successor_codes: _abc.Iterable[_builtins.str] | None = ...,
+        administrative_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "code", b"code", "code_2020", b"code_2020", "contacts", b"contacts", "level", b"level", "name", b"name", "parent_code", b"parent_code", "successor_code", b"successor_code", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "administrative_code", b"administrative_code", "code", b"code", "code_2020", b"code_2020", "contacts", b"contacts", "level", b"level", "name", b"name", "parent_code", b"parent_code", "successor_code", b"successor_code", "successor_codes", b"successor_codes", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -311,21 +327,27 @@ class CloseUnitRequest(_message.Message):
     CODE_FIELD_NUMBER: _builtins.int
     SUCCESSOR_CODE_FIELD_NUMBER: _builtins.int
     CLOSED_ON_FIELD_NUMBER: _builtins.int
+    SUCCESSOR_CODES_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     successor_code: _builtins.str
     """The unit that takes over; empty when none does."""
     closed_on: _builtins.str
     """ISO 8601 date from which the unit receives nothing; empty means today (Vietnam time)."""
+    @_builtins.property
+    def successor_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Instead of successor_code, when the unit was divided among several."""
+
     def __init__(
         self,
         *,
         code: _builtins.str = ...,
         successor_code: _builtins.str = ...,
         closed_on: _builtins.str = ...,
+        successor_codes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed_on", b"closed_on", "code", b"code", "successor_code", b"successor_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed_on", b"closed_on", "code", b"code", "successor_code", b"successor_code", "successor_codes", b"successor_codes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -404,11 +426,44 @@ class Bounce(_message.Message):
 Global___Bounce: _TypeAlias = Bounce  # noqa: Y015
 
 @_typing.final
+class Forward(_message.Message):
+    """A recipient named explicitly that was closed and whose one successor receives instead
+    (the province's policy for closed units is to forward, not to bounce).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECIPIENT_CODE_FIELD_NUMBER: _builtins.int
+    SUCCESSOR_CODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    recipient_code: _builtins.str
+    """The closed unit the sender named."""
+    successor_code: _builtins.str
+    """The unit that receives the document instead (it is also in unit_codes)."""
+    reason: _builtins.str
+    """In words a clerk can act on."""
+    def __init__(
+        self,
+        *,
+        recipient_code: _builtins.str = ...,
+        successor_code: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "recipient_code", b"recipient_code", "successor_code", b"successor_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Forward: _TypeAlias = Forward  # noqa: Y015
+
+@_typing.final
 class ResolveRecipientsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     UNIT_CODES_FIELD_NUMBER: _builtins.int
     BOUNCES_FIELD_NUMBER: _builtins.int
+    FORWARDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def unit_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The recipients' codes (QCVN 102 form), explicit codes first in the order given, then
@@ -417,15 +472,18 @@ class ResolveRecipientsResponse(_message.Message):
 
     @_builtins.property
     def bounces(self) -> _containers.RepeatedCompositeFieldContainer[Global___Bounce]: ...
+    @_builtins.property
+    def forwards(self) -> _containers.RepeatedCompositeFieldContainer[Global___Forward]: ...
     def __init__(
         self,
         *,
         unit_codes: _abc.Iterable[_builtins.str] | None = ...,
         bounces: _abc.Iterable[Global___Bounce] | None = ...,
+        forwards: _abc.Iterable[Global___Forward] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bounces", b"bounces", "unit_codes", b"unit_codes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bounces", b"bounces", "forwards", b"forwards", "unit_codes", b"unit_codes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
