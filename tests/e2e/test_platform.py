@@ -31,6 +31,7 @@ from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceSt
 from lienthong_kit.kafka import Topics
 from lienthong_local.platform import SERVICES, Platform
 from lienthong_local.run import load_sample_registry
+from lienthong_testing.callers import OBSERVER, with_default_identity
 from lienthong_testing.cleanup import remove_namespace
 from lienthong_testing.waiting import eventually_sync
 
@@ -63,7 +64,8 @@ def as_unit(code: str) -> tuple[tuple[str, str], ...]:
 
 
 def channel(platform: Platform, name: str) -> grpc.Channel:
-    return grpc.insecure_channel(platform.endpoint(name))
+    # calls that name no unit are an observer's (the registry, the province's table)
+    return with_default_identity(grpc.insecure_channel(platform.endpoint(name)), OBSERVER)
 
 
 def submit(platform: Platform, recipients: list[str], number: str) -> doc_pb.SubmitDocumentResponse:

@@ -32,6 +32,7 @@ from lienthong.routing.v1.routing_service_pb2 import Unit
 from lienthong_kit.envelope import EventEnvelope, new_event
 from lienthong_kit.kafka import Topics
 from lienthong_local.platform import Platform, ServiceProcess
+from lienthong_testing.callers import OBSERVER, with_default_identity
 from lienthong_testing.waiting import eventually_sync
 
 KAFKA = "127.0.0.1:9092"
@@ -101,7 +102,7 @@ def dead_letters(topic: str, expected: int) -> list[tuple[bytes, dict[str, bytes
 
 
 def report(service: ServiceProcess, period: str, **scope: object) -> list[pb.AdoptionRow]:
-    with grpc.insecure_channel(service.endpoint) as channel:
+    with with_default_identity(grpc.insecure_channel(service.endpoint), OBSERVER) as channel:
         reply = ReportingServiceStub(channel).GetAdoptionReport(
             pb.GetAdoptionReportRequest(period=period, scope=pb.AdoptionScope(**scope)),
             timeout=10,
@@ -266,7 +267,7 @@ def test_every_lifecycle_event_counts_once_and_poison_is_dead_lettered(
     assert figures(rows[0]) == (4, 3, *expected[2:])
 
     # WatchAdoption: every row first, then only the rows an event changed.
-    with grpc.insecure_channel(service.endpoint) as channel:
+    with with_default_identity(grpc.insecure_channel(service.endpoint), OBSERVER) as channel:
         stub = ReportingServiceStub(channel)
         with pytest.raises(grpc.RpcError) as refused:
             next(stub.WatchAdoption(pb.WatchAdoptionRequest(period="April"), timeout=10))

@@ -20,6 +20,7 @@ from lienthong_local.sample import (
     predecessor_units,
     sample_units,
 )
+from lienthong_testing.callers import REGISTRY_ADMIN, default_identity
 from routing_service.__main__ import build
 from routing_service.importer import parse_csv
 from routing_service.settings import Settings
@@ -149,7 +150,9 @@ def test_a_plan_with_duplicate_and_unknown_rows_is_refused() -> None:
 @pytest.fixture
 async def stub(start_service: Any) -> AsyncIterator[RoutingServiceStub]:
     service: ServiceApp = await start_service("routing-service", build, Settings)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{service.grpc_port}", interceptors=default_identity(REGISTRY_ADMIN)
+    ) as channel:
         stub = RoutingServiceStub(channel)
         reply = await stub.ImportRegistry(pb.ImportRegistryRequest(unit=u) for u in OLD)
         assert reply.applied == reply.created == len(OLD)
@@ -202,7 +205,8 @@ async def test_the_operator_tool_dry_runs_and_writes_the_plan(
 
     service: ServiceApp = await start_service("routing-service", build, Settings)
     endpoint = f"127.0.0.1:{service.grpc_port}"
-    async with grpc.aio.insecure_channel(endpoint) as channel:
+    admin = default_identity(REGISTRY_ADMIN)
+    async with grpc.aio.insecure_channel(endpoint, interceptors=admin) as channel:
         await RoutingServiceStub(channel).ImportRegistry(
             pb.ImportRegistryRequest(unit=u) for u in OLD
         )

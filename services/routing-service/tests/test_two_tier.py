@@ -16,6 +16,7 @@ from lienthong.routing.v1 import routing_service_pb2 as pb
 from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
 from lienthong_kit.server import ServiceApp
 from lienthong_local.sample import TRANSITION, TWO_TIER_PROVINCE, sample_units
+from lienthong_testing.callers import REGISTRY_ADMIN, default_identity
 from routing_service.__main__ import build
 from routing_service.index import UnitIndex
 from routing_service.registry import validate_unit
@@ -174,7 +175,9 @@ async def stub(start_service: Any) -> AsyncIterator[RoutingServiceStub]:
     service: ServiceApp = await start_service(
         "routing-service", build, Settings, {"LIENTHONG_ROUTING_FORWARD_CLOSED": "true"}
     )
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{service.grpc_port}", interceptors=default_identity(REGISTRY_ADMIN)
+    ) as channel:
         stub = RoutingServiceStub(channel)
         reply = await stub.ImportRegistry(rows(SAMPLE))
         assert reply.applied == reply.created == len(SAMPLE)
@@ -252,7 +255,9 @@ async def test_an_import_with_bad_successors_lists_every_problem(stub: RoutingSe
 
 async def test_the_two_tier_sample_loads_unit_by_unit_as_make_run_does(start_service: Any) -> None:
     service: ServiceApp = await start_service("routing-service", build, Settings)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{service.grpc_port}", interceptors=default_identity(REGISTRY_ADMIN)
+    ) as channel:
         stub = RoutingServiceStub(channel)
         for unit in SAMPLE:
             await stub.UpsertUnit(pb.UpsertUnitRequest(unit=unit))

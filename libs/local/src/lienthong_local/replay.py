@@ -264,7 +264,11 @@ def _documents(
 
 
 def _as(unit: str) -> tuple[tuple[str, str], ...]:
-    return (("x-lienthong-unit", unit),)
+    return (("x-lienthong-identity", f"unit/{unit}"),)
+
+
+# the province's table is read by an observer (dev auth names one by header)
+OBSERVER = (("x-lienthong-identity", "operator/observer/replay"),)
 
 
 _RETRY = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
@@ -369,6 +373,7 @@ async def read_report(endpoint: str, period: str) -> list[rep_pb.AdoptionRow]:
             rep_pb.GetAdoptionReportRequest(
                 period=period, scope=rep_pb.AdoptionScope(per_unit=True)
             ),
+            metadata=OBSERVER,
             timeout=30,
         )
     return list(reply.rows)

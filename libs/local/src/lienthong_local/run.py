@@ -48,7 +48,7 @@ DEV_SWITCHES = (
     DevSwitch(
         "LIENTHONG_DEV_AUTH",
         "true",
-        "the x-lienthong-unit header names the calling unit (no client certificate)",
+        "x-lienthong-identity (unit/<code>, operator/<role>/<name>) names the caller",
     ),
     DevSwitch(
         "LIENTHONG_SIGNATURE_ACCEPT_UNSIGNED",
@@ -82,12 +82,18 @@ def describe_switches(values: Mapping[str, str]) -> list[str]:
     return lines
 
 
+# the registry is written by a registry administrator (dev auth names one by header)
+REGISTRY_ADMIN = (("x-lienthong-identity", "operator/registry-admin/make-run"),)
+
+
 def load_sample_registry(endpoint: str) -> int:
     with grpc.insecure_channel(endpoint) as channel:
         stub = RoutingServiceStub(channel)
         units = sample_units()
         for unit in units:
-            stub.UpsertUnit(routing_pb.UpsertUnitRequest(unit=unit), timeout=10)
+            stub.UpsertUnit(
+                routing_pb.UpsertUnitRequest(unit=unit), metadata=REGISTRY_ADMIN, timeout=10
+            )
     return len(units)
 
 
@@ -126,7 +132,10 @@ def main() -> int:
             print(f"  {name:<22} {service.endpoint:<18} {metrics}")
         print("\n  try: grpcurl -plaintext 127.0.0.1:50051 list")
         if switches["LIENTHONG_DEV_AUTH"].strip().lower() in _ON:
-            print("  dev auth is on: send -H 'x-lienthong-unit: <unit code>' to act as a unit")
+            print(
+                "  dev auth is on: send -H 'x-lienthong-identity: unit/<code>' to act as a unit,"
+                " 'operator/observer/<name>' (or registry-admin, trust-admin) as an operator"
+            )
         print("\nCtrl-C stops everything.", flush=True)
         while not stop.wait(1.0):
             for name, service in platform.processes.items():

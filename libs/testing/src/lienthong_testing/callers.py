@@ -7,6 +7,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+import grpc
 from grpc import aio
 
 from lienthong_kit.authz import AccessTable, units
@@ -20,6 +21,7 @@ __all__ = [
     "as_unit",
     "default_identity",
     "open_to_units",
+    "with_default_identity",
 ]
 
 IDENTITY_HEADER = "x-lienthong-identity"
@@ -93,3 +95,33 @@ def open_to_units(module: ModuleType, service: str) -> AccessTable:
     """An access table letting any unit call every RPC of ``service`` (kit tests' probes)."""
     methods = module.DESCRIPTOR.services_by_name[service].methods
     return AccessTable.of(module, service, {method.name: units() for method in methods})
+
+
+class _SyncDefault(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
+):
+    def __init__(self, default: Metadata) -> None:
+        self._default = default
+
+    def _details(self, details: Any) -> Any:
+        metadata = list(details.metadata or ())
+        names = {key for key, _ in metadata}
+        if IDENTITY_HEADER not in names and "x-lienthong-unit" not in names:
+            metadata.extend(self._default)
+        return details._replace(metadata=metadata)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+def with_default_identity(channel: grpc.Channel, default: Metadata) -> grpc.Channel:
+    """A blocking channel whose calls name ``default`` unless they name a caller."""
+    return grpc.intercept_channel(channel, _SyncDefault(default))

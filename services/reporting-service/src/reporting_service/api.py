@@ -10,7 +10,8 @@ from grpc import aio
 
 from lienthong.reporting.v1 import reporting_service_pb2 as pb
 from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceServicer
-from lienthong_kit.errors import Unavailable
+from lienthong_kit.authz import Kind, current_identity
+from lienthong_kit.errors import PermissionDenied, Unavailable
 from reporting_service.consumers import ReportingApp
 from reporting_service.report import check_request, report_rows
 
@@ -25,6 +26,7 @@ class ReportingServicer(ReportingServiceServicer):
         self._watch_interval = watch_interval
 
     def _rows(self, request: Request) -> list[pb.AdoptionRow]:
+        _own_rows_only(request)
         check_request(request.period, request.unit_codes)  # a bad request is told so at once
         if not self._reporting.ready.is_set():
             raise Unavailable("the counts are being rebuilt from the changelog; retry shortly")
@@ -44,6 +46,7 @@ class ReportingServicer(ReportingServiceServicer):
     async def WatchAdoption(
         self, request: pb.WatchAdoptionRequest, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.WatchAdoptionResponse]:
+        _own_rows_only(request)
         check_request(request.period, request.unit_codes)
         await self._reporting.ready.wait()
         sent: dict[tuple[int, int, str], bytes] = {}
@@ -62,3 +65,15 @@ class ReportingServicer(ReportingServiceServicer):
                 if changed:
                     yield pb.WatchAdoptionResponse(rows=changed)
             await asyncio.sleep(self._watch_interval)
+
+
+def _own_rows_only(request: Request) -> None:
+    """A unit reads its own row; the province's table and other units' rows are for
+    observers (the access table admits both kinds)."""
+    caller = current_identity()
+    if caller.kind is Kind.UNIT and list(request.unit_codes) != [caller.name]:
+        raise PermissionDenied(
+            f"a unit reads only its own row: ask with unit_codes [{caller.name}]; the province's"
+            " table and other units' rows need operator role observer",
+            reason="OWN_ROWS_ONLY",
+        )
