@@ -60,7 +60,8 @@ class CrdSchemas:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.present = folder.is_dir()
+        # the folder keeps its README when the generated schemas are absent
+        self.present = folder.is_dir() and any(folder.glob("*/*.json"))
         self._loaded: dict[Path, Draft202012Validator | None] = {}
 
     def validator(self, doc: Doc) -> Draft202012Validator | None:

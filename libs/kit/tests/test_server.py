@@ -488,3 +488,88 @@ async def test_the_days_to_expiry_of_held_certificates_are_exported(tls_app: Ser
     }
     assert 29 < days["server"] <= 30
     assert 29 < days["client_ca"] <= 30
+
+
+# --- health follows the dependencies ------------------------------------------------------
+
+
+class Proxy:
+    """A TCP relay to the store that the test can cut and restore (the store stays up for
+    everyone else on this machine)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = _free_port()
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(
+            "127.0.0.1", self.target_port
+        )
+        self._writers += [writer, upstream_writer]
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+
+async def _health(service: ServiceApp) -> int:
+    reply = await service.health.Check(health_pb2.HealthCheckRequest(service=SERVICE), None)
+    return int(reply.status)
+
+
+async def test_health_follows_the_store_not_serving_while_it_is_gone_and_back_after(
+    settings: KitSettings,
+) -> None:
+    proxy = Proxy(target_port=27017)
+    await proxy.open()
+    through_proxy = dataclasses.replace(
+        settings,
+        mongo_url=f"mongodb://127.0.0.1:{proxy.port}/?serverSelectionTimeoutMS=500",
+        dependency_grace_seconds=1.0,
+    )
+
+    async def build(deps: Deps) -> Wiring:
+        return Wiring(services=[probe(ProbeServicer())])
+
+    service = ServiceApp("probe-service", through_proxy, build)
+    await service.start()
+    try:
+        await asyncio.wait_for(service.serving.wait(), timeout=30)
+        assert await _health(service) == health_pb2.HealthCheckResponse.SERVING
+        await proxy.cut()
+        for _ in range(200):  # within seconds; the test fails if it never changes
+            if await _health(service) == health_pb2.HealthCheckResponse.NOT_SERVING:
+                break
+            await asyncio.sleep(0.1)
+        assert await _health(service) == health_pb2.HealthCheckResponse.NOT_SERVING
+        await proxy.open()
+        for _ in range(300):
+            if await _health(service) == health_pb2.HealthCheckResponse.SERVING:
+                break
+            await asyncio.sleep(0.1)
+        assert await _health(service) == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await service.stop()
+        await proxy.cut()

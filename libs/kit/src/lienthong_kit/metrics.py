@@ -19,6 +19,7 @@ __all__ = [
     "BUILD_INFO",
     "CERTIFICATE_EXPIRY",
     "CONSUMER_LAG",
+    "DEPENDENCY_UP",
     "EVENTS_CONSUMED",
     "EVENTS_PRODUCED",
     "HANDLER_ERRORS",
@@ -83,6 +84,11 @@ CERTIFICATE_EXPIRY = Gauge(
     "Days until the soonest-expiring certificate of each file a service holds expires (server,"
     " client_ca, ...); negative once expired.",
     ["service", "certificate"],
+)
+DEPENDENCY_UP = Gauge(
+    "lienthong_dependency_up",
+    "1 when the dependency (store, kafka) answered the service's last probe, 0 otherwise.",
+    ["service", "dependency"],
 )
 BUILD_INFO = Gauge(
     "lienthong_build_info",

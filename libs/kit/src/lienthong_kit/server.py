@@ -45,7 +45,7 @@ from lienthong_kit.certs import PeerCertificates, days_to_expiry, load_pem_certi
 from lienthong_kit.directory import UnitDirectory
 from lienthong_kit.failpoints import arm
 from lienthong_kit.gatekeeper import Gatekeeper
-from lienthong_kit.infra import retry_while_down
+from lienthong_kit.infra import INFRA_ERRORS, retry_while_down
 from lienthong_kit.interceptors import ServerInterceptor
 from lienthong_kit.kafka import (
     ConsumerLoop,
@@ -59,6 +59,7 @@ from lienthong_kit.logs import configure_logging, get_logger
 from lienthong_kit.metrics import (
     BUILD_INFO,
     CERTIFICATE_EXPIRY,
+    DEPENDENCY_UP,
     MetricsServer,
     start_metrics_server,
 )
@@ -71,6 +72,9 @@ __all__ = ["Build", "Deps", "GrpcService", "ServiceApp", "Wiring", "read_setting
 log = get_logger(__name__)
 
 S = TypeVar("S", bound=KitSettings)
+
+# a probe that times out or meets a connection failure: the dependency does not answer
+PROBE_FAILURES: tuple[type[BaseException], ...] = (TimeoutError, *INFRA_ERRORS)
 
 VERSION = "0.1.0"
 
@@ -155,6 +159,8 @@ class ServiceApp(Generic[S]):
         self._tasks: list[asyncio.Task[None]] = []
         self._wiring: Wiring | None = None
         self.serving = asyncio.Event()
+        self._names: list[str] = []
+        self._degraded = False
         self.directory = UnitDirectory() if settings.require_registered_units else None
         tls = settings.tls_cert is not None
         peers = (
@@ -233,6 +239,7 @@ class ServiceApp(Generic[S]):
             tasks.append(registry.run)
             waits.append(registry.caught_up.wait)
         tasks.append(self._watch_certificates)
+        tasks.append(self._watch_dependencies)
         for task in tasks:
             self._tasks.append(asyncio.create_task(self._supervise(task)))
         if not waits:
@@ -261,10 +268,56 @@ class ServiceApp(Generic[S]):
         await self._report_serving(names)
 
     async def _report_serving(self, names: list[str]) -> None:
-        for service_name in ["", *names]:
-            await self.health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+        self._names = names
+        if not self._degraded:
+            await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self.serving.set()
         log.info("service_serving")
+
+    async def _set_health(self, status: int) -> None:
+        for service_name in ["", *self._names]:
+            await self.health.set(service_name, status)
+
+    async def _probe(self, timeout: float) -> dict[str, bool]:
+        """Whether the store and Kafka answer now (each within ``timeout``)."""
+        checks = {"kafka": self.producer.ping}
+        if self.uses_store:
+            checks["store"] = lambda: ping(self.db)
+        answers = {}
+        for dependency, check in checks.items():
+            try:
+                await asyncio.wait_for(check(), timeout)
+                answers[dependency] = True
+            except PROBE_FAILURES as exc:
+                log.warning("dependency_probe_failed", dependency=dependency, error=repr(exc))
+                answers[dependency] = False
+            DEPENDENCY_UP.labels(self.name, dependency).set(1 if answers[dependency] else 0)
+        return answers
+
+    async def _watch_dependencies(self) -> None:
+        """Health follows the dependencies: NOT_SERVING once the store or Kafka has been
+        unreachable for ``dependency_grace_seconds``, SERVING again when both answer."""
+        grace = self.settings.dependency_grace_seconds
+        interval = max(0.2, min(5.0, grace / 3))
+        clock = asyncio.get_running_loop().time
+        down_since: float | None = None
+        while True:
+            answers = await self._probe(timeout=interval)
+            if all(answers.values()):
+                down_since = None
+                if self._degraded:
+                    self._degraded = False
+                    log.info("dependencies_back", dependencies=sorted(answers))
+                    if self.serving.is_set():
+                        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+            else:
+                down_since = clock() if down_since is None else down_since
+                if not self._degraded and clock() - down_since >= grace:
+                    self._degraded = True
+                    down = sorted(name for name, up in answers.items() if not up)
+                    log.error("dependencies_unreachable", dependencies=down, seconds=grace)
+                    await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+            await asyncio.sleep(interval)
 
     def _credentials(self) -> grpc.ServerCredentials | None:
         """The server's TLS credentials, re-read at the next handshake after a certificate,

@@ -120,6 +120,11 @@ class KitSettings:
         True,
         doc="refuse calls of units that are unknown or closed in the registry",
     )
+    dependency_grace_seconds: float = setting(
+        "LIENTHONG_DEPENDENCY_GRACE_SECONDS",
+        30.0,
+        doc="how long the store or Kafka may be unreachable before health says NOT_SERVING",
+    )
     shutdown_grace_seconds: float = setting(
         "LIENTHONG_SHUTDOWN_GRACE_SECONDS", 10.0, doc="time in-flight calls get after SIGTERM"
     )

@@ -66,6 +66,11 @@ class EventProducer:
             raise KafkaConnectionError("the producer is not started")
         return self._producer
 
+    async def ping(self) -> None:
+        """Raise KafkaConnectionError unless a broker answers a metadata request."""
+        if not await self._started().client.force_metadata_update():
+            raise KafkaConnectionError("no Kafka broker answered a metadata request")
+
     async def publish(self, topic: str, *, key: str, envelope: EventEnvelope) -> None:
         """Send and wait for the broker's acknowledgement."""
         await self.publish_raw(topic, key=key.encode(), value=envelope.SerializeToString())
