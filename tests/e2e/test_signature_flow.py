@@ -117,7 +117,9 @@ def test_a_properly_signed_document_reaches_the_inboxes(platform: Platform, pki:
         )
     with grpc.insecure_channel(platform.endpoint("signature-service")) as channel:
         verification = SignatureServiceStub(channel).GetVerification(
-            sig_pb.GetVerificationRequest(document_id=document_id), timeout=10
+            sig_pb.GetVerificationRequest(document_id=document_id),
+            metadata=as_unit(SENDER),
+            timeout=10,
         )
     assert verification.verdict == Verdict.VERDICT_ACCEPTED
     assert verification.personal_signature_valid

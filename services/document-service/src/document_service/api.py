@@ -38,6 +38,7 @@ from lienthong.common.v1.common_pb2 import AttachmentRef, DocumentSummary
 from lienthong.document.v1 import document_service_pb2 as pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceServicer
 from lienthong.events.v1.events_pb2 import DocumentSubmitted, PaperDocumentRegistered
+from lienthong_kit.authz import Kind, current_identity
 from lienthong_kit.context import caller_unit
 from lienthong_kit.envelope import new_event
 from lienthong_kit.errors import (
@@ -51,11 +52,8 @@ from lienthong_kit.fanout import FanOutHub
 from lienthong_kit.paging import decode_time_key, encode_time_key, page_size
 from lienthong_kit.vocabulary import Priority, StatusCode, today_in_vietnam, vietnam_time
 
-__all__ = ["ATTACHMENT_READERS", "DocumentServicer"]
+__all__ = ["DocumentServicer"]
 
-# Service identities (mTLS common names) that read any document's attachments: signature-service
-# fetches the bytes it verifies. Unit codes never look like these names.
-ATTACHMENT_READERS = frozenset({"signature-service"})
 Context = aio.ServicerContext[Any, Any]
 MAX_PARKED_PAGE = 500
 RECALL_KINDS = {
@@ -315,16 +313,17 @@ class DocumentServicer(DocumentServiceServicer):
     async def GetAttachment(
         self, request: pb.GetAttachmentRequest, context: Context
     ) -> AsyncIterator[pb.GetAttachmentResponse]:
-        unit = caller_unit()
+        caller = current_identity()
         validate_id("document_id", request.document_id)
         validate_id("attachment_id", request.attachment_id)
-        if unit in ATTACHMENT_READERS:
+        # the access table admits units and the signature service; a unit reads its own only
+        if caller.kind is Kind.SERVICE:
             found = await self._store.get(request.document_id)
             if found is None:
                 raise NotFound(f"document_id: no document {request.document_id!r}")
             document = found
         else:
-            document, _ = await self._readable(request.document_id, unit)
+            document, _ = await self._readable(request.document_id, caller_unit())
         for ref in document.attachments:
             if ref.attachment_id == request.attachment_id:
                 yield pb.GetAttachmentResponse(attachment=ref)
