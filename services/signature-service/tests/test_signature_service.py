@@ -142,11 +142,17 @@ async def test_submitted_documents_are_verified_with_a_per_signature_report(
     async with grpc.aio.insecure_channel(
         f"127.0.0.1:{signature.grpc_port}", interceptors=AS_A_UNIT
     ) as channel:
-        reply = await SignatureServiceStub(channel).GetVerification(
-            pb.GetVerificationRequest(document_id=revoked)
-        )
+        stub = SignatureServiceStub(channel)
+        reply = await stub.GetVerification(pb.GetVerificationRequest(document_id=revoked))
+        # signer names and ID numbers are for the document's parties and observers only
+        with pytest.raises(grpc.aio.AioRpcError) as refusal:
+            await stub.GetVerification(
+                pb.GetVerificationRequest(document_id=revoked), metadata=as_unit("000.09.00.H23")
+            )
     assert reply.failed_rule == "signatures-valid"
     assert list(reply.signatures) == list(rejected.signatures)
+    assert refusal.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "neither the sender" in (refusal.value.details() or "")
 
 
 async def test_an_event_is_verified_once_and_unsigned_documents_are_rejected(
