@@ -54,6 +54,7 @@ from lienthong.routing.v1.routing_service_pb2 import Unit
 from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
 from lienthong_local.platform import Platform, free_port
 from lienthong_local.run import load_sample_registry
+from lienthong_local.sample import sample_units
 from lienthong_testing.cleanup import remove_namespace
 
 SENDER = "000.00.00.H23"
@@ -318,7 +319,10 @@ def broadcasts(
     platform: Platform, recipients: int, count: int, run: str
 ) -> tuple[list[float], list[float]]:
     """Seconds per broadcast, and the grouped-insert ceiling measured after each."""
-    _import_units(platform.endpoint("routing-service"), broadcast_units(recipients))
+    # the sample province first (the sender), as an operator: the registry is empty or not
+    _import_units(
+        platform.endpoint("routing-service"), sample_units() + broadcast_units(recipients)
+    )
     database = f"bench{run}_lienthong_document"
     endpoint = platform.endpoint("document-service")
     _broadcast_once(endpoint, database, recipients, 0, "bw" + run[:5])  # warm-up
@@ -327,6 +331,10 @@ def broadcasts(
     for number in range(count):
         seconds.append(_broadcast_once(endpoint, database, recipients, number + 1, "b" + run[:5]))
         ceilings.append(_grouped_insert_ceiling(database, recipients))
+        print(
+            f"  broadcast {number + 1}: {seconds[-1]:.2f} s, ceiling {ceilings[-1]:.0f}/s",
+            flush=True,
+        )
     return seconds, ceilings
 
 
@@ -465,7 +473,6 @@ def broadcast_only(recipients: int, count: int) -> int:
             platform.wait_serving(
                 120, names=("document-service", "routing-service", "signature-service")
             )
-            load_sample_registry(platform.endpoint("routing-service"))
             seconds, ceilings = broadcasts(platform, recipients, count, run)
         finally:
             platform.stop_all()
