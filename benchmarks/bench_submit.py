@@ -356,7 +356,7 @@ def print_broadcasts(recipients: int, seconds: list[float], ceilings: list[float
         f" each {', '.join(f'{v:.0f}' for v in ceilings)})"
     )
     print(
-        f"of the ceiling        {statistics.median(rates) / ceiling:8.2f}"
+        f"of the ceiling        {statistics.median(rates) / ceiling:8.3f}"
         "        (two records per delivery: 0.5 is the store's limit)"
     )
 
