@@ -53,7 +53,6 @@ from lienthong.routing.v1 import routing_service_pb2 as routing_pb
 from lienthong.routing.v1.routing_service_pb2 import Unit
 from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
 from lienthong_local.platform import Platform, free_port
-from lienthong_local.run import load_sample_registry
 from lienthong_local.sample import sample_units
 from lienthong_testing.cleanup import remove_namespace
 
@@ -411,7 +410,7 @@ def main() -> int:
             platform.launch("routing-service")
             platform.launch("signature-service")
             platform.wait_serving(120, names=("routing-service", "signature-service"))
-            load_sample_registry(platform.endpoint("routing-service"))
+            _import_units(platform.endpoint("routing-service"), sample_units())
             expected = len(warmup) + args.requests * args.rounds
             deliveries = _wait_for_inbox(f"bench{run}_lienthong_document", expected)
             drained = time.perf_counter() - started
