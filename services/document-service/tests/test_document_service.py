@@ -12,8 +12,12 @@ from grpc_status import rpc_status
 
 from lienthong.document.v1 import document_service_pb2 as pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
-from lienthong.events.v1.events_pb2 import DeliveryCreated, DocumentSubmitted
-from lienthong_kit.envelope import decode_envelope, new_event, unpack
+from lienthong.events.v1.events_pb2 import (
+    DeliveryCreated,
+    DeliveryStatusChanged,
+    DocumentSubmitted,
+)
+from lienthong_kit.envelope import carries, decode_envelope, new_event, unpack
 from lienthong_kit.kafka import Topics
 from lienthong_kit.paging import encode_token
 from lienthong_kit.server import ServiceApp
@@ -104,6 +108,50 @@ async def test_a_routed_delivery_appears_in_the_inbox_with_status_arrived(
     assert inbox.entries[0].document.document_id == submitted.document_id
     other = await stub.ListInbox(pb.ListInboxRequest(), metadata=as_unit(RECIPIENTS[1]))
     assert list(other.entries) == []
+
+
+async def test_deliveries_written_a_poll_at_a_time_are_in_the_inbox_once_and_announced_once(
+    stub: DocumentServiceStub, service: ServiceApp, topic_reader: Any
+) -> None:
+    submitted = (await stub.SubmitDocument(request(), metadata=as_unit(SENDER))).document
+    ids = [f"dl-poll-{number:02d}" for number in range(40)]
+    records = [
+        (
+            RECIPIENTS[0].encode(),
+            new_event(
+                DeliveryCreated(
+                    delivery_id=delivery, document=submitted, recipient_code=RECIPIENTS[0]
+                ),
+                producer="routing-service",
+            ).SerializeToString(),
+        )
+        for delivery in ids
+    ]
+    for _ in range(2):  # the whole batch redelivered, as after a crash before the commit
+        await service.producer.publish_batch(service.topics.deliveries, records)
+    # one more behind them on the same partition: once it is in, the repeats were applied
+    last = DeliveryCreated(
+        delivery_id="dl-poll-last", document=submitted, recipient_code=RECIPIENTS[0]
+    )
+    await service.producer.publish(
+        service.topics.deliveries,
+        key=RECIPIENTS[0],
+        envelope=new_event(last, producer="routing-service"),
+    )
+    inbox = await eventually(
+        lambda: stub.ListInbox(pb.ListInboxRequest(page_size=100), metadata=as_unit(RECIPIENTS[0])),
+        until=lambda reply: "dl-poll-last" in {entry.delivery_id for entry in reply.entries},
+    )
+    assert sorted(entry.delivery_id for entry in inbox.entries) == [*ids, "dl-poll-last"]
+    assert {entry.status_code for entry in inbox.entries} == {"01"}
+    # 81 deliveries, then one arrival event per delivery (never one per redelivery)
+    published = await topic_reader(service.topics.deliveries, 81 + 41)
+    arrivals = [
+        unpack(envelope, DeliveryStatusChanged).delivery_id
+        for envelope in (decode_envelope(record.value) for record in published)
+        if carries(envelope, DeliveryStatusChanged)
+    ]
+    assert sorted(arrivals) == [*ids, "dl-poll-last"]
 
 
 async def test_only_the_sender_and_recipients_read_a_document(

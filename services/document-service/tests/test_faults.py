@@ -32,6 +32,7 @@ from lienthong_local.sample import PROVINCE, sample_units
 from lienthong_testing.callers import REGISTRY_ADMIN
 from lienthong_testing.waiting import eventually
 from routing_service.__main__ import build as build_routing
+from routing_service.settings import Settings as RoutingSettings
 
 SENDER = PROVINCE
 RECIPIENTS = ["000.01.00.H23", "000.00.31.H23"]
@@ -54,7 +55,7 @@ def request(number: int, **overrides: Any) -> pb.SubmitDocumentRequest:
 
 @pytest.fixture
 async def document_service(start_service: Any) -> ServiceApp:
-    routing: ServiceApp = await start_service("routing-service", build_routing)
+    routing: ServiceApp = await start_service("routing-service", build_routing, RoutingSettings)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{routing.grpc_port}") as channel:
         rows = (routing_pb.ImportRegistryRequest(unit=row) for row in sample_units())
         await RoutingServiceStub(channel).ImportRegistry(rows, metadata=REGISTRY_ADMIN)

@@ -28,6 +28,7 @@ __all__ = [
     "GroupInserter",
     "connect",
     "ensure_indexes",
+    "insert_all",
     "ping",
 ]
 
@@ -64,6 +65,22 @@ async def ensure_indexes(collection: AsyncCollection[Doc], indexes: list[IndexMo
         await collection.create_index(
             list(document["key"].items()), name=document["name"], **options
         )
+
+
+async def insert_all(collection: AsyncCollection[Doc], documents: list[Doc]) -> set[int]:
+    """Insert ``documents`` in one unordered ``insertMany``; the indexes of those refused as
+    duplicates (already stored: a redelivery) are returned, any other write error raised."""
+    if not documents:
+        return set()
+    try:
+        await collection.insert_many(documents, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        other = [error for error in errors if error.get("code") != 11000]
+        if other or exc.details.get("writeConcernErrors"):
+            raise
+        return {int(error["index"]) for error in errors}
+    return set()
 
 
 class GroupInserter:

@@ -12,7 +12,7 @@ from datetime import UTC
 from aiokafka import ConsumerRecord
 
 from document_service.audit import AuditLog
-from document_service.store import Delivery, DocumentStore, arrival
+from document_service.store import Arrival, Delivery, DocumentStore, arrival
 from lienthong.events.v1.events_pb2 import DeliveryBounced, DeliveryCreated, DocumentVerified
 from lienthong_kit.envelope import EventEnvelope, carries, unpack
 from lienthong_kit.fanout import FanOutHub
@@ -39,10 +39,19 @@ class Consumers:
         self._store = store
         self._audit = audit
         self._hub = hub
+        self._arrivals: list[Arrival] = []  # staged by on_delivery, written by flush_arrivals
 
     def specs(self, topics: Topics, operator_actions: str) -> list[ConsumerSpec]:
         return [
-            ConsumerSpec(GROUP, topics.all_deliveries, self.on_delivery),
+            # a poll's arrivals are written together before its commit; the writes are keyed
+            # by delivery id, so a redelivery inserts nothing: no applied-event markers
+            ConsumerSpec(
+                GROUP,
+                topics.all_deliveries,
+                self.on_delivery,
+                dedupe=False,
+                before_commit=self.flush_arrivals,
+            ),
             # the verdict is stored under the document's id: a redelivery inserts nothing
             ConsumerSpec(
                 f"{GROUP}-verifications", [topics.verifications], self.on_verified, dedupe=False
@@ -63,9 +72,20 @@ class Consumers:
     async def on_delivery(self, envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
         if carries(envelope, DeliveryCreated):
             delivery = unpack(envelope, DeliveryCreated)
-            await self._store.materialise(delivery, envelope.occurred_at.ToDatetime(UTC))
+            at = envelope.occurred_at.ToDatetime(UTC)
+            self._arrivals.append(self._store.stage_arrival(delivery, at))
         elif carries(envelope, DeliveryBounced):
             await self._store.record_bounce(unpack(envelope, DeliveryBounced))
+
+    async def flush_arrivals(self) -> None:
+        """Write the arrivals staged since the last commit (the consumer loop retries a
+        failure, and commits only after this returned)."""
+        arrivals, self._arrivals = self._arrivals, []
+        try:
+            await self._store.materialise_many(arrivals)
+        except BaseException:
+            self._arrivals[:0] = arrivals  # written (again, harmlessly) by the retry
+            raise
 
     async def on_verified(self, envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
         if carries(envelope, DocumentVerified):

@@ -38,16 +38,17 @@ from lienthong.events.v1.events_pb2 import (
     DocumentVerified,
 )
 from lienthong_kit.envelope import EventEnvelope, new_event
-from lienthong_kit.errors import AlreadyExists, FailedPrecondition
+from lienthong_kit.errors import AlreadyExists, FailedPrecondition, FieldViolation, InvalidArgument
 from lienthong_kit.infra import DuplicateKeyError
 from lienthong_kit.kafka import EventProducer, Topics
-from lienthong_kit.mongo import AsyncDatabase, Doc, GroupInserter, ensure_indexes
+from lienthong_kit.mongo import AsyncDatabase, Doc, GroupInserter, ensure_indexes, insert_all
 from lienthong_kit.outbox import OutboxRelay, ParkedEvent
 from lienthong_kit.paging import TimeKey, after_time_key
 from lienthong_kit.vocabulary import StatusCode
 
 __all__ = [
     "PRODUCER",
+    "Arrival",
     "Delivery",
     "Document",
     "DocumentStore",
@@ -177,6 +178,16 @@ class Verification:
     at: datetime
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """A routed delivery staged for the inbox: its arrival transition (with the event that
+    announces it) and its delivery record, written with the others of its poll."""
+
+    delivery: Delivery
+    transition: Doc
+    event: EventEnvelope
+
+
 def arrival(delivery: DeliveryCreated, delivered_at: datetime) -> Delivery:
     """A routed delivery as it enters the recipient's inbox: status 01 (arrived)."""
     return Delivery(
@@ -207,6 +218,7 @@ class DocumentStore:
         self._paper = db["paper_documents"]
         self._verifications = db["verifications"]
         self._topics = topics
+        self._max_event_bytes = max_event_bytes
         # each relay publishes the events handed over by the inserts into its collection
         limits: dict[str, Any] = {
             "max_event_bytes": max_event_bytes,
@@ -450,10 +462,14 @@ class DocumentStore:
 
     async def materialise(self, delivery: DeliveryCreated, delivered_at: datetime) -> None:
         """Put a routed delivery in the recipient's inbox with status 01 (arrived) and
-        announce the arrival; idempotent (a redelivered event changes nothing). The arrival
-        transition is written first, so a delivery is never listed without a state."""
+        announce the arrival; idempotent (a redelivered event changes nothing)."""
+        await self.materialise_many([self.stage_arrival(delivery, delivered_at)])
+
+    def stage_arrival(self, delivery: DeliveryCreated, delivered_at: datetime) -> Arrival:
+        """What :meth:`materialise_many` writes for ``delivery``; raises InvalidArgument, before
+        anything is written, if the event announcing it would be too large."""
         arrived = arrival(delivery, delivered_at)
-        await self._insert_transition(
+        row, event = self._transition_row(
             arrived,
             1,
             arrived.state,
@@ -462,9 +478,45 @@ class DocumentStore:
             staff="",
             at=delivered_at,
         )
-        # an insert, not an upsert: cheaper on FerretDB, and a redelivery changes nothing
-        with contextlib.suppress(DuplicateKeyError):
-            await self._deliveries.insert_one(_delivery_row(arrived))
+        size = event.ByteSize()
+        if size > self._max_event_bytes:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "delivery",
+                        f"its arrival event is {size} bytes; the event log takes at most"
+                        f" {self._max_event_bytes}",
+                    )
+                ]
+            )
+        return Arrival(arrived, row, event)
+
+    async def materialise_many(self, arrivals: list[Arrival]) -> None:
+        """Put staged deliveries in their recipients' inboxes, announcing each arrival: one
+        ``insertMany`` of the arrival transitions, then one of the delivery records, so a
+        delivery is never listed without a state. Idempotent: what a redelivered event would
+        insert again is already there (its event was published, or is republished by the
+        relay's recovery), and is left as it is."""
+        if not arrivals:
+            return
+        relay = self._transitions_relay
+        async with contextlib.AsyncExitStack() as stack:
+            staged = [
+                await stack.enter_async_context(
+                    relay.staged(self._topics.deliveries, item.delivery.recipient_code, item.event)
+                )
+                for item in arrivals
+            ]
+            rows = [
+                {**item.transition, **out.fields}
+                for item, out in zip(arrivals, staged, strict=True)
+            ]
+            already = await insert_all(self._transitions, rows)
+            for index, out in enumerate(staged):
+                if index not in already:
+                    out.commit()
+        # inserts, not upserts: cheaper on FerretDB, and a redelivery changes nothing
+        await insert_all(self._deliveries, [_delivery_row(item.delivery) for item in arrivals])
 
     async def record_bounce(self, bounce: DeliveryBounced) -> None:
         """Remember for the sender that a recipient could not be delivered to; idempotent."""
@@ -618,6 +670,38 @@ class DocumentStore:
         at: datetime,
         previous: DeliveryState | None = None,
     ) -> bool:
+        row, event = self._transition_row(
+            delivery,
+            version,
+            after,
+            reported=reported,
+            description=description,
+            staff=staff,
+            at=at,
+            previous=previous,
+        )
+        relay = self._transitions_relay
+        async with relay.staged(self._topics.deliveries, delivery.recipient_code, event) as out:
+            try:
+                await self._transitions.insert_one({**row, **out.fields})
+            except DuplicateKeyError:
+                return False
+            out.commit()
+        return True
+
+    def _transition_row(
+        self,
+        delivery: Delivery,
+        version: int,
+        after: DeliveryState,
+        *,
+        reported: str,
+        description: str,
+        staff: str,
+        at: datetime,
+        previous: DeliveryState | None = None,
+    ) -> tuple[Doc, EventEnvelope]:
+        """A transition's record and the event announcing it."""
         changed = DeliveryStatusChanged(
             delivery_id=delivery.id,
             document=delivery.document,
@@ -644,14 +728,7 @@ class DocumentStore:
             "staff": staff,
             "at": at,
         }
-        relay = self._transitions_relay
-        async with relay.staged(self._topics.deliveries, delivery.recipient_code, event) as out:
-            try:
-                await self._transitions.insert_one({**row, **out.fields})
-            except DuplicateKeyError:
-                return False
-            out.commit()
-        return True
+        return row, event
 
     async def _project(self, delivery_id: str) -> None:
         """Copy the latest transition onto the delivery; write, then check that nothing newer

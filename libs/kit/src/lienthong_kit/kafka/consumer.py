@@ -47,10 +47,13 @@ class ConsumerSpec:
     ``dedupe=False`` skips the applied-event markers (two store round trips per event) for a
     handler whose own write is already keyed by the event id, so a redelivery is a no-op.
 
-    ``before_commit``, when given, is awaited before each offset commit: a handler may then
-    only *stage* its effect per record and store the staged effects of a whole poll in one
-    write there (the audit log does: one ``insertMany`` instead of one insert per event). The
-    commit waits until it succeeded; it is retried, never skipped.
+    ``before_commit``, when given, is awaited before each offset commit (one per poll, or
+    per partition of a poll with ``concurrent_partitions``): a handler may then only *stage*
+    its effect per record and store the staged effects of a whole poll in one write there
+    (the audit log and the inbox materialisation do: one ``insertMany`` instead of one insert
+    per event). The commit waits until it succeeded; it is retried, never skipped. Such a
+    handler needs ``dedupe=False`` and writes keyed by the event: an applied-event marker
+    would be written before the staged effect.
 
     ``concurrent_partitions=True`` applies the records of the partitions a poll returned
     side by side (each partition still in offset order, each committed when its records are
@@ -155,33 +158,36 @@ class ConsumerLoop:
             )
             if self.spec.concurrent_partitions and len(batches) > 1:
                 await asyncio.gather(
-                    *(self._apply(consumer, tp, records) for tp, records in batches.items())
+                    *(self._apply(consumer, {tp: records}) for tp, records in batches.items())
                 )
             else:
-                for tp, records in batches.items():
-                    await self._apply(consumer, tp, records)
+                # the whole poll, then one hook run and one commit: a staged effect is
+                # written for every partition's records at once
+                await self._apply(consumer, batches)
 
     async def _apply(
         self,
         consumer: AIOKafkaConsumer,
-        tp: TopicPartition,
-        records: list[ConsumerRecord[bytes, bytes]],
+        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
     ) -> None:
-        """Apply one partition's records in order, then commit past them."""
-        done = None
-        for record in records:
-            if self._stopping.is_set():
-                break
-            await self._process(record)
-            done = record.offset
-        if done is not None:
-            async with self._committing:  # one hook run and one commit at a time
-                await self._before_commit()
-                await self._commit(consumer, tp, done + 1)
+        """Apply each partition's records in offset order, then commit past them."""
+        done: dict[TopicPartition, int] = {}
+        for tp, records in batches.items():
+            for record in records:
+                if self._stopping.is_set():
+                    break
+                await self._process(record)
+                done[tp] = record.offset
+        if not done:
+            return
+        async with self._committing:  # one hook run and one commit at a time
+            await self._before_commit()
+            await self._commit(consumer, {tp: offset + 1 for tp, offset in done.items()})
+        for tp, offset in done.items():
             high = consumer.highwater(tp)
             if high is not None:
                 CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(
-                    max(high - done - 1, 0)
+                    max(high - offset - 1, 0)
                 )
 
     async def _before_commit(self) -> None:
@@ -192,13 +198,14 @@ class ConsumerLoop:
                 hook, event="before_commit_failed", errors=(Exception,), group=self.group
             )
 
-    async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         try:
-            await consumer.commit({tp: offset})
+            await consumer.commit(offsets)
         except CommitFailedError as exc:
-            # The partition moved to another member during a rebalance; it re-reads from the
+            # A partition moved to another member during a rebalance; it re-reads from the
             # last commit and the applied-event check makes the replay harmless.
-            log.warning("commit_failed", group=self.group, partition=str(tp), error=repr(exc))
+            partitions = ", ".join(str(tp) for tp in offsets)
+            log.warning("commit_failed", group=self.group, partitions=partitions, error=repr(exc))
 
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
