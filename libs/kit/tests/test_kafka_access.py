@@ -69,6 +69,8 @@ def test_a_prefix_renames_topics_and_groups() -> None:
         read("t1.lienthong.documents"),
         write("t1.lienthong.documents.dlq"),
         write("t1.lienthong.verifications"),
+        write("t1.lienthong.operator-actions"),  # trust-store changes, for the audit chain
+        read("t1.lienthong.units"),  # the registry every gatekeeper reads
         group("t1.signature-service"),
     }
 

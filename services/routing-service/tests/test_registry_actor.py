@@ -14,12 +14,13 @@ from lienthong_kit.envelope import decode_envelope, unpack
 from lienthong_kit.server import ServiceApp
 from lienthong_testing.callers import REGISTRY_ADMIN
 from routing_service.__main__ import build
+from routing_service.settings import Settings
 
 PROVINCE = "000.00.00.H23"
 
 
 async def test_a_unit_change_carries_its_actor(start_service: Any, topic_reader: Any) -> None:
-    app: ServiceApp = await start_service("routing-service", build)
+    app: ServiceApp = await start_service("routing-service", build, Settings)
     province = pb.Unit(
         code=PROVINCE, name="UBND tỉnh", level=UnitLevel.UNIT_LEVEL_PROVINCE, active=True
     )

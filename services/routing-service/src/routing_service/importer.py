@@ -30,6 +30,7 @@ from grpc_status import rpc_status
 from lienthong.common.v1.common_pb2 import UnitLevel
 from lienthong.routing.v1 import routing_service_pb2 as pb
 from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
+from lienthong_kit.authz import IDENTITY_HEADER
 
 __all__ = ["Row", "main", "parse_csv", "parse_json"]
 
@@ -121,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Import a unit registry file (CSV or JSON).")
     parser.add_argument("file", type=Path)
     parser.add_argument("--endpoint", default="127.0.0.1:50052")
+    parser.add_argument(
+        "--identity",
+        default="operator/registry-admin/routing-service-import",
+        help="who imports (dev auth, no TLS); with mTLS use the `lienthong units import` CLI",
+    )
     args = parser.parse_args(argv)
     text = args.file.read_text("utf-8")
     rows = parse_json(text) if args.file.suffix.lower() == ".json" else parse_csv(text)
@@ -131,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     with grpc.insecure_channel(args.endpoint) as channel:
         try:
             reply = RoutingServiceStub(channel).ImportRegistry(
-                (pb.ImportRegistryRequest(unit=unit) for _, unit, _ in rows), timeout=120
+                (pb.ImportRegistryRequest(unit=unit) for _, unit, _ in rows),
+                metadata=((IDENTITY_HEADER, args.identity),),
+                timeout=120,
             )
         except grpc.RpcError as error:
             print("\n".join(explain(error, rows)), file=sys.stderr)

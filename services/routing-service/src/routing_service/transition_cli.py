@@ -23,6 +23,7 @@ import grpc
 
 from lienthong.routing.v1 import routing_service_pb2 as pb
 from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
+from lienthong_kit.authz import IDENTITY_HEADER
 from routing_service.registry import date_problem
 from routing_service.transition import (
     plan_csv,
@@ -37,13 +38,19 @@ __all__ = ["main"]
 _ROW = re.compile(r"^rows\[(\d+)\]\.(.*)$")
 
 
+# the registry is read as an observer (dev auth, no TLS)
+READER = ((IDENTITY_HEADER, "operator/observer/routing-service-transition"),)
+
+
 def _registry(endpoint: str) -> list[pb.Unit]:
     units: list[pb.Unit] = []
     with grpc.insecure_channel(endpoint) as channel:
         stub = RoutingServiceStub(channel)
         token = ""
         while True:
-            reply = stub.ListUnits(pb.ListUnitsRequest(page_size=500, page_token=token))
+            reply = stub.ListUnits(
+                pb.ListUnitsRequest(page_size=500, page_token=token), metadata=READER
+            )
             units.extend(reply.units)
             token = reply.next_page_token
             if not token:
