@@ -8,7 +8,8 @@ from lienthong.common.v1.common_pb2 import UnitLevel
 from lienthong.events.v1.events_pb2 import UnitChanged
 from lienthong.reporting.v1 import reporting_service_pb2 as pb
 from lienthong.routing.v1.routing_service_pb2 import Unit
-from lienthong_kit.errors import InvalidArgument, Unavailable
+from lienthong_kit.authz import Identity, Kind, Role, set_identity
+from lienthong_kit.errors import InvalidArgument, PermissionDenied, Unavailable
 from reporting_service.api import ReportingServicer
 from reporting_service.folding import (
     Count,
@@ -163,6 +164,12 @@ class Rebuilding:
     ready = asyncio.Event()
 
 
+@pytest.fixture
+def observer() -> None:
+    """The call's caller, as the gatekeeper sets it: an observer reads any scope."""
+    set_identity(Identity(Kind.OPERATOR, "lan", Role.OBSERVER))
+
+
 @pytest.mark.parametrize(
     ("request_", "field"),
     [
@@ -174,6 +181,7 @@ class Rebuilding:
         ),
     ],
 )
+@pytest.mark.usefixtures("observer")
 def test_a_bad_request_is_refused_even_while_the_counts_rebuild(
     request_: pb.GetAdoptionReportRequest, field: str
 ) -> None:
@@ -183,10 +191,20 @@ def test_a_bad_request_is_refused_even_while_the_counts_rebuild(
     assert [v.field for v in info.value.violations] == [field]
 
 
+@pytest.mark.usefixtures("observer")
 def test_a_good_request_waits_for_the_rebuild() -> None:
     servicer = ReportingServicer(Rebuilding())  # type: ignore[arg-type]
     with pytest.raises(Unavailable):
         servicer._rows(pb.GetAdoptionReportRequest(period="2026-11"))
+
+
+def test_a_unit_reads_only_its_own_row() -> None:
+    set_identity(Identity(Kind.UNIT, "000.01.00.H23"))
+    servicer = ReportingServicer(Rebuilding())  # type: ignore[arg-type]
+    with pytest.raises(PermissionDenied, match="a unit reads only its own row"):
+        servicer._rows(pb.GetAdoptionReportRequest(period="2026-11"))
+    with pytest.raises(Unavailable):  # its own row: admitted, then the rebuild answers
+        servicer._rows(pb.GetAdoptionReportRequest(period="2026-11", unit_codes=["000.01.00.H23"]))
 
 
 # -- across the 2025 reorganisation (the two-tier sample: Phú Thọ and its predecessors) ------
