@@ -21,10 +21,13 @@ from PIL import Image
 
 from lienthong.reporting.v1 import reporting_service_pb2 as rep_pb
 from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceStub
+from lienthong.routing.v1 import routing_service_pb2 as routing_pb
+from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
 from lienthong_cli.errors import ExitCode
 from lienthong_cli.report_model import LEVEL_LABELS, LEVELS, ratio
 from lienthong_local.platform import Platform
-from lienthong_local.run import load_sample_registry
+from lienthong_local.sample import sample_units
+from lienthong_testing.callers import OBSERVER, REGISTRY_ADMIN
 from lienthong_testing.cleanup import remove_namespace
 from lienthong_testing.waiting import eventually_sync
 
@@ -35,13 +38,23 @@ PROVINCE = "000.00.00.H23"
 FINANCE = "000.01.00.H23"
 DISTRICT = "000.00.31.H23"
 VIETNAM = timezone(timedelta(hours=7))
+ADMIN = "operator/registry-admin/test-admin"
+WATCHER = "operator/observer/test-observer"
+
+
+def load_registry(endpoint: str) -> None:
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = RoutingServiceStub(channel)
+        for unit in sample_units():
+            request = routing_pb.UpsertUnitRequest(unit=unit)
+            stub.UpsertUnit(request, metadata=REGISTRY_ADMIN, timeout=10)
 
 
 @pytest.fixture(scope="module")
 def platform(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     prefix = f"cli{uuid.uuid4().hex[:8]}_"
     with Platform.start(log_dir=tmp_path_factory.mktemp("cli-logs"), prefix=prefix) as running:
-        load_sample_registry(running.endpoint("routing-service"))
+        load_registry(running.endpoint("routing-service"))
         yield running
     remove_namespace(prefix, kafka="127.0.0.1:9092", mongo="mongodb://127.0.0.1:27017")
 
@@ -54,13 +67,14 @@ def endpoints(platform: Platform) -> list[str]:
 
 
 def cli(
-    platform: Platform, *args: str, unit: str = "", cwd: Path | None = None
+    platform: Platform, *args: str, unit: str = "", identity: str = "", cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LIENTHONG_CONFIG": "/nonexistent/lienthong.toml"}
     env.pop("LIENTHONG_PROFILE", None)
-    identity = ["--unit", unit] if unit else []
+    caller = identity or (f"unit/{unit}" if unit else "")
+    identity_args = ["--identity", caller] if caller else []
     return subprocess.run(
-        [str(LIENTHONG), *endpoints(platform), *identity, *args],
+        [str(LIENTHONG), *endpoints(platform), *identity_args, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -88,29 +102,31 @@ def test_an_import_with_bad_rows_lists_every_one_and_applies_nothing(
         "utf-8",
     )
 
-    result = cli(platform, "units", "import", str(units))
+    result = cli(platform, "units", "import", str(units), identity=ADMIN)
 
     assert result.returncode == ExitCode.REFUSED
     assert "3 problems, nothing imported" in result.stderr
     assert "line 3: code:" in result.stderr
     assert "line 4: name: is required" in result.stderr
     assert "line 5: parent_code: no unit '000.00.99.H23' in the registry" in result.stderr
-    listed = ok(cli(platform, "units", "list", "--parent", DISTRICT, "--output", "json"))
+    listed = ok(
+        cli(platform, "units", "list", "--parent", DISTRICT, "--output", "json", identity=ADMIN)
+    )
     assert "000.41.31.H23" not in {unit["code"] for unit in listed}
 
 
 def test_an_exported_registry_imports_back_from_xlsx(platform: Platform, tmp_path: Path) -> None:
     exported = tmp_path / "district.xlsx"
-    ok(cli(platform, "units", "export", str(exported), "--parent", DISTRICT))
+    ok(cli(platform, "units", "export", str(exported), "--parent", DISTRICT, identity=ADMIN))
     sheet = openpyxl.load_workbook(exported).active
     assert sheet is not None
     sheet.append(["000.44.31.H23", "", "Xã Thử Nghiệm", "commune", DISTRICT, "true"])
     openpyxl.Workbook.save(sheet.parent, exported)
 
-    result = ok(cli(platform, "units", "import", str(exported), "--output", "json"))
+    result = ok(cli(platform, "units", "import", str(exported), "--output", "json", identity=ADMIN))
 
     assert result["created"] == 1
-    got = ok(cli(platform, "units", "get", "000.44.31.H23", "--output", "json"))
+    got = ok(cli(platform, "units", "get", "000.44.31.H23", "--output", "json", unit=PROVINCE))
     assert got["name"] == "Xã Thử Nghiệm"
 
 
@@ -155,7 +171,7 @@ def test_inbox_watch_receives_a_document(platform: Platform, tmp_path: Path) -> 
     env = {**os.environ, "LIENTHONG_CONFIG": "/nonexistent/lienthong.toml"}
     # --since before the send: the document arrives whether the watch was up before it or not
     watch = subprocess.Popen(
-        [str(LIENTHONG), *endpoints(platform), "--unit", recipient, "inbox", "watch",
+        [str(LIENTHONG), *endpoints(platform), "--identity", f"unit/{recipient}", "inbox", "watch",
          "--since", since, "--count", "1", "--output", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
@@ -175,6 +191,7 @@ def reference_report(platform: Platform, period: str) -> list[rep_pb.AdoptionRow
             rep_pb.GetAdoptionReportRequest(
                 period=period, scope=rep_pb.AdoptionScope(per_unit=True)
             ),
+            metadata=OBSERVER,
             timeout=30,
         )
     return list(reply.rows)
@@ -195,7 +212,7 @@ def test_the_report_document_holds_the_reports_figures(platform: Platform, tmp_p
     xlsx, pdf = tmp_path / "bao-cao.xlsx", tmp_path / "bao-cao.pdf"
 
     printed = ok(cli(platform, "report", "--period", period, "--xlsx", str(xlsx), "--pdf",
-                     str(pdf), "--output", "json"))  # fmt: skip
+                     str(pdf), "--output", "json", identity=WATCHER))  # fmt: skip
 
     assert len(printed["rows"]) == 4  # the province, then each level
     summary = openpyxl.load_workbook(xlsx)["Tổng hợp"]

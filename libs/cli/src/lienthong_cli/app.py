@@ -1,7 +1,8 @@
 """The ``lienthong`` command: global options, the sub-command groups, and the one place that
 turns failures into messages and exit codes (errors.py has the table).
 
-    lienthong [--profile P] [--host H] [--endpoint SERVICE=HOST:PORT] [--unit CODE]
+    lienthong [--profile P] [--host H] [--endpoint SERVICE=HOST:PORT]
+              [--identity unit/CODE | operator/ROLE/NAME | --unit CODE]
               [--cacert F] [--cert F --key F] COMMAND ...
 """
 
@@ -100,9 +101,16 @@ def _global(
             metavar="SERVICE=HOST:PORT", help="One service's endpoint (document, routing, ...)."
         ),
     ] = None,
+    identity: Annotated[
+        str,
+        typer.Option(
+            envvar="LIENTHONG_IDENTITY",
+            help="Act as unit/CODE, operator/ROLE/NAME or service/NAME (dev mode, no certificate).",
+        ),
+    ] = "",
     unit: Annotated[
         str,
-        typer.Option(envvar="LIENTHONG_UNIT", help="Act as this unit (dev mode, no certificate)."),
+        typer.Option(envvar="LIENTHONG_UNIT", help="Short for --identity unit/CODE."),
     ] = "",
     cacert: Annotated[str, typer.Option(help="CA certificate (PEM) to verify the server.")] = "",
     cert: Annotated[str, typer.Option(help="Client certificate (PEM) for mutual TLS.")] = "",
@@ -113,6 +121,7 @@ def _global(
 ) -> None:
     given = {
         "host": host,
+        "identity": identity,
         "unit": unit,
         "cacert": cacert,
         "cert": cert,
