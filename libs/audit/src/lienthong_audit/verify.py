@@ -1,6 +1,6 @@
 """The audit verifier: checks hash chains against signed checkpoints, with or without the platform.
 
-    python -m document_service.audit_verify EXPORT.jsonl --public-key KEY.pem [--public-key OLD.pem]
+    python -m lienthong_audit EXPORT.jsonl --public-key KEY.pem [--public-key OLD.pem]
         [--unsigned-grace SECONDS | --allow-unsigned]
 
 An export is JSON lines, one ``ExportAuditResponse`` each (an entry or a checkpoint), as the
@@ -330,7 +330,7 @@ def read_export(lines: Iterable[str]) -> Iterator[pb.ExportAuditResponse]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m document_service.audit_verify",
+        prog="python -m lienthong_audit",
         description="Verify an exported audit log against the public key(s) of its signer.",
     )
     parser.add_argument("export", type=Path, help="JSON lines from ExportAudit")
@@ -358,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with args.export.open(encoding="utf-8") as lines:
             records = list(read_export(lines))
     except (OSError, ValueError) as exc:
-        print(f"audit_verify: {exc}", file=sys.stderr)
+        print(f"lienthong_audit: {exc}", file=sys.stderr)
         return 2
     grace = None if args.allow_unsigned else timedelta(seconds=args.unsigned_grace)
     report = verify_export(records, keys, unsigned_grace=grace)
