@@ -3,12 +3,14 @@ broker and store (lienthong_local's launcher, a namespace of its own)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
 import uuid
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -17,6 +19,8 @@ from typing import Any
 import grpc
 import openpyxl
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image
 
 from lienthong.reporting.v1 import reporting_service_pb2 as rep_pb
@@ -51,9 +55,38 @@ def load_registry(endpoint: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def platform(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def audit_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The audit signing key (document-service's) and its public half (the auditors')."""
+    folder = tmp_path_factory.mktemp("audit-key")
+    key = Ed25519PrivateKey.generate()
+    private, public = folder / "audit.key.pem", folder / "audit.pub.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public
+
+
+@pytest.fixture(scope="module")
+def platform(
+    infra: None, tmp_path_factory: pytest.TempPathFactory, audit_keys: tuple[Path, Path]
+) -> Iterator[Platform]:
     prefix = f"cli{uuid.uuid4().hex[:8]}_"
-    with Platform.start(log_dir=tmp_path_factory.mktemp("cli-logs"), prefix=prefix) as running:
+    signing = {
+        "LIENTHONG_AUDIT_SIGNING_KEY": str(audit_keys[0]),
+        "LIENTHONG_AUDIT_CHECKPOINT_SECONDS": "1",
+    }
+    with Platform.start(
+        log_dir=tmp_path_factory.mktemp("cli-logs"), prefix=prefix, extra_env=signing
+    ) as running:
         load_registry(running.endpoint("routing-service"))
         yield running
     remove_namespace(prefix, kafka="127.0.0.1:9092", mongo="mongodb://127.0.0.1:27017")
@@ -251,3 +284,102 @@ def test_the_report_document_holds_the_reports_figures(platform: Platform, tmp_p
         grey = image.convert("L")
         dark = sum(grey.histogram()[:128])  # pixels darker than mid-grey
     assert dark > 0.01 * grey.width * grey.height  # text, table and charts, not a blank page
+
+
+def export_evidence(platform: Platform, tmp_path: Path, document_id: str) -> Path:
+    """An observer exports the audit log; the sender exports the bundle with it, once a signed
+    checkpoint covers the document's entries (exit 3 until then)."""
+    audit, bundle = tmp_path / "audit.jsonl", tmp_path / "bang-chung.zip"
+
+    def attempt() -> subprocess.CompletedProcess[str]:
+        ok(cli(platform, "audit", "export", str(audit), identity=WATCHER))
+        return cli(platform, "evidence", "export", document_id, "-o", str(bundle),
+                   "--audit", str(audit), unit=PROVINCE)  # fmt: skip
+
+    result = eventually_sync(
+        attempt, until=lambda r: r.returncode != ExitCode.UNAVAILABLE, timeout=60, interval=1.0
+    )
+    assert result.returncode == 0, result.stderr
+    return bundle
+
+
+def rewrite(bundle: Path, edit: dict[str, bytes], *, fix_manifest: bool = False) -> Path:
+    """A copy of the bundle with files replaced; ``fix_manifest``: their hashes recomputed
+    in the manifest too, as an insider would."""
+    tampered = bundle.with_name("tampered.zip")
+    with zipfile.ZipFile(bundle) as source:
+        files = {name: source.read(name) for name in source.namelist()}
+    files.update(edit)
+    if fix_manifest:
+        manifest = json.loads(files["manifest.json"])
+        for name, data in edit.items():
+            manifest["files"][name]["sha256"] = hashlib.sha256(data).hexdigest()
+        files["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(tampered, "w") as target:
+        for name, data in files.items():
+            target.writestr(name, data)
+    return tampered
+
+
+def verify(platform: Platform, bundle: Path, public_key: Path) -> subprocess.CompletedProcess[str]:
+    # no endpoint and no identity: the verifier needs nothing of the platform
+    env = {**os.environ, "LIENTHONG_CONFIG": "/nonexistent/lienthong.toml"}
+    return subprocess.run(
+        [str(LIENTHONG), "--host", "192.0.2.1", "evidence", "verify", str(bundle),
+         "--public-key", str(public_key), "--output", "json"],
+        capture_output=True, text=True, env=env, check=False, timeout=60,
+    )  # fmt: skip
+
+
+def test_an_evidence_bundle_verifies_offline_and_names_what_was_changed(
+    platform: Platform, tmp_path: Path, audit_keys: tuple[Path, Path]
+) -> None:
+    document = send(platform, tmp_path, FINANCE, "304")
+    bundle = export_evidence(platform, tmp_path, document["document_id"])
+
+    report = ok(verify(platform, bundle, audit_keys[1]))
+
+    assert report["intact"] is True
+    assert report["document_id"] == document["document_id"]
+    assert report["attachments"] == 1
+    assert report["audit_entries"] >= 1
+    assert report["checkpoints"] >= 1
+    with zipfile.ZipFile(bundle) as opened:
+        names = opened.namelist()
+        attachment = next(n for n in names if n.startswith("attachments/"))
+        lines = opened.read("audit.jsonl").decode().splitlines()
+    assert attachment.endswith("cong-van-304.pdf")
+    assert (tmp_path / "cong-van-304.pdf").read_bytes() == zipfile.ZipFile(bundle).read(attachment)
+
+    swapped = verify(platform, rewrite(bundle, {attachment: b"%PDF-1.4 forged"}), audit_keys[1])
+    assert swapped.returncode == ExitCode.REFUSED
+    problems = json.loads(swapped.stdout)["problems"]
+    assert f"{attachment}: changed" in problems[0]
+    assert any("not the one the platform recorded" in p for p in problems)
+
+    # an insider edits an audit entry and recomputes the manifest: the signatures still catch it
+    index, line = next((i, x) for i, x in enumerate(lines) if '"entry"' in x)
+    record = json.loads(line)
+    record["entry"]["event_type"] = "document.recalled"
+    lines[index] = json.dumps(record)
+    edited = ("\n".join(lines) + "\n").encode()
+    rewritten = verify(
+        platform, rewrite(bundle, {"audit.jsonl": edited}, fix_manifest=True), audit_keys[1]
+    )
+    assert rewritten.returncode == ExitCode.REFUSED
+    problems = json.loads(rewritten.stdout)["problems"]
+    entry = record["entry"]
+    assert problems == [
+        f"audit.jsonl: {entry['chain']}#{entry['seq']}: content does not match its hash"
+        f" (first broken entry: {entry['event_id']})"
+    ]
+
+    other = tmp_path / "other.pub.pem"
+    other.write_bytes(
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    forged = verify(platform, bundle, other)
+    assert forged.returncode == ExitCode.REFUSED
+    assert "is signed by unknown key" in json.loads(forged.stdout)["problems"][0]

@@ -133,13 +133,21 @@ def _global(
 
 
 def _register() -> None:
-    from lienthong_cli import commands_documents, commands_profile, commands_report, commands_units
+    from lienthong_cli import (
+        commands_audit,
+        commands_documents,
+        commands_profile,
+        commands_report,
+        commands_units,
+    )
 
     app.add_typer(commands_profile.app, name="profile")
     app.add_typer(commands_units.app, name="units")
     app.add_typer(commands_documents.app, name="documents")
     app.add_typer(commands_documents.inbox, name="inbox")
     app.add_typer(commands_documents.trust, name="trust")
+    app.add_typer(commands_audit.audit, name="audit")
+    app.add_typer(commands_audit.evidence, name="evidence")
     app.command("report")(commands_report.report)
 
 
