@@ -135,6 +135,7 @@ def _global(
 def _register() -> None:
     from lienthong_cli import (
         commands_audit,
+        commands_deadletters,
         commands_documents,
         commands_profile,
         commands_report,
@@ -148,6 +149,7 @@ def _register() -> None:
     app.add_typer(commands_documents.trust, name="trust")
     app.add_typer(commands_audit.audit, name="audit")
     app.add_typer(commands_audit.evidence, name="evidence")
+    app.add_typer(commands_deadletters.app, name="deadletters")
     app.command("report")(commands_report.report)
 
 
