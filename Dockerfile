@@ -43,6 +43,7 @@ COPY libs/kit/pyproject.toml libs/kit/
 COPY libs/local/pyproject.toml libs/local/
 COPY libs/cli/pyproject.toml libs/cli/
 COPY libs/edxml/pyproject.toml libs/edxml/
+COPY libs/audit/pyproject.toml libs/audit/
 COPY libs/testing/pyproject.toml libs/testing/
 COPY services/document-service/pyproject.toml services/document-service/
 COPY services/routing-service/pyproject.toml services/routing-service/

@@ -12,10 +12,10 @@ import grpc
 import pytest
 
 from lienthong.reporting.v1 import reporting_service_pb2 as pb
-from lienthong_cli.connection import IDENTITY_HEADER
+from lienthong_cli.connection import IDENTITY_HEADER, ROLES
 from lienthong_cli.errors import ExitCode, exit_code_for
 from lienthong_cli.report_model import vn_share
-from lienthong_kit.interceptors import UNIT_HEADER
+from lienthong_kit import authz
 
 LIENTHONG = Path(sys.executable).parent / "lienthong"
 
@@ -28,8 +28,16 @@ def run(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_identity_header_is_the_one_the_services_read() -> None:
-    assert IDENTITY_HEADER == UNIT_HEADER
+def test_the_identity_header_and_roles_are_the_ones_the_services_read() -> None:
+    assert IDENTITY_HEADER == authz.IDENTITY_HEADER
+    assert tuple(authz.Role) == ROLES
+
+
+def test_a_malformed_identity_is_a_usage_error(tmp_path: Path) -> None:
+    result = run("--identity", "operator/janitor/hoa", "units", "list", config=tmp_path / "c.toml")
+
+    assert result.returncode == ExitCode.USAGE
+    assert "unknown operator role 'janitor'" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -64,7 +72,7 @@ def test_shares_print_as_the_province_prints_them(
 def test_profiles_are_added_used_and_shown(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     added = run(
-        "profile", "add", "hoabinh", "--host", "10.0.0.5", "--unit", "000.00.00.H23",
+        "profile", "add", "hoabinh", "--host", "10.0.0.5", "--identity", "unit/000.00.00.H23",
         "--endpoint", "reporting=report.local:443", config=config,
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
@@ -77,7 +85,8 @@ def test_profiles_are_added_used_and_shown(tmp_path: Path) -> None:
     assert data["profile"] == "hoabinh"
     assert data["endpoints"]["document"] == "10.0.0.5:50051"
     assert data["endpoints"]["reporting"] == "report.local:443"
-    assert data["unit"] == "000.00.00.H23"
+    assert data["identity"] == "unit/000.00.00.H23"
+    assert data["caller"] == "unit/000.00.00.H23"
     assert run("profile", "use", "other", config=config).returncode == 0
     listed = json.loads(run("profile", "list", "--output", "json", config=config).stdout)
     assert listed["current"] == "other"

@@ -3,12 +3,14 @@ broker and store (lienthong_local's launcher, a namespace of its own)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
 import uuid
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -17,14 +19,19 @@ from typing import Any
 import grpc
 import openpyxl
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image
 
 from lienthong.reporting.v1 import reporting_service_pb2 as rep_pb
 from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceStub
+from lienthong.routing.v1 import routing_service_pb2 as routing_pb
+from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
 from lienthong_cli.errors import ExitCode
 from lienthong_cli.report_model import LEVEL_LABELS, LEVELS, ratio
 from lienthong_local.platform import Platform
-from lienthong_local.run import load_sample_registry
+from lienthong_local.sample import sample_units
+from lienthong_testing.callers import OBSERVER, REGISTRY_ADMIN
 from lienthong_testing.cleanup import remove_namespace
 from lienthong_testing.waiting import eventually_sync
 
@@ -35,13 +42,52 @@ PROVINCE = "000.00.00.H23"
 FINANCE = "000.01.00.H23"
 DISTRICT = "000.00.31.H23"
 VIETNAM = timezone(timedelta(hours=7))
+ADMIN = "operator/registry-admin/test-admin"
+WATCHER = "operator/observer/test-observer"
+
+
+def load_registry(endpoint: str) -> None:
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = RoutingServiceStub(channel)
+        for unit in sample_units():
+            request = routing_pb.UpsertUnitRequest(unit=unit)
+            stub.UpsertUnit(request, metadata=REGISTRY_ADMIN, timeout=10)
 
 
 @pytest.fixture(scope="module")
-def platform(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def audit_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The audit signing key (document-service's) and its public half (the auditors')."""
+    folder = tmp_path_factory.mktemp("audit-key")
+    key = Ed25519PrivateKey.generate()
+    private, public = folder / "audit.key.pem", folder / "audit.pub.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public
+
+
+@pytest.fixture(scope="module")
+def platform(
+    infra: None, tmp_path_factory: pytest.TempPathFactory, audit_keys: tuple[Path, Path]
+) -> Iterator[Platform]:
     prefix = f"cli{uuid.uuid4().hex[:8]}_"
-    with Platform.start(log_dir=tmp_path_factory.mktemp("cli-logs"), prefix=prefix) as running:
-        load_sample_registry(running.endpoint("routing-service"))
+    signing = {
+        "LIENTHONG_AUDIT_SIGNING_KEY": str(audit_keys[0]),
+        "LIENTHONG_AUDIT_CHECKPOINT_SECONDS": "1",
+    }
+    with Platform.start(
+        log_dir=tmp_path_factory.mktemp("cli-logs"), prefix=prefix, extra_env=signing
+    ) as running:
+        load_registry(running.endpoint("routing-service"))
         yield running
     remove_namespace(prefix, kafka="127.0.0.1:9092", mongo="mongodb://127.0.0.1:27017")
 
@@ -54,13 +100,14 @@ def endpoints(platform: Platform) -> list[str]:
 
 
 def cli(
-    platform: Platform, *args: str, unit: str = "", cwd: Path | None = None
+    platform: Platform, *args: str, unit: str = "", identity: str = "", cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LIENTHONG_CONFIG": "/nonexistent/lienthong.toml"}
     env.pop("LIENTHONG_PROFILE", None)
-    identity = ["--unit", unit] if unit else []
+    caller = identity or (f"unit/{unit}" if unit else "")
+    identity_args = ["--identity", caller] if caller else []
     return subprocess.run(
-        [str(LIENTHONG), *endpoints(platform), *identity, *args],
+        [str(LIENTHONG), *endpoints(platform), *identity_args, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -88,29 +135,31 @@ def test_an_import_with_bad_rows_lists_every_one_and_applies_nothing(
         "utf-8",
     )
 
-    result = cli(platform, "units", "import", str(units))
+    result = cli(platform, "units", "import", str(units), identity=ADMIN)
 
     assert result.returncode == ExitCode.REFUSED
     assert "3 problems, nothing imported" in result.stderr
     assert "line 3: code:" in result.stderr
     assert "line 4: name: is required" in result.stderr
     assert "line 5: parent_code: no unit '000.00.99.H23' in the registry" in result.stderr
-    listed = ok(cli(platform, "units", "list", "--parent", DISTRICT, "--output", "json"))
+    listed = ok(
+        cli(platform, "units", "list", "--parent", DISTRICT, "--output", "json", identity=ADMIN)
+    )
     assert "000.41.31.H23" not in {unit["code"] for unit in listed}
 
 
 def test_an_exported_registry_imports_back_from_xlsx(platform: Platform, tmp_path: Path) -> None:
     exported = tmp_path / "district.xlsx"
-    ok(cli(platform, "units", "export", str(exported), "--parent", DISTRICT))
+    ok(cli(platform, "units", "export", str(exported), "--parent", DISTRICT, identity=ADMIN))
     sheet = openpyxl.load_workbook(exported).active
     assert sheet is not None
     sheet.append(["000.44.31.H23", "", "Xã Thử Nghiệm", "commune", DISTRICT, "true"])
     openpyxl.Workbook.save(sheet.parent, exported)
 
-    result = ok(cli(platform, "units", "import", str(exported), "--output", "json"))
+    result = ok(cli(platform, "units", "import", str(exported), "--output", "json", identity=ADMIN))
 
     assert result["created"] == 1
-    got = ok(cli(platform, "units", "get", "000.44.31.H23", "--output", "json"))
+    got = ok(cli(platform, "units", "get", "000.44.31.H23", "--output", "json", unit=PROVINCE))
     assert got["name"] == "Xã Thử Nghiệm"
 
 
@@ -155,7 +204,7 @@ def test_inbox_watch_receives_a_document(platform: Platform, tmp_path: Path) -> 
     env = {**os.environ, "LIENTHONG_CONFIG": "/nonexistent/lienthong.toml"}
     # --since before the send: the document arrives whether the watch was up before it or not
     watch = subprocess.Popen(
-        [str(LIENTHONG), *endpoints(platform), "--unit", recipient, "inbox", "watch",
+        [str(LIENTHONG), *endpoints(platform), "--identity", f"unit/{recipient}", "inbox", "watch",
          "--since", since, "--count", "1", "--output", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
@@ -164,6 +213,7 @@ def test_inbox_watch_receives_a_document(platform: Platform, tmp_path: Path) -> 
         stdout, stderr = watch.communicate(timeout=90)
     finally:
         watch.kill()
+        watch.wait()  # reaped here, not warned about in a later test
     assert watch.returncode == 0, stderr
     entry = json.loads(stdout.splitlines()[0])
     assert entry["document"]["document_id"] == document["document_id"]
@@ -175,6 +225,7 @@ def reference_report(platform: Platform, period: str) -> list[rep_pb.AdoptionRow
             rep_pb.GetAdoptionReportRequest(
                 period=period, scope=rep_pb.AdoptionScope(per_unit=True)
             ),
+            metadata=OBSERVER,
             timeout=30,
         )
     return list(reply.rows)
@@ -195,7 +246,7 @@ def test_the_report_document_holds_the_reports_figures(platform: Platform, tmp_p
     xlsx, pdf = tmp_path / "bao-cao.xlsx", tmp_path / "bao-cao.pdf"
 
     printed = ok(cli(platform, "report", "--period", period, "--xlsx", str(xlsx), "--pdf",
-                     str(pdf), "--output", "json"))  # fmt: skip
+                     str(pdf), "--output", "json", identity=WATCHER))  # fmt: skip
 
     assert len(printed["rows"]) == 4  # the province, then each level
     summary = openpyxl.load_workbook(xlsx)["Tổng hợp"]
@@ -234,3 +285,105 @@ def test_the_report_document_holds_the_reports_figures(platform: Platform, tmp_p
         grey = image.convert("L")
         dark = sum(grey.histogram()[:128])  # pixels darker than mid-grey
     assert dark > 0.01 * grey.width * grey.height  # text, table and charts, not a blank page
+
+
+def export_evidence(platform: Platform, tmp_path: Path, document_id: str) -> Path:
+    """An observer exports the audit log; the sender exports the bundle with it, once a signed
+    checkpoint covers the document's entries (exit 3 until then)."""
+    audit, bundle = tmp_path / "audit.jsonl", tmp_path / "bang-chung.zip"
+
+    def attempt() -> subprocess.CompletedProcess[str]:
+        ok(cli(platform, "audit", "export", str(audit), identity=WATCHER))
+        return cli(platform, "evidence", "export", document_id, "-o", str(bundle),
+                   "--audit", str(audit), unit=PROVINCE)  # fmt: skip
+
+    result = eventually_sync(
+        attempt, until=lambda r: r.returncode != ExitCode.UNAVAILABLE, timeout=60, interval=1.0
+    )
+    assert result.returncode == 0, result.stderr
+    return bundle
+
+
+def rewrite(bundle: Path, edit: dict[str, bytes], *, fix_manifest: bool = False) -> Path:
+    """A copy of the bundle with files replaced; ``fix_manifest``: their hashes recomputed
+    in the manifest too, as an insider would."""
+    tampered = bundle.with_name("tampered.zip")
+    with zipfile.ZipFile(bundle) as source:
+        files = {name: source.read(name) for name in source.namelist()}
+    files.update(edit)
+    if fix_manifest:
+        manifest = json.loads(files["manifest.json"])
+        for name, data in edit.items():
+            manifest["files"][name]["sha256"] = hashlib.sha256(data).hexdigest()
+        files["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(tampered, "w") as target:
+        for name, data in files.items():
+            target.writestr(name, data)
+    return tampered
+
+
+def verify(platform: Platform, bundle: Path, public_key: Path) -> subprocess.CompletedProcess[str]:
+    # no endpoint and no identity: the verifier needs nothing of the platform
+    env = {**os.environ, "LIENTHONG_CONFIG": "/nonexistent/lienthong.toml"}
+    return subprocess.run(
+        [str(LIENTHONG), "--host", "192.0.2.1", "evidence", "verify", str(bundle),
+         "--public-key", str(public_key), "--output", "json"],
+        capture_output=True, text=True, env=env, check=False, timeout=60,
+    )  # fmt: skip
+
+
+def test_an_evidence_bundle_verifies_offline_and_names_what_was_changed(
+    platform: Platform, tmp_path: Path, audit_keys: tuple[Path, Path]
+) -> None:
+    document = send(platform, tmp_path, FINANCE, "304")
+    bundle = export_evidence(platform, tmp_path, document["document_id"])
+
+    report = ok(verify(platform, bundle, audit_keys[1]))
+    whole = cli(platform, "audit", "verify", str(tmp_path / "audit.jsonl"), "--public-key",
+                str(audit_keys[1]), "--allow-unsigned", "--output", "json")  # fmt: skip
+    assert ok(whole)["intact"] is True
+
+    assert report["intact"] is True
+    assert report["document_id"] == document["document_id"]
+    assert report["attachments"] == 1
+    assert report["audit_entries"] >= 1
+    assert report["checkpoints"] >= 1
+    with zipfile.ZipFile(bundle) as opened:
+        names = opened.namelist()
+        attachment = next(n for n in names if n.startswith("attachments/"))
+        lines = opened.read("audit.jsonl").decode().splitlines()
+    assert attachment.endswith("cong-van-304.pdf")
+    assert (tmp_path / "cong-van-304.pdf").read_bytes() == zipfile.ZipFile(bundle).read(attachment)
+
+    swapped = verify(platform, rewrite(bundle, {attachment: b"%PDF-1.4 forged"}), audit_keys[1])
+    assert swapped.returncode == ExitCode.REFUSED
+    problems = json.loads(swapped.stdout)["problems"]
+    assert f"{attachment}: changed" in problems[0]
+    assert any("not the one the platform recorded" in p for p in problems)
+
+    # an insider edits an audit entry and recomputes the manifest: the signatures still catch it
+    index, line = next((i, x) for i, x in enumerate(lines) if '"entry"' in x)
+    record = json.loads(line)
+    record["entry"]["event_type"] = "document.recalled"
+    lines[index] = json.dumps(record)
+    edited = ("\n".join(lines) + "\n").encode()
+    rewritten = verify(
+        platform, rewrite(bundle, {"audit.jsonl": edited}, fix_manifest=True), audit_keys[1]
+    )
+    assert rewritten.returncode == ExitCode.REFUSED
+    problems = json.loads(rewritten.stdout)["problems"]
+    entry = record["entry"]
+    assert problems == [
+        f"audit.jsonl: {entry['chain']}#{entry['seq']}: content does not match its hash"
+        f" (first broken entry: {entry['event_id']})"
+    ]
+
+    other = tmp_path / "other.pub.pem"
+    other.write_bytes(
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    forged = verify(platform, bundle, other)
+    assert forged.returncode == ExitCode.REFUSED
+    assert "is signed by unknown key" in json.loads(forged.stdout)["problems"][0]

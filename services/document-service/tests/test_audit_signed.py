@@ -17,13 +17,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from document_service.__main__ import Settings, build
 from document_service.audit_export import dump
-from document_service.audit_verify import GENESIS, entry_hash, export_lines, main
 from document_service.checkpoints import operator_actions_topic
 from lienthong.common.v1.common_pb2 import DocumentSummary
 from lienthong.document.v1 import document_service_pb2 as pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
 from lienthong.events.v1.events_pb2 import DeliveryCreated, OperatorAction, UnitChanged
 from lienthong.routing.v1.routing_service_pb2 import Unit
+from lienthong_audit.verify import GENESIS, entry_hash, export_lines, main
 from lienthong_kit.envelope import new_event
 from lienthong_kit.mongo import Doc
 from lienthong_kit.server import ServiceApp

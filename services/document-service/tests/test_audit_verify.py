@@ -13,7 +13,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from document_service.audit_verify import (
+from document_service.checkpoints import CheckpointSigner
+from lienthong.document.v1 import document_service_pb2 as pb
+from lienthong.events.v1.events_pb2 import AuditCheckpoint
+from lienthong_audit.verify import (
     GENESIS,
     AuditReport,
     entry_hash,
@@ -23,9 +26,6 @@ from document_service.audit_verify import (
     main,
     verify_export,
 )
-from document_service.checkpoints import CheckpointSigner
-from lienthong.document.v1 import document_service_pb2 as pb
-from lienthong.events.v1.events_pb2 import AuditCheckpoint
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 DOCS, UNITS = "lienthong.documents/0", "lienthong.units/1"

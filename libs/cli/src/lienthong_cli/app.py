@@ -1,7 +1,8 @@
 """The ``lienthong`` command: global options, the sub-command groups, and the one place that
 turns failures into messages and exit codes (errors.py has the table).
 
-    lienthong [--profile P] [--host H] [--endpoint SERVICE=HOST:PORT] [--unit CODE]
+    lienthong [--profile P] [--host H] [--endpoint SERVICE=HOST:PORT]
+              [--identity unit/CODE | operator/ROLE/NAME | --unit CODE]
               [--cacert F] [--cert F --key F] COMMAND ...
 """
 
@@ -100,9 +101,16 @@ def _global(
             metavar="SERVICE=HOST:PORT", help="One service's endpoint (document, routing, ...)."
         ),
     ] = None,
+    identity: Annotated[
+        str,
+        typer.Option(
+            envvar="LIENTHONG_IDENTITY",
+            help="Act as unit/CODE, operator/ROLE/NAME or service/NAME (dev mode, no certificate).",
+        ),
+    ] = "",
     unit: Annotated[
         str,
-        typer.Option(envvar="LIENTHONG_UNIT", help="Act as this unit (dev mode, no certificate)."),
+        typer.Option(envvar="LIENTHONG_UNIT", help="Short for --identity unit/CODE."),
     ] = "",
     cacert: Annotated[str, typer.Option(help="CA certificate (PEM) to verify the server.")] = "",
     cert: Annotated[str, typer.Option(help="Client certificate (PEM) for mutual TLS.")] = "",
@@ -113,6 +121,7 @@ def _global(
 ) -> None:
     given = {
         "host": host,
+        "identity": identity,
         "unit": unit,
         "cacert": cacert,
         "cert": cert,
@@ -124,13 +133,23 @@ def _global(
 
 
 def _register() -> None:
-    from lienthong_cli import commands_documents, commands_profile, commands_report, commands_units
+    from lienthong_cli import (
+        commands_audit,
+        commands_deadletters,
+        commands_documents,
+        commands_profile,
+        commands_report,
+        commands_units,
+    )
 
     app.add_typer(commands_profile.app, name="profile")
     app.add_typer(commands_units.app, name="units")
     app.add_typer(commands_documents.app, name="documents")
     app.add_typer(commands_documents.inbox, name="inbox")
     app.add_typer(commands_documents.trust, name="trust")
+    app.add_typer(commands_audit.audit, name="audit")
+    app.add_typer(commands_audit.evidence, name="evidence")
+    app.add_typer(commands_deadletters.app, name="deadletters")
     app.command("report")(commands_report.report)
 
 

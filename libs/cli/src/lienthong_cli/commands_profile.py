@@ -8,6 +8,7 @@ import typer
 
 from lienthong_cli.app import parse_endpoints, state
 from lienthong_cli.config import PROFILE_KEYS, Config, Profile
+from lienthong_cli.connection import parse_identity
 from lienthong_cli.errors import CliError, ExitCode
 from lienthong_cli.options import OutputOption
 from lienthong_cli.output import Output, err, print_json, table
@@ -21,7 +22,10 @@ def add(
     name: str,
     host: Annotated[str, typer.Option(help="One host for every service.")] = "",
     endpoint: Annotated[list[str] | None, typer.Option(help="SERVICE=HOST:PORT.")] = None,
-    unit: Annotated[str, typer.Option(help="The unit to act as (dev mode).")] = "",
+    identity: Annotated[
+        str, typer.Option(help="unit/CODE or operator/ROLE/NAME to act as (dev mode).")
+    ] = "",
+    unit: Annotated[str, typer.Option(help="Short for --identity unit/CODE.")] = "",
     cacert: Annotated[str, typer.Option()] = "",
     cert: Annotated[str, typer.Option()] = "",
     key: Annotated[str, typer.Option()] = "",
@@ -32,8 +36,14 @@ def add(
     config = state(ctx).config()
     if bool(cert) != bool(key):
         raise CliError("--cert and --key go together", ExitCode.USAGE)
+    if identity:
+        try:
+            identity = parse_identity(identity)
+        except ValueError as exc:
+            raise CliError(str(exc), ExitCode.USAGE) from exc
     config.profiles[name] = Profile(
         host=host,
+        identity=identity,
         unit=unit,
         cacert=cacert,
         cert=cert,
@@ -85,13 +95,13 @@ def list_(ctx: typer.Context, output: OutputOption = Output.table) -> None:
         return
     table(
         str(config.path),
-        ["", "profile", "host", "unit", "TLS"],
+        ["", "profile", "host", "identity", "TLS"],
         [
             [
                 "*" if name == config.current else "",
                 name,
                 p.host,
-                p.unit,
+                p.identity or (f"unit/{p.unit}" if p.unit else ""),
                 "mTLS" if p.cert else ("TLS" if p.cacert else ""),
             ]
             for name, p in sorted(config.profiles.items())
@@ -105,7 +115,7 @@ def show(
     name: Annotated[str, typer.Argument(help="Default: the profile in use.")] = "",
     output: OutputOption = Output.table,
 ) -> None:
-    """What a profile resolves to: every service's endpoint, TLS, the unit."""
+    """What a profile resolves to: every service's endpoint, TLS, who calls."""
     current = state(ctx)
     if name:
         current.profile_name = name
@@ -115,6 +125,7 @@ def show(
         "profile": current.profile_name or Config.load().current,
         "endpoints": target.endpoints,
         "tls": "mutual" if target.cert else ("server" if target.secure else "none"),
+        "caller": "the client certificate" if target.cert else target.identity,
         **{key: settings[key] for key in PROFILE_KEYS if key in settings},
     }
     if output == Output.json:

@@ -5,7 +5,7 @@
 
     [profiles.local]
     host = "127.0.0.1"
-    unit = "000.00.00.H23"
+    identity = "operator/observer/hoa"      # dev mode; or unit = "000.00.00.H23"
 
     [profiles.prod]
     host = "lienthong.hoabinh.gov.vn"
@@ -30,7 +30,9 @@ __all__ = ["PROFILE_KEYS", "Config", "Profile", "config_path"]
 
 # Per-service endpoint keys (host:port) that override `host` with the known local port.
 SERVICE_KEYS = ("document", "routing", "signature", "notification", "reporting")
-PROFILE_KEYS = ("host", *SERVICE_KEYS, "unit", "cacert", "cert", "key", "server_name")
+PROFILE_KEYS = (
+    "host", *SERVICE_KEYS, "identity", "unit", "cacert", "cert", "key", "server_name",
+)  # fmt: skip
 
 
 def config_path() -> Path:
@@ -50,6 +52,7 @@ class Profile:
     signature: str = ""
     notification: str = ""
     reporting: str = ""
+    identity: str = ""
     unit: str = ""
     cacert: str = ""
     cert: str = ""

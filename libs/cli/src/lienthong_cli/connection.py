@@ -1,15 +1,17 @@
-"""Where each service is and how to reach it: endpoints, TLS or mutual TLS, the caller's unit.
+"""Where each service is and how to reach it: endpoints, TLS or mutual TLS, who calls.
 
     target = Target.resolve(options, profile)
     with target.channel("document") as channel:
         DocumentServiceStub(channel).ListInbox(request, metadata=target.metadata())
 
-With a client certificate (mTLS) the server takes the unit from its common name; without one
-(``make run``, dev auth on) the unit travels in the identity header below.
+With a client certificate (mTLS) the server takes the identity from its URI SAN
+(``spiffe://<domain>/unit/<code>``, ``.../operator/<role>/<name>``); without one (``make run``,
+dev auth on) the identity travels in the header below (docs/security.md).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,11 +21,33 @@ import grpc
 
 from lienthong_cli.config import SERVICE_KEYS, Profile
 
-__all__ = ["IDENTITY_HEADER", "LOCAL_PORTS", "Target"]
+__all__ = ["IDENTITY_HEADER", "LOCAL_PORTS", "ROLES", "Target", "parse_identity"]
 
-# The dev-mode identity header (the kit's UNIT_HEADER; a test keeps the two equal). The one
-# place the CLI names it, so that extending identity to operators/services changes one line.
-IDENTITY_HEADER = "x-lienthong-unit"
+# The dev-mode identity header (the kit's authz.IDENTITY_HEADER; a test keeps the two equal).
+IDENTITY_HEADER = "x-lienthong-identity"
+# Operator roles (lienthong_kit.authz.Role; a test keeps the two equal).
+ROLES = ("registry-admin", "trust-admin", "observer")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def parse_identity(value: str) -> str:
+    """``unit/<code>``, ``operator/<role>/<name>`` or ``service/<name>``, checked; raises
+    ValueError saying what is wrong."""
+    parts = value.strip().split("/")
+    if len(parts) == 2 and parts[0] in ("unit", "service") and _NAME.match(parts[1]):
+        return "/".join(parts)
+    if len(parts) == 3 and parts[0] == "operator":
+        if parts[1] not in ROLES:
+            raise ValueError(
+                f"identity {value!r}: unknown operator role {parts[1]!r}"
+                f" (roles: {', '.join(ROLES)})"
+            )
+        if _NAME.match(parts[2]):
+            return "/".join(parts)
+    raise ValueError(
+        f"identity {value!r}: use unit/<code>, operator/<role>/<name> or service/<name>"
+    )
+
 
 # The ports `make run` uses (lienthong_local.platform.DEFAULT_PORTS).
 LOCAL_PORTS = {
@@ -41,7 +65,7 @@ _MAX_MESSAGE = 64 * 1024 * 1024
 @dataclass(frozen=True)
 class Target:
     endpoints: dict[str, str]
-    unit: str = ""
+    identity: str = ""
     cacert: str = ""
     cert: str = ""
     key: str = ""
@@ -56,8 +80,15 @@ class Target:
         }
         if bool(profile.cert) != bool(profile.key):
             raise ValueError("--cert and --key go together (a client certificate needs its key)")
+        identity = ""
+        if profile.identity:
+            identity = parse_identity(profile.identity)
+            if profile.unit and identity != f"unit/{profile.unit}":
+                raise ValueError(f"--unit {profile.unit} and --identity {identity} disagree")
+        elif profile.unit:
+            identity = parse_identity(f"unit/{profile.unit}")
         return cls(
-            endpoints, profile.unit, profile.cacert, profile.cert, profile.key, profile.server_name
+            endpoints, identity, profile.cacert, profile.cert, profile.key, profile.server_name
         )
 
     @property
@@ -66,8 +97,8 @@ class Target:
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         # with a client certificate the certificate is the identity; the header would be ignored
-        if self.unit and not self.cert:
-            return ((IDENTITY_HEADER, self.unit),)
+        if self.identity and not self.cert:
+            return ((IDENTITY_HEADER, self.identity),)
         return ()
 
     def _credentials(self) -> grpc.ChannelCredentials:

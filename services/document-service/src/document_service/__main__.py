@@ -11,7 +11,6 @@ from document_service.access import ACCESS
 from document_service.api import DocumentServicer
 from document_service.attachments import AttachmentStore
 from document_service.audit import AuditLog
-from document_service.audit_verify import load_public_keys
 from document_service.checkpoints import (
     Checkpointer,
     CheckpointSigner,
@@ -24,6 +23,7 @@ from document_service.settings import Settings
 from document_service.store import DocumentStore
 from lienthong.document.v1 import document_service_pb2
 from lienthong.document.v1.document_service_pb2_grpc import add_DocumentServiceServicer_to_server
+from lienthong_audit.verify import load_public_keys
 from lienthong_kit.kafka import TopicTail, ensure_topics
 from lienthong_kit.logs import get_logger
 from lienthong_kit.server import Deps, GrpcService, Wiring, run_service

@@ -18,7 +18,7 @@ by one, re-reading the head, which costs retries but never forks a chain.
 Operator actions join the chains: ``unit.changed`` (the units topic) and ``operator.action``
 (the operator-actions topic) entries carry who did what to what in the clear, covered by the
 hash. The heads this replica appended are signed and checkpointed by checkpoints.py; ``verify``
-runs audit_verify's checks (links, hashes, signed heads, truncation) over the store and the
+runs lienthong_audit's checks (links, hashes, signed heads, truncation) over the store and the
 checkpoints, and names the first broken, missing or truncated entry.
 """
 
@@ -34,15 +34,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from document_service.audit_verify import (
+from lienthong.document.v1 import document_service_pb2 as pb
+from lienthong.events.v1.events_pb2 import AuditCheckpoint, OperatorAction, UnitChanged
+from lienthong_audit.verify import (
     GENESIS,
     AuditReport,
     Verification,
     entry_hash,
     entry_to_proto,
 )
-from lienthong.document.v1 import document_service_pb2 as pb
-from lienthong.events.v1.events_pb2 import AuditCheckpoint, OperatorAction, UnitChanged
 from lienthong_kit.envelope import EventEnvelope, carries, unpack
 from lienthong_kit.errors import TransientEventError
 from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes

@@ -4,7 +4,7 @@ offline verifier, from a host with platform access, without going through the gR
     python -m document_service.audit_export audit.jsonl [--chain CHAIN]   (LIENTHONG_* settings)
 
 The output is what ``ExportAudit`` streams, one record a line; check it anywhere with
-``python -m document_service.audit_verify audit.jsonl --public-key audit.pub.pem``.
+``python -m lienthong_audit audit.jsonl --public-key audit.pub.pem``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TextIO
 
 from document_service.audit import AuditLog
-from document_service.audit_verify import export_lines
 from document_service.checkpoints import SignedAudit, checkpoint_topic
 from document_service.settings import Settings
+from lienthong_audit.verify import export_lines
 from lienthong_kit.kafka import Topics
 from lienthong_kit.mongo import connect
 from lienthong_kit.settings import SettingsError, load_settings

@@ -25,9 +25,9 @@ from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from document_service.audit import AuditLog
-from document_service.audit_verify import AuditReport, checkpoint_message, key_id
 from lienthong.document.v1 import document_service_pb2 as pb
 from lienthong.events.v1.events_pb2 import AuditCheckpoint
+from lienthong_audit.verify import AuditReport, checkpoint_message, key_id
 from lienthong_kit.errors import Unavailable
 from lienthong_kit.kafka import EventProducer, Topics
 from lienthong_kit.logs import get_logger

@@ -1,6 +1,6 @@
 """The audit verifier: checks hash chains against signed checkpoints, with or without the platform.
 
-    python -m document_service.audit_verify EXPORT.jsonl --public-key KEY.pem [--public-key OLD.pem]
+    python -m lienthong_audit EXPORT.jsonl --public-key KEY.pem [--public-key OLD.pem]
         [--unsigned-grace SECONDS | --allow-unsigned]
 
 An export is JSON lines, one ``ExportAuditResponse`` each (an entry or a checkpoint), as the
@@ -48,6 +48,7 @@ __all__ = [
     "load_public_keys",
     "main",
     "read_export",
+    "verify_excerpt",
     "verify_export",
 ]
 
@@ -284,14 +285,7 @@ def verify_export(
     now: datetime | None = None,
 ) -> AuditReport:
     """Verify an export (entries in any order) against ``keys``: the offline verifier's core."""
-    entries: dict[str, list[dict[str, Any]]] = {}
-    checkpoints: list[AuditCheckpoint] = []
-    for record in records:
-        if record.HasField("entry"):
-            entry = entry_from_proto(record.entry)
-            entries.setdefault(entry["chain"], []).append(entry)
-        elif record.HasField("checkpoint"):
-            checkpoints.append(record.checkpoint)
+    entries, checkpoints = _split(records)
     verification = Verification(checkpoints, keys)
     problem = verification.check_signatures()
     if problem is not None:
@@ -306,6 +300,62 @@ def verify_export(
                 break
         else:
             problem = check.end(before)
+        checked += check.checked
+        if problem is not None:
+            return AuditReport(False, checked, problem.entry, problem.text, len(checkpoints))
+    return AuditReport(True, checked, checkpoints=len(checkpoints))
+
+
+def _split(
+    records: Iterable[pb.ExportAuditResponse],
+) -> tuple[dict[str, list[dict[str, Any]]], list[AuditCheckpoint]]:
+    entries: dict[str, list[dict[str, Any]]] = {}
+    checkpoints: list[AuditCheckpoint] = []
+    for record in records:
+        if record.HasField("entry"):
+            entry = entry_from_proto(record.entry)
+            entries.setdefault(entry["chain"], []).append(entry)
+        elif record.HasField("checkpoint"):
+            checkpoints.append(record.checkpoint)
+    return entries, checkpoints
+
+
+def verify_excerpt(
+    records: Iterable[pb.ExportAuditResponse], keys: Mapping[str, Ed25519PublicKey]
+) -> AuditReport:
+    """Verify an excerpt of the log (an evidence bundle's): per chain, a run of consecutive
+    entries whose first link is taken as given, ending at an entry a signed checkpoint covers.
+    The signed head's hash covers every link before it, so the whole run is anchored."""
+    entries, checkpoints = _split(records)
+    verification = Verification(checkpoints, keys)
+    problem = verification.check_signatures()
+    if problem is not None:
+        return AuditReport(False, 0, problem.entry, problem.text)
+    checked = 0
+    for name in verification.chains(entries):
+        run = sorted(entries.get(name, []), key=lambda e: int(e["seq"]))
+        if not run:
+            problem = Problem(name, f"{name}: signed checkpoints but no entries")
+            return AuditReport(False, checked, problem.entry, problem.text, len(checkpoints))
+        first = run[0]
+        check = ChainCheck(
+            name,
+            verification.signed.get(name, {}),
+            _previous=str(first["prev_hash"]),
+            _seq=int(first["seq"]) - 1,
+        )
+        for entry in run:
+            problem = check.add(entry)
+            if problem is not None:
+                break
+        else:
+            last = int(run[-1]["seq"])
+            problem = check.end(None)
+            if problem is None and last not in check.signed:
+                problem = Problem(
+                    str(run[-1]["_id"]),
+                    f"{name}#{last}: the excerpt ends at an entry no signed checkpoint covers",
+                )
         checked += check.checked
         if problem is not None:
             return AuditReport(False, checked, problem.entry, problem.text, len(checkpoints))
@@ -330,7 +380,7 @@ def read_export(lines: Iterable[str]) -> Iterator[pb.ExportAuditResponse]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m document_service.audit_verify",
+        prog="python -m lienthong_audit",
         description="Verify an exported audit log against the public key(s) of its signer.",
     )
     parser.add_argument("export", type=Path, help="JSON lines from ExportAudit")
@@ -358,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with args.export.open(encoding="utf-8") as lines:
             records = list(read_export(lines))
     except (OSError, ValueError) as exc:
-        print(f"audit_verify: {exc}", file=sys.stderr)
+        print(f"lienthong_audit: {exc}", file=sys.stderr)
         return 2
     grace = None if args.allow_unsigned else timedelta(seconds=args.unsigned_grace)
     report = verify_export(records, keys, unsigned_grace=grace)

@@ -1,0 +1,5 @@
+import sys
+
+from lienthong_audit.verify import main
+
+sys.exit(main())
