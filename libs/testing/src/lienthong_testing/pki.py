@@ -88,6 +88,8 @@ class LocalPki:
     crl_base: str
     ocsp_url: str
     signers: dict[str, Signer] = field(default_factory=dict)
+    # a CA under the root naming no revocation location (its signer: signers["silent-ca"])
+    silent_ca_file: Path | None = None
 
 
 def _name(cn: str, uid: str | None = None, org: str = PROVINCE) -> x509.Name:
@@ -306,8 +308,33 @@ def build_pki(folder: Path, *, crl_port: int, ocsp_port: int, dead_port: int) ->
         cert = _leaf(subject, leaf_key, ca, **urls, **extra)  # type: ignore[arg-type]
         cert_file, key_file = _write(folder, stem, cert, leaf_key)
         pki.signers[stem] = Signer(stem, cert_file, key_file, (int_file,), cert)
+    # a public CA under the root that names no revocation location for itself (its status is
+    # only in the root's CRL, which an operator supplies); its signer has a CRL of its own
+    silent_key = key()
+    silent = _ca(
+        _name("Test Public CA (no CRL location)", org="Test Public CA"),
+        silent_key,
+        (root, root_key),
+    )
+    silent_file, _ = _write(folder, "silent-ca", silent, silent_key)
+    pki.silent_ca_file = silent_file
+    quiet_key = key()
+    quiet = _leaf(
+        _name("Công ty Lặng Lẽ", "MST:5400777777"),
+        quiet_key,
+        (silent, silent_key),
+        ocsp_url=None,
+        crl_url=f"{crl_base}/silent-ca.crl",
+    )
+    cert_file, key_file = _write(folder, "silent-ca-signer", quiet, quiet_key)
+    pki.signers["silent-ca"] = Signer("silent-ca", cert_file, key_file, (silent_file,), quiet)
     crls = folder / "crl"
     crls.mkdir(exist_ok=True)
+    (crls / "silent-ca.crl").write_bytes(_crl((silent, silent_key), []))
+    supplied = folder / "supplied"
+    supplied.mkdir(exist_ok=True)
+    # what an operator puts in LIENTHONG_SIGNATURE_REVOCATION_DIR: the root's CRL
+    (supplied / "root.crl").write_bytes(_crl((root, root_key), []))
     (crls / "root.crl").write_bytes(_crl((root, root_key), []))
     (crls / "intermediate.crl").write_bytes(_crl(ca, [pki.signers["revoked"].cert]))
     # an unknown root and an organisation under it

@@ -951,9 +951,13 @@ def _revocation_check(material: Material, report: SignatureResult) -> Check:
             f"không xác định được trạng thái thu hồi, chấp nhận ở chế độ soft-fail: {why}",
             "TRY_LATER",
         )
-    notes = [material.revocation_notes[k] for k in sorted(keys) if k in material.revocation_notes]
-    own = material.revocation_notes.get(report.own_key, "")
-    note = own or (notes[0] if notes else "no revocation information was needed")
+    own = material.revocation_notes.get(report.own_key, "no revocation information was needed")
+    cas = sorted(
+        material.revocation_notes[k]
+        for k in keys
+        if k != report.own_key and k in material.revocation_notes
+    )
+    note = own + (f"; issuing CAs: {'; '.join(cas)}" if cas else "")
     return _check(
         "revocation",
         CHECK_PASSED,
