@@ -28,7 +28,9 @@ from datetime import UTC, datetime
 from io import BytesIO
 from typing import Any
 
+import structlog
 from asn1crypto import cms, pem, x509
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESStatus, AdESSubIndic
 from pyhanko.sign.diff_analysis import ModificationLevel
@@ -51,6 +53,7 @@ from pyhanko.sign.validation.status import (
 )
 from pyhanko_certvalidator import ValidationContext
 
+from lienthong_kit.logs import configure_logging
 from signature_service.pki import (
     KEY_USAGES_FOR_SIGNING,
     build_chain,
@@ -261,6 +264,19 @@ def _worker(config: RevocationConfig) -> _Worker:
         loop = next((w.loop for w in workers.values()), None) or asyncio.new_event_loop()
         worker = workers[config] = _Worker(loop, RevocationSource(config))
     return worker
+
+
+def init_worker(service: str, level: str) -> None:
+    """A worker process's initializer: JSON logs like the rest of the service."""
+    configure_logging(service, level)
+
+
+def traced(trace_id: str, func: Callable[..., Any], *args: Any) -> Any:
+    """``func(*args)`` with the caller's trace id on every log line it writes."""
+    if not trace_id:
+        return func(*args)
+    with structlog.contextvars.bound_contextvars(trace_id=trace_id):
+        return func(*args)
 
 
 def warm(seconds: float = 0.0) -> None:
@@ -761,12 +777,12 @@ def _page_objects(reader: PdfFileReader) -> dict[int, int]:
                 stack.extend(reversed(list(node.raw_get("/Kids"))))
                 continue
             number += 1
-            if hasattr(ref, "idnum"):
+            if isinstance(ref, generic.IndirectObject):
                 found[ref.idnum] = number
             contents = node.raw_get("/Contents") if "/Contents" in node else None
-            items = contents if isinstance(contents, list) else [contents]
+            items: list[Any] = contents if isinstance(contents, list) else [contents]
             for item in items:
-                if hasattr(item, "idnum"):
+                if isinstance(item, generic.IndirectObject):
                     found[item.idnum] = number
     except Exception:  # noqa: BLE001, S110 - page numbers only improve the wording
         pass
@@ -1076,9 +1092,9 @@ async def _validate_certificate(
     if path is not None and status.trust_problem_indic is None:
         result.chain = [rfc4514(c.subject) for c in reversed(list(path.iter_certs(True)))]
         result.trust_anchor = report.trust_anchor = rfc4514(path.trust_anchor.authority.name)
-    checks = _trust_checks(status, messages, material, cert, report)  # type: ignore[arg-type]
+    checks = _trust_checks(status, messages, material, cert, report)
     result.checks = [*checks, _kind_check(report, material)]
-    result.indication, result.sub_indication = _indication(status, result.checks)  # type: ignore[arg-type]
+    result.indication, result.sub_indication = _indication(status, result.checks)
     return result
 
 
