@@ -37,9 +37,11 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import signers
 
 __all__ = [
+    "DemoPki",
     "LocalPki",
     "Signer",
     "corrupt",
+    "demo_pki",
     "make_pdf",
     "modify_in_new_revision",
     "modify_signed_bytes",
@@ -614,3 +616,55 @@ def documents(pki: LocalPki) -> dict[str, list[tuple[str, bytes]]]:
             ("phu-luc.xlsx.p7s", openssl_cms_sign(appendix, s["organisation"], pki.folder)),
         ],
     }
+
+
+# --- a demo PKI for `make run` --------------------------------------------------------------
+
+DEMO_SAMPLES = ("valid", "organisation-only", "revoked", "modified-after-signing")
+
+
+@dataclass(frozen=True)
+class DemoPki:
+    """What `make run` needs: signature-service's settings and the sample files."""
+
+    folder: Path
+    env: dict[str, str]  # LIENTHONG_SIGNATURE_* for signature-service
+    samples: dict[str, Path]  # DEMO_SAMPLES -> a signed PDF
+    certificate: Path  # a signer certificate for the ValidateCertificate example
+
+
+def demo_pki(folder: Path) -> DemoPki:
+    """Write, once, a demo PKI under ``folder``: root and intermediate (trusted), the CRLs
+    (supplied, checked offline: no server needs to run), signed sample PDFs and a signer
+    certificate. Later calls reuse what is there. Demo keys only: never trust this root
+    outside a development machine."""
+    marker = folder / "DEMO-ONLY-NOT-FOR-PRODUCTION"
+    samples = {name: folder / "samples" / f"{name}.pdf" for name in DEMO_SAMPLES}
+    if not marker.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        pki = build_pki(folder / "pki", crl_port=9, ocsp_port=9, dead_port=9)
+        pdf = make_pdf("QUYET DINH so 15/QD-UBND ORIGINAL (demo)")
+        s = pki.signers
+        both = sign_pdf(sign_pdf(pdf, s["person"]), s["organisation"])
+        contents = {
+            "valid": both,
+            "organisation-only": sign_pdf(pdf, s["organisation"]),
+            "revoked": sign_pdf(sign_pdf(pdf, s["revoked"]), s["organisation"]),
+            "modified-after-signing": modify_in_new_revision(both),
+        }
+        (folder / "samples").mkdir(exist_ok=True)
+        for name, data in contents.items():
+            samples[name].write_bytes(data)
+        marker.write_text("a demo PKI written by lienthong_testing.pki.demo_pki\n")
+    pki_folder = folder / "pki"
+    return DemoPki(
+        folder=folder,
+        env={
+            "LIENTHONG_SIGNATURE_TRUST_ANCHORS": str(pki_folder / "root.pem"),
+            "LIENTHONG_SIGNATURE_INTERMEDIATES": str(pki_folder / "intermediate.pem"),
+            "LIENTHONG_SIGNATURE_REVOCATION_OFFLINE": "true",
+            "LIENTHONG_SIGNATURE_REVOCATION_DIR": str(pki_folder / "crl"),
+        },
+        samples=samples,
+        certificate=pki_folder / "person.pem",
+    )
