@@ -3,7 +3,7 @@ documents signed with it, and signature-service's real server in-process."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -15,7 +15,10 @@ from lienthong_testing.callers import as_unit, default_identity
 from lienthong_testing.pki import LocalPki, documents, running_pki
 from signature_service.__main__ import build
 from signature_service.pki import load_certificates
+from signature_service.policy import DEFAULT_RULES, Policy, parse_rules
+from signature_service.revocation import RevocationConfig
 from signature_service.settings import Settings
+from signature_service.verifier import Verifier
 
 # calls name a unit unless they name another caller
 AS_A_UNIT = default_identity(as_unit("000.00.00.H23"))
@@ -77,3 +80,31 @@ async def signature_stub(start_signature: Any) -> AsyncIterator[SignatureService
         f"127.0.0.1:{app.grpc_port}", interceptors=AS_A_UNIT
     ) as channel:
         yield SignatureServiceStub(channel)
+
+
+@pytest.fixture
+async def make_verifier(trust: Any) -> AsyncIterator[Callable[..., Verifier]]:
+    made: list[Verifier] = []
+
+    def make(
+        *,
+        mode: str = "require",
+        accept_unsigned: bool = False,
+        workers: int = 0,
+        timeout: float = 60.0,
+        **revocation: Any,
+    ) -> Verifier:
+        rules, _ = parse_rules(DEFAULT_RULES)
+        checker = Verifier(
+            trust,
+            RevocationConfig(mode=mode, timeout=2.0, **revocation),
+            Policy(rules, accept_unsigned=accept_unsigned),
+            workers=workers,
+            timeout=timeout,
+        )
+        made.append(checker)
+        return checker
+
+    yield make
+    for checker in made:
+        await checker.aclose()

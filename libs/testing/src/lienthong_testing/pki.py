@@ -37,9 +37,11 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import signers
 
 __all__ = [
+    "DemoPki",
     "LocalPki",
     "Signer",
     "corrupt",
+    "demo_pki",
     "make_pdf",
     "modify_in_new_revision",
     "modify_signed_bytes",
@@ -88,6 +90,8 @@ class LocalPki:
     crl_base: str
     ocsp_url: str
     signers: dict[str, Signer] = field(default_factory=dict)
+    # a CA under the root naming no revocation location (its signer: signers["silent-ca"])
+    silent_ca_file: Path | None = None
 
 
 def _name(cn: str, uid: str | None = None, org: str = PROVINCE) -> x509.Name:
@@ -306,8 +310,33 @@ def build_pki(folder: Path, *, crl_port: int, ocsp_port: int, dead_port: int) ->
         cert = _leaf(subject, leaf_key, ca, **urls, **extra)  # type: ignore[arg-type]
         cert_file, key_file = _write(folder, stem, cert, leaf_key)
         pki.signers[stem] = Signer(stem, cert_file, key_file, (int_file,), cert)
+    # a public CA under the root that names no revocation location for itself (its status is
+    # only in the root's CRL, which an operator supplies); its signer has a CRL of its own
+    silent_key = key()
+    silent = _ca(
+        _name("Test Public CA (no CRL location)", org="Test Public CA"),
+        silent_key,
+        (root, root_key),
+    )
+    silent_file, _ = _write(folder, "silent-ca", silent, silent_key)
+    pki.silent_ca_file = silent_file
+    quiet_key = key()
+    quiet = _leaf(
+        _name("Công ty Lặng Lẽ", "MST:5400777777"),
+        quiet_key,
+        (silent, silent_key),
+        ocsp_url=None,
+        crl_url=f"{crl_base}/silent-ca.crl",
+    )
+    cert_file, key_file = _write(folder, "silent-ca-signer", quiet, quiet_key)
+    pki.signers["silent-ca"] = Signer("silent-ca", cert_file, key_file, (silent_file,), quiet)
     crls = folder / "crl"
     crls.mkdir(exist_ok=True)
+    (crls / "silent-ca.crl").write_bytes(_crl((silent, silent_key), []))
+    supplied = folder / "supplied"
+    supplied.mkdir(exist_ok=True)
+    # what an operator puts in LIENTHONG_SIGNATURE_REVOCATION_DIR: the root's CRL
+    (supplied / "root.crl").write_bytes(_crl((root, root_key), []))
     (crls / "root.crl").write_bytes(_crl((root, root_key), []))
     (crls / "intermediate.crl").write_bytes(_crl(ca, [pki.signers["revoked"].cert]))
     # an unknown root and an organisation under it
@@ -587,3 +616,55 @@ def documents(pki: LocalPki) -> dict[str, list[tuple[str, bytes]]]:
             ("phu-luc.xlsx.p7s", openssl_cms_sign(appendix, s["organisation"], pki.folder)),
         ],
     }
+
+
+# --- a demo PKI for `make run` --------------------------------------------------------------
+
+DEMO_SAMPLES = ("valid", "organisation-only", "revoked", "modified-after-signing")
+
+
+@dataclass(frozen=True)
+class DemoPki:
+    """What `make run` needs: signature-service's settings and the sample files."""
+
+    folder: Path
+    env: dict[str, str]  # LIENTHONG_SIGNATURE_* for signature-service
+    samples: dict[str, Path]  # DEMO_SAMPLES -> a signed PDF
+    certificate: Path  # a signer certificate for the ValidateCertificate example
+
+
+def demo_pki(folder: Path) -> DemoPki:
+    """Write, once, a demo PKI under ``folder``: root and intermediate (trusted), the CRLs
+    (supplied, checked offline: no server needs to run), signed sample PDFs and a signer
+    certificate. Later calls reuse what is there. Demo keys only: never trust this root
+    outside a development machine."""
+    marker = folder / "DEMO-ONLY-NOT-FOR-PRODUCTION"
+    samples = {name: folder / "samples" / f"{name}.pdf" for name in DEMO_SAMPLES}
+    if not marker.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        pki = build_pki(folder / "pki", crl_port=9, ocsp_port=9, dead_port=9)
+        pdf = make_pdf("QUYET DINH so 15/QD-UBND ORIGINAL (demo)")
+        s = pki.signers
+        both = sign_pdf(sign_pdf(pdf, s["person"]), s["organisation"])
+        contents = {
+            "valid": both,
+            "organisation-only": sign_pdf(pdf, s["organisation"]),
+            "revoked": sign_pdf(sign_pdf(pdf, s["revoked"]), s["organisation"]),
+            "modified-after-signing": modify_in_new_revision(both),
+        }
+        (folder / "samples").mkdir(exist_ok=True)
+        for name, data in contents.items():
+            samples[name].write_bytes(data)
+        marker.write_text("a demo PKI written by lienthong_testing.pki.demo_pki\n")
+    pki_folder = folder / "pki"
+    return DemoPki(
+        folder=folder,
+        env={
+            "LIENTHONG_SIGNATURE_TRUST_ANCHORS": str(pki_folder / "root.pem"),
+            "LIENTHONG_SIGNATURE_INTERMEDIATES": str(pki_folder / "intermediate.pem"),
+            "LIENTHONG_SIGNATURE_REVOCATION_OFFLINE": "true",
+            "LIENTHONG_SIGNATURE_REVOCATION_DIR": str(pki_folder / "crl"),
+        },
+        samples=samples,
+        certificate=pki_folder / "person.pem",
+    )

@@ -60,6 +60,7 @@ async def build(deps: Deps[Settings]) -> Wiring:
         timeout=settings.signature_validation_timeout_seconds,
         person_prefixes=settings.signature_person_uid_prefixes,
         organisation_prefixes=settings.signature_organisation_uid_prefixes,
+        log_level=settings.log_level,
     )
     await verifier.warm_up()
     channel = document_channel(settings)

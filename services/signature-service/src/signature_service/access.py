@@ -19,5 +19,8 @@ ACCESS = AccessTable.of(
         ),
         "ListTrustAnchors": either(units(), operators(*Role), scope="the province's trust store"),
         "AddTrustAnchor": operators(Role.TRUST_ADMIN, scope="the province's trust store; audited"),
+        "RemoveTrustAnchor": operators(
+            Role.TRUST_ADMIN, scope="the province's trust store; audited"
+        ),
     },
 )

@@ -37,13 +37,23 @@ DIRECTIONS = {
     pb.Direction.DIRECTION_INCOMING: "incoming",
 }
 
+# UNSPECIFIED stays accepted while callers (the CLI) learn to mark the hierarchy
+HIERARCHIES = set(pb.Hierarchy.values())
+
 log = get_logger(__name__)
 Context = aio.ServicerContext[Any, Any]
 
 
-def _anchor(cert: x509.Certificate, source: str) -> pb.TrustAnchor:
+def _anchor(
+    cert: x509.Certificate, source: str, hierarchy: int = 0, *, intermediate: bool = False
+) -> pb.TrustAnchor:
     anchor = pb.TrustAnchor(
-        subject=rfc4514(cert.subject), sha256=fingerprint(cert), source=source, pem=to_pem(cert)
+        subject=rfc4514(cert.subject),
+        sha256=fingerprint(cert),
+        source=source,
+        pem=to_pem(cert),
+        hierarchy=hierarchy,  # type: ignore[arg-type]
+        intermediate=intermediate,
     )
     anchor.not_before.FromDatetime(cert.not_valid_before.astimezone(UTC))
     anchor.not_after.FromDatetime(cert.not_valid_after.astimezone(UTC))
@@ -174,9 +184,13 @@ class SignatureServicer(SignatureServiceServicer):
         self, request: pb.ListTrustAnchorsRequest, context: Context
     ) -> pb.ListTrustAnchorsResponse:
         trust = self._trust
+        marks = trust.hierarchies
         return pb.ListTrustAnchorsResponse(
-            anchors=[_anchor(c, s) for c, s in trust.anchors],
-            intermediates=[_anchor(c, s) for c, s in trust.intermediates],
+            anchors=[_anchor(c, s, marks.get(fingerprint(c), 0)) for c, s in trust.anchors],
+            intermediates=[
+                _anchor(c, s, marks.get(fingerprint(c), 0), intermediate=True)
+                for c, s in trust.intermediates
+            ],
         )
 
     async def AddTrustAnchor(
@@ -194,15 +208,73 @@ class SignatureServicer(SignatureServiceServicer):
                 [FieldViolation("certificate", f"exactly one certificate, got {len(certs)}")]
             )
         cert = certs[0]
-        if not is_self_signed_ca(cert):
+        if not cert.ca:
             raise InvalidArgument(
-                [FieldViolation("certificate", "a trust anchor is a self-signed CA certificate")]
+                [
+                    FieldViolation(
+                        "certificate",
+                        "not a CA certificate (basicConstraints cA is not set): a trust anchor"
+                        " or an intermediate is a CA certificate",
+                    )
+                ]
             )
-        added = await self._trust.add(cert, who)
+        if request.hierarchy not in HIERARCHIES:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "hierarchy",
+                        f"{request.hierarchy} is not HIERARCHY_PUBLIC_SERVICE (Ban Cơ yếu Chính"
+                        " phủ) or HIERARCHY_PUBLIC (public CAs under the national root)",
+                    )
+                ]
+            )
+        intermediate = not is_self_signed_ca(cert)
+        added = await self._trust.add(cert, who, request.hierarchy)
         if added:  # the audit chains it with who did it (document-service's audit consumer)
             await self._announcer.anchor_added(cert, who)
-        log.warning("trust_anchor_added", subject=rfc4514(cert.subject), by=who, added=added)
-        return pb.AddTrustAnchorResponse(anchor=_anchor(cert, f"operator:{who}"), added=added)
+        log.warning(
+            "trust_anchor_added",
+            subject=rfc4514(cert.subject),
+            by=who,
+            added=added,
+            intermediate=intermediate,
+            hierarchy=pb.Hierarchy.Name(request.hierarchy),
+        )
+        anchor = _anchor(cert, f"operator:{who}", request.hierarchy, intermediate=intermediate)
+        return pb.AddTrustAnchorResponse(anchor=anchor, added=added)
+
+    async def RemoveTrustAnchor(
+        self, request: pb.RemoveTrustAnchorRequest, context: Context
+    ) -> pb.RemoveTrustAnchorResponse:
+        who = current_identity().name  # the access table admits trust administrators only
+        sha256 = request.sha256.strip().lower()
+        if len(sha256) != 64 or any(ch not in "0123456789abcdef" for ch in sha256):
+            raise InvalidArgument(
+                [FieldViolation("sha256", "64 hex digits: TrustAnchor.sha256 of ListTrustAnchors")]
+            )
+        trust = self._trust
+        subject = next(
+            (
+                rfc4514(c.subject)
+                for c, _ in trust.anchors + trust.intermediates
+                if fingerprint(c) == sha256
+            ),
+            "",
+        )
+        removed = await trust.remove(sha256)
+        if not removed and subject:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "sha256",
+                        f"{subject} comes from the configuration files: remove it there",
+                    )
+                ]
+            )
+        if removed:
+            await self._announcer.anchor_removed(sha256, subject, who)
+        log.warning("trust_anchor_removed", sha256=sha256, subject=subject, by=who, removed=removed)
+        return pb.RemoveTrustAnchorResponse(removed=removed)
 
 
 def _party(unit: str, verified: DocumentVerified) -> bool:

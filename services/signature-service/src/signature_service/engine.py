@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -27,8 +28,11 @@ from datetime import UTC, datetime
 from io import BytesIO
 from typing import Any
 
+import structlog
 from asn1crypto import cms, pem, x509
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESStatus, AdESSubIndic
 from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.general import extract_signer_info
 from pyhanko.sign.validation import (
@@ -39,6 +43,7 @@ from pyhanko.sign.validation import (
 from pyhanko.sign.validation.generic_cms import (
     extract_certs_for_validation,
     extract_self_reported_ts,
+    validate_cert_usage,
 )
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko.sign.validation.status import (
@@ -46,17 +51,9 @@ from pyhanko.sign.validation.status import (
     SignatureCoverageLevel,
     StandardCMSSignatureStatus,
 )
-from pyhanko_certvalidator import CertificateValidator, ValidationContext
-from pyhanko_certvalidator.errors import (
-    ExpiredError,
-    InvalidCertificateError,
-    NotYetValidError,
-    PathBuildingError,
-    PathValidationError,
-    RevokedError,
-    ValidationError,
-)
+from pyhanko_certvalidator import ValidationContext
 
+from lienthong_kit.logs import configure_logging
 from signature_service.pki import (
     KEY_USAGES_FOR_SIGNING,
     build_chain,
@@ -120,7 +117,18 @@ class Material:
 class Check:
     name: str
     outcome: int
-    detail: str
+    detail: str  # English, for a clerk
+    detail_vi: str = ""  # the same in Vietnamese
+    technical: str = ""  # the library's own words, for an auditor (empty when none)
+
+
+def _check(name: str, outcome: int, en: str, vi: str, technical: str = "") -> Check:
+    return Check(name, outcome, en, vi, technical)
+
+
+def _not_run(name: str, en: str, vi: str) -> Check:
+    """A check validation never reached: said so, never PASSED."""
+    return Check(name, CHECK_SKIPPED, f"not run: {en}", f"không kiểm tra: {vi}")
 
 
 @dataclass
@@ -136,10 +144,20 @@ class SignatureResult:
     signing_time: datetime | None = None
     trust_anchor: str = ""
     checks: list[Check] = field(default_factory=list)
+    # ETSI EN 319 102-1: TOTAL-PASSED | TOTAL-FAILED | INDETERMINATE, and its sub-indication
+    indication: str = ""
+    sub_indication: str = ""
+    # SHA-256 of the certificates of this signature's chain (its details name only these)
+    chain_keys: frozenset[str] = frozenset()
+    own_key: str = ""  # SHA-256 of the signer certificate
 
     @property
     def valid(self) -> bool:
         return bool(self.checks) and all(c.outcome != CHECK_FAILED for c in self.checks)
+
+    @property
+    def reason_vi(self) -> str:
+        return _first_failure(self.checks, vi=True)
 
     @property
     def reason(self) -> str:
@@ -166,6 +184,8 @@ class CertificateResult:
     chain: list[str]
     trust_anchor: str
     checks: list[Check]
+    indication: str = ""
+    sub_indication: str = ""
 
     @property
     def valid(self) -> bool:
@@ -176,10 +196,12 @@ class CertificateResult:
         return _first_failure(self.checks)
 
 
-def _first_failure(checks: list[Check]) -> str:
+def _first_failure(checks: list[Check], *, vi: bool = False) -> str:
     """The first failed check, as a reason ("" when none failed)."""
     failed = [c for c in checks if c.outcome == CHECK_FAILED]
-    return f"{failed[0].name}: {failed[0].detail}" if failed else ""
+    if not failed:
+        return ""
+    return f"{failed[0].name}: {failed[0].detail_vi if vi else failed[0].detail}"
 
 
 # --- pyhanko's reasons: it logs the certvalidator failure before mapping it to a code ------
@@ -242,6 +264,19 @@ def _worker(config: RevocationConfig) -> _Worker:
         loop = next((w.loop for w in workers.values()), None) or asyncio.new_event_loop()
         worker = workers[config] = _Worker(loop, RevocationSource(config))
     return worker
+
+
+def init_worker(service: str, level: str) -> None:
+    """A worker process's initializer: JSON logs like the rest of the service."""
+    configure_logging(service, level)
+
+
+def traced(trace_id: str, func: Callable[..., Any], *args: Any) -> Any:
+    """``func(*args)`` with the caller's trace id on every log line it writes."""
+    if not trace_id:
+        return func(*args)
+    with structlog.contextvars.bound_contextvars(trace_id=trace_id):
+        return func(*args)
 
 
 def warm(seconds: float = 0.0) -> None:
@@ -345,6 +380,7 @@ class _Pending:
     cert: x509.Certificate
     others: list[x509.Certificate]
     run: Callable[[Material], Awaitable[Any]]
+    layout: _Layout | None = None
 
 
 def check_files(
@@ -379,15 +415,9 @@ async def _check_files(
     for item in pending:
         try:
             status, messages = await _soft_failing(item.run, material, item.cert)
-            _fill_checks(item.report, status, messages, material, item.cert)
+            _fill_checks(item.report, status, messages, material, item.cert, item.layout)
         except Exception as exc:  # noqa: BLE001 - a malformed signature is a failed check
-            item.report.checks.append(
-                Check(
-                    "integrity",
-                    CHECK_FAILED,
-                    f"the signature cannot be processed: {_describe(exc)}",
-                )
-            )
+            _unprocessable(item.report, exc)
     return results
 
 
@@ -399,9 +429,12 @@ async def _with_revocation(
     chains, seen = [], set()
     for item in pending:
         key = fingerprint(item.cert)
+        chain = build_chain(item.cert, item.others + pool)
+        item.report.own_key = key
+        item.report.chain_keys = frozenset(fingerprint(c) for c in chain)
         if key not in seen:
             seen.add(key)
-            chains.append(build_chain(item.cert, item.others + pool))
+            chains.append(chain)
     found = await source.gather(chains)
     return dataclasses.replace(
         material,
@@ -414,8 +447,16 @@ async def _with_revocation(
 
 def _read_pdf(name: str, data: bytes, material: Material, pending: list[_Pending]) -> FileResult:
     result = FileResult(name, "pdf")
+    if b"%%EOF" not in data[-1024:]:
+        result.problem = (
+            "cannot be read as a PDF: it has no end-of-file marker (%%EOF) in its last 1024"
+            " bytes (truncated?)"
+        )
+        return result
     try:
-        signatures = _pdf_signatures(data)
+        reader = PdfFileReader(BytesIO(data), strict=False)
+        signatures = list(reader.embedded_regular_signatures)
+        layout = _layout(reader, data, signatures) if signatures else None
     except Exception as exc:  # noqa: BLE001 - a corrupted file is a verdict, not a crash
         result.problem = f"cannot be read as a PDF: {_describe(exc)}"
         return result
@@ -428,16 +469,23 @@ def _read_pdf(name: str, data: bytes, material: Material, pending: list[_Pending
             report.signing_time = moment
             extra = list(sig.other_embedded_certs)
             run = functools.partial(_run_pdf, sig, moment, extra)
-            pending.append(_Pending(report, sig.signer_cert, extra, run))
+            pending.append(_Pending(report, sig.signer_cert, extra, run, layout))
         except Exception as exc:  # noqa: BLE001 - a malformed signature is a failed check
-            report.checks.append(
-                Check(
-                    "integrity",
-                    CHECK_FAILED,
-                    f"the signature cannot be processed: {_describe(exc)}",
-                )
-            )
+            _unprocessable(report, exc)
     return result
+
+
+def _unprocessable(report: SignatureResult, exc: BaseException) -> None:
+    report.checks.append(
+        _check(
+            "integrity",
+            CHECK_FAILED,
+            "the signature cannot be processed",
+            "không xử lý được chữ ký",
+            _describe(exc),
+        )
+    )
+    report.indication, report.sub_indication = _indication_of_error(exc)
 
 
 def _read_p7s(
@@ -470,9 +518,7 @@ def _read_p7s(
         run = functools.partial(_run_cms, by_name[target], signed, moment, extra)
         pending.append(_Pending(report, certs.signer_cert, extra, run))
     except Exception as exc:  # noqa: BLE001
-        report.checks.append(
-            Check("integrity", CHECK_FAILED, f"the signature cannot be processed: {_describe(exc)}")
-        )
+        _unprocessable(report, exc)
     return result
 
 
@@ -542,55 +588,205 @@ def _fill_checks(
     messages: list[str],
     material: Material,
     cert: x509.Certificate,
+    layout: _Layout | None,
 ) -> None:
     checks = report.checks
     if not status.intact:
         checks.append(
-            Check(
+            _check(
                 "integrity",
                 CHECK_FAILED,
                 "the signed content was changed after signing (its digest does not match)",
+                "nội dung đã ký bị thay đổi sau khi ký (giá trị băm không khớp)",
             )
         )
     elif not status.valid:
         checks.append(
-            Check(
+            _check(
                 "integrity",
                 CHECK_FAILED,
                 "the signature value does not verify with the signer certificate's key",
+                "giá trị chữ ký không khớp với khóa của chứng thư người ký",
             )
         )
     else:
-        checks.append(Check("integrity", CHECK_PASSED, "intact; the signature value verifies"))
+        checks.append(
+            _check(
+                "integrity",
+                CHECK_PASSED,
+                "intact; the signature value verifies",
+                "toàn vẹn; giá trị chữ ký hợp lệ",
+            )
+        )
     if isinstance(status, PdfSignatureStatus):
-        checks.append(_coverage(status))
+        checks.append(_coverage(status, layout, report.index))
     path = status.validation_path
     if path is not None and status.trust_problem_indic is None:
         report.trust_anchor = rfc4514(path.trust_anchor.authority.name)
-    checks.extend(_trust_checks(status, messages, material, cert, report.signing_time))
+    checks.extend(_trust_checks(status, messages, material, cert, report))
     checks.append(_kind_check(report, material))
+    report.indication, report.sub_indication = _indication(status, checks)
 
 
-def _coverage(status: PdfSignatureStatus) -> Check:
+def _indication(status: StandardCMSSignatureStatus, checks: list[Check]) -> tuple[str, str]:
+    """ETSI EN 319 102-1's indication and sub-indication, from pyhanko's AdES vocabulary."""
+    if not status.intact:
+        sub: AdESSubIndic = AdESFailure.HASH_FAILURE
+    elif not status.valid:
+        sub = AdESFailure.SIG_CRYPTO_FAILURE
+    elif any(c.name == "coverage" and c.outcome == CHECK_FAILED for c in checks):
+        # a change after signing that the policy does not allow: the signed document is not
+        # the document received (pyhanko's PAdES layer reports it as a format failure)
+        sub = AdESFailure.FORMAT_FAILURE
+    elif any(c.name == "revocation" and c.technical == "TRY_LATER" for c in checks):
+        # the status could not be obtained: pyhanko says only CERTIFICATE_CHAIN_GENERAL_FAILURE
+        sub = AdESIndeterminate.TRY_LATER
+    elif status.trust_problem_indic is not None:
+        sub = status.trust_problem_indic
+    else:
+        return _INDICATIONS[AdESStatus.PASSED], ""
+    return _INDICATIONS[sub.status], str(sub.standard_name)
+
+
+def _indication_of_error(exc: BaseException) -> tuple[str, str]:
+    sub = getattr(exc, "ades_subindication", None) or AdESFailure.FORMAT_FAILURE
+    return _INDICATIONS[sub.status], str(sub.standard_name)
+
+
+_INDICATIONS = {
+    AdESStatus.PASSED: "TOTAL-PASSED",
+    AdESStatus.FAILED: "TOTAL-FAILED",
+    AdESStatus.INDETERMINATE: "INDETERMINATE",
+}
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What coverage needs to know about the whole file, beyond one signature."""
+
+    revisions: int  # incremental revisions in the file
+    signed_revisions: tuple[int, ...]  # each signature's revision, in signing order
+    unsigned_tail: int  # bytes after the end of the last signed revision (line ends excepted)
+    pages: dict[int, int]  # object number -> page number (1-based), for page objects and contents
+
+
+_OBJECT = re.compile(r"(?:IndirectObject\(|Reference\(idnum=)(\d+)")
+
+
+def _coverage(status: PdfSignatureStatus, layout: _Layout | None, index: int) -> Check:
     coverage = status.coverage
     level = status.modification_level
-    if coverage == SignatureCoverageLevel.ENTIRE_FILE:
-        return Check("coverage", CHECK_PASSED, "covers the whole file")
-    if coverage == SignatureCoverageLevel.ENTIRE_REVISION and level in ACCEPTED_LATER_CHANGES:
-        return Check(
-            "coverage",
-            CHECK_PASSED,
-            "covers its revision; later revisions only add signatures or fill form fields",
-        )
-    if coverage == SignatureCoverageLevel.ENTIRE_REVISION:
-        what = status.diff_result
-        detail = f" ({_describe(what)})" if isinstance(what, Exception) else ""
-        return Check(
+    if coverage is None or coverage < SignatureCoverageLevel.ENTIRE_REVISION:
+        return _check(
             "coverage",
             CHECK_FAILED,
-            f"the file was changed after this signature beyond adding signatures{detail}",
+            "the signature does not cover its revision of the file",
+            "chữ ký không bao trùm phiên bản tài liệu mà nó ký",
+            getattr(coverage, "name", ""),
         )
-    return Check("coverage", CHECK_FAILED, "the signature does not cover its revision of the file")
+    if coverage == SignatureCoverageLevel.ENTIRE_FILE:
+        return _check("coverage", CHECK_PASSED, "covers the whole file", "bao trùm toàn bộ tệp")
+    if level not in ACCEPTED_LATER_CHANGES:
+        what = status.diff_result
+        technical = _describe(what) if isinstance(what, Exception) else getattr(level, "name", "")
+        pages = sorted(
+            {
+                layout.pages[int(n)]
+                for n in _OBJECT.findall(technical)
+                if layout is not None and int(n) in layout.pages
+            }
+        )
+        if pages:
+            shown = ", ".join(str(p) for p in pages)
+            en = f"page {shown} was changed after this signature"
+            vi = f"trang {shown} đã bị sửa sau khi ký"
+        else:
+            en = "the file was changed after this signature beyond signing or filling forms"
+            vi = "tệp đã bị sửa sau khi ký, không chỉ thêm chữ ký hoặc điền biểu mẫu"
+        return _check("coverage", CHECK_FAILED, en, vi, technical)
+    if layout is not None and layout.unsigned_tail:
+        last = max(layout.signed_revisions)
+        if layout.revisions > last + 1:
+            added = layout.revisions - last - 1
+            return _check(
+                "coverage",
+                CHECK_FAILED,
+                f"{added} revision(s) were added to the file after the last signature and no"
+                f" signature covers them ({layout.unsigned_tail} bytes)",
+                f"tệp có thêm {added} phiên bản sau chữ ký cuối cùng mà không được ký"
+                f" ({layout.unsigned_tail} byte)",
+                f"unsigned incremental update(s): revisions {last + 1}..{layout.revisions - 1}",
+            )
+        return _check(
+            "coverage",
+            CHECK_FAILED,
+            f"{layout.unsigned_tail} bytes were appended after the end of the signed file and no"
+            " signature covers them",
+            f"có {layout.unsigned_tail} byte được thêm vào sau phần cuối tệp đã ký mà không"
+            " được chữ ký nào bao trùm",
+            "bytes after the last %%EOF of the last signed revision",
+        )
+    later = (
+        layout is not None
+        and index < len(layout.signed_revisions)
+        and layout.signed_revisions[index] < layout.revisions - 1
+    )
+    if not later:
+        return _check(
+            "coverage",
+            CHECK_PASSED,
+            "covers the whole file (but trailing line ends)",
+            "bao trùm toàn bộ tệp (trừ ký tự xuống dòng ở cuối)",
+        )
+    return _check(
+        "coverage",
+        CHECK_PASSED,
+        "covers its revision; the later revisions, each covered by a later signature, only"
+        " add signatures or fill form fields",
+        "bao trùm phiên bản của nó; các phiên bản sau, đều được ký, chỉ thêm chữ ký hoặc"
+        " điền biểu mẫu",
+        getattr(level, "name", ""),
+    )
+
+
+def _layout(reader: PdfFileReader, data: bytes, signatures: list[EmbeddedPdfSignature]) -> _Layout:
+    ends = []
+    for sig in signatures:
+        byte_range = sig.sig_object.get("/ByteRange")
+        ends.append(int(byte_range[2]) + int(byte_range[3]) if byte_range else len(data))
+    tail = data[max(ends) :] if ends else b""
+    return _Layout(
+        revisions=reader.xrefs.total_revisions,
+        signed_revisions=tuple(sig.signed_revision for sig in signatures),
+        unsigned_tail=len(tail.strip(b"\r\n\t \x00")),
+        pages=_page_objects(reader),
+    )
+
+
+def _page_objects(reader: PdfFileReader) -> dict[int, int]:
+    """Object number -> page number, for each page and its content streams."""
+    found: dict[int, int] = {}
+    try:
+        pages = reader.root.raw_get("/Pages")
+        stack: list[Any] = [pages]
+        number = 0
+        while stack and number < 10_000:
+            ref = stack.pop()
+            node = ref.get_object() if hasattr(ref, "get_object") else ref
+            if node.get("/Type") == "/Pages":
+                stack.extend(reversed(list(node.raw_get("/Kids"))))
+                continue
+            number += 1
+            if isinstance(ref, generic.IndirectObject):
+                found[ref.idnum] = number
+            contents = node.raw_get("/Contents") if "/Contents" in node else None
+            items: list[Any] = contents if isinstance(contents, list) else [contents]
+            for item in items:
+                if isinstance(item, generic.IndirectObject):
+                    found[item.idnum] = number
+    except Exception:  # noqa: BLE001, S110 - page numbers only improve the wording
+        pass
+    return found
 
 
 def _trust_checks(
@@ -598,133 +794,216 @@ def _trust_checks(
     messages: list[str],
     material: Material,
     cert: x509.Certificate,
-    moment: datetime | None,
+    report: SignatureResult,
 ) -> list[Check]:
-    """chain, validity, key-usage and revocation, from pyhanko's AdES sub-indication."""
+    """chain, validity, key-usage and revocation, from pyhanko's AdES sub-indication: a check
+    is PASSED only when validation reached it and it held; otherwise NOT RUN, with why."""
     if not (status.intact and status.valid):
-        return [Check(n, CHECK_SKIPPED, "the signature itself does not verify") for n in _TRUST]
+        return [
+            _not_run(n, "the signature itself does not verify", "bản thân chữ ký không hợp lệ")
+            for n in _TRUST
+        ]
     problem = status.trust_problem_indic
     cause = _cause(messages)
-    path = status.validation_path
+    moment = report.signing_time
     when = _fmt(moment) if moment else "now"
-    chain = Check("chain", CHECK_PASSED, "chains to a configured trust anchor")
-    validity = Check(
+    anchor = report.trust_anchor
+    chain = _check(
+        "chain",
+        CHECK_PASSED,
+        f"chains to the trust anchor {anchor}" if anchor else "chains to a trust anchor",
+        f"chuỗi chứng thư dẫn tới gốc tin cậy {anchor}" if anchor else "dẫn tới gốc tin cậy",
+    )
+    span = f"{_fmt(cert.not_valid_before)} to {_fmt(cert.not_valid_after)}"
+    validity = _check(
         "validity",
         CHECK_PASSED,
-        f"valid at the signing time {when} ({_fmt(cert.not_valid_before)}"
-        f" to {_fmt(cert.not_valid_after)})",
+        f"valid at the signing time {when} ({span})",
+        f"còn hiệu lực tại thời điểm ký {when} ({span.replace(' to ', ' đến ')})",
     )
-    usage = Check("key-usage", CHECK_PASSED, f"key usage {describe_key_usage(cert)} allows signing")
-    path_keys = {fingerprint(c) for c in path.iter_certs(include_root=False)} if path else set()
-    revocation = _revocation_passed(material, cert, path_keys)
+    ku = describe_key_usage(cert)
+    usage = _check(
+        "key-usage",
+        CHECK_PASSED,
+        f"key usage {ku} allows signing",
+        f"mục đích sử dụng khóa {ku} cho phép ký",
+    )
+    revocation = _revocation_check(material, report)
     if problem is None:
         return [chain, validity, usage, revocation]
     name = getattr(problem, "name", str(problem))
+    stopped_en, stopped_vi = "validation stopped at an earlier failure", "dừng ở lỗi trước đó"
     if name == "NO_CERTIFICATE_CHAIN_FOUND":
-        chain = Check(
+        chain = _check(
             "chain",
             CHECK_FAILED,
             f"no chain to a configured trust anchor (issuer {rfc4514(cert.issuer)} is not trusted)",
+            f"không có chuỗi tới gốc tin cậy đã cấu hình (bên cấp {rfc4514(cert.issuer)} chưa"
+            " được tin cậy)",
+            cause,
         )
-        return [chain, *(_skip(n, "no chain") for n in ("validity", "key-usage", "revocation"))]
-    if name in {"OUT_OF_BOUNDS_NO_POE", "EXPIRED"}:
-        validity = Check(
-            "validity",
-            CHECK_FAILED,
-            f"the certificate expired on {_fmt(cert.not_valid_after)}, before the signing time"
-            f" {when}",
-        )
-        return [chain, validity, usage, _skip("revocation", "certificate not valid")]
-    if name == "NOT_YET_VALID" or "not valid until" in cause or "not yet valid" in cause:
-        validity = Check(
-            "validity",
-            CHECK_FAILED,
-            f"the certificate is valid only from {_fmt(cert.not_valid_before)}, after the"
-            f" signing time {when}",
-        )
-        return [chain, validity, usage, _skip("revocation", "certificate not valid")]
-    if name == "CHAIN_CONSTRAINTS_FAILURE":
-        usage = Check(
-            "key-usage",
-            CHECK_FAILED,
-            f"key usage {describe_key_usage(cert)} does not allow signing"
-            f" (needs nonRepudiation or digitalSignature)",
-        )
-        return [chain, validity, usage, revocation]
-    if name in {"REVOKED_NO_POE", "REVOKED_CA_NO_POE"}:
-        details = status.revocation_details
-        whose = "an issuing CA certificate" if name == "REVOKED_CA_NO_POE" else "the certificate"
-        if details is not None:
-            reason = details.revocation_reason.native if details.revocation_reason else None
-            text = f"{whose} was revoked on {_fmt(details.revocation_date)}"
-            text += f" (reason: {reason})" if reason else ""
-        else:
-            text = f"{whose} was revoked"
-        return [chain, validity, usage, Check("revocation", CHECK_FAILED, f"{text}; {cause}")]
-    # everything else (revocation required but unknown, a CA expired, stale revocation info)
-    unknown = material.revocation_unknown
-    if unknown and (
-        "revocation" in cause.lower() or name in {"TRY_LATER", "CERTIFICATE_CHAIN_GENERAL_FAILURE"}
-    ):
-        why = "; ".join(unknown.values())
         return [
             chain,
-            validity,
-            usage,
-            Check(
-                "revocation",
-                CHECK_FAILED,
-                f"revocation status unknown and required ({material.revocation_mode} mode): {why}",
+            *(
+                _not_run(n, "no chain to a trust anchor", "không có chuỗi tới gốc tin cậy")
+                for n in ("validity", "key-usage", "revocation")
             ),
         ]
-    detail = cause or f"the certificate chain is not valid ({name})"
-    return [Check("chain", CHECK_FAILED, detail), validity, usage, revocation]
+    chain_found = _check(
+        "chain",
+        CHECK_PASSED,
+        "a chain to a configured trust anchor was found",
+        "tìm thấy chuỗi tới gốc tin cậy đã cấu hình",
+    )
+    if name in {"OUT_OF_BOUNDS_NO_POE", "EXPIRED", "NOT_YET_VALID"}:
+        early = moment is not None and moment < cert.not_valid_before
+        if early or name == "NOT_YET_VALID":
+            en = (
+                f"the certificate is valid only from {_fmt(cert.not_valid_before)}, after the"
+                f" signing time {when}"
+            )
+            vi = f"chứng thư chỉ có hiệu lực từ {_fmt(cert.not_valid_before)}, sau thời điểm ký"
+        else:
+            en = (
+                f"the certificate expired on {_fmt(cert.not_valid_after)}, before the signing"
+                f" time {when}"
+            )
+            vi = f"chứng thư đã hết hạn ngày {_fmt(cert.not_valid_after)}, trước thời điểm ký"
+        validity = _check("validity", CHECK_FAILED, en, vi, cause)
+        return [
+            chain_found,
+            validity,
+            _not_run("key-usage", "the certificate is not valid", "chứng thư không còn hiệu lực"),
+            _not_run("revocation", "the certificate is not valid", "chứng thư không còn hiệu lực"),
+        ]
+    if name == "CHAIN_CONSTRAINTS_FAILURE" and not _allows_signing(cert):
+        # pyhanko checks the key usage only after the whole path validated
+        usage = _check(
+            "key-usage",
+            CHECK_FAILED,
+            f"key usage {ku} does not allow signing (needs nonRepudiation or digitalSignature)",
+            f"mục đích sử dụng khóa {ku} không cho phép ký (cần nonRepudiation hoặc"
+            " digitalSignature)",
+            cause,
+        )
+        return [chain_found, validity, usage, revocation]
+    if name in {"REVOKED_NO_POE", "REVOKED_CA_NO_POE", "REVOKED"}:
+        details = status.revocation_details
+        ca = name == "REVOKED_CA_NO_POE"
+        whose_en = "an issuing CA certificate" if ca else "the certificate"
+        whose_vi = "chứng thư của tổ chức cấp" if ca else "chứng thư"
+        if details is not None:
+            reason = details.revocation_reason.native if details.revocation_reason else None
+            en = f"{whose_en} was revoked on {_fmt(details.revocation_date)}"
+            en += f" (reason: {reason})" if reason else ""
+            vi = f"{whose_vi} đã bị thu hồi ngày {_fmt(details.revocation_date)}"
+        else:
+            en, vi = f"{whose_en} was revoked", f"{whose_vi} đã bị thu hồi"
+        return [
+            chain_found,
+            validity,
+            _not_run("key-usage", stopped_en, stopped_vi),
+            _check("revocation", CHECK_FAILED, en, vi, cause),
+        ]
+    if revocation.outcome in (CHECK_FAILED, CHECK_INDETERMINATE) or "revocation" in cause.lower():
+        if revocation.outcome == CHECK_PASSED:
+            revocation = _check(
+                "revocation",
+                CHECK_FAILED,
+                "the revocation information obtained does not settle the certificate's status",
+                "thông tin thu hồi thu được không xác định được trạng thái chứng thư",
+                cause,
+            )
+        return [chain_found, validity, _not_run("key-usage", stopped_en, stopped_vi), revocation]
+    chain = _check(
+        "chain",
+        CHECK_FAILED,
+        f"the certificate chain is not valid ({name})",
+        f"chuỗi chứng thư không hợp lệ ({name})",
+        cause,
+    )
+    return [
+        chain,
+        *(_not_run(n, stopped_en, stopped_vi) for n in ("validity", "key-usage", "revocation")),
+    ]
 
 
 _TRUST = ("chain", "validity", "key-usage", "revocation")
 
 
-def _skip(name: str, why: str) -> Check:
-    return Check(name, CHECK_SKIPPED, why)
+def _allows_signing(cert: x509.Certificate) -> bool:
+    usage = cert.key_usage_value
+    return usage is None or bool(set(usage.native) & set(KEY_USAGES_FOR_SIGNING))
 
 
-def _revocation_passed(
-    material: Material, cert: x509.Certificate, path_keys: set[str] | None = None
-) -> Check:
+def _revocation_check(material: Material, report: SignatureResult) -> Check:
+    """This signature's revocation outcome: only its own chain's certificates are named."""
     if material.revocation_mode == "off":
-        return Check("revocation", CHECK_SKIPPED, "revocation checking is off")
-    key = fingerprint(cert)
-    keys = {key} | (path_keys or set())
+        return _check(
+            "revocation",
+            CHECK_SKIPPED,
+            "not run: revocation checking is off",
+            "không kiểm tra: tắt kiểm tra thu hồi",
+        )
+    keys = report.chain_keys
     unknown = [
         material.revocation_unknown[k] for k in sorted(keys) if k in material.revocation_unknown
     ]
     if unknown and material.revocation_mode == "require":
-        return Check(
+        why = "; ".join(unknown)
+        return _check(
             "revocation",
             CHECK_FAILED,
-            "status unknown and required (revocation mode require): " + "; ".join(unknown),
+            f"status unknown and required (revocation mode require): {why}",
+            f"không xác định được trạng thái thu hồi, mà chế độ require bắt buộc: {why}",
+            "TRY_LATER",
         )
     if unknown:
-        return Check(
+        why = "; ".join(unknown)
+        return _check(
             "revocation",
             CHECK_INDETERMINATE,
-            "status unknown, accepted in soft-fail mode: " + "; ".join(unknown),
+            f"status unknown, accepted in soft-fail mode: {why}",
+            f"không xác định được trạng thái thu hồi, chấp nhận ở chế độ soft-fail: {why}",
+            "TRY_LATER",
         )
-    note = material.revocation_notes.get(key, "no revocation information was needed")
-    return Check("revocation", CHECK_PASSED, f"not revoked ({note})")
+    own = material.revocation_notes.get(report.own_key, "no revocation information was needed")
+    cas = sorted(
+        material.revocation_notes[k]
+        for k in keys
+        if k != report.own_key and k in material.revocation_notes
+    )
+    note = own + (f"; issuing CAs: {'; '.join(cas)}" if cas else "")
+    return _check(
+        "revocation",
+        CHECK_PASSED,
+        f"not revoked ({note})",
+        f"chưa bị thu hồi ({note})",
+    )
 
 
 def _kind_check(report: SignatureResult, material: Material) -> Check:
     if report.signer_kind == 1:
-        return Check("signer-kind", CHECK_PASSED, f"a person's signature (UID {report.uid})")
+        return _check(
+            "signer-kind",
+            CHECK_PASSED,
+            f"a person's signature (UID {report.uid})",
+            f"chữ ký của cá nhân (UID {report.uid})",
+        )
     if report.signer_kind == 2:
-        return Check("signer-kind", CHECK_PASSED, f"an organisation's signature (UID {report.uid})")
+        return _check(
+            "signer-kind",
+            CHECK_PASSED,
+            f"an organisation's signature (UID {report.uid})",
+            f"chữ ký của cơ quan, tổ chức (UID {report.uid})",
+        )
     prefixes = ", ".join((*material.person_prefixes, *material.organisation_prefixes))
     shown = report.uid or "none"
-    return Check(
+    return _check(
         "signer-kind",
         CHECK_INDETERMINATE,
         f"the subject's UID ({shown}) has none of the prefixes {prefixes}",
+        f"UID của chủ thể ({shown}) không có tiền tố nào trong {prefixes}",
     )
 
 
@@ -749,6 +1028,17 @@ def validate_certificate(
     return result, worker.source.take_counts()
 
 
+@dataclass
+class _CertStatus:
+    """The part of a signature status the trust checks read, for a certificate on its own."""
+
+    trust_problem_indic: AdESSubIndic | None
+    validation_path: Any
+    revocation_details: Any
+    intact: bool = True
+    valid: bool = True
+
+
 async def _validate_certificate(
     der: bytes,
     intermediates: list[bytes],
@@ -759,7 +1049,8 @@ async def _validate_certificate(
     cert = x509.Certificate.load(der)
     extra = [x509.Certificate.load(item) for item in intermediates]
     pool = [*extra, *_certs(material.intermediates), *_certs(material.anchors)]
-    found = await source.gather([build_chain(cert, pool)])
+    chain = build_chain(cert, pool)
+    found = await source.gather([chain])
     material = dataclasses.replace(
         material,
         crls=tuple(found.crls),
@@ -767,7 +1058,6 @@ async def _validate_certificate(
         revocation_notes=found.notes,
         revocation_unknown=found.unknown,
     )
-    context = _context(material, at, extra)
     result = CertificateResult(
         subject=rfc4514(cert.subject),
         issuer=rfc4514(cert.issuer),
@@ -780,52 +1070,31 @@ async def _validate_certificate(
         trust_anchor="",
         checks=[],
     )
-    validator = CertificateValidator(cert, extra, validation_context=context)
-    chain = Check("chain", CHECK_PASSED, "chains to a configured trust anchor")
-    validity = Check("validity", CHECK_PASSED, f"valid at {_fmt(at)}")
-    usage = Check("key-usage", CHECK_PASSED, f"key usage {describe_key_usage(cert)} allows signing")
-    revocation = _revocation_passed(material, cert)
-    with _captured():
-        try:
-            path = await validator.async_validate_usage(  # type: ignore[no-untyped-call]
-                set(KEY_USAGES_FOR_SIGNING)
-            )
-            result.chain = [
-                rfc4514(c.subject) for c in reversed(list(path.iter_certs(include_root=True)))
-            ]
-            result.trust_anchor = rfc4514(path.trust_anchor.authority.name)
-        except InvalidCertificateError as exc:
-            usage = Check(
-                "key-usage",
-                CHECK_FAILED,
-                f"key usage {describe_key_usage(cert)} does not allow signing ({exc})",
-            )
-        except PathBuildingError:
-            chain = Check(
-                "chain",
-                CHECK_FAILED,
-                f"no chain to a configured trust anchor (issuer {result.issuer} is not trusted)",
-            )
-            validity = _skip("validity", "no chain")
-            usage = _skip("key-usage", "no chain")
-            revocation = _skip("revocation", "no chain")
-        except RevokedError as exc:
-            revocation = Check("revocation", CHECK_FAILED, str(exc))
-        except (ExpiredError, NotYetValidError) as exc:
-            validity = Check("validity", CHECK_FAILED, str(exc))
-            revocation = _skip("revocation", "certificate not valid")
-        except (PathValidationError, ValidationError) as exc:
-            if material.revocation_unknown and "revocation" in str(exc).lower():
-                why = "; ".join(material.revocation_unknown.values())
-                revocation = Check(
-                    "revocation",
-                    CHECK_FAILED,
-                    f"revocation status unknown and required ({material.revocation_mode} mode):"
-                    f" {why}",
-                )
-            else:
-                chain = Check("chain", CHECK_FAILED, str(exc))
-    result.checks = [chain, validity, usage, revocation, _cert_kind(result, material)]
+    # the same pyhanko routine and the same mapping as a signature's signer certificate
+    report = SignatureResult("", 0, "", signer_kind=result.signer_kind, uid=result.uid)
+    report.signing_time = at
+    report.own_key = fingerprint(cert)
+    report.chain_keys = frozenset(fingerprint(c) for c in chain)
+
+    async def run(material: Material) -> _CertStatus:
+        context = _context(material, at, extra)
+        outcome = await validate_cert_usage(
+            cert,
+            context,
+            key_usage_settings=_key_usage(),
+            paths=context.path_builder.async_build_paths_lazy(cert),
+        )
+        path = outcome.success_result or outcome.error_path
+        return _CertStatus(outcome.error_subindic, path, outcome.revo_details)
+
+    status, messages = await _soft_failing(run, material, cert)
+    path = status.validation_path
+    if path is not None and status.trust_problem_indic is None:
+        result.chain = [rfc4514(c.subject) for c in reversed(list(path.iter_certs(True)))]
+        result.trust_anchor = report.trust_anchor = rfc4514(path.trust_anchor.authority.name)
+    checks = _trust_checks(status, messages, material, cert, report)
+    result.checks = [*checks, _kind_check(report, material)]
+    result.indication, result.sub_indication = _indication(status, result.checks)
     return result
 
 

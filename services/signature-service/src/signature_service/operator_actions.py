@@ -50,3 +50,13 @@ class TrustAnnouncer:
 
     async def anchor_added(self, cert: x509.Certificate, legacy_caller: str) -> None:
         await announce_anchor_added(self._producer, self._topics, cert, legacy_caller)
+
+    async def anchor_removed(self, sha256: str, subject: str, legacy_caller: str) -> None:
+        action = OperatorAction(
+            actor=actor(legacy_caller),
+            action="trust_anchor.removed",
+            target=sha256,
+            details={"subject": subject},
+        )
+        envelope = new_event(action, producer="signature-service")
+        await self._producer.publish(self._topics.operator_actions, key=sha256, envelope=envelope)

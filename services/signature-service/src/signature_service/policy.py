@@ -111,6 +111,10 @@ class Policy:
             decision.failed_rule, decision.reason = failed_rule, reason
             return decision
 
+        # the readable-files rule first: no development shortcut lets an unreadable file through
+        for f in files:
+            if f.problem:
+                return reject("readable-files", f"{f.name}: {f.problem}")
         if not signatures and self.accept_unsigned:
             decision.accepted = True
             decision.reason = (
@@ -120,9 +124,6 @@ class Policy:
             return decision
         if not files:
             return reject("no-signed-file", "the document has no file to verify")
-        for f in files:
-            if f.problem:
-                return reject("readable-files", f"{f.name}: {f.problem}")
         for sig in signatures:
             if not sig.valid:
                 return reject(

@@ -59,9 +59,15 @@ def _next_update_ocsp(response: ocsp.OCSPResponse) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
+def _single_response(response: ocsp.OCSPResponse) -> ocsp.SingleResponse:
+    single: ocsp.SingleResponse = response["response_bytes"]["response"].parsed[
+        "tbs_response_data"
+    ]["responses"][0]
+    return single
+
+
 def _ocsp_status(response: ocsp.OCSPResponse) -> str:
-    single = response["response_bytes"]["response"].parsed["tbs_response_data"]["responses"][0]
-    return str(single["cert_status"].name)
+    return str(_single_response(response)["cert_status"].name)
 
 
 @dataclass(frozen=True)
@@ -165,9 +171,31 @@ class RevocationSource:
                 if der not in found.crls:
                     found.crls.append(der)
                 found.notes[key] = note
+            elif (supplied := self._supplied_for(cert)) is not None:
+                # no answer from the certificate's own locations (or it names none): the
+                # operator's material decides, in every mode but off
+                found.notes[key] = supplied
             else:
                 found.unknown[key] = f"{rfc4514(cert.subject)}: {note}"
         return found
+
+    def _supplied_for(self, cert: x509.Certificate) -> str | None:
+        """Words naming the supplied CRL or OCSP response that covers ``cert``, if any."""
+        for der in self.supplied_crls:
+            try:
+                issuer = crl.CertificateList.load(der)["tbs_cert_list"]["issuer"]
+            except ValueError:
+                continue
+            if issuer == cert.issuer:
+                return f"CRL of {rfc4514(issuer)} supplied in {self._supplied}"
+        for der in self.supplied_ocsps:
+            try:
+                single = _single_response(ocsp.OCSPResponse.load(der))
+            except (ValueError, KeyError, TypeError):
+                continue
+            if single["cert_id"]["serial_number"].native == cert.serial_number:
+                return f"OCSP response supplied in {self._supplied}"
+        return None
 
     async def _one(
         self, cert: x509.Certificate, issuer: x509.Certificate

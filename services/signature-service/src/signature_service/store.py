@@ -37,6 +37,8 @@ class OperatorAnchor:
 
     pem: str
     added_by: str
+    hierarchy: int = 0  # lienthong.signature.v1.Hierarchy
+    intermediate: bool = False
 
 
 class SignatureStore:
@@ -71,16 +73,42 @@ class SignatureStore:
 
     async def operator_anchors(self) -> list[OperatorAnchor]:
         return [
-            OperatorAnchor(row["pem"], row.get("added_by", ""))
+            OperatorAnchor(
+                row["pem"],
+                row.get("added_by", ""),
+                int(row.get("hierarchy", 0)),
+                bool(row.get("intermediate", False)),
+            )
             async for row in self._anchors.find({})
         ]
 
-    async def add_operator_anchor(self, sha256: str, pem: str, added_by: str) -> bool:
-        """Store an operator's anchor under its fingerprint; False when it was there already."""
+    async def add_operator_anchor(
+        self,
+        sha256: str,
+        pem: str,
+        added_by: str,
+        *,
+        hierarchy: int = 0,
+        intermediate: bool = False,
+    ) -> bool:
+        """Store an operator's anchor (or intermediate) under its fingerprint; False when it was
+        there already."""
         try:
             await self._anchors.insert_one(
-                {"_id": sha256, "pem": pem, "added_by": added_by, "added_at": datetime.now(UTC)}
+                {
+                    "_id": sha256,
+                    "pem": pem,
+                    "added_by": added_by,
+                    "added_at": datetime.now(UTC),
+                    "hierarchy": hierarchy,
+                    "intermediate": intermediate,
+                }
             )
         except DuplicateKeyError:
             return False
         return True
+
+    async def remove_operator_anchor(self, sha256: str) -> bool:
+        """False when no operator-added certificate had that fingerprint."""
+        result = await self._anchors.delete_one({"_id": sha256})
+        return bool(result.deleted_count)

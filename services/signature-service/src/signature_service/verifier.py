@@ -31,6 +31,7 @@ from asn1crypto import x509
 
 from lienthong_kit.errors import DeadlineExceeded, FieldViolation, InvalidArgument
 from lienthong_kit.logs import get_logger
+from lienthong_kit.tracing import current_trace_id
 from signature_service import engine
 from signature_service.engine import CertificateResult, FileResult, Material
 from signature_service.metrics import SIGNATURE_REVOCATION_FETCHES, SIGNATURE_VERIFY_DURATION
@@ -62,7 +63,11 @@ class Verifier:
         timeout: float = 60.0,
         person_prefixes: tuple[str, ...] = ("CCCD:", "CMND:", "HC:"),
         organisation_prefixes: tuple[str, ...] = ("MST:", "MNS:"),
+        log_service: str = "signature-service",
+        log_level: str = "info",
     ) -> None:
+        self.log_service = log_service
+        self.log_level = log_level
         self.trust = trust
         self.revocation = revocation
         self.policy = policy
@@ -79,7 +84,12 @@ class Verifier:
         if self.workers <= 0:
             return ThreadPoolExecutor(1, thread_name_prefix="signature-validation")
         # spawn: never fork a process that runs gRPC and asyncio threads
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return ProcessPoolExecutor(
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=engine.init_worker,
+            initargs=(self.log_service, self.log_level),
+        )
 
     async def warm_up(self) -> None:
         """Start the worker processes now (importing pyhanko takes a moment), not on the first
@@ -96,11 +106,13 @@ class Verifier:
         """``func(*args)`` in the pool within ``timeout``. TimeoutError: it did not finish (its
         pool was replaced); BrokenProcessPool: it crashed its worker twice."""
         loop = asyncio.get_running_loop()
+        trace_id = current_trace_id()  # the worker's log lines carry it
         for attempt in (1, 2):
             executor = self._executor
             try:
                 return await asyncio.wait_for(
-                    loop.run_in_executor(executor, func, *args), self.timeout
+                    loop.run_in_executor(executor, engine.traced, trace_id, func, *args),
+                    self.timeout,
                 )
             except TimeoutError:
                 self._replace(executor, "validation_timed_out")

@@ -21,6 +21,28 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _Hierarchy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HierarchyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Hierarchy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HIERARCHY_UNSPECIFIED: _Hierarchy.ValueType  # 0
+    HIERARCHY_PUBLIC_SERVICE: _Hierarchy.ValueType  # 1
+    """The public-service CA of the Government Cipher Committee (Ban Cơ yếu Chính phủ)."""
+    HIERARCHY_PUBLIC: _Hierarchy.ValueType  # 2
+    """Public CAs under the national root (NEAC)."""
+
+class Hierarchy(_Hierarchy, metaclass=_HierarchyEnumTypeWrapper):
+    """The trust hierarchy a CA certificate belongs to (Decree 68/2024/NĐ-CP, Decree 23/2025/NĐ-CP)."""
+
+HIERARCHY_UNSPECIFIED: Hierarchy.ValueType  # 0
+HIERARCHY_PUBLIC_SERVICE: Hierarchy.ValueType  # 1
+"""The public-service CA of the Government Cipher Committee (Ban Cơ yếu Chính phủ)."""
+HIERARCHY_PUBLIC: Hierarchy.ValueType  # 2
+"""Public CAs under the national root (NEAC)."""
+Global___Hierarchy: _TypeAlias = Hierarchy  # noqa: Y015
+
 class _Direction:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -336,6 +358,8 @@ class TrustAnchor(_message.Message):
     NOT_AFTER_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     PEM_FIELD_NUMBER: _builtins.int
+    HIERARCHY_FIELD_NUMBER: _builtins.int
+    INTERMEDIATE_FIELD_NUMBER: _builtins.int
     subject: _builtins.str
     sha256: _builtins.str
     """Lower-case hex SHA-256 of the DER certificate."""
@@ -343,6 +367,10 @@ class TrustAnchor(_message.Message):
     """"config:<path>" or "operator:<identity>"."""
     pem: _builtins.str
     """The certificate, PEM."""
+    hierarchy: Global___Hierarchy.ValueType
+    """The hierarchy an operator marked it with (UNSPECIFIED for configured certificates)."""
+    intermediate: _builtins.bool
+    """True for an intermediate CA (used to build chains), false for a trust anchor."""
     @_builtins.property
     def not_before(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -356,10 +384,12 @@ class TrustAnchor(_message.Message):
         not_after: _timestamp_pb2.Timestamp | None = ...,
         source: _builtins.str = ...,
         pem: _builtins.str = ...,
+        hierarchy: Global___Hierarchy.ValueType = ...,
+        intermediate: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["not_after", b"not_after", "not_before", b"not_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["not_after", b"not_after", "not_before", b"not_before", "pem", b"pem", "sha256", b"sha256", "source", b"source", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hierarchy", b"hierarchy", "intermediate", b"intermediate", "not_after", b"not_after", "not_before", b"not_before", "pem", b"pem", "sha256", b"sha256", "source", b"source", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -411,16 +441,22 @@ class AddTrustAnchorRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CERTIFICATE_FIELD_NUMBER: _builtins.int
+    HIERARCHY_FIELD_NUMBER: _builtins.int
     certificate: _builtins.bytes
-    """A self-signed CA certificate, PEM or DER."""
+    """A CA certificate, PEM or DER: self-signed, it becomes a trust anchor; issued by another
+    CA, an intermediate (it is trusted only through a chain to an anchor).
+    """
+    hierarchy: Global___Hierarchy.ValueType
+    """Which hierarchy it belongs to (required)."""
     def __init__(
         self,
         *,
         certificate: _builtins.bytes = ...,
+        hierarchy: Global___Hierarchy.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate", b"certificate", "hierarchy", b"hierarchy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -449,3 +485,43 @@ class AddTrustAnchorResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AddTrustAnchorResponse: _TypeAlias = AddTrustAnchorResponse  # noqa: Y015
+
+@_typing.final
+class RemoveTrustAnchorRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHA256_FIELD_NUMBER: _builtins.int
+    sha256: _builtins.str
+    """Lower-case hex SHA-256 of the certificate's DER (TrustAnchor.sha256)."""
+    def __init__(
+        self,
+        *,
+        sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sha256", b"sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveTrustAnchorRequest: _TypeAlias = RemoveTrustAnchorRequest  # noqa: Y015
+
+@_typing.final
+class RemoveTrustAnchorResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REMOVED_FIELD_NUMBER: _builtins.int
+    removed: _builtins.bool
+    """False when no operator-added certificate had that fingerprint (idempotent)."""
+    def __init__(
+        self,
+        *,
+        removed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["removed", b"removed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveTrustAnchorResponse: _TypeAlias = RemoveTrustAnchorResponse  # noqa: Y015

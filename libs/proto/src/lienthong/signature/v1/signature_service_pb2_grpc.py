@@ -61,6 +61,11 @@ class SignatureServiceStub(object):
                 request_serializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.AddTrustAnchorRequest.SerializeToString,
                 response_deserializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.AddTrustAnchorResponse.FromString,
                 _registered_method=True)
+        self.RemoveTrustAnchor = channel.unary_unary(
+                '/lienthong.signature.v1.SignatureService/RemoveTrustAnchor',
+                request_serializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.RemoveTrustAnchorRequest.SerializeToString,
+                response_deserializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.RemoveTrustAnchorResponse.FromString,
+                _registered_method=True)
 
 
 class SignatureServiceServicer(object):
@@ -99,7 +104,17 @@ class SignatureServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def AddTrustAnchor(self, request, context):
-        """Operators: add a trust anchor (a self-signed CA certificate); every replica picks it up.
+        """Operators: add a trust anchor (a self-signed CA certificate) or an intermediate CA
+        certificate, marked with its hierarchy; every replica picks it up, restarts keep it, the
+        audit chains record who did it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveTrustAnchor(self, request, context):
+        """Operators: remove an anchor or intermediate added with AddTrustAnchor (configured ones are
+        removed from the configuration files); effective at once on every replica, audited.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -132,6 +147,11 @@ def add_SignatureServiceServicer_to_server(servicer, server):
                     servicer.AddTrustAnchor,
                     request_deserializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.AddTrustAnchorRequest.FromString,
                     response_serializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.AddTrustAnchorResponse.SerializeToString,
+            ),
+            'RemoveTrustAnchor': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveTrustAnchor,
+                    request_deserializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.RemoveTrustAnchorRequest.FromString,
+                    response_serializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.RemoveTrustAnchorResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -271,6 +291,33 @@ class SignatureService(object):
             '/lienthong.signature.v1.SignatureService/AddTrustAnchor',
             lienthong_dot_signature_dot_v1_dot_signature__service__pb2.AddTrustAnchorRequest.SerializeToString,
             lienthong_dot_signature_dot_v1_dot_signature__service__pb2.AddTrustAnchorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveTrustAnchor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.signature.v1.SignatureService/RemoveTrustAnchor',
+            lienthong_dot_signature_dot_v1_dot_signature__service__pb2.RemoveTrustAnchorRequest.SerializeToString,
+            lienthong_dot_signature_dot_v1_dot_signature__service__pb2.RemoveTrustAnchorResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,7 +48,14 @@ class SignatureServiceStub:
     ListTrustAnchors: _grpc.UnaryUnaryMultiCallable[_signature_service_pb2.ListTrustAnchorsRequest, _signature_service_pb2.ListTrustAnchorsResponse]
     """Operators: the trust anchors in force (from configuration and added by operators)."""
     AddTrustAnchor: _grpc.UnaryUnaryMultiCallable[_signature_service_pb2.AddTrustAnchorRequest, _signature_service_pb2.AddTrustAnchorResponse]
-    """Operators: add a trust anchor (a self-signed CA certificate); every replica picks it up."""
+    """Operators: add a trust anchor (a self-signed CA certificate) or an intermediate CA
+    certificate, marked with its hierarchy; every replica picks it up, restarts keep it, the
+    audit chains record who did it.
+    """
+    RemoveTrustAnchor: _grpc.UnaryUnaryMultiCallable[_signature_service_pb2.RemoveTrustAnchorRequest, _signature_service_pb2.RemoveTrustAnchorResponse]
+    """Operators: remove an anchor or intermediate added with AddTrustAnchor (configured ones are
+    removed from the configuration files); effective at once on every replica, audited.
+    """
 
 @_typing.type_check_only
 class SignatureServiceAsyncStub(SignatureServiceStub):
@@ -70,7 +77,14 @@ class SignatureServiceAsyncStub(SignatureServiceStub):
     ListTrustAnchors: _aio.UnaryUnaryMultiCallable[_signature_service_pb2.ListTrustAnchorsRequest, _signature_service_pb2.ListTrustAnchorsResponse]  # type: ignore[assignment]
     """Operators: the trust anchors in force (from configuration and added by operators)."""
     AddTrustAnchor: _aio.UnaryUnaryMultiCallable[_signature_service_pb2.AddTrustAnchorRequest, _signature_service_pb2.AddTrustAnchorResponse]  # type: ignore[assignment]
-    """Operators: add a trust anchor (a self-signed CA certificate); every replica picks it up."""
+    """Operators: add a trust anchor (a self-signed CA certificate) or an intermediate CA
+    certificate, marked with its hierarchy; every replica picks it up, restarts keep it, the
+    audit chains record who did it.
+    """
+    RemoveTrustAnchor: _aio.UnaryUnaryMultiCallable[_signature_service_pb2.RemoveTrustAnchorRequest, _signature_service_pb2.RemoveTrustAnchorResponse]  # type: ignore[assignment]
+    """Operators: remove an anchor or intermediate added with AddTrustAnchor (configured ones are
+    removed from the configuration files); effective at once on every replica, audited.
+    """
 
 class SignatureServiceServicer(metaclass=_abc_1.ABCMeta):
     """Signature verification: the verdict on every submitted document, pre-checks for agency
@@ -119,6 +133,19 @@ class SignatureServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _signature_service_pb2.AddTrustAnchorRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_signature_service_pb2.AddTrustAnchorResponse, _abc.Awaitable[_signature_service_pb2.AddTrustAnchorResponse]]:
-        """Operators: add a trust anchor (a self-signed CA certificate); every replica picks it up."""
+        """Operators: add a trust anchor (a self-signed CA certificate) or an intermediate CA
+        certificate, marked with its hierarchy; every replica picks it up, restarts keep it, the
+        audit chains record who did it.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveTrustAnchor(
+        self,
+        request: _signature_service_pb2.RemoveTrustAnchorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_signature_service_pb2.RemoveTrustAnchorResponse, _abc.Awaitable[_signature_service_pb2.RemoveTrustAnchorResponse]]:
+        """Operators: remove an anchor or intermediate added with AddTrustAnchor (configured ones are
+        removed from the configuration files); effective at once on every replica, audited.
+        """
 
 def add_SignatureServiceServicer_to_server(servicer: SignatureServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
