@@ -45,6 +45,7 @@ from lienthong_kit.kafka import ensure_topics
 from lienthong_kit.server import ServiceApp
 from lienthong_kit.settings import KitSettings, load_settings
 from lienthong_local.sample import PROVINCE, sample_units
+from lienthong_testing.callers import REGISTRY_ADMIN, default_identity
 from routing_service.__main__ import build
 from routing_service.settings import Settings
 
@@ -138,6 +139,7 @@ async def main(documents: int, rounds: int) -> None:
             "LIENTHONG_TOPIC_PREFIX": prefix,
             "LIENTHONG_MONGO_DATABASE_PREFIX": f"{prefix}lienthong_",
             "LIENTHONG_LOG_LEVEL": "WARNING",
+            "LIENTHONG_DEV_AUTH": "true",
         },
     )
     units = sample_units()
@@ -145,7 +147,9 @@ async def main(documents: int, rounds: int) -> None:
     app = ServiceApp("routing-service", settings, build)
     await app.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        async with grpc.aio.insecure_channel(
+            f"127.0.0.1:{app.grpc_port}", interceptors=default_identity(REGISTRY_ADMIN)
+        ) as channel:
             await RoutingServiceStub(channel).ImportRegistry(
                 pb.ImportRegistryRequest(unit=u) for u in units
             )

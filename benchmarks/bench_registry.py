@@ -25,6 +25,7 @@ from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
 from lienthong_kit.server import ServiceApp
 from lienthong_kit.settings import load_settings
 from lienthong_local.sample import sample_units
+from lienthong_testing.callers import REGISTRY_ADMIN, default_identity
 from lienthong_testing.cleanup import remove_namespace
 from routing_service.__main__ import build
 from routing_service.settings import Settings
@@ -46,6 +47,7 @@ async def measure(changes: int, prefix: str) -> tuple[list[float], list[float]]:
             "LIENTHONG_TOPIC_PREFIX": prefix,
             "LIENTHONG_MONGO_DATABASE_PREFIX": f"{prefix}lienthong_",
             "LIENTHONG_LOG_LEVEL": "WARNING",
+            "LIENTHONG_DEV_AUTH": "true",
         },
     )
     first = ServiceApp("routing-service", settings, build)
@@ -54,8 +56,12 @@ async def measure(changes: int, prefix: str) -> tuple[list[float], list[float]]:
     await second.start()
     try:
         async with (
-            grpc.aio.insecure_channel(f"127.0.0.1:{first.grpc_port}") as a_channel,
-            grpc.aio.insecure_channel(f"127.0.0.1:{second.grpc_port}") as b_channel,
+            grpc.aio.insecure_channel(
+                f"127.0.0.1:{first.grpc_port}", interceptors=default_identity(REGISTRY_ADMIN)
+            ) as a_channel,
+            grpc.aio.insecure_channel(
+                f"127.0.0.1:{second.grpc_port}", interceptors=default_identity(REGISTRY_ADMIN)
+            ) as b_channel,
         ):
             a, b = RoutingServiceStub(a_channel), RoutingServiceStub(b_channel)
             units = sample_units()

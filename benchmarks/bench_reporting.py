@@ -57,6 +57,7 @@ from lienthong_kit.kafka import Topics, ensure_topics
 from lienthong_kit.settings import KitSettings, load_settings
 from lienthong_local.platform import Platform
 from lienthong_local.sample import sample_units
+from lienthong_testing.callers import OBSERVER
 from lienthong_testing.cleanup import remove_namespace
 from reporting_service.folding import Counts, facts_for
 
@@ -248,7 +249,7 @@ async def freshness(topics: Topics, endpoint: str, probes: int) -> list[float]:
                 sent = time.monotonic()
                 request = pb.GetAdoptionReportRequest(period=period, unit_codes=[unit])
                 while True:
-                    reply = await stub.GetAdoptionReport(request, timeout=10)
+                    reply = await stub.GetAdoptionReport(request, metadata=OBSERVER, timeout=10)
                     if reply.rows[0].incoming_over_network == 1:
                         lags.append(time.monotonic() - sent)
                         break

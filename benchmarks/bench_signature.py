@@ -45,6 +45,7 @@ from lienthong.common.v1.common_pb2 import Verdict
 from lienthong.signature.v1 import signature_service_pb2 as pb
 from lienthong.signature.v1.signature_service_pb2_grpc import SignatureServiceStub
 from lienthong_local.platform import Platform
+from lienthong_testing.callers import as_unit, with_default_identity
 from lienthong_testing.cleanup import remove_namespace
 from lienthong_testing.pki import LocalPki, make_pdf, running_pki, sign_pdf
 from signature_service.pki import build_chain, load_certificates
@@ -123,12 +124,16 @@ def rate_pyhanko(
     return asyncio.run(run())
 
 
+# a pre-check is any unit's call
+SENDER = "000.00.00.H23"
+
+
 def rate_service(endpoint: str, pdf: bytes, seconds: float) -> tuple[float, int]:
     """Verifications per second, and the calls made (the first, unmeasured, included)."""
     request = pb.VerifyDocumentRequest(
         files=[pb.DocumentFile(name="qd-15.pdf", content=pdf)], document_type="QĐ"
     )
-    with grpc.insecure_channel(endpoint) as channel:
+    with with_default_identity(grpc.insecure_channel(endpoint), as_unit(SENDER)) as channel:
         stub = SignatureServiceStub(channel)
         first = stub.VerifyDocument(request, timeout=60)
         assert first.verdict == Verdict.VERDICT_ACCEPTED, first.reason
@@ -168,6 +173,8 @@ def main() -> None:
             "LIENTHONG_SIGNATURE_INTERMEDIATES": str(pki.intermediates_file),
             "LIENTHONG_SIGNATURE_REVOCATION_MODE": "require",
             "LIENTHONG_LOG_LEVEL": "warning",
+            # signature-service alone: no registry to check the calling unit against
+            "LIENTHONG_REQUIRE_REGISTERED_UNITS": "false",
         }
         platform = Platform.empty(log_dir=Path(folder) / "logs", prefix=prefix, extra_env=env)
         try:
