@@ -220,6 +220,7 @@ def apply_acls(
             "ssl.ca.location": str(tls.ca),
             "ssl.certificate.location": str(tls.cert(ADMIN)),
             "ssl.key.location": str(tls.key(ADMIN)),
+            "log_level": 4,  # warnings and worse: not its info line about closing
         }
     )
     for future in admin.create_acls(bindings, request_timeout=timeout).values():
