@@ -17,9 +17,12 @@ from lienthong.document.v1 import document_service_pb2 as doc_pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
 from lienthong.reporting.v1 import reporting_service_pb2 as rep_pb
 from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceStub
+from lienthong.routing.v1 import routing_service_pb2 as routing_pb
+from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
 from lienthong_local.kafka_tls import KafkaTls
 from lienthong_local.platform import KafkaTlsListener, Platform
-from lienthong_local.run import load_sample_registry
+from lienthong_local.sample import sample_units
+from lienthong_testing.callers import OBSERVER, REGISTRY_ADMIN, as_unit
 from lienthong_testing.cleanup import remove_namespace
 from lienthong_testing.waiting import eventually_sync
 
@@ -55,13 +58,13 @@ def platform(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     log_dir = tmp_path_factory.mktemp("platform-tls-logs")
     listener = KafkaTlsListener(TLS_BOOTSTRAP, tls)
     with Platform.start(log_dir=log_dir, prefix=prefix, kafka_tls=listener) as running:
-        load_sample_registry(running.endpoint("routing-service"))
+        with grpc.insecure_channel(running.endpoint("routing-service")) as channel:
+            for unit in sample_units():
+                RoutingServiceStub(channel).UpsertUnit(
+                    routing_pb.UpsertUnitRequest(unit=unit), metadata=REGISTRY_ADMIN, timeout=10
+                )
         yield running
     remove_namespace(prefix, kafka="127.0.0.1:9092", mongo="mongodb://127.0.0.1:27017")
-
-
-def as_unit(code: str) -> tuple[tuple[str, str], ...]:
-    return (("x-lienthong-unit", code),)
 
 
 def inbox(platform: Platform, unit: str) -> list[str]:
@@ -76,6 +79,7 @@ def report(platform: Platform, period: str) -> dict[str, rep_pb.AdoptionRow]:
     with grpc.insecure_channel(platform.endpoint("reporting-service")) as channel:
         reply = ReportingServiceStub(channel).GetAdoptionReport(
             rep_pb.GetAdoptionReportRequest(period=period, unit_codes=[SENDER, DISTRICT]),
+            metadata=OBSERVER,
             timeout=10,
         )
     return {row.unit_code: row for row in reply.rows}
