@@ -17,8 +17,14 @@
 # data lives in /var/lib/lienthong/postgres-<hash of the data dir's path> (one per clone, owned
 # by postgres); a clone whose in-tree PostgreSQL data already exists keeps using it.
 #
+# Kafka's TLS listener (LIENTHONG_KAFKA_TLS_PORT, 9094; "off" for none) requires a client
+# certificate and runs the KRaft StandardAuthorizer: the services' principals User:CN=<service>
+# get the ACLs declared in lienthong_kit.kafka_access, applied at `up` by the admin
+# (User:CN=lienthong-admin). Certificates are generated at `up` into $DATA/kafka/tls (needs
+# .venv: `make install`); the plaintext listener stays for make test and make run.
+#
 # Environment: LIENTHONG_DATA_DIR (default deploy/local/.data), LIENTHONG_KAFKA_PORT (9092),
-# LIENTHONG_KAFKA_CONTROLLER_PORT (9093), LIENTHONG_MONGO_PORT (27017), LIENTHONG_PG_PORT
+# LIENTHONG_KAFKA_CONTROLLER_PORT (9093), LIENTHONG_KAFKA_TLS_PORT (9094), LIENTHONG_MONGO_PORT (27017), LIENTHONG_PG_PORT
 # (54329), LIENTHONG_PG_DIR (PostgreSQL's folder, see above), LIENTHONG_STORE_BACKEND
 # (postgresql|sqlite), KAFKA_HEAP (512m).
 set -euo pipefail
@@ -27,6 +33,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DATA=${LIENTHONG_DATA_DIR:-$HERE/.data}
 KAFKA_PORT=${LIENTHONG_KAFKA_PORT:-9092}
 CONTROLLER_PORT=${LIENTHONG_KAFKA_CONTROLLER_PORT:-9093}
+TLS_PORT=${LIENTHONG_KAFKA_TLS_PORT:-9094}
 MONGO_PORT=${LIENTHONG_MONGO_PORT:-27017}
 PG_PORT=${LIENTHONG_PG_PORT:-54329}
 BACKEND=${LIENTHONG_STORE_BACKEND:-postgresql}
@@ -37,6 +44,8 @@ PY=${PYTHON:-python3}
 KAFKA_LIBS=$DATA/kafka-libs
 KAFKA_DIR=$DATA/kafka
 FERRET_BIN=$DATA/bin/ferretdb
+TLS_DIR=$KAFKA_DIR/tls
+VENV_PY=$HERE/../../.venv/bin/python
 FERRET_DIR=$DATA/ferretdb
 
 # PostgreSQL's folder (data/, its log, its socket): see the header.
@@ -154,8 +163,17 @@ start_kafka() {
     return
   fi
   mkdir -p "$KAFKA_DIR"
+  local tls_listener=""
+  if tls_wanted; then
+    "$VENV_PY" -m lienthong_local.kafka_tls certs "$TLS_DIR" || die "could not make the Kafka TLS certificates"
+    tls_listener=",SSL://127.0.0.1:$TLS_PORT"
+  fi
   sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
+    -e "s|@TLS_LISTENER@|$tls_listener|g" \
     -e "s|@DATA_DIR@|$KAFKA_DIR|g" "$HERE/kafka/server.properties.in" >"$KAFKA_DIR/server.properties"
+  if [[ -n $tls_listener ]]; then
+    sed -e "s|@TLS_DIR@|$TLS_DIR|g" "$HERE/kafka/tls.properties.in" >>"$KAFKA_DIR/server.properties"
+  fi
   local cp="$KAFKA_LIBS/*" log4j="-Dlog4j2.configurationFile=$HERE/kafka/log4j2.xml"
   if [[ ! -f $KAFKA_DIR/log/meta.properties ]]; then
     local cluster_id
@@ -168,6 +186,25 @@ start_kafka() {
   setsid nohup java "-Xmx$KAFKA_HEAP" "-Xms$KAFKA_HEAP" -XX:+UseG1GC "$log4j" -cp "$cp" \
     kafka.Kafka "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/kafka.log" 2>&1 </dev/null &
   echo $! >"$KAFKA_DIR/pid"
+}
+
+tls_wanted() {
+  [[ $TLS_PORT != off ]] || return 1
+  [[ -x $VENV_PY ]] && return 0
+  say "Kafka TLS listener off: no .venv to make its certificates with (make install)"
+  return 1
+}
+
+# The declared ACLs, for production's topic names (a test applies its own prefix's).
+apply_kafka_acls() {
+  [[ $TLS_PORT != off && -f $TLS_DIR/ca.pem && -x $VENV_PY ]] || return 0
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$TLS_PORT") 2>/dev/null; then
+    say "Kafka has no TLS listener on 127.0.0.1:$TLS_PORT (started without it: infra-down, infra-up)"
+    return 0
+  fi
+  "$VENV_PY" -m lienthong_local.kafka_tls acls "127.0.0.1:$TLS_PORT" "$TLS_DIR" \
+    || die "the Kafka ACLs could not be applied"
+  say "Kafka TLS listener 127.0.0.1:$TLS_PORT, certificates in $TLS_DIR"
 }
 
 # FerretDB v1's lookups on PostgreSQL scan whole collections without this (see the file).
@@ -236,7 +273,7 @@ purge() {
 
 case "${1:-}" in
   install) mkdir -p "$DATA"; install_kafka; install_ferretdb ;;
-  up) mkdir -p "$DATA"; install_kafka; install_ferretdb; start_kafka; start_ferretdb; wait_ready ;;
+  up) mkdir -p "$DATA"; install_kafka; install_ferretdb; start_kafka; start_ferretdb; wait_ready; apply_kafka_acls ;;
   down) stop_pid Kafka "$KAFKA_DIR/pid"; stop_pid FerretDB "$FERRET_DIR/pid"; stop_postgres ;;
   status) status ;;
   purge) purge ;;

@@ -79,6 +79,22 @@ class KitSettings:
     kafka_replication_factor: int = setting(
         "LIENTHONG_KAFKA_REPLICATION_FACTOR", 1, doc="replication factor of topics it creates"
     )
+    kafka_security_protocol: str = setting(
+        "LIENTHONG_KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        doc="PLAINTEXT, or SSL: TLS to the brokers, with a client certificate when one is set",
+    )
+    kafka_tls_ca: Path | None = setting(
+        "LIENTHONG_KAFKA_TLS_CA", None, doc="CA bundle (PEM) the brokers' certificates chain to"
+    )
+    kafka_tls_cert: Path | None = setting(
+        "LIENTHONG_KAFKA_TLS_CERT",
+        None,
+        doc="client certificate (PEM): the service's Kafka principal User:CN=<service>",
+    )
+    kafka_tls_key: Path | None = setting(
+        "LIENTHONG_KAFKA_TLS_KEY", None, doc="private key (PEM) of LIENTHONG_KAFKA_TLS_CERT"
+    )
     topic_prefix: str = setting("LIENTHONG_TOPIC_PREFIX", "", doc="prefix of every topic and group")
     mongo_url: str = setting(
         "LIENTHONG_MONGO_URL", "mongodb://127.0.0.1:27017", doc="MongoDB or FerretDB connection URL"

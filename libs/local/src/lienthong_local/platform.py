@@ -6,10 +6,16 @@
 
 Each service is ``python -m <package>`` with its LIENTHONG_* environment; its log goes to a
 file under the log folder. Used by ``make run`` and by the end-to-end tests.
+
+With ``kafka_tls`` (the local broker's TLS listener, lienthong_local.kafka_tls) each service
+connects to Kafka as its own principal, ``User:CN=<service>``, with only the ACLs declared in
+lienthong_kit.kafka_access: the admin creates the topics and applies the ACLs first, and the
+services create none. A service with no declared Kafka access stays on the plaintext listener.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -24,7 +30,12 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-__all__ = ["SERVICES", "Platform", "ServiceProcess", "free_port"]
+from lienthong_kit.kafka import Topics, ensure_topics
+from lienthong_kit.kafka_access import declared
+from lienthong_kit.settings import KitSettings, load_settings
+from lienthong_local.kafka_tls import ADMIN, KafkaTls, apply_acls
+
+__all__ = ["SERVICES", "KafkaTlsListener", "Platform", "ServiceProcess", "free_port"]
 
 SERVICES = (
     "document-service",
@@ -62,11 +73,43 @@ class ServiceProcess:
             return int(reply.status)
 
 
+@dataclass(frozen=True)
+class KafkaTlsListener:
+    """The local broker's TLS listener and the folder of its certificates."""
+
+    bootstrap: str
+    tls: KafkaTls
+
+    def prepare(self, prefix: str) -> None:
+        """As the admin: create ``prefix``'s topics and apply every service's ACLs on them."""
+        topics = Topics(prefix)
+        admin = load_settings(
+            KitSettings,
+            {
+                "LIENTHONG_KAFKA_BOOTSTRAP": self.bootstrap,
+                "LIENTHONG_TOPIC_PREFIX": prefix,
+                **self.tls.client_env(ADMIN),
+            },
+        )
+        asyncio.run(ensure_topics(admin, topics.all(), compacted=topics.compacted()))
+        apply_acls(self.bootstrap, self.tls, declared(topics).values())
+
+    def env(self, service: str) -> dict[str, str]:
+        if service not in declared():
+            return {}
+        return {
+            "LIENTHONG_KAFKA_BOOTSTRAP": self.bootstrap,
+            "LIENTHONG_KAFKA_CREATE_TOPICS": "false",
+            **self.tls.client_env(service),
+        }
+
+
 @dataclass
 class Platform:
     env: dict[str, str]
     log_dir: Path
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
+    kafka_tls: KafkaTlsListener | None = None
 
     @classmethod
     @contextmanager
@@ -78,8 +121,11 @@ class Platform:
         fixed_ports: bool = False,
         extra_env: Mapping[str, str] | None = None,
         timeout: float = 90.0,
+        kafka_tls: KafkaTlsListener | None = None,
     ) -> Iterator[Platform]:
-        platform = cls.empty(log_dir=log_dir, prefix=prefix, extra_env=extra_env)
+        platform = cls.empty(
+            log_dir=log_dir, prefix=prefix, extra_env=extra_env, kafka_tls=kafka_tls
+        )
         try:
             for name in SERVICES:
                 ports = DEFAULT_PORTS[name] if fixed_ports else (free_port(), free_port())
@@ -91,9 +137,16 @@ class Platform:
 
     @classmethod
     def empty(
-        cls, *, log_dir: Path, prefix: str = "", extra_env: Mapping[str, str] | None = None
+        cls,
+        *,
+        log_dir: Path,
+        prefix: str = "",
+        extra_env: Mapping[str, str] | None = None,
+        kafka_tls: KafkaTlsListener | None = None,
     ) -> Platform:
         """A platform with no service launched yet (tests launch the ones they need)."""
+        if kafka_tls is not None:
+            kafka_tls.prepare(prefix)
         env = {
             **os.environ,
             "LIENTHONG_TOPIC_PREFIX": prefix,
@@ -107,7 +160,7 @@ class Platform:
             **(extra_env or {}),
         }
         log_dir.mkdir(parents=True, exist_ok=True)
-        return cls(env, log_dir)
+        return cls(env, log_dir, kafka_tls=kafka_tls)
 
     def launch(
         self,
@@ -124,6 +177,7 @@ class Platform:
         env = {
             **self.env,
             **self._addresses(),
+            **(self.kafka_tls.env(name) if self.kafka_tls else {}),
             "LIENTHONG_GRPC_PORT": str(grpc_port),
             "LIENTHONG_METRICS_PORT": str(metrics_port),
             **(extra_env or {}),

@@ -15,6 +15,7 @@ from lienthong.reporting.v1 import reporting_service_pb2
 from lienthong.reporting.v1.reporting_service_pb2_grpc import add_ReportingServiceServicer_to_server
 from lienthong_kit.failpoints import arm
 from lienthong_kit.kafka import TopicTail, ensure_topics
+from lienthong_kit.kafka.security import kafka_ssl_context
 from lienthong_kit.logs import configure_logging, get_logger
 from lienthong_kit.server import Deps, GrpcService, ServiceApp, Wiring
 from lienthong_kit.settings import load_settings
@@ -75,6 +76,7 @@ def create(settings: Settings) -> tuple[ReportingApp, ServiceApp[Settings]]:
         data_dir=settings.data_dir,
         producer=service.producer,
         skip=skip_hook(settings.failpoints),
+        kafka_ssl=kafka_ssl_context(settings),
     )
     holder["app"] = reporting
     return reporting, service

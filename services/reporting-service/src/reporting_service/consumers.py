@@ -21,6 +21,7 @@ sees the whole table, and the report reads every unit.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -62,6 +63,7 @@ class ReportingApp:
         data_dir: Path,
         producer: EventProducer,
         skip: SkipHook | None = None,
+        kafka_ssl: ssl.SSLContext | None = None,
     ) -> None:
         self.topics = topics
         self.group = topics.group("reporting-service")
@@ -84,6 +86,8 @@ class ReportingApp:
             # what the commit waits for, not the linger.
             producer_linger=0.01,
             web_enabled=False,
+            # TLS with the service's certificate when the kit's settings say SSL
+            broker_credentials=kafka_ssl,
         )
         self.guards = FaustGuards(self.app, bootstrap, skip=skip)
         self.source_topics = [topics.documents, *topics.all_deliveries, topics.verifications]

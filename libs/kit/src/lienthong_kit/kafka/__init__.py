@@ -20,7 +20,8 @@ Every record carries the producer's trace (W3C ``traceparent`` header); the loop
 tails run each handler in a span that continues it (see lienthong_kit.tracing).
 
 Modules: ``topics`` (names, dead-letter headers), ``admin`` (``ensure_topics``),
-``producer``, ``ranges`` (``read_range``), ``consumer`` (the loop), ``tail`` (``TopicTail``).
+``producer``, ``ranges`` (``read_range``), ``consumer`` (the loop), ``tail`` (``TopicTail``),
+``security`` (``kafka_security``: the TLS arguments every one of them connects with).
 """
 
 from lienthong_kit.infra import INFRA_ERRORS
@@ -28,6 +29,7 @@ from lienthong_kit.kafka.admin import ensure_topics
 from lienthong_kit.kafka.consumer import METADATA_MAX_AGE_MS, ConsumerLoop, ConsumerSpec, Handler
 from lienthong_kit.kafka.producer import EventProducer
 from lienthong_kit.kafka.ranges import read_range
+from lienthong_kit.kafka.security import kafka_security
 from lienthong_kit.kafka.tail import TopicTail
 from lienthong_kit.kafka.topics import Topics, dead_letter_headers
 
@@ -42,5 +44,6 @@ __all__ = [
     "Topics",
     "dead_letter_headers",
     "ensure_topics",
+    "kafka_security",
     "read_range",
 ]

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from lienthong_kit.kafka.security import kafka_security
 from lienthong_kit.logs import get_logger
 from lienthong_kit.settings import KitSettings
 
@@ -20,7 +21,9 @@ async def ensure_topics(
     settings: KitSettings, names: Sequence[str], *, compacted: Sequence[str] = ()
 ) -> None:
     """Create the missing topics (local and test runs; Strimzi owns them in production)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, **kafka_security(settings)
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())

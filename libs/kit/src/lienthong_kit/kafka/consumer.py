@@ -22,6 +22,7 @@ from lienthong_kit.envelope import EventEnvelope, decode_envelope
 from lienthong_kit.errors import PoisonEvent
 from lienthong_kit.infra import retry_while_down
 from lienthong_kit.kafka.producer import EventProducer
+from lienthong_kit.kafka.security import kafka_security
 from lienthong_kit.kafka.topics import Topics, dead_letter_headers
 from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import CONSUMER_LAG, EVENTS_CONSUMED, HANDLER_ERRORS
@@ -120,6 +121,7 @@ class ConsumerLoop:
             auto_offset_reset="earliest",
             max_poll_records=200,
             metadata_max_age_ms=METADATA_MAX_AGE_MS,
+            **kafka_security(self._settings),
             **(
                 {"fetch_min_bytes": 64 * 1024, "fetch_max_wait_ms": self.spec.fetch_wait_ms}
                 if self.spec.fetch_wait_ms

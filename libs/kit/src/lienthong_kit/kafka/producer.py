@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaConnectionError
 from aiokafka.partitioner import DefaultPartitioner
 
 from lienthong_kit.envelope import EventEnvelope
+from lienthong_kit.kafka.security import kafka_security
 from lienthong_kit.metrics import EVENTS_PRODUCED
 from lienthong_kit.settings import KitSettings
 from lienthong_kit.tracing import kafka_headers
@@ -48,6 +49,7 @@ class EventProducer:
             linger_ms=2,
             max_request_size=self._settings.max_message_bytes,
             max_batch_size=min(_BATCH_BYTES, self._settings.max_message_bytes),
+            **kafka_security(self._settings),
         )
         try:
             await producer.start()

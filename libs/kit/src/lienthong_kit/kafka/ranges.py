@@ -3,24 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaTimeoutError
+
+from lienthong_kit.kafka.security import kafka_security
+from lienthong_kit.settings import KitSettings
 
 __all__ = ["read_range"]
 
 
 async def read_range(
-    bootstrap: str, topic: str, partition: int, start: int, end: int, timeout: float = 30.0
+    bootstrap: str | KitSettings,
+    topic: str,
+    partition: int,
+    start: int,
+    end: int,
+    timeout: float = 30.0,
+    *,
+    security: Mapping[str, Any] | None = None,
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """The records at offsets ``start`` to ``end`` (exclusive) of one partition, read by a
-    short-lived consumer outside any group (nothing is committed). Raises
+    short-lived consumer outside any group (nothing is committed). ``bootstrap`` is the
+    settings (their TLS too), or servers with ``security`` (kafka_security's arguments;
+    plaintext when None). Raises
     :class:`KafkaTimeoutError` if they are not all read within ``timeout`` seconds."""
     if end <= start:
         return []
     tp = TopicPartition(topic, partition)
+    if isinstance(bootstrap, KitSettings):
+        servers, security = bootstrap.kafka_bootstrap, kafka_security(bootstrap)
+    else:
+        servers = bootstrap
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        bootstrap_servers=servers, group_id=None, enable_auto_commit=False, **(security or {})
     )
     await consumer.start()
     try:

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer
 from lienthong_kit.envelope import EventEnvelope, decode_envelope
 from lienthong_kit.errors import PoisonEvent
 from lienthong_kit.kafka.consumer import METADATA_MAX_AGE_MS
+from lienthong_kit.kafka.security import kafka_security
 from lienthong_kit.logs import get_logger
 from lienthong_kit.settings import KitSettings
 from lienthong_kit.tracing import SpanKind, context_from_headers, span
@@ -59,6 +60,7 @@ class TopicTail:
             auto_offset_reset="earliest" if self._from_beginning else "latest",
             fetch_max_wait_ms=100,
             metadata_max_age_ms=METADATA_MAX_AGE_MS,
+            **kafka_security(self._settings),
         )
         await consumer.start()
         watcher: asyncio.Task[None] | None = None
