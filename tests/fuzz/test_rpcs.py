@@ -20,7 +20,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health_pb2
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from document_service.access import ACCESS as DOCUMENT_ACCESS
@@ -109,20 +109,18 @@ HOSTILE_TEXT = [
 
 
 def huge_text() -> st.SearchStrategy[str]:
-    # the larger ones exceed gRPC's receive limit: RESOURCE_EXHAUSTED, a client error
+    # past every field's bound; the largest (4.8 MB) also past a small receive limit
     return st.builds(
         lambda char, size: char * size,
         st.sampled_from(["a", "é", "\u202e", "\x00", "𝕏", "000.00.00.H23,"]),
-        st.sampled_from([129, 513, 2_001, 100_000, 1_500_000, 9_000_000]),
+        st.sampled_from([129, 513, 2_001, 100_000, 1_200_000]),
     )
 
 
-def text() -> st.SearchStrategy[str]:
-    return st.one_of(
-        st.sampled_from(HOSTILE_TEXT),
-        st.text(st.characters(exclude_categories=("Cs",)), max_size=40),
-        huge_text(),
-    )
+def text(small: bool) -> st.SearchStrategy[str]:
+    hostile = st.sampled_from(HOSTILE_TEXT)
+    short = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+    return st.one_of(hostile, short) if small else st.one_of(hostile, short, huge_text())
 
 
 INT_BOUNDS = {
@@ -139,11 +137,13 @@ INT_BOUNDS = {
 }
 
 
-def scalar(field: FieldDescriptor) -> st.SearchStrategy[Any]:
+def scalar(field: FieldDescriptor, small: bool) -> st.SearchStrategy[Any]:
     kind = field.type
     if kind == FieldDescriptor.TYPE_STRING:
-        return text()
+        return text(small)
     if kind == FieldDescriptor.TYPE_BYTES:
+        if small:
+            return st.binary(max_size=64)
         return st.one_of(
             st.binary(max_size=64),
             st.builds(lambda size: b"\x00" * size, st.sampled_from([100_000, 2_000_000])),
@@ -159,38 +159,45 @@ def scalar(field: FieldDescriptor) -> st.SearchStrategy[Any]:
     return st.one_of(st.sampled_from([0, 1, -1 if low else 2, low, high]), st.integers(low, high))
 
 
-def repeated(element: st.SearchStrategy[Any]) -> st.SearchStrategy[list[Any]]:
-    return st.one_of(
-        st.lists(element, max_size=4),
-        # deeply repeated: one value many times (bounds and duplicate checks)
-        st.builds(lambda value, count: [value] * count, element, st.sampled_from([201, 5_000])),
-    )
+def message(
+    descriptor: Descriptor, depth: int = 0, small: bool = False
+) -> st.SearchStrategy[dict[str, Any]]:
+    """A plan for one message: a value for some of its fields (nested up to a depth).
 
-
-def message(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy[dict[str, Any]]:
-    """A plan for one message: a value for some of its fields (nested up to a depth)."""
+    ``small``: inside a repeated field, values stay small and lists short, so a request stays
+    within tens of MB (one huge value repeated 5,000 times would not)."""
     if depth > 3:
         return st.just({})
     fields: dict[str, st.SearchStrategy[Any]] = {}
     for field in descriptor.fields:
+        is_list = field.is_repeated
+        inner = small or is_list or depth > 0  # huge values at the top level only
         if field.type == FieldDescriptor.TYPE_MESSAGE:
             if field.message_type.GetOptions().map_entry:
-                key = scalar(field.message_type.fields_by_name["key"])
+                key = scalar(field.message_type.fields_by_name["key"], True)
                 value_field = field.message_type.fields_by_name["value"]
                 value = (
-                    message(value_field.message_type, depth + 1)
+                    message(value_field.message_type, depth + 1, True)
                     if value_field.type == FieldDescriptor.TYPE_MESSAGE
-                    else scalar(value_field)
+                    else scalar(value_field, True)
                 )
                 fields[field.name] = st.dictionaries(key, value, max_size=3)
                 continue
             element: st.SearchStrategy[Any] = st.deferred(
-                lambda f=field: message(f.message_type, depth + 1)
+                lambda f=field, inner=inner: message(f.message_type, depth + 1, inner)
             )
         else:
-            element = scalar(field)
-        is_list = field.label == FieldDescriptor.LABEL_REPEATED
-        fields[field.name] = repeated(element) if is_list else element
+            element = scalar(field, inner)
+        if not is_list:
+            fields[field.name] = element
+        elif small:
+            fields[field.name] = st.lists(element, max_size=3)
+        else:
+            # deeply repeated: one value many times (bounds and duplicate checks)
+            fields[field.name] = st.one_of(
+                st.lists(element, max_size=4),
+                st.builds(lambda v, n: [v] * n, element, st.sampled_from([201, 5_000])),
+            )
     if not fields:
         return st.just({})
     return st.fixed_dictionaries({}, optional=fields)
@@ -213,7 +220,7 @@ def fill(target: Message, plan: dict[str, Any]) -> None:
                     fill(slot[key], item)
                 else:
                     slot[key] = item
-        elif field.label == FieldDescriptor.LABEL_REPEATED:
+        elif field.is_repeated:
             if field.type == FieldDescriptor.TYPE_MESSAGE:
                 for item in value:
                     fill(slot.add(), item)
@@ -226,9 +233,31 @@ def fill(target: Message, plan: dict[str, Any]) -> None:
             setattr(target, name, value)
 
 
+#: RPCs answering INTERNAL to an id holding a NUL character (test_known_defects.py)
+NUL_DEFECTS = {
+    "lienthong.document.v1.DocumentService.GetDocument",
+    "lienthong.document.v1.DocumentService.GetAttachment",
+    "lienthong.document.v1.DocumentService.AcknowledgeDelivery",
+    "lienthong.document.v1.DocumentService.ExportAudit",
+    "lienthong.notification.v1.NotificationService.DeleteContact",
+    "lienthong.notification.v1.NotificationService.DeleteGroup",
+    "lienthong.notification.v1.NotificationService.Unsubscribe",
+}
+
+
+def known_defect(method: str, request: Message) -> bool:
+    """Whether ``request`` hits a defect a strict xfail in test_known_defects.py pins."""
+    if method in NUL_DEFECTS and "\\000" in str(request):
+        return True
+    if method == "lienthong.document.v1.DocumentService.WatchInbox":
+        since = getattr(request, "since", None)
+        return since is not None and not -62135596800 <= since.seconds <= 253402300799
+    return False
+
+
 def call(
     platform: Platform, service: str, method: MethodDescriptor, requests: list[Message], who: Any
-) -> grpc.StatusCode:
+) -> tuple[grpc.StatusCode, str]:
     path = f"/{method.containing_service.full_name}/{method.name}"
     reply_type = GetMessageClass(method.output_type)
     options = [("grpc.max_send_message_length", 64 * 1024 * 1024)]
@@ -251,8 +280,8 @@ def call(
                 )
                 unary(requests[0], metadata=who, timeout=60)
         except grpc.RpcError as exc:
-            return exc.code()  # type: ignore[no-any-return]
-    return grpc.StatusCode.OK
+            return exc.code(), exc.details() or ""
+    return grpc.StatusCode.OK, ""
 
 
 def assert_serving(platform: Platform, service: str) -> None:
@@ -273,15 +302,21 @@ def test_every_answer_is_ok_or_a_client_error(
         max_examples=EXAMPLES,
         deadline=None,
         database=None,
+        # the same examples on every CI run (a failure is reproducible); random under make faults
+        derandomize=not FULL,
         suppress_health_check=list(HealthCheck),
     )
     @given(plans)
     def fuzz(requests: list[dict[str, Any]]) -> None:
         built = [build(method.input_type, plan) for plan in requests]
-        status = call(fuzz_platform, service, method, built, who)
+        # a defect already pinned by a strict xfail in test_known_defects.py
+        assume(not any(known_defect(method.full_name, request) for request in built))
+        status, details = call(fuzz_platform, service, method, built, who)
         SENT[service] += 1
         allowed = CLIENT_ERRORS | (STREAM_ENDS if method.server_streaming else set())
-        assert status in allowed, f"{method.full_name} answered {status.name} to {built[0]!s:.2000}"
+        assert status in allowed, (
+            f"{method.full_name} answered {status.name} ({details}) to {built[0]!s:.2000}"
+        )
 
     fuzz()
     assert_serving(fuzz_platform, service)

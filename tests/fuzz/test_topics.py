@@ -73,7 +73,7 @@ def filled(
         if field.type == FieldDescriptor.TYPE_MESSAGE:
             if depth > 2 or field.message_type.GetOptions().map_entry:
                 continue
-            if field.label == FieldDescriptor.LABEL_REPEATED:
+            if field.is_repeated:
                 for _ in range(3):
                     getattr(target, field.name).add().CopyFrom(
                         filled(field.message_type, value, depth + 1)
@@ -86,7 +86,7 @@ def filled(
         item = value(field, depth)
         if item is None:
             continue
-        if field.label == FieldDescriptor.LABEL_REPEATED:
+        if field.is_repeated:
             getattr(target, field.name).extend([item] * 2_000)
         else:
             setattr(target, field.name, item)
