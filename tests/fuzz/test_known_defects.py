@@ -51,6 +51,26 @@ CASES: dict[str, tuple[str, Callable[[grpc.Channel], Any]]] = {
             )
         ),
     ),
+    "ReserveNumber": (
+        "document-service",
+        lambda ch: DocumentServiceStub(ch).ReserveNumber(
+            doc_pb.ReserveNumberRequest(series=NUL), metadata=SENDER, timeout=30
+        ),
+    ),
+    "TrackDocument": (
+        "document-service",
+        lambda ch: DocumentServiceStub(ch).TrackDocument(
+            doc_pb.TrackDocumentRequest(document_id=NUL), metadata=SENDER, timeout=30
+        ),
+    ),
+    "WatchInbox nanos -1": (
+        "document-service",
+        lambda ch: list(
+            DocumentServiceStub(ch).WatchInbox(
+                doc_pb.WatchInboxRequest(since={"nanos": -1}), metadata=SENDER, timeout=5
+            )
+        ),
+    ),
     "WatchInbox": (
         "document-service",
         lambda ch: list(
@@ -59,6 +79,12 @@ CASES: dict[str, tuple[str, Callable[[grpc.Channel], Any]]] = {
                 metadata=SENDER,
                 timeout=5,
             )
+        ),
+    ),
+    "GetContact": (
+        "notification-service",
+        lambda ch: NotificationServiceStub(ch).GetContact(
+            note_pb.GetContactRequest(contact_id=NUL), metadata=SENDER, timeout=30
         ),
     ),
     "DeleteContact": (

@@ -239,6 +239,9 @@ NUL_DEFECTS = {
     "lienthong.document.v1.DocumentService.GetAttachment",
     "lienthong.document.v1.DocumentService.AcknowledgeDelivery",
     "lienthong.document.v1.DocumentService.ExportAudit",
+    "lienthong.document.v1.DocumentService.ReserveNumber",
+    "lienthong.document.v1.DocumentService.TrackDocument",
+    "lienthong.notification.v1.NotificationService.GetContact",
     "lienthong.notification.v1.NotificationService.DeleteContact",
     "lienthong.notification.v1.NotificationService.DeleteGroup",
     "lienthong.notification.v1.NotificationService.Unsubscribe",
@@ -250,8 +253,9 @@ def known_defect(method: str, request: Message) -> bool:
     if method in NUL_DEFECTS and "\\000" in str(request):
         return True
     if method == "lienthong.document.v1.DocumentService.WatchInbox":
-        since = getattr(request, "since", None)
-        return since is not None and not -62135596800 <= since.seconds <= 253402300799
+        since = request.since  # type: ignore[attr-defined]
+        valid = -62135596800 <= since.seconds <= 253402300799 and 0 <= since.nanos < 10**9
+        return request.HasField("since") and not valid
     return False
 
 

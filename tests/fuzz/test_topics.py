@@ -65,7 +65,10 @@ PRODUCED: collections.Counter[str] = collections.Counter()
 
 
 def filled(
-    descriptor: Descriptor, value: Callable[[FieldDescriptor, int], Any], depth: int = 0
+    descriptor: Descriptor,
+    value: Callable[[FieldDescriptor, int], Any],
+    depth: int = 0,
+    repeat: int = 1,
 ) -> Message:
     """A message with every field set by ``value`` (nested messages up to a depth)."""
     target = GetMessageClass(descriptor)()
@@ -76,18 +79,20 @@ def filled(
             if field.is_repeated:
                 for _ in range(3):
                     getattr(target, field.name).add().CopyFrom(
-                        filled(field.message_type, value, depth + 1)
+                        filled(field.message_type, value, depth + 1, repeat)
                     )
             elif field.message_type.full_name == "google.protobuf.Timestamp":
                 getattr(target, field.name).seconds = 2**62  # far outside datetime's range
             elif field.message_type.full_name != "google.protobuf.Any":
-                getattr(target, field.name).CopyFrom(filled(field.message_type, value, depth + 1))
+                getattr(target, field.name).CopyFrom(
+                    filled(field.message_type, value, depth + 1, repeat)
+                )
             continue
         item = value(field, depth)
         if item is None:
             continue
         if field.is_repeated:
-            getattr(target, field.name).extend([item] * 2_000)
+            getattr(target, field.name).extend([item] * repeat)
         else:
             setattr(target, field.name, item)
     return target
@@ -132,8 +137,8 @@ def hostile_records() -> list[tuple[str, bytes, bool]]:
         name = event_type.DESCRIPTOR.name
         variants = {
             "empty": event_type(),
-            "hostile": filled(event_type.DESCRIPTOR, hostile_scalar(0)),
-            "huge": filled(event_type.DESCRIPTOR, hostile_scalar(20_000)),
+            "hostile": filled(event_type.DESCRIPTOR, hostile_scalar(0), repeat=2_000),
+            "huge": filled(event_type.DESCRIPTOR, hostile_scalar(2_000)),
         }
         for label, payload in variants.items():
             envelope = new_event(payload, producer="fuzzer")
