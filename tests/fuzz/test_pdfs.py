@@ -165,6 +165,18 @@ CORPUS: dict[str, Callable[[], list[sig_pb.DocumentFile]]] = {
 @pytest.mark.parametrize("case", list(CORPUS))
 def test_a_hostile_file_is_rejected_with_a_reason(fuzz_platform: Platform, case: str) -> None:
     files = CORPUS[case]()
+    if case == "empty":
+        # refused before any parsing: a client error naming the field is the right answer
+        with (
+            pytest.raises(grpc.RpcError) as refused,
+            grpc.insecure_channel(fuzz_platform.endpoint("signature-service")) as channel,
+        ):
+            SignatureServiceStub(channel).VerifyDocument(
+                sig_pb.VerifyDocumentRequest(files=files), metadata=as_unit(SENDER), timeout=60
+            )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "files[0].content" in (refused.value.details() or "")
+        return
     with grpc.insecure_channel(
         fuzz_platform.endpoint("signature-service"),
         options=[("grpc.max_send_message_length", 64 * 1024 * 1024)],
