@@ -60,6 +60,9 @@ EVENT_TYPES = [
     for descriptor in events_pb2.DESCRIPTOR.message_types_by_name.values()
 ]
 HOSTILE = ["", "\x00", "\u202e\u200b", "𝕏" * 50, "../../x", '{"$gt": ""}', "9" * 40]
+#: topics where document-service-audit commits past an undecodable record without a dead
+#: letter (found by this fuzzer; pinned by test_the_audit_group_dead_letters_garbage)
+AUDIT_SKIPS = {"deliveries", "deliveries_urgent", "units", "operator_actions"}
 #: events produced, per topic (docs/benchmarks.md, "Faults and fuzzing")
 PRODUCED: collections.Counter[str] = collections.Counter()
 
@@ -219,6 +222,9 @@ async def test_hostile_records_are_dead_lettered_or_applied(
         await admin.close()
 
     must = [index for index, (_, _, needed) in enumerate(records) if needed]
+    expected = GROUPS[attribute] - (
+        {"document-service-audit"} if attribute in AUDIT_SKIPS else set()
+    )
 
     async def dead_lettered() -> dict[int, set[str]]:
         by_key: dict[int, set[str]] = collections.defaultdict(set)
@@ -234,7 +240,7 @@ async def test_hostile_records_are_dead_lettered_or_applied(
     try:
         by_key = await eventually(
             dead_lettered,
-            until=lambda found: all(found[i] >= GROUPS[attribute] for i in must),
+            until=lambda found: all(found[i] >= expected for i in must),
             timeout=60,
             interval=2.0,
         )
@@ -242,7 +248,7 @@ async def test_hostile_records_are_dead_lettered_or_applied(
         by_key = await dead_lettered()
     for index in must:
         label = records[index][0]
-        assert by_key[index] >= GROUPS[attribute], f"{label}: dead-lettered by {by_key[index]}"
+        assert by_key[index] >= expected, f"{label}: dead-lettered by {by_key[index]}"
     letters = sum(len(groups) for groups in by_key.values())
     for name, service in fuzz_platform.processes.items():
         assert service.process.poll() is None, f"{name} exited: see {service.log_path}"
@@ -251,3 +257,49 @@ async def test_hostile_records_are_dead_lettered_or_applied(
         f"\n{attribute}: {len(records)} hostile records, {letters} dead letters"
         f" ({sum(1 for r in records if r[2])} must be)"
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 22: document-service-audit commits past an undecodable record on this topic"
+    " without dead-lettering it (it does on lienthong.documents)",
+)
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("attribute", sorted(AUDIT_SKIPS))
+async def test_the_audit_group_dead_letters_garbage(
+    fuzz_platform: Platform, attribute: str
+) -> None:
+    topics = Topics(fuzz_platform.env["LIENTHONG_TOPIC_PREFIX"])
+    topic = getattr(topics, attribute)
+    key = f"audit-{uuid.uuid4().hex[:8]}".encode()
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"\x08\x96\x01 garbage \xff\xfe", key=key)
+    finally:
+        await producer.stop()
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        group = topics.group("document-service-audit")
+        await eventually(
+            lambda: committed_everything(admin, consumer, group, topic),
+            until=bool,
+            timeout=240,
+            interval=1.0,
+        )
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+    async def audit_letters() -> list[Any]:
+        return [
+            r
+            for r in await dead_letters(topic)
+            if r.key == key
+            and dict(r.headers)["lienthong-consumer-group"].decode().endswith("-audit")
+        ]
+
+    await eventually(audit_letters, until=bool, timeout=60, interval=2.0)
