@@ -31,7 +31,7 @@ PROTO_OUT := libs/proto/src
 PYTEST_ARGS ?=
 
 .PHONY: help run test lint typecheck proto proto-check buf-lint infra-up infra-down \
-	infra-status install tools example-tools promtool curl openssl poppler bench replay clean \
+	infra-status install tools example-tools promtool curl openssl poppler bench replay faults clean \
 	format
 
 help: ## list the targets
@@ -169,6 +169,9 @@ replay: $(VENV) ## replay a month of traffic into `make run`'s platform and chec
 bench: $(VENV) openssl infra-up ## benchmarks (each prints its figure and its baseline as a ratio)
 	@ls benchmarks/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
 	for b in benchmarks/*.py; do $(PY) $$b; done
+
+faults: $(VENV) openssl infra-up ## the fault harness and the long fuzz round (kills Kafka, FerretDB, PostgreSQL: never on a shared machine)
+	LIENTHONG_FAULTS=full LIENTHONG_FUZZ=full $(PY) -m pytest tests/faults tests/fuzz -s -p no:cacheprovider $(PYTEST_ARGS)
 
 # Container image and Kubernetes manifests: k8s-check, k8s-render, image (deploy/k8s/k8s.mk).
 include deploy/k8s/k8s.mk
