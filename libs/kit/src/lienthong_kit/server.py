@@ -418,11 +418,18 @@ class ServiceApp(Generic[S]):
             await loop.stop()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            # a task stuck inside a client library must not hold the shutdown forever
+            _, stuck = await asyncio.wait(self._tasks, timeout=grace)
+            for task in stuck:
+                log.warning("background_task_did_not_stop", task=task.get_name())
         if self._wiring is not None:
             for hook in self._wiring.on_stop:
                 await hook()
-        await self.producer.stop()
+        try:
+            await asyncio.wait_for(self.producer.stop(), timeout=grace)
+        except TimeoutError:
+            log.warning("producer_did_not_stop", seconds=grace)
         await self._mongo.close()
         if self._health_server is not None:
             await self._health_server.stop(0)

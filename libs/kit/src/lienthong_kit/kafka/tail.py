@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from lienthong_kit.envelope import EventEnvelope, decode_envelope
 from lienthong_kit.errors import PoisonEvent
@@ -63,43 +63,43 @@ class TopicTail:
             **kafka_security(self._settings),
         )
         await consumer.start()
-        watcher: asyncio.Task[None] | None = None
         try:
             await self._position(consumer)
-            watcher = asyncio.create_task(self._watch_catch_up(consumer))
-            async for record in consumer:
-                try:
-                    envelope = decode_envelope(record.value)
-                    with span(
-                        f"{record.topic} process",
-                        context=context_from_headers(record.headers, envelope.trace_id),
-                        kind=SpanKind.CONSUMER,
-                    ):
-                        await self._on_event(envelope)
-                except PoisonEvent as exc:
-                    log.warning(
-                        "tail_record_skipped",
-                        topic=record.topic,
-                        partition=record.partition,
-                        offset=record.offset,
-                        reason=str(exc),
-                    )
+            ends = await consumer.end_offsets(list(consumer.assignment()))
+            while True:
+                batch = await consumer.getmany(timeout_ms=100)
+                for records in batch.values():
+                    for record in records:
+                        await self._apply(record)
+                # caught up: every record that was there at positioning has been handed to
+                # on_event (positions past the ends, and nothing fetched is left unhandled;
+                # a position, not the last record: a compacted topic may end in holes)
+                if not (self.caught_up.is_set() or batch) and await self._past(consumer, ends):
+                    self.caught_up.set()
         finally:
-            if watcher is not None:
-                watcher.cancel()
             await consumer.stop()
 
-    async def _watch_catch_up(self, consumer: AIOKafkaConsumer) -> None:
-        """Set :attr:`caught_up` once every partition's position reached its end offset as it
-        was at positioning (a position, not the last record: a compacted or transactional
-        topic may end in offsets that hold no record)."""
-        ends = await consumer.end_offsets(list(consumer.assignment()))
-        while True:
-            behind = [tp for tp, end in ends.items() if await consumer.position(tp) < end]
-            if not behind:
-                self.caught_up.set()
-                return
-            await asyncio.sleep(0.05)
+    @staticmethod
+    async def _past(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+        return all([await consumer.position(tp) >= end for tp, end in ends.items()])
+
+    async def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            envelope = decode_envelope(record.value)
+            with span(
+                f"{record.topic} process",
+                context=context_from_headers(record.headers, envelope.trace_id),
+                kind=SpanKind.CONSUMER,
+            ):
+                await self._on_event(envelope)
+        except PoisonEvent as exc:
+            log.warning(
+                "tail_record_skipped",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                reason=str(exc),
+            )
 
     async def _position(self, consumer: AIOKafkaConsumer) -> None:
         """Wait for the subscription's partitions and resolve where each starts."""
