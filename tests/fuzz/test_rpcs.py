@@ -20,7 +20,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health_pb2
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from document_service.access import ACCESS as DOCUMENT_ACCESS
@@ -233,32 +233,6 @@ def fill(target: Message, plan: dict[str, Any]) -> None:
             setattr(target, name, value)
 
 
-#: RPCs answering INTERNAL to an id holding a NUL character (test_known_defects.py)
-NUL_DEFECTS = {
-    "lienthong.document.v1.DocumentService.GetDocument",
-    "lienthong.document.v1.DocumentService.GetAttachment",
-    "lienthong.document.v1.DocumentService.AcknowledgeDelivery",
-    "lienthong.document.v1.DocumentService.ExportAudit",
-    "lienthong.document.v1.DocumentService.ReserveNumber",
-    "lienthong.document.v1.DocumentService.TrackDocument",
-    "lienthong.notification.v1.NotificationService.GetContact",
-    "lienthong.notification.v1.NotificationService.DeleteContact",
-    "lienthong.notification.v1.NotificationService.DeleteGroup",
-    "lienthong.notification.v1.NotificationService.Unsubscribe",
-}
-
-
-def known_defect(method: str, request: Message) -> bool:
-    """Whether ``request`` hits a defect a strict xfail in test_known_defects.py pins."""
-    if method in NUL_DEFECTS and "\\000" in str(request):
-        return True
-    if method == "lienthong.document.v1.DocumentService.WatchInbox":
-        since = request.since  # type: ignore[attr-defined]
-        valid = -62135596800 <= since.seconds <= 253402300799 and 0 <= since.nanos < 10**9
-        return request.HasField("since") and not valid
-    return False
-
-
 def call(
     platform: Platform, service: str, method: MethodDescriptor, requests: list[Message], who: Any
 ) -> tuple[grpc.StatusCode, str]:
@@ -313,8 +287,6 @@ def test_every_answer_is_ok_or_a_client_error(
     @given(plans)
     def fuzz(requests: list[dict[str, Any]]) -> None:
         built = [build(method.input_type, plan) for plan in requests]
-        # a defect already pinned by a strict xfail in test_known_defects.py
-        assume(not any(known_defect(method.full_name, request) for request in built))
         status, details = call(fuzz_platform, service, method, built, who)
         SENT[service] += 1
         allowed = CLIENT_ERRORS | (STREAM_ENDS if method.server_streaming else set())

@@ -34,6 +34,7 @@ from lienthong_kit.gatekeeper import UNIT_HEADER, Gatekeeper
 from lienthong_kit.infra import INFRA_ERRORS
 from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import RPC_DURATION, RPC_HANDLED
+from lienthong_kit.requests import refuse_nul_characters
 from lienthong_kit.tracing import (
     LEGACY_TRACE_HEADER,
     SpanKind,
@@ -102,6 +103,7 @@ class ServerInterceptor(_Interceptor):
     def _wrap_unary(self, method: str, behaviour: Any) -> Any:
         async def unary(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
             async with self._call(method, context):
+                refuse_nul_characters(request)
                 return await behaviour(request, context)
 
         return unary
@@ -113,6 +115,7 @@ class ServerInterceptor(_Interceptor):
 
         async def stream(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
             async with self._call(method, context):
+                refuse_nul_characters(request)
                 async for response in behaviour(request, context):
                     yield response
 

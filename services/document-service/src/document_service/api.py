@@ -10,6 +10,7 @@ from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
 from document_service.attachments import AttachmentStore
@@ -351,7 +352,7 @@ class DocumentServicer(DocumentServiceServicer):
             limit=size,
             status_codes=list(request.status_codes),
             min_priority=request.min_priority,
-            since=request.since.ToDatetime(UTC) if request.HasField("since") else None,
+            since=_since(request.since) if request.HasField("since") else None,
             unread_only=request.unread_only,
         )
         following = page.next_after
@@ -368,7 +369,7 @@ class DocumentServicer(DocumentServiceServicer):
             sent: set[str] = set()
             if request.HasField("since"):
                 page = await self._store.inbox_page(
-                    unit, limit=1000, since=request.since.ToDatetime(UTC)
+                    unit, limit=1000, since=_since(request.since)
                 )
                 for row in reversed(page.deliveries):  # oldest first, as they arrived
                     sent.add(row.id)
@@ -537,3 +538,10 @@ def _verification(found: Verification) -> pb.Verification:
     )
     view.verified_at.FromDatetime(found.at)
     return view
+
+
+def _since(moment: Timestamp) -> datetime:
+    try:
+        return moment.ToDatetime(UTC)
+    except (ValueError, OverflowError, OSError) as exc:  # seconds or nanos out of range
+        raise InvalidArgument([FieldViolation("since", f"not a valid time: {exc}")]) from exc
