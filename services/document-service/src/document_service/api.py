@@ -368,9 +368,7 @@ class DocumentServicer(DocumentServiceServicer):
         with self._hub.watch(unit) as live:
             sent: set[str] = set()
             if request.HasField("since"):
-                page = await self._store.inbox_page(
-                    unit, limit=1000, since=_since(request.since)
-                )
+                page = await self._store.inbox_page(unit, limit=1000, since=_since(request.since))
                 for row in reversed(page.deliveries):  # oldest first, as they arrived
                     sent.add(row.id)
                     yield pb.WatchInboxResponse(entry=_entry(row))
