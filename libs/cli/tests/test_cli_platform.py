@@ -33,6 +33,7 @@ from lienthong_local.platform import Platform
 from lienthong_local.sample import sample_units
 from lienthong_testing.callers import OBSERVER, REGISTRY_ADMIN
 from lienthong_testing.cleanup import remove_namespace
+from lienthong_testing.pki import make_pdf
 from lienthong_testing.waiting import eventually_sync
 
 pytestmark = pytest.mark.e2e
@@ -165,7 +166,9 @@ def test_an_exported_registry_imports_back_from_xlsx(platform: Platform, tmp_pat
 
 def send(platform: Platform, tmp_path: Path, to: str, number: str) -> dict[str, Any]:
     attachment = tmp_path / f"cong-van-{number}.pdf"
-    attachment.write_bytes(b"%PDF-1.4\n" + os.urandom(600_000) + b"\n%%EOF\n")
+    # a readable (unsigned) PDF of about 600 KB: make run accepts unsigned documents, never
+    # unreadable ones
+    attachment.write_bytes(make_pdf("CONG VAN " + "X" * 600_000))
     sent = ok(
         cli(
             platform, "documents", "send", str(attachment), "--to", to, "--number", number,
