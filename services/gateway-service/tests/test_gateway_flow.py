@@ -34,10 +34,12 @@ from lienthong_edxml import (
     parse_document,
 )
 from lienthong_edxml.mapping import kept_fields
+from lienthong_edxml.model import Attachment
 from lienthong_edxml.writer import status_bytes
 from lienthong_local.platform import Platform, free_port
 from lienthong_local.run import load_sample_registry
 from lienthong_testing.cleanup import remove_namespace
+from lienthong_testing.pki import make_pdf
 from lienthong_testing.waiting import eventually_sync
 
 pytestmark = pytest.mark.e2e
@@ -108,7 +110,13 @@ def rpc_count(platform: Platform, method: str) -> float:
 def sendable() -> bytes:
     """The golden package with its PDF only (document-service accepts no text/plain)."""
     golden = parse_document(GOLDEN.read_bytes())
-    pdfs = tuple(a for a in golden.attachments if a.content_type == "application/pdf")
+    # the golden's PDF is a stub: a readable one, since unreadable files are refused even in
+    # development (the readable-files rule runs before the accept-unsigned shortcut)
+    pdfs = tuple(
+        Attachment.from_bytes(a.content_id, a.name, a.content_type, make_pdf(), a.description)
+        for a in golden.attachments
+        if a.content_type == "application/pdf"
+    )
     return document_bytes(replace(golden, attachments=pdfs, manifest=()).with_manifest())
 
 
