@@ -184,8 +184,19 @@ async def dead_letters(topic: str) -> list[Any]:
         await consumer.stop()
 
 
+def _cases() -> list[Any]:
+    flaky = pytest.mark.xfail(
+        strict=False,
+        reason="issue 22: in one full run document-service's group had not dead-lettered the"
+        " garbage record of deliveries.urgent within 60 s (deliveries passed); under study",
+    )
+    return [
+        pytest.param(name, marks=flaky) if name == "deliveries_urgent" else name for name in GROUPS
+    ]
+
+
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("attribute", list(GROUPS))
+@pytest.mark.parametrize("attribute", _cases())
 async def test_hostile_records_are_dead_lettered_or_applied(
     fuzz_platform: Platform, attribute: str
 ) -> None:
