@@ -86,6 +86,9 @@ def describe_switches(values: Mapping[str, str]) -> list[str]:
 REGISTRY_ADMIN = (("x-lienthong-identity", "operator/registry-admin/make-run"),)
 
 
+GATEWAY_HTTP_PORT = "8480"
+
+
 def load_sample_registry(endpoint: str) -> int:
     with grpc.insecure_channel(endpoint) as channel:
         stub = RoutingServiceStub(channel)
@@ -108,6 +111,8 @@ def local_platform(
 ) -> Iterator[Platform]:
     """The platform as ``make run`` starts it: its switches, the sample registry loaded."""
     env = {**dev_switches(environ), **(extra_env or {})}
+    if fixed_ports:  # the README's edXML gateway examples call it on this port
+        env.setdefault("LIENTHONG_GATEWAY_HTTP_PORT", GATEWAY_HTTP_PORT)
     with Platform.start(
         log_dir=log_dir, prefix=prefix, fixed_ports=fixed_ports, extra_env=env
     ) as platform:
