@@ -317,7 +317,7 @@ def _grouped_insert_ceiling(database: str, count: int, batch: int = 200) -> floa
 def broadcasts(
     platform: Platform, recipients: int, count: int, run: str
 ) -> tuple[list[float], list[float]]:
-    """Seconds per broadcast, and the grouped-insert ceiling measured after each."""
+    """Seconds from SubmitDocument to every inbox, per broadcast, with the store's ceiling."""
     # the sample province first (the sender), as an operator: the registry is empty or not
     _import_units(
         platform.endpoint("routing-service"), sample_units() + broadcast_units(recipients)

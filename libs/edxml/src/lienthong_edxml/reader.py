@@ -615,6 +615,6 @@ def diagnose(
     source: Source, *, limits: Limits | None = None, today: date | None = None
 ) -> list[Problem]:
     """Every problem of the package in ``source``; [] when it is fine. Attachments are only
-    decoded to be measured and checked, never kept."""
+    decoded only to be sized and hashed, never kept."""
     _, problems = _read(source, limits or Limits(), False, today)
     return problems
