@@ -92,7 +92,8 @@ install_ferretdb() {
   # a data dir (worktrees) never build into each other's folder nor run a half-written binary
   local build
   mkdir -p "$DATA/bin" && build=$(mktemp -d "$DATA/ferretdb-build.XXXXXX")
-  trap 'rm -rf "$build"' EXIT
+  # expanded now: the EXIT trap runs after this function's locals are gone (set -u)
+  trap "rm -rf '$build'" EXIT
   cp "$HERE/ferretdb/go.mod" "$HERE/ferretdb/go.sum" "$HERE/ferretdb/tools.go" "$build/"
   # The module zip ships no build/version/version.txt (it is generated from git in FerretDB's
   # own build); vendor the module and write the release tag there so the binary knows it.
@@ -102,6 +103,7 @@ install_ferretdb() {
     github.com/FerretDB/FerretDB/cmd/ferretdb)
   mv -f "$build/ferretdb" "$FERRET_BIN"
   rm -rf "$build"
+  trap - EXIT
 }
 
 probe() { "$PY" "$HERE/probe.py" "$@"; }
