@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -275,20 +276,23 @@ def test_a_valid_unit_passes() -> None:
     validate_unit(department(valid_from="2020-01-01"), parent=PROVINCE_UNIT)
 
 
-def test_csv_rows_keep_their_line_numbers_and_local_problems() -> None:
-    from routing_service.importer import parse_csv
+def test_csv_rows_keep_their_line_numbers_and_local_problems(tmp_path: Path) -> None:
+    # the registry file reader is the CLI's (`lienthong units import`)
+    from lienthong_cli.units_file import read_units
 
-    text = (
+    path = tmp_path / "units.csv"
+    path.write_text(
         "code,code_2020,name,level,parent_code,active,contact_email\n"
         f"{FINANCE},H23.01,Sở Tài chính,department,{PROVINCE},true,vt@stc.vn\n"
-        f"000.01.99.H23,,Xã,hamlet,{PROVINCE},maybe,\n"
+        f"000.01.99.H23,,Xã,hamlet,{PROVINCE},maybe,\n",
+        "utf-8",
     )
-    rows = parse_csv(text)
-    assert [where for where, _, _ in rows] == ["line 2", "line 3"]
-    assert rows[0][1].level == UnitLevel.UNIT_LEVEL_DEPARTMENT
-    assert rows[0][1].contacts[0].email == "vt@stc.vn"
-    assert rows[0][2] == []
-    assert [p.split(":")[0] for p in rows[1][2]] == ["level", "active"]
+    rows = read_units(path)
+    assert [row.where for row in rows] == ["line 2", "line 3"]
+    assert rows[0].unit.level == UnitLevel.UNIT_LEVEL_DEPARTMENT
+    assert rows[0].unit.contacts[0].email == "vt@stc.vn"
+    assert rows[0].problems == []
+    assert [p.split(":")[0] for p in rows[1].problems] == ["level", "active"]
 
 
 @pytest.mark.parametrize("recipient", [FINANCE, CITY_COMMUNE, "H23.148"])

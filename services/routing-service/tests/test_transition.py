@@ -4,6 +4,7 @@ problems, its CSV, and applying it through ImportRegistry."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -12,6 +13,7 @@ import pytest
 from lienthong.common.v1.common_pb2 import Recipients, RecipientScope, UnitLevel
 from lienthong.routing.v1 import routing_service_pb2 as pb
 from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
+from lienthong_cli.units_file import read_units
 from lienthong_kit.server import ServiceApp
 from lienthong_local.sample import (
     TRANSITION,
@@ -22,7 +24,6 @@ from lienthong_local.sample import (
 )
 from lienthong_testing.callers import REGISTRY_ADMIN, default_identity
 from routing_service.__main__ import build
-from routing_service.importer import parse_csv
 from routing_service.settings import Settings
 from routing_service.transition import (
     CLOSE,
@@ -71,11 +72,13 @@ def test_the_plan_gives_the_two_tier_sample_for_communes_and_districts() -> None
     ]
 
 
-def test_the_plan_csv_is_an_import_file() -> None:
+def test_the_plan_csv_is_an_import_file(tmp_path: Path) -> None:
     plan = make_plan()
-    rows = parse_csv(plan_csv(plan))
-    assert [problems for _, _, problems in rows if problems] == []
-    assert [unit for _, unit, _ in rows] == [row.unit for row in plan]
+    path = tmp_path / "plan.csv"
+    path.write_text(plan_csv(plan), "utf-8")
+    rows = read_units(path)
+    assert [row.problems for row in rows if row.problems] == []
+    assert [row.unit for row in rows] == [row.unit for row in plan]
 
 
 def test_a_bad_plan_lists_every_problem() -> None:
@@ -160,10 +163,12 @@ async def stub(start_service: Any) -> AsyncIterator[RoutingServiceStub]:
 
 
 async def test_the_plan_applied_through_the_import_moves_the_province_to_two_tiers(
-    stub: RoutingServiceStub,
+    stub: RoutingServiceStub, tmp_path: Path
 ) -> None:
-    rows = parse_csv(plan_csv(make_plan()))
-    reply = await stub.ImportRegistry(pb.ImportRegistryRequest(unit=u) for _, u, _ in rows)
+    path = tmp_path / "plan.csv"
+    path.write_text(plan_csv(make_plan()), "utf-8")
+    rows = read_units(path)
+    reply = await stub.ImportRegistry(pb.ImportRegistryRequest(unit=row.unit) for row in rows)
     assert reply.applied == len(rows)
     assert reply.created == 148
     every_commune = Recipients(

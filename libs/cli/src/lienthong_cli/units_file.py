@@ -5,10 +5,12 @@ write them back in the same forms.
     write_units(Path("export.csv"), units)
 
 CSV and XLSX: a header row, then one unit per row, columns ``code, code_2020, name, level,
-parent_code, active, valid_from, valid_until, successor_code, contact_name, contact_email,
-contact_phone`` (only ``code``, ``name``, ``level`` required; ``level`` is ``province``,
-``department``, ``district`` or ``commune``; ``active`` is ``true``/``false``, default true), as
-routing-service-import reads them. JSON: a list of Unit objects in the protobuf JSON form.
+parent_code, active, valid_from, valid_until, successor_code, successor_codes (several,
+separated by spaces), administrative_code, contact_name, contact_email, contact_phone`` (only
+``code``, ``name``, ``level`` required; ``level`` is ``province``, ``department``, ``district``
+or ``commune``; ``active`` is ``true``/``false``, default true; other columns, such as a
+transition plan's ``action``, are ignored). JSON: a list of Unit objects in the protobuf JSON
+form.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ COLUMNS = (
     "valid_from",
     "valid_until",
     "successor_code",
+    "successor_codes",
+    "administrative_code",
     "contact_name",
     "contact_email",
     "contact_phone",
@@ -123,6 +127,8 @@ def _from_records(records: Iterable[tuple[int, dict[str, Any]]], noun: str) -> l
             valid_from=get("valid_from")[:10],
             valid_until=get("valid_until")[:10],
             successor_code=get("successor_code"),
+            successor_codes=get("successor_codes").split(),
+            administrative_code=get("administrative_code"),
         )
         if get("contact_name") or get("contact_email") or get("contact_phone"):
             unit.contacts.add(
@@ -163,6 +169,8 @@ def _flat(unit: pb.Unit) -> list[str]:
         unit.valid_from,
         unit.valid_until,
         unit.successor_code,
+        " ".join(unit.successor_codes),
+        unit.administrative_code,
         contact.name,
         contact.email,
         contact.phone,

@@ -6,7 +6,7 @@ official mapping, every problem it has, and its CSV for the province's approval.
                            merged=["000.00.00.H23", "000.00.00.H60"], effective="2025-07-01")
     plan_problems(plan, units, pending={})  # [(rows[i].field, problem)], every one
     summary(plan, pending={})           # the dry run, in lines an operator reads
-    plan_csv(plan)                      # the importer's CSV with an action column
+    plan_csv(plan)                      # a registry import file with an action column
 
 The plan closes, from the effective date, every district of the provinces (they have no
 successor of their own: a district's successors are the new communes its communes went into),
@@ -15,7 +15,7 @@ merged provinces' committees (their successor is the surviving province) and the
 departments (the surviving province's department of the same name, else its committee); it
 creates the new communes directly under the province. The surviving province keeps its code
 and its departments (Decision 09/2025/QĐ-TTg). Applying the file is an import
-(``routing-service-import plan.csv``): validated whole before anything changes.
+(``lienthong units import plan.csv``): validated whole before anything changes.
 """
 
 from __future__ import annotations
@@ -331,7 +331,7 @@ def summary(plan: Sequence[PlanRow], *, pending: Mapping[str, int]) -> list[str]
 
 
 def plan_csv(plan: Sequence[PlanRow]) -> str:
-    """The plan as the importer's CSV (routing_service.importer) plus an ``action`` column."""
+    """The plan as a registry import file (`lienthong units import`) plus an ``action`` column."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)

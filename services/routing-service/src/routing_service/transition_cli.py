@@ -6,7 +6,7 @@
 
 Reads the whole registry (ListUnits), builds the plan (routing_service.transition), prints
 the dry run and every problem (by the plan file's line and field); writes the plan file only
-when there is none. Apply the approved file with ``routing-service-import plan.csv``.
+when there is none. Apply the approved file with ``lienthong units import plan.csv``.
 ``--pending`` is a ``code,count`` CSV of deliveries still waiting at each unit.
 """
 
