@@ -11,7 +11,6 @@ import pytest
 
 from gateway_service.__main__ import NAME, build
 from gateway_service.settings import Settings
-from lienthong_local.platform import free_port
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "docs" / "examples" / "qd-15-ubnd.edxml"
 UNIT = {"x-lienthong-identity": "unit/000.01.00.H23"}
@@ -19,14 +18,14 @@ UNIT = {"x-lienthong-identity": "unit/000.01.00.H23"}
 
 @pytest.fixture
 async def gateway(start_service: Any) -> str:
-    port = free_port()
-    await start_service(
+    # port 0: the gateway binds a free port itself (a port picked beforehand can be taken)
+    app = await start_service(
         NAME,
         build,
         Settings,
-        {"LIENTHONG_GATEWAY_HTTP_PORT": str(port), "LIENTHONG_GATEWAY_MAX_PACKAGE_BYTES": "1000"},
+        {"LIENTHONG_GATEWAY_HTTP_PORT": "0", "LIENTHONG_GATEWAY_MAX_PACKAGE_BYTES": "1000"},
     )
-    return f"http://127.0.0.1:{port}"
+    return str(app.deps.extra["http"].url)
 
 
 async def test_bad_requests_get_problem_details(gateway: str) -> None:

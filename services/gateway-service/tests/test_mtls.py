@@ -16,7 +16,6 @@ import pytest
 
 from gateway_service.__main__ import NAME, build
 from gateway_service.settings import Settings
-from lienthong_local.platform import free_port
 from lienthong_testing.identities import IdentityCa, Issued
 
 GOLDEN = (
@@ -37,8 +36,7 @@ def context(ca: IdentityCa, client: Issued | None) -> ssl.SSLContext:
 async def gateway(start_service: Any, tmp_path: Path) -> tuple[IdentityCa, str]:
     ca = IdentityCa.create(tmp_path / "pki", trust_domain="lienthong.test")
     server = ca.server(NAME)
-    port = free_port()
-    await start_service(
+    app = await start_service(
         NAME,
         build,
         Settings,
@@ -48,11 +46,12 @@ async def gateway(start_service: Any, tmp_path: Path) -> tuple[IdentityCa, str]:
             "LIENTHONG_TLS_CLIENT_CA": str(ca.ca_path),
             "LIENTHONG_DEV_AUTH": "false",
             "LIENTHONG_TRUST_DOMAIN": "lienthong.test",
-            "LIENTHONG_GATEWAY_HTTP_PORT": str(port),
+            "LIENTHONG_GATEWAY_HTTP_PORT": "0",
             "LIENTHONG_HEALTH_PORT": "0",
         },
     )
-    return ca, f"https://127.0.0.1:{port}"
+    # port 0: the gateway binds a free port itself (a port picked beforehand can be taken)
+    return ca, str(app.deps.extra["http"].url)
 
 
 async def doctor(url: str, ctx: ssl.SSLContext, headers: dict[str, str] | None = None) -> Any:

@@ -158,6 +158,7 @@ class ServiceApp(Generic[S]):
         self._consumers: list[ConsumerLoop] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._wiring: Wiring | None = None
+        self.deps: Deps[S] | None = None
         self.serving = asyncio.Event()
         self._names: list[str] = []
         self._degraded = False
@@ -207,6 +208,8 @@ class ServiceApp(Generic[S]):
                 await self._health_server.start()
         await self._connect()
         deps = Deps(self.name, settings, self.topics, self.producer, self.db)
+        # kept: what build put in deps.extra (e.g. a port bound as 0) is readable afterwards
+        self.deps = deps
         self._wiring = await self._build_when_ready(deps)
         names = [service.name for service in self._wiring.services]
         self.gate.admit_tables(
