@@ -11,6 +11,9 @@ public. It offers what provincial hubs offer, in memory:
     GET  /statuses/{key}                the status package
     POST /statuses/{key}/ack            the sender took it (it leaves the list)
     GET  /agencies                      the national directory the sandbox was given
+    GET  /hubs/{hub}/pending            pending packages of every agency of a provincial hub
+                                        (codes whose level-1 part, rightmost, is ``hub``)
+    GET  /hubs/{hub}/statuses           waiting status packages of every agency of the hub
 
 and, to test the bridge's retries, admin endpoints:
 
@@ -18,7 +21,7 @@ and, to test the bridge's retries, admin endpoints:
     DELETE /admin/faults    back to normal
     GET    /admin/state     what it holds (counts) and the faults left
 
-    python -m lienthong_testing.axis --port 8490          (or serve(app, port) in a test)
+    python -m lienthong_local.axis --port 8490     (or create_axis() under uvicorn in a test)
 """
 
 from __future__ import annotations
@@ -171,6 +174,31 @@ def create_axis(directory: list[dict[str, str]] | None = None) -> FastAPI:
                 keys.remove(key)
                 return {"removed": True}
         return {"removed": False}
+
+    def of_hub(hub: str, lists: dict[str, list[str]]) -> list[tuple[str, str]]:
+        return [
+            (agency, key)
+            for agency, keys in sorted(lists.items())
+            if agency.rpartition(".")[2] == hub
+            for key in keys
+        ]
+
+    @app.get("/hubs/{hub}/pending")
+    async def hub_pending(hub: str) -> dict[str, Any]:
+        return {
+            "pending": [
+                {"agency": agency, "key": key, "document_id": state.packages[key].document_id}
+                for agency, key in of_hub(hub, state.pending)
+            ]
+        }
+
+    @app.get("/hubs/{hub}/statuses")
+    async def hub_statuses(hub: str) -> dict[str, Any]:
+        return {
+            "statuses": [
+                {"agency": agency, "key": key} for agency, key in of_hub(hub, state.status_inbox)
+            ]
+        }
 
     @app.get("/agencies")
     async def agencies() -> dict[str, Any]:
