@@ -5,6 +5,7 @@
     resolution.unit_codes       # deliver to these, in this order
     resolution.bounces          # (code, reason): tell the sender
     resolution.forwards         # (closed code, successor code, reason): delivered instead
+    resolution.via_axis         # the codes of unit_codes that are external agencies
 
 The rules (the same for the fan-out and the ResolveRecipients dry run):
 
@@ -16,6 +17,9 @@ The rules (the same for the fan-out and the ResolveRecipients dry run):
   one successor open that day is delivered to that successor instead (following a chain of
   closures) and the forward is reported; one divided among several still bounces, naming
   them all.
+- An external agency (a national directory entry) named explicitly is delivered through the
+  national axis bridge (``via_axis``); scopes never include one, and a scope under one is
+  refused.
 - A scope is the units below ``ancestor_code`` (the whole registry when empty), of ``level``
   (every level when UNSPECIFIED), in code order, without each excluded unit *and everything
   below it*. Exclusions apply to their own scope only: an explicit code is delivered even if
@@ -45,6 +49,7 @@ class Resolution:
     unit_codes: list[str] = field(default_factory=list)
     bounces: list[tuple[str, str]] = field(default_factory=list)
     forwards: list[tuple[str, str, str]] = field(default_factory=list)
+    via_axis: set[str] = field(default_factory=set)
 
 
 def successors_of(unit: Unit) -> list[str]:
@@ -144,6 +149,8 @@ def resolve(
             if target.code not in seen:
                 seen.add(target.code)
                 result.unit_codes.append(target.code)
+                if target.external:
+                    result.via_axis.add(target.code)
             result.forwards.append(
                 (unit.code, target.code, f"recipient {unit.code} {problem}; forwarded to it")
             )
@@ -154,6 +161,8 @@ def resolve(
             continue
         seen.add(unit.code)
         result.unit_codes.append(unit.code)
+        if unit.external:
+            result.via_axis.add(unit.code)
 
     members: set[str] = set()
     for scope in recipients.scopes:
@@ -167,6 +176,8 @@ def resolve(
                 )
                 continue
             problem = unit_state_problem(index, ancestor, as_of)
+            if ancestor.external:
+                problem = "is an external agency (scopes stay inside the province)"
             if problem:
                 bounce(ancestor.code, f"scope under {ancestor.code} refused: it {problem}")
                 continue
@@ -176,7 +187,7 @@ def resolve(
         excluded = _excluded(index, scope.exclude_codes)
         level = scope.level
         for unit in index.units(candidates):
-            if level != _EVERY_LEVEL and unit.level != level:
+            if unit.external or (level != _EVERY_LEVEL and unit.level != level):
                 continue
             if unit.code in seen or unit.code in excluded or unit.code in members:
                 continue
