@@ -3,6 +3,8 @@ HTTP server for tests and ``make run``, standing in for the axis whose SDK proto
 public. It offers what provincial hubs offer, in memory:
 
     POST /packages                      a document package (edXML); idempotent by DocumentId
+                                        (a copy naming only agencies it already reached is a
+                                        duplicate; one naming new agencies reaches them)
     GET  /agencies/{code}/pending       keys of the packages addressed to ``code``, unanswered
     GET  /packages/{key}                the package as it was received
     POST /statuses                      a status package; the document leaves the answering
@@ -63,12 +65,14 @@ class AxisState:
 
     directory: list[dict[str, str]] = field(default_factory=list)
     packages: dict[str, Stored] = field(default_factory=dict)  # key -> package
-    by_document_id: dict[str, str] = field(default_factory=dict)  # DocumentId -> key
+    by_document_id: dict[str, str] = field(default_factory=dict)  # DocumentId -> first key
+    delivered: set[tuple[str, str]] = field(default_factory=set)  # (DocumentId, agency)
     pending: dict[str, list[str]] = field(default_factory=dict)  # agency -> package keys
     statuses: dict[str, Stored] = field(default_factory=dict)
     status_inbox: dict[str, list[str]] = field(default_factory=dict)  # agency -> status keys
     faults: Faults = field(default_factory=Faults)
     requests: int = 0
+    sends: int = 0  # POST /packages that reached the handler (retries included)
 
 
 def _problem(status: int, detail: str, problems: list[dict[str, str]] | None = None) -> Response:
@@ -113,14 +117,19 @@ def create_axis(directory: list[dict[str, str]] | None = None) -> FastAPI:
         document_id = package.document_id
         if not document_id:
             return _problem(400, "the package carries no DocumentId")
-        if document_id in state.by_document_id:  # a retry: the first copy stands
+        state.sends += 1
+        agencies = [
+            o.organ_id for o in package.to if (document_id, o.organ_id) not in state.delivered
+        ]
+        if not agencies:  # a retry: the first copy stands
             key = state.by_document_id[document_id]
             return JSONResponse({"key": key, "document_id": document_id, "duplicate": True})
         key = uuid.uuid4().hex
         state.packages[key] = Stored(key, document_id, package.from_.organ_id, body)
-        state.by_document_id[document_id] = key
-        for organ in package.to:
-            state.pending.setdefault(organ.organ_id, []).append(key)
+        state.by_document_id.setdefault(document_id, key)
+        for agency in agencies:
+            state.delivered.add((document_id, agency))
+            state.pending.setdefault(agency, []).append(key)
         return JSONResponse({"key": key, "document_id": document_id, "duplicate": False}, 201)
 
     @app.get("/agencies/{code}/pending")
@@ -146,9 +155,12 @@ def create_axis(directory: list[dict[str, str]] | None = None) -> FastAPI:
         if not isinstance(status, StatusPackage):
             return _problem(400, "a document package goes to /packages")
         answering = status.from_.organ_id
-        key = state.by_document_id.get(status.response_for.document_id)
-        if key is not None and key in state.pending.get(answering, []):
-            state.pending[answering].remove(key)
+        document_id = status.response_for.document_id
+        state.pending[answering] = [
+            key
+            for key in state.pending.get(answering, [])
+            if state.packages[key].document_id != document_id
+        ]
         status_key = uuid.uuid4().hex
         state.statuses[status_key] = Stored(
             status_key, status.response_for.document_id, answering, body
@@ -222,6 +234,7 @@ def create_axis(directory: list[dict[str, str]] | None = None) -> FastAPI:
             "pending": {code: len(keys) for code, keys in state.pending.items() if keys},
             "faults": state.faults.model_dump(),
             "requests": state.requests,
+            "sends": state.sends,
         }
 
     return app
