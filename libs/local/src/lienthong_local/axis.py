@@ -40,9 +40,17 @@ from pydantic import BaseModel, Field
 
 from lienthong_edxml import InvalidPackage, StatusPackage, parse
 
-__all__ = ["AxisState", "Faults", "create_axis"]
+__all__ = ["NATIONAL_AGENCIES", "AxisState", "Faults", "create_axis"]
 
 EDXML = "application/xml"
+
+# The sandbox's national directory (illustrative codes): `make run` registers these as
+# external agencies, so a document can leave the sample province.
+NATIONAL_AGENCIES: list[dict[str, str]] = [
+    {"code": "000.00.00.G01", "name": "Văn phòng Chính phủ", "parent": ""},
+    {"code": "000.00.00.G09", "name": "Bộ Nội vụ", "parent": ""},
+    {"code": "000.00.00.H26", "name": "Ủy ban nhân dân tỉnh Hưng Yên", "parent": ""},
+]
 
 
 class Faults(BaseModel):
@@ -247,7 +255,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8490)
     args = parser.parse_args()
-    uvicorn.run(create_axis(), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_axis(NATIONAL_AGENCIES), host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":
