@@ -81,6 +81,8 @@ class AxisState:
     faults: Faults = field(default_factory=Faults)
     requests: int = 0
     sends: int = 0  # POST /packages that reached the handler (retries included)
+    calls: dict[str, int] = field(default_factory=dict)  # "POST /packages" -> requests
+    failed: dict[str, int] = field(default_factory=dict)  # the same, answered with a fault
 
 
 def _problem(status: int, detail: str, problems: list[dict[str, str]] | None = None) -> Response:
@@ -101,10 +103,13 @@ def create_axis(directory: list[dict[str, str]] | None = None) -> FastAPI:
         state.requests += 1
         if request.url.path.startswith("/admin"):
             return await call_next(request)  # type: ignore[no-any-return]
+        route = f"{request.method} {request.url.path}"
+        state.calls[route] = state.calls.get(route, 0) + 1
         if state.faults.delay_seconds:
             await asyncio.sleep(state.faults.delay_seconds)
         if state.faults.fail_next > 0:
             state.faults.fail_next -= 1
+            state.failed[route] = state.failed.get(route, 0) + 1
             return _problem(state.faults.status, "sandbox: failing on request")
         return await call_next(request)  # type: ignore[no-any-return]
 

@@ -67,8 +67,16 @@ class AxisTransport(Protocol):
 class HttpAxis:
     """``AxisTransport`` over HTTP (JSON listings, edXML bodies)."""
 
-    def __init__(self, base_url: str, *, timeout: float) -> None:
-        self._client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout)
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), timeout=timeout, transport=transport
+        )
 
     async def close(self) -> None:
         await self._client.aclose()
