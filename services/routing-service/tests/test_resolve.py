@@ -89,10 +89,15 @@ def test_the_sender_named_in_the_2020_form_is_dropped_too(index: UnitIndex) -> N
 
 
 def test_unknown_code_bounces(index: UnitIndex) -> None:
-    result = run(index, codes=("999.99.99.H99", FINANCE))
+    result = run(index, codes=("999.99.99.H23", "999.99.99.H99", FINANCE))
     assert result.unit_codes == [FINANCE]
     assert result.bounces == [
-        ("999.99.99.H99", "unknown recipient 999.99.99.H99: no such unit in the registry")
+        ("999.99.99.H23", "unknown recipient 999.99.99.H23: no such unit in the registry"),
+        (
+            "999.99.99.H99",
+            "unknown recipient 999.99.99.H99: no such unit in the registry; it is outside the"
+            " province: register it as an external agency to reach it through the national axis",
+        ),
     ]
 
 

@@ -305,7 +305,8 @@ async def test_fan_out_delivers_scopes_once_and_bounces_the_rest(
     expected: dict[tuple[str, str], str] = {("doc-1", c): "delivered" for c in departments}
     expected[("doc-1", CITY)] = "delivered"
     expected[("doc-1", "999.99.99.H99")] = (
-        "unknown recipient 999.99.99.H99: no such unit in the registry"
+        "unknown recipient 999.99.99.H99: no such unit in the registry; it is outside the"
+        " province: register it as an external agency to reach it through the national axis"
     )
     expected[("doc-1", FOREIGN_AFFAIRS)] = (
         f"recipient {FOREIGN_AFFAIRS} was closed on 2025-07-01; its successor is {OFFICE}"

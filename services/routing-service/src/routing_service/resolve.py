@@ -100,6 +100,22 @@ def _forward_target(index: UnitIndex, unit: Unit, as_of: str) -> Unit | None:
     return unit if unit_state_problem(index, unit, as_of) is None else None
 
 
+def _unknown_reason(index: UnitIndex, code: str) -> str:
+    """Why an unknown code bounces; one of another province says how it could be reached."""
+    level_1 = code.rpartition(".")[2]
+    provinces = {
+        unit.code.rpartition(".")[2]
+        for unit in index.units(index.children(""))
+        if unit.level == UnitLevel.UNIT_LEVEL_PROVINCE
+    }
+    if provinces and level_1 not in provinces:
+        return (
+            f"unknown recipient {code}: no such unit in the registry; it is outside the"
+            " province: register it as an external agency to reach it through the national axis"
+        )
+    return f"unknown recipient {code}: no such unit in the registry"
+
+
 def _canonical(index: UnitIndex, code: str) -> str:
     unit = index.get(code)
     return unit.code if unit is not None else code
@@ -137,7 +153,7 @@ def resolve(
         unit = index.get(code)
         if unit is None:
             if code not in seen:
-                bounce(code, f"unknown recipient {code}: no such unit in the registry")
+                bounce(code, _unknown_reason(index, code))
             continue
         if unit.code in seen:
             continue
