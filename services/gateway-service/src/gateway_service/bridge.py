@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway_service.axis import AxisTransport, AxisUnavailable, Waiting
 from gateway_service.metrics import AXIS_PACKAGES
@@ -95,12 +94,6 @@ def _file_chunks(path: Path | None, data: bytes | None) -> Iterator[bytes]:
             yield data[start : start + READ_CHUNK]
 
 
-def _stamp_datetime(stamp: Timestamp) -> datetime:
-    if stamp.seconds or stamp.nanos:
-        return stamp.ToDatetime(tzinfo=UTC)
-    return datetime.now(UTC)
-
-
 class AxisBridge:
     def __init__(self, upstream: Upstream, axis: AxisTransport, settings: Settings) -> None:
         self._upstream = upstream
@@ -111,8 +104,8 @@ class AxisBridge:
         self._spool = settings.gateway_spool_dir
         self._limits = Limits(max_package_bytes=settings.gateway_max_package_bytes)
         self._external: dict[str, bool] = {}
-        # package keys submitted by this process and not yet off the axis's pending list:
-        # pulled again only once the status that takes them off has had time to go out
+        # keys this process submitted that the axis still lists (until the recipients' 01
+        # goes out): not submitted again; after a restart the DocumentId key dedupes them
         self._taken: set[str] = set()
 
     async def close(self) -> None:
@@ -177,7 +170,9 @@ class AxisBridge:
         """Whether ``code`` is an external agency (remembered: a code's flag does not change)."""
         known = self._external.get(code)
         if known is None:
-            unit = await self._platform(self._upstream.unit(code))
+            unit = await self._retrying(
+                lambda: self._platform(self._upstream.unit(code)), "axis_registry_retry"
+            )
             known = unit is not None and unit.external
             self._external[code] = known
         return known
