@@ -19,7 +19,8 @@ public. It offers what provincial hubs offer, in memory:
 
 and, to test the bridge's retries, admin endpoints:
 
-    PUT    /admin/faults    {"fail_next": 3, "status": 503, "delay_seconds": 0.5}
+    PUT    /admin/faults    {"fail_next": 3, "status": 503, "delay_seconds": 0.5,
+                             "answer_delay_seconds": 2}
     DELETE /admin/faults    back to normal
     GET    /admin/state     what it holds (counts) and the faults left
 
@@ -57,6 +58,13 @@ class Faults(BaseModel):
     fail_next: int = Field(default=0, ge=0, description="answer the next N requests with `status`")
     status: int = Field(default=503, ge=400, le=599)
     delay_seconds: float = Field(default=0.0, ge=0, le=60, description="added to every request")
+    answer_delay_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=60,
+        description="added after a request was handled: past the caller's deadline the answer"
+        " is lost though the request took effect",
+    )
 
 
 @dataclass
@@ -111,7 +119,10 @@ def create_axis(directory: list[dict[str, str]] | None = None) -> FastAPI:
             state.faults.fail_next -= 1
             state.failed[route] = state.failed.get(route, 0) + 1
             return _problem(state.faults.status, "sandbox: failing on request")
-        return await call_next(request)  # type: ignore[no-any-return]
+        response: Response = await call_next(request)
+        if state.faults.answer_delay_seconds:
+            await asyncio.sleep(state.faults.answer_delay_seconds)
+        return response
 
     async def read(request: Request) -> tuple[bytes, Any]:
         body = await request.body()
