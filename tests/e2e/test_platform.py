@@ -150,7 +150,8 @@ def test_an_unknown_recipient_bounces_back_to_the_sender(platform: Platform) -> 
     result = eventually_sync(states, until=lambda s: len(s) == 2)
     assert result[DEPARTMENT].status_code == "01"
     assert result["999.99.99.H99"].bounce_reason == (
-        "unknown recipient 999.99.99.H99: no such unit in the registry"
+        "unknown recipient 999.99.99.H99: no such unit in the registry; it is outside the"
+        " province: register it as an external agency to reach it through the national axis"
     )
 
 

@@ -89,10 +89,15 @@ def test_the_sender_named_in_the_2020_form_is_dropped_too(index: UnitIndex) -> N
 
 
 def test_unknown_code_bounces(index: UnitIndex) -> None:
-    result = run(index, codes=("999.99.99.H99", FINANCE))
+    result = run(index, codes=("999.99.99.H23", "999.99.99.H99", FINANCE))
     assert result.unit_codes == [FINANCE]
     assert result.bounces == [
-        ("999.99.99.H99", "unknown recipient 999.99.99.H99: no such unit in the registry")
+        ("999.99.99.H23", "unknown recipient 999.99.99.H23: no such unit in the registry"),
+        (
+            "999.99.99.H99",
+            "unknown recipient 999.99.99.H99: no such unit in the registry; it is outside the"
+            " province: register it as an external agency to reach it through the national axis",
+        ),
     ]
 
 
@@ -303,3 +308,58 @@ def test_delivery_id_is_the_uuid5_of_document_and_recipient(recipient: str) -> N
 
     namespace = uuid.UUID("0b0f5d1e-7a43-4e0e-a0c4-5b7f1f6d2c11")
     assert delivery_id("doc-1", recipient) == str(uuid.uuid5(namespace, f"doc-1/{recipient}"))
+
+
+GOVERNMENT_OFFICE = "000.00.00.G01"
+
+
+def external(index: UnitIndex, code: str = GOVERNMENT_OFFICE, parent: str = "") -> Unit:
+    unit = Unit(code=code, name="Văn phòng Chính phủ", parent_code=parent, active=True,
+                external=True)  # fmt: skip
+    index.apply(unit, 1)
+    return unit
+
+
+def test_an_external_agency_named_explicitly_goes_through_the_axis(index: UnitIndex) -> None:
+    external(index)
+    result = run(index, codes=(GOVERNMENT_OFFICE, FINANCE))
+    assert result.unit_codes == [GOVERNMENT_OFFICE, FINANCE]
+    assert result.via_axis == {GOVERNMENT_OFFICE}
+    assert result.bounces == []
+
+
+def test_scopes_never_include_an_external_agency(index: UnitIndex) -> None:
+    # an external agency whose national parent happens to share a code with the province
+    external(index, parent=PROVINCE)
+    whole = run(index, scopes=(scope(),))
+    below = run(index, scopes=(scope(PROVINCE),), sender=FINANCE)
+    assert GOVERNMENT_OFFICE not in whole.unit_codes
+    assert GOVERNMENT_OFFICE not in below.unit_codes
+    assert whole.via_axis == below.via_axis == set()
+    refused = run(index, scopes=(scope(GOVERNMENT_OFFICE),))
+    assert refused.unit_codes == []
+    assert refused.bounces[0][0] == GOVERNMENT_OFFICE
+    assert "external agency" in refused.bounces[0][1]
+
+
+def test_an_external_agency_needs_no_level_and_no_parent_in_the_registry() -> None:
+    validate_unit(
+        Unit(
+            code=GOVERNMENT_OFFICE,
+            name="Văn phòng Chính phủ",
+            parent_code="000.00.00.G00",
+            external=True,
+        ),
+        parent=None,
+    )
+    with pytest.raises(InvalidArgument) as refused:
+        validate_unit(
+            Unit(
+                code=GOVERNMENT_OFFICE,
+                name="Văn phòng Chính phủ",
+                external=True,
+                level=UnitLevel.UNIT_LEVEL_PROVINCE,
+            ),
+            parent=None,
+        )
+    assert [v.field for v in refused.value.violations] == ["unit.level"]

@@ -193,13 +193,19 @@ async def test_units_survive_a_restart_with_their_contacts_and_span(
         contacts=[pb.Contact(name="Văn thư", email="vanthu@example.vn", phone="0218")],
         valid_from="2025-07-01",
     )
+    # an external agency: no level, its parent in the national directory only
+    outside = pb.Unit(code="000.00.00.G01", name="Văn phòng Chính phủ", parent_code="000.00.00.G00",
+                      active=True, external=True)  # fmt: skip
     await stub.UpsertUnit(pb.UpsertUnitRequest(unit=unit))
+    await stub.UpsertUnit(pb.UpsertUnitRequest(unit=outside))
     other: ServiceApp = await start_service("routing-service", build, Settings)
     async with grpc.aio.insecure_channel(
         f"127.0.0.1:{other.grpc_port}", interceptors=ADMIN
     ) as channel:
         reply = await RoutingServiceStub(channel).GetUnit(pb.GetUnitRequest(code=unit.code))
+        external = await RoutingServiceStub(channel).GetUnit(pb.GetUnitRequest(code=outside.code))
     assert reply.unit == unit
+    assert external.unit == outside
 
 
 async def test_import_with_bad_rows_reports_every_one_and_applies_nothing(
@@ -299,7 +305,8 @@ async def test_fan_out_delivers_scopes_once_and_bounces_the_rest(
     expected: dict[tuple[str, str], str] = {("doc-1", c): "delivered" for c in departments}
     expected[("doc-1", CITY)] = "delivered"
     expected[("doc-1", "999.99.99.H99")] = (
-        "unknown recipient 999.99.99.H99: no such unit in the registry"
+        "unknown recipient 999.99.99.H99: no such unit in the registry; it is outside the"
+        " province: register it as an external agency to reach it through the national axis"
     )
     expected[("doc-1", FOREIGN_AFFAIRS)] = (
         f"recipient {FOREIGN_AFFAIRS} was closed on 2025-07-01; its successor is {OFFICE}"

@@ -154,6 +154,12 @@ def declared(topics: Topics | None = None) -> dict[str, KafkaAccess]:
             # faust reads the cluster's metadata (controller, brokers) when it declares topics
             cluster=("Describe",),
         ),
+        KafkaAccess(
+            "gateway-service",
+            "the axis bridge: deliveries in (to external agencies out through the national axis,"
+            " answers to external senders back as status packages)",
+            groups=(GroupConsumer(t.group("gateway-service-axis"), deliveries),),
+        ),
     ]
     return {access.service: access for access in services}
 

@@ -1,7 +1,9 @@
 """``make run``: the whole platform on this machine, until Ctrl-C.
 
 Starts the five services on fixed ports (gRPC 50051-50055, metrics 9101-9105), loads the
-sample registry into routing-service and prints the endpoints. Kafka and the store must be
+sample registry into routing-service and prints the endpoints. The sandbox national axis
+(lienthong_local.axis) runs beside them on 8490; its national directory is registered as
+external agencies, and the gateway's axis bridge speaks to it. Kafka and the store must be
 up (``make infra-up``, which ``make run`` does first).
 
 The development switches are on by default so that the README's examples flow; each one set
@@ -11,8 +13,10 @@ real signature policy), and the launcher prints which are on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Mapping
@@ -24,14 +28,16 @@ import grpc
 
 from lienthong.routing.v1 import routing_service_pb2 as routing_pb
 from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
+from lienthong_local.axis import NATIONAL_AGENCIES
 from lienthong_local.platform import Platform
-from lienthong_local.sample import sample_units
+from lienthong_local.sample import PROVINCE, sample_units
 
 __all__ = [
     "DEV_SWITCHES",
     "DevSwitch",
     "describe_switches",
     "dev_switches",
+    "load_national_agencies",
     "load_sample_registry",
     "local_platform",
 ]
@@ -87,6 +93,7 @@ REGISTRY_ADMIN = (("x-lienthong-identity", "operator/registry-admin/make-run"),)
 
 
 GATEWAY_HTTP_PORT = "8480"
+AXIS_PORT = "8490"
 
 
 def load_sample_registry(endpoint: str) -> int:
@@ -100,6 +107,41 @@ def load_sample_registry(endpoint: str) -> int:
     return len(units)
 
 
+def load_national_agencies(endpoint: str) -> int:
+    """The sandbox axis's national directory, registered as external agencies."""
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = RoutingServiceStub(channel)
+        for agency in NATIONAL_AGENCIES:
+            unit = routing_pb.Unit(
+                code=agency["code"],
+                name=agency["name"],
+                parent_code=agency["parent"],
+                active=True,
+                external=True,
+            )
+            stub.UpsertUnit(
+                routing_pb.UpsertUnitRequest(unit=unit), metadata=REGISTRY_ADMIN, timeout=10
+            )
+    return len(NATIONAL_AGENCIES)
+
+
+@contextmanager
+def sandbox_axis(log_dir: Path, port: str = AXIS_PORT) -> Iterator[str]:
+    """The sandbox national axis as a process; its URL."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with (log_dir / "sandbox-axis.log").open("ab") as log:
+        process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+            [sys.executable, "-m", "lienthong_local.axis", "--port", port],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 @contextmanager
 def local_platform(
     *,
@@ -111,12 +153,17 @@ def local_platform(
 ) -> Iterator[Platform]:
     """The platform as ``make run`` starts it: its switches, the sample registry loaded."""
     env = {**dev_switches(environ), **(extra_env or {})}
-    if fixed_ports:  # the README's edXML gateway examples call it on this port
-        env.setdefault("LIENTHONG_GATEWAY_HTTP_PORT", GATEWAY_HTTP_PORT)
-    with Platform.start(
-        log_dir=log_dir, prefix=prefix, fixed_ports=fixed_ports, extra_env=env
-    ) as platform:
+    with contextlib.ExitStack() as stack:
+        if fixed_ports:  # the README's edXML gateway examples call it on this port
+            env.setdefault("LIENTHONG_GATEWAY_HTTP_PORT", GATEWAY_HTTP_PORT)
+            env.setdefault("LIENTHONG_AXIS_URL", stack.enter_context(sandbox_axis(log_dir)))
+            env.setdefault("LIENTHONG_AXIS_HUB_CODE", PROVINCE)
+        platform = stack.enter_context(
+            Platform.start(log_dir=log_dir, prefix=prefix, fixed_ports=fixed_ports, extra_env=env)
+        )
         load_sample_registry(platform.endpoint("routing-service"))
+        if env.get("LIENTHONG_AXIS_URL"):
+            load_national_agencies(platform.endpoint("routing-service"))
         yield platform
 
 
@@ -135,6 +182,10 @@ def main() -> int:
         for name, service in platform.processes.items():
             metrics = f"http://127.0.0.1:{service.metrics_port}/metrics"
             print(f"  {name:<22} {service.endpoint:<18} {metrics}")
+        axis = platform.env.get("LIENTHONG_AXIS_URL")
+        if axis:
+            agencies = ", ".join(agency["code"] for agency in NATIONAL_AGENCIES)
+            print(f"\n  sandbox national axis  {axis}  (external agencies: {agencies})")
         print("\n  try: grpcurl -plaintext 127.0.0.1:50051 list")
         if switches["LIENTHONG_DEV_AUTH"].strip().lower() in _ON:
             print(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-__all__ = ["HTTP_DURATION", "HTTP_HANDLED", "PACKAGE_BYTES"]
+__all__ = ["AXIS_PACKAGES", "HTTP_DURATION", "HTTP_HANDLED", "PACKAGE_BYTES"]
 
 HTTP_HANDLED = Counter(
     "lienthong_gateway_requests_total",
@@ -21,4 +21,10 @@ PACKAGE_BYTES = Counter(
     "lienthong_gateway_package_bytes_total",
     "Bytes of edXML packages received and sent by the gateway, by direction (in, out).",
     ["direction"],
+)
+AXIS_PACKAGES = Counter(
+    "lienthong_gateway_axis_packages_total",
+    "Packages and status packages the axis bridge handled, by direction (in, out) and outcome"
+    " (sent, duplicate, submitted, refused, invalid, status NN).",
+    ["direction", "outcome"],
 )

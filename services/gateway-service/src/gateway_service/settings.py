@@ -1,11 +1,12 @@
 """gateway-service's settings: the kit's, plus the HTTP listener, the services it calls as
-itself and the package limits (docs/configuration.md)."""
+itself, the package limits and the bridge to the national axis (docs/configuration.md)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from lienthong_kit.codes import unit_code_problem
 from lienthong_kit.settings import KitSettings, setting
 
 __all__ = ["Settings"]
@@ -51,8 +52,42 @@ class Settings(KitSettings):
         "LIENTHONG_GATEWAY_CALL_TIMEOUT_SECONDS", 30.0, doc="deadline of each call to a service"
     )
 
+    axis_url: str = setting(
+        "LIENTHONG_AXIS_URL",
+        "",
+        doc="the national axis (HTTP transport; the sandbox of `make run`); empty: no bridge",
+    )
+    axis_hub_code: str = setting(
+        "LIENTHONG_AXIS_HUB_CODE",
+        "",
+        doc="the province's code at the axis (e.g. 000.00.00.H23): the hop written in"
+        " TraceHeaderList; its level-1 part (H23) names the hub whose packages are pulled",
+    )
+    axis_poll_seconds: float = setting(
+        "LIENTHONG_AXIS_POLL_SECONDS", 5.0, doc="how often the bridge pulls packages and statuses"
+    )
+    axis_timeout_seconds: float = setting(
+        "LIENTHONG_AXIS_TIMEOUT_SECONDS", 30.0, doc="deadline of each call to the axis"
+    )
+
+    @property
+    def axis_hub(self) -> str:
+        """The level-1 part of the hub code (rightmost), e.g. ``H23``."""
+        return self.axis_hub_code.rpartition(".")[2]
+
     def validate(self) -> list[str]:
         problems = super().validate()
+        if self.axis_url and not self.axis_url.startswith(("http://", "https://")):
+            problems.append("LIENTHONG_AXIS_URL: must be an http:// or https:// URL")
+        if self.axis_url and unit_code_problem(self.axis_hub_code):
+            problems.append(
+                "LIENTHONG_AXIS_HUB_CODE: the province's code at the axis is required with"
+                f" LIENTHONG_AXIS_URL ({unit_code_problem(self.axis_hub_code)})"
+            )
+        if self.axis_poll_seconds <= 0 or self.axis_timeout_seconds <= 0:
+            problems.append(
+                "LIENTHONG_AXIS_POLL_SECONDS and LIENTHONG_AXIS_TIMEOUT_SECONDS: must be positive"
+            )
         client = (self.gateway_upstream_ca, self.gateway_client_cert, self.gateway_client_key)
         if any(value is not None for value in client) and None in client:
             problems.append(

@@ -74,6 +74,20 @@ class Upstream:
     def metadata(self, unit_code: str) -> tuple[tuple[str, str], ...]:
         return call_metadata(unit_code, dev=self._dev)
 
+    async def unit(self, code: str) -> routing_pb.Unit | None:
+        """The registry's unit ``code`` (either form), read as the gateway itself; None if
+        the registry has none."""
+        metadata = ((IDENTITY_HEADER, f"service/{GATEWAY}"),) if self._dev else ()
+        try:
+            reply: routing_pb.GetUnitResponse = await self.routing.GetUnit(
+                routing_pb.GetUnitRequest(code=code), metadata=metadata, timeout=self._timeout
+            )
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+        return reply.unit
+
     async def upload(
         self, unit_code: str, name: str, mime_type: str, chunks: Iterable[bytes]
     ) -> common_pb2.AttachmentRef:

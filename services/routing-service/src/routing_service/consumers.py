@@ -113,6 +113,7 @@ class FanOut:
             records.append((code.encode(), template.SerializeToString()))
 
         for code in deliver:
+            created.via_axis = code in resolution.via_axis
             add(code, created)
         for code, reason in bounces:
             bounced.reason = reason

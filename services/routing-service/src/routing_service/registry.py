@@ -90,11 +90,19 @@ def unit_violations(
             if problem:
                 v.add(f"{prefix}.{name}", problem)
     v.require(bool(unit.name.strip()), f"{prefix}.name", "is required")
-    v.require(unit.level != UnitLevel.UNIT_LEVEL_UNSPECIFIED, f"{prefix}.level", "is required")
     field = f"{prefix}.parent_code"
-    if unit.level == UnitLevel.UNIT_LEVEL_PROVINCE:
+    if unit.external:
+        # a national directory entry: its parent is in the national directory, not here
+        v.require(
+            unit.level != UnitLevel.UNIT_LEVEL_PROVINCE,
+            f"{prefix}.level",
+            "an external agency is not the province",
+        )
+    elif unit.level == UnitLevel.UNIT_LEVEL_UNSPECIFIED:
+        v.add(f"{prefix}.level", "is required")
+    elif unit.level == UnitLevel.UNIT_LEVEL_PROVINCE:
         v.require(not unit.parent_code, field, "a province has no parent")
-    elif unit.level != UnitLevel.UNIT_LEVEL_UNSPECIFIED:
+    else:
         below = v.require(bool(unit.parent_code), field, "is required below the province")
         known = below and v.require(exists, field, f"no unit {unit.parent_code!r} in the registry")
         if known and parent is not None and parent.level >= unit.level:

@@ -5,6 +5,7 @@
     resolution.unit_codes       # deliver to these, in this order
     resolution.bounces          # (code, reason): tell the sender
     resolution.forwards         # (closed code, successor code, reason): delivered instead
+    resolution.via_axis         # the codes of unit_codes that are external agencies
 
 The rules (the same for the fan-out and the ResolveRecipients dry run):
 
@@ -16,6 +17,9 @@ The rules (the same for the fan-out and the ResolveRecipients dry run):
   one successor open that day is delivered to that successor instead (following a chain of
   closures) and the forward is reported; one divided among several still bounces, naming
   them all.
+- An external agency (a national directory entry) named explicitly is delivered through the
+  national axis bridge (``via_axis``); scopes never include one, and a scope under one is
+  refused.
 - A scope is the units below ``ancestor_code`` (the whole registry when empty), of ``level``
   (every level when UNSPECIFIED), in code order, without each excluded unit *and everything
   below it*. Exclusions apply to their own scope only: an explicit code is delivered even if
@@ -45,6 +49,7 @@ class Resolution:
     unit_codes: list[str] = field(default_factory=list)
     bounces: list[tuple[str, str]] = field(default_factory=list)
     forwards: list[tuple[str, str, str]] = field(default_factory=list)
+    via_axis: set[str] = field(default_factory=set)
 
 
 def successors_of(unit: Unit) -> list[str]:
@@ -95,6 +100,22 @@ def _forward_target(index: UnitIndex, unit: Unit, as_of: str) -> Unit | None:
     return unit if unit_state_problem(index, unit, as_of) is None else None
 
 
+def _unknown_reason(index: UnitIndex, code: str) -> str:
+    """Why an unknown code bounces; one of another province says how it could be reached."""
+    level_1 = code.rpartition(".")[2]
+    provinces = {
+        unit.code.rpartition(".")[2]
+        for unit in index.units(index.children(""))
+        if unit.level == UnitLevel.UNIT_LEVEL_PROVINCE
+    }
+    if provinces and level_1 not in provinces:
+        return (
+            f"unknown recipient {code}: no such unit in the registry; it is outside the"
+            " province: register it as an external agency to reach it through the national axis"
+        )
+    return f"unknown recipient {code}: no such unit in the registry"
+
+
 def _canonical(index: UnitIndex, code: str) -> str:
     unit = index.get(code)
     return unit.code if unit is not None else code
@@ -132,7 +153,7 @@ def resolve(
         unit = index.get(code)
         if unit is None:
             if code not in seen:
-                bounce(code, f"unknown recipient {code}: no such unit in the registry")
+                bounce(code, _unknown_reason(index, code))
             continue
         if unit.code in seen:
             continue
@@ -144,6 +165,8 @@ def resolve(
             if target.code not in seen:
                 seen.add(target.code)
                 result.unit_codes.append(target.code)
+                if target.external:
+                    result.via_axis.add(target.code)
             result.forwards.append(
                 (unit.code, target.code, f"recipient {unit.code} {problem}; forwarded to it")
             )
@@ -154,6 +177,8 @@ def resolve(
             continue
         seen.add(unit.code)
         result.unit_codes.append(unit.code)
+        if unit.external:
+            result.via_axis.add(unit.code)
 
     members: set[str] = set()
     for scope in recipients.scopes:
@@ -167,6 +192,8 @@ def resolve(
                 )
                 continue
             problem = unit_state_problem(index, ancestor, as_of)
+            if ancestor.external:
+                problem = "is an external agency (scopes stay inside the province)"
             if problem:
                 bounce(ancestor.code, f"scope under {ancestor.code} refused: it {problem}")
                 continue
@@ -176,7 +203,7 @@ def resolve(
         excluded = _excluded(index, scope.exclude_codes)
         level = scope.level
         for unit in index.units(candidates):
-            if level != _EVERY_LEVEL and unit.level != level:
+            if unit.external or (level != _EVERY_LEVEL and unit.level != level):
                 continue
             if unit.code in seen or unit.code in excluded or unit.code in members:
                 continue

@@ -51,6 +51,7 @@ def _to_doc(unit: Unit, revision: int) -> Doc:
         "valid_from": unit.valid_from,
         "valid_until": unit.valid_until,
         "successor_code": unit.successor_code,
+        "external": unit.external,
         "revision": revision,
     }
 
@@ -67,4 +68,5 @@ def _to_unit(doc: Doc) -> Unit:
         valid_from=doc.get("valid_from", ""),
         valid_until=doc.get("valid_until", ""),
         successor_code=doc.get("successor_code", ""),
+        external=doc.get("external", False),
     )

@@ -111,9 +111,14 @@ class DeliveryCreated(_message.Message):
     DELIVERY_ID_FIELD_NUMBER: _builtins.int
     DOCUMENT_FIELD_NUMBER: _builtins.int
     RECIPIENT_CODE_FIELD_NUMBER: _builtins.int
+    VIA_AXIS_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     """Deterministic: the same document and recipient always give the same id."""
     recipient_code: _builtins.str
+    via_axis: _builtins.bool
+    """The recipient is an external agency: the axis bridge hands the document to the national
+    axis (docs/edxml.md, "The bridge to the national axis").
+    """
     @_builtins.property
     def document(self) -> _common_pb2.DocumentSummary: ...
     def __init__(
@@ -122,10 +127,11 @@ class DeliveryCreated(_message.Message):
         delivery_id: _builtins.str = ...,
         document: _common_pb2.DocumentSummary | None = ...,
         recipient_code: _builtins.str = ...,
+        via_axis: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "document", b"document", "recipient_code", b"recipient_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "document", b"document", "recipient_code", b"recipient_code", "via_axis", b"via_axis"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

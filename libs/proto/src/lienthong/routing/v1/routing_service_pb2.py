@@ -25,47 +25,47 @@ _sym_db = _symbol_database.Default()
 from lienthong.common.v1 import common_pb2 as lienthong_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*lienthong/routing/v1/routing_service.proto\x12\x14lienthong.routing.v1\x1a lienthong/common/v1/common.proto\"5\n\x07\x43ontact\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\r\n\x05phone\x18\x03 \x01(\t\"\xb1\x02\n\x04Unit\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x11\n\tcode_2020\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12-\n\x05level\x18\x04 \x01(\x0e\x32\x1e.lienthong.common.v1.UnitLevel\x12\x13\n\x0bparent_code\x18\x05 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x06 \x01(\x08\x12/\n\x08\x63ontacts\x18\x07 \x03(\x0b\x32\x1d.lienthong.routing.v1.Contact\x12\x12\n\nvalid_from\x18\x08 \x01(\t\x12\x13\n\x0bvalid_until\x18\t \x01(\t\x12\x16\n\x0esuccessor_code\x18\n \x01(\t\x12\x17\n\x0fsuccessor_codes\x18\x0b \x03(\t\x12\x1b\n\x13\x61\x64ministrative_code\x18\x0c \x01(\t\"=\n\x11UpsertUnitRequest\x12(\n\x04unit\x18\x01 \x01(\x0b\x32\x1a.lienthong.routing.v1.Unit\">\n\x12UpsertUnitResponse\x12(\n\x04unit\x18\x01 \x01(\x0b\x32\x1a.lienthong.routing.v1.Unit\"\x1e\n\x0eGetUnitRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\";\n\x0fGetUnitResponse\x12(\n\x04unit\x18\x01 \x01(\x0b\x32\x1a.lienthong.routing.v1.Unit\"\xb1\x01\n\x10ListUnitsRequest\x12\x13\n\x0bparent_code\x18\x01 \x01(\t\x12-\n\x05level\x18\x02 \x01(\x0e\x32\x1e.lienthong.common.v1.UnitLevel\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x32\n\x06\x61\x63tive\x18\x05 \x01(\x0e\x32\".lienthong.routing.v1.ActiveFilter\"W\n\x11ListUnitsResponse\x12)\n\x05units\x18\x01 \x03(\x0b\x32\x1a.lienthong.routing.v1.Unit\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x15ImportRegistryRequest\x12(\n\x04unit\x18\x01 \x01(\x0b\x32\x1a.lienthong.routing.v1.Unit\":\n\x16ImportRegistryResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x05\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x05\"d\n\x10\x43loseUnitRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x16\n\x0esuccessor_code\x18\x02 \x01(\t\x12\x11\n\tclosed_on\x18\x03 \x01(\t\x12\x17\n\x0fsuccessor_codes\x18\x04 \x03(\t\"=\n\x11\x43loseUnitResponse\x12(\n\x04unit\x18\x01 \x01(\x0b\x32\x1a.lienthong.routing.v1.Unit\"s\n\x18ResolveRecipientsRequest\x12\x13\n\x0bsender_code\x18\x01 \x01(\t\x12\x33\n\nrecipients\x18\x02 \x01(\x0b\x32\x1f.lienthong.common.v1.Recipients\x12\r\n\x05\x61s_of\x18\x03 \x01(\t\"0\n\x06\x42ounce\x12\x16\n\x0erecipient_code\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"I\n\x07\x46orward\x12\x16\n\x0erecipient_code\x18\x01 \x01(\t\x12\x16\n\x0esuccessor_code\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x8f\x01\n\x19ResolveRecipientsResponse\x12\x12\n\nunit_codes\x18\x01 \x03(\t\x12-\n\x07\x62ounces\x18\x02 \x03(\x0b\x32\x1c.lienthong.routing.v1.Bounce\x12/\n\x08\x66orwards\x18\x03 \x03(\x0b\x32\x1d.lienthong.routing.v1.Forward*c\n\x0c\x41\x63tiveFilter\x12\x1d\n\x19\x41\x43TIVE_FILTER_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41\x43TIVE_FILTER_ACTIVE\x10\x01\x12\x1a\n\x16\x41\x43TIVE_FILTER_INACTIVE\x10\x02\x32\xea\x04\n\x0eRoutingService\x12_\n\nUpsertUnit\x12\'.lienthong.routing.v1.UpsertUnitRequest\x1a(.lienthong.routing.v1.UpsertUnitResponse\x12V\n\x07GetUnit\x12$.lienthong.routing.v1.GetUnitRequest\x1a%.lienthong.routing.v1.GetUnitResponse\x12\\\n\tListUnits\x12&.lienthong.routing.v1.ListUnitsRequest\x1a\'.lienthong.routing.v1.ListUnitsResponse\x12m\n\x0eImportRegistry\x12+.lienthong.routing.v1.ImportRegistryRequest\x1a,.lienthong.routing.v1.ImportRegistryResponse(\x01\x12\\\n\tCloseUnit\x12&.lienthong.routing.v1.CloseUnitRequest\x1a\'.lienthong.routing.v1.CloseUnitResponse\x12t\n\x11ResolveRecipients\x12..lienthong.routing.v1.ResolveRecipientsRequest\x1a/.lienthong.routing.v1.ResolveRecipientsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*lienthong/routing/v1/routing_service.proto\x12\x14lienthong.routing.v1\x1a lienthong/common/v1/common.proto\"5\n\x07\x43ontact\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\r\n\x05phone\x18\x03 \x01(\t\"\xc3\x02\n\x04Unit\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x11\n\tcode_2020\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12-\n\x05level\x18\x04 \x01(\x0e\x32\x1e.lienthong.common.v1.UnitLevel\x12\x13\n\x0bparent_code\x18\x05 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x06 \x01(\x08\x12/\n\x08\x63ontacts\x18\x07 \x03(\x0b\x32\x1d.lienthong.routing.v1.Contact\x12\x12\n\nvalid_from\x18\x08 \x01(\t\x12\x13\n\x0bvalid_until\x18\t \x01(\t\x12\x16\n\x0esuccessor_code\x18\n \x01(\t\x12\x17\n\x0fsuccessor_codes\x18\x0b \x03(\t\x12\x1b\n\x13\x61\x64ministrative_code\x18\x0c \x01(\t\x12\x10\n\x08\x65xternal\x18\r \x01(\x08\"=\n\x11UpsertUnitRequest\x12(\n\x04unit\x18\x01 \x01(\x0b\x32\x1a.lienthong.routing.v1.Unit\">\n\x12UpsertUnitResponse\x12(\n\x04unit\x18\x01 \x01(\x0b\x32\x1a.lienthong.routing.v1.Unit\"\x1e\n\x0eGetUnitRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\";\n\x0fGetUnitResponse\x12(\n\x04unit\x18\x01 \x01(\x0b\x32\x1a.lienthong.routing.v1.Unit\"\xb1\x01\n\x10ListUnitsRequest\x12\x13\n\x0bparent_code\x18\x01 \x01(\t\x12-\n\x05level\x18\x02 \x01(\x0e\x32\x1e.lienthong.common.v1.UnitLevel\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x32\n\x06\x61\x63tive\x18\x05 \x01(\x0e\x32\".lienthong.routing.v1.ActiveFilter\"W\n\x11ListUnitsResponse\x12)\n\x05units\x18\x01 \x03(\x0b\x32\x1a.lienthong.routing.v1.Unit\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x15ImportRegistryRequest\x12(\n\x04unit\x18\x01 \x01(\x0b\x32\x1a.lienthong.routing.v1.Unit\":\n\x16ImportRegistryResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x05\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x05\"d\n\x10\x43loseUnitRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x16\n\x0esuccessor_code\x18\x02 \x01(\t\x12\x11\n\tclosed_on\x18\x03 \x01(\t\x12\x17\n\x0fsuccessor_codes\x18\x04 \x03(\t\"=\n\x11\x43loseUnitResponse\x12(\n\x04unit\x18\x01 \x01(\x0b\x32\x1a.lienthong.routing.v1.Unit\"s\n\x18ResolveRecipientsRequest\x12\x13\n\x0bsender_code\x18\x01 \x01(\t\x12\x33\n\nrecipients\x18\x02 \x01(\x0b\x32\x1f.lienthong.common.v1.Recipients\x12\r\n\x05\x61s_of\x18\x03 \x01(\t\"0\n\x06\x42ounce\x12\x16\n\x0erecipient_code\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"I\n\x07\x46orward\x12\x16\n\x0erecipient_code\x18\x01 \x01(\t\x12\x16\n\x0esuccessor_code\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x8f\x01\n\x19ResolveRecipientsResponse\x12\x12\n\nunit_codes\x18\x01 \x03(\t\x12-\n\x07\x62ounces\x18\x02 \x03(\x0b\x32\x1c.lienthong.routing.v1.Bounce\x12/\n\x08\x66orwards\x18\x03 \x03(\x0b\x32\x1d.lienthong.routing.v1.Forward*c\n\x0c\x41\x63tiveFilter\x12\x1d\n\x19\x41\x43TIVE_FILTER_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41\x43TIVE_FILTER_ACTIVE\x10\x01\x12\x1a\n\x16\x41\x43TIVE_FILTER_INACTIVE\x10\x02\x32\xea\x04\n\x0eRoutingService\x12_\n\nUpsertUnit\x12\'.lienthong.routing.v1.UpsertUnitRequest\x1a(.lienthong.routing.v1.UpsertUnitResponse\x12V\n\x07GetUnit\x12$.lienthong.routing.v1.GetUnitRequest\x1a%.lienthong.routing.v1.GetUnitResponse\x12\\\n\tListUnits\x12&.lienthong.routing.v1.ListUnitsRequest\x1a\'.lienthong.routing.v1.ListUnitsResponse\x12m\n\x0eImportRegistry\x12+.lienthong.routing.v1.ImportRegistryRequest\x1a,.lienthong.routing.v1.ImportRegistryResponse(\x01\x12\\\n\tCloseUnit\x12&.lienthong.routing.v1.CloseUnitRequest\x1a\'.lienthong.routing.v1.CloseUnitResponse\x12t\n\x11ResolveRecipients\x12..lienthong.routing.v1.ResolveRecipientsRequest\x1a/.lienthong.routing.v1.ResolveRecipientsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lienthong.routing.v1.routing_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACTIVEFILTER']._serialized_start=1634
-  _globals['_ACTIVEFILTER']._serialized_end=1733
+  _globals['_ACTIVEFILTER']._serialized_start=1652
+  _globals['_ACTIVEFILTER']._serialized_end=1751
   _globals['_CONTACT']._serialized_start=102
   _globals['_CONTACT']._serialized_end=155
   _globals['_UNIT']._serialized_start=158
-  _globals['_UNIT']._serialized_end=463
-  _globals['_UPSERTUNITREQUEST']._serialized_start=465
-  _globals['_UPSERTUNITREQUEST']._serialized_end=526
-  _globals['_UPSERTUNITRESPONSE']._serialized_start=528
-  _globals['_UPSERTUNITRESPONSE']._serialized_end=590
-  _globals['_GETUNITREQUEST']._serialized_start=592
-  _globals['_GETUNITREQUEST']._serialized_end=622
-  _globals['_GETUNITRESPONSE']._serialized_start=624
-  _globals['_GETUNITRESPONSE']._serialized_end=683
-  _globals['_LISTUNITSREQUEST']._serialized_start=686
-  _globals['_LISTUNITSREQUEST']._serialized_end=863
-  _globals['_LISTUNITSRESPONSE']._serialized_start=865
-  _globals['_LISTUNITSRESPONSE']._serialized_end=952
-  _globals['_IMPORTREGISTRYREQUEST']._serialized_start=954
-  _globals['_IMPORTREGISTRYREQUEST']._serialized_end=1019
-  _globals['_IMPORTREGISTRYRESPONSE']._serialized_start=1021
-  _globals['_IMPORTREGISTRYRESPONSE']._serialized_end=1079
-  _globals['_CLOSEUNITREQUEST']._serialized_start=1081
-  _globals['_CLOSEUNITREQUEST']._serialized_end=1181
-  _globals['_CLOSEUNITRESPONSE']._serialized_start=1183
-  _globals['_CLOSEUNITRESPONSE']._serialized_end=1244
-  _globals['_RESOLVERECIPIENTSREQUEST']._serialized_start=1246
-  _globals['_RESOLVERECIPIENTSREQUEST']._serialized_end=1361
-  _globals['_BOUNCE']._serialized_start=1363
-  _globals['_BOUNCE']._serialized_end=1411
-  _globals['_FORWARD']._serialized_start=1413
-  _globals['_FORWARD']._serialized_end=1486
-  _globals['_RESOLVERECIPIENTSRESPONSE']._serialized_start=1489
-  _globals['_RESOLVERECIPIENTSRESPONSE']._serialized_end=1632
-  _globals['_ROUTINGSERVICE']._serialized_start=1736
-  _globals['_ROUTINGSERVICE']._serialized_end=2354
+  _globals['_UNIT']._serialized_end=481
+  _globals['_UPSERTUNITREQUEST']._serialized_start=483
+  _globals['_UPSERTUNITREQUEST']._serialized_end=544
+  _globals['_UPSERTUNITRESPONSE']._serialized_start=546
+  _globals['_UPSERTUNITRESPONSE']._serialized_end=608
+  _globals['_GETUNITREQUEST']._serialized_start=610
+  _globals['_GETUNITREQUEST']._serialized_end=640
+  _globals['_GETUNITRESPONSE']._serialized_start=642
+  _globals['_GETUNITRESPONSE']._serialized_end=701
+  _globals['_LISTUNITSREQUEST']._serialized_start=704
+  _globals['_LISTUNITSREQUEST']._serialized_end=881
+  _globals['_LISTUNITSRESPONSE']._serialized_start=883
+  _globals['_LISTUNITSRESPONSE']._serialized_end=970
+  _globals['_IMPORTREGISTRYREQUEST']._serialized_start=972
+  _globals['_IMPORTREGISTRYREQUEST']._serialized_end=1037
+  _globals['_IMPORTREGISTRYRESPONSE']._serialized_start=1039
+  _globals['_IMPORTREGISTRYRESPONSE']._serialized_end=1097
+  _globals['_CLOSEUNITREQUEST']._serialized_start=1099
+  _globals['_CLOSEUNITREQUEST']._serialized_end=1199
+  _globals['_CLOSEUNITRESPONSE']._serialized_start=1201
+  _globals['_CLOSEUNITRESPONSE']._serialized_end=1262
+  _globals['_RESOLVERECIPIENTSREQUEST']._serialized_start=1264
+  _globals['_RESOLVERECIPIENTSREQUEST']._serialized_end=1379
+  _globals['_BOUNCE']._serialized_start=1381
+  _globals['_BOUNCE']._serialized_end=1429
+  _globals['_FORWARD']._serialized_start=1431
+  _globals['_FORWARD']._serialized_end=1504
+  _globals['_RESOLVERECIPIENTSRESPONSE']._serialized_start=1507
+  _globals['_RESOLVERECIPIENTSRESPONSE']._serialized_end=1650
+  _globals['_ROUTINGSERVICE']._serialized_start=1754
+  _globals['_ROUTINGSERVICE']._serialized_end=2372
 # @@protoc_insertion_point(module_scope)

@@ -83,6 +83,7 @@ class Unit(_message.Message):
     SUCCESSOR_CODE_FIELD_NUMBER: _builtins.int
     SUCCESSOR_CODES_FIELD_NUMBER: _builtins.int
     ADMINISTRATIVE_CODE_FIELD_NUMBER: _builtins.int
+    EXTERNAL_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """Electronic identifier code (mã định danh), QCVN 102 form, e.g. "000.00.00.H49"; the key."""
     code_2020: _builtins.str
@@ -104,6 +105,12 @@ class Unit(_message.Message):
     """The administrative unit code of the national list (mã đơn vị hành chính: Decision
     19/2025/QĐ-TTg for units since 1 July 2025, the statistics office's list before), e.g.
     "07900"; empty for units that are not administrative units (departments).
+    """
+    external: _builtins.bool
+    """An agency outside the province (a national directory entry: code, name, parent), reached
+    through the national document axis: explicit addressing delivers to it through the
+    bridge, scopes never include it, its parent need not be in the registry, and it needs
+    no level.
     """
     @_builtins.property
     def contacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Contact]: ...
@@ -129,10 +136,11 @@ class Unit(_message.Message):
         successor_code: _builtins.str = ...,
         successor_codes: _abc.Iterable[_builtins.str] | None = ...,
         administrative_code: _builtins.str = ...,
+        external: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "administrative_code", b"administrative_code", "code", b"code", "code_2020", b"code_2020", "contacts", b"contacts", "level", b"level", "name", b"name", "parent_code", b"parent_code", "successor_code", b"successor_code", "successor_codes", b"successor_codes", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "administrative_code", b"administrative_code", "code", b"code", "code_2020", b"code_2020", "contacts", b"contacts", "external", b"external", "level", b"level", "name", b"name", "parent_code", b"parent_code", "successor_code", b"successor_code", "successor_codes", b"successor_codes", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

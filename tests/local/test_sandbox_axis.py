@@ -10,11 +10,11 @@ import httpx
 
 from lienthong_edxml import Organ, ResponseFor, StatusCode, StatusPackage, parse_document
 from lienthong_edxml.writer import status_bytes
-from lienthong_testing.axis import create_axis
+from lienthong_local.axis import create_axis
 
 GOLDEN = (
     Path(__file__).resolve().parents[2]
-    / "edxml" / "tests" / "data" / "golden" / "document_qcvn_bussiness.edxml"
+    / "libs" / "edxml" / "tests" / "data" / "golden" / "document_qcvn_bussiness.edxml"
 )  # fmt: skip
 HOSTILE = GOLDEN.parents[1] / "hostile" / "xxe.edxml"
 
@@ -80,3 +80,24 @@ async def test_it_fails_when_told_to_then_recovers() -> None:
         state = (await axis.get("/admin/state")).json()
         assert state["packages"] == 1
         assert state["faults"]["fail_next"] == 0
+
+
+async def test_a_hub_lists_what_waits_for_every_agency_of_its_province() -> None:
+    package = parse_document(GOLDEN.read_bytes())
+    recipient = package.to[0].organ_id
+    hub = recipient.rpartition(".")[2]
+    async with client() as axis:
+        key = (await axis.post("/packages", content=GOLDEN.read_bytes())).json()["key"]
+        listed = (await axis.get(f"/hubs/{hub}/pending")).json()["pending"]
+        assert {"agency": recipient, "key": key, "document_id": package.document_id} in listed
+        assert (await axis.get("/hubs/ZZZ/pending")).json() == {"pending": []}
+        status = StatusPackage(
+            response_for=ResponseFor(package.from_.organ_id, package.document_id),
+            from_=Organ(recipient),
+            status_code=StatusCode("01"),
+            timestamp=datetime.now(UTC),
+        )
+        status_key = (await axis.post("/statuses", content=status_bytes(status))).json()["key"]
+        sender_hub = package.from_.organ_id.rpartition(".")[2]
+        waiting = (await axis.get(f"/hubs/{sender_hub}/statuses")).json()["statuses"]
+        assert {"agency": package.from_.organ_id, "key": status_key} in waiting
