@@ -4,7 +4,7 @@ exactly what the adoption report must then say.
     python -m lienthong_local.replay                      # the seed's April, scaled 1/20
     python -m lienthong_local.replay --scale 1            # the whole April (45,922 incoming)
     python -m lienthong_local.replay --document 127.0.0.1:50051 --reporting 127.0.0.1:50055
-    python -m lienthong_local.replay --shape two-tier     # a two-tier month (no district level)
+    python -m lienthong_local.replay --shape three-tier   # a three-tier month (Hòa Bình's registry)
 
 Network documents go through document-service's SubmitDocument (each is outgoing over the
 network for its sender, and each of its deliveries is incoming over the network for a
@@ -495,8 +495,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--shape",
         choices=SHAPES,
-        default="three-tier",
-        help="the registry make run loaded: three-tier Hòa Bình or two-tier Phú Thọ",
+        default="two-tier",
+        help="the registry loaded: two-tier Phú Thọ (make run's) or three-tier Hòa Bình",
     )
     args = parser.parse_args(argv)
     plan = APRIL if args.scale == 1 else APRIL.scaled(args.scale)
