@@ -232,7 +232,7 @@ def transition(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             )
 
         # June: three tiers
-        june = generate(PLAN, seed=6, now=JUNE, units=OLD)
+        june = generate(PLAN, seed=6, now=JUNE, registry=OLD)
         send(platform, june, JUNE)
         assert exact(platform, "2025-06", expected_rows(june, [])) == []
 
@@ -251,7 +251,7 @@ def transition(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         # July: two tiers, on the registry the plan left
         relaunch_clocked(platform, JULY)
         now_open = registry(platform)
-        july = generate(PLAN.two_tier(), seed=7, now=JULY, units=now_open)
+        july = generate(PLAN.two_tier(), seed=7, now=JULY, registry=now_open)
         send(platform, july, JULY)
         wait_until_admitted(platform.endpoint("document-service"), PROVINCE)
         forwarded_id = submit(platform, "701", Recipients(unit_codes=[MERGED_COMMUNE, DIVIDED]))

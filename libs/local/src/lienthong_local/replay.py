@@ -183,9 +183,9 @@ def generate(
     seed: int = 2024,
     now: datetime | None = None,
     shape: Shape = "three-tier",
-    units: Sequence[Unit] | None = None,
+    registry: Sequence[Unit] | None = None,
 ) -> Traffic:
-    """Traffic for the sample province (or ``units``, a registry) with exactly the plan's
+    """Traffic for the sample province (or ``registry``'s units) with exactly the plan's
     totals per level, between the units open on ``now``'s day (in two tiers: no district; use
     ``Plan.two_tier``)."""
     rng = random.Random(seed)  # noqa: S311 - reproducible traffic, not secrets
@@ -193,7 +193,7 @@ def generate(
     today = now.astimezone(VN_TIME).date().isoformat()
     traffic = Traffic()
     units_by_level: dict[str, list[str]] = {level: [] for level in LEVELS}
-    for sample in sample_units(shape) if units is None else units:
+    for sample in sample_units(shape) if registry is None else registry:
         closed = bool(sample.valid_until) and sample.valid_until <= today
         if closed or (not sample.active and not sample.valid_until):
             continue
