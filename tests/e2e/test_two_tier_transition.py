@@ -5,8 +5,8 @@ routing-service, whose clocks date submissions and deliveries, run under a set c
 (lienthong_testing.clock). In June 2025 the registry is the three predecessors' (Hòa Bình,
 the old Phú Thọ, Vĩnh Phúc: three tiers, all open) and generated three-tier traffic flows; the
 registry administrator then plans the transition against the running registry and imports the
-plan (effective 1 July), as docs/operations.md says; the two services are restarted under a
-July clock and generated two-tier traffic flows, with a document to a merged commune
+plan (effective 1 July), as docs/operations.md says, and a closing commune still sends until
+then; the two services are restarted under a July clock and generated two-tier traffic flows, with a document to a merged commune
 (forwarded: the province's policy here), to a divided one (bounced naming its successors) and
 to the communes of a closed district (refused naming the successors). June's, July's and the
 year's reports must equal the generated counts exactly, per unit, level and province.
@@ -188,7 +188,14 @@ def registry(platform: Platform) -> list[routing_pb.Unit]:
                 return units
 
 
-def submit(platform: Platform, number: str, recipients: Recipients) -> str:
+def submit(
+    platform: Platform,
+    number: str,
+    recipients: Recipients,
+    *,
+    sender: str = PROVINCE,
+    day: datetime = JULY,
+) -> str:
     with grpc.insecure_channel(platform.endpoint("document-service")) as channel:
         reply = DocumentServiceStub(channel).SubmitDocument(
             doc_pb.SubmitDocumentRequest(
@@ -197,9 +204,9 @@ def submit(platform: Platform, number: str, recipients: Recipients) -> str:
                 code={"number": number, "notation": "TB-UBND"},
                 document_type="TB",
                 subject="Thông báo về việc sắp xếp đơn vị hành chính",
-                promulgation_date=JULY.date().isoformat(),
+                promulgation_date=day.date().isoformat(),
             ),
-            metadata=unit_md(PROVINCE),
+            metadata=unit_md(sender),
             timeout=30,
         )
     return reply.document.document_id
@@ -247,6 +254,18 @@ def transition(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             "--effective", TRANSITION, "--out", str(plan_file), "--endpoint", routing,
         )  # fmt: skip
         run_tool(str(BIN / "routing-service-import"), str(plan_file), "--endpoint", routing)
+        # applied ahead: a closing commune still sends in June, to a closing district
+        submit(
+            platform,
+            "601",
+            Recipients(unit_codes=[CLOSED_DISTRICT]),
+            sender=MERGED_COMMUNE,
+            day=JUNE,
+        )
+        for name in ("outgoing_total", "outgoing_over_network"):
+            june.expected[MERGED_COMMUNE][name] += 1
+        for name in ("incoming_total", "incoming_over_network"):
+            june.expected[CLOSED_DISTRICT][name] += 1
 
         # July: two tiers, on the registry the plan left
         relaunch_clocked(platform, JULY)
