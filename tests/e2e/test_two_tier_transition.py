@@ -7,9 +7,10 @@ the old Phú Thọ, Vĩnh Phúc: three tiers, all open) and generated three-tier
 registry administrator then plans the transition against the running registry and imports the
 plan (effective 1 July), as docs/operations.md says, and a closing commune still sends until
 then; the two services are restarted under a July clock and generated two-tier traffic
-flows, with a document to a merged commune (forwarded: the province's policy here), to a divided one (bounced naming its successors) and
-to the communes of a closed district (refused naming the successors). June's, July's and the
-year's reports must equal the generated counts exactly, per unit, level and province.
+flows, with a document to a merged commune (forwarded: the province's policy here), to a
+divided one (bounced naming its successors) and to the communes of a closed district
+(refused naming the successors). June's, July's and the year's reports must equal the
+generated counts exactly, per unit, level and province.
 """
 
 from __future__ import annotations
