@@ -28,7 +28,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from lienthong.common.v1.common_pb2 import Recipients, RecipientScope, UnitLevel
 from lienthong.document.v1 import document_service_pb2 as doc_pb
