@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import grpc
 import pytest
@@ -61,6 +63,7 @@ from lienthong_testing.cleanup import remove_namespace
 from lienthong_testing.clock import clocked
 from lienthong_testing.waiting import eventually_sync
 from routing_service import importer, transition_cli
+from routing_service.importer import parse_csv
 
 pytestmark = pytest.mark.e2e
 
@@ -135,9 +138,31 @@ def relaunch_clocked(platform: Platform, moment: datetime) -> None:
         platform.processes[name].process.terminate()
     for name in CLOCKED:
         old = platform.processes[name]
-        platform.stop(name)
+        try:
+            old.process.wait(60)
+        except subprocess.TimeoutExpired:
+            old.process.kill()
+            old.process.wait()
         platform.launch(name, old.grpc_port, old.metrics_port, wrapper=clocked(moment))
     platform.wait_serving(120, CLOCKED)
+
+
+def wait_applied(platform: Platform, plan_file: Path) -> None:
+    """Until routing's registry shows every row of the imported plan: the import answers once
+    the rows are stored, the registry view follows from the units topic a moment later."""
+    planned = {unit.code: unit for _, unit, _ in parse_csv(plan_file.read_text("utf-8"))}
+
+    def pending() -> list[str]:
+        seen = {unit.code: unit for unit in registry(platform)}
+        return [
+            code
+            for code, unit in planned.items()
+            if code not in seen
+            or (seen[code].valid_until, seen[code].valid_from, seen[code].successor_code)
+            != (unit.valid_until, unit.valid_from, unit.successor_code)
+        ]
+
+    eventually_sync(pending, until=lambda left: not left, timeout=120, interval=0.5)
 
 
 def send(platform: Platform, traffic: Traffic, day: datetime) -> None:
@@ -260,6 +285,7 @@ def transition(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             "--effective", TRANSITION, "--out", str(plan_file), "--endpoint", routing,
         )  # fmt: skip
         run_tool(importer.main, str(plan_file), "--endpoint", routing)
+        wait_applied(platform, plan_file)
         # applied ahead: a closing commune still sends in June, to a closing district
         submit(
             platform,
