@@ -130,7 +130,7 @@ def kept_topics(prefix: str) -> None:
 def launch_all(platform: Platform, moment: datetime) -> None:
     for name in FIVE:
         platform.launch(name, wrapper=clocked(moment) if name in CLOCKED else ())
-    platform.wait_serving(120, FIVE)
+    platform.wait_serving(300, FIVE)
 
 
 def relaunch_clocked(platform: Platform, moment: datetime) -> None:
@@ -144,7 +144,7 @@ def relaunch_clocked(platform: Platform, moment: datetime) -> None:
             old.process.kill()
             old.process.wait()
         platform.launch(name, old.grpc_port, old.metrics_port, wrapper=clocked(moment))
-    platform.wait_serving(120, CLOCKED)
+    platform.wait_serving(300, CLOCKED)
 
 
 def wait_applied(platform: Platform, plan_file: Path) -> None:
