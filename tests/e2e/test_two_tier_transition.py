@@ -240,6 +240,14 @@ def submit(
     return reply.document.document_id
 
 
+def inbox(platform: Platform, unit: str) -> list[str]:
+    with grpc.insecure_channel(platform.endpoint("document-service")) as channel:
+        reply = DocumentServiceStub(channel).ListInbox(
+            doc_pb.ListInboxRequest(page_size=200), metadata=unit_md(unit), timeout=30
+        )
+    return [entry.document.document_id for entry in reply.entries]
+
+
 def run_tool(main: Callable[[list[str]], int], *args: str) -> str:
     """An operator's command (its console script's ``main``), its output as printed."""
     out, err = io.StringIO(), io.StringIO()
@@ -287,12 +295,16 @@ def transition(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         run_tool(importer.main, str(plan_file), "--endpoint", routing)
         wait_applied(platform, plan_file)
         # applied ahead: a closing commune still sends in June, to a closing district
-        submit(
+        late = submit(
             platform,
             "601",
             Recipients(unit_codes=[CLOSED_DISTRICT]),
             sender=MERGED_COMMUNE,
             day=JUNE,
+        )
+        # delivered in June: routed after the restart it would count on July's day
+        eventually_sync(
+            lambda: inbox(platform, CLOSED_DISTRICT), until=lambda ids: late in ids, timeout=120
         )
         for name in ("outgoing_total", "outgoing_over_network"):
             june.expected[MERGED_COMMUNE][name] += 1
