@@ -265,7 +265,11 @@ def transition(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     platform = Platform.empty(
         log_dir=work / "logs",
         prefix=prefix,
-        extra_env={"LIENTHONG_ROUTING_FORWARD_CLOSED": "true"},
+        extra_env={
+            "LIENTHONG_ROUTING_FORWARD_CLOSED": "true",
+            # the documents are unsigned: no validation worker processes to start
+            "LIENTHONG_SIGNATURE_WORKERS": "0",
+        },
     )
     try:
         launch_all(platform, JUNE)
