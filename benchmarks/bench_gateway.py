@@ -19,13 +19,13 @@ import httpx
 
 from lienthong_edxml import Attachment, parse_document, write_document
 from lienthong_local.platform import Platform, free_port
-from lienthong_local.run import load_sample_registry
+from lienthong_local.run import RUN_SHAPE, load_sample_registry
 from lienthong_testing.cleanup import remove_namespace
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs" / "examples" / "qd-15-ubnd.edxml"
 SERVICES = ("document-service", "routing-service", "signature-service")
-SENDER = {"x-lienthong-identity": "unit/000.00.00.H23"}
+SENDER = {"x-lienthong-identity": "unit/000.00.00.H43"}  # the example's sender, in two tiers
 
 
 def peak_mib(pid: int) -> float:
@@ -79,7 +79,7 @@ def main() -> None:
             },
         )
         platform.wait_serving(120, (*SERVICES, "gateway-service"))
-        load_sample_registry(platform.endpoint("routing-service"))
+        load_sample_registry(platform.endpoint("routing-service"), RUN_SHAPE)
         base = f"http://127.0.0.1:{port}"
         httpx.post(f"{base}/v1/doctor", headers=SENDER, content=EXAMPLE.read_bytes(), timeout=60)
         before = peak_mib(gateway.process.pid)

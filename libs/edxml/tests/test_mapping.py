@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
 from lienthong.common.v1 import common_pb2
 from lienthong.document.v1 import document_service_pb2 as pb
-from lienthong_edxml import DocumentPackage, parse_document
+from lienthong_edxml import DocumentPackage, document_bytes, parse_document
 from lienthong_edxml.mapping import (
     canonical_document_id,
     from_stored_document,
     kept_fields,
     to_submit_request,
 )
+from lienthong_edxml.vocabulary import VIETNAM
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 TODAY = date(2026, 12, 1)
@@ -106,3 +107,19 @@ def test_attachment_ids_must_match_the_attachments() -> None:
 
     with pytest.raises(ValueError, match="2 attachments but 1 attachment ids"):
         to_submit_request(package, ["a"])
+
+
+def test_a_forwarded_copy_carries_the_hop_in_its_trace_header_list() -> None:
+    package = parse_document(DOCUMENTS[0].read_bytes(), today=TODAY)
+    ids = [f"att-{i}" for i in range(len(package.attachments))]
+    stored = _stored(to_submit_request(package, ids), package.from_.organ_id, package)
+    hop = stored.forwarded_from.add(closed_code="000.01.31.H23", reason="closed; forwarded")
+    hop.at.FromDatetime(datetime(2026, 11, 20, 2, 15, tzinfo=UTC))
+    contents = {i: a.read_bytes() for i, a in zip(ids, package.attachments, strict=True)}
+
+    written = document_bytes(from_stored_document(stored, contents))
+
+    [trace] = parse_document(written, today=TODAY).traces
+    assert trace.organ_id == "000.01.31.H23"
+    assert trace.timestamp == datetime(2026, 11, 20, 9, 15, tzinfo=VIETNAM)
+    assert b"<edXML:TraceHeader><edXML:OrganId>000.01.31.H23</edXML:OrganId>" in written

@@ -119,6 +119,12 @@ def test_the_directory_refuses_unknown_and_closed_units_naming_the_successor() -
     directory.apply(_changed("000.04.00.H23", active=True, until="2026-12-07", rev=1))
     assert directory.refusal("000.04.00.H23", today) is None
     assert directory.refusal("000.04.00.H23", date(2026, 12, 7)) is not None
+    # a transition plan applied ahead closes units inactive from their date: open until then
+    directory.apply(_changed("000.05.00.H23", active=False, until="2026-12-07", rev=1))
+    assert directory.refusal("000.05.00.H23", today) is None
+    assert directory.refusal("000.05.00.H23", date(2026, 12, 7)) is not None
+    directory.apply(_changed("000.06.00.H23", active=False, rev=1))
+    assert directory.refusal("000.06.00.H23", today) == "unit 000.06.00.H23 was closed"
 
 
 def test_only_a_delegate_named_by_the_rule_acts_for_a_unit() -> None:

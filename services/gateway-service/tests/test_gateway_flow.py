@@ -37,17 +37,19 @@ from lienthong_edxml.mapping import kept_fields
 from lienthong_edxml.model import Attachment
 from lienthong_edxml.writer import status_bytes
 from lienthong_local.platform import Platform, free_port
-from lienthong_local.run import load_sample_registry
+from lienthong_local.run import RUN_SHAPE, load_sample_registry
 from lienthong_testing.cleanup import remove_namespace
 from lienthong_testing.pki import make_pdf
+from lienthong_testing.two_tier_examples import two_tier
 from lienthong_testing.waiting import eventually_sync
 
 pytestmark = pytest.mark.e2e
 
 DATA = Path(__file__).resolve().parents[3] / "libs" / "edxml" / "tests" / "data"
 GOLDEN = DATA / "golden" / "document_qcvn_bussiness.edxml"
-SENDER = "000.00.00.H23"
-RECIPIENT = "000.01.00.H23"
+# make run's two-tier province, as the README's example package (docs/examples) names them
+SENDER = "000.00.00.H43"
+RECIPIENT = "000.01.00.H43"
 SERVICES = ("document-service", "routing-service", "signature-service")
 
 
@@ -74,7 +76,7 @@ def platform(
             },
         )
         running.wait_serving(120, (*SERVICES, "gateway-service"))
-        load_sample_registry(running.endpoint("routing-service"))
+        load_sample_registry(running.endpoint("routing-service"), RUN_SHAPE)
         yield running
     finally:
         running.stop_all()
@@ -107,9 +109,14 @@ def rpc_count(platform: Platform, method: str) -> float:
     return total
 
 
+def as_two_tier(path: Path) -> bytes:
+    """A golden package with the two-tier province's codes and names (the README's example)."""
+    return two_tier(path.read_text(encoding="utf-8")).encode()
+
+
 def sendable() -> bytes:
     """The golden package with its PDF only (document-service accepts no text/plain)."""
-    golden = parse_document(GOLDEN.read_bytes())
+    golden = parse_document(as_two_tier(GOLDEN))
     # the golden's PDF is a stub: a readable one, since unreadable files are refused even in
     # development (the readable-files rule runs before the accept-unsigned shortcut)
     pdfs = tuple(
@@ -163,7 +170,7 @@ def test_a_package_goes_from_one_unit_to_another_and_is_answered(
         assert entry["edxml_document_id"] == original.document_id
         answered = recipient.post(
             "/v1/statuses",
-            content=(DATA / "golden" / "status_03.edxml").read_bytes(),
+            content=as_two_tier(DATA / "golden" / "status_03.edxml"),
             headers={"content-type": "application/xml"},
         )
         assert answered.status_code == 200, answered.text
@@ -212,7 +219,7 @@ def test_a_hostile_package_is_refused_with_its_problems_and_nothing_is_stored(
 
 def test_a_package_from_another_unit_and_a_status_for_nothing_are_refused(base_url: str) -> None:
     with client(base_url, RECIPIENT) as impostor:
-        reply = impostor.post("/v1/documents", content=GOLDEN.read_bytes())
+        reply = impostor.post("/v1/documents", content=as_two_tier(GOLDEN))
         assert reply.status_code == 403
         assert reply.json()["type"].endswith("/sender-mismatch")
         status = StatusPackage(

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from lienthong.common.v1.common_pb2 import DocumentCode, DocumentSummary, Verdict
+from lienthong.common.v1.common_pb2 import DocumentCode, DocumentSummary, Forwarded, Verdict
 from lienthong.events.v1.events_pb2 import (
     DeliveryBounced,
     DeliveryCreated,
@@ -261,6 +261,22 @@ def test_a_new_delivery_names_its_urgency_in_vietnamese() -> None:
 def test_who_is_told_what(event: object, kind: str, unit: str, title: str) -> None:
     [notice] = notices_for(new_event(event, producer="test"))  # type: ignore[arg-type]
     assert (notice.kind, notice.unit_code, notice.title) == (kind, unit, title)
+
+
+def test_a_forwarded_delivery_tells_the_sender_where_it_went() -> None:
+    created = DeliveryCreated(
+        delivery_id="dl-8",
+        recipient_code=RECIPIENT,
+        document=summary(),
+        forwarded_from=[Forwarded(closed_code="000.01.31.H60", reason="closed; forwarded")],
+    )
+    recipient, sender = notices_for(new_event(created, producer="routing-service"))
+    assert (recipient.kind, recipient.unit_code) == ("delivery.created", RECIPIENT)
+    assert (sender.kind, sender.unit_code) == ("document.forwarded", SENDER)
+    assert sender.title == "Văn bản số 15/QĐ-UBND được chuyển tới đơn vị kế thừa"
+    assert "000.01.31.H60" in sender.body
+    assert RECIPIENT in sender.body
+    assert sender.facts["closed"] == "000.01.31.H60"
 
 
 def test_an_accepted_document_tells_nobody() -> None:

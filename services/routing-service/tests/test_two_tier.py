@@ -253,7 +253,7 @@ async def test_an_import_with_bad_successors_lists_every_problem(stub: RoutingSe
     assert "000.00.250.H43" not in {u.code for u in missing.units}
 
 
-async def test_the_two_tier_sample_loads_unit_by_unit_as_make_run_does(start_service: Any) -> None:
+async def test_the_two_tier_sample_loads_unit_by_unit(start_service: Any) -> None:
     service: ServiceApp = await start_service("routing-service", build, Settings)
     async with grpc.aio.insecure_channel(
         f"127.0.0.1:{service.grpc_port}", interceptors=default_identity(REGISTRY_ADMIN)

@@ -27,6 +27,7 @@ from lienthong_edxml.model import (
     OtherInfo,
     PromulgationInfo,
     SignerInfo,
+    TraceHeader,
 )
 from lienthong_edxml.vocabulary import VIETNAM, Priority
 
@@ -128,8 +129,9 @@ def from_stored_document(
     """The package of a stored document, as the platform would send it out.
 
     ``contents`` maps attachment ids to their bytes (or a file holding them), as fetched with
-    GetAttachment; the content ids are the attachment ids. The TraceHeaderList is left empty
-    for the sender of the package to add its hop.
+    GetAttachment; the content ids are the attachment ids. The TraceHeaderList holds a hop per
+    closed unit the sender addressed that routing forwarded the recipient's copy from (the
+    closed unit's code, when it was forwarded); the sender of the package adds its own hop.
     """
     contents = contents or {}
     summary = stored.document
@@ -166,6 +168,10 @@ def from_stored_document(
         other_info=OtherInfo(priority=Priority(summary.priority)),
         steering_type=stored.steering_type or None,
         document_id=summary.edxml_document_id,
+        traces=tuple(
+            TraceHeader(hop.closed_code, hop.at.ToDatetime(tzinfo=VIETNAM))
+            for hop in stored.forwarded_from
+        ),
         attachments=attachments,
     ).with_manifest()
 

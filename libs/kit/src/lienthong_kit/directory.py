@@ -27,8 +27,12 @@ class UnitState:
 
     def refusal(self, today: date) -> str | None:
         """Why this unit may not act today, or None."""
-        closed = bool(self.valid_until) and self.valid_until <= today.isoformat()
-        if self.active and not closed:
+        # a unit closing on a date (a transition plan applied ahead) acts until that day, as
+        # routing still delivers to it; without a date, inactive means closed now
+        if self.valid_until:
+            if self.valid_until > today.isoformat():
+                return None
+        elif self.active:
             return None
         reason = f"unit {self.code} was closed"
         if self.valid_until:

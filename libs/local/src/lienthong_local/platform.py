@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,8 +168,12 @@ class Platform:
         grpc_port: int = 0,
         metrics_port: int = 0,
         extra_env: Mapping[str, str] | None = None,
+        wrapper: Sequence[str] = (),
     ) -> ServiceProcess:
-        """Start ``name`` (free ports unless given); a relaunch reuses the same log file."""
+        """Start ``name`` (free ports unless given); a relaunch reuses the same log file.
+
+        ``wrapper``: interpreter arguments before ``-m <package>`` (a test runs a service
+        under a set clock with ``lienthong_testing.clock.clocked``)."""
         package = name.replace("-", "_")
         log_path = self.log_dir / f"{name}.log"
         grpc_port = grpc_port or free_port()
@@ -184,7 +188,10 @@ class Platform:
         }
         with log_path.open("ab") as log:
             process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", package], env=env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, *wrapper, "-m", package],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         service = ServiceProcess(name, grpc_port, metrics_port, log_path, process)
         self.processes[name] = service

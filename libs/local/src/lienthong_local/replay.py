@@ -4,7 +4,7 @@ exactly what the adoption report must then say.
     python -m lienthong_local.replay                      # the seed's April, scaled 1/20
     python -m lienthong_local.replay --scale 1            # the whole April (45,922 incoming)
     python -m lienthong_local.replay --document 127.0.0.1:50051 --reporting 127.0.0.1:50055
-    python -m lienthong_local.replay --shape two-tier     # a two-tier month (no district level)
+    python -m lienthong_local.replay --shape three-tier   # a three-tier month (Hòa Bình's registry)
 
 Network documents go through document-service's SubmitDocument (each is outgoing over the
 network for its sender, and each of its deliveries is incoming over the network for a
@@ -41,6 +41,7 @@ from lienthong.document.v1 import document_service_pb2 as doc_pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
 from lienthong.reporting.v1 import reporting_service_pb2 as rep_pb
 from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceStub
+from lienthong.routing.v1.routing_service_pb2 import Unit
 from lienthong_local.sample import SHAPES, Shape, sample_units
 
 __all__ = [
@@ -50,8 +51,10 @@ __all__ = [
     "Plan",
     "Replay",
     "Traffic",
+    "expected_rows",
     "generate",
     "mismatches",
+    "read_report",
     "run_replay",
 ]
 
@@ -175,17 +178,26 @@ def _month_moments(count: int, now: datetime, rng: random.Random) -> list[dateti
 
 
 def generate(
-    plan: Plan, *, seed: int = 2024, now: datetime | None = None, shape: Shape = "three-tier"
+    plan: Plan,
+    *,
+    seed: int = 2024,
+    now: datetime | None = None,
+    shape: Shape = "three-tier",
+    registry: Sequence[Unit] | None = None,
 ) -> Traffic:
-    """Traffic for the sample province with exactly the plan's totals per level, between the
-    units open on ``now``'s day (in two tiers: no district; use ``Plan.two_tier``)."""
+    """Traffic for the sample province (or ``registry``'s units) with exactly the plan's
+    totals per level, between the units open on ``now``'s day (in two tiers: no district; use
+    ``Plan.two_tier``)."""
     rng = random.Random(seed)  # noqa: S311 - reproducible traffic, not secrets
     now = now or datetime.now(UTC)
     today = now.astimezone(VN_TIME).date().isoformat()
     traffic = Traffic()
     units_by_level: dict[str, list[str]] = {level: [] for level in LEVELS}
-    for sample in sample_units(shape):
-        if not sample.active or (sample.valid_from and sample.valid_from > today):
+    for sample in sample_units(shape) if registry is None else registry:
+        closed = bool(sample.valid_until) and sample.valid_until <= today
+        if closed or (not sample.active and not sample.valid_until):
+            continue
+        if sample.valid_from and sample.valid_from > today:
             continue
         level = _LEVEL_OF[sample.level]
         units_by_level[level].append(sample.code)
@@ -295,6 +307,8 @@ class Replay:
     concurrency: int = 32
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     sent: int = 0
+    # the platform's day for promulgation dates, when it runs under a set clock (tests)
+    today: str = ""
 
     async def send(self) -> None:
         work: asyncio.Queue[Callable[[DocumentServiceStub], Awaitable[object]]] = asyncio.Queue()
@@ -316,7 +330,7 @@ class Replay:
     def _submit(
         self, index: int, sender: str, recipients: list[str]
     ) -> Callable[[DocumentServiceStub], Awaitable[object]]:
-        today = datetime.now(VN_TIME).date().isoformat()
+        today = self.today or datetime.now(VN_TIME).date().isoformat()
         request = doc_pb.SubmitDocumentRequest(
             idempotency_key=f"replay-{self.run}-doc-{index}",
             recipients=Recipients(unit_codes=recipients),
@@ -495,8 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--shape",
         choices=SHAPES,
-        default="three-tier",
-        help="the registry make run loaded: three-tier Hòa Bình or two-tier Phú Thọ",
+        default="two-tier",
+        help="the registry loaded: two-tier Phú Thọ (make run's) or three-tier Hòa Bình",
     )
     args = parser.parse_args(argv)
     plan = APRIL if args.scale == 1 else APRIL.scaled(args.scale)

@@ -1,9 +1,10 @@
 """``make run``: the whole platform on this machine, until Ctrl-C.
 
 Starts the five services on fixed ports (gRPC 50051-50055, metrics 9101-9105), loads the
-sample registry into routing-service and prints the endpoints. The sandbox national axis
-(lienthong_local.axis) runs beside them on 8490; its national directory is registered as
-external agencies, and the gateway's axis bridge speaks to it. Kafka and the store must be
+sample registry into routing-service (two-tier Phú Thọ with its predecessors' closed units,
+``RUN_SHAPE``) and prints the endpoints. The sandbox national axis (lienthong_local.axis) runs
+beside them on 8490; its national directory is registered as external agencies, and the
+gateway's axis bridge speaks to it. Kafka and the store must be
 up (``make infra-up``, which ``make run`` does first).
 
 The development switches are on by default so that the README's examples flow; each one set
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,20 +28,24 @@ from pathlib import Path
 
 import grpc
 
+from lienthong.document.v1 import document_service_pb2 as document_pb
+from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
 from lienthong.routing.v1 import routing_service_pb2 as routing_pb
 from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
 from lienthong_local.axis import NATIONAL_AGENCIES
 from lienthong_local.platform import Platform
-from lienthong_local.sample import PROVINCE, sample_units
+from lienthong_local.sample import Shape, sample_province, sample_units
 
 __all__ = [
     "DEV_SWITCHES",
+    "RUN_SHAPE",
     "DevSwitch",
     "describe_switches",
     "dev_switches",
     "load_national_agencies",
     "load_sample_registry",
     "local_platform",
+    "wait_until_admitted",
 ]
 
 
@@ -95,15 +101,19 @@ REGISTRY_ADMIN = (("x-lienthong-identity", "operator/registry-admin/make-run"),)
 GATEWAY_HTTP_PORT = "8480"
 AXIS_PORT = "8490"
 
+# The province as it is since 1 July 2025 (the README's examples use its codes).
+RUN_SHAPE: Shape = "two-tier"
 
-def load_sample_registry(endpoint: str) -> int:
+
+def load_sample_registry(endpoint: str, shape: Shape = "three-tier") -> int:
+    """Import the sample registry of ``shape`` (make run: ``RUN_SHAPE``) in one call."""
+    units = sample_units(shape)
     with grpc.insecure_channel(endpoint) as channel:
-        stub = RoutingServiceStub(channel)
-        units = sample_units()
-        for unit in units:
-            stub.UpsertUnit(
-                routing_pb.UpsertUnitRequest(unit=unit), metadata=REGISTRY_ADMIN, timeout=10
-            )
+        RoutingServiceStub(channel).ImportRegistry(
+            (routing_pb.ImportRegistryRequest(unit=unit) for unit in units),
+            metadata=REGISTRY_ADMIN,
+            timeout=60,
+        )
     return len(units)
 
 
@@ -151,20 +161,41 @@ def local_platform(
     fixed_ports: bool = True,
     extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[Platform]:
-    """The platform as ``make run`` starts it: its switches, the sample registry loaded."""
+    """The platform as ``make run`` starts it: its switches, the two-tier registry loaded."""
     env = {**dev_switches(environ), **(extra_env or {})}
     with contextlib.ExitStack() as stack:
         if fixed_ports:  # the README's edXML gateway examples call it on this port
             env.setdefault("LIENTHONG_GATEWAY_HTTP_PORT", GATEWAY_HTTP_PORT)
             env.setdefault("LIENTHONG_AXIS_URL", stack.enter_context(sandbox_axis(log_dir)))
-            env.setdefault("LIENTHONG_AXIS_HUB_CODE", PROVINCE)
+            env.setdefault("LIENTHONG_AXIS_HUB_CODE", sample_province(RUN_SHAPE))
         platform = stack.enter_context(
             Platform.start(log_dir=log_dir, prefix=prefix, fixed_ports=fixed_ports, extra_env=env)
         )
-        load_sample_registry(platform.endpoint("routing-service"))
+        load_sample_registry(platform.endpoint("routing-service"), RUN_SHAPE)
         if env.get("LIENTHONG_AXIS_URL"):
             load_national_agencies(platform.endpoint("routing-service"))
+        wait_until_admitted(platform.endpoint("document-service"), sample_province(RUN_SHAPE))
         yield platform
+
+
+def wait_until_admitted(endpoint: str, unit: str, timeout: float = 60.0) -> None:
+    """Until document-service admits ``unit``: every replica learns the registry from the units
+    topic, a moment after the import (the README's first submit must not meet the gap)."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = DocumentServiceStub(channel)
+        while True:
+            try:
+                stub.ListInbox(
+                    document_pb.ListInboxRequest(page_size=1),
+                    metadata=(("x-lienthong-identity", f"unit/{unit}"),),
+                    timeout=5,
+                )
+                return
+            except grpc.RpcError as error:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"document-service refuses {unit}: {error}") from error
+                time.sleep(0.2)
 
 
 def main() -> int:
@@ -177,7 +208,12 @@ def main() -> int:
     print("\n".join(describe_switches(switches)))
     print("starting the five services (logs in deploy/local/.data/logs/) ...", flush=True)
     with local_platform(log_dir=log_dir, environ=os.environ) as platform:
-        print(f"\nlienthong is running; sample registry loaded ({len(sample_units())} units).\n")
+        units = sample_units(RUN_SHAPE)
+        current = sum(not unit.valid_until for unit in units)
+        print(
+            f"\nlienthong is running; sample registry loaded: Phú Thọ in two tiers ({current}"
+            f" units, and {len(units) - current} of its predecessors' closed on 2025-07-01).\n"
+        )
         print(f"  {'service':<22} {'gRPC':<18} metrics")
         for name, service in platform.processes.items():
             metrics = f"http://127.0.0.1:{service.metrics_port}/metrics"

@@ -299,6 +299,7 @@ class DocumentServicer(DocumentServiceServicer):
         if verification is not None:
             response.verification.CopyFrom(_verification(verification))
         if delivery is not None:
+            response.forwarded_from.extend(delivery.forwarded_from)
             await self._store.mark_read(delivery.id)
             return response
         response.recipients.CopyFrom(document.recipients)
@@ -308,6 +309,7 @@ class DocumentServicer(DocumentServiceServicer):
                 status_code=row.status_code,
                 bounce_reason=row.bounce_reason,
                 recall_status=row.recall_status,
+                forwarded_from=row.forwarded_from,
             )
         return response
 
@@ -421,6 +423,7 @@ class DocumentServicer(DocumentServiceServicer):
                 status_code=row.status_code,
                 recall_status=row.recall_status,
                 bounce_reason=row.bounce_reason,
+                forwarded_from=row.forwarded_from,
             )
             for change in await self._store.history(row.id):
                 entry = track.history.add(

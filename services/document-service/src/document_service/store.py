@@ -30,7 +30,7 @@ from bson import Binary
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from document_service.lifecycle import DeliveryState
-from lienthong.common.v1.common_pb2 import AttachmentRef, DocumentSummary, Recipients
+from lienthong.common.v1.common_pb2 import AttachmentRef, DocumentSummary, Forwarded, Recipients
 from lienthong.events.v1.events_pb2 import (
     DeliveryBounced,
     DeliveryCreated,
@@ -144,6 +144,8 @@ class Delivery:
     bounced: bool = False
     bounce_reason: str = ""
     read_at: datetime | None = None
+    # the closed units the sender addressed that routing forwarded to this recipient
+    forwarded_from: tuple[Forwarded, ...] = ()
 
     @property
     def state(self) -> DeliveryState:
@@ -195,6 +197,7 @@ def arrival(delivery: DeliveryCreated, delivered_at: datetime) -> Delivery:
         document=delivery.document,
         recipient_code=delivery.recipient_code,
         delivered_at=delivered_at,
+        forwarded_from=tuple(delivery.forwarded_from),
     )
 
 
@@ -848,6 +851,11 @@ def _delivery_row(delivery: Delivery) -> Doc:
         "bounce_reason": delivery.bounce_reason,
         "delivered_at": delivery.delivered_at,
         "read_at": delivery.read_at,
+        **(
+            {"forwarded_from": [Binary(f.SerializeToString()) for f in delivery.forwarded_from]}
+            if delivery.forwarded_from
+            else {}
+        ),
     }
 
 
@@ -864,6 +872,9 @@ def _delivery(row: Doc) -> Delivery:
         bounced=row.get("bounced", False),
         bounce_reason=row.get("bounce_reason", ""),
         read_at=row.get("read_at"),
+        forwarded_from=tuple(
+            Forwarded.FromString(bytes(raw)) for raw in row.get("forwarded_from", ())
+        ),
     )
 
 

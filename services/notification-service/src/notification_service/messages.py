@@ -48,6 +48,13 @@ TEMPLATES: dict[str, tuple[Template, Template]] = {
         Template("Văn bản số $number/$notation bị trả lại ($urgency)"),
         Template("Văn bản \u201c$subject\u201d gửi $recipient bị trả lại. Lý do: $reason"),
     ),
+    "document.forwarded": (
+        Template("Văn bản số $number/$notation được chuyển tới đơn vị kế thừa"),
+        Template(
+            "Văn bản \u201c$subject\u201d gửi $closed (đơn vị đã kết thúc hoạt động) được chuyển"
+            " tới đơn vị kế thừa $recipient."
+        ),
+    ),
     "document.recalled": (
         Template("Thu hồi văn bản số $number/$notation ($urgency)"),
         Template(
@@ -161,7 +168,7 @@ def notices_for(envelope: EventEnvelope) -> list[Notice]:
     source = envelope.event_id
     if carries(envelope, DeliveryCreated):
         created = unpack(envelope, DeliveryCreated)
-        return [
+        notices = [
             _notice(
                 "delivery.created",
                 created.recipient_code,
@@ -170,6 +177,19 @@ def notices_for(envelope: EventEnvelope) -> list[Notice]:
                 created.delivery_id,
             )
         ]
+        if created.forwarded_from:  # the sender learns where its document went
+            notices.append(
+                _notice(
+                    "document.forwarded",
+                    created.document.sender_code,
+                    source,
+                    created.document,
+                    created.delivery_id,
+                    recipient=created.recipient_code,
+                    closed=", ".join(hop.closed_code for hop in created.forwarded_from),
+                )
+            )
+        return notices
     if carries(envelope, DeliveryBounced):
         bounced = unpack(envelope, DeliveryBounced)
         return [

@@ -7,7 +7,7 @@ import uuid
 
 from aiokafka import ConsumerRecord
 
-from lienthong.common.v1.common_pb2 import DocumentSummary, Verdict
+from lienthong.common.v1.common_pb2 import DocumentSummary, Forwarded, Verdict
 from lienthong.events.v1.events_pb2 import DeliveryBounced, DeliveryCreated, DocumentVerified
 from lienthong_kit.envelope import (
     EventEnvelope,
@@ -83,10 +83,6 @@ class FanOut:
             as_of=_document_date(document),
             forward_closed=self._forward_closed,
         )
-        for closed, successor, _ in resolution.forwards:
-            # The sender is told through document-service once DeliveryCreated carries the
-            # forward (events.proto); until then the log records it.
-            log.info("forwarded", document_id=document.document_id, closed=closed, to=successor)
         bounces = list(resolution.bounces)
         deliver = resolution.unit_codes
         if verified.verdict != Verdict.VERDICT_ACCEPTED:
@@ -103,6 +99,13 @@ class FanOut:
         created = DeliveryCreated(document=document)
         bounced = DeliveryBounced(document=document)
         records: list[tuple[bytes, bytes]] = []
+        # the sender learns where a document to a closed unit went (its TrackDocument)
+        forwarded: dict[str, list[Forwarded]] = {}
+        for closed, successor, why in resolution.forwards:
+            log.info("forwarded", document_id=document.document_id, closed=closed, to=successor)
+            forwarded.setdefault(successor, []).append(
+                Forwarded(closed_code=closed, reason=why, at=template.occurred_at)
+            )
 
         def add(code: str, payload: DeliveryCreated | DeliveryBounced) -> None:
             payload.delivery_id = delivery_id(document.document_id, code)
@@ -114,6 +117,8 @@ class FanOut:
 
         for code in deliver:
             created.via_axis = code in resolution.via_axis
+            del created.forwarded_from[:]
+            created.forwarded_from.extend(forwarded.get(code, ()))
             add(code, created)
         for code, reason in bounces:
             bounced.reason = reason

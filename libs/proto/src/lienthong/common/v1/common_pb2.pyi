@@ -197,9 +197,42 @@ class Recipients(_message.Message):
 Global___Recipients: _TypeAlias = Recipients  # noqa: Y015
 
 @_typing.final
-class AttachmentRef(_message.Message):
-    """A stored attachment: events carry this reference, never the bytes."""
+class Forwarded(_message.Message):
+    """A stored attachment: events carry this reference, never the bytes.
+    A recipient the sender named was closed on the document's day: routing delivered to its one
+    successor instead (the province's forward policy, LIENTHONG_ROUTING_FORWARD_CLOSED).
+    """
 
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLOSED_CODE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    closed_code: _builtins.str
+    """The closed unit the sender addressed."""
+    reason: _builtins.str
+    """Why, naming the successor ("recipient X was closed on ...; forwarded to it")."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """When routing forwarded it (the edXML TraceHeader's timestamp for the hop)."""
+
+    def __init__(
+        self,
+        *,
+        closed_code: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "closed_code", b"closed_code", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Forwarded: _TypeAlias = Forwarded  # noqa: Y015
+
+@_typing.final
+class AttachmentRef(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ATTACHMENT_ID_FIELD_NUMBER: _builtins.int

@@ -463,6 +463,7 @@ class GetDocumentResponse(_message.Message):
     RESPONSE_FOR_FIELD_NUMBER: _builtins.int
     FROZEN_FIELD_NUMBER: _builtins.int
     VERIFICATION_FIELD_NUMBER: _builtins.int
+    FORWARDED_FROM_FIELD_NUMBER: _builtins.int
     content_summary: _builtins.str
     promulgation_place: _builtins.str
     steering_type: _builtins.int
@@ -487,6 +488,10 @@ class GetDocumentResponse(_message.Message):
     def verification(self) -> Global___Verification:
         """signature-service's verdict on the document, once it is in (unset before)."""
 
+    @_builtins.property
+    def forwarded_from(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Forwarded]:
+        """For a recipient: the closed units the sender addressed that routing forwarded to it."""
+
     def __init__(
         self,
         *,
@@ -502,10 +507,11 @@ class GetDocumentResponse(_message.Message):
         response_for: _builtins.str = ...,
         frozen: _builtins.bool = ...,
         verification: Global___Verification | None = ...,
+        forwarded_from: _abc.Iterable[_common_pb2.Forwarded] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "recipients", b"recipients", "signer", b"signer", "verification", b"verification"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "content_summary", b"content_summary", "document", b"document", "frozen", b"frozen", "promulgation_place", b"promulgation_place", "recipient_states", b"recipient_states", "recipients", b"recipients", "response_for", b"response_for", "signer", b"signer", "steering_type", b"steering_type", "to_places", b"to_places", "verification", b"verification"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "content_summary", b"content_summary", "document", b"document", "forwarded_from", b"forwarded_from", "frozen", b"frozen", "promulgation_place", b"promulgation_place", "recipient_states", b"recipient_states", "recipients", b"recipients", "response_for", b"response_for", "signer", b"signer", "steering_type", b"steering_type", "to_places", b"to_places", "verification", b"verification"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -563,6 +569,7 @@ class RecipientState(_message.Message):
     STATUS_CODE_FIELD_NUMBER: _builtins.int
     BOUNCE_REASON_FIELD_NUMBER: _builtins.int
     RECALL_STATUS_FIELD_NUMBER: _builtins.int
+    FORWARDED_FROM_FIELD_NUMBER: _builtins.int
     recipient_code: _builtins.str
     status_code: _builtins.str
     """edXML status code, e.g. "01" arrived; empty while in transit or when bounced."""
@@ -570,6 +577,10 @@ class RecipientState(_message.Message):
     """Set when the delivery bounced."""
     recall_status: _builtins.str
     """Recall flow: "" none, "13" requested, "15" accepted, "16" refused."""
+    @_builtins.property
+    def forwarded_from(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Forwarded]:
+        """The closed units the sender addressed that routing forwarded to this recipient."""
+
     def __init__(
         self,
         *,
@@ -577,10 +588,11 @@ class RecipientState(_message.Message):
         status_code: _builtins.str = ...,
         bounce_reason: _builtins.str = ...,
         recall_status: _builtins.str = ...,
+        forwarded_from: _abc.Iterable[_common_pb2.Forwarded] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bounce_reason", b"bounce_reason", "recall_status", b"recall_status", "recipient_code", b"recipient_code", "status_code", b"status_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bounce_reason", b"bounce_reason", "forwarded_from", b"forwarded_from", "recall_status", b"recall_status", "recipient_code", b"recipient_code", "status_code", b"status_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -900,12 +912,19 @@ class RecipientTrack(_message.Message):
     RECALL_STATUS_FIELD_NUMBER: _builtins.int
     BOUNCE_REASON_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
+    FORWARDED_FROM_FIELD_NUMBER: _builtins.int
     recipient_code: _builtins.str
     status_code: _builtins.str
     recall_status: _builtins.str
     bounce_reason: _builtins.str
     @_builtins.property
     def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatusEntry]: ...
+    @_builtins.property
+    def forwarded_from(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Forwarded]:
+        """The closed units the sender addressed that routing forwarded to this recipient (the
+        province's policy for closed units: the sender learns where its document went).
+        """
+
     def __init__(
         self,
         *,
@@ -914,10 +933,11 @@ class RecipientTrack(_message.Message):
         recall_status: _builtins.str = ...,
         bounce_reason: _builtins.str = ...,
         history: _abc.Iterable[Global___StatusEntry] | None = ...,
+        forwarded_from: _abc.Iterable[_common_pb2.Forwarded] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bounce_reason", b"bounce_reason", "history", b"history", "recall_status", b"recall_status", "recipient_code", b"recipient_code", "status_code", b"status_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bounce_reason", b"bounce_reason", "forwarded_from", b"forwarded_from", "history", b"history", "recall_status", b"recall_status", "recipient_code", b"recipient_code", "status_code", b"status_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

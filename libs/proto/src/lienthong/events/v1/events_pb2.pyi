@@ -112,6 +112,7 @@ class DeliveryCreated(_message.Message):
     DOCUMENT_FIELD_NUMBER: _builtins.int
     RECIPIENT_CODE_FIELD_NUMBER: _builtins.int
     VIA_AXIS_FIELD_NUMBER: _builtins.int
+    FORWARDED_FROM_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     """Deterministic: the same document and recipient always give the same id."""
     recipient_code: _builtins.str
@@ -121,6 +122,12 @@ class DeliveryCreated(_message.Message):
     """
     @_builtins.property
     def document(self) -> _common_pb2.DocumentSummary: ...
+    @_builtins.property
+    def forwarded_from(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Forwarded]:
+        """The closed units the sender addressed that this recipient succeeded (empty when the
+        sender named the recipient itself).
+        """
+
     def __init__(
         self,
         *,
@@ -128,10 +135,11 @@ class DeliveryCreated(_message.Message):
         document: _common_pb2.DocumentSummary | None = ...,
         recipient_code: _builtins.str = ...,
         via_axis: _builtins.bool = ...,
+        forwarded_from: _abc.Iterable[_common_pb2.Forwarded] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "document", b"document", "recipient_code", b"recipient_code", "via_axis", b"via_axis"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "document", b"document", "forwarded_from", b"forwarded_from", "recipient_code", b"recipient_code", "via_axis", b"via_axis"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
