@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import io
 import subprocess
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -39,6 +40,7 @@ from lienthong.notification.v1.notification_service_pb2_grpc import Notification
 from lienthong.reporting.v1 import reporting_service_pb2 as rep_pb
 from lienthong.routing.v1 import routing_service_pb2 as routing_pb
 from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
+from lienthong_cli.units_file import read_units
 from lienthong_edxml.mapping import from_stored_document
 from lienthong_kit.kafka import Topics, ensure_topics
 from lienthong_kit.settings import KitSettings, load_settings
@@ -62,8 +64,7 @@ from lienthong_local.sample import (
 from lienthong_testing.cleanup import remove_namespace
 from lienthong_testing.clock import clocked
 from lienthong_testing.waiting import eventually_sync
-from routing_service import importer, transition_cli
-from routing_service.importer import parse_csv
+from routing_service import transition_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -150,7 +151,7 @@ def relaunch_clocked(platform: Platform, moment: datetime) -> None:
 def wait_applied(platform: Platform, plan_file: Path) -> None:
     """Until routing's registry shows every row of the imported plan: the import answers once
     the rows are stored, the registry view follows from the units topic a moment later."""
-    planned = {unit.code: unit for _, unit, _ in parse_csv(plan_file.read_text("utf-8"))}
+    planned = {row.unit.code: row.unit for row in read_units(plan_file)}
 
     def pending() -> list[str]:
         seen = {unit.code: unit for unit in registry(platform)}
@@ -296,7 +297,12 @@ def transition(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             "--mapping", str(mapping), "--province", PROVINCE, *merged_args,
             "--effective", TRANSITION, "--out", str(plan_file), "--endpoint", routing,
         )  # fmt: skip
-        run_tool(importer.main, str(plan_file), "--endpoint", routing)
+        # the registry administrator applies the approved file with the CLI (docs/operations.md)
+        subprocess.run(
+            [sys.executable, "-m", "lienthong_cli", "--endpoint", f"routing={routing}",
+             "--identity", "operator/registry-admin/test", "units", "import", str(plan_file)],
+            check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
         wait_applied(platform, plan_file)
         # applied ahead: a closing commune still sends in June, to a closing district
         late = submit(

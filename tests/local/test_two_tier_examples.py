@@ -9,7 +9,7 @@ import pytest
 from lienthong_local.sample import sample_units
 from lienthong_testing.two_tier_examples import main, two_tier
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 # the files whose examples run against make run (operations.md's transition names H23 on purpose)
 EXAMPLES = [
     ROOT / "README.md",
