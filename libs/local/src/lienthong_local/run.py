@@ -7,6 +7,11 @@ up (``make infra-up``, which ``make run`` does first).
 The development switches are on by default so that the README's examples flow; each one set
 in the environment wins (``LIENTHONG_SIGNATURE_ACCEPT_UNSIGNED=false make run`` applies the
 real signature policy), and the launcher prints which are on.
+
+``make run-secure`` (``python -m lienthong_local.run --secure``, or ``make run SECURE=1``) starts
+the same platform with mutual TLS on every gRPC port (certificates made once under
+deploy/local/.data/grpc-tls), Kafka over TLS with each service's own principal and ACLs, and
+dev auth off; it prints grpcurl examples with ``-cacert/-cert/-key`` for a unit and an operator.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import grpc
 
 from lienthong.routing.v1 import routing_service_pb2 as routing_pb
 from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
-from lienthong_local.platform import Platform
+from lienthong_local.grpc_tls import GrpcTls
+from lienthong_local.platform import KafkaTlsListener, Platform
 from lienthong_local.sample import sample_units
 
 __all__ = [
@@ -34,6 +40,8 @@ __all__ = [
     "dev_switches",
     "load_sample_registry",
     "local_platform",
+    "secure_examples",
+    "secure_parts",
 ]
 
 
@@ -82,22 +90,64 @@ def describe_switches(values: Mapping[str, str]) -> list[str]:
     return lines
 
 
-# the registry is written by a registry administrator (dev auth names one by header)
-REGISTRY_ADMIN = (("x-lienthong-identity", "operator/registry-admin/make-run"),)
+# the registry is written by a registry administrator (dev auth names one by header, the
+# secure mode by a client certificate)
+REGISTRY_ADMIN_IDENTITY = "operator/registry-admin/make-run"
+REGISTRY_ADMIN = (("x-lienthong-identity", REGISTRY_ADMIN_IDENTITY),)
+EXAMPLE_UNIT = "unit/000.01.00.H23"
+EXAMPLE_OPERATOR = "operator/observer/make-run"
 
 
 GATEWAY_HTTP_PORT = "8480"
 
 
-def load_sample_registry(endpoint: str) -> int:
-    with grpc.insecure_channel(endpoint) as channel:
+def load_sample_registry(endpoint: str, credentials: grpc.ChannelCredentials | None = None) -> int:
+    """Upsert the sample registry: as the dev header's registry administrator, or with
+    ``credentials`` (a registry administrator's client certificate) over mTLS."""
+    metadata: tuple[tuple[str, str], ...] = REGISTRY_ADMIN
+    if credentials is None:
+        channel = grpc.insecure_channel(endpoint)
+    else:
+        channel, metadata = grpc.secure_channel(endpoint, credentials), ()
+    with channel:
         stub = RoutingServiceStub(channel)
         units = sample_units()
         for unit in units:
-            stub.UpsertUnit(
-                routing_pb.UpsertUnitRequest(unit=unit), metadata=REGISTRY_ADMIN, timeout=10
-            )
+            stub.UpsertUnit(routing_pb.UpsertUnitRequest(unit=unit), metadata=metadata, timeout=10)
     return len(units)
+
+
+def secure_parts(data_dir: Path, environ: Mapping[str, str]) -> tuple[GrpcTls, KafkaTlsListener]:
+    """The gRPC certificates (made once under ``data_dir``/grpc-tls) and the local broker's
+    TLS listener that ``make infra-up`` set up; SystemExit when there is none."""
+    kafka = KafkaTlsListener.local({**environ, "LIENTHONG_DATA_DIR": str(data_dir)})
+    if kafka is None:
+        raise SystemExit(
+            "the local Kafka has no TLS listener (deploy/local/.data/kafka/tls, port"
+            " LIENTHONG_KAFKA_TLS_PORT, 9094): make infra-down, then make infra-up with"
+            " LIENTHONG_KAFKA_TLS_PORT unset"
+        )
+    return GrpcTls.open(data_dir / "grpc-tls"), kafka
+
+
+def secure_examples(platform: Platform, tls: GrpcTls, root: Path | None = None) -> list[str]:
+    """grpcurl (and curl, for the edXML gateway) calls as a unit and as an operator."""
+    unit = tls.grpcurl(EXAMPLE_UNIT, root)
+    operator = tls.grpcurl(EXAMPLE_OPERATOR, root)
+    documents = platform.endpoint("document-service")
+    reporting = platform.endpoint("reporting-service")
+    lines = [
+        f"grpcurl {unit} {documents} list",
+        f"grpcurl {unit} -d '{{}}' {documents} lienthong.document.v1.DocumentService/ListInbox",
+        f'grpcurl {operator} -d \'{{"period": "2026"}}\' {reporting}'
+        " lienthong.reporting.v1.ReportingService/GetAdoptionReport",
+    ]
+    port = platform.env.get("LIENTHONG_GATEWAY_HTTP_PORT")
+    if port and "gateway-service" in platform.processes:
+        curl = unit.replace("-cacert ", "--cacert ").replace("-cert ", "--cert ")
+        curl = curl.replace("-key ", "--key ")
+        lines.append(f"curl {curl} https://127.0.0.1:{port}/v1/documents/pending")
+    return lines
 
 
 @contextmanager
@@ -108,34 +158,66 @@ def local_platform(
     prefix: str = "",
     fixed_ports: bool = True,
     extra_env: Mapping[str, str] | None = None,
+    grpc_tls: GrpcTls | None = None,
+    kafka_tls: KafkaTlsListener | None = None,
 ) -> Iterator[Platform]:
-    """The platform as ``make run`` starts it: its switches, the sample registry loaded."""
+    """The platform as ``make run`` starts it: its switches, the sample registry loaded;
+    with ``grpc_tls`` and ``kafka_tls`` as ``make run-secure`` does."""
     env = {**dev_switches(environ), **(extra_env or {})}
     if fixed_ports:  # the README's edXML gateway examples call it on this port
         env.setdefault("LIENTHONG_GATEWAY_HTTP_PORT", GATEWAY_HTTP_PORT)
     with Platform.start(
-        log_dir=log_dir, prefix=prefix, fixed_ports=fixed_ports, extra_env=env
+        log_dir=log_dir,
+        prefix=prefix,
+        fixed_ports=fixed_ports,
+        extra_env=env,
+        grpc_tls=grpc_tls,
+        kafka_tls=kafka_tls,
     ) as platform:
-        load_sample_registry(platform.endpoint("routing-service"))
+        admin = grpc_tls.credentials(REGISTRY_ADMIN_IDENTITY) if grpc_tls else None
+        load_sample_registry(platform.endpoint("routing-service"), admin)
         yield platform
 
 
-def main() -> int:
-    log_dir = Path("deploy/local/.data/logs")
+def main(argv: list[str] | None = None) -> int:
+    secure = "--secure" in (sys.argv[1:] if argv is None else argv)
+    data_dir = Path(os.environ.get("LIENTHONG_DATA_DIR", "deploy/local/.data"))
+    log_dir = data_dir / "logs"
+    grpc_tls, kafka_tls = secure_parts(data_dir, os.environ) if secure else (None, None)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     switches = dev_switches(os.environ)
+    if secure:  # the services' certificates name the callers: no header may
+        switches["LIENTHONG_DEV_AUTH"] = "false"
     print("development switches (set one in the environment to change it):")
     print("\n".join(describe_switches(switches)))
-    print("starting the five services (logs in deploy/local/.data/logs/) ...", flush=True)
-    with local_platform(log_dir=log_dir, environ=os.environ) as platform:
+    if grpc_tls is not None and kafka_tls is not None:
+        print(
+            f"secure: mTLS on every gRPC port (certificates in {grpc_tls.folder}), Kafka over"
+            f" TLS on {kafka_tls.bootstrap} as each service's own principal"
+        )
+    print(f"starting the five services (logs in {log_dir}/) ...", flush=True)
+    with local_platform(
+        log_dir=log_dir,
+        environ={**os.environ, **switches},
+        grpc_tls=grpc_tls,
+        kafka_tls=kafka_tls,
+    ) as platform:
         print(f"\nlienthong is running; sample registry loaded ({len(sample_units())} units).\n")
         print(f"  {'service':<22} {'gRPC':<18} metrics")
         for name, service in platform.processes.items():
             metrics = f"http://127.0.0.1:{service.metrics_port}/metrics"
             print(f"  {name:<22} {service.endpoint:<18} {metrics}")
-        print("\n  try: grpcurl -plaintext 127.0.0.1:50051 list")
+        if grpc_tls is not None:
+            print(
+                f"\n  every call needs a client certificate: {EXAMPLE_UNIT} (an agency),"
+                f" {EXAMPLE_OPERATOR} (an operator); try:"
+            )
+            for line in secure_examples(platform, grpc_tls, Path.cwd()):
+                print(f"  {line}")
+        else:
+            print("\n  try: grpcurl -plaintext 127.0.0.1:50051 list")
         if switches["LIENTHONG_DEV_AUTH"].strip().lower() in _ON:
             print(
                 "  dev auth is on: send -H 'x-lienthong-identity: unit/<code>' to act as a unit,"
