@@ -79,3 +79,8 @@ def test_json_lists_every_service() -> None:
     data = json.loads(as_json())
     assert set(data) == set(declared())
     assert ["group", "routing-service", "literal", "Read"] in data["routing-service"]["acls"]
+
+
+def test_the_gateway_only_reads_the_registry() -> None:
+    # it produces nothing: a gateway pod cannot forge an event on any topic
+    assert declared()["gateway-service"].acls() == {read("lienthong.units")}

@@ -154,6 +154,12 @@ def declared(topics: Topics | None = None) -> dict[str, KafkaAccess]:
             # faust reads the cluster's metadata (controller, brokers) when it declares topics
             cluster=("Describe",),
         ),
+        KafkaAccess(
+            "gateway-service",
+            "the edXML gateway: no events of its own (it calls document-service and"
+            " routing-service); tails the unit registry to admit its callers",
+            tails=(t.units,),
+        ),
     ]
     return {access.service: access for access in services}
 

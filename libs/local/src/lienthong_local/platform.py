@@ -39,7 +39,7 @@ from lienthong_kit.kafka import Topics, ensure_topics
 from lienthong_kit.kafka_access import declared
 from lienthong_kit.settings import KitSettings, load_settings
 from lienthong_local.grpc_tls import GrpcTls
-from lienthong_local.kafka_tls import ADMIN, KafkaTls, apply_acls
+from lienthong_local.kafka_tls import ADMIN, KafkaTls, apply_acls, issue_certificates
 
 __all__ = ["SERVICES", "KafkaTlsListener", "Platform", "ServiceProcess", "free_port"]
 
@@ -89,7 +89,9 @@ class KafkaTlsListener:
     tls: KafkaTls
 
     def prepare(self, prefix: str) -> None:
-        """As the admin: create ``prefix``'s topics and apply every service's ACLs on them."""
+        """As the admin: create ``prefix``'s topics and apply every service's ACLs on them
+        (and give a service declared since infra-up its certificate, from the same CA)."""
+        issue_certificates(self.tls.folder)
         topics = Topics(prefix)
         admin = load_settings(
             KitSettings,
