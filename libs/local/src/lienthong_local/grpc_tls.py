@@ -122,8 +122,8 @@ class GrpcTls:
             }
         return env
 
-    def grpcurl(self, identity: str, root: Path | None = None) -> str:
-        """``grpcurl``'s options to call as ``identity`` (paths relative to ``root``)."""
+    def files(self, identity: str, root: Path | None = None) -> tuple[str, str, str]:
+        """The CA, ``identity``'s certificate and key, as paths relative to ``root``."""
         client = self.client(identity)
 
         def shown(path: Path) -> str:
@@ -131,7 +131,14 @@ class GrpcTls:
                 return str(path.relative_to(root))
             return str(path)
 
-        return (
-            f"-cacert {shown(self.ca_path)} -cert {shown(client.cert_path)}"
-            f" -key {shown(client.key_path)}"
-        )
+        return shown(self.ca_path), shown(client.cert_path), shown(client.key_path)
+
+    def grpcurl(self, identity: str, root: Path | None = None) -> str:
+        """``grpcurl``'s options to call as ``identity``."""
+        ca, cert, key = self.files(identity, root)
+        return f"-cacert {ca} -cert {cert} -key {key}"
+
+    def curl(self, identity: str, root: Path | None = None) -> str:
+        """``curl``'s options to call the gateway's HTTPS as ``identity``."""
+        ca, cert, key = self.files(identity, root)
+        return f"--cacert {ca} --cert {cert} --key {key}"

@@ -144,8 +144,7 @@ def secure_examples(platform: Platform, tls: GrpcTls, root: Path | None = None) 
     ]
     port = platform.env.get("LIENTHONG_GATEWAY_HTTP_PORT")
     if port and "gateway-service" in platform.processes:
-        curl = unit.replace("-cacert ", "--cacert ").replace("-cert ", "--cert ")
-        curl = curl.replace("-key ", "--key ")
+        curl = tls.curl(EXAMPLE_UNIT, root)
         lines.append(f"curl {curl} https://127.0.0.1:{port}/v1/documents/pending")
     return lines
 
