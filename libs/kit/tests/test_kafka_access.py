@@ -83,4 +83,7 @@ def test_json_lists_every_service() -> None:
 
 def test_the_gateway_only_reads_the_registry() -> None:
     # it produces nothing: a gateway pod cannot forge an event on any topic
-    assert declared()["gateway-service"].acls() == {read("lienthong.units")}
+    assert declared()["gateway-service"].acls() == {
+        read("lienthong.units"),
+        Acl("cluster", "", "literal", "IdempotentWrite"),  # a producer id, to start the producer
+    }
