@@ -113,6 +113,8 @@ def secure(
         extra_env=env,
         grpc_tls=tls,
         kafka_tls=kafka,
+        # signature-service's validation worker may take a minute to start on a loaded machine
+        timeout=240,
     ) as platform:
         yield Secure(platform, tls, f"https://127.0.0.1:{http_port}")
     remove_namespace(prefix, kafka="127.0.0.1:9092", mongo="mongodb://127.0.0.1:27017")

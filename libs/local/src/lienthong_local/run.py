@@ -159,6 +159,7 @@ def local_platform(
     extra_env: Mapping[str, str] | None = None,
     grpc_tls: GrpcTls | None = None,
     kafka_tls: KafkaTlsListener | None = None,
+    timeout: float = 90.0,
 ) -> Iterator[Platform]:
     """The platform as ``make run`` starts it: its switches, the sample registry loaded;
     with ``grpc_tls`` and ``kafka_tls`` as ``make run-secure`` does."""
@@ -172,6 +173,7 @@ def local_platform(
         extra_env=env,
         grpc_tls=grpc_tls,
         kafka_tls=kafka_tls,
+        timeout=timeout,
     ) as platform:
         admin = grpc_tls.credentials(REGISTRY_ADMIN_IDENTITY) if grpc_tls else None
         load_sample_registry(platform.endpoint("routing-service"), admin)
