@@ -30,7 +30,7 @@ PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 PROTO_OUT := libs/proto/src
 PYTEST_ARGS ?=
 
-.PHONY: help run test lint typecheck proto proto-check buf-lint infra-up infra-down \
+.PHONY: help run run-secure test lint typecheck proto proto-check buf-lint infra-up infra-down \
 	infra-status install tools example-tools promtool curl openssl poppler bench replay faults clean \
 	format
 
@@ -155,7 +155,10 @@ infra-status: ## say whether Kafka and the store answer
 run: $(VENV) example-tools infra-up ## start the whole platform locally with a sample registry; Ctrl-C stops it
 	@(PATH='$(USER_PATH)'; command -v grpcurl >/dev/null) || echo "note: grpcurl is in $(GOBIN), \
 	which is not on your PATH; in the terminal you call from: export PATH=\"\$$PATH:$(GOBIN)\""
-	$(PY) -m lienthong_local.run
+	$(PY) -m lienthong_local.run $(if $(filter 1 true yes,$(SECURE)),--secure)
+
+run-secure: SECURE := 1
+run-secure: run ## make run with mTLS on every gRPC port, Kafka TLS and ACLs, dev auth off (also: make run SECURE=1)
 
 test: $(VENV) lint typecheck proto-check example-tools openssl poppler k8s-check infra-up ## lint, typecheck, drift checks, manifests and every test
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \

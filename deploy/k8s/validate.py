@@ -147,16 +147,20 @@ def check_invariants(path: str, docs: list[Doc], report: Report) -> dict[str, st
             platform = cm.get("data", {})
     grace = float(platform.get("LIENTHONG_SHUTDOWN_GRACE_SECONDS", "10"))
     # With mTLS on, document-service refuses a plaintext fetch: signature-service must fetch
-    # attachments over TLS (else every document with an attachment is dead-lettered).
+    # attachments over mTLS with its own client certificate (else every document with an
+    # attachment is dead-lettered).
     if "LIENTHONG_TLS_CERT" in platform:
+        fetch = (
+            "LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA",
+            "LIENTHONG_SIGNATURE_CLIENT_CERT",
+            "LIENTHONG_SIGNATURE_CLIENT_KEY",
+        )
         for name, cm in by_kind["ConfigMap"].items():
-            if name.startswith("signature-service-config") and not cm.get("data", {}).get(
-                "LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA"
-            ):
-                report.error(
-                    f"{path} {ident(cm)}",
-                    "mTLS is on but LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA is not set",
-                )
+            if not name.startswith("signature-service-config"):
+                continue
+            for variable in fetch:
+                if not cm.get("data", {}).get(variable):
+                    report.error(f"{path} {ident(cm)}", f"mTLS is on but {variable} is not set")
 
     for doc in docs:
         spec = pod_spec(doc)

@@ -114,6 +114,12 @@ async def matrix(infra: None, prefix: str, tmp_path: Path) -> AsyncIterator[Matr
         name: ca.client(_uri(identity) if identity else "", common_name=name)
         for name, identity in CALLERS.items()
     }
+    fetch = clients["signature-service"]  # its attachment fetch from document-service
+    env |= {
+        "LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA": str(ca.ca_path),
+        "LIENTHONG_SIGNATURE_CLIENT_CERT": str(fetch.cert_path),
+        "LIENTHONG_SIGNATURE_CLIENT_KEY": str(fetch.key_path),
+    }
     admin = ca.client("operator/registry-admin/setup")
     started: list[ServiceApp[Any]] = []
     try:

@@ -79,3 +79,17 @@ def test_json_lists_every_service() -> None:
     data = json.loads(as_json())
     assert set(data) == set(declared())
     assert ["group", "routing-service", "literal", "Read"] in data["routing-service"]["acls"]
+
+
+def test_the_gateway_reads_the_registry_and_deliveries_and_writes_only_dead_letters() -> None:
+    # the registry admits its callers, the axis bridge takes deliveries to external agencies;
+    # it produces no event: a gateway pod cannot forge one on any topic
+    assert declared()["gateway-service"].acls() == {
+        read("lienthong.units"),
+        read("lienthong.deliveries"),
+        read("lienthong.deliveries.urgent"),
+        Acl("group", "gateway-service-axis", "literal", "Read"),
+        write("lienthong.deliveries.dlq"),
+        write("lienthong.deliveries.urgent.dlq"),
+        Acl("cluster", "", "literal", "IdempotentWrite"),  # a producer id, to start the producer
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import signal
 import urllib.request
@@ -31,7 +32,7 @@ from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceSt
 from lienthong.routing.v1.routing_service_pb2 import Unit
 from lienthong_kit.envelope import EventEnvelope, new_event
 from lienthong_kit.kafka import Topics
-from lienthong_local.platform import Platform, ServiceProcess
+from lienthong_local.platform import KafkaTlsListener, Platform, ServiceProcess
 from lienthong_testing.callers import OBSERVER, with_default_identity
 from lienthong_testing.waiting import eventually_sync
 
@@ -360,6 +361,34 @@ def test_a_record_faust_skips_is_read_directly_and_counted_once(
     reporting.skip_record; each delivery partition gets about 50): the next record of that
     partition reveals the hole, the worker reads the skipped record itself, and the counts
     come out exact."""
+    skip_one_and_count(platform, prefix)
+
+
+@pytest.fixture
+def tls_platform(infra: None, prefix: str, tmp_path: Path) -> Iterator[Platform]:
+    listener = KafkaTlsListener.local()
+    if listener is None:
+        message = "the local Kafka has no TLS listener (infra-down, infra-up)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    running = Platform.empty(log_dir=tmp_path, prefix=prefix, kafka_tls=listener)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+def test_over_kafka_tls_the_skipped_record_is_read_as_the_service_s_principal(
+    tls_platform: Platform, prefix: str
+) -> None:
+    """The direct read of a skipped record (read_range, outside faust) connects as faust does:
+    TLS, User:CN=reporting-service (it once went plaintext to the TLS port, and the worker
+    exited on the first hole)."""
+    skip_one_and_count(tls_platform, prefix)
+
+
+def skip_one_and_count(platform: Platform, prefix: str) -> None:
     topics = Topics(prefix)
     service = platform.launch(
         "reporting-service", extra_env={"LIENTHONG_FAILPOINTS": "reporting.skip_record"}

@@ -60,8 +60,29 @@ def test_the_production_defaults_are_strict() -> None:
         ),
         pytest.param(
             {"LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA": "/etc/hostname"},
-            "LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA needs LIENTHONG_TLS_CERT",
+            "LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA, LIENTHONG_SIGNATURE_CLIENT_CERT and"
+            " LIENTHONG_SIGNATURE_CLIENT_KEY must be set together",
             id="ca-without-client-certificate",
+        ),
+        pytest.param(
+            {
+                "LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA": "/etc/hostname",
+                "LIENTHONG_SIGNATURE_CLIENT_CERT": "/no/such/client.pem",
+                "LIENTHONG_SIGNATURE_CLIENT_KEY": "/etc/hostname",
+            },
+            "LIENTHONG_SIGNATURE_CLIENT_CERT: no such file: /no/such/client.pem",
+            id="client-certificate-missing",
+        ),
+        pytest.param(
+            # the prod overlay's defect: mTLS on every port, the fetch still plaintext
+            {
+                "LIENTHONG_DEV_AUTH": "false",
+                "LIENTHONG_TLS_CERT": "/etc/hostname",
+                "LIENTHONG_TLS_KEY": "/etc/hostname",
+                "LIENTHONG_TLS_CLIENT_CA": "/etc/hostname",
+            },
+            "mTLS is on (LIENTHONG_TLS_CLIENT_CA) but the attachment fetch is plaintext",
+            id="mtls-with-a-plaintext-fetch",
         ),
     ],
 )

@@ -13,7 +13,8 @@ their ACLs from it too. Each entry mirrors the service's wiring (``__main__.py``
 and producers): a group consumer reads its topics in its group and dead-letters to their
 ``.dlq`` twins; a tail reads outside any group (nothing committed, no group ACL); every
 producer is idempotent (``enable_idempotence``), which since Kafka 3.0 (KIP-679) needs Write
-on a topic and no cluster ACL; none is transactional.
+on a topic and no cluster ACL (the gateway, which writes no topic, has the cluster's
+IdempotentWrite instead); none is transactional.
 """
 
 from __future__ import annotations
@@ -156,9 +157,14 @@ def declared(topics: Topics | None = None) -> dict[str, KafkaAccess]:
         ),
         KafkaAccess(
             "gateway-service",
-            "the axis bridge: deliveries in (to external agencies out through the national axis,"
-            " answers to external senders back as status packages)",
+            "the edXML gateway and its axis bridge: deliveries in (to external agencies out"
+            " through the national axis, answers to external senders back as status packages);"
+            " tails the unit registry to admit its callers",
             groups=(GroupConsumer(t.group("gateway-service-axis"), deliveries),),
+            tails=(t.units,),
+            # the kit's idempotent producer must get a producer id to start, which without
+            # Write on any topic takes this (it writes nothing: no topic Write is granted)
+            cluster=("IdempotentWrite",),
         ),
     ]
     return {access.service: access for access in services}

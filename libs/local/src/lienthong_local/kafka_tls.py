@@ -11,6 +11,7 @@ from. Keys are generated here, at infra-up time, and never committed.
 
 from __future__ import annotations
 
+import fcntl
 import sys
 import time
 from collections.abc import Iterable
@@ -98,18 +99,71 @@ def _write_private(path: Path, data: bytes) -> None:
     path.chmod(0o600)
 
 
+def _issue(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_name: x509.Name,
+    common_name: str,
+    now: datetime,
+    *,
+    server: bool,
+) -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_subject(common_name))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=_DAYS))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                if server
+                else [ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+    )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(IPv4Address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+    cert = builder.sign(ca_key, hashes.SHA256())
+    return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
+
+
 def issue_certificates(folder: Path, clients: Iterable[str] | None = None) -> KafkaTls:
     """A CA, the broker's certificate (127.0.0.1 and localhost), the admin's and one client
     certificate per service of kafka_access (or per name of ``clients``). Nothing is
-    re-issued when the CA is already there (a running broker keeps trusting the clients)."""
+    re-issued when the CA is already there (a running broker keeps trusting the clients): a
+    service declared since gets its certificate from the same CA."""
     tls = KafkaTls(folder)
     names = [ADMIN, *(clients if clients is not None else declared())]
-    if tls.ca.is_file() and all(tls.cert(name).is_file() for name in names):
+    missing = [name for name in names if not tls.cert(name).is_file()]
+    if tls.ca.is_file() and not missing:
         return tls
-    folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC) - timedelta(minutes=5)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _subject("lienthong local Kafka CA")
+    if tls.ca.is_file() and (folder / "ca.key").is_file():
+        ca_key = serialization.load_pem_private_key((folder / "ca.key").read_bytes(), None)
+        if isinstance(ca_key, ec.EllipticCurvePrivateKey):
+            # test runs share the folder: one writer, or a key could pair with another's cert
+            with (folder / ".issuing").open("w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                for name in missing:
+                    if tls.cert(name).is_file():
+                        continue
+                    cert, key = _issue(ca_key, ca_name, name, now, server=False)
+                    _write_private(tls.key(name), key)
+                    tls.cert(name).write_bytes(cert)  # last: marks completion
+            return tls
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
         x509.CertificateBuilder()
         .subject_name(ca_name)
@@ -137,34 +191,7 @@ def issue_certificates(folder: Path, clients: Iterable[str] | None = None) -> Ka
     )
 
     def issue(common_name: str, *, server: bool) -> tuple[bytes, bytes]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_subject(common_name))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + timedelta(days=_DAYS))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                    if server
-                    else [ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-        )
-        if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(IPv4Address("127.0.0.1"))]
-                ),
-                critical=False,
-            )
-        cert = builder.sign(ca_key, hashes.SHA256())
-        return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
+        return _issue(ca_key, ca_name, common_name, now, server=server)
 
     broker_cert, broker_key = issue("kafka-broker", server=True)
     _write_private(tls.broker_keystore, broker_key + broker_cert)

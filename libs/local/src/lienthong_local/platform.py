@@ -11,6 +11,11 @@ With ``kafka_tls`` (the local broker's TLS listener, lienthong_local.kafka_tls) 
 connects to Kafka as its own principal, ``User:CN=<service>``, with only the ACLs declared in
 lienthong_kit.kafka_access: the admin creates the topics and applies the ACLs first, and the
 services create none. A service with no declared Kafka access stays on the plaintext listener.
+
+With ``grpc_tls`` (lienthong_local.grpc_tls) every gRPC port takes only client certificates of
+its CA, dev auth is off, the services call one another with their own certificates, and the
+health checks go to a plaintext health-only port (LIENTHONG_HEALTH_PORT, as the probes in
+production); ``platform.channel(name, identity)`` calls as ``identity``'s certificate.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lienthong_kit.kafka import Topics, ensure_topics
 from lienthong_kit.kafka_access import declared
 from lienthong_kit.settings import KitSettings, load_settings
-from lienthong_local.kafka_tls import ADMIN, KafkaTls, apply_acls
+from lienthong_local.grpc_tls import GrpcTls
+from lienthong_local.kafka_tls import ADMIN, KafkaTls, apply_acls, issue_certificates
 
 __all__ = ["SERVICES", "KafkaTlsListener", "Platform", "ServiceProcess", "free_port"]
 
@@ -45,6 +51,7 @@ SERVICES = (
     "reporting-service",
     "gateway-service",
 )
+ROOT = Path(__file__).resolve().parents[4]  # the repository (the workspace installs it editable)
 DEFAULT_PORTS = {name: (50051 + index, 9101 + index) for index, name in enumerate(SERVICES)}
 
 
@@ -61,13 +68,14 @@ class ServiceProcess:
     metrics_port: int
     log_path: Path
     process: subprocess.Popen[bytes]
+    health_port: int = 0  # the plaintext health-only port, when the gRPC port is mTLS
 
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
     def health(self, timeout: float = 1.0) -> int:
-        with grpc.insecure_channel(self.endpoint) as channel:
+        with grpc.insecure_channel(f"127.0.0.1:{self.health_port or self.grpc_port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
             return int(reply.status)
@@ -81,7 +89,9 @@ class KafkaTlsListener:
     tls: KafkaTls
 
     def prepare(self, prefix: str) -> None:
-        """As the admin: create ``prefix``'s topics and apply every service's ACLs on them."""
+        """As the admin: create ``prefix``'s topics and apply every service's ACLs on them
+        (and give a service declared since infra-up its certificate, from the same CA)."""
+        issue_certificates(self.tls.folder)
         topics = Topics(prefix)
         admin = load_settings(
             KitSettings,
@@ -93,6 +103,23 @@ class KafkaTlsListener:
         )
         asyncio.run(ensure_topics(admin, topics.all(), compacted=topics.compacted()))
         apply_acls(self.bootstrap, self.tls, declared(topics).values())
+
+    @classmethod
+    def local(cls, environ: Mapping[str, str] | None = None) -> KafkaTlsListener | None:
+        """The listener ``make infra-up`` set up (deploy/local/infra.sh's LIENTHONG_DATA_DIR and
+        LIENTHONG_KAFKA_TLS_PORT), or None when the local Kafka has none or it does not
+        answer."""
+        environ = os.environ if environ is None else environ
+        data = Path(environ.get("LIENTHONG_DATA_DIR", ROOT / "deploy" / "local" / ".data"))
+        port = environ.get("LIENTHONG_KAFKA_TLS_PORT", "9094")
+        tls = KafkaTls(data / "kafka" / "tls")
+        if port == "off" or not tls.ca.is_file():
+            return None
+        try:
+            socket.create_connection(("127.0.0.1", int(port)), timeout=2).close()
+        except OSError:
+            return None
+        return cls(f"127.0.0.1:{port}", tls)
 
     def env(self, service: str) -> dict[str, str]:
         if service not in declared():
@@ -110,6 +137,7 @@ class Platform:
     log_dir: Path
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     kafka_tls: KafkaTlsListener | None = None
+    grpc_tls: GrpcTls | None = None
 
     @classmethod
     @contextmanager
@@ -122,9 +150,14 @@ class Platform:
         extra_env: Mapping[str, str] | None = None,
         timeout: float = 90.0,
         kafka_tls: KafkaTlsListener | None = None,
+        grpc_tls: GrpcTls | None = None,
     ) -> Iterator[Platform]:
         platform = cls.empty(
-            log_dir=log_dir, prefix=prefix, extra_env=extra_env, kafka_tls=kafka_tls
+            log_dir=log_dir,
+            prefix=prefix,
+            extra_env=extra_env,
+            kafka_tls=kafka_tls,
+            grpc_tls=grpc_tls,
         )
         try:
             for name in SERVICES:
@@ -143,10 +176,13 @@ class Platform:
         prefix: str = "",
         extra_env: Mapping[str, str] | None = None,
         kafka_tls: KafkaTlsListener | None = None,
+        grpc_tls: GrpcTls | None = None,
     ) -> Platform:
         """A platform with no service launched yet (tests launch the ones they need)."""
         if kafka_tls is not None:
             kafka_tls.prepare(prefix)
+        if grpc_tls is not None:
+            grpc_tls.prepare(SERVICES)
         env = {
             **os.environ,
             "LIENTHONG_TOPIC_PREFIX": prefix,
@@ -160,7 +196,7 @@ class Platform:
             **(extra_env or {}),
         }
         log_dir.mkdir(parents=True, exist_ok=True)
-        return cls(env, log_dir, kafka_tls=kafka_tls)
+        return cls(env, log_dir, kafka_tls=kafka_tls, grpc_tls=grpc_tls)
 
     def launch(
         self,
@@ -178,12 +214,15 @@ class Platform:
         log_path = self.log_dir / f"{name}.log"
         grpc_port = grpc_port or free_port()
         metrics_port = metrics_port or free_port()
+        health_port = free_port() if self.grpc_tls else 0
         env = {
             **self.env,
             **self._addresses(),
             **(self.kafka_tls.env(name) if self.kafka_tls else {}),
+            **(self.grpc_tls.service_env(name) if self.grpc_tls else {}),
             "LIENTHONG_GRPC_PORT": str(grpc_port),
             "LIENTHONG_METRICS_PORT": str(metrics_port),
+            "LIENTHONG_HEALTH_PORT": str(health_port),
             **(extra_env or {}),
         }
         with log_path.open("ab") as log:
@@ -193,18 +232,33 @@ class Platform:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        service = ServiceProcess(name, grpc_port, metrics_port, log_path, process)
+        service = ServiceProcess(name, grpc_port, metrics_port, log_path, process, health_port)
         self.processes[name] = service
         return service
 
     def _addresses(self) -> dict[str, str]:
         """Where a service finds the ones launched before it (signature-service fetches
-        attachments from document-service)."""
-        found = self.processes.get("document-service")
-        return {"LIENTHONG_SIGNATURE_DOCUMENT_SERVICE": found.endpoint} if found else {}
+        attachments from document-service, the gateway calls it and routing-service)."""
+        addresses = {}
+        if found := self.processes.get("document-service"):
+            addresses["LIENTHONG_SIGNATURE_DOCUMENT_SERVICE"] = found.endpoint
+            addresses["LIENTHONG_GATEWAY_DOCUMENT_SERVICE"] = found.endpoint
+        if found := self.processes.get("routing-service"):
+            addresses["LIENTHONG_GATEWAY_ROUTING_SERVICE"] = found.endpoint
+        return addresses
 
     def endpoint(self, name: str) -> str:
         return self.processes[name].endpoint
+
+    def channel(self, name: str, identity: str | None = None) -> grpc.Channel:
+        """A channel to ``name``: with mTLS, calling with ``identity``'s client certificate
+        (a unit, an operator, a service); plaintext otherwise (the caller sends the dev
+        header)."""
+        if self.grpc_tls is None:
+            return grpc.insecure_channel(self.endpoint(name))
+        if identity is None:
+            raise ValueError(f"{name} takes only client certificates: name the identity")
+        return grpc.secure_channel(self.endpoint(name), self.grpc_tls.credentials(identity))
 
     def wait_serving(self, timeout: float, names: tuple[str, ...] = SERVICES) -> None:
         deadline = time.monotonic() + timeout

@@ -10,6 +10,11 @@ up (``make infra-up``, which ``make run`` does first).
 The development switches are on by default so that the README's examples flow; each one set
 in the environment wins (``LIENTHONG_SIGNATURE_ACCEPT_UNSIGNED=false make run`` applies the
 real signature policy), and the launcher prints which are on.
+
+``make run-secure`` (``python -m lienthong_local.run --secure``, or ``make run SECURE=1``) starts
+the same platform with mutual TLS on every gRPC port (certificates made once under
+deploy/local/.data/grpc-tls), Kafka over TLS with each service's own principal and ACLs, and
+dev auth off; it prints grpcurl examples with ``-cacert/-cert/-key`` for a unit and an operator.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
 from lienthong.routing.v1 import routing_service_pb2 as routing_pb
 from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
 from lienthong_local.axis import NATIONAL_AGENCIES
-from lienthong_local.platform import Platform
+from lienthong_local.grpc_tls import GrpcTls
+from lienthong_local.platform import KafkaTlsListener, Platform
 from lienthong_local.sample import Shape, sample_province, sample_units
 
 __all__ = [
@@ -45,6 +51,8 @@ __all__ = [
     "load_national_agencies",
     "load_sample_registry",
     "local_platform",
+    "secure_examples",
+    "secure_parts",
     "wait_until_admitted",
 ]
 
@@ -94,8 +102,12 @@ def describe_switches(values: Mapping[str, str]) -> list[str]:
     return lines
 
 
-# the registry is written by a registry administrator (dev auth names one by header)
-REGISTRY_ADMIN = (("x-lienthong-identity", "operator/registry-admin/make-run"),)
+# the registry is written by a registry administrator (dev auth names one by header, the
+# secure mode by a client certificate)
+REGISTRY_ADMIN_IDENTITY = "operator/registry-admin/make-run"
+REGISTRY_ADMIN = (("x-lienthong-identity", REGISTRY_ADMIN_IDENTITY),)
+EXAMPLE_UNIT = "unit/000.01.00.H43"
+EXAMPLE_OPERATOR = "operator/observer/make-run"
 
 
 GATEWAY_HTTP_PORT = "8480"
@@ -105,21 +117,40 @@ AXIS_PORT = "8490"
 RUN_SHAPE: Shape = "two-tier"
 
 
-def load_sample_registry(endpoint: str, shape: Shape = "three-tier") -> int:
-    """Import the sample registry of ``shape`` (make run: ``RUN_SHAPE``) in one call."""
+def _channel(
+    endpoint: str, credentials: grpc.ChannelCredentials | None, identity: str
+) -> tuple[grpc.Channel, tuple[tuple[str, str], ...]]:
+    """A channel and the metadata that names ``identity``: the dev header, or nothing when
+    ``credentials`` (a client certificate of that identity) speak for it over mTLS."""
+    if credentials is None:
+        return grpc.insecure_channel(endpoint), (("x-lienthong-identity", identity),)
+    return grpc.secure_channel(endpoint, credentials), ()
+
+
+def load_sample_registry(
+    endpoint: str,
+    shape: Shape = "three-tier",
+    credentials: grpc.ChannelCredentials | None = None,
+) -> int:
+    """Import the sample registry of ``shape`` (make run: ``RUN_SHAPE``) in one call, as the
+    dev header's registry administrator or with ``credentials`` (its certificate) over mTLS."""
     units = sample_units(shape)
-    with grpc.insecure_channel(endpoint) as channel:
+    channel, metadata = _channel(endpoint, credentials, REGISTRY_ADMIN_IDENTITY)
+    with channel:
         RoutingServiceStub(channel).ImportRegistry(
             (routing_pb.ImportRegistryRequest(unit=unit) for unit in units),
-            metadata=REGISTRY_ADMIN,
+            metadata=metadata,
             timeout=60,
         )
     return len(units)
 
 
-def load_national_agencies(endpoint: str) -> int:
+def load_national_agencies(
+    endpoint: str, credentials: grpc.ChannelCredentials | None = None
+) -> int:
     """The sandbox axis's national directory, registered as external agencies."""
-    with grpc.insecure_channel(endpoint) as channel:
+    channel, metadata = _channel(endpoint, credentials, REGISTRY_ADMIN_IDENTITY)
+    with channel:
         stub = RoutingServiceStub(channel)
         for agency in NATIONAL_AGENCIES:
             unit = routing_pb.Unit(
@@ -129,9 +160,7 @@ def load_national_agencies(endpoint: str) -> int:
                 active=True,
                 external=True,
             )
-            stub.UpsertUnit(
-                routing_pb.UpsertUnitRequest(unit=unit), metadata=REGISTRY_ADMIN, timeout=10
-            )
+            stub.UpsertUnit(routing_pb.UpsertUnitRequest(unit=unit), metadata=metadata, timeout=10)
     return len(NATIONAL_AGENCIES)
 
 
@@ -152,6 +181,38 @@ def sandbox_axis(log_dir: Path, port: str = AXIS_PORT) -> Iterator[str]:
         process.wait(10)
 
 
+def secure_parts(data_dir: Path, environ: Mapping[str, str]) -> tuple[GrpcTls, KafkaTlsListener]:
+    """The gRPC certificates (made once under ``data_dir``/grpc-tls) and the local broker's
+    TLS listener that ``make infra-up`` set up; SystemExit when there is none."""
+    kafka = KafkaTlsListener.local({**environ, "LIENTHONG_DATA_DIR": str(data_dir)})
+    if kafka is None:
+        raise SystemExit(
+            "the local Kafka has no TLS listener (deploy/local/.data/kafka/tls, port"
+            " LIENTHONG_KAFKA_TLS_PORT, 9094): make infra-down, then make infra-up with"
+            " LIENTHONG_KAFKA_TLS_PORT unset"
+        )
+    return GrpcTls.open(data_dir / "grpc-tls"), kafka
+
+
+def secure_examples(platform: Platform, tls: GrpcTls, root: Path | None = None) -> list[str]:
+    """grpcurl (and curl, for the edXML gateway) calls as a unit and as an operator."""
+    unit = tls.grpcurl(EXAMPLE_UNIT, root)
+    operator = tls.grpcurl(EXAMPLE_OPERATOR, root)
+    documents = platform.endpoint("document-service")
+    reporting = platform.endpoint("reporting-service")
+    lines = [
+        f"grpcurl {unit} {documents} list",
+        f"grpcurl {unit} -d '{{}}' {documents} lienthong.document.v1.DocumentService/ListInbox",
+        f'grpcurl {operator} -d \'{{"period": "2026"}}\' {reporting}'
+        " lienthong.reporting.v1.ReportingService/GetAdoptionReport",
+    ]
+    port = platform.env.get("LIENTHONG_GATEWAY_HTTP_PORT")
+    if port and "gateway-service" in platform.processes:
+        curl = tls.curl(EXAMPLE_UNIT, root)
+        lines.append(f"curl {curl} https://127.0.0.1:{port}/v1/documents/pending")
+    return lines
+
+
 @contextmanager
 def local_platform(
     *,
@@ -160,8 +221,12 @@ def local_platform(
     prefix: str = "",
     fixed_ports: bool = True,
     extra_env: Mapping[str, str] | None = None,
+    grpc_tls: GrpcTls | None = None,
+    kafka_tls: KafkaTlsListener | None = None,
+    timeout: float = 90.0,
 ) -> Iterator[Platform]:
-    """The platform as ``make run`` starts it: its switches, the two-tier registry loaded."""
+    """The platform as ``make run`` starts it: its switches, the two-tier registry loaded;
+    with ``grpc_tls`` and ``kafka_tls`` as ``make run-secure`` does."""
     env = {**dev_switches(environ), **(extra_env or {})}
     with contextlib.ExitStack() as stack:
         if fixed_ports:  # the README's edXML gateway examples call it on this port
@@ -169,27 +234,45 @@ def local_platform(
             env.setdefault("LIENTHONG_AXIS_URL", stack.enter_context(sandbox_axis(log_dir)))
             env.setdefault("LIENTHONG_AXIS_HUB_CODE", sample_province(RUN_SHAPE))
         platform = stack.enter_context(
-            Platform.start(log_dir=log_dir, prefix=prefix, fixed_ports=fixed_ports, extra_env=env)
+            Platform.start(
+                log_dir=log_dir,
+                prefix=prefix,
+                fixed_ports=fixed_ports,
+                extra_env=env,
+                grpc_tls=grpc_tls,
+                kafka_tls=kafka_tls,
+                timeout=timeout,
+            )
         )
-        load_sample_registry(platform.endpoint("routing-service"), RUN_SHAPE)
+        admin = grpc_tls.credentials(REGISTRY_ADMIN_IDENTITY) if grpc_tls else None
+        load_sample_registry(platform.endpoint("routing-service"), RUN_SHAPE, admin)
         if env.get("LIENTHONG_AXIS_URL"):
-            load_national_agencies(platform.endpoint("routing-service"))
-        wait_until_admitted(platform.endpoint("document-service"), sample_province(RUN_SHAPE))
+            load_national_agencies(platform.endpoint("routing-service"), admin)
+        province = sample_province(RUN_SHAPE)
+        wait_until_admitted(
+            platform.endpoint("document-service"),
+            province,
+            credentials=grpc_tls.credentials(f"unit/{province}") if grpc_tls else None,
+        )
         yield platform
 
 
-def wait_until_admitted(endpoint: str, unit: str, timeout: float = 60.0) -> None:
+def wait_until_admitted(
+    endpoint: str,
+    unit: str,
+    timeout: float = 60.0,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> None:
     """Until document-service admits ``unit``: every replica learns the registry from the units
     topic, a moment after the import (the README's first submit must not meet the gap)."""
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(endpoint) as channel:
+    channel, metadata = _channel(endpoint, credentials, f"unit/{unit}")
+    with channel:
         stub = DocumentServiceStub(channel)
         while True:
             try:
                 stub.ListInbox(
-                    document_pb.ListInboxRequest(page_size=1),
-                    metadata=(("x-lienthong-identity", f"unit/{unit}"),),
-                    timeout=5,
+                    document_pb.ListInboxRequest(page_size=1), metadata=metadata, timeout=5
                 )
                 return
             except grpc.RpcError as error:
@@ -198,16 +281,31 @@ def wait_until_admitted(endpoint: str, unit: str, timeout: float = 60.0) -> None
                 time.sleep(0.2)
 
 
-def main() -> int:
-    log_dir = Path("deploy/local/.data/logs")
+def main(argv: list[str] | None = None) -> int:
+    secure = "--secure" in (sys.argv[1:] if argv is None else argv)
+    data_dir = Path(os.environ.get("LIENTHONG_DATA_DIR", "deploy/local/.data"))
+    log_dir = data_dir / "logs"
+    grpc_tls, kafka_tls = secure_parts(data_dir, os.environ) if secure else (None, None)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     switches = dev_switches(os.environ)
+    if secure:  # the services' certificates name the callers: no header may
+        switches["LIENTHONG_DEV_AUTH"] = "false"
     print("development switches (set one in the environment to change it):")
     print("\n".join(describe_switches(switches)))
-    print("starting the five services (logs in deploy/local/.data/logs/) ...", flush=True)
-    with local_platform(log_dir=log_dir, environ=os.environ) as platform:
+    if grpc_tls is not None and kafka_tls is not None:
+        print(
+            f"secure: mTLS on every gRPC port (certificates in {grpc_tls.folder}), Kafka over"
+            f" TLS on {kafka_tls.bootstrap} as each service's own principal"
+        )
+    print(f"starting the five services (logs in {log_dir}/) ...", flush=True)
+    with local_platform(
+        log_dir=log_dir,
+        environ={**os.environ, **switches},
+        grpc_tls=grpc_tls,
+        kafka_tls=kafka_tls,
+    ) as platform:
         units = sample_units(RUN_SHAPE)
         current = sum(not unit.valid_until for unit in units)
         print(
@@ -222,7 +320,15 @@ def main() -> int:
         if axis:
             agencies = ", ".join(agency["code"] for agency in NATIONAL_AGENCIES)
             print(f"\n  sandbox national axis  {axis}  (external agencies: {agencies})")
-        print("\n  try: grpcurl -plaintext 127.0.0.1:50051 list")
+        if grpc_tls is not None:
+            print(
+                f"\n  every call needs a client certificate: {EXAMPLE_UNIT} (an agency),"
+                f" {EXAMPLE_OPERATOR} (an operator); try:"
+            )
+            for line in secure_examples(platform, grpc_tls, Path.cwd()):
+                print(f"  {line}")
+        else:
+            print("\n  try: grpcurl -plaintext 127.0.0.1:50051 list")
         if switches["LIENTHONG_DEV_AUTH"].strip().lower() in _ON:
             print(
                 "  dev auth is on: send -H 'x-lienthong-identity: unit/<code>' to act as a unit,"

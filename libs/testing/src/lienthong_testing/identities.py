@@ -112,9 +112,36 @@ class IdentityCa:
             .sign(key, hashes.SHA256())
         )
         ca = cls(folder, trust_domain, key, cert)
+        _write_key(ca.key_path, key)
         ca.ca_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         ca.write_crl()
         return ca
+
+    @property
+    def key_path(self) -> Path:
+        return self.folder / "ca.key"
+
+    @classmethod
+    def open(cls, folder: Path, *, trust_domain: str = "lienthong.test") -> IdentityCa:
+        """The CA already in ``folder`` (made by :meth:`create` for ``trust_domain`` and valid
+        for a day more at least), or a new one."""
+        ca = cls.load(folder, trust_domain)
+        if ca is None:
+            return cls.create(folder, trust_domain=trust_domain)
+        return ca
+
+    @classmethod
+    def load(cls, folder: Path, trust_domain: str) -> IdentityCa | None:
+        ca_path, key_path = folder / "ca.pem", folder / "ca.key"
+        if not (ca_path.is_file() and key_path.is_file()):
+            return None
+        cert = x509.load_pem_x509_certificate(ca_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+        fresh = cert.not_valid_after_utc > datetime.now(UTC) + timedelta(days=1)
+        named = cert.subject == _name(f"{trust_domain} test CA")
+        if not (fresh and named and isinstance(key, ec.EllipticCurvePrivateKey)):
+            return None
+        return cls(folder, trust_domain, key, cert)
 
     def _issue(
         self,

@@ -30,6 +30,7 @@ from lienthong.events.v1.events_pb2 import AuditCheckpoint
 from lienthong_audit.verify import AuditReport, checkpoint_message, key_id
 from lienthong_kit.errors import Unavailable
 from lienthong_kit.kafka import EventProducer, Topics
+from lienthong_kit.kafka.security import kafka_security
 from lienthong_kit.logs import get_logger
 from lienthong_kit.settings import KitSettings
 
@@ -172,7 +173,8 @@ class Checkpointer:
 
 async def read_checkpoints(settings: KitSettings, topic: str) -> list[AuditCheckpoint]:
     """Every checkpoint on the topic, from its first offset to its current end."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    security = kafka_security(settings)  # as this service's principal, over TLS when it is
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **security)
     await admin.start()
     try:
         described = await admin.describe_topics([topic])
@@ -185,7 +187,7 @@ async def read_checkpoints(settings: KitSettings, topic: str) -> list[AuditCheck
         return []
     assigned = [TopicPartition(topic, p) for p in partitions]
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, **security
     )
     await consumer.start()
     try:

@@ -89,7 +89,7 @@ class ReportingApp:
             # TLS with the service's certificate when the kit's settings say SSL
             broker_credentials=kafka_ssl,
         )
-        self.guards = FaustGuards(self.app, bootstrap, skip=skip)
+        self.guards = FaustGuards(self.app, bootstrap, skip=skip, kafka_ssl=kafka_ssl)
         self.source_topics = [topics.documents, *topics.all_deliveries, topics.verifications]
         self.sources = self.app.topic(*self.source_topics)
         self.facts = FactTable(self.app, self.group, partitions)

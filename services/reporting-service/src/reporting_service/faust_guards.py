@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import sys
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -219,9 +220,20 @@ def skip_hook(failpoints: Collection[str]) -> SkipHook | None:
 class FaustGuards:
     """The guards installed on one faust app (before its worker starts)."""
 
-    def __init__(self, app: Any, bootstrap: str, *, skip: SkipHook | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        bootstrap: str,
+        *,
+        skip: SkipHook | None = None,
+        kafka_ssl: ssl.SSLContext | None = None,
+    ) -> None:
         self._consumer = app.consumer
         self._bootstrap = bootstrap
+        # the hole is re-read as this service's principal, over TLS when the worker is
+        self._security: dict[str, Any] | None = (
+            {"security_protocol": "SSL", "ssl_context": kafka_ssl} if kafka_ssl else None
+        )
         self._skip = skip
         self.changelog_deliveries = make_durable(app.producer.buffer)
         self.offsets = AppliedOffsets()
@@ -251,7 +263,12 @@ class FaustGuards:
             got=message.offset,
         )
         skipped = await read_range(
-            self._bootstrap, message.topic, message.partition, hole, message.offset
+            self._bootstrap,
+            message.topic,
+            message.partition,
+            hole,
+            message.offset,
+            security=self._security,
         )
         for record in skipped:
             await apply(record, record.value, record.timestamp / 1000)

@@ -68,6 +68,7 @@ async def build(deps: Deps[Settings]) -> Wiring:
         channel,
         timeout=settings.signature_fetch_timeout_seconds,
         max_bytes=settings.signature_max_file_bytes,
+        dev_header=settings.signature_document_service_ca is None,
     )
     flow = VerificationFlow(store, deps.producer, deps.topics, verifier, fetcher)
 

@@ -23,27 +23,29 @@ from signature_service.settings import Settings
 
 __all__ = ["IDENTITY", "AttachmentFetcher", "document_channel"]
 
-# the identity signature-service presents to document-service (its mTLS common name; the dev
-# header carries it when dev auth is on)
+# the identity signature-service presents to document-service (the URI SAN of its client
+# certificate; the dev header carries it on a plaintext channel)
 IDENTITY = "service/signature-service"
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 def document_channel(settings: Settings) -> aio.Channel:
-    """The channel to document-service: mTLS with this service's certificate when its CA is
-    configured, plaintext otherwise."""
+    """The channel to document-service: mTLS with this service's own client certificate when
+    LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA is set, plaintext (development) otherwise."""
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
     target = settings.signature_document_service
-    if settings.signature_document_service_ca is None or settings.tls_cert is None:
+    ca = settings.signature_document_service_ca
+    if ca is None:
         return aio.insecure_channel(target, options=options)
-    key = settings.tls_key.read_bytes() if settings.tls_key else None
+    assert settings.signature_client_cert is not None  # noqa: S101 - settings.validate
+    assert settings.signature_client_key is not None  # noqa: S101
     credentials = grpc.ssl_channel_credentials(
-        root_certificates=settings.signature_document_service_ca.read_bytes(),
-        private_key=key,
-        certificate_chain=settings.tls_cert.read_bytes(),
+        root_certificates=ca.read_bytes(),
+        private_key=settings.signature_client_key.read_bytes(),
+        certificate_chain=settings.signature_client_cert.read_bytes(),
     )
     return aio.secure_channel(target, credentials, options=options)
 
@@ -51,10 +53,14 @@ def document_channel(settings: Settings) -> aio.Channel:
 class AttachmentFetcher:
     """Streams an attachment's bytes from document-service and checks them against the ref."""
 
-    def __init__(self, channel: aio.Channel, *, timeout: float, max_bytes: int) -> None:
+    def __init__(
+        self, channel: aio.Channel, *, timeout: float, max_bytes: int, dev_header: bool = True
+    ) -> None:
         self._stub = DocumentServiceStub(channel)
         self._timeout = timeout
         self._max_bytes = max_bytes
+        # over mTLS the certificate names the service: no header that could be mistaken for it
+        self._identity = ((IDENTITY_HEADER, IDENTITY),) if dev_header else ()
 
     async def fetch(self, document_id: str, ref: AttachmentRef) -> tuple[bytes | None, str]:
         """(bytes, "") or (None, why the document must be rejected); raises
@@ -85,8 +91,7 @@ class AttachmentFetcher:
     async def _once(
         self, document_id: str, ref: AttachmentRef, timeout: float
     ) -> tuple[bytes | None, str]:
-        # with mTLS the certificate names the service and the header counts for nothing
-        metadata = ((IDENTITY_HEADER, IDENTITY), *outgoing_metadata())
+        metadata = (*self._identity, *outgoing_metadata())
         digest = hashlib.sha256()
         parts: list[bytes] = []
         size = 0

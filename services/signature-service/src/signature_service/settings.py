@@ -90,8 +90,17 @@ class Settings(KitSettings):
     signature_document_service_ca: Path | None = setting(
         "LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA",
         None,
-        doc="CA of document-service's server certificate (mTLS with this service's"
-        " LIENTHONG_TLS_CERT/KEY); plaintext when unset",
+        doc="CA of document-service's server certificate: the fetch goes over mTLS with the"
+        " client certificate below; plaintext when unset",
+    )
+    signature_client_cert: Path | None = setting(
+        "LIENTHONG_SIGNATURE_CLIENT_CERT",
+        None,
+        doc="signature-service's client certificate for the fetch (URI SAN"
+        " spiffe://<trust domain>/service/signature-service, client authentication)",
+    )
+    signature_client_key: Path | None = setting(
+        "LIENTHONG_SIGNATURE_CLIENT_KEY", None, doc="the key of LIENTHONG_SIGNATURE_CLIENT_CERT"
     )
     signature_fetch_timeout_seconds: float = setting(
         "LIENTHONG_SIGNATURE_FETCH_TIMEOUT_SECONDS",
@@ -142,9 +151,30 @@ class Settings(KitSettings):
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"LIENTHONG_{name.upper()}: must be greater than 0")
-        if self.signature_document_service_ca is not None and self.tls_cert is None:
+        client = (
+            self.signature_document_service_ca,
+            self.signature_client_cert,
+            self.signature_client_key,
+        )
+        if any(value is not None for value in client) and None in client:
             problems.append(
-                "LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA needs LIENTHONG_TLS_CERT and"
-                " LIENTHONG_TLS_KEY (the client certificate document-service checks)"
+                "LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA, LIENTHONG_SIGNATURE_CLIENT_CERT and"
+                " LIENTHONG_SIGNATURE_CLIENT_KEY must be set together (the fetch's mTLS)"
+            )
+        for name in (
+            "signature_document_service_ca",
+            "signature_client_cert",
+            "signature_client_key",
+        ):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                problems.append(f"LIENTHONG_{name.upper()}: no such file: {path}")
+        if self.tls_client_ca is not None and self.signature_document_service_ca is None:
+            # document-service of the same deployment refuses a plaintext fetch: every
+            # document with an attachment would be dead-lettered
+            problems.append(
+                "mTLS is on (LIENTHONG_TLS_CLIENT_CA) but the attachment fetch is plaintext: set"
+                " LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA, LIENTHONG_SIGNATURE_CLIENT_CERT and"
+                " LIENTHONG_SIGNATURE_CLIENT_KEY"
             )
         return problems
