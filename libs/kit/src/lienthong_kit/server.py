@@ -51,6 +51,7 @@ from lienthong_kit.kafka import (
     ConsumerLoop,
     ConsumerSpec,
     EventProducer,
+    GroupLagProbe,
     Topics,
     TopicTail,
     ensure_topics,
@@ -230,6 +231,9 @@ class ServiceApp(Generic[S]):
             await loop.start()
             self._consumers.append(loop)
         tasks = list(self._wiring.tasks)
+        if self._consumers:
+            probe = GroupLagProbe(settings, {c.group: c.spec.topics for c in self._consumers})
+            tasks.append(probe.run)
         waits = [self._wiring.ready] if self._wiring.ready is not None else []
         if self.directory is not None:
             # who may call is decided on the registry as of now: no unit call before it is read
