@@ -569,8 +569,10 @@ async def test_the_lag_probe_sees_a_stuck_member_and_a_group_without_members(
         # nothing committed: all 30 records wait for both groups, from the broker's view
         # (a round sets one group after the other: wait for both)
         await wait_until(
-            lambda: sample("lienthong_consumer_group_lag_messages", loop.group) == 30
-            and sample("lienthong_consumer_group_lag_messages", idle) == 30,
+            lambda: (
+                sample("lienthong_consumer_group_lag_messages", loop.group) == 30
+                and sample("lienthong_consumer_group_lag_messages", idle) == 30
+            ),
             timeout=60,
         )
         assert sample("lienthong_consumer_group_offset", loop.group) == 0
