@@ -180,6 +180,7 @@ async def measure(events: int, rounds: int, prefix: str) -> dict[str, list[float
             "LIENTHONG_QUIET_HOURS": "",
             "LIENTHONG_NOTIFY_CONCURRENCY": str(concurrency),
             "LIENTHONG_NOTIFY_RATE_WEBHOOK": "10000",
+            "LIENTHONG_NOTIFY_WEBHOOK_ALLOW": "127.0.0.1/32",  # the receiver is on loopback
         },
     )
     receiver = Receiver()

@@ -60,9 +60,6 @@ EVENT_TYPES = [
     for descriptor in events_pb2.DESCRIPTOR.message_types_by_name.values()
 ]
 HOSTILE = ["", "\x00", "\u202e\u200b", "𝕏" * 50, "../../x", '{"$gt": ""}', "9" * 40]
-#: topics where document-service-audit commits past an undecodable record without a dead
-#: letter (found by this fuzzer; pinned by test_the_audit_group_dead_letters_garbage)
-AUDIT_SKIPS = {"deliveries", "deliveries_urgent", "units", "operator_actions"}
 #: events produced, per topic (docs/benchmarks.md, "Faults and fuzzing")
 PRODUCED: collections.Counter[str] = collections.Counter()
 
@@ -233,9 +230,7 @@ async def test_hostile_records_are_dead_lettered_or_applied(
         await admin.close()
 
     must = [index for index, (_, _, needed) in enumerate(records) if needed]
-    expected = GROUPS[attribute] - (
-        {"document-service-audit"} if attribute in AUDIT_SKIPS else set()
-    )
+    expected = GROUPS[attribute]
 
     async def dead_lettered() -> dict[int, set[str]]:
         by_key: dict[int, set[str]] = collections.defaultdict(set)
@@ -270,13 +265,10 @@ async def test_hostile_records_are_dead_lettered_or_applied(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 22: document-service-audit commits past an undecodable record on this topic"
-    " without dead-lettering it (it does on lienthong.documents)",
-)
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("attribute", sorted(AUDIT_SKIPS))
+@pytest.mark.parametrize(
+    "attribute", ["deliveries", "deliveries_urgent", "units", "operator_actions"]
+)
 async def test_the_audit_group_dead_letters_garbage(
     fuzz_platform: Platform, attribute: str
 ) -> None:

@@ -22,6 +22,7 @@ from lienthong_kit.kafka import (
     ConsumerLoop,
     ConsumerSpec,
     EventProducer,
+    GroupLagProbe,
     Topics,
     TopicTail,
     ensure_topics,
@@ -535,3 +536,54 @@ async def test_the_lag_of_a_revoked_partition_is_no_longer_reported(
     await wait_until(lambda: len(first._consumer.assignment()) < 3, timeout=60)
     kept = {tp.partition for tp in first._consumer.assignment()}
     assert reported() <= kept
+
+
+async def test_the_lag_probe_sees_a_stuck_member_and_a_group_without_members(
+    settings: KitSettings, kit: tuple[EventProducer, Any, Topics], run_loop: Any
+) -> None:
+    producer, _, topics = kit
+    for number in range(30):  # keys spread over the 3 partitions
+        await producer.publish(topics.documents, key=f"k{number}", envelope=submitted("d"))
+    release = asyncio.Event()
+
+    async def stuck(_: EventEnvelope, __: Any) -> None:
+        await release.wait()  # e.g. a store call that never returns
+
+    loop = await run_loop(stuck, group="kit-stuck")
+    idle = f"{settings.topic_prefix}kit-idle"  # a group nobody runs
+    probe = GroupLagProbe(
+        settings, {loop.group: [topics.documents], idle: [topics.documents]}, every_seconds=0.2
+    )
+    task = asyncio.create_task(probe.run())
+
+    def sample(name: str, group: str) -> float | None:
+        values = [
+            REGISTRY.get_sample_value(
+                name, {"group": group, "topic": topics.documents, "partition": str(p)}
+            )
+            for p in range(3)
+        ]
+        return None if None in values else sum(v or 0.0 for v in values)
+
+    try:
+        # nothing committed: all 30 records wait for both groups, from the broker's view
+        # (a round sets one group after the other: wait for both)
+        await wait_until(
+            lambda: (
+                sample("lienthong_consumer_group_lag_messages", loop.group) == 30
+                and sample("lienthong_consumer_group_lag_messages", idle) == 30
+            ),
+            timeout=60,
+        )
+        assert sample("lienthong_consumer_group_offset", loop.group) == 0
+        release.set()
+        await wait_until(
+            lambda: sample("lienthong_consumer_group_lag_messages", loop.group) == 0, timeout=60
+        )
+        assert sample("lienthong_consumer_group_offset", loop.group) == 30
+        assert sample("lienthong_consumer_group_lag_messages", idle) == 30
+    finally:
+        release.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

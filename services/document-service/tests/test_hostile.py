@@ -14,8 +14,9 @@ from grpc_status import rpc_status
 from document_service.__main__ import Settings, build
 from lienthong.document.v1 import document_service_pb2 as pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
-from lienthong.events.v1.events_pb2 import DocumentSubmitted
-from lienthong_kit.envelope import decode_envelope, unpack
+from lienthong.events.v1.events_pb2 import DocumentSubmitted, UnitChanged
+from lienthong.routing.v1.routing_service_pb2 import Unit
+from lienthong_kit.envelope import decode_envelope, new_event, unpack
 from lienthong_kit.kafka import Topics
 from lienthong_kit.server import ServiceApp
 from lienthong_kit.settings import KitSettings
@@ -232,3 +233,36 @@ async def test_a_documents_attachments_are_capped_together_and_unused_ones_remov
             metadata=as_unit(SENDER),
         )
         assert len([part async for part in chunks]) == 2  # the reference and its one chunk
+
+
+async def test_the_audit_log_dead_letters_what_cannot_be_an_entry_and_goes_on(
+    settings: KitSettings, start_service: Any, raw_producer: Any, topic_reader: Any
+) -> None:
+    topics = Topics(settings.topic_prefix)
+    app = await start_service("document-service", build, Settings)
+    unit = UnitChanged(unit=Unit(code="000.00.77.H23", name="Sở Thử"), actor="operator/a")
+    hostile = {
+        "far": new_event(unit, producer="routing-service"),
+        "nul": new_event(UnitChanged(unit=unit.unit, actor="bad\x00actor"), producer="x"),
+        "garbage": None,
+    }
+    hostile["far"].occurred_at.seconds = 2**62  # outside any calendar
+    fine = new_event(unit, producer="routing-service")
+    for key, envelope in hostile.items():
+        value = b"\x08\x96\x01 garbage" if envelope is None else envelope.SerializeToString()
+        await raw_producer.send_and_wait(topics.units, value, key=f"hostile-{key}".encode())
+    await raw_producer.send_and_wait(topics.units, fine.SerializeToString(), key=b"fine")
+
+    # the event after them is in the audit log: nothing jammed the consumer
+    await eventually(
+        lambda: app.db["audit"].find_one({"_id": fine.event_id}), until=bool, timeout=60
+    )
+    letters = await topic_reader(Topics.dlq(topics.units), 3, timeout=60)
+    reasons = {
+        r.key.decode(): dict(r.headers)["lienthong-dlq-reason"].decode()
+        for r in letters
+        if dict(r.headers)["lienthong-consumer-group"].decode().endswith("-audit")
+    }
+    assert "occurred_at is not a time" in reasons["hostile-far"]
+    assert "actor holds a NUL character" in reasons["hostile-nul"]
+    assert "not a protobuf EventEnvelope" in reasons["hostile-garbage"]

@@ -45,6 +45,8 @@ FAST = {
     "LIENTHONG_QUIET_HOURS": "",
     "LIENTHONG_REMINDER_POLL_SECONDS": "0.05",
     "LIENTHONG_NOTIFY_SEND_TIMEOUT_SECONDS": "5.0",
+    # the test receivers listen on loopback, which webhooks may not call unless allowed
+    "LIENTHONG_NOTIFY_WEBHOOK_ALLOW": "127.0.0.1/32",
 }
 
 
@@ -280,6 +282,53 @@ async def test_a_gateway_that_always_fails_leaves_a_dead_letter_with_the_reason(
     # counted right after the job is marked dead
     await wait_until(lambda: counter("lienthong_notifications_failed_total", "sms") - failed == 1)
     assert list(elsewhere.notifications) == []  # another unit does not see them
+
+
+async def test_webhooks_to_internal_addresses_are_refused_when_stored_and_when_sent(
+    start_service: StartService, http_server: HttpServers
+) -> None:
+    receiver = await http_server()
+    app = await start(start_service, env={"LIENTHONG_NOTIFY_WEBHOOK_ALLOW": ""})
+    refused: dict[str, grpc.aio.AioRpcError] = {}
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = NotificationServiceStub(channel)
+        for url in (
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.5:9200/",
+            "http://[::ffff:127.0.0.1]:27017/",
+            receiver.url.replace("127.0.0.1", "localhost"),  # a name, judged by its addresses
+        ):
+            contact = pb.Contact(
+                name="Kẻ gian", role="clerk", webhook_url=url, webhook_secret=SECRET
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as failed:
+                await stub.PutContact(pb.PutContactRequest(contact=contact), metadata=as_unit())
+            refused[url] = failed.value
+    for url, error in refused.items():
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, url
+        status = rpc_status.from_call(error)
+        assert status is not None
+        request = error_details_pb2.BadRequest()
+        status.details[0].Unpack(request)
+        [violation] = request.field_violations
+        assert violation.field == "contact.webhook_url", url
+        assert "webhooks may not call it" in violation.description, url
+
+    # a name that resolved to a public address when stored and to loopback now (DNS
+    # rebinding, or an allowlist since narrowed): refused at send time, nothing reaches it
+    contact_id = await subscribe(
+        app, channels=["webhook"], kinds=["delivery.created"], webhook_url="https://hooks.example/x"
+    )
+    await app.db["contacts"].update_one(
+        {"_id": contact_id}, {"$set": {"webhook_url": receiver.url}}
+    )
+    await publish(app, delivery())
+    [job] = await eventually(
+        lambda: jobs(app, "webhook"), until=lambda rows: bool(rows) and rows[0]["state"] == "dead"
+    )
+    assert job["attempts"] == 1  # retrying cannot help
+    assert "127.0.0.1 is a loopback address: webhooks may not call it" in job["last_error"]
+    assert receiver.requests == []
 
 
 async def test_a_channel_that_cannot_work_dead_letters_at_once(start_service: StartService) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -25,7 +26,7 @@ from aiokafka.errors import (
     NodeNotReadyError,
     RequestTimedOutError,
 )
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure
 
 from lienthong_kit.logs import get_logger
 
@@ -47,8 +48,21 @@ FIRST_DELAY = 0.5
 MAX_DELAY = 5.0
 
 
+#: FerretDB answers a command with an OperationFailure (not a connection error) while the
+#: PostgreSQL under it is down or restarting: these messages mean "retry", not "bug"
+_BACKEND_DOWN = re.compile(
+    r"failed to connect to|SQLSTATE (?:57P0[1-3]|08[0-9A-Z]{3})|connection refused"
+    r"|conn closed|unexpected EOF|broken pipe|the database system is",
+    re.IGNORECASE,
+)
+
+
 def is_infra_error(error: BaseException) -> bool:
-    return isinstance(error, INFRA_ERRORS)
+    """The store or the broker is unreachable (or the store's own database is): retryable.
+    Use this, not ``except INFRA_ERRORS``, where FerretDB's answers can arrive."""
+    if isinstance(error, INFRA_ERRORS):
+        return True
+    return isinstance(error, OperationFailure) and bool(_BACKEND_DOWN.search(str(error)))
 
 
 async def retry_while_down(
@@ -67,7 +81,9 @@ async def retry_while_down(
     while True:
         try:
             return await operation()
-        except errors as exc:
+        except Exception as exc:
+            if not isinstance(exc, errors) and not is_infra_error(exc):
+                raise
             if on_retry is not None:
                 on_retry(exc)
             log.warning(event, error=repr(exc), retry_in=round(delay, 2), **log_fields)

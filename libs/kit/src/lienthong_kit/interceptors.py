@@ -31,7 +31,7 @@ from lienthong_kit.authz import set_identity
 from lienthong_kit.context import set_caller
 from lienthong_kit.errors import LienthongError, to_grpc_status
 from lienthong_kit.gatekeeper import UNIT_HEADER, Gatekeeper
-from lienthong_kit.infra import INFRA_ERRORS
+from lienthong_kit.infra import is_infra_error
 from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import RPC_DURATION, RPC_HANDLED
 from lienthong_kit.requests import refuse_nul_characters
@@ -154,19 +154,21 @@ class ServerInterceptor(_Interceptor):
         except asyncio.CancelledError:
             outcome.code = grpc.StatusCode.CANCELLED
             raise
-        except INFRA_ERRORS as exc:
-            outcome.code = grpc.StatusCode.UNAVAILABLE
-            log.warning("rpc_infrastructure_unavailable", method=method, error=repr(exc))
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE,
-                f"the store or the broker is unreachable; retry (trace id {trace_id})",
-            )
-        except Exception:
-            outcome.code = grpc.StatusCode.INTERNAL
-            log.exception("rpc_failed", method=method)
-            await context.abort(
-                grpc.StatusCode.INTERNAL, f"internal error; quote trace id {trace_id} to support"
-            )
+        except Exception as exc:
+            if is_infra_error(exc):
+                outcome.code = grpc.StatusCode.UNAVAILABLE
+                log.warning("rpc_infrastructure_unavailable", method=method, error=repr(exc))
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"the store or the broker is unreachable; retry (trace id {trace_id})",
+                )
+            else:
+                outcome.code = grpc.StatusCode.INTERNAL
+                log.exception("rpc_failed", method=method)
+                await context.abort(
+                    grpc.StatusCode.INTERNAL,
+                    f"internal error; quote trace id {trace_id} to support",
+                )
         finally:
             elapsed = time.perf_counter() - started
             code = outcome.code

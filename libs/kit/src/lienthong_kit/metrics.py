@@ -18,6 +18,8 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 __all__ = [
     "BUILD_INFO",
     "CERTIFICATE_EXPIRY",
+    "CONSUMER_GROUP_LAG",
+    "CONSUMER_GROUP_OFFSET",
     "CONSUMER_LAG",
     "DEPENDENCY_UP",
     "EVENTS_CONSUMED",
@@ -62,6 +64,17 @@ HANDLER_ERRORS = Counter(
 CONSUMER_LAG = Gauge(
     "lienthong_consumer_lag_messages",
     "Records between a consumer group's position and the partition's high watermark.",
+    ["group", "topic", "partition"],
+)
+CONSUMER_GROUP_LAG = Gauge(
+    "lienthong_consumer_group_lag_messages",
+    "Records between a consumer group's committed offset and the partition's end, as the"
+    " broker reports them (kafka/lag.py; every replica reports its groups' partitions).",
+    ["group", "topic", "partition"],
+)
+CONSUMER_GROUP_OFFSET = Gauge(
+    "lienthong_consumer_group_offset",
+    "A consumer group's committed offset per partition, as the broker reports it.",
     ["group", "topic", "partition"],
 )
 OUTBOX_PENDING = Gauge(

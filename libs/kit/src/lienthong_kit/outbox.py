@@ -54,7 +54,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from lienthong_kit.envelope import EventEnvelope, decode_envelope
 from lienthong_kit.errors import FieldViolation, InvalidArgument, LienthongError, Unavailable
 from lienthong_kit.failpoints import failpoint
-from lienthong_kit.infra import INFRA_ERRORS
+from lienthong_kit.infra import INFRA_ERRORS, is_infra_error
 from lienthong_kit.kafka import EventProducer
 from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import OUTBOX_PARKED, OUTBOX_PENDING
@@ -278,8 +278,11 @@ class OutboxRelay:
                 # or the other relays would take this live one for dead
                 next_beat = loop.time() + self._heartbeat
                 self._swept = False  # a periodic sweep of the wake way too
-                with contextlib.suppress(*INFRA_ERRORS):
+                try:
                     await self._checkpoint()
+                except Exception as exc:
+                    if not is_infra_error(exc):
+                        raise
             try:
                 published += await self._publish_handed()
                 if not self._swept:
@@ -288,7 +291,9 @@ class OutboxRelay:
                 if heartbeat:
                     published += await self.confirm_uncertain()
                     published += await self.recover_orphans()
-            except INFRA_ERRORS as exc:
+            except Exception as exc:
+                if not is_infra_error(exc):
+                    raise
                 log.warning("outbox_relay_waiting", error=repr(exc))
                 published = 0
                 await asyncio.sleep(1.0)

@@ -45,12 +45,13 @@ from lienthong_kit.certs import PeerCertificates, days_to_expiry, load_pem_certi
 from lienthong_kit.directory import UnitDirectory
 from lienthong_kit.failpoints import arm
 from lienthong_kit.gatekeeper import Gatekeeper
-from lienthong_kit.infra import INFRA_ERRORS, retry_while_down
+from lienthong_kit.infra import INFRA_ERRORS, is_infra_error, retry_while_down
 from lienthong_kit.interceptors import ServerInterceptor
 from lienthong_kit.kafka import (
     ConsumerLoop,
     ConsumerSpec,
     EventProducer,
+    GroupLagProbe,
     Topics,
     TopicTail,
     ensure_topics,
@@ -233,6 +234,9 @@ class ServiceApp(Generic[S]):
             await loop.start()
             self._consumers.append(loop)
         tasks = list(self._wiring.tasks)
+        if self._consumers:
+            probe = GroupLagProbe(settings, {c.group: c.spec.topics for c in self._consumers})
+            tasks.append(probe.run)
         waits = [self._wiring.ready] if self._wiring.ready is not None else []
         if self.directory is not None:
             # who may call is decided on the registry as of now: no unit call before it is read
@@ -291,7 +295,9 @@ class ServiceApp(Generic[S]):
             try:
                 await asyncio.wait_for(check(), timeout)
                 answers[dependency] = True
-            except PROBE_FAILURES as exc:
+            except Exception as exc:
+                if not isinstance(exc, PROBE_FAILURES) and not is_infra_error(exc):
+                    raise
                 log.warning("dependency_probe_failed", dependency=dependency, error=repr(exc))
                 answers[dependency] = False
             DEPENDENCY_UP.labels(self.name, dependency).set(1 if answers[dependency] else 0)

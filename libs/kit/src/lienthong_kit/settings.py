@@ -150,6 +150,11 @@ class KitSettings:
     consumer_backoff_seconds: float = setting(
         "LIENTHONG_CONSUMER_BACKOFF_SECONDS", 0.2, doc="first retry delay; doubles, with jitter"
     )
+    lag_probe_seconds: float = setting(
+        "LIENTHONG_LAG_PROBE_SECONDS",
+        15.0,
+        doc="how often each consumer group's lag is read from the broker (kafka/lag.py)",
+    )
     max_message_bytes: int = setting(
         "LIENTHONG_MAX_MESSAGE_BYTES",
         32 * 1024 * 1024,
@@ -184,6 +189,8 @@ class KitSettings:
             problems.append(
                 f"LIENTHONG_LOG_LEVEL: {self.log_level!r} is not debug, info, warning or error"
             )
+        if self.lag_probe_seconds <= 0:
+            problems.append("LIENTHONG_LAG_PROBE_SECONDS: must be positive")
         if self.consumer_max_attempts < 1:
             problems.append("LIENTHONG_CONSUMER_MAX_ATTEMPTS: must be at least 1")
         return problems

@@ -44,17 +44,20 @@ from lienthong_audit.verify import (
     entry_to_proto,
 )
 from lienthong_kit.envelope import EventEnvelope, carries, unpack
-from lienthong_kit.errors import TransientEventError
+from lienthong_kit.errors import PoisonEvent, TransientEventError
 from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
 
 __all__ = ["GENESIS", "AuditLog", "AuditReport", "entry_hash"]
+
+#: the longest text of an entry (ids, types, actors): longer is no event of this platform
+MAX_TEXT = 1024
 
 
 class AuditLog:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.entries = db["audit"]
         self._heads: dict[str, tuple[int, str]] = {}
-        self._staged: dict[str, list[tuple[EventEnvelope, int]]] = {}
+        self._staged: dict[str, list[Doc]] = {}
         # heads this replica appended (what checkpoints.py signs), and when to sign early
         self.appended_heads: dict[str, tuple[int, str]] = {}
         self.appended_since_checkpoint = 0
@@ -67,9 +70,12 @@ class AuditLog:
         )
 
     async def on_event(self, envelope: EventEnvelope, record: ConsumerRecord[bytes, bytes]) -> None:
-        """Stage the event; :meth:`flush` appends the staged events before the commit."""
+        """Stage the event; :meth:`flush` appends the staged events before the commit.
+
+        The entry's content is made here, where a PoisonEvent dead-letters the record: in
+        ``flush`` (retried until it succeeds) it would stop the audit log for good."""
         chain = f"{record.topic}/{record.partition}"
-        self._staged.setdefault(chain, []).append((envelope, record.offset))
+        self._staged.setdefault(chain, []).append(_content(envelope, record.offset))
 
     async def flush(self) -> None:
         """Append every staged event to its chain (the consumer's ``before_commit``)."""
@@ -79,8 +85,8 @@ class AuditLog:
             if head is None:
                 head = await self._read_head(chain)
             entries = []
-            for envelope, offset in staged:
-                entries.append(_entry(chain, head, envelope, offset))
+            for content in staged:
+                entries.append(_entry(chain, head, content))
                 head = (entries[-1]["seq"], entries[-1]["hash"])
             try:
                 await self.entries.insert_many(entries, ordered=True)
@@ -90,20 +96,20 @@ class AuditLog:
                 if inserted:
                     last = entries[inserted - 1]
                     self._appended(chain, (last["seq"], last["hash"]), inserted)
-                for envelope, offset in staged[inserted:]:
-                    await self._append(chain, envelope, offset)
+                for content in staged[inserted:]:
+                    await self._append(chain, content)
             del self._staged[chain]
 
-    async def _append(self, chain: str, envelope: EventEnvelope, offset: int) -> None:
+    async def _append(self, chain: str, content: Doc) -> None:
         head = self._heads.get(chain)
         if head is None:
             head = await self._read_head(chain)
         for _ in range(100):
-            entry = _entry(chain, head, envelope, offset)
+            entry = _entry(chain, head, content)
             try:
                 await self.entries.insert_one(entry)
             except DuplicateKeyError:
-                if await self.entries.find_one({"_id": envelope.event_id}, {"_id": 1}):
+                if await self.entries.find_one({"_id": content["_id"]}, {"_id": 1}):
                     return  # already in the log: a redelivery
                 head = await self._read_head(chain)  # another member appended: relink
                 continue
@@ -173,19 +179,33 @@ class AuditLog:
             yield pb.ExportAuditResponse(entry=entry_to_proto(entry))
 
 
-def _entry(chain: str, head: tuple[int, str], envelope: EventEnvelope, offset: int) -> Doc:
-    entry: Doc = {
+def _content(envelope: EventEnvelope, offset: int) -> Doc:
+    """An entry's own fields (its place in the chain is added by :func:`_entry`); PoisonEvent
+    when the event cannot be an entry."""
+    try:
+        occurred_at = envelope.occurred_at.ToDatetime(UTC).isoformat()
+    except (ValueError, OverflowError) as exc:
+        raise PoisonEvent(f"occurred_at is not a time: {exc}") from exc
+    content: Doc = {
         "_id": envelope.event_id,
-        "chain": chain,
-        "seq": head[0] + 1,
-        "prev_hash": head[1],
         "event_type": envelope.event_type,
-        "occurred_at": envelope.occurred_at.ToDatetime(UTC).isoformat(),
+        "occurred_at": occurred_at,
         "producer": envelope.producer,
         "payload_sha256": hashlib.sha256(envelope.payload.value).hexdigest(),
         "offset": offset,
     }
-    entry.update(_operator(envelope))
+    content.update(_operator(envelope))
+    for name, value in content.items():
+        if isinstance(value, str) and len(value) > MAX_TEXT:
+            raise PoisonEvent(f"{name} is {len(value)} characters; an audit entry takes {MAX_TEXT}")
+        if isinstance(value, str) and "\x00" in value:
+            # the store (PostgreSQL under FerretDB) keeps no NUL character in text
+            raise PoisonEvent(f"{name} holds a NUL character")
+    return content
+
+
+def _entry(chain: str, head: tuple[int, str], content: Doc) -> Doc:
+    entry: Doc = {**content, "chain": chain, "seq": head[0] + 1, "prev_hash": head[1]}
     entry["hash"] = entry_hash(entry)
     return entry
 

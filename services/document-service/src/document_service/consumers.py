@@ -15,8 +15,10 @@ from document_service.audit import AuditLog
 from document_service.store import Arrival, Delivery, DocumentStore, arrival
 from lienthong.events.v1.events_pb2 import DeliveryBounced, DeliveryCreated, DocumentVerified
 from lienthong_kit.envelope import EventEnvelope, carries, unpack
+from lienthong_kit.errors import InvalidArgument, PoisonEvent
 from lienthong_kit.fanout import FanOutHub
 from lienthong_kit.kafka import ConsumerSpec, Topics
+from lienthong_kit.requests import refuse_nul_characters
 
 __all__ = ["WATCH_QUEUE_LIMIT", "Consumers", "inbox_hub"]
 
@@ -72,8 +74,14 @@ class Consumers:
     async def on_delivery(self, envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
         if carries(envelope, DeliveryCreated):
             delivery = unpack(envelope, DeliveryCreated)
-            at = envelope.occurred_at.ToDatetime(UTC)
-            self._arrivals.append(self._store.stage_arrival(delivery, at))
+            try:
+                at = envelope.occurred_at.ToDatetime(UTC)
+                # refused here, where the record is dead-lettered: in flush_arrivals (retried
+                # until it succeeds) a delivery the store cannot hold would stop the inboxes
+                refuse_nul_characters(delivery)
+                self._arrivals.append(self._store.stage_arrival(delivery, at))
+            except (InvalidArgument, ValueError, OverflowError) as exc:
+                raise PoisonEvent(f"the delivery cannot be stored: {exc}") from exc
         elif carries(envelope, DeliveryBounced):
             await self._store.record_bounce(unpack(envelope, DeliveryBounced))
 

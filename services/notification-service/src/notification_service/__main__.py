@@ -22,6 +22,7 @@ from notification_service.channels import (
 )
 from notification_service.consumers import EventHandler, consumer_specs
 from notification_service.dispatch import ChannelWorker, Dispatcher
+from notification_service.egress import EgressGuard
 from notification_service.notifier import Notifier
 from notification_service.reminders import Reminders
 from notification_service.settings import Settings, parse_quiet_hours
@@ -60,6 +61,9 @@ async def build(deps: Deps[Settings], *, clock: Clock | None = None) -> Wiring:
     )
     reminders.on_fire(notifier.record)
     http = HttpClient(settings.send_timeout_seconds)
+    # webhook URLs are the units' choice: guarded (egress.py); the SMS gateway is the operator's
+    guard = EgressGuard.of(settings.webhook_allow)
+    webhook_http = HttpClient(settings.send_timeout_seconds, guard)
     rates = {
         "email": settings.rate_email,
         "sms": settings.rate_sms,
@@ -68,7 +72,7 @@ async def build(deps: Deps[Settings], *, clock: Clock | None = None) -> Wiring:
     channels: list[Channel] = [
         EmailChannel(settings),
         SmsChannel(settings, http),
-        WebhookChannel(store, http),
+        WebhookChannel(store, webhook_http),
     ]
     dispatcher = Dispatcher(
         [
@@ -97,13 +101,13 @@ async def build(deps: Deps[Settings], *, clock: Clock | None = None) -> Wiring:
                 notification_service_pb2,
                 "NotificationService",
                 add_NotificationServiceServicer_to_server,
-                NotificationServicer(store, hub),
+                NotificationServicer(store, hub, guard),
                 access=ACCESS,
             )
         ],
         consumers=consumer_specs(NAME, deps.topics, EventHandler(notifier, reminders)),
         tasks=[reminders.run, tail.run, *(w.run for w in dispatcher.workers.values())],
-        on_stop=[http.close],
+        on_stop=[http.close, webhook_http.close],
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from grpc import aio
 
@@ -14,6 +15,7 @@ from lienthong.notification.v1.notification_service_pb2_grpc import Notification
 from lienthong_kit.context import caller_unit
 from lienthong_kit.errors import FailedPrecondition, NotFound, PermissionDenied, Violations
 from lienthong_kit.paging import decode_time_key, encode_time_key, page_size
+from notification_service.egress import EgressGuard
 from notification_service.settings import CHANNELS
 from notification_service.store import (
     Contact,
@@ -79,6 +81,10 @@ def _subscription(record: Subscription) -> pb.Subscription:
     )
 
 
+#: characters of a failed notification's reason shown by ListFailedNotifications
+MAX_REASON = 300
+
+
 def _failed(record: FailedJob) -> pb.FailedNotification:
     item = pb.FailedNotification(
         notification_id=record.id,
@@ -88,7 +94,8 @@ def _failed(record: FailedJob) -> pb.FailedNotification:
         kind=record.kind,
         title=record.title,
         attempts=record.attempts,
-        reason=record.reason,
+        # a failure's reason can quote a receiver's reply: never more than this is shown
+        reason=record.reason[:MAX_REASON],
     )
     item.created_at.FromDatetime(record.created_at)
     item.failed_at.FromDatetime(record.failed_at)
@@ -105,9 +112,12 @@ def _own(record: R | None, unit: str, what: str) -> R:
 
 
 class NotificationServicer(NotificationServiceServicer):
-    def __init__(self, store: NotificationStore, hub: NotificationHub) -> None:
+    def __init__(
+        self, store: NotificationStore, hub: NotificationHub, guard: EgressGuard | None = None
+    ) -> None:
         self._store = store
         self._hub = hub
+        self._guard = guard or EgressGuard()
 
     # --- in-app ---------------------------------------------------------------------------
 
@@ -172,6 +182,12 @@ class NotificationServicer(NotificationServiceServicer):
             violations,
             has_stored_secret=bool(stored and stored.webhook_secret),
         )
+        checked = all(item.field != "contact.webhook_url" for item in violations.items)
+        host = urlsplit(contact.webhook_url).hostname if checked else None
+        if host:
+            refused = await self._guard.check_host(host)
+            if refused is not None:
+                violations.add("contact.webhook_url", refused)
         groups = {group.code for group in await self._store.groups(unit)}
         for index, code in enumerate(contact.group_codes):
             if code and code not in groups:

@@ -21,11 +21,13 @@ from email.mime.text import MIMEText
 from email.utils import formatdate
 from string import Template
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 import aiosmtplib
 
 from lienthong_kit.mongo import Doc
+from notification_service.egress import EgressGuard, ForbiddenTarget, GuardedResolver
 from notification_service.settings import Settings
 from notification_service.store import NotificationStore
 
@@ -43,6 +45,8 @@ __all__ = [
 SIGNATURE_HEADER = "X-Lienthong-Signature"
 TIMESTAMP_HEADER = "X-Lienthong-Timestamp"
 ID_HEADER = "X-Lienthong-Notification-Id"
+#: bytes of an error reply read (and shown to operators as the failure's reason)
+REPLY_EXCERPT = 200
 
 
 class SendFailed(Exception):
@@ -65,15 +69,27 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 class HttpClient:
-    """One aiohttp session for the service, made inside the running loop, closed on stop."""
+    """One aiohttp session for the service, made inside the running loop, closed on stop.
 
-    def __init__(self, timeout_seconds: float) -> None:
+    Redirects are never followed (a receiver could bounce a call anywhere) and no more than
+    ``REPLY_EXCERPT`` bytes of a reply are read. With a ``guard`` the session's resolver
+    refuses names resolving to internal addresses, and address literals are checked here
+    (aiohttp does not resolve them): egress.py."""
+
+    def __init__(self, timeout_seconds: float, guard: EgressGuard | None = None) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
+        self._guard = guard
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            connector = (
+                # the DNS cache off: each send is checked on the addresses it connects to
+                aiohttp.TCPConnector(resolver=GuardedResolver(self._guard), use_dns_cache=False)
+                if self._guard is not None
+                else None
+            )
+            self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         return self._session
 
     async def close(self) -> None:
@@ -83,13 +99,35 @@ class HttpClient:
     async def call(
         self, method: str, url: str, *, body: bytes, headers: dict[str, str], what: str
     ) -> None:
+        if self._guard is not None:
+            refused = self._guard.refusal(urlsplit(url).hostname or "")
+            if refused is not None:
+                raise CannotSend(f"{what}: {refused}")
         try:
-            async with self.session().request(method, url, data=body, headers=headers) as reply:
+            async with self.session().request(
+                method, url, data=body, headers=headers, allow_redirects=False
+            ) as reply:
                 if reply.status // 100 != 2:
-                    text = (await reply.text(errors="replace"))[:200]
-                    raise SendFailed(f"HTTP {reply.status} from {what}: {text}")
+                    excerpt = await _excerpt(reply)
+                    moved = " (redirects are not followed)" if reply.status // 100 == 3 else ""
+                    raise SendFailed(f"HTTP {reply.status} from {what}{moved}: {excerpt}")
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, ForbiddenTarget):
+                raise CannotSend(f"{what}: {exc.os_error}") from exc
+            raise SendFailed(f"{what} unreachable: {type(exc).__name__}: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise SendFailed(f"{what} unreachable: {type(exc).__name__}: {exc}") from exc
+
+
+async def _excerpt(reply: aiohttp.ClientResponse) -> str:
+    """The start of a reply's body, read no further than ``REPLY_EXCERPT`` bytes."""
+    data = b""
+    while len(data) < REPLY_EXCERPT:
+        chunk = await reply.content.read(REPLY_EXCERPT - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("utf-8", errors="replace")
 
 
 class EmailChannel:

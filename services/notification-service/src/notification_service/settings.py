@@ -15,6 +15,7 @@ from datetime import time
 from string import Template
 
 from lienthong_kit.settings import KitSettings, setting
+from notification_service.egress import parse_networks
 
 __all__ = ["CHANNELS", "Settings", "parse_quiet_hours"]
 
@@ -91,6 +92,12 @@ class Settings(KitSettings):
     rate_webhook: float = setting(
         "LIENTHONG_NOTIFY_RATE_WEBHOOK", 20.0, doc="webhook calls per second per replica"
     )
+    webhook_allow: tuple[str, ...] = setting(
+        "LIENTHONG_NOTIFY_WEBHOOK_ALLOW",
+        (),
+        doc="IP networks webhooks may call although internal (loopback, private, link-local),"
+        " e.g. 10.20.0.0/16; empty = public addresses only",
+    )
     poll_seconds: float = setting(
         "LIENTHONG_NOTIFY_POLL_SECONDS",
         1.0,
@@ -133,6 +140,10 @@ class Settings(KitSettings):
             problems.append("LIENTHONG_SMS_AUTH_HEADER: must be 'Name: value'")
         if self.sms_url and not self.sms_url.startswith(("http://", "https://")):
             problems.append("LIENTHONG_SMS_URL: must be an http(s) URL")
+        try:
+            parse_networks(self.webhook_allow)
+        except ValueError as exc:
+            problems.append(f"LIENTHONG_NOTIFY_WEBHOOK_ALLOW: {exc}")
         if self.smtp_tls and self.smtp_starttls:
             problems.append("LIENTHONG_SMTP_TLS and LIENTHONG_SMTP_STARTTLS exclude each other")
         if self.max_attempts < 1:

@@ -14,7 +14,7 @@ import mode
 from lienthong.reporting.v1 import reporting_service_pb2
 from lienthong.reporting.v1.reporting_service_pb2_grpc import add_ReportingServiceServicer_to_server
 from lienthong_kit.failpoints import arm
-from lienthong_kit.kafka import TopicTail, ensure_topics
+from lienthong_kit.kafka import GroupLagProbe, TopicTail, ensure_topics
 from lienthong_kit.kafka.security import kafka_ssl_context
 from lienthong_kit.logs import configure_logging, get_logger
 from lienthong_kit.server import Deps, GrpcService, ServiceApp, Wiring
@@ -53,8 +53,10 @@ def create(settings: Settings) -> tuple[ReportingApp, ServiceApp[Settings]]:
         registry = TopicTail(
             settings, [deps.topics.units], reporting.on_unit_event, from_beginning=True
         )
+        # faust's group is not a kit consumer loop: its lag is read from the broker here
+        lag = GroupLagProbe(settings, {reporting.group: reporting.source_topics})
         return Wiring(
-            tasks=[registry.run, reporting.gauges_loop],
+            tasks=[registry.run, reporting.gauges_loop, lag.run],
             ready=reporting.ready.wait,  # SERVING once the counts are rebuilt from the table
             services=[
                 GrpcService.of(

@@ -27,6 +27,7 @@ Modules: ``topics`` (names, dead-letter headers), ``admin`` (``ensure_topics``),
 from lienthong_kit.infra import INFRA_ERRORS
 from lienthong_kit.kafka.admin import ensure_topics
 from lienthong_kit.kafka.consumer import METADATA_MAX_AGE_MS, ConsumerLoop, ConsumerSpec, Handler
+from lienthong_kit.kafka.lag import GroupLagProbe
 from lienthong_kit.kafka.producer import EventProducer
 from lienthong_kit.kafka.ranges import read_range
 from lienthong_kit.kafka.security import kafka_security
@@ -39,6 +40,7 @@ __all__ = [
     "ConsumerLoop",
     "ConsumerSpec",
     "EventProducer",
+    "GroupLagProbe",
     "Handler",
     "TopicTail",
     "Topics",

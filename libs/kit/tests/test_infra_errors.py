@@ -1,0 +1,53 @@
+"""What counts as "the store or the broker is down" (retried, UNAVAILABLE), found by the
+fault harness's PostgreSQL kill: FerretDB answers OperationFailure then, not a connection
+error."""
+
+from __future__ import annotations
+
+import pytest
+from pymongo.errors import AutoReconnect, DuplicateKeyError, OperationFailure
+
+from lienthong_kit.infra import is_infra_error, retry_while_down
+
+# as FerretDB v1 answered while its PostgreSQL was killed and restarting (harness logs)
+FERRETDB_BACKEND_DOWN = [
+    "[msg_insert.go:168 handler.(*Handler).MsgInsert] failed to connect to `user=postgres"
+    " database=ferretdb`:\n\t127.0.0.1:39031 (127.0.0.1): dial error: dial tcp"
+    " 127.0.0.1:39031: connect: connection refused",
+    "[msg_find.go:344 handler.handleMaxTimeMSError] failed to connect to `user=postgres"
+    " database=ferretdb`: server error: FATAL: the database system is starting up"
+    " (SQLSTATE 57P03)",
+    "terminating connection due to administrator command (SQLSTATE 57P01)",
+]
+
+
+@pytest.mark.parametrize("message", FERRETDB_BACKEND_DOWN)
+def test_ferretdb_without_its_postgresql_is_the_store_being_down(message: str) -> None:
+    assert is_infra_error(OperationFailure(message, code=1))
+
+
+def test_real_failures_are_not_outages() -> None:
+    assert not is_infra_error(OperationFailure("unknown operator: $foo", code=2))
+    assert not is_infra_error(DuplicateKeyError("E11000 duplicate key"))
+    assert not is_infra_error(ValueError("failed to connect to"))  # only the store's answers
+    assert is_infra_error(AutoReconnect("connection closed"))
+
+
+async def test_an_outage_answer_is_retried_until_the_store_is_back() -> None:
+    answers = [OperationFailure(FERRETDB_BACKEND_DOWN[0], code=1), None]
+
+    async def operation() -> str:
+        answer = answers.pop(0)
+        if answer is not None:
+            raise answer
+        return "done"
+
+    assert await retry_while_down(operation, event="test") == "done"
+
+
+async def test_another_failure_is_not_retried() -> None:
+    async def operation() -> None:
+        raise OperationFailure("unknown operator: $foo", code=2)
+
+    with pytest.raises(OperationFailure):
+        await retry_while_down(operation, event="test")
