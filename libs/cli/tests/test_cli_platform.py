@@ -498,6 +498,8 @@ def long_pdf(min_bytes: int) -> bytes:
     return bytes(out)
 
 
+# 6 MB uploaded three times, fetched and validated four: minutes on a loaded machine
+@pytest.mark.timeout(900)
 def test_a_signed_pdf_over_5_mb_is_checked_streamed_then_sent(
     platform: Platform, pki: LocalPki, tmp_path: Path
 ) -> None:

@@ -249,11 +249,13 @@ def check(
         print_json(to_dict(reply))
         accepted = reply.verification.verdict == common_pb2.Verdict.VERDICT_ACCEPTED
     else:
+        accepted = _print_verdict(reply.verification)
         for attachment in reply.attachments:
             out.print(
-                f"{attachment.name}  {attachment.size_bytes} bytes  sha256 {attachment.sha256}"
+                f"checked {attachment.name}  {attachment.size_bytes} bytes"
+                f"  sha256 {attachment.sha256}",
+                soft_wrap=True,
             )
-        accepted = _print_verdict(reply.verification)
     if not accepted:
         raise typer.Exit(ExitCode.REFUSED)
 
