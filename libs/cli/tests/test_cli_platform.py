@@ -105,8 +105,9 @@ def platform(
         "LIENTHONG_SIGNATURE_TRUST_ANCHORS": str(pki.anchors_file),
         "LIENTHONG_SIGNATURE_INTERMEDIATES": str(pki.intermediates_file),
     }
+    # five services and the gateway starting on a machine shared with other test runs
     with Platform.start(
-        log_dir=tmp_path_factory.mktemp("cli-logs"), prefix=prefix, extra_env=signing
+        log_dir=tmp_path_factory.mktemp("cli-logs"), prefix=prefix, extra_env=signing, timeout=300
     ) as running:
         load_registry(running.endpoint("routing-service"))
         yield running
@@ -154,7 +155,8 @@ def level_counts(rows: list[rep_pb.AdoptionRow]) -> dict[int, list[int]]:
 
 
 # first in the module: the replay's baseline is the report before it, so nothing sent by an
-# earlier test may still be on its way to the report
+# earlier test may still be on its way to the report (and it carries the platform's start)
+@pytest.mark.timeout(900)
 def test_replay_shows_progress_and_ends_with_the_report_equal_to_what_was_sent(
     platform: Platform,
 ) -> None:
