@@ -32,7 +32,6 @@ from lienthong.signature.v1.signature_service_pb2_grpc import SignatureServiceSt
 from lienthong_cli.errors import ExitCode
 from lienthong_cli.report_model import LEVEL_LABELS, LEVELS, ratio
 from lienthong_local.platform import Platform
-from lienthong_local.replay import APRIL, COUNTS, generate
 from lienthong_local.sample import sample_units
 from lienthong_testing.callers import OBSERVER, REGISTRY_ADMIN, as_unit
 from lienthong_testing.cleanup import remove_namespace
@@ -48,11 +47,6 @@ DISTRICT = "000.00.31.H23"
 VIETNAM = timezone(timedelta(hours=7))
 ADMIN = "operator/registry-admin/test-admin"
 WATCHER = "operator/observer/test-observer"
-LEVEL_NUMBER = {
-    "province": rep_pb.ReportLevel.REPORT_LEVEL_PROVINCE,
-    "district": rep_pb.ReportLevel.REPORT_LEVEL_DISTRICT,
-    "commune": rep_pb.ReportLevel.REPORT_LEVEL_COMMUNE,
-}
 
 
 def load_registry(endpoint: str) -> None:
@@ -142,54 +136,6 @@ def cli(
 def ok(result: subprocess.CompletedProcess[str]) -> Any:
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout) if result.stdout.strip().startswith(("{", "[")) else None
-
-
-def level_counts(rows: list[rep_pb.AdoptionRow]) -> dict[int, list[int]]:
-    """The four counts of the whole province (level 0) and of each level's row."""
-    return {
-        int(row.level): [row.incoming_total, row.incoming_over_network, row.outgoing_total,
-                         row.outgoing_over_network]
-        for row in rows
-        if row.kind != rep_pb.RowKind.ROW_KIND_UNIT
-    }  # fmt: skip
-
-
-# first in the module: the replay's baseline is the report before it, so nothing sent by an
-# earlier test may still be on its way to the report (and it carries the platform's start)
-@pytest.mark.timeout(900)
-def test_replay_shows_progress_and_ends_with_the_report_equal_to_what_was_sent(
-    platform: Platform,
-) -> None:
-    month = datetime.now(VIETNAM).strftime("%Y-%m")
-    before = level_counts(reference_report(platform, month))
-    traffic = generate(APRIL.scaled(0.002), seed=7)
-    calls = len(traffic.documents) + len(traffic.paper)
-
-    result = cli(platform, "replay", "--scale", "0.002", "--seed", "7", "--concurrency", "8",
-                 "--timeout", "300", "--output", "json")  # fmt: skip
-
-    replayed = ok(result)
-    assert replayed["calls"] == calls
-    assert "calls sent" in result.stderr
-    assert f"{calls}/{calls}" in result.stderr
-    assert "report rows exact" in result.stderr
-    sent: dict[int, list[int]] = {}
-    for unit, counts in traffic.expected.items():
-        for level in (0, LEVEL_NUMBER[traffic.level_of[unit]]):
-            figures = [counts[name] for name in COUNTS]
-            sent[level] = [a + b for a, b in zip(sent.get(level, [0] * 4), figures, strict=True)]
-    after = level_counts(reference_report(platform, month))
-    for level, figures in sent.items():
-        grown = [a - b for a, b in zip(after[level], before.get(level, [0] * 4), strict=True)]
-        assert grown == figures, f"level {level}"
-    printed = {
-        int(rep_pb.ReportLevel.Value(row["level"])): [
-            int(row[name]) for name in ("incoming_total", "incoming_over_network",
-                                        "outgoing_total", "outgoing_over_network")
-        ]
-        for row in replayed["rows"]
-    }  # fmt: skip
-    assert printed == after
 
 
 def test_an_import_with_bad_rows_lists_every_one_and_applies_nothing(
