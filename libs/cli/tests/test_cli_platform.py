@@ -27,13 +27,15 @@ from lienthong.reporting.v1 import reporting_service_pb2 as rep_pb
 from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceStub
 from lienthong.routing.v1 import routing_service_pb2 as routing_pb
 from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
+from lienthong.signature.v1 import signature_service_pb2 as sig_pb
+from lienthong.signature.v1.signature_service_pb2_grpc import SignatureServiceStub
 from lienthong_cli.errors import ExitCode
 from lienthong_cli.report_model import LEVEL_LABELS, LEVELS, ratio
 from lienthong_local.platform import Platform
 from lienthong_local.sample import sample_units
-from lienthong_testing.callers import OBSERVER, REGISTRY_ADMIN
+from lienthong_testing.callers import OBSERVER, REGISTRY_ADMIN, as_unit
 from lienthong_testing.cleanup import remove_namespace
-from lienthong_testing.pki import make_pdf
+from lienthong_testing.pki import LocalPki, make_pdf, modify_signed_bytes, running_pki, sign_pdf
 from lienthong_testing.waiting import eventually_sync
 
 pytestmark = pytest.mark.e2e
@@ -77,16 +79,29 @@ def audit_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPki]:
+    """The test PKI (with its CRL server and OCSP responder) signature-service trusts."""
+    with running_pki(tmp_path_factory.mktemp("pki")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
 def platform(
-    infra: None, tmp_path_factory: pytest.TempPathFactory, audit_keys: tuple[Path, Path]
+    infra: None,
+    tmp_path_factory: pytest.TempPathFactory,
+    audit_keys: tuple[Path, Path],
+    pki: LocalPki,
 ) -> Iterator[Platform]:
     prefix = f"cli{uuid.uuid4().hex[:8]}_"
     signing = {
         "LIENTHONG_AUDIT_SIGNING_KEY": str(audit_keys[0]),
         "LIENTHONG_AUDIT_CHECKPOINT_SECONDS": "1",
+        "LIENTHONG_SIGNATURE_TRUST_ANCHORS": str(pki.anchors_file),
+        "LIENTHONG_SIGNATURE_INTERMEDIATES": str(pki.intermediates_file),
     }
+    # five services and the gateway starting on a machine shared with other test runs
     with Platform.start(
-        log_dir=tmp_path_factory.mktemp("cli-logs"), prefix=prefix, extra_env=signing
+        log_dir=tmp_path_factory.mktemp("cli-logs"), prefix=prefix, extra_env=signing, timeout=300
     ) as running:
         load_registry(running.endpoint("routing-service"))
         yield running
@@ -390,3 +405,105 @@ def test_an_evidence_bundle_verifies_offline_and_names_what_was_changed(
     forged = verify(platform, bundle, other)
     assert forged.returncode == ExitCode.REFUSED
     assert "is signed by unknown key" in json.loads(forged.stdout)["problems"][0]
+
+
+def long_pdf(min_bytes: int) -> bytes:
+    """A PDF of as many pages of text as it takes to reach ``min_bytes`` (uncompressed
+    streams, so the size is content, not padding); page 1 carries the ORIGINAL marker."""
+    lines = " ".join(
+        f"(Dong {n:02d}: so lieu lien thong van ban dien tu cua cac co quan nam 2026) Tj T*"
+        for n in range(60)
+    )
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"", b"<< /Type /Font /Subtype /Type1"
+               b" /BaseFont /Helvetica >>"]  # fmt: skip
+    kids: list[int] = []
+    size = 0
+    while size < min_bytes:
+        page = len(kids) + 1
+        title = f"BT /F1 14 Tf 72 820 Td (QUYET DINH 15/QD-UBND ORIGINAL trang {page}) Tj ET "
+        content = (title + f"BT /F1 9 Tf 11 TL 40 800 Td {lines} ET").encode("latin-1")
+        objects.append(b"<< /Length %d >>\nstream\n%b\nendstream" % (len(content), content))
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents %d 0 R"
+            b" /Resources << /Font << /F1 3 0 R >> >> >>" % len(objects)
+        )
+        kids.append(len(objects))
+        size += len(content) + 200
+    pages = " ".join(f"{kid} 0 R" for kid in kids)
+    objects[1] = f"<< /Type /Pages /Kids [{pages}] /Count {len(kids)} >>".encode()
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%b\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
+# 6 MB uploaded three times, fetched and validated four: minutes on a loaded machine
+@pytest.mark.timeout(900)
+def test_a_signed_pdf_over_5_mb_is_checked_streamed_then_sent(
+    platform: Platform, pki: LocalPki, tmp_path: Path
+) -> None:
+    signers = pki.signers
+    signed = sign_pdf(
+        sign_pdf(long_pdf(6 * 1024 * 1024), signers["person"]), signers["organisation"]
+    )
+    big = tmp_path / "qd-15-phu-luc-day-du.pdf"
+    big.write_bytes(signed)
+    assert big.stat().st_size > 5 * 1024 * 1024
+
+    checked = ok(cli(platform, "documents", "check", str(big), "--output", "json", unit=PROVINCE))
+    verification, attachment = checked["verification"], checked["attachments"][0]
+    assert verification["verdict"] == "VERDICT_ACCEPTED", verification
+    assert [s["valid"] for s in verification["signatures"]] == [True, True]
+    assert attachment["size_bytes"] == str(len(signed))
+    assert attachment["sha256"] == hashlib.sha256(signed).hexdigest()
+
+    tampered = tmp_path / "qd-15-sua.pdf"
+    tampered.write_bytes(modify_signed_bytes(signed))
+    refused = cli(platform, "documents", "check", str(tampered), unit=PROVINCE)
+    assert refused.returncode == ExitCode.REFUSED, refused.stderr
+    assert refused.stdout.startswith("REJECTED"), refused.stdout
+    assert "changed after signing" in refused.stdout
+
+    # another unit cannot have the province's upload checked (nor learn it exists)
+    with (
+        grpc.insecure_channel(platform.endpoint("signature-service")) as channel,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
+        SignatureServiceStub(channel).VerifyAttachments(
+            sig_pb.VerifyAttachmentsRequest(attachment_ids=[attachment["attachment_id"]]),
+            metadata=as_unit(FINANCE),
+            timeout=30,
+        )
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+    sent = ok(
+        cli(
+            platform, "documents", "send", str(big), "--check", "--to", FINANCE, "--number",
+            "305", "--notation", "QĐ-UBND", "--type", "QĐ", "--subject",
+            "Về việc phê duyệt phụ lục số liệu", "--output", "json", unit=PROVINCE,
+        )
+    )  # fmt: skip
+    document_id = sent["document"]["document_id"]
+    assert sent["attachments"][0]["sha256"] == attachment["sha256"]
+    read = eventually_sync(
+        lambda: ok(cli(platform, "documents", "get", document_id, "-o", "json", unit=FINANCE)),
+        until=lambda r: bool(r.get("verification", {}).get("verdict")),
+        timeout=90,
+    )
+    assert read["verification"]["verdict"] == "VERDICT_ACCEPTED", read["verification"]
+    assert read["attachments"][0]["size_bytes"] == str(len(signed))
+
+    not_sent = cli(platform, "documents", "send", str(tampered), "--check", "--to", FINANCE,
+                   "--number", "306", "--notation", "QĐ-UBND", "--subject", "Sửa",
+                   unit=PROVINCE)  # fmt: skip
+    assert not_sent.returncode == ExitCode.REFUSED
+    assert "not sent" in not_sent.stderr

@@ -138,6 +138,7 @@ def _register() -> None:
         commands_deadletters,
         commands_documents,
         commands_profile,
+        commands_replay,
         commands_report,
         commands_units,
     )
@@ -151,6 +152,7 @@ def _register() -> None:
     app.add_typer(commands_audit.evidence, name="evidence")
     app.add_typer(commands_deadletters.app, name="deadletters")
     app.command("report")(commands_report.report)
+    app.command("replay")(commands_replay.replay)
 
 
 _register()

@@ -106,6 +106,12 @@ def send(
     position: Annotated[str, typer.Option(help="Signer's position.")] = "",
     competence: Annotated[str, typer.Option(help="TM., Q., KT., TL., TUQ.")] = "",
     key: Annotated[str, typer.Option(help="Idempotency key (default: a new one).")] = "",
+    precheck: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Check the uploaded files' signatures first; submit only if accepted."
+        ),
+    ] = False,
     output: OutputOption = Output.table,
 ) -> None:
     """Upload the files (with progress), then submit the document from your unit."""
@@ -130,15 +136,17 @@ def send(
         request.due_at.CopyFrom(_timestamp(due, "--due"))
     with target.channel("document") as channel:
         stub = DocumentServiceStub(channel)
-        with Progress(
-            TextColumn("uploading {task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=err,
-            transient=True,
-        ) as progress:
-            attachments = [_upload(stub, p, target.metadata(), progress) for p in files or []]
+        attachments = _uploads(stub, files or [], target.metadata())
+        if precheck and attachments:
+            verdict = _precheck(target, attachments, document_type, incoming=False).verification
+            if verdict.verdict != common_pb2.Verdict.VERDICT_ACCEPTED:
+                if output == Output.json:
+                    print_json({"verification": to_dict(verdict)})
+                else:
+                    _print_verdict(verdict)
+                err.print("not sent: the signature check rejected the files")
+                raise typer.Exit(ExitCode.REFUSED)
+            err.print("signatures checked: ACCEPTED")
         request.attachment_ids.extend(a.attachment_id for a in attachments)
         document = stub.SubmitDocument(request, metadata=target.metadata(), timeout=TIMEOUT)
     if output == Output.json:
@@ -168,6 +176,56 @@ def _verdict_lines(reply: sig_pb.VerifyDocumentResponse | doc_pb.Verification) -
     ]
 
 
+def _uploads(stub: DocumentServiceStub, files: list[Path], metadata: Any) -> list[Any]:
+    """Each file uploaded with UploadAttachment, a progress bar per file (on stderr)."""
+    with Progress(
+        TextColumn("uploading {task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        return [_upload(stub, path, metadata, progress) for path in files]
+
+
+def _precheck(
+    target: Any, attachments: list[Any], document_type: str, incoming: bool
+) -> sig_pb.VerifyAttachmentsResponse:
+    """signature-service's verdict on uploaded files (VerifyAttachments: it fetches them)."""
+    request = sig_pb.VerifyAttachmentsRequest(
+        attachment_ids=[a.attachment_id for a in attachments],
+        document_type=document_type,
+        direction=(
+            sig_pb.Direction.DIRECTION_INCOMING if incoming else sig_pb.Direction.DIRECTION_OUTGOING
+        ),
+    )
+    size = sum(a.size_bytes for a in attachments)
+    with (
+        target.channel("signature") as channel,
+        err.status(f"checking the signatures of {len(attachments)} files ({size} bytes)"),
+    ):
+        reply: sig_pb.VerifyAttachmentsResponse = SignatureServiceStub(channel).VerifyAttachments(
+            request, metadata=target.metadata(), timeout=max(TIMEOUT, 60 + size / 1e6)
+        )
+    return reply
+
+
+def _print_verdict(reply: sig_pb.VerifyDocumentResponse) -> bool:
+    """Print the verdict (table form); True when accepted."""
+    accepted = reply.verdict == common_pb2.Verdict.VERDICT_ACCEPTED
+    out.print(
+        ("ACCEPTED" if accepted else "REJECTED") + (f": {reply.reason}" if reply.reason else "")
+    )
+    if reply.policy_rule:
+        out.print(f"policy: {reply.policy_rule}")
+    for problem in reply.file_problems:
+        out.print(f"  {problem.file_name}: {problem.problem}")
+    if reply.signatures:
+        table("signatures", ["file", "#", "kind", "signer", "result"], _verdict_lines(reply))
+    return accepted
+
+
 @app.command("check")
 def check(
     ctx: typer.Context,
@@ -180,33 +238,24 @@ def check(
 ) -> None:
     """Check the signatures of a document's files before sending it (exit 1 if rejected).
 
-    The files are read from disk and sent in one VerifyDocument message (at most the
-    server's message size, 32 MiB by default)."""
+    The files are streamed to document-service (UploadAttachment, with progress) and
+    signature-service checks those uploads (VerifyAttachments): any size up to the verified
+    maximum, nothing is submitted."""
     target = state(ctx).target()
-    request = sig_pb.VerifyDocumentRequest(
-        files=[sig_pb.DocumentFile(name=p.name, content=p.read_bytes()) for p in files],
-        document_type=document_type,
-        direction=(
-            sig_pb.Direction.DIRECTION_INCOMING if incoming else sig_pb.Direction.DIRECTION_OUTGOING
-        ),
-    )
-    with target.channel("signature") as channel:
-        reply = SignatureServiceStub(channel).VerifyDocument(
-            request, metadata=target.metadata(), timeout=max(TIMEOUT, request.ByteSize() / 1e6)
-        )
-    accepted = reply.verdict == common_pb2.Verdict.VERDICT_ACCEPTED
+    with target.channel("document") as channel:
+        attachments = _uploads(DocumentServiceStub(channel), files, target.metadata())
+    reply = _precheck(target, attachments, document_type, incoming)
     if output == Output.json:
         print_json(to_dict(reply))
+        accepted = reply.verification.verdict == common_pb2.Verdict.VERDICT_ACCEPTED
     else:
-        out.print(
-            ("ACCEPTED" if accepted else "REJECTED") + (f": {reply.reason}" if reply.reason else "")
-        )
-        if reply.policy_rule:
-            out.print(f"policy: {reply.policy_rule}")
-        for problem in reply.file_problems:
-            out.print(f"  {problem.file_name}: {problem.problem}")
-        if reply.signatures:
-            table("signatures", ["file", "#", "kind", "signer", "result"], _verdict_lines(reply))
+        accepted = _print_verdict(reply.verification)
+        for attachment in reply.attachments:
+            out.print(
+                f"checked {attachment.name}  {attachment.size_bytes} bytes"
+                f"  sha256 {attachment.sha256}",
+                soft_wrap=True,
+            )
     if not accepted:
         raise typer.Exit(ExitCode.REFUSED)
 

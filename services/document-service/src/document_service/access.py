@@ -19,7 +19,10 @@ ACCESS = AccessTable.of(
         "GetDocument": units_or_gateway("the document's sender and recipients"),
         "GetAttachment": either(
             units_or_gateway("the document's sender and recipients"),
-            services("signature-service", scope="any document, to verify it"),
+            services(
+                "signature-service",
+                scope="any document, to verify it; a unit's uploads, to pre-check them for it",
+            ),
         ),
         "ListInbox": units_or_gateway("own inbox"),
         "WatchInbox": units_or_gateway("own inbox"),

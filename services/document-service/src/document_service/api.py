@@ -319,6 +319,11 @@ class DocumentServicer(DocumentServiceServicer):
         caller = current_identity()
         validate_id("document_id", request.document_id)
         validate_id("attachment_id", request.attachment_id)
+        validate_id("uploader_code", request.uploader_code)
+        if request.uploader_code or not request.document_id:
+            async for part in self._upload_for_precheck(request, caller.kind):
+                yield part
+            return
         # the access table admits units and the signature service; a unit reads its own only
         if caller.kind is Kind.SERVICE:
             found = await self._store.get(request.document_id)
@@ -336,6 +341,37 @@ class DocumentServicer(DocumentServiceServicer):
         raise NotFound(
             f"attachment_id: {request.document_id} has no attachment {request.attachment_id!r}"
         )
+
+    async def _upload_for_precheck(
+        self, request: pb.GetAttachmentRequest, kind: Kind
+    ) -> AsyncIterator[pb.GetAttachmentResponse]:
+        """An upload not necessarily submitted, for signature-service's pre-check on behalf
+        of the unit that uploaded it (VerifyAttachments passes the caller's unit)."""
+        problems = []
+        if request.uploader_code and kind is not Kind.SERVICE:
+            problems.append(
+                FieldViolation(
+                    "uploader_code", "only signature-service reads an upload by its unit"
+                )
+            )
+        if request.uploader_code and request.document_id:
+            problems.append(FieldViolation("uploader_code", "not with document_id"))
+        if not request.uploader_code and not request.document_id:
+            problems.append(FieldViolation("document_id", "is required"))
+        if not request.attachment_id:
+            problems.append(FieldViolation("attachment_id", "is required"))
+        if problems:
+            raise InvalidArgument(problems)
+        owned = await self._attachments.owned(request.uploader_code, [request.attachment_id])
+        ref = owned.get(request.attachment_id)
+        if ref is None:
+            raise NotFound(
+                f"attachment_id: {request.uploader_code} uploaded no attachment"
+                f" {request.attachment_id!r}"
+            )
+        yield pb.GetAttachmentResponse(attachment=ref)
+        async for chunk in self._attachments.download(request.attachment_id):
+            yield pb.GetAttachmentResponse(chunk=chunk)
 
     async def ListInbox(
         self, request: pb.ListInboxRequest, context: Context

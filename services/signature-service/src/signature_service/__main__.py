@@ -102,6 +102,7 @@ async def build(deps: Deps[Settings]) -> Wiring:
                     trust,
                     max_file_bytes=settings.signature_max_file_bytes,
                     announcer=TrustAnnouncer(deps.producer, deps.topics),
+                    fetcher=fetcher,
                 ),
                 access=ACCESS,
             )

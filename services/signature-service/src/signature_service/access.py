@@ -14,6 +14,9 @@ ACCESS = AccessTable.of(
             operators(Role.OBSERVER, scope="any document"),
         ),
         "VerifyDocument": units_or_gateway("a pre-check: nothing is stored"),
+        "VerifyAttachments": units_or_gateway(
+            "a pre-check of the caller's own uploads: nothing is stored"
+        ),
         "ValidateCertificate": either(
             units_or_gateway(), operators(Role.TRUST_ADMIN), scope="nothing is stored"
         ),

@@ -6,15 +6,25 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
 from asn1crypto import x509
 from grpc import aio
 
+from lienthong.common.v1.common_pb2 import AttachmentRef
 from lienthong.events.v1.events_pb2 import DocumentVerified
 from lienthong.signature.v1 import signature_service_pb2 as pb
 from lienthong.signature.v1.signature_service_pb2_grpc import SignatureServiceServicer
 from lienthong_kit.authz import Kind, current_identity
-from lienthong_kit.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
+from lienthong_kit.context import caller_unit
+from lienthong_kit.errors import (
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from lienthong_kit.logs import get_logger
+from signature_service.attachments import AttachmentFetcher, UploadMissingError
 from signature_service.engine import CertificateResult, inspect_certificate
 from signature_service.operator_actions import TrustAnnouncer
 from signature_service.pki import (
@@ -24,6 +34,7 @@ from signature_service.pki import (
     rfc4514,
     to_pem,
 )
+from signature_service.policy import Decision
 from signature_service.reports import check_of, recorded_view, verification_view
 from signature_service.store import SignatureStore
 from signature_service.trust import TrustStore
@@ -36,6 +47,10 @@ DIRECTIONS = {
     pb.Direction.DIRECTION_OUTGOING: "outgoing",
     pb.Direction.DIRECTION_INCOMING: "incoming",
 }
+
+# VerifyAttachments: as many as SubmitDocument takes, ids as long as it takes
+MAX_ATTACHMENTS = 50
+MAX_ID = 64
 
 # UNSPECIFIED stays accepted while callers (the CLI) learn to mark the hierarchy
 HIERARCHIES = set(pb.Hierarchy.values())
@@ -87,8 +102,10 @@ class SignatureServicer(SignatureServiceServicer):
         *,
         max_file_bytes: int,
         announcer: TrustAnnouncer,
+        fetcher: AttachmentFetcher,
     ) -> None:
         self._announcer = announcer
+        self._fetcher = fetcher
         self._store = store
         self._trust = trust
         self._verifier = verifier
@@ -153,6 +170,72 @@ class SignatureServicer(SignatureServiceServicer):
             ],
             policy_rule=decision.rule,
         )
+
+    async def VerifyAttachments(
+        self, request: pb.VerifyAttachmentsRequest, context: Context
+    ) -> pb.VerifyAttachmentsResponse:
+        ids = list(request.attachment_ids)
+        problems = []
+        if not ids:
+            problems.append(FieldViolation("attachment_ids", "at least one (the main document)"))
+        elif len(ids) > MAX_ATTACHMENTS:
+            problems.append(FieldViolation("attachment_ids", f"at most {MAX_ATTACHMENTS} entries"))
+        else:
+            for i, attachment_id in enumerate(ids):
+                if not attachment_id.strip():
+                    problems.append(FieldViolation(f"attachment_ids[{i}]", "is required"))
+                elif len(attachment_id) > MAX_ID:
+                    problems.append(
+                        FieldViolation(f"attachment_ids[{i}]", f"at most {MAX_ID} characters")
+                    )
+                elif attachment_id in ids[:i]:
+                    problems.append(FieldViolation(f"attachment_ids[{i}]", "named twice"))
+        if request.direction not in DIRECTIONS:
+            problems.append(FieldViolation("direction", f"unknown value {request.direction}"))
+        if problems:
+            raise InvalidArgument(problems)
+        unit = caller_unit()
+        refs: list[AttachmentRef] = []
+        files: list[tuple[str, bytes]] = []
+        unreadable = ""
+        for i, attachment_id in enumerate(ids):
+            try:
+                ref, data, problem = await self._fetcher.fetch_upload(unit, attachment_id)
+            except UploadMissingError as exc:
+                raise NotFound(
+                    f"attachment_ids[{i}]: {unit} has no upload {attachment_id!r} (another"
+                    f" unit's, or removed unused): {exc}"
+                ) from exc
+            except grpc.aio.AioRpcError as exc:
+                raise Unavailable(
+                    f"document-service did not hand over attachment {attachment_id}:"
+                    f" {exc.code().name}: {exc.details()}"
+                ) from exc
+            if ref.name in (seen.name for seen in refs):
+                raise InvalidArgument(
+                    [FieldViolation(f"attachment_ids[{i}]", f"a second file named {ref.name!r}")]
+                )
+            refs.append(ref)
+            if data is None:
+                unreadable = unreadable or problem
+            else:
+                files.append((ref.name, data))
+        if unreadable:  # as a submitted document with that file is rejected
+            decision = Decision(False, unreadable, failed_rule="readable-files")
+            verification = pb.VerifyDocumentResponse(**verification_view(decision))
+            return pb.VerifyAttachmentsResponse(verification=verification, attachments=refs)
+        results = await self._verifier.check_files(files)
+        decision = self._verifier.policy.decide(
+            results, request.document_type, DIRECTIONS[request.direction]
+        )
+        verification = pb.VerifyDocumentResponse(
+            **verification_view(decision),
+            file_problems=[
+                pb.FileProblem(file_name=f.name, problem=f.problem) for f in results if f.problem
+            ],
+            policy_rule=decision.rule,
+        )
+        return pb.VerifyAttachmentsResponse(verification=verification, attachments=refs)
 
     async def ValidateCertificate(
         self, request: pb.ValidateCertificateRequest, context: Context

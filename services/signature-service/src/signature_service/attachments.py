@@ -3,6 +3,7 @@ event's AttachmentRef, retried while document-service cannot answer.
 
     fetcher = AttachmentFetcher(document_channel(settings), timeout=30.0, max_bytes=20 << 20)
     data, problem = await fetcher.fetch(document_id, ref)   # (bytes, "") or (None, why)
+    ref, data, problem = await fetcher.fetch_upload(unit, attachment_id)   # a pre-check
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from lienthong_kit.errors import TransientEventError
 from lienthong_kit.tracing import outgoing_metadata
 from signature_service.settings import Settings
 
-__all__ = ["IDENTITY", "AttachmentFetcher", "document_channel"]
+__all__ = ["IDENTITY", "AttachmentFetcher", "UploadMissingError", "document_channel"]
 
 # the identity signature-service presents to document-service (the URI SAN of its client
 # certificate; the dev header carries it on a plaintext channel)
@@ -48,6 +49,10 @@ def document_channel(settings: Settings) -> aio.Channel:
         certificate_chain=settings.signature_client_cert.read_bytes(),
     )
     return aio.secure_channel(target, credentials, options=options)
+
+
+class UploadMissingError(Exception):
+    """document-service has no such upload by that unit (never uploaded, removed, another's)."""
 
 
 class AttachmentFetcher:
@@ -116,3 +121,51 @@ class AttachmentFetcher:
                 f" {ref.sha256})"
             )
         return b"".join(parts), ""
+
+    async def fetch_upload(
+        self, unit: str, attachment_id: str
+    ) -> tuple[AttachmentRef, bytes | None, str]:
+        """An attachment ``unit`` uploaded, submitted or not (VerifyAttachments' pre-check):
+        (its ref, bytes, "") or (ref, None, why it cannot be verified). Raises
+        UploadMissingError, or grpc.aio.AioRpcError when document-service cannot answer."""
+        metadata = ((IDENTITY_HEADER, IDENTITY), *outgoing_metadata())
+        call = self._stub.GetAttachment(
+            doc_pb.GetAttachmentRequest(attachment_id=attachment_id, uploader_code=unit),
+            metadata=metadata,
+            timeout=self._timeout,
+        )
+        ref = AttachmentRef(attachment_id=attachment_id)
+        digest = hashlib.sha256()
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async for message in call:
+                if message.WhichOneof("part") == "attachment":
+                    ref = message.attachment
+                    if ref.size_bytes > self._max_bytes:
+                        call.cancel()
+                        return ref, None, self._too_large(ref)
+                    continue
+                size += len(message.chunk)
+                if size > self._max_bytes:
+                    call.cancel()
+                    return ref, None, self._too_large(ref)
+                digest.update(message.chunk)
+                parts.append(message.chunk)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise UploadMissingError(exc.details() or "") from exc
+            raise
+        if size != ref.size_bytes or digest.hexdigest() != ref.sha256:
+            return (
+                ref,
+                None,
+                (
+                    f"{ref.name}: the bytes fetched ({size} bytes, SHA-256 {digest.hexdigest()})"
+                    f" do not match the upload ({ref.size_bytes} bytes, SHA-256 {ref.sha256})"
+                ),
+            )
+        return ref, b"".join(parts), ""
+
+    def _too_large(self, ref: AttachmentRef) -> str:
+        return f"{ref.name}: {ref.size_bytes} bytes, more than the {self._max_bytes} verified"

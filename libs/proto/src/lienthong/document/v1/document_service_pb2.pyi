@@ -604,17 +604,24 @@ class GetAttachmentRequest(_message.Message):
 
     DOCUMENT_ID_FIELD_NUMBER: _builtins.int
     ATTACHMENT_ID_FIELD_NUMBER: _builtins.int
+    UPLOADER_CODE_FIELD_NUMBER: _builtins.int
     document_id: _builtins.str
+    """Empty only with uploader_code."""
     attachment_id: _builtins.str
+    uploader_code: _builtins.str
+    """signature-service only, with document_id empty: an attachment this unit uploaded and has
+    not necessarily submitted (SignatureService.VerifyAttachments, a pre-check for that unit).
+    """
     def __init__(
         self,
         *,
         document_id: _builtins.str = ...,
         attachment_id: _builtins.str = ...,
+        uploader_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_id", b"attachment_id", "document_id", b"document_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_id", b"attachment_id", "document_id", b"document_id", "uploader_code", b"uploader_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

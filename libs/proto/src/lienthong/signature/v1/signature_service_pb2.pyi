@@ -186,6 +186,66 @@ class VerifyDocumentRequest(_message.Message):
 Global___VerifyDocumentRequest: _TypeAlias = VerifyDocumentRequest  # noqa: Y015
 
 @_typing.final
+class VerifyAttachmentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENT_IDS_FIELD_NUMBER: _builtins.int
+    DOCUMENT_TYPE_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    document_type: _builtins.str
+    """Notation of the document type (e.g. "QĐ"); empty for Công văn."""
+    direction: Global___Direction.ValueType
+    """UNSPECIFIED means OUTGOING."""
+    @_builtins.property
+    def attachment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """UploadAttachmentResponse.attachment.attachment_id of the caller's own uploads, the main
+        document first (1 to 50).
+        """
+
+    def __init__(
+        self,
+        *,
+        attachment_ids: _abc.Iterable[_builtins.str] | None = ...,
+        document_type: _builtins.str = ...,
+        direction: Global___Direction.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_ids", b"attachment_ids", "direction", b"direction", "document_type", b"document_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyAttachmentsRequest: _TypeAlias = VerifyAttachmentsRequest  # noqa: Y015
+
+@_typing.final
+class VerifyAttachmentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERIFICATION_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def verification(self) -> Global___VerifyDocumentResponse:
+        """The report, as VerifyDocument gives it (file names are the attachments' names)."""
+
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.AttachmentRef]:
+        """The attachments checked, in the request's order: name, size and SHA-256 as stored."""
+
+    def __init__(
+        self,
+        *,
+        verification: Global___VerifyDocumentResponse | None = ...,
+        attachments: _abc.Iterable[_common_pb2.AttachmentRef] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["verification", b"verification"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "verification", b"verification"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyAttachmentsResponse: _TypeAlias = VerifyAttachmentsResponse  # noqa: Y015
+
+@_typing.final
 class FileProblem(_message.Message):
     """A file that could not be checked at all (not a PDF, corrupted, a .p7s without its file)."""
 

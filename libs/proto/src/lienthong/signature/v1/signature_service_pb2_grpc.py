@@ -46,6 +46,11 @@ class SignatureServiceStub(object):
                 request_serializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.VerifyDocumentRequest.SerializeToString,
                 response_deserializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.VerifyDocumentResponse.FromString,
                 _registered_method=True)
+        self.VerifyAttachments = channel.unary_unary(
+                '/lienthong.signature.v1.SignatureService/VerifyAttachments',
+                request_serializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.VerifyAttachmentsRequest.SerializeToString,
+                response_deserializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.VerifyAttachmentsResponse.FromString,
+                _registered_method=True)
         self.ValidateCertificate = channel.unary_unary(
                 '/lienthong.signature.v1.SignatureService/ValidateCertificate',
                 request_serializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.ValidateCertificateRequest.SerializeToString,
@@ -83,6 +88,16 @@ class SignatureServiceServicer(object):
     def VerifyDocument(self, request, context):
         """Verify a document's files before sending it (bytes in, full report out). The policy for
         the document type and direction is applied as for a submitted document.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyAttachments(self, request, context):
+        """Verify files the caller's unit uploaded with DocumentService.UploadAttachment and has not
+        submitted yet, fetched from document-service as it fetches a submitted document's: the
+        pre-check for files of any size (up to the verified maximum), streamed both ways, nothing
+        stored. The same attachment ids can then be submitted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -132,6 +147,11 @@ def add_SignatureServiceServicer_to_server(servicer, server):
                     servicer.VerifyDocument,
                     request_deserializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.VerifyDocumentRequest.FromString,
                     response_serializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.VerifyDocumentResponse.SerializeToString,
+            ),
+            'VerifyAttachments': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyAttachments,
+                    request_deserializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.VerifyAttachmentsRequest.FromString,
+                    response_serializer=lienthong_dot_signature_dot_v1_dot_signature__service__pb2.VerifyAttachmentsResponse.SerializeToString,
             ),
             'ValidateCertificate': grpc.unary_unary_rpc_method_handler(
                     servicer.ValidateCertificate,
@@ -210,6 +230,33 @@ class SignatureService(object):
             '/lienthong.signature.v1.SignatureService/VerifyDocument',
             lienthong_dot_signature_dot_v1_dot_signature__service__pb2.VerifyDocumentRequest.SerializeToString,
             lienthong_dot_signature_dot_v1_dot_signature__service__pb2.VerifyDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyAttachments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.signature.v1.SignatureService/VerifyAttachments',
+            lienthong_dot_signature_dot_v1_dot_signature__service__pb2.VerifyAttachmentsRequest.SerializeToString,
+            lienthong_dot_signature_dot_v1_dot_signature__service__pb2.VerifyAttachmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,12 @@ class SignatureServiceStub:
     """Verify a document's files before sending it (bytes in, full report out). The policy for
     the document type and direction is applied as for a submitted document.
     """
+    VerifyAttachments: _grpc.UnaryUnaryMultiCallable[_signature_service_pb2.VerifyAttachmentsRequest, _signature_service_pb2.VerifyAttachmentsResponse]
+    """Verify files the caller's unit uploaded with DocumentService.UploadAttachment and has not
+    submitted yet, fetched from document-service as it fetches a submitted document's: the
+    pre-check for files of any size (up to the verified maximum), streamed both ways, nothing
+    stored. The same attachment ids can then be submitted.
+    """
     ValidateCertificate: _grpc.UnaryUnaryMultiCallable[_signature_service_pb2.ValidateCertificateRequest, _signature_service_pb2.ValidateCertificateResponse]
     """Validate a certificate on its own at a given time (chain, validity, key usage,
     revocation) and say whose it is.
@@ -69,6 +75,12 @@ class SignatureServiceAsyncStub(SignatureServiceStub):
     VerifyDocument: _aio.UnaryUnaryMultiCallable[_signature_service_pb2.VerifyDocumentRequest, _signature_service_pb2.VerifyDocumentResponse]  # type: ignore[assignment]
     """Verify a document's files before sending it (bytes in, full report out). The policy for
     the document type and direction is applied as for a submitted document.
+    """
+    VerifyAttachments: _aio.UnaryUnaryMultiCallable[_signature_service_pb2.VerifyAttachmentsRequest, _signature_service_pb2.VerifyAttachmentsResponse]  # type: ignore[assignment]
+    """Verify files the caller's unit uploaded with DocumentService.UploadAttachment and has not
+    submitted yet, fetched from document-service as it fetches a submitted document's: the
+    pre-check for files of any size (up to the verified maximum), streamed both ways, nothing
+    stored. The same attachment ids can then be submitted.
     """
     ValidateCertificate: _aio.UnaryUnaryMultiCallable[_signature_service_pb2.ValidateCertificateRequest, _signature_service_pb2.ValidateCertificateResponse]  # type: ignore[assignment]
     """Validate a certificate on its own at a given time (chain, validity, key usage,
@@ -107,6 +119,18 @@ class SignatureServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_signature_service_pb2.VerifyDocumentResponse, _abc.Awaitable[_signature_service_pb2.VerifyDocumentResponse]]:
         """Verify a document's files before sending it (bytes in, full report out). The policy for
         the document type and direction is applied as for a submitted document.
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyAttachments(
+        self,
+        request: _signature_service_pb2.VerifyAttachmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_signature_service_pb2.VerifyAttachmentsResponse, _abc.Awaitable[_signature_service_pb2.VerifyAttachmentsResponse]]:
+        """Verify files the caller's unit uploaded with DocumentService.UploadAttachment and has not
+        submitted yet, fetched from document-service as it fetches a submitted document's: the
+        pre-check for files of any size (up to the verified maximum), streamed both ways, nothing
+        stored. The same attachment ids can then be submitted.
         """
 
     @_abc_1.abstractmethod
