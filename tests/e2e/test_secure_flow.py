@@ -41,9 +41,9 @@ from lienthong_testing.waiting import eventually_sync
 
 pytestmark = pytest.mark.e2e
 
-SENDER = "000.00.00.H23"
-DEPARTMENT = "000.01.00.H23"
-DISTRICT = "000.00.31.H23"
+SENDER = "000.00.00.H43"
+DEPARTMENT = "000.01.00.H43"
+COMMUNE = "000.00.101.H43"
 OBSERVER = "operator/observer/e2e"
 
 
@@ -186,10 +186,10 @@ def test_a_signed_document_goes_through_every_service_over_mtls_and_kafka_tls(
     secure: Secure, pki: LocalPki
 ) -> None:
     files = documents(pki)["person-then-organisation"]
-    document_id = submit(secure, files, [DEPARTMENT, DISTRICT])
+    document_id = submit(secure, files, [DEPARTMENT, COMMUNE])
 
     # routed to both inboxes: verified first, with the PDF fetched over mTLS
-    for code in (DEPARTMENT, DISTRICT):
+    for code in (DEPARTMENT, COMMUNE):
         eventually_sync(lambda code=code: inbox(secure, code), until=lambda got: document_id in got)
     with secure.platform.channel("signature-service", unit(SENDER)) as channel:
         verification = SignatureServiceStub(channel).GetVerification(
@@ -199,8 +199,8 @@ def test_a_signed_document_goes_through_every_service_over_mtls_and_kafka_tls(
     assert verification.personal_signature_valid
     assert verification.organisation_signature_valid
 
-    # the edXML gateway lists it for the district, calling document-service as itself
-    assert document_id in pending_through_the_gateway(secure, DISTRICT)
+    # the edXML gateway lists it for the commune, calling document-service as itself
+    assert document_id in pending_through_the_gateway(secure, COMMUNE)
 
     # the department registers it; the sender follows it
     delivery = inbox(secure, DEPARTMENT)[document_id]
@@ -216,7 +216,7 @@ def test_a_signed_document_goes_through_every_service_over_mtls_and_kafka_tls(
         lambda: track(secure, document_id),
         until=lambda found: found.get(DEPARTMENT, doc_pb.RecipientTrack()).status_code == "03",
     )
-    assert tracks[DISTRICT].status_code == "01"
+    assert tracks[COMMUNE].status_code == "01"
 
     # counted: sent over the network with both signatures, received and acknowledged
     year = track_year(secure, document_id)

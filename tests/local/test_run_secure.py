@@ -96,7 +96,7 @@ def test_without_the_certificate_the_same_call_is_refused(
     documents = platform.endpoint("document-service")
     done = subprocess.run(
         [
-            "grpcurl", "-plaintext", "-H", "x-lienthong-identity: unit/000.01.00.H23",
+            "grpcurl", "-plaintext", "-H", "x-lienthong-identity: unit/000.01.00.H43",
             "-d", "{}", documents, "lienthong.document.v1.DocumentService/ListInbox",
         ],
         env={**os.environ, "PATH": tools_path()},
