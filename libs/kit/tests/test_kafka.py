@@ -472,6 +472,35 @@ async def test_a_tail_from_the_end_gets_every_record_produced_once_it_is_positio
         await asyncio.gather(running, return_exceptions=True)
 
 
+async def test_a_tail_with_a_key_filter_hands_over_only_the_wanted_keys(
+    settings: KitSettings, kit: tuple[EventProducer, Any, Topics]
+) -> None:
+    """document-service's watch tail decodes only the deliveries of watched recipients."""
+    producer, _, topics = kit
+    seen: list[str] = []
+    keys: list[bytes | None] = []
+
+    async def collect(envelope: EventEnvelope) -> None:
+        seen.append(unpack(envelope, DocumentSubmitted).document.document_id)
+
+    def wanted(key: bytes | None) -> bool:
+        keys.append(key)
+        return key == b"watched"
+
+    tail = TopicTail(settings, [topics.units], collect, wanted=wanted)
+    running = asyncio.create_task(tail.run())
+    try:
+        await asyncio.wait_for(tail.positioned.wait(), timeout=30)
+        for number in range(3):
+            await producer.publish(topics.units, key="other", envelope=submitted(f"o{number}"))
+            await producer.publish(topics.units, key="watched", envelope=submitted(f"w{number}"))
+        await wait_until(lambda: len(keys) == 6, timeout=30)
+        assert seen == ["w0", "w1", "w2"]
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
 async def test_outbox_events_carry_their_writers_trace_however_they_are_published(
     kit: tuple[EventProducer, Any, Topics], topic_reader: Any
 ) -> None:

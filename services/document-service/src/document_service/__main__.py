@@ -56,7 +56,12 @@ async def build(deps: Deps[Settings]) -> Wiring:
     signed_audit, audit_tasks, audit_stops = await _audit_signing(deps, audit)
     hub = inbox_hub()
     consumers = Consumers(store, audit, hub)
-    tail = TopicTail(deps.settings, deps.topics.all_deliveries, consumers.on_live_delivery)
+    tail = TopicTail(
+        deps.settings,
+        deps.topics.all_deliveries,
+        consumers.on_live_delivery,
+        wanted=consumers.watched,
+    )
     return Wiring(
         services=[
             GrpcService.of(

@@ -25,6 +25,9 @@ __all__ = ["WATCH_QUEUE_LIMIT", "Consumers", "inbox_hub"]
 GROUP = "document-service"
 # a watcher this far behind is ended; it reconnects with ``since`` and replays from the store
 WATCH_QUEUE_LIMIT = 1000
+# records written per insertMany by the staged consumers: a broadcast's 3,000 deliveries in
+# 3 flushes rather than 15 (docs/benchmarks.md, "document-service")
+POLL_RECORDS = 1000
 
 
 def inbox_hub() -> FanOutHub[Delivery]:
@@ -53,6 +56,7 @@ class Consumers:
                 self.on_delivery,
                 dedupe=False,
                 before_commit=self.flush_arrivals,
+                max_records=POLL_RECORDS,
             ),
             # the verdict is stored under the document's id: a redelivery inserts nothing
             ConsumerSpec(
@@ -68,6 +72,7 @@ class Consumers:
                 before_commit=self._audit.flush,
                 # nobody waits on the audit log: fewer, larger polls (docs/benchmarks.md)
                 fetch_wait_ms=200,
+                max_records=POLL_RECORDS,
             ),
         ]
 
@@ -99,6 +104,11 @@ class Consumers:
         if carries(envelope, DocumentVerified):
             verified = unpack(envelope, DocumentVerified)
             await self._store.record_verification(verified, envelope.occurred_at.ToDatetime(UTC))
+
+    def watched(self, key: bytes | None) -> bool:
+        """The deliveries tail decodes only records keyed by a watched recipient (both
+        deliveries topics are keyed by the recipient's code)."""
+        return key is not None and self._hub.watching(key.decode(errors="replace"))
 
     async def on_live_delivery(self, envelope: EventEnvelope) -> None:
         """The deliveries tail: push an arrival to its recipient's open watch streams."""

@@ -64,6 +64,9 @@ class ConsumerSpec:
     ``fetch_wait_ms``, for a consumer nobody waits on (the audit log), lets the broker hold a
     fetch until 64 KiB are there or that long has passed: fewer, larger polls, so fewer hook
     runs and offset commits per record. 0, the default, answers at once.
+
+    ``max_records`` caps a poll, so a staged effect's batch: a handler whose effects are
+    written per poll takes larger polls (one ``insertMany`` and one commit for more records).
     """
 
     group: str
@@ -73,6 +76,7 @@ class ConsumerSpec:
     before_commit: Callable[[], Awaitable[None]] | None = None
     concurrent_partitions: bool = False
     fetch_wait_ms: int = 0
+    max_records: int = 200
 
 
 class _ForgetRevokedLag(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -119,7 +123,7 @@ class ConsumerLoop:
             client_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=200,
+            max_poll_records=self.spec.max_records,
             metadata_max_age_ms=METADATA_MAX_AGE_MS,
             **kafka_security(self._settings),
             **(

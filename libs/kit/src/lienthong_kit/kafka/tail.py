@@ -31,7 +31,10 @@ class TopicTail:
 
     :attr:`positioned` is set once every partition has its starting offset: a record
     produced after that reaches ``on_event``. (From the end, one produced before it may
-    not: a service that pushes to watchers reports ready only then.) :attr:`caught_up` is set
+    not: a service that pushes to watchers reports ready only then.) ``wanted``, when given,
+    is asked each record's key first, and a record it declines is skipped undecoded (a watch
+    tail sees every delivery of the province, and decoding them all competed with the
+    inbox writes on the same loop). :attr:`caught_up` is set
     once every record that was in the topics when the tail positioned itself has been read
     (state rebuilt from the beginning is complete: a service reports ready only then).
     """
@@ -43,11 +46,13 @@ class TopicTail:
         on_event: Callable[[EventEnvelope], Awaitable[None]],
         *,
         from_beginning: bool = False,
+        wanted: Callable[[bytes | None], bool] | None = None,
     ) -> None:
         self._settings = settings
         self._topics = list(topics)
         self._on_event = on_event
         self._from_beginning = from_beginning
+        self._wanted = wanted
         self.positioned = asyncio.Event()
         self.caught_up = asyncio.Event()
 
@@ -68,9 +73,11 @@ class TopicTail:
             ends = await consumer.end_offsets(list(consumer.assignment()))
             while True:
                 batch = await consumer.getmany(timeout_ms=100)
+                wanted = self._wanted
                 for records in batch.values():
                     for record in records:
-                        await self._apply(record)
+                        if wanted is None or wanted(record.key):
+                            await self._apply(record)
                 # caught up: every record that was there at positioning has been handed to
                 # on_event (positions past the ends, and nothing fetched is left unhandled;
                 # a position, not the last record: a compacted topic may end in holes)
