@@ -19,6 +19,7 @@ from lienthong.common.v1.common_pb2 import (
     AttachmentRef,
     CheckOutcome,
     DocumentSummary,
+    Indication,
     Recipients,
     SignerKind,
     Verdict,
@@ -138,6 +139,21 @@ async def test_submitted_documents_are_verified_with_a_per_signature_report(
     assert not rejected.personal_signature_valid
     assert rejected.organisation_signature_valid
     assert rejected.signatures[0].reason.startswith("revocation: the certificate was revoked on")
+    # what document-service and notification see: the ETSI indication, both languages, the
+    # library's words apart
+    revoked_sig = rejected.signatures[0]
+    assert (revoked_sig.indication, revoked_sig.sub_indication) == (
+        Indication.INDICATION_INDETERMINATE,
+        "REVOKED_NO_POE",
+    )
+    assert revoked_sig.reason_vi.startswith("revocation: chứng thư đã bị thu hồi ngày")
+    assert rejected.reason_vi.startswith("qd-15.pdf: chữ ký 0 (cá nhân CN=Trần Thị Bình")
+    revocation = next(c for c in revoked_sig.checks if c.name == "revocation")
+    assert revocation.detail_vi.startswith("chứng thư đã bị thu hồi ngày")
+    assert revocation.technical  # pyhanko's own words, kept apart from the clerk's
+    assert revocation.technical not in revocation.detail
+    assert accepted.signatures[0].indication == Indication.INDICATION_TOTAL_PASSED
+    assert accepted.signatures[0].sub_indication == ""
 
     async with grpc.aio.insecure_channel(
         f"127.0.0.1:{signature.grpc_port}", interceptors=AS_A_UNIT
@@ -151,6 +167,7 @@ async def test_submitted_documents_are_verified_with_a_per_signature_report(
             )
     assert reply.failed_rule == "signatures-valid"
     assert list(reply.signatures) == list(rejected.signatures)
+    assert reply.reason_vi == rejected.reason_vi
     assert refusal.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "neither the sender" in (refusal.value.details() or "")
 

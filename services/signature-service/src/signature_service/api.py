@@ -24,7 +24,7 @@ from signature_service.pki import (
     rfc4514,
     to_pem,
 )
-from signature_service.reports import check_of, recorded_view, verification_view
+from signature_service.reports import check_of, indication_of, recorded_view, verification_view
 from signature_service.store import SignatureStore
 from signature_service.trust import TrustStore
 from signature_service.verifier import Verifier
@@ -72,6 +72,9 @@ def _certificate_response(result: CertificateResult) -> pb.ValidateCertificateRe
         chain=result.chain,
         checks=[check_of(c) for c in result.checks],
         signer_uid=result.uid,
+        indication=indication_of(result.indication),
+        sub_indication=result.sub_indication,
+        reason_vi=result.reason_vi,
     )
     response.not_before.FromDatetime(result.not_before.astimezone(UTC))
     response.not_after.FromDatetime(result.not_after.astimezone(UTC))

@@ -95,7 +95,12 @@ class VerificationFlow:
         for ref in submitted.attachments:
             data, problem = await self._fetcher.fetch(submitted.document.document_id, ref)
             if data is None:
-                return Decision(False, problem, failed_rule="readable-files")
+                return Decision(
+                    False,
+                    problem,
+                    failed_rule="readable-files",
+                    reason_vi=f"không lấy được tệp đính kèm để kiểm tra: {problem}",
+                )
             files.append((ref.name, data))
         return await self._verifier.verify(
             files, document_type=submitted.document.document_type, direction="outgoing"

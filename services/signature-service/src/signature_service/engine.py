@@ -109,6 +109,8 @@ class Material:
     revocation_notes: dict[str, str] = field(default_factory=dict)
     # certificates whose revocation status could not be obtained (SHA-256 -> why)
     revocation_unknown: dict[str, str] = field(default_factory=dict)
+    # those of them that name no revocation location at all (SHA-256)
+    revocation_no_information: frozenset[str] = frozenset()
     person_prefixes: tuple[str, ...] = ("CCCD:", "CMND:", "HC:")
     organisation_prefixes: tuple[str, ...] = ("MST:", "MNS:")
 
@@ -194,6 +196,10 @@ class CertificateResult:
     @property
     def reason(self) -> str:
         return _first_failure(self.checks)
+
+    @property
+    def reason_vi(self) -> str:
+        return _first_failure(self.checks, vi=True)
 
 
 def _first_failure(checks: list[Check], *, vi: bool = False) -> str:
@@ -442,6 +448,7 @@ async def _with_revocation(
         ocsps=tuple(found.ocsps),
         revocation_notes=found.notes,
         revocation_unknown=found.unknown,
+        revocation_no_information=frozenset(found.no_information),
     )
 
 
@@ -638,9 +645,12 @@ def _indication(status: StandardCMSSignatureStatus, checks: list[Check]) -> tupl
         # a change after signing that the policy does not allow: the signed document is not
         # the document received (pyhanko's PAdES layer reports it as a format failure)
         sub = AdESFailure.FORMAT_FAILURE
-    elif any(c.name == "revocation" and c.technical == "TRY_LATER" for c in checks):
+    elif unknown := next(
+        (c.technical for c in checks if c.name == "revocation" and c.technical in _UNKNOWN),
+        "",
+    ):
         # the status could not be obtained: pyhanko says only CERTIFICATE_CHAIN_GENERAL_FAILURE
-        sub = AdESIndeterminate.TRY_LATER
+        return _INDICATIONS[AdESStatus.INDETERMINATE], unknown
     elif status.trust_problem_indic is not None:
         sub = status.trust_problem_indic
     else:
@@ -652,6 +662,11 @@ def _indication_of_error(exc: BaseException) -> tuple[str, str]:
     sub = getattr(exc, "ades_subindication", None) or AdESFailure.FORMAT_FAILURE
     return _INDICATIONS[sub.status], str(sub.standard_name)
 
+
+# the revocation status could not be fetched (try later) / no certificate location to fetch it
+TRY_LATER = str(AdESIndeterminate.TRY_LATER.standard_name)
+NO_REVOCATION_INFORMATION = "CERTIFICATE_NO_REVOCATION_INFORMATION"
+_UNKNOWN = (TRY_LATER, NO_REVOCATION_INFORMATION)
 
 _INDICATIONS = {
     AdESStatus.PASSED: "TOTAL-PASSED",
@@ -946,26 +961,32 @@ def _revocation_check(material: Material, report: SignatureResult) -> Check:
             "không kiểm tra: tắt kiểm tra thu hồi",
         )
     keys = report.chain_keys
-    unknown = [
-        material.revocation_unknown[k] for k in sorted(keys) if k in material.revocation_unknown
-    ]
-    if unknown and material.revocation_mode == "require":
-        why = "; ".join(unknown)
+    unknown_keys = [k for k in sorted(keys) if k in material.revocation_unknown]
+    why = "; ".join(material.revocation_unknown[k] for k in unknown_keys)
+    # nothing to fetch later when no certificate left unknown names a location
+    sub = (
+        NO_REVOCATION_INFORMATION
+        if all(k in material.revocation_no_information for k in unknown_keys)
+        else TRY_LATER
+    )
+    if unknown_keys and material.revocation_mode == "require":
         return _check(
             "revocation",
             CHECK_FAILED,
-            f"status unknown and required (revocation mode require): {why}",
-            f"không xác định được trạng thái thu hồi, mà chế độ require bắt buộc: {why}",
-            "TRY_LATER",
+            f"status unknown: {why}; revocation mode require: a signature whose certificate"
+            " status is unknown is not accepted",
+            f"không xác định được trạng thái thu hồi: {why}; chế độ require: chữ ký không xác"
+            " định được trạng thái thu hồi thì không được chấp nhận",
+            sub,
         )
-    if unknown:
-        why = "; ".join(unknown)
+    if unknown_keys:
         return _check(
             "revocation",
             CHECK_INDETERMINATE,
-            f"status unknown, accepted in soft-fail mode: {why}",
-            f"không xác định được trạng thái thu hồi, chấp nhận ở chế độ soft-fail: {why}",
-            "TRY_LATER",
+            f"status unknown: {why}; revocation mode soft-fail: accepted with the status unknown",
+            f"không xác định được trạng thái thu hồi: {why}; chế độ soft-fail: vẫn chấp nhận"
+            " khi chưa rõ trạng thái",
+            sub,
         )
     own = material.revocation_notes.get(report.own_key, "no revocation information was needed")
     cas = sorted(
@@ -1057,6 +1078,7 @@ async def _validate_certificate(
         ocsps=tuple(found.ocsps),
         revocation_notes=found.notes,
         revocation_unknown=found.unknown,
+        revocation_no_information=frozenset(found.no_information),
     )
     result = CertificateResult(
         subject=rfc4514(cert.subject),

@@ -45,6 +45,8 @@ class RevocationFound:
     notes: dict[str, str] = field(default_factory=dict)
     # certificate SHA-256 -> why no status was obtained
     unknown: dict[str, str] = field(default_factory=dict)
+    # the unknown ones that name no OCSP responder and no CRL (nothing to try later)
+    no_information: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -175,6 +177,12 @@ class RevocationSource:
                 # no answer from the certificate's own locations (or it names none): the
                 # operator's material decides, in every mode but off
                 found.notes[key] = supplied
+            elif not cert.ocsp_urls and not _crl_urls(cert):
+                found.unknown[key] = (
+                    f"{rfc4514(cert.subject)}: {note}, and no supplied CRL or OCSP response"
+                    " covers it"
+                )
+                found.no_information.add(key)
             else:
                 found.unknown[key] = f"{rfc4514(cert.subject)}: {note}"
         return found
