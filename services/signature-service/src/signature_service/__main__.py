@@ -51,6 +51,7 @@ async def build(deps: Deps[Settings]) -> Wiring:
         supplied=settings.signature_revocation_dir,
         cache=settings.signature_revocation_cache,
         cache_max_seconds=settings.signature_revocation_cache_max_seconds,
+        max_bytes=settings.signature_revocation_max_bytes,
     )
     verifier = Verifier(
         trust,

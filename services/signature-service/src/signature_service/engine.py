@@ -56,11 +56,11 @@ from pyhanko_certvalidator import ValidationContext
 from lienthong_kit.logs import configure_logging
 from signature_service.pki import (
     KEY_USAGES_FOR_SIGNING,
-    build_chain,
     classify,
     describe_key_usage,
     fingerprint,
     rfc4514,
+    trusted_chain,
     uid_of,
 )
 from signature_service.revocation import RevocationConfig, RevocationSource
@@ -431,14 +431,34 @@ async def _with_revocation(
     material: Material, pending: list[_Pending], source: RevocationSource
 ) -> Material:
     """The material plus the revocation information for every signer's chain."""
-    pool = [*_certs(material.intermediates), *_certs(material.anchors)]
+    return await _gather(
+        material, [(item.report, item.cert, item.others) for item in pending], source
+    )
+
+
+async def _gather(
+    material: Material,
+    signers: list[tuple[SignatureResult, x509.Certificate, list[x509.Certificate]]],
+    source: RevocationSource,
+) -> Material:
+    """The revocation information for each signer's chain, fetched only when the chain reaches
+    a configured anchor with every link's signature verified (a self-made chain's URLs are
+    never requested); each report learns its chain's certificates."""
+    anchors = _certs(material.anchors)
+    intermediates = _certs(material.intermediates)
     chains, seen = [], set()
-    for item in pending:
-        key = fingerprint(item.cert)
-        chain = build_chain(item.cert, item.others + pool)
-        item.report.own_key = key
-        item.report.chain_keys = frozenset(fingerprint(c) for c in chain)
-        if key not in seen:
+    untrusted: dict[str, str] = {}
+    for report, cert, others in signers:
+        key = fingerprint(cert)
+        chain = trusted_chain(cert, [*others, *intermediates], anchors)
+        report.own_key = key
+        report.chain_keys = frozenset(fingerprint(c) for c in chain or [cert])
+        if chain is None:
+            untrusted[key] = (
+                f"{rfc4514(cert.subject)}: not looked up: no chain to a configured trust anchor"
+                " (its revocation locations are contacted only for a trusted chain)"
+            )
+        elif key not in seen:
             seen.add(key)
             chains.append(chain)
     found = await source.gather(chains)
@@ -447,7 +467,7 @@ async def _with_revocation(
         crls=tuple(found.crls),
         ocsps=tuple(found.ocsps),
         revocation_notes=found.notes,
-        revocation_unknown=found.unknown,
+        revocation_unknown={**untrusted, **found.unknown} if source.mode != "off" else {},
         revocation_no_information=frozenset(found.no_information),
     )
 
@@ -1069,17 +1089,6 @@ async def _validate_certificate(
 ) -> CertificateResult:
     cert = x509.Certificate.load(der)
     extra = [x509.Certificate.load(item) for item in intermediates]
-    pool = [*extra, *_certs(material.intermediates), *_certs(material.anchors)]
-    chain = build_chain(cert, pool)
-    found = await source.gather([chain])
-    material = dataclasses.replace(
-        material,
-        crls=tuple(found.crls),
-        ocsps=tuple(found.ocsps),
-        revocation_notes=found.notes,
-        revocation_unknown=found.unknown,
-        revocation_no_information=frozenset(found.no_information),
-    )
     result = CertificateResult(
         subject=rfc4514(cert.subject),
         issuer=rfc4514(cert.issuer),
@@ -1095,8 +1104,7 @@ async def _validate_certificate(
     # the same pyhanko routine and the same mapping as a signature's signer certificate
     report = SignatureResult("", 0, "", signer_kind=result.signer_kind, uid=result.uid)
     report.signing_time = at
-    report.own_key = fingerprint(cert)
-    report.chain_keys = frozenset(fingerprint(c) for c in chain)
+    material = await _gather(material, [(report, cert, extra)], source)
 
     async def run(material: Material) -> _CertStatus:
         context = _context(material, at, extra)

@@ -60,6 +60,11 @@ class Settings(KitSettings):
         86400.0,
         doc="longest a cached CRL/OCSP response is used (also when it names no next update)",
     )
+    signature_revocation_max_bytes: int = setting(
+        "LIENTHONG_SIGNATURE_REVOCATION_MAX_BYTES",
+        8 * 1024 * 1024,
+        doc="largest CRL or OCSP response read (a larger one leaves the status unknown)",
+    )
     signature_person_uid_prefixes: tuple[str, ...] = setting(
         "LIENTHONG_SIGNATURE_PERSON_UID_PREFIXES",
         ("CCCD:", "CMND:", "HC:"),
@@ -139,6 +144,7 @@ class Settings(KitSettings):
             "signature_fetch_timeout_seconds",
             "signature_validation_timeout_seconds",
             "signature_max_file_bytes",
+            "signature_revocation_max_bytes",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"LIENTHONG_{name.upper()}: must be greater than 0")
