@@ -51,11 +51,13 @@ def trust(pki: LocalPki) -> ConfiguredTrust:
 
 
 def pki_env(pki: LocalPki) -> dict[str, str]:
-    """signature-service's settings for the test PKI (one thread, operator province-it)."""
+    """signature-service's settings for the test PKI (one thread each for documents and
+    pre-checks)."""
     return {
         "LIENTHONG_SIGNATURE_TRUST_ANCHORS": str(pki.anchors_file),
         "LIENTHONG_SIGNATURE_INTERMEDIATES": str(pki.intermediates_file),
         "LIENTHONG_SIGNATURE_WORKERS": "0",
+        "LIENTHONG_SIGNATURE_PRECHECK_WORKERS": "0",
         "LIENTHONG_SIGNATURE_REVOCATION_TIMEOUT_SECONDS": "2",
     }
 

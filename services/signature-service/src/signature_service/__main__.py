@@ -62,6 +62,10 @@ async def build(deps: Deps[Settings]) -> Wiring:
         person_prefixes=settings.signature_person_uid_prefixes,
         organisation_prefixes=settings.signature_organisation_uid_prefixes,
         log_level=settings.log_level,
+        memory_bytes=settings.signature_worker_memory_bytes,
+        precheck_workers=settings.signature_precheck_workers,
+        precheck_queue=settings.signature_precheck_queue,
+        spool=settings.signature_spool_dir,
     )
     await verifier.warm_up()
     channel = document_channel(settings)
@@ -70,7 +74,16 @@ async def build(deps: Deps[Settings]) -> Wiring:
         timeout=settings.signature_fetch_timeout_seconds,
         max_bytes=settings.signature_max_file_bytes,
     )
-    flow = VerificationFlow(store, deps.producer, deps.topics, verifier, fetcher)
+    flow = VerificationFlow(
+        store,
+        deps.producer,
+        deps.topics,
+        verifier,
+        fetcher,
+        max_document_bytes=settings.signature_max_document_bytes,
+        max_attempts=settings.signature_max_attempts,
+        spool=settings.signature_spool_dir,
+    )
 
     async def reload_trust() -> None:
         while True:
@@ -101,6 +114,7 @@ async def build(deps: Deps[Settings]) -> Wiring:
                     verifier,
                     trust,
                     max_file_bytes=settings.signature_max_file_bytes,
+                    max_document_bytes=settings.signature_max_document_bytes,
                     announcer=TrustAnnouncer(deps.producer, deps.topics),
                 ),
                 access=ACCESS,

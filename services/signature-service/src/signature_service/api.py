@@ -4,6 +4,7 @@ store, map the answer to protobuf."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from asn1crypto import x509
@@ -89,8 +90,10 @@ class SignatureServicer(SignatureServiceServicer):
         trust: TrustStore,
         *,
         max_file_bytes: int,
+        max_document_bytes: int,
         announcer: TrustAnnouncer,
     ) -> None:
+        self._max_document_bytes = max_document_bytes
         self._announcer = announcer
         self._store = store
         self._trust = trust
@@ -140,12 +143,23 @@ class SignatureServicer(SignatureServiceServicer):
                         f"{len(item.content)} bytes, more than {self._max_file_bytes}",
                     )
                 )
+        total = sum(len(item.content) for item in request.files)
+        if total > self._max_document_bytes:
+            problems.append(
+                FieldViolation(
+                    "files",
+                    f"{total} bytes in all, more than the {self._max_document_bytes} verified for"
+                    " one document",
+                )
+            )
         if request.direction not in DIRECTIONS:
             problems.append(FieldViolation("direction", f"unknown value {request.direction}"))
         if problems:
             raise InvalidArgument(problems)
-        files = [(item.name, item.content) for item in request.files]
-        results = await self._verifier.check_files(files)
+        files: list[tuple[str, bytes | Path]] = [
+            (item.name, item.content) for item in request.files
+        ]
+        results = await self._verifier.check_files(files, precheck=True)
         decision = self._verifier.policy.decide(
             results, request.document_type, DIRECTIONS[request.direction]
         )
