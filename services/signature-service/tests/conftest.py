@@ -94,6 +94,8 @@ async def make_verifier(trust: Any) -> AsyncIterator[Callable[..., Verifier]]:
         accept_unsigned: bool = False,
         workers: int = 0,
         timeout: float = 60.0,
+        memory_bytes: int = 0,
+        precheck_queue: int = 4,
         **revocation: Any,
     ) -> Verifier:
         rules, _ = parse_rules(DEFAULT_RULES)
@@ -103,6 +105,8 @@ async def make_verifier(trust: Any) -> AsyncIterator[Callable[..., Verifier]]:
             Policy(rules, accept_unsigned=accept_unsigned),
             workers=workers,
             timeout=timeout,
+            memory_bytes=memory_bytes,
+            precheck_queue=precheck_queue,
         )
         made.append(checker)
         return checker
