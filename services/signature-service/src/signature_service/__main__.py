@@ -62,7 +62,7 @@ async def build(deps: Deps[Settings]) -> Wiring:
         person_prefixes=settings.signature_person_uid_prefixes,
         organisation_prefixes=settings.signature_organisation_uid_prefixes,
         log_level=settings.log_level,
-        memory_bytes=settings.signature_worker_memory_bytes,
+        memory_bytes=settings.signature_memory_per_worker_bytes,
         precheck_workers=settings.signature_precheck_workers,
         precheck_queue=settings.signature_precheck_queue,
         spool=settings.signature_spool_dir,

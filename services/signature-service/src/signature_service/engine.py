@@ -633,7 +633,7 @@ async def _soft_failing(
 
 OUT_OF_MEMORY = (
     "validating it needs more memory than a validation worker may use"
-    " (LIENTHONG_SIGNATURE_WORKER_MEMORY_BYTES)"
+    " (LIENTHONG_SIGNATURE_MEMORY_PER_WORKER_BYTES)"
 )
 
 

@@ -123,8 +123,8 @@ class Settings(KitSettings):
         100 * 1024 * 1024,
         doc="largest total of one document's files verified (a larger document is rejected)",
     )
-    signature_worker_memory_bytes: int = setting(
-        "LIENTHONG_SIGNATURE_WORKER_MEMORY_BYTES",
+    signature_memory_per_worker_bytes: int = setting(
+        "LIENTHONG_SIGNATURE_MEMORY_PER_WORKER_BYTES",
         1024 * 1024 * 1024,
         doc="address-space cap of each validation worker process (RLIMIT_AS; 0: none): a file"
         " that needs more is rejected, the worker and the service live on",
@@ -171,7 +171,7 @@ class Settings(KitSettings):
             )
         for name in (
             "signature_workers",
-            "signature_worker_memory_bytes",
+            "signature_memory_per_worker_bytes",
             "signature_precheck_workers",
             "signature_precheck_queue",
         ):
