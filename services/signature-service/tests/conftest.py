@@ -51,11 +51,13 @@ def trust(pki: LocalPki) -> ConfiguredTrust:
 
 
 def pki_env(pki: LocalPki) -> dict[str, str]:
-    """signature-service's settings for the test PKI (one thread, operator province-it)."""
+    """signature-service's settings for the test PKI (one thread each for documents and
+    pre-checks)."""
     return {
         "LIENTHONG_SIGNATURE_TRUST_ANCHORS": str(pki.anchors_file),
         "LIENTHONG_SIGNATURE_INTERMEDIATES": str(pki.intermediates_file),
         "LIENTHONG_SIGNATURE_WORKERS": "0",
+        "LIENTHONG_SIGNATURE_PRECHECK_WORKERS": "0",
         "LIENTHONG_SIGNATURE_REVOCATION_TIMEOUT_SECONDS": "2",
     }
 
@@ -92,6 +94,8 @@ async def make_verifier(trust: Any) -> AsyncIterator[Callable[..., Verifier]]:
         accept_unsigned: bool = False,
         workers: int = 0,
         timeout: float = 60.0,
+        memory_bytes: int = 0,
+        precheck_queue: int = 4,
         **revocation: Any,
     ) -> Verifier:
         rules, _ = parse_rules(DEFAULT_RULES)
@@ -101,6 +105,8 @@ async def make_verifier(trust: Any) -> AsyncIterator[Callable[..., Verifier]]:
             Policy(rules, accept_unsigned=accept_unsigned),
             workers=workers,
             timeout=timeout,
+            memory_bytes=memory_bytes,
+            precheck_queue=precheck_queue,
         )
         made.append(checker)
         return checker

@@ -1,6 +1,7 @@
 """Revocation as documented in every mode (issue #17): a CA certificate that names no
 revocation location is checked against the operator's supplied CRLs in `require` mode too,
-otherwise it is INDETERMINATE (TRY_LATER) with the mode's consequence; ValidateCertificate and
+otherwise it is INDETERMINATE (CERTIFICATE_NO_REVOCATION_INFORMATION: nothing to fetch) with
+the mode's consequence; ValidateCertificate and
 VerifyDocument go the same way."""
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from cryptography.hazmat.primitives import serialization
 
 from lienthong_testing.pki import LocalPki, make_pdf, sign_pdf
 from signature_service.engine import CHECK_FAILED, CHECK_INDETERMINATE, CHECK_PASSED
+
+NO_INFO = "CERTIFICATE_NO_REVOCATION_INFORMATION"
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +37,9 @@ def _der(pki: LocalPki, which: str) -> bytes:
     ("mode", "supplied", "accepted", "outcome", "sub"),
     [
         pytest.param("require", True, True, CHECK_PASSED, "", id="require-with-supplied-crl"),
-        pytest.param("require", False, False, CHECK_FAILED, "TRY_LATER", id="require-without"),
+        pytest.param("require", False, False, CHECK_FAILED, NO_INFO, id="require-without"),
         pytest.param(
-            "soft-fail", False, True, CHECK_INDETERMINATE, "TRY_LATER", id="soft-fail-without"
+            "soft-fail", False, True, CHECK_INDETERMINATE, NO_INFO, id="soft-fail-without"
         ),
     ],
 )
@@ -64,6 +67,14 @@ async def test_a_ca_without_revocation_location_per_mode_and_both_rpcs_agree(
     else:
         assert "names no OCSP responder and no CRL" in revocation.detail
         assert "Test Public CA (no CRL location)" in revocation.detail
+        assert revocation.technical == NO_INFO
+        consequence = {
+            "require": "revocation mode require: a signature whose certificate status is unknown"
+            " is not accepted",
+            "soft-fail": "revocation mode soft-fail: accepted with the status unknown",
+        }[mode]
+        assert consequence in revocation.detail
+        assert f"chế độ {mode}" in revocation.detail_vi
     certificate = await checker.validate_certificate(
         _der(pki, "signer"), [_der(pki, "ca")], datetime.now(UTC)
     )

@@ -59,6 +59,36 @@ def test_the_production_defaults_are_strict() -> None:
             id="timeout-negative",
         ),
         pytest.param(
+            {"LIENTHONG_SIGNATURE_MEMORY_PER_WORKER_BYTES": "-1"},
+            "LIENTHONG_SIGNATURE_MEMORY_PER_WORKER_BYTES: must be 0 or more",
+            id="memory-negative",
+        ),
+        pytest.param(
+            {"LIENTHONG_SIGNATURE_MAX_ATTEMPTS": "0"},
+            "LIENTHONG_SIGNATURE_MAX_ATTEMPTS: must be 1 or more",
+            id="attempts-zero",
+        ),
+        pytest.param(
+            {"LIENTHONG_SIGNATURE_MAX_DOCUMENT_BYTES": "0"},
+            "LIENTHONG_SIGNATURE_MAX_DOCUMENT_BYTES: must be greater than 0",
+            id="document-cap-zero",
+        ),
+        pytest.param(
+            {"LIENTHONG_SIGNATURE_REVOCATION_MAX_BYTES": "0"},
+            "LIENTHONG_SIGNATURE_REVOCATION_MAX_BYTES: must be greater than 0",
+            id="revocation-cap-zero",
+        ),
+        pytest.param(
+            {"LIENTHONG_SIGNATURE_PRECHECK_QUEUE": "-2"},
+            "LIENTHONG_SIGNATURE_PRECHECK_QUEUE: must be 0 or more",
+            id="precheck-queue-negative",
+        ),
+        pytest.param(
+            {"LIENTHONG_SIGNATURE_SPOOL_DIR": "/no/such/spool"},
+            "LIENTHONG_SIGNATURE_SPOOL_DIR: no such folder",
+            id="spool-missing",
+        ),
+        pytest.param(
             {"LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA": "/etc/hostname"},
             "LIENTHONG_SIGNATURE_DOCUMENT_SERVICE_CA, LIENTHONG_SIGNATURE_CLIENT_CERT and"
             " LIENTHONG_SIGNATURE_CLIENT_KEY must be set together",

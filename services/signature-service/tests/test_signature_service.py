@@ -19,6 +19,7 @@ from lienthong.common.v1.common_pb2 import (
     AttachmentRef,
     CheckOutcome,
     DocumentSummary,
+    Indication,
     Recipients,
     SignerKind,
     Verdict,
@@ -35,6 +36,7 @@ from lienthong_testing.callers import OBSERVER, TRUST_ADMIN, as_unit, default_id
 from lienthong_testing.pki import LocalPki
 from lienthong_testing.waiting import eventually
 from signature_service.settings import Settings
+from signature_service.store import SignatureStore
 
 SENDER = "000.00.00.H23"
 RECIPIENT = "000.01.00.H23"
@@ -138,6 +140,21 @@ async def test_submitted_documents_are_verified_with_a_per_signature_report(
     assert not rejected.personal_signature_valid
     assert rejected.organisation_signature_valid
     assert rejected.signatures[0].reason.startswith("revocation: the certificate was revoked on")
+    # what document-service and notification see: the ETSI indication, both languages, the
+    # library's words apart
+    revoked_sig = rejected.signatures[0]
+    assert (revoked_sig.indication, revoked_sig.sub_indication) == (
+        Indication.INDICATION_INDETERMINATE,
+        "REVOKED_NO_POE",
+    )
+    assert revoked_sig.reason_vi.startswith("revocation: chứng thư đã bị thu hồi ngày")
+    assert rejected.reason_vi.startswith("qd-15.pdf: chữ ký 0 (cá nhân CN=Trần Thị Bình")
+    revocation = next(c for c in revoked_sig.checks if c.name == "revocation")
+    assert revocation.detail_vi.startswith("chứng thư đã bị thu hồi ngày")
+    assert revocation.technical  # pyhanko's own words, kept apart from the clerk's
+    assert revocation.technical not in revocation.detail
+    assert accepted.signatures[0].indication == Indication.INDICATION_TOTAL_PASSED
+    assert accepted.signatures[0].sub_indication == ""
 
     async with grpc.aio.insecure_channel(
         f"127.0.0.1:{signature.grpc_port}", interceptors=AS_A_UNIT
@@ -151,6 +168,7 @@ async def test_submitted_documents_are_verified_with_a_per_signature_report(
             )
     assert reply.failed_rule == "signatures-valid"
     assert list(reply.signatures) == list(rejected.signatures)
+    assert reply.reason_vi == rejected.reason_vi
     assert refusal.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "neither the sender" in (refusal.value.details() or "")
 
@@ -451,3 +469,84 @@ async def test_trust_anchor_files_are_reloaded_when_they_change(
         f"config:{folder / 'root.pem'}",
         f"config:{folder / 'unknown.pem'}",
     }
+
+
+async def redeliver(stub: DocumentServiceStub, app: ServiceApp, document_id: str) -> None:
+    """document.submitted for a stored document once more, as Kafka redelivers it."""
+    found = await stub.GetDocument(
+        doc_pb.GetDocumentRequest(document_id=document_id), metadata=unit(SENDER)
+    )
+    event = new_event(
+        DocumentSubmitted(
+            document=DocumentSummary(
+                document_id=document_id, sender_code=SENDER, document_type="QĐ"
+            ),
+            attachments=list(found.attachments),
+        ),
+        producer="test",
+    )
+    await app.producer.publish(app.topics.documents, key=document_id, envelope=event)
+
+
+async def test_a_document_the_service_died_verifying_is_rejected_after_its_attempts(
+    start_signature: Any,
+    documents: ServiceApp,
+    document_stub: DocumentServiceStub,
+    docs: dict[str, Any],
+    topic_reader: Any,
+) -> None:
+    app: ServiceApp = await start_signature(
+        LIENTHONG_SIGNATURE_DOCUMENT_SERVICE=f"127.0.0.1:{documents.grpc_port}",
+        LIENTHONG_SIGNATURE_MAX_ATTEMPTS="3",
+    )
+    document_id = await submit(document_stub, docs["person-then-organisation"], "6")
+    first = (await verdicts(topic_reader, app.topics, 1))[document_id]
+    assert first.verdict == Verdict.VERDICT_ACCEPTED, first.reason
+    attempts = app.db["verification_attempts"]
+    assert await attempts.find_one({"_id": document_id}) is None  # a verdict clears the count
+    # three earlier processes started verifying it and died before a verdict (OOM-killed by
+    # a hostile file): the count is in the store, so this process does not try a fourth time
+    store = SignatureStore(app.db)
+    for _ in range(3):
+        await store.start_attempt(document_id)
+    await redeliver(document_stub, app, document_id)
+
+    records = await topic_reader(app.topics.verifications, 2, timeout=60)
+    second = unpack(decode_envelope(records[-1].value), DocumentVerified)
+    assert second.verdict == Verdict.VERDICT_REJECTED
+    assert second.failed_rule == "readable-files"
+    assert "verification was started 3 times and never finished" in second.reason
+    assert "đã bắt đầu kiểm tra 3 lần" in second.reason_vi
+    assert await attempts.find_one({"_id": document_id}) is None
+
+
+async def test_a_document_over_the_total_cap_is_rejected_and_its_precheck_refused(
+    start_signature: Any,
+    documents: ServiceApp,
+    document_stub: DocumentServiceStub,
+    docs: dict[str, Any],
+    topic_reader: Any,
+) -> None:
+    files = docs["cms-signed-appendix"]
+    cap = len(files[0][1]) + 10  # each file fits, the three together do not
+    total = sum(len(content) for _, content in files)
+    app: ServiceApp = await start_signature(
+        LIENTHONG_SIGNATURE_DOCUMENT_SERVICE=f"127.0.0.1:{documents.grpc_port}",
+        LIENTHONG_SIGNATURE_MAX_DOCUMENT_BYTES=str(cap),
+    )
+    document_id = await submit(document_stub, files, "7")
+    verified = (await verdicts(topic_reader, app.topics, 1))[document_id]
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{app.grpc_port}", interceptors=AS_A_UNIT
+    ) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as refusal:
+            await SignatureServiceStub(channel).VerifyDocument(
+                pb.VerifyDocumentRequest(
+                    files=[pb.DocumentFile(name=n, content=c) for n, c in files]
+                )
+            )
+    assert verified.verdict == Verdict.VERDICT_REJECTED
+    assert verified.failed_rule == "readable-files"
+    assert f"files total {total} bytes, more than the {cap} verified" in verified.reason
+    assert refusal.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"files: {total} bytes in all, more than the {cap}" in (refusal.value.details() or "")

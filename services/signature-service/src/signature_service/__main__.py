@@ -51,6 +51,7 @@ async def build(deps: Deps[Settings]) -> Wiring:
         supplied=settings.signature_revocation_dir,
         cache=settings.signature_revocation_cache,
         cache_max_seconds=settings.signature_revocation_cache_max_seconds,
+        max_bytes=settings.signature_revocation_max_bytes,
     )
     verifier = Verifier(
         trust,
@@ -61,6 +62,10 @@ async def build(deps: Deps[Settings]) -> Wiring:
         person_prefixes=settings.signature_person_uid_prefixes,
         organisation_prefixes=settings.signature_organisation_uid_prefixes,
         log_level=settings.log_level,
+        memory_bytes=settings.signature_memory_per_worker_bytes,
+        precheck_workers=settings.signature_precheck_workers,
+        precheck_queue=settings.signature_precheck_queue,
+        spool=settings.signature_spool_dir,
     )
     await verifier.warm_up()
     channel = document_channel(settings)
@@ -70,7 +75,16 @@ async def build(deps: Deps[Settings]) -> Wiring:
         max_bytes=settings.signature_max_file_bytes,
         dev_header=settings.signature_document_service_ca is None,
     )
-    flow = VerificationFlow(store, deps.producer, deps.topics, verifier, fetcher)
+    flow = VerificationFlow(
+        store,
+        deps.producer,
+        deps.topics,
+        verifier,
+        fetcher,
+        max_document_bytes=settings.signature_max_document_bytes,
+        max_attempts=settings.signature_max_attempts,
+        spool=settings.signature_spool_dir,
+    )
 
     async def reload_trust() -> None:
         while True:
@@ -101,6 +115,7 @@ async def build(deps: Deps[Settings]) -> Wiring:
                     verifier,
                     trust,
                     max_file_bytes=settings.signature_max_file_bytes,
+                    max_document_bytes=settings.signature_max_document_bytes,
                     announcer=TrustAnnouncer(deps.producer, deps.topics),
                     fetcher=fetcher,
                 ),

@@ -4,6 +4,7 @@ store, map the answer to protobuf."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -35,7 +36,7 @@ from signature_service.pki import (
     to_pem,
 )
 from signature_service.policy import Decision
-from signature_service.reports import check_of, recorded_view, verification_view
+from signature_service.reports import check_of, indication_of, recorded_view, verification_view
 from signature_service.store import SignatureStore
 from signature_service.trust import TrustStore
 from signature_service.verifier import Verifier
@@ -87,6 +88,9 @@ def _certificate_response(result: CertificateResult) -> pb.ValidateCertificateRe
         chain=result.chain,
         checks=[check_of(c) for c in result.checks],
         signer_uid=result.uid,
+        indication=indication_of(result.indication),
+        sub_indication=result.sub_indication,
+        reason_vi=result.reason_vi,
     )
     response.not_before.FromDatetime(result.not_before.astimezone(UTC))
     response.not_after.FromDatetime(result.not_after.astimezone(UTC))
@@ -101,9 +105,11 @@ class SignatureServicer(SignatureServiceServicer):
         trust: TrustStore,
         *,
         max_file_bytes: int,
+        max_document_bytes: int,
         announcer: TrustAnnouncer,
         fetcher: AttachmentFetcher,
     ) -> None:
+        self._max_document_bytes = max_document_bytes
         self._announcer = announcer
         self._fetcher = fetcher
         self._store = store
@@ -154,12 +160,23 @@ class SignatureServicer(SignatureServiceServicer):
                         f"{len(item.content)} bytes, more than {self._max_file_bytes}",
                     )
                 )
+        total = sum(len(item.content) for item in request.files)
+        if total > self._max_document_bytes:
+            problems.append(
+                FieldViolation(
+                    "files",
+                    f"{total} bytes in all, more than the {self._max_document_bytes} verified for"
+                    " one document",
+                )
+            )
         if request.direction not in DIRECTIONS:
             problems.append(FieldViolation("direction", f"unknown value {request.direction}"))
         if problems:
             raise InvalidArgument(problems)
-        files = [(item.name, item.content) for item in request.files]
-        results = await self._verifier.check_files(files)
+        files: list[tuple[str, bytes | Path]] = [
+            (item.name, item.content) for item in request.files
+        ]
+        results = await self._verifier.check_files(files, precheck=True)
         decision = self._verifier.policy.decide(
             results, request.document_type, DIRECTIONS[request.direction]
         )
@@ -196,7 +213,7 @@ class SignatureServicer(SignatureServiceServicer):
             raise InvalidArgument(problems)
         unit = caller_unit()
         refs: list[AttachmentRef] = []
-        files: list[tuple[str, bytes]] = []
+        files: list[tuple[str, bytes | Path]] = []
         unreadable = ""
         for i, attachment_id in enumerate(ids):
             try:
@@ -224,7 +241,8 @@ class SignatureServicer(SignatureServiceServicer):
             decision = Decision(False, unreadable, failed_rule="readable-files")
             verification = pb.VerifyDocumentResponse(**verification_view(decision))
             return pb.VerifyAttachmentsResponse(verification=verification, attachments=refs)
-        results = await self._verifier.check_files(files)
+        # a pre-check: on the pre-check pool, never ahead of submitted documents
+        results = await self._verifier.check_files(files, precheck=True)
         decision = self._verifier.policy.decide(
             results, request.document_type, DIRECTIONS[request.direction]
         )

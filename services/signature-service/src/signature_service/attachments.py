@@ -1,8 +1,9 @@
-"""Attachment bytes from document-service: streamed, size and SHA-256 checked against the
-event's AttachmentRef, retried while document-service cannot answer.
+"""Attachment bytes from document-service: streamed to a file (never held whole), size and
+SHA-256 checked against the event's AttachmentRef, retried while document-service cannot
+answer.
 
     fetcher = AttachmentFetcher(document_channel(settings), timeout=30.0, max_bytes=20 << 20)
-    data, problem = await fetcher.fetch(document_id, ref)   # (bytes, "") or (None, why)
+    problem = await fetcher.fetch(document_id, ref, path)   # "" (path written) or why not
     ref, data, problem = await fetcher.fetch_upload(unit, attachment_id)   # a pre-check
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from pathlib import Path
 
 import grpc
 from grpc import aio
@@ -67,23 +69,21 @@ class AttachmentFetcher:
         # over mTLS the certificate names the service: no header that could be mistaken for it
         self._identity = ((IDENTITY_HEADER, IDENTITY),) if dev_header else ()
 
-    async def fetch(self, document_id: str, ref: AttachmentRef) -> tuple[bytes | None, str]:
-        """(bytes, "") or (None, why the document must be rejected); raises
-        TransientEventError while document-service cannot answer."""
+    async def fetch(self, document_id: str, ref: AttachmentRef, path: Path) -> str:
+        """Write the attachment to ``path``: "" when done, or why the document must be
+        rejected; raises TransientEventError while document-service cannot answer."""
         if ref.size_bytes > self._max_bytes:
-            return None, (
-                f"{ref.name}: {ref.size_bytes} bytes, more than the {self._max_bytes} verified"
-            )
+            return f"{ref.name}: {ref.size_bytes} bytes, more than the {self._max_bytes} verified"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         delay = 0.2
         while True:
             try:
-                return await self._once(document_id, ref, max(deadline - loop.time(), 1.0))
+                return await self._once(document_id, ref, path, max(deadline - loop.time(), 1.0))
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
                 if code == grpc.StatusCode.NOT_FOUND:
-                    return None, f"{ref.name}: document-service has no such attachment"
+                    return f"{ref.name}: document-service has no such attachment"
                 if code in RETRYABLE and loop.time() + delay < deadline:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
@@ -93,34 +93,32 @@ class AttachmentFetcher:
                     f" document-service: {code.name}: {exc.details()}"
                 ) from exc
 
-    async def _once(
-        self, document_id: str, ref: AttachmentRef, timeout: float
-    ) -> tuple[bytes | None, str]:
+    async def _once(self, document_id: str, ref: AttachmentRef, path: Path, timeout: float) -> str:
         metadata = (*self._identity, *outgoing_metadata())
         digest = hashlib.sha256()
-        parts: list[bytes] = []
         size = 0
         call = self._stub.GetAttachment(
             doc_pb.GetAttachmentRequest(document_id=document_id, attachment_id=ref.attachment_id),
             metadata=metadata,
             timeout=timeout,
         )
-        async for message in call:
-            if message.WhichOneof("part") != "chunk":
-                continue
-            size += len(message.chunk)
-            if size > self._max_bytes:
-                call.cancel()
-                return None, f"{ref.name}: more than the {self._max_bytes} bytes verified"
-            digest.update(message.chunk)
-            parts.append(message.chunk)
+        with path.open("wb") as out:  # a retry starts the file afresh
+            async for message in call:
+                if message.WhichOneof("part") != "chunk":
+                    continue
+                size += len(message.chunk)
+                if size > self._max_bytes:
+                    call.cancel()
+                    return f"{ref.name}: more than the {self._max_bytes} bytes verified"
+                digest.update(message.chunk)
+                out.write(message.chunk)
         if size != ref.size_bytes or digest.hexdigest() != ref.sha256:
-            return None, (
+            return (
                 f"{ref.name}: the bytes fetched ({size} bytes, SHA-256 {digest.hexdigest()})"
                 f" do not match the submitted attachment ({ref.size_bytes} bytes, SHA-256"
                 f" {ref.sha256})"
             )
-        return b"".join(parts), ""
+        return ""
 
     async def fetch_upload(
         self, unit: str, attachment_id: str
@@ -128,7 +126,7 @@ class AttachmentFetcher:
         """An attachment ``unit`` uploaded, submitted or not (VerifyAttachments' pre-check):
         (its ref, bytes, "") or (ref, None, why it cannot be verified). Raises
         UploadMissingError, or grpc.aio.AioRpcError when document-service cannot answer."""
-        metadata = ((IDENTITY_HEADER, IDENTITY), *outgoing_metadata())
+        metadata = (*self._identity, *outgoing_metadata())
         call = self._stub.GetAttachment(
             doc_pb.GetAttachmentRequest(attachment_id=attachment_id, uploader_code=unit),
             metadata=metadata,

@@ -1,16 +1,24 @@
 """signature-service's event handlers: document.submitted in, a verdict recorded and
 document.verified out.
 
-    flow = VerificationFlow(store, deps.producer, deps.topics, verifier, fetcher)
+    flow = VerificationFlow(store, deps.producer, deps.topics, verifier, fetcher,
+                            max_document_bytes=100 << 20, max_attempts=3)
     ConsumerSpec("signature-service", [deps.topics.documents], flow.on_document)
 
 A bad document becomes a REJECTED verdict with its reason; a malformed event is dead-lettered
-(PoisonEvent); document-service being unreachable is retried (TransientEventError).
+(PoisonEvent); document-service being unreachable is retried (TransientEventError). The
+attachments are streamed to a temporary folder and verified from there; a document whose
+files total more than ``max_document_bytes`` is rejected before any is fetched. Each
+verification begun is counted in the store: a document the service died verifying
+``max_attempts`` times (a file that kills whatever runs it) is rejected with that reason
+instead of being verified again after every restart.
 """
 
 from __future__ import annotations
 
 import re
+import tempfile
+from pathlib import Path
 
 from aiokafka import ConsumerRecord
 
@@ -54,7 +62,14 @@ class VerificationFlow:
         topics: Topics,
         verifier: Verifier,
         fetcher: AttachmentFetcher,
+        *,
+        max_document_bytes: int,
+        max_attempts: int,
+        spool: Path | None = None,
     ) -> None:
+        self._max_document_bytes = max_document_bytes
+        self._max_attempts = max_attempts
+        self._spool = spool
         self._store = store
         self._producer = producer
         self._topics = topics
@@ -72,6 +87,7 @@ class VerificationFlow:
             document=document, recipients=submitted.recipients, **verification_view(decision)
         )
         await self._store.record_verification(verified)
+        await self._store.end_attempts(document.document_id)
         log.info(
             "document_verified",
             document_id=document.document_id,
@@ -91,12 +107,37 @@ class VerificationFlow:
         )
 
     async def _decide(self, submitted: DocumentSubmitted) -> Decision:
-        files: list[tuple[str, bytes]] = []
-        for ref in submitted.attachments:
-            data, problem = await self._fetcher.fetch(submitted.document.document_id, ref)
-            if data is None:
-                return Decision(False, problem, failed_rule="readable-files")
-            files.append((ref.name, data))
-        return await self._verifier.verify(
-            files, document_type=submitted.document.document_type, direction="outgoing"
-        )
+        document_id = submitted.document.document_id
+        total = sum(ref.size_bytes for ref in submitted.attachments)
+        if total > self._max_document_bytes:
+            return _refused(
+                f"the document's files total {total} bytes, more than the"
+                f" {self._max_document_bytes} verified for one document",
+                f"các tệp của văn bản có tổng {total} byte, vượt quá"
+                f" {self._max_document_bytes} byte được kiểm tra cho một văn bản",
+            )
+        with tempfile.TemporaryDirectory(prefix="signature-", dir=self._spool) as folder:
+            files: list[tuple[str, bytes | Path]] = []
+            for i, ref in enumerate(submitted.attachments):
+                path = Path(folder) / str(i)  # by position: the name is the sender's
+                problem = await self._fetcher.fetch(document_id, ref, path)
+                if problem:
+                    return _refused(problem, f"không lấy được tệp đính kèm để kiểm tra: {problem}")
+                files.append((ref.name, path))
+            attempt = await self._store.start_attempt(document_id)
+            if attempt > self._max_attempts:
+                log.error("verification_abandoned", document_id=document_id, attempts=attempt - 1)
+                return _refused(
+                    f"verification was started {attempt - 1} times and never finished (the"
+                    " service stopped while verifying it each time: a file that exhausts or"
+                    " crashes the validator)",
+                    f"đã bắt đầu kiểm tra {attempt - 1} lần mà không lần nào hoàn tất (dịch vụ"
+                    " dừng giữa chừng mỗi lần: có tệp làm cạn kiệt hoặc làm hỏng bộ kiểm tra)",
+                )
+            return await self._verifier.verify(
+                files, document_type=submitted.document.document_type, direction="outgoing"
+            )
+
+
+def _refused(reason: str, reason_vi: str) -> Decision:
+    return Decision(False, reason, failed_rule="readable-files", reason_vi=reason_vi)

@@ -4,7 +4,7 @@ It runs in a worker process (or a thread): the inputs and results are plain pick
 dataclasses, and each worker keeps its own event loop and revocation source (cache included)
 between calls. One entry point per question, both synchronous:
 
-    results, lookups = check_files(files, material, revocation_config)
+    results, lookups = check_files(files, material, revocation_config)   # files: (name, path)
     result, lookups = validate_certificate(der, intermediates, at, material, revocation_config)
 
 Each file is parsed once: the signatures are read, the revocation information for their
@@ -18,15 +18,16 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import os
 import re
+import resource
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from io import BytesIO
-from typing import Any
+from typing import Any, BinaryIO
 
 import structlog
 from asn1crypto import cms, pem, x509
@@ -56,11 +57,11 @@ from pyhanko_certvalidator import ValidationContext
 from lienthong_kit.logs import configure_logging
 from signature_service.pki import (
     KEY_USAGES_FOR_SIGNING,
-    build_chain,
     classify,
     describe_key_usage,
     fingerprint,
     rfc4514,
+    trusted_chain,
     uid_of,
 )
 from signature_service.revocation import RevocationConfig, RevocationSource
@@ -70,6 +71,7 @@ __all__ = [
     "CHECK_INDETERMINATE",
     "CHECK_PASSED",
     "CHECK_SKIPPED",
+    "OUT_OF_MEMORY",
     "CertificateResult",
     "Check",
     "FileResult",
@@ -109,6 +111,8 @@ class Material:
     revocation_notes: dict[str, str] = field(default_factory=dict)
     # certificates whose revocation status could not be obtained (SHA-256 -> why)
     revocation_unknown: dict[str, str] = field(default_factory=dict)
+    # those of them that name no revocation location at all (SHA-256)
+    revocation_no_information: frozenset[str] = frozenset()
     person_prefixes: tuple[str, ...] = ("CCCD:", "CMND:", "HC:")
     organisation_prefixes: tuple[str, ...] = ("MST:", "MNS:")
 
@@ -195,6 +199,10 @@ class CertificateResult:
     def reason(self) -> str:
         return _first_failure(self.checks)
 
+    @property
+    def reason_vi(self) -> str:
+        return _first_failure(self.checks, vi=True)
+
 
 def _first_failure(checks: list[Check], *, vi: bool = False) -> str:
     """The first failed check, as a reason ("" when none failed)."""
@@ -266,9 +274,18 @@ def _worker(config: RevocationConfig) -> _Worker:
     return worker
 
 
-def init_worker(service: str, level: str) -> None:
-    """A worker process's initializer: JSON logs like the rest of the service."""
+def init_worker(service: str, level: str, memory_bytes: int = 0) -> None:
+    """A worker process's initializer: JSON logs like the rest of the service, and its address
+    space capped at ``memory_bytes`` (0: no cap) so that a file that makes the validator
+    allocate without end fails this worker's allocation, not the whole service."""
     configure_logging(service, level)
+    if memory_bytes > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+
+
+def memory_limit() -> int:
+    """This process's address-space cap in bytes (-1: none)."""
+    return resource.getrlimit(resource.RLIMIT_AS)[0]
 
 
 def traced(trace_id: str, func: Callable[..., Any], *args: Any) -> Any:
@@ -327,15 +344,21 @@ def _load_cms(data: bytes) -> cms.SignedData:
     return signed
 
 
-def _pdf_signatures(data: bytes) -> list[EmbeddedPdfSignature]:
-    reader = PdfFileReader(BytesIO(data), strict=False)
-    return list(reader.embedded_regular_signatures)
+def _head(path: str, size: int = 1024) -> bytes:
+    with open(path, "rb") as stream:
+        return stream.read(size)
 
 
-def _pdf_problem(name: str, data: bytes) -> str:
-    head = data[:1024]
+def _tail(path: str, size: int = 1024) -> bytes:
+    with open(path, "rb") as stream:
+        stream.seek(0, os.SEEK_END)
+        stream.seek(max(stream.tell() - size, 0))
+        return stream.read(size)
+
+
+def _pdf_problem(name: str, head: bytes) -> str:
     if PDF_MAGIC not in head:
-        shown = data[:8].hex(" ")
+        shown = head[:8].hex(" ")
         return f"not a PDF file although named {name!r} (it starts with bytes {shown})"
     return ""
 
@@ -384,31 +407,43 @@ class _Pending:
 
 
 def check_files(
-    files: list[tuple[str, bytes]], material: Material, revocation: RevocationConfig
+    files: list[tuple[str, str]], material: Material, revocation: RevocationConfig
 ) -> tuple[list[FileResult], dict[str, int]]:
     """Every file's signatures with every check (never raises for a bad file), and the
-    revocation look-ups made (``"ocsp:fetched"`` -> count) for the caller's metrics."""
+    revocation look-ups made (``"ocsp:fetched"`` -> count) for the caller's metrics. Files are
+    (name, path): they are read from disk as validation needs them, never held whole."""
     worker = _worker(revocation)
-    results = worker.loop.run_until_complete(_check_files(files, material, worker.source))
+    try:
+        results = worker.loop.run_until_complete(_check_files(files, material, worker.source))
+    except MemoryError:
+        results = [FileResult(name, "file", problem=OUT_OF_MEMORY) for name, _ in files[:1]]
     return results, worker.source.take_counts()
 
 
 async def _check_files(
-    files: list[tuple[str, bytes]], material: Material, source: RevocationSource
+    files: list[tuple[str, str]], material: Material, source: RevocationSource
+) -> list[FileResult]:
+    with ExitStack() as opened:  # the files stay open until every signature is validated
+        return await _check_open_files(files, material, source, opened)
+
+
+async def _check_open_files(
+    files: list[tuple[str, str]], material: Material, source: RevocationSource, opened: ExitStack
 ) -> list[FileResult]:
     names = {name for name, _ in files}
     by_name = dict(files)
     results: list[FileResult] = []
     pending: list[_Pending] = []
-    for name, data in files:
+    for name, path in files:
+        head = _head(path)
         if _is_p7s(name):
-            results.append(_read_p7s(name, data, by_name, names, material, pending))
-        elif PDF_MAGIC in data[:1024]:
-            results.append(_read_pdf(name, data, material, pending))
+            results.append(_read_p7s(name, path, by_name, names, material, pending, opened))
+        elif PDF_MAGIC in head:
+            results.append(_read_pdf(name, path, material, pending, opened))
         else:
             result = FileResult(name, "file")
             if name.lower().endswith(".pdf"):
-                result.problem = _pdf_problem(name, data)
+                result.problem = _pdf_problem(name, head)
             results.append(result)
     if pending:
         material = await _with_revocation(material, pending, source)
@@ -425,14 +460,34 @@ async def _with_revocation(
     material: Material, pending: list[_Pending], source: RevocationSource
 ) -> Material:
     """The material plus the revocation information for every signer's chain."""
-    pool = [*_certs(material.intermediates), *_certs(material.anchors)]
+    return await _gather(
+        material, [(item.report, item.cert, item.others) for item in pending], source
+    )
+
+
+async def _gather(
+    material: Material,
+    signers: list[tuple[SignatureResult, x509.Certificate, list[x509.Certificate]]],
+    source: RevocationSource,
+) -> Material:
+    """The revocation information for each signer's chain, fetched only when the chain reaches
+    a configured anchor with every link's signature verified (a self-made chain's URLs are
+    never requested); each report learns its chain's certificates."""
+    anchors = _certs(material.anchors)
+    intermediates = _certs(material.intermediates)
     chains, seen = [], set()
-    for item in pending:
-        key = fingerprint(item.cert)
-        chain = build_chain(item.cert, item.others + pool)
-        item.report.own_key = key
-        item.report.chain_keys = frozenset(fingerprint(c) for c in chain)
-        if key not in seen:
+    untrusted: dict[str, str] = {}
+    for report, cert, others in signers:
+        key = fingerprint(cert)
+        chain = trusted_chain(cert, [*others, *intermediates], anchors)
+        report.own_key = key
+        report.chain_keys = frozenset(fingerprint(c) for c in chain or [cert])
+        if chain is None:
+            untrusted[key] = (
+                f"{rfc4514(cert.subject)}: not looked up: no chain to a configured trust anchor"
+                " (its revocation locations are contacted only for a trusted chain)"
+            )
+        elif key not in seen:
             seen.add(key)
             chains.append(chain)
     found = await source.gather(chains)
@@ -441,22 +496,26 @@ async def _with_revocation(
         crls=tuple(found.crls),
         ocsps=tuple(found.ocsps),
         revocation_notes=found.notes,
-        revocation_unknown=found.unknown,
+        revocation_unknown={**untrusted, **found.unknown} if source.mode != "off" else {},
+        revocation_no_information=frozenset(found.no_information),
     )
 
 
-def _read_pdf(name: str, data: bytes, material: Material, pending: list[_Pending]) -> FileResult:
+def _read_pdf(
+    name: str, path: str, material: Material, pending: list[_Pending], opened: ExitStack
+) -> FileResult:
     result = FileResult(name, "pdf")
-    if b"%%EOF" not in data[-1024:]:
+    if b"%%EOF" not in _tail(path):
         result.problem = (
             "cannot be read as a PDF: it has no end-of-file marker (%%EOF) in its last 1024"
             " bytes (truncated?)"
         )
         return result
     try:
-        reader = PdfFileReader(BytesIO(data), strict=False)
+        stream = opened.enter_context(open(path, "rb"))  # noqa: SIM115 - the stack closes it
+        reader = PdfFileReader(stream, strict=False)
         signatures = list(reader.embedded_regular_signatures)
-        layout = _layout(reader, data, signatures) if signatures else None
+        layout = _layout(reader, path, signatures) if signatures else None
     except Exception as exc:  # noqa: BLE001 - a corrupted file is a verdict, not a crash
         result.problem = f"cannot be read as a PDF: {_describe(exc)}"
         return result
@@ -490,11 +549,12 @@ def _unprocessable(report: SignatureResult, exc: BaseException) -> None:
 
 def _read_p7s(
     name: str,
-    data: bytes,
-    by_name: dict[str, bytes],
+    path: str,
+    by_name: dict[str, str],
     names: set[str],
     material: Material,
     pending: list[_Pending],
+    opened: ExitStack,
 ) -> FileResult:
     result = FileResult(name, "p7s")
     target = name[: -len(".p7s")]
@@ -502,7 +562,8 @@ def _read_p7s(
         result.problem = f"a detached signature for {target!r}, which is not among the files"
         return result
     try:
-        signed = _load_cms(data)
+        with open(path, "rb") as stream:  # a signature: small (the file cap bounds it)
+            signed = _load_cms(stream.read())
         signer_info = extract_signer_info(signed)
         certs = extract_certs_for_validation(signed)
     except Exception as exc:  # noqa: BLE001
@@ -515,7 +576,8 @@ def _read_p7s(
         moment = extract_self_reported_ts(signer_info) or datetime.now(UTC)
         report.signing_time = moment
         extra = list(certs.other_certs)
-        run = functools.partial(_run_cms, by_name[target], signed, moment, extra)
+        content = opened.enter_context(open(by_name[target], "rb"))  # noqa: SIM115
+        run = functools.partial(_run_cms, content, signed, moment, extra)
         pending.append(_Pending(report, certs.signer_cert, extra, run))
     except Exception as exc:  # noqa: BLE001
         _unprocessable(report, exc)
@@ -523,7 +585,7 @@ def _read_p7s(
 
 
 async def _run_cms(
-    content: bytes,
+    content: BinaryIO,
     signed: cms.SignedData,
     moment: datetime,
     extra: list[x509.Certificate],
@@ -569,7 +631,15 @@ async def _soft_failing(
     return status, messages
 
 
+OUT_OF_MEMORY = (
+    "validating it needs more memory than a validation worker may use"
+    " (LIENTHONG_SIGNATURE_MEMORY_PER_WORKER_BYTES)"
+)
+
+
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return OUT_OF_MEMORY
     text = str(exc).strip() or type(exc).__name__
     return text[:300]
 
@@ -638,9 +708,12 @@ def _indication(status: StandardCMSSignatureStatus, checks: list[Check]) -> tupl
         # a change after signing that the policy does not allow: the signed document is not
         # the document received (pyhanko's PAdES layer reports it as a format failure)
         sub = AdESFailure.FORMAT_FAILURE
-    elif any(c.name == "revocation" and c.technical == "TRY_LATER" for c in checks):
+    elif unknown := next(
+        (c.technical for c in checks if c.name == "revocation" and c.technical in _UNKNOWN),
+        "",
+    ):
         # the status could not be obtained: pyhanko says only CERTIFICATE_CHAIN_GENERAL_FAILURE
-        sub = AdESIndeterminate.TRY_LATER
+        return _INDICATIONS[AdESStatus.INDETERMINATE], unknown
     elif status.trust_problem_indic is not None:
         sub = status.trust_problem_indic
     else:
@@ -652,6 +725,11 @@ def _indication_of_error(exc: BaseException) -> tuple[str, str]:
     sub = getattr(exc, "ades_subindication", None) or AdESFailure.FORMAT_FAILURE
     return _INDICATIONS[sub.status], str(sub.standard_name)
 
+
+# the revocation status could not be fetched (try later) / no certificate location to fetch it
+TRY_LATER = str(AdESIndeterminate.TRY_LATER.standard_name)
+NO_REVOCATION_INFORMATION = "CERTIFICATE_NO_REVOCATION_INFORMATION"
+_UNKNOWN = (TRY_LATER, NO_REVOCATION_INFORMATION)
 
 _INDICATIONS = {
     AdESStatus.PASSED: "TOTAL-PASSED",
@@ -749,18 +827,37 @@ def _coverage(status: PdfSignatureStatus, layout: _Layout | None, index: int) ->
     )
 
 
-def _layout(reader: PdfFileReader, data: bytes, signatures: list[EmbeddedPdfSignature]) -> _Layout:
+def _layout(reader: PdfFileReader, path: str, signatures: list[EmbeddedPdfSignature]) -> _Layout:
+    size = os.path.getsize(path)
     ends = []
     for sig in signatures:
         byte_range = sig.sig_object.get("/ByteRange")
-        ends.append(int(byte_range[2]) + int(byte_range[3]) if byte_range else len(data))
-    tail = data[max(ends) :] if ends else b""
+        ends.append(int(byte_range[2]) + int(byte_range[3]) if byte_range else size)
     return _Layout(
         revisions=reader.xrefs.total_revisions,
         signed_revisions=tuple(sig.signed_revision for sig in signatures),
-        unsigned_tail=len(tail.strip(b"\r\n\t \x00")),
+        unsigned_tail=_unsigned_bytes(path, max(ends)) if ends else 0,
         pages=_page_objects(reader),
     )
+
+
+_BLANK = b"\r\n\t \x00"
+
+
+def _unsigned_bytes(path: str, start: int) -> int:
+    """The bytes from ``start`` to the end, trailing and leading line ends and blanks aside
+    (read in chunks: the tail may be as large as the file)."""
+    first = last = -1
+    with open(path, "rb") as stream:
+        stream.seek(start)
+        position = start
+        while chunk := stream.read(1 << 20):
+            if (stripped := chunk.lstrip(_BLANK)) and first < 0:
+                first = position + len(chunk) - len(stripped)
+            if kept := chunk.rstrip(_BLANK):
+                last = position + len(kept)
+            position += len(chunk)
+    return last - first if first >= 0 else 0
 
 
 def _page_objects(reader: PdfFileReader) -> dict[int, int]:
@@ -946,26 +1043,32 @@ def _revocation_check(material: Material, report: SignatureResult) -> Check:
             "không kiểm tra: tắt kiểm tra thu hồi",
         )
     keys = report.chain_keys
-    unknown = [
-        material.revocation_unknown[k] for k in sorted(keys) if k in material.revocation_unknown
-    ]
-    if unknown and material.revocation_mode == "require":
-        why = "; ".join(unknown)
+    unknown_keys = [k for k in sorted(keys) if k in material.revocation_unknown]
+    why = "; ".join(material.revocation_unknown[k] for k in unknown_keys)
+    # nothing to fetch later when no certificate left unknown names a location
+    sub = (
+        NO_REVOCATION_INFORMATION
+        if all(k in material.revocation_no_information for k in unknown_keys)
+        else TRY_LATER
+    )
+    if unknown_keys and material.revocation_mode == "require":
         return _check(
             "revocation",
             CHECK_FAILED,
-            f"status unknown and required (revocation mode require): {why}",
-            f"không xác định được trạng thái thu hồi, mà chế độ require bắt buộc: {why}",
-            "TRY_LATER",
+            f"status unknown: {why}; revocation mode require: a signature whose certificate"
+            " status is unknown is not accepted",
+            f"không xác định được trạng thái thu hồi: {why}; chế độ require: chữ ký không xác"
+            " định được trạng thái thu hồi thì không được chấp nhận",
+            sub,
         )
-    if unknown:
-        why = "; ".join(unknown)
+    if unknown_keys:
         return _check(
             "revocation",
             CHECK_INDETERMINATE,
-            f"status unknown, accepted in soft-fail mode: {why}",
-            f"không xác định được trạng thái thu hồi, chấp nhận ở chế độ soft-fail: {why}",
-            "TRY_LATER",
+            f"status unknown: {why}; revocation mode soft-fail: accepted with the status unknown",
+            f"không xác định được trạng thái thu hồi: {why}; chế độ soft-fail: vẫn chấp nhận"
+            " khi chưa rõ trạng thái",
+            sub,
         )
     own = material.revocation_notes.get(report.own_key, "no revocation information was needed")
     cas = sorted(
@@ -1048,16 +1151,6 @@ async def _validate_certificate(
 ) -> CertificateResult:
     cert = x509.Certificate.load(der)
     extra = [x509.Certificate.load(item) for item in intermediates]
-    pool = [*extra, *_certs(material.intermediates), *_certs(material.anchors)]
-    chain = build_chain(cert, pool)
-    found = await source.gather([chain])
-    material = dataclasses.replace(
-        material,
-        crls=tuple(found.crls),
-        ocsps=tuple(found.ocsps),
-        revocation_notes=found.notes,
-        revocation_unknown=found.unknown,
-    )
     result = CertificateResult(
         subject=rfc4514(cert.subject),
         issuer=rfc4514(cert.issuer),
@@ -1073,8 +1166,7 @@ async def _validate_certificate(
     # the same pyhanko routine and the same mapping as a signature's signer certificate
     report = SignatureResult("", 0, "", signer_kind=result.signer_kind, uid=result.uid)
     report.signing_time = at
-    report.own_key = fingerprint(cert)
-    report.chain_keys = frozenset(fingerprint(c) for c in chain)
+    material = await _gather(material, [(report, cert, extra)], source)
 
     async def run(material: Material) -> _CertStatus:
         context = _context(material, at, extra)

@@ -11,6 +11,8 @@ import hashlib
 from pathlib import Path
 
 from asn1crypto import pem, x509
+from cryptography import x509 as cx509
+from cryptography.exceptions import InvalidSignature
 
 __all__ = [
     "CERT_SUFFIXES",
@@ -24,6 +26,7 @@ __all__ = [
     "parse_certificates",
     "rfc4514",
     "to_pem",
+    "trusted_chain",
     "uid_of",
 ]
 
@@ -176,3 +179,53 @@ def build_chain(
         chain.append(issuer)
         current = issuer
     return chain
+
+
+# (child SHA-256, issuer SHA-256) -> whether the issuer's key signed the child (bounded)
+_ISSUED: dict[tuple[str, str], bool] = {}
+
+
+def _issued_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    key = (fingerprint(child), fingerprint(issuer))
+    known = _ISSUED.get(key)
+    if known is None:
+        try:
+            cx509.load_der_x509_certificate(child.dump()).verify_directly_issued_by(
+                cx509.load_der_x509_certificate(issuer.dump())
+            )
+            known = True
+        except (ValueError, TypeError, InvalidSignature):
+            known = False
+        if len(_ISSUED) > 10_000:
+            _ISSUED.clear()
+        _ISSUED[key] = known
+    return known
+
+
+def trusted_chain(
+    cert: x509.Certificate,
+    pool: list[x509.Certificate],
+    anchors: list[x509.Certificate],
+    *,
+    limit: int = 8,
+) -> list[x509.Certificate] | None:
+    """cert, its issuer, ... ending at one of ``anchors``, each link's signature verified by its
+    issuer's key; None when there is no such chain. Only such a chain's certificates may have
+    their revocation URLs fetched: a self-made chain names whatever URL its maker wants."""
+    anchor_keys = {fingerprint(a) for a in anchors}
+    candidates = [*pool, *anchors]
+
+    def walk(chain: list[x509.Certificate]) -> list[x509.Certificate] | None:
+        current = chain[-1]
+        if fingerprint(current) in anchor_keys:
+            return chain
+        if len(chain) >= limit:
+            return None
+        for issuer in candidates:
+            if issuer.subject != current.issuer or any(issuer == c for c in chain):
+                continue
+            if _issued_by(current, issuer) and (found := walk([*chain, issuer])) is not None:
+                return found
+        return None
+
+    return walk([cert])

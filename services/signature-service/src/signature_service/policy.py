@@ -78,10 +78,16 @@ class Decision:
     personal_valid: bool = False
     organisation_valid: bool = False
     signatures: list[SignatureResult] = field(default_factory=list)
+    reason_vi: str = ""  # the reason in Vietnamese
 
 
 def _who(sig: SignatureResult) -> str:
     kind = {PERSON: "person", ORGANISATION: "organisation"}.get(sig.signer_kind, "signer")
+    return f"{kind} {sig.subject}"
+
+
+def _who_vi(sig: SignatureResult) -> str:
+    kind = {PERSON: "cá nhân", ORGANISATION: "cơ quan, tổ chức"}.get(sig.signer_kind, "người ký")
     return f"{kind} {sig.subject}"
 
 
@@ -107,44 +113,64 @@ class Policy:
             s.valid and s.signer_kind == ORGANISATION for s in on_main
         )
 
-        def reject(failed_rule: str, reason: str) -> Decision:
+        def reject(failed_rule: str, reason: str, reason_vi: str) -> Decision:
             decision.failed_rule, decision.reason = failed_rule, reason
+            decision.reason_vi = reason_vi
             return decision
 
         # the readable-files rule first: no development shortcut lets an unreadable file through
         for f in files:
             if f.problem:
-                return reject("readable-files", f"{f.name}: {f.problem}")
+                return reject(
+                    "readable-files",
+                    f"{f.name}: {f.problem}",
+                    f"{f.name}: tệp không đọc được hoặc không đúng loại ({f.problem})",
+                )
         if not signatures and self.accept_unsigned:
             decision.accepted = True
             decision.reason = (
                 "accepted WITHOUT signature verification: the document carries no signature and"
                 " LIENTHONG_SIGNATURE_ACCEPT_UNSIGNED is on (development only)"
             )
+            decision.reason_vi = (
+                "chấp nhận KHÔNG kiểm tra chữ ký: văn bản không có chữ ký nào và"
+                " LIENTHONG_SIGNATURE_ACCEPT_UNSIGNED đang bật (chỉ dùng khi phát triển)"
+            )
             return decision
         if not files:
-            return reject("no-signed-file", "the document has no file to verify")
+            return reject(
+                "no-signed-file", "the document has no file to verify", "văn bản không có tệp nào"
+            )
         for sig in signatures:
             if not sig.valid:
                 return reject(
                     "signatures-valid",
                     f"{sig.file_name}: signature {sig.index} ({_who(sig)}) is not valid:"
                     f" {sig.reason}",
+                    f"{sig.file_name}: chữ ký {sig.index} ({_who_vi(sig)}) không hợp lệ:"
+                    f" {sig.reason_vi}",
                 )
         if not signatures:
-            return reject("no-signed-file", f"{main_name}: carries no signature")
+            return reject(
+                "no-signed-file",
+                f"{main_name}: carries no signature",
+                f"{main_name}: không có chữ ký nào",
+            )
         persons = [s for s in on_main if s.signer_kind == PERSON]
         organisations = [s for s in on_main if s.signer_kind == ORGANISATION]
         if not organisations:
             return reject(
                 "organisation-signature-required",
                 f"{main_name}: no valid organisation signature (rule {rule.text})",
+                f"{main_name}: thiếu chữ ký số hợp lệ của cơ quan, tổ chức (quy tắc {rule.text})",
             )
         if rule.requirement != "organisation":
             if not persons:
                 return reject(
                     "personal-signature-required",
                     f"{main_name}: no valid signature of the competent person (rule {rule.text})",
+                    f"{main_name}: thiếu chữ ký số hợp lệ của người có thẩm quyền (quy tắc"
+                    f" {rule.text})",
                 )
             if rule.requirement == "person-then-organisation" and max(
                 s.index for s in organisations
@@ -154,6 +180,9 @@ class Policy:
                     f"{main_name}: the organisation signed (signature"
                     f" {organisations[0].index}) before the person (signature"
                     f" {persons[0].index}); the organisation signs after the competent person",
+                    f"{main_name}: cơ quan, tổ chức ký (chữ ký {organisations[0].index}) trước"
+                    f" người có thẩm quyền (chữ ký {persons[0].index}); cơ quan, tổ chức phải ký"
+                    " sau người có thẩm quyền",
                 )
         for f in files:
             if f.kind == "p7s" or f.name == main_name:
@@ -164,8 +193,12 @@ class Policy:
                     "appendix-organisation-signature-required",
                     f"{f.name}: an appendix without a valid organisation signature"
                     f" (sign it as a PDF or add {f.name}.p7s)",
+                    f"{f.name}: phụ lục thiếu chữ ký số hợp lệ của cơ quan, tổ chức (ký trên"
+                    f" PDF hoặc gửi kèm {f.name}.p7s)",
                 )
         decision.accepted = True
         order = " then ".join(_who(s) for s in on_main)
         decision.reason = f"{len(signatures)} valid signature(s); {main_name}: {order}"
+        order_vi = " rồi ".join(_who_vi(s) for s in on_main)
+        decision.reason_vi = f"{len(signatures)} chữ ký hợp lệ; {main_name}: {order_vi}"
         return decision

@@ -12,12 +12,26 @@ from collections.abc import Iterable
 from datetime import UTC
 from typing import TypedDict, cast
 
-from lienthong.common.v1.common_pb2 import SignatureCheck, SignatureReport, Verdict
+from lienthong.common.v1.common_pb2 import Indication, SignatureCheck, SignatureReport, Verdict
 from lienthong.events.v1.events_pb2 import DocumentVerified
 from signature_service.engine import Check, SignatureResult
 from signature_service.policy import Decision
 
-__all__ = ["VerificationView", "check_of", "recorded_view", "report_of", "verification_view"]
+__all__ = [
+    "VerificationView",
+    "check_of",
+    "indication_of",
+    "recorded_view",
+    "report_of",
+    "verification_view",
+]
+
+# the engine's ETSI EN 319 102-1 words -> lienthong.common.v1.Indication
+INDICATIONS = {
+    "TOTAL-PASSED": Indication.INDICATION_TOTAL_PASSED,
+    "TOTAL-FAILED": Indication.INDICATION_TOTAL_FAILED,
+    "INDETERMINATE": Indication.INDICATION_INDETERMINATE,
+}
 
 
 class VerificationView(TypedDict):
@@ -25,14 +39,25 @@ class VerificationView(TypedDict):
 
     verdict: Verdict.ValueType
     reason: str
+    reason_vi: str
     failed_rule: str
     personal_signature_valid: bool
     organisation_signature_valid: bool
     signatures: Iterable[SignatureReport]
 
 
+def indication_of(words: str) -> Indication.ValueType:
+    return INDICATIONS.get(words, Indication.INDICATION_UNSPECIFIED)
+
+
 def check_of(check: Check) -> SignatureCheck:
-    return SignatureCheck(name=check.name, outcome=check.outcome, detail=check.detail)  # type: ignore[arg-type]
+    return SignatureCheck(
+        name=check.name,
+        outcome=check.outcome,  # type: ignore[arg-type]
+        detail=check.detail,
+        detail_vi=check.detail_vi,
+        technical=check.technical,
+    )
 
 
 def report_of(sig: SignatureResult) -> SignatureReport:
@@ -43,6 +68,9 @@ def report_of(sig: SignatureResult) -> SignatureReport:
         signer_subject=sig.subject,
         valid=sig.valid,
         reason=sig.reason,
+        reason_vi=sig.reason_vi,
+        indication=indication_of(sig.indication),
+        sub_indication=sig.sub_indication,
         format=sig.format,
         issuer_subject=sig.issuer,
         certificate_serial=sig.serial,
@@ -59,6 +87,7 @@ def verification_view(decision: Decision) -> VerificationView:
     return VerificationView(
         verdict=Verdict.VERDICT_ACCEPTED if decision.accepted else Verdict.VERDICT_REJECTED,
         reason=decision.reason,
+        reason_vi=decision.reason_vi,
         failed_rule=decision.failed_rule,
         personal_signature_valid=decision.personal_valid,
         organisation_signature_valid=decision.organisation_valid,

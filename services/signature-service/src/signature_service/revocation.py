@@ -45,6 +45,8 @@ class RevocationFound:
     notes: dict[str, str] = field(default_factory=dict)
     # certificate SHA-256 -> why no status was obtained
     unknown: dict[str, str] = field(default_factory=dict)
+    # the unknown ones that name no OCSP responder and no CRL (nothing to try later)
+    no_information: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -80,6 +82,8 @@ class RevocationConfig:
     supplied: Path | None = None
     cache: bool = True
     cache_max_seconds: float = 86400.0
+    # the largest CRL or OCSP response read (a reply is never read unbounded)
+    max_bytes: int = 8 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -175,6 +179,12 @@ class RevocationSource:
                 # no answer from the certificate's own locations (or it names none): the
                 # operator's material decides, in every mode but off
                 found.notes[key] = supplied
+            elif not _ocsp_urls(cert) and not _crl_urls(cert):
+                found.unknown[key] = (
+                    f"{rfc4514(cert.subject)}: {note}, and no supplied CRL or OCSP response"
+                    " covers it"
+                )
+                found.no_information.add(key)
             else:
                 found.unknown[key] = f"{rfc4514(cert.subject)}: {note}"
         return found
@@ -201,7 +211,7 @@ class RevocationSource:
         self, cert: x509.Certificate, issuer: x509.Certificate
     ) -> tuple[str, bytes, str]:
         problems = []
-        for url in cert.ocsp_urls:
+        for url in _ocsp_urls(cert):
             try:
                 der, how = await self._ocsp(cert, issuer, url)
                 return "ocsp", der, f"OCSP {url}, {how}"
@@ -272,10 +282,9 @@ class RevocationSource:
                 url,
                 data=request.dump(),
                 headers={"Content-Type": "application/ocsp-request"},
+                allow_redirects=False,
             ) as reply:
-                if reply.status != 200:
-                    raise RuntimeError(f"HTTP {reply.status}")
-                der = await reply.read()
+                der = await self._body(reply)
             response = ocsp.OCSPResponse.load(der)
             status = response["response_status"].native
             if status != "successful":
@@ -289,16 +298,29 @@ class RevocationSource:
         self._store(key, der, next_update)
         return der, f"{cert_status}, next update {_fmt(next_update)}"
 
+    async def _body(self, reply: aiohttp.ClientResponse) -> bytes:
+        """The reply's body, at most ``max_bytes`` (no redirect is followed)."""
+        if reply.status != 200:
+            raise RuntimeError(f"HTTP {reply.status}")
+        limit = self.config.max_bytes
+        if (reply.content_length or 0) > limit:
+            raise RuntimeError(f"{reply.content_length} bytes, more than the {limit} read")
+        parts, size = [], 0
+        async for chunk in reply.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise RuntimeError(f"more than the {limit} bytes read")
+            parts.append(chunk)
+        return b"".join(parts)
+
     async def _crl(self, url: str) -> tuple[bytes, str]:
         key = f"crl:{url}"
         cached = self._cached(key, "crl")
         if cached is not None:
             return cached, "cached"
         try:
-            async with self._http().get(url) as reply:
-                if reply.status != 200:
-                    raise RuntimeError(f"HTTP {reply.status}")
-                der = await reply.read()
+            async with self._http().get(url, allow_redirects=False) as reply:
+                der = await self._body(reply)
             if pem.detect(der):
                 _, _, der = pem.unarmor(der)
             parsed = crl.CertificateList.load(der)
@@ -309,6 +331,10 @@ class RevocationSource:
         self._count("crl", "fetched")
         self._store(key, der, next_update if isinstance(next_update, datetime) else None)
         return der, f"next update {_fmt(next_update)}"
+
+
+def _ocsp_urls(cert: x509.Certificate) -> list[str]:
+    return [url for url in cert.ocsp_urls if url.startswith(("http://", "https://"))]
 
 
 def _crl_urls(cert: x509.Certificate) -> list[str]:

@@ -60,6 +60,11 @@ class Settings(KitSettings):
         86400.0,
         doc="longest a cached CRL/OCSP response is used (also when it names no next update)",
     )
+    signature_revocation_max_bytes: int = setting(
+        "LIENTHONG_SIGNATURE_REVOCATION_MAX_BYTES",
+        8 * 1024 * 1024,
+        doc="largest CRL or OCSP response read (a larger one leaves the status unknown)",
+    )
     signature_person_uid_prefixes: tuple[str, ...] = setting(
         "LIENTHONG_SIGNATURE_PERSON_UID_PREFIXES",
         ("CCCD:", "CMND:", "HC:"),
@@ -122,6 +127,39 @@ class Settings(KitSettings):
         20 * 1024 * 1024,
         doc="largest file verified (VerifyDocument and attachments)",
     )
+    signature_max_document_bytes: int = setting(
+        "LIENTHONG_SIGNATURE_MAX_DOCUMENT_BYTES",
+        100 * 1024 * 1024,
+        doc="largest total of one document's files verified (a larger document is rejected)",
+    )
+    signature_memory_per_worker_bytes: int = setting(
+        "LIENTHONG_SIGNATURE_MEMORY_PER_WORKER_BYTES",
+        1024 * 1024 * 1024,
+        doc="address-space cap of each validation worker process (RLIMIT_AS; 0: none): a file"
+        " that needs more is rejected, the worker and the service live on",
+    )
+    signature_max_attempts: int = setting(
+        "LIENTHONG_SIGNATURE_MAX_ATTEMPTS",
+        3,
+        doc="times a document's verification may start without finishing (the service stopped"
+        " meanwhile) before it is rejected; counted in the store, across restarts",
+    )
+    signature_precheck_workers: int = setting(
+        "LIENTHONG_SIGNATURE_PRECHECK_WORKERS",
+        1,
+        doc="worker processes of their own for VerifyDocument and ValidateCertificate; 0: one"
+        " thread of the service process",
+    )
+    signature_precheck_queue: int = setting(
+        "LIENTHONG_SIGNATURE_PRECHECK_QUEUE",
+        4,
+        doc="pre-checks that may wait for a pre-check worker; beyond, RESOURCE_EXHAUSTED",
+    )
+    signature_spool_dir: Path | None = setting(
+        "LIENTHONG_SIGNATURE_SPOOL_DIR",
+        None,
+        doc="folder for the files being verified (the system's temporary folder when unset)",
+    )
 
     def validate(self) -> list[str]:
         problems = super().validate()
@@ -140,14 +178,28 @@ class Settings(KitSettings):
             problems.append(
                 "LIENTHONG_SIGNATURE_REVOCATION_OFFLINE needs LIENTHONG_SIGNATURE_REVOCATION_DIR"
             )
-        if self.signature_workers < 0:
-            problems.append("LIENTHONG_SIGNATURE_WORKERS: must be 0 or more")
+        for name in (
+            "signature_workers",
+            "signature_memory_per_worker_bytes",
+            "signature_precheck_workers",
+            "signature_precheck_queue",
+        ):
+            if getattr(self, name) < 0:
+                problems.append(f"LIENTHONG_{name.upper()}: must be 0 or more")
+        if self.signature_max_attempts < 1:
+            problems.append("LIENTHONG_SIGNATURE_MAX_ATTEMPTS: must be 1 or more")
+        if self.signature_spool_dir is not None and not self.signature_spool_dir.is_dir():
+            problems.append(
+                f"LIENTHONG_SIGNATURE_SPOOL_DIR: no such folder: {self.signature_spool_dir}"
+            )
         for name in (
             "signature_trust_reload_seconds",
             "signature_revocation_timeout_seconds",
             "signature_fetch_timeout_seconds",
             "signature_validation_timeout_seconds",
             "signature_max_file_bytes",
+            "signature_max_document_bytes",
+            "signature_revocation_max_bytes",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"LIENTHONG_{name.upper()}: must be greater than 0")

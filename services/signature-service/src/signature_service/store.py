@@ -5,9 +5,10 @@
     found = await store.verification("doc-1")             # Verification | None
     await store.add_operator_anchor(sha256, pem, "province-it")   # False: it was there
     await store.operator_anchors()                        # [OperatorAnchor]
+    await store.start_attempt("doc-1")                    # 1, 2, ...: verifications begun
 
-Both collections are keyed by ``_id`` (document id; the anchor's SHA-256), so they need no
-other index.
+The collections are keyed by ``_id`` (document id; the anchor's SHA-256; document id), so
+they need no other index.
 """
 
 from __future__ import annotations
@@ -45,6 +46,22 @@ class SignatureStore:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self._verifications = db["verifications"]
         self._anchors = db["trust_anchors"]
+        self._attempts = db["verification_attempts"]
+
+    async def start_attempt(self, document_id: str) -> int:
+        """Count one more verification begun for the document (in the store: a run the
+        service died in still counts after a restart) and return the count."""
+        row = await self._attempts.find_one_and_update(
+            {"_id": document_id},
+            {"$inc": {"count": 1}, "$set": {"last_at": datetime.now(UTC)}},
+            upsert=True,
+            return_document=True,  # pymongo.ReturnDocument.AFTER: the count after this one
+        )
+        return int(row["count"]) if row else 1
+
+    async def end_attempts(self, document_id: str) -> None:
+        """The verdict is recorded: forget the count (a redelivery starts afresh)."""
+        await self._attempts.delete_one({"_id": document_id})
 
     async def record_verification(self, verified: DocumentVerified) -> None:
         """Record (or replace: a redelivered event is verified again) a document's verdict."""

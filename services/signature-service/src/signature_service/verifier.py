@@ -1,8 +1,9 @@
 """The verifier: files in, policy decision out, without blocking the event loop.
 
     verifier = Verifier(trust, RevocationConfig(mode="require"), policy, workers=2)
-    decision = await verifier.verify([("qd-15.pdf", data)], document_type="QĐ",
+    decision = await verifier.verify([("qd-15.pdf", path_or_bytes)], document_type="QĐ",
                                      direction="outgoing")
+    results = await verifier.check_files(files, precheck=True)   # VerifyDocument
 
 pyhanko's validation is CPU-bound (and partly synchronous), so it runs in a pool of worker
 processes (``workers=0``: one thread of this process, for tests and small installations).
@@ -13,23 +14,34 @@ its pool's processes killed and a new pool started (otherwise the hostile file w
 worker busy for good), and the other validations that pool was running are run again on the
 new one. With ``workers=0`` the thread cannot be killed: it is abandoned to finish on its own
 and a new thread takes the next files.
+
+Memory stays bounded: files reach the workers as paths (bytes given in memory are written to
+a temporary folder first), and each worker process's address space is capped
+(``memory_bytes``), so a file that makes pyhanko allocate without end fails in its worker.
+Pre-checks (VerifyDocument, ValidateCertificate) run in a pool of their own behind a bounded
+queue: they cannot hold up submitted documents, and a full queue is refused at once
+(RESOURCE_EXHAUSTED).
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import tempfile
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import grpc
 from asn1crypto import x509
 
-from lienthong_kit.errors import DeadlineExceeded, FieldViolation, InvalidArgument
+from lienthong_kit.errors import DeadlineExceeded, FieldViolation, InvalidArgument, LienthongError
 from lienthong_kit.logs import get_logger
 from lienthong_kit.tracing import current_trace_id
 from signature_service import engine
@@ -38,7 +50,7 @@ from signature_service.metrics import SIGNATURE_REVOCATION_FETCHES, SIGNATURE_VE
 from signature_service.policy import Decision, Policy
 from signature_service.revocation import RevocationConfig
 
-__all__ = ["Trust", "Verifier"]
+__all__ = ["PrecheckQueueFull", "Trust", "Verifier"]
 
 T = TypeVar("T")
 log = get_logger(__name__)
@@ -52,63 +64,42 @@ class Trust(Protocol):
     intermediates: list[tuple[x509.Certificate, str]]
 
 
-class Verifier:
-    def __init__(
-        self,
-        trust: Trust,
-        revocation: RevocationConfig,
-        policy: Policy,
-        *,
-        workers: int = 2,
-        timeout: float = 60.0,
-        person_prefixes: tuple[str, ...] = ("CCCD:", "CMND:", "HC:"),
-        organisation_prefixes: tuple[str, ...] = ("MST:", "MNS:"),
-        log_service: str = "signature-service",
-        log_level: str = "info",
-    ) -> None:
-        self.log_service = log_service
-        self.log_level = log_level
-        self.trust = trust
-        self.revocation = revocation
-        self.policy = policy
+class PrecheckQueueFull(LienthongError):
+    """Every pre-check worker is busy and the queue behind them is full: retry later."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class _Pool:
+    """Worker processes (a thread when ``workers`` is 0) that replace themselves when a task
+    outlasts ``timeout`` or crashes one of them."""
+
+    def __init__(self, name: str, workers: int, timeout: float, initargs: tuple[Any, ...]) -> None:
+        self.name = name
         self.workers = workers
         self.timeout = timeout
-        self.person_prefixes = person_prefixes
-        self.organisation_prefixes = organisation_prefixes
-        self._executor = self._new_executor()
+        self._initargs = initargs
+        self.executor = self._new_executor()
         self._retired: weakref.WeakSet[Executor] = weakref.WeakSet()  # replaced on purpose
-        self._material_version = -1
-        self._material = Material(anchors=(), intermediates=())
 
     def _new_executor(self) -> Executor:
         if self.workers <= 0:
-            return ThreadPoolExecutor(1, thread_name_prefix="signature-validation")
+            return ThreadPoolExecutor(1, thread_name_prefix=f"signature-{self.name}")
         # spawn: never fork a process that runs gRPC and asyncio threads
         return ProcessPoolExecutor(
             self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=engine.init_worker,
-            initargs=(self.log_service, self.log_level),
+            initargs=self._initargs,
         )
 
-    async def warm_up(self) -> None:
-        """Start the worker processes now (importing pyhanko takes a moment), not on the first
-        document."""
-        await asyncio.gather(*(self._run(engine.warm, 0.5) for _ in range(max(self.workers, 1))))
-
-    async def aclose(self) -> None:
-        if isinstance(self._executor, ThreadPoolExecutor):
-            # after the task in hand (no timeout: the thread's loop and sessions must close)
-            await asyncio.get_running_loop().run_in_executor(self._executor, engine.shutdown_worker)
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+    async def run(self, func: Callable[..., T], *args: Any) -> T:
         """``func(*args)`` in the pool within ``timeout``. TimeoutError: it did not finish (its
         pool was replaced); BrokenProcessPool: it crashed its worker twice."""
         loop = asyncio.get_running_loop()
         trace_id = current_trace_id()  # the worker's log lines carry it
         for attempt in (1, 2):
-            executor = self._executor
+            executor = self.executor
             try:
                 return await asyncio.wait_for(
                     loop.run_in_executor(executor, engine.traced, trace_id, func, *args),
@@ -134,17 +125,95 @@ class Verifier:
 
     def _replace(self, executor: Executor, why: str) -> None:
         """Retire ``executor`` (killing its processes) and start a new one, once."""
-        if executor is not self._executor:
+        if executor is not self.executor:
             return  # another task replaced it already
-        log.error(why, workers=self.workers, timeout=self.timeout)
+        log.error(why, pool=self.name, workers=self.workers, timeout=self.timeout)
         self._retired.add(executor)
-        self._executor = self._new_executor()
+        self.executor = self._new_executor()
         if isinstance(executor, ProcessPoolExecutor):
             # Python 3.11 has no public way to stop a busy worker (3.14: kill_workers)
             processes = getattr(executor, "_processes", None) or {}
             for process in list(processes.values()):
                 process.kill()
         executor.shutdown(wait=False, cancel_futures=True)
+
+    async def aclose(self) -> None:
+        if isinstance(self.executor, ThreadPoolExecutor):
+            # after the task in hand (no timeout: the thread's loop and sessions must close)
+            await asyncio.get_running_loop().run_in_executor(self.executor, engine.shutdown_worker)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Verifier:
+    def __init__(
+        self,
+        trust: Trust,
+        revocation: RevocationConfig,
+        policy: Policy,
+        *,
+        workers: int = 2,
+        timeout: float = 60.0,
+        person_prefixes: tuple[str, ...] = ("CCCD:", "CMND:", "HC:"),
+        organisation_prefixes: tuple[str, ...] = ("MST:", "MNS:"),
+        log_service: str = "signature-service",
+        log_level: str = "info",
+        memory_bytes: int = 0,
+        precheck_workers: int | None = None,
+        precheck_queue: int = 4,
+        spool: Path | None = None,
+    ) -> None:
+        self.trust = trust
+        self.revocation = revocation
+        self.policy = policy
+        self.workers = workers
+        self.timeout = timeout
+        self.person_prefixes = person_prefixes
+        self.organisation_prefixes = organisation_prefixes
+        self.spool = spool
+        initargs = (log_service, log_level, memory_bytes)
+        self._documents = _Pool("documents", workers, timeout, initargs)
+        # pre-checks: their own workers (one thread when the documents have one)
+        precheck = min(workers, 1) if precheck_workers is None else precheck_workers
+        self._prechecks = _Pool("prechecks", precheck, timeout, initargs)
+        # pre-checks admitted at once: one per worker running, ``precheck_queue`` waiting
+        self.precheck_slots = max(precheck, 1) + max(precheck_queue, 0)
+        self._precheck_admitted = 0
+        self._material_version = -1
+        self._material = Material(anchors=(), intermediates=())
+
+    async def warm_up(self) -> None:
+        """Start the worker processes now (importing pyhanko takes a moment), not on the first
+        document."""
+        await asyncio.gather(
+            *(
+                pool.run(engine.warm, 0.5)
+                for pool in (self._documents, self._prechecks)
+                for _ in range(max(pool.workers, 1))
+            )
+        )
+
+    async def aclose(self) -> None:
+        await self._documents.aclose()
+        await self._prechecks.aclose()
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)`` in the documents' pool (see _Pool.run)."""
+        return await self._documents.run(func, *args)
+
+    @asynccontextmanager
+    async def _precheck_slot(self) -> AsyncIterator[None]:
+        if self._precheck_admitted >= self.precheck_slots:
+            raise PrecheckQueueFull(
+                f"{self._precheck_admitted} pre-checks are running or waiting, the most admitted"
+                " (LIENTHONG_SIGNATURE_PRECHECK_WORKERS + LIENTHONG_SIGNATURE_PRECHECK_QUEUE):"
+                " retry later",
+                reason="PRECHECK_QUEUE_FULL",
+            )
+        self._precheck_admitted += 1
+        try:
+            yield
+        finally:
+            self._precheck_admitted -= 1
 
     def _base(self) -> Material:
         """The trust material for the workers (rebuilt when the trust store changes)."""
@@ -165,25 +234,37 @@ class Verifier:
             kind, outcome = key.split(":")
             SIGNATURE_REVOCATION_FETCHES.labels(kind, outcome).inc(count)
 
-    async def check_files(self, files: list[tuple[str, bytes]]) -> list[FileResult]:
+    async def check_files(
+        self, files: Sequence[tuple[str, bytes | Path]], *, precheck: bool = False
+    ) -> list[FileResult]:
         """Every file's signatures with every check; a worker crash or timeout is reported as
-        the files' problem."""
-        try:
-            results, lookups = await self._run(
-                engine.check_files, files, self._base(), self.revocation
-            )
-        except (BrokenProcessPool, TimeoutError) as exc:
-            why = (
-                f"validation did not finish within {self.timeout:g} s"
-                if isinstance(exc, TimeoutError)
-                else "the file crashed the validator"
-            )
-            return [FileResult(name, "file", problem=why) for name, _ in files[:1]]
+        the files' problem. Bytes are written to a temporary file first: the workers get
+        paths. ``precheck``: in the pre-checks' pool (PrecheckQueueFull when it is full)."""
+        if precheck:
+            async with self._precheck_slot():
+                return await self._check_files(self._prechecks, files)
+        return await self._check_files(self._documents, files)
+
+    async def _check_files(
+        self, pool: _Pool, files: Sequence[tuple[str, bytes | Path]]
+    ) -> list[FileResult]:
+        with tempfile.TemporaryDirectory(prefix="signature-", dir=self.spool) as folder:
+            paths = await asyncio.to_thread(_spooled, files, Path(folder))
+            try:
+                results, lookups = await pool.run(
+                    engine.check_files, paths, self._base(), self.revocation
+                )
+            except (BrokenProcessPool, TimeoutError, MemoryError) as exc:
+                why = {
+                    TimeoutError: f"validation did not finish within {self.timeout:g} s",
+                    MemoryError: engine.OUT_OF_MEMORY,
+                }.get(type(exc), "the file crashed the validator")
+                return [FileResult(name, "file", problem=why) for name, _ in files[:1]]
         self._count(lookups)
         return results
 
     async def verify(
-        self, files: list[tuple[str, bytes]], *, document_type: str, direction: str
+        self, files: Sequence[tuple[str, bytes | Path]], *, document_type: str, direction: str
     ) -> Decision:
         started = time.perf_counter()
         results = await self.check_files(files)
@@ -195,20 +276,41 @@ class Verifier:
     async def validate_certificate(
         self, der: bytes, intermediates: list[bytes], at: datetime
     ) -> CertificateResult:
-        """DeadlineExceeded when the validation outlasts ``timeout``; InvalidArgument when the
-        certificate crashed the validator (twice)."""
+        """A pre-check. DeadlineExceeded when the validation outlasts ``timeout``;
+        InvalidArgument when the certificate crashed the validator (twice); PrecheckQueueFull
+        when the pre-checks' queue is full."""
         try:
-            result, lookups = await self._run(
-                engine.validate_certificate, der, intermediates, at, self._base(), self.revocation
-            )
+            async with self._precheck_slot():
+                result, lookups = await self._prechecks.run(
+                    engine.validate_certificate,
+                    der,
+                    intermediates,
+                    at,
+                    self._base(),
+                    self.revocation,
+                )
         except TimeoutError:
             raise DeadlineExceeded(
                 f"certificate validation did not finish within {self.timeout:g} s",
                 reason="VALIDATION_TIMEOUT",
             ) from None
-        except BrokenProcessPool:
+        except (BrokenProcessPool, MemoryError):
             raise InvalidArgument(
                 [FieldViolation("certificate", "could not be validated: it crashed the validator")]
             ) from None
         self._count(lookups)
         return result
+
+
+def _spooled(files: Sequence[tuple[str, bytes | Path]], folder: Path) -> list[tuple[str, str]]:
+    """(name, path) for each file; bytes are written under ``folder`` (by position: a file
+    name is the sender's and may hold anything)."""
+    found = []
+    for i, (name, content) in enumerate(files):
+        if isinstance(content, Path):
+            found.append((name, str(content)))
+            continue
+        path = folder / str(i)
+        path.write_bytes(content)
+        found.append((name, str(path)))
+    return found

@@ -25,21 +25,23 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n lienthong/common/v1/common.proto\x12\x13lienthong.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"0\n\x0c\x44ocumentCode\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x10\n\x08notation\x18\x02 \x01(\t\"m\n\x0eRecipientScope\x12\x15\n\rancestor_code\x18\x01 \x01(\t\x12-\n\x05level\x18\x02 \x01(\x0e\x32\x1e.lienthong.common.v1.UnitLevel\x12\x15\n\rexclude_codes\x18\x03 \x03(\t\"U\n\nRecipients\x12\x12\n\nunit_codes\x18\x01 \x03(\t\x12\x33\n\x06scopes\x18\x02 \x03(\x0b\x32#.lienthong.common.v1.RecipientScope\"X\n\tForwarded\x12\x13\n\x0b\x63losed_code\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"k\n\rAttachmentRef\x12\x15\n\rattachment_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tmime_type\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x0e\n\x06sha256\x18\x05 \x01(\t\"\xba\x02\n\x0f\x44ocumentSummary\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x19\n\x11\x65\x64xml_document_id\x18\x02 \x01(\t\x12\x13\n\x0bsender_code\x18\x03 \x01(\t\x12/\n\x04\x63ode\x18\x04 \x01(\x0b\x32!.lienthong.common.v1.DocumentCode\x12\x15\n\rdocument_type\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12\x10\n\x08priority\x18\x07 \x01(\x05\x12\x19\n\x11promulgation_date\x18\x08 \x01(\t\x12*\n\x06\x64ue_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0csubmitted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf5\x02\n\x0fSignatureReport\x12\x11\n\tfile_name\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x34\n\x0bsigner_kind\x18\x03 \x01(\x0e\x32\x1f.lienthong.common.v1.SignerKind\x12\x16\n\x0esigner_subject\x18\x04 \x01(\t\x12\x30\n\x0csigning_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05valid\x18\x06 \x01(\x08\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x08 \x01(\t\x12\x16\n\x0eissuer_subject\x18\t \x01(\t\x12\x1a\n\x12\x63\x65rtificate_serial\x18\n \x01(\t\x12\x14\n\x0ctrust_anchor\x18\x0b \x01(\t\x12\x12\n\nsigner_uid\x18\x0c \x01(\t\x12\x33\n\x06\x63hecks\x18\r \x03(\x0b\x32#.lienthong.common.v1.SignatureCheck\"b\n\x0eSignatureCheck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x32\n\x07outcome\x18\x02 \x01(\x0e\x32!.lienthong.common.v1.CheckOutcome\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t*\x8c\x01\n\tUnitLevel\x12\x1a\n\x16UNIT_LEVEL_UNSPECIFIED\x10\x00\x12\x17\n\x13UNIT_LEVEL_PROVINCE\x10\x01\x12\x19\n\x15UNIT_LEVEL_DEPARTMENT\x10\x02\x12\x17\n\x13UNIT_LEVEL_DISTRICT\x10\x03\x12\x16\n\x12UNIT_LEVEL_COMMUNE\x10\x04*N\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x14\n\x10VERDICT_ACCEPTED\x10\x01\x12\x14\n\x10VERDICT_REJECTED\x10\x02*_\n\nSignerKind\x12\x1b\n\x17SIGNER_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12SIGNER_KIND_PERSON\x10\x01\x12\x1c\n\x18SIGNER_KIND_ORGANISATION\x10\x02*\x9d\x01\n\x0c\x43heckOutcome\x12\x1d\n\x19\x43HECK_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HECK_OUTCOME_PASSED\x10\x01\x12\x18\n\x14\x43HECK_OUTCOME_FAILED\x10\x02\x12\x1f\n\x1b\x43HECK_OUTCOME_INDETERMINATE\x10\x03\x12\x19\n\x15\x43HECK_OUTCOME_SKIPPED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n lienthong/common/v1/common.proto\x12\x13lienthong.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"0\n\x0c\x44ocumentCode\x12\x0e\n\x06number\x18\x01 \x01(\t\x12\x10\n\x08notation\x18\x02 \x01(\t\"m\n\x0eRecipientScope\x12\x15\n\rancestor_code\x18\x01 \x01(\t\x12-\n\x05level\x18\x02 \x01(\x0e\x32\x1e.lienthong.common.v1.UnitLevel\x12\x15\n\rexclude_codes\x18\x03 \x03(\t\"U\n\nRecipients\x12\x12\n\nunit_codes\x18\x01 \x03(\t\x12\x33\n\x06scopes\x18\x02 \x03(\x0b\x32#.lienthong.common.v1.RecipientScope\"X\n\tForwarded\x12\x13\n\x0b\x63losed_code\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"k\n\rAttachmentRef\x12\x15\n\rattachment_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tmime_type\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x0e\n\x06sha256\x18\x05 \x01(\t\"\xba\x02\n\x0f\x44ocumentSummary\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x19\n\x11\x65\x64xml_document_id\x18\x02 \x01(\t\x12\x13\n\x0bsender_code\x18\x03 \x01(\t\x12/\n\x04\x63ode\x18\x04 \x01(\x0b\x32!.lienthong.common.v1.DocumentCode\x12\x15\n\rdocument_type\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12\x10\n\x08priority\x18\x07 \x01(\x05\x12\x19\n\x11promulgation_date\x18\x08 \x01(\t\x12*\n\x06\x64ue_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0csubmitted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd5\x03\n\x0fSignatureReport\x12\x11\n\tfile_name\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x34\n\x0bsigner_kind\x18\x03 \x01(\x0e\x32\x1f.lienthong.common.v1.SignerKind\x12\x16\n\x0esigner_subject\x18\x04 \x01(\t\x12\x30\n\x0csigning_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05valid\x18\x06 \x01(\x08\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x08 \x01(\t\x12\x16\n\x0eissuer_subject\x18\t \x01(\t\x12\x1a\n\x12\x63\x65rtificate_serial\x18\n \x01(\t\x12\x14\n\x0ctrust_anchor\x18\x0b \x01(\t\x12\x12\n\nsigner_uid\x18\x0c \x01(\t\x12\x33\n\x06\x63hecks\x18\r \x03(\x0b\x32#.lienthong.common.v1.SignatureCheck\x12\x33\n\nindication\x18\x0e \x01(\x0e\x32\x1f.lienthong.common.v1.Indication\x12\x16\n\x0esub_indication\x18\x0f \x01(\t\x12\x11\n\treason_vi\x18\x10 \x01(\t\"\x88\x01\n\x0eSignatureCheck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x32\n\x07outcome\x18\x02 \x01(\x0e\x32!.lienthong.common.v1.CheckOutcome\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x11\n\tdetail_vi\x18\x04 \x01(\t\x12\x11\n\ttechnical\x18\x05 \x01(\t*\x8c\x01\n\tUnitLevel\x12\x1a\n\x16UNIT_LEVEL_UNSPECIFIED\x10\x00\x12\x17\n\x13UNIT_LEVEL_PROVINCE\x10\x01\x12\x19\n\x15UNIT_LEVEL_DEPARTMENT\x10\x02\x12\x17\n\x13UNIT_LEVEL_DISTRICT\x10\x03\x12\x16\n\x12UNIT_LEVEL_COMMUNE\x10\x04*N\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x14\n\x10VERDICT_ACCEPTED\x10\x01\x12\x14\n\x10VERDICT_REJECTED\x10\x02*_\n\nSignerKind\x12\x1b\n\x17SIGNER_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12SIGNER_KIND_PERSON\x10\x01\x12\x1c\n\x18SIGNER_KIND_ORGANISATION\x10\x02*\x80\x01\n\nIndication\x12\x1a\n\x16INDICATION_UNSPECIFIED\x10\x00\x12\x1b\n\x17INDICATION_TOTAL_PASSED\x10\x01\x12\x1b\n\x17INDICATION_TOTAL_FAILED\x10\x02\x12\x1c\n\x18INDICATION_INDETERMINATE\x10\x03*\x9d\x01\n\x0c\x43heckOutcome\x12\x1d\n\x19\x43HECK_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43HECK_OUTCOME_PASSED\x10\x01\x12\x18\n\x14\x43HECK_OUTCOME_FAILED\x10\x02\x12\x1f\n\x1b\x43HECK_OUTCOME_INDETERMINATE\x10\x03\x12\x19\n\x15\x43HECK_OUTCOME_SKIPPED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lienthong.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_UNITLEVEL']._serialized_start=1331
-  _globals['_UNITLEVEL']._serialized_end=1471
-  _globals['_VERDICT']._serialized_start=1473
-  _globals['_VERDICT']._serialized_end=1551
-  _globals['_SIGNERKIND']._serialized_start=1553
-  _globals['_SIGNERKIND']._serialized_end=1648
-  _globals['_CHECKOUTCOME']._serialized_start=1651
-  _globals['_CHECKOUTCOME']._serialized_end=1808
+  _globals['_UNITLEVEL']._serialized_start=1466
+  _globals['_UNITLEVEL']._serialized_end=1606
+  _globals['_VERDICT']._serialized_start=1608
+  _globals['_VERDICT']._serialized_end=1686
+  _globals['_SIGNERKIND']._serialized_start=1688
+  _globals['_SIGNERKIND']._serialized_end=1783
+  _globals['_INDICATION']._serialized_start=1786
+  _globals['_INDICATION']._serialized_end=1914
+  _globals['_CHECKOUTCOME']._serialized_start=1917
+  _globals['_CHECKOUTCOME']._serialized_end=2074
   _globals['_DOCUMENTCODE']._serialized_start=90
   _globals['_DOCUMENTCODE']._serialized_end=138
   _globals['_RECIPIENTSCOPE']._serialized_start=140
@@ -53,7 +55,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DOCUMENTSUMMARY']._serialized_start=538
   _globals['_DOCUMENTSUMMARY']._serialized_end=852
   _globals['_SIGNATUREREPORT']._serialized_start=855
-  _globals['_SIGNATUREREPORT']._serialized_end=1228
-  _globals['_SIGNATURECHECK']._serialized_start=1230
-  _globals['_SIGNATURECHECK']._serialized_end=1328
+  _globals['_SIGNATUREREPORT']._serialized_end=1324
+  _globals['_SIGNATURECHECK']._serialized_start=1327
+  _globals['_SIGNATURECHECK']._serialized_end=1463
 # @@protoc_insertion_point(module_scope)

@@ -86,6 +86,36 @@ SIGNER_KIND_PERSON: SignerKind.ValueType  # 1
 SIGNER_KIND_ORGANISATION: SignerKind.ValueType  # 2
 Global___SignerKind: _TypeAlias = SignerKind  # noqa: Y015
 
+class _Indication:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _IndicationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Indication.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INDICATION_UNSPECIFIED: _Indication.ValueType  # 0
+    INDICATION_TOTAL_PASSED: _Indication.ValueType  # 1
+    """TOTAL-PASSED: every check passed."""
+    INDICATION_TOTAL_FAILED: _Indication.ValueType  # 2
+    """TOTAL-FAILED: the signature is definitely invalid (changed, forged, not covering the file)."""
+    INDICATION_INDETERMINATE: _Indication.ValueType  # 3
+    """INDETERMINATE: the signature could not be shown valid (no chain, revoked, expired, the
+    revocation status unknown); the sub-indication says which.
+    """
+
+class Indication(_Indication, metaclass=_IndicationEnumTypeWrapper):
+    """The main indication of a signature's validation (ETSI EN 319 102-1, clause 5.1.3)."""
+
+INDICATION_UNSPECIFIED: Indication.ValueType  # 0
+INDICATION_TOTAL_PASSED: Indication.ValueType  # 1
+"""TOTAL-PASSED: every check passed."""
+INDICATION_TOTAL_FAILED: Indication.ValueType  # 2
+"""TOTAL-FAILED: the signature is definitely invalid (changed, forged, not covering the file)."""
+INDICATION_INDETERMINATE: Indication.ValueType  # 3
+"""INDETERMINATE: the signature could not be shown valid (no chain, revoked, expired, the
+revocation status unknown); the sub-indication says which.
+"""
+Global___Indication: _TypeAlias = Indication  # noqa: Y015
+
 class _CheckOutcome:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -98,7 +128,9 @@ class _CheckOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CheckOut
     CHECK_OUTCOME_INDETERMINATE: _CheckOutcome.ValueType  # 3
     """Could not be decided (e.g. the revocation status is unknown in soft-fail mode)."""
     CHECK_OUTCOME_SKIPPED: _CheckOutcome.ValueType  # 4
-    """Not performed (e.g. revocation checking is off, or an earlier check failed)."""
+    """Not run (e.g. revocation checking is off, or validation stopped at an earlier failure):
+    the detail starts "not run: " and says why. Never reported as PASSED.
+    """
 
 class CheckOutcome(_CheckOutcome, metaclass=_CheckOutcomeEnumTypeWrapper):
     """The outcome of one check on a signature or certificate."""
@@ -109,7 +141,9 @@ CHECK_OUTCOME_FAILED: CheckOutcome.ValueType  # 2
 CHECK_OUTCOME_INDETERMINATE: CheckOutcome.ValueType  # 3
 """Could not be decided (e.g. the revocation status is unknown in soft-fail mode)."""
 CHECK_OUTCOME_SKIPPED: CheckOutcome.ValueType  # 4
-"""Not performed (e.g. revocation checking is off, or an earlier check failed)."""
+"""Not run (e.g. revocation checking is off, or validation stopped at an earlier failure):
+the detail starts "not run: " and says why. Never reported as PASSED.
+"""
 Global___CheckOutcome: _TypeAlias = CheckOutcome  # noqa: Y015
 
 @_typing.final
@@ -342,6 +376,9 @@ class SignatureReport(_message.Message):
     TRUST_ANCHOR_FIELD_NUMBER: _builtins.int
     SIGNER_UID_FIELD_NUMBER: _builtins.int
     CHECKS_FIELD_NUMBER: _builtins.int
+    INDICATION_FIELD_NUMBER: _builtins.int
+    SUB_INDICATION_FIELD_NUMBER: _builtins.int
+    REASON_VI_FIELD_NUMBER: _builtins.int
     file_name: _builtins.str
     """The attachment the signature is on."""
     index: _builtins.int
@@ -352,7 +389,9 @@ class SignatureReport(_message.Message):
     valid: _builtins.bool
     """The signature is valid in every respect checked."""
     reason: _builtins.str
-    """Why it is not valid (empty when valid), specific enough for a clerk to act on."""
+    """Why it is not valid (empty when valid), in English, specific enough for a clerk to act on:
+    the first failed check, "<check>: <detail>".
+    """
     format: _builtins.str
     """"pades" (a signature inside a PDF) or "cms-detached" (a .p7s beside its file)."""
     issuer_subject: _builtins.str
@@ -363,11 +402,23 @@ class SignatureReport(_message.Message):
     """The trust anchor the chain ends at (RFC 4514), empty when no chain was found."""
     signer_uid: _builtins.str
     """The value of the subject's UID attribute (e.g. "CCCD:001085012345", "MST:5400123456")."""
+    indication: Global___Indication.ValueType
+    """The ETSI EN 319 102-1 indication of this signature's validation."""
+    sub_indication: _builtins.str
+    """Its ETSI EN 319 102-1 sub-indication, e.g. HASH_FAILURE, FORMAT_FAILURE, REVOKED_NO_POE,
+    OUT_OF_BOUNDS_NO_POE, NO_CERTIFICATE_CHAIN_FOUND, TRY_LATER (the revocation status could
+    not be fetched) or CERTIFICATE_NO_REVOCATION_INFORMATION (a certificate names no OCSP
+    responder or CRL and none was supplied); empty when TOTAL-PASSED.
+    """
+    reason_vi: _builtins.str
+    """`reason` in Vietnamese (empty when valid)."""
     @_builtins.property
     def signing_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def checks(self) -> _containers.RepeatedCompositeFieldContainer[Global___SignatureCheck]:
-        """Every check made, in order: integrity, coverage, chain, validity, key-usage, revocation."""
+        """Every check, in order: integrity, coverage, chain, validity, key-usage, revocation,
+        signer-kind; a check validation did not reach is SKIPPED (not run) and says why.
+        """
 
     def __init__(
         self,
@@ -385,10 +436,13 @@ class SignatureReport(_message.Message):
         trust_anchor: _builtins.str = ...,
         signer_uid: _builtins.str = ...,
         checks: _abc.Iterable[Global___SignatureCheck] | None = ...,
+        indication: Global___Indication.ValueType = ...,
+        sub_indication: _builtins.str = ...,
+        reason_vi: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["signing_time", b"signing_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_serial", b"certificate_serial", "checks", b"checks", "file_name", b"file_name", "format", b"format", "index", b"index", "issuer_subject", b"issuer_subject", "reason", b"reason", "signer_kind", b"signer_kind", "signer_subject", b"signer_subject", "signer_uid", b"signer_uid", "signing_time", b"signing_time", "trust_anchor", b"trust_anchor", "valid", b"valid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_serial", b"certificate_serial", "checks", b"checks", "file_name", b"file_name", "format", b"format", "index", b"index", "indication", b"indication", "issuer_subject", b"issuer_subject", "reason", b"reason", "reason_vi", b"reason_vi", "signer_kind", b"signer_kind", "signer_subject", b"signer_subject", "signer_uid", b"signer_uid", "signing_time", b"signing_time", "sub_indication", b"sub_indication", "trust_anchor", b"trust_anchor", "valid", b"valid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -403,20 +457,29 @@ class SignatureCheck(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
+    DETAIL_VI_FIELD_NUMBER: _builtins.int
+    TECHNICAL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """integrity, coverage, chain, validity, key-usage, revocation, signer-kind."""
     outcome: Global___CheckOutcome.ValueType
     detail: _builtins.str
+    """What was found, in English, in words a clerk can act on."""
+    detail_vi: _builtins.str
+    """The same in Vietnamese."""
+    technical: _builtins.str
+    """The validation library's own words or code (for an auditor), empty when it said nothing."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         outcome: Global___CheckOutcome.ValueType = ...,
         detail: _builtins.str = ...,
+        detail_vi: _builtins.str = ...,
+        technical: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "name", b"name", "outcome", b"outcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "detail_vi", b"detail_vi", "name", b"name", "outcome", b"outcome", "technical", b"technical"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,7 +27,7 @@ from lienthong.common.v1 import common_pb2 as lienthong_dot_common_dot_v1_dot_co
 from lienthong.routing.v1 import routing_service_pb2 as lienthong_dot_routing_dot_v1_dot_routing__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n lienthong/events/v1/events.proto\x12\x13lienthong.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a lienthong/common/v1/common.proto\x1a*lienthong/routing/v1/routing_service.proto\"\xb9\x01\n\x11\x44ocumentSubmitted\x12\x36\n\x08\x64ocument\x18\x01 \x01(\x0b\x32$.lienthong.common.v1.DocumentSummary\x12\x33\n\nrecipients\x18\x02 \x01(\x0b\x32\x1f.lienthong.common.v1.Recipients\x12\x37\n\x0b\x61ttachments\x18\x03 \x03(\x0b\x32\".lienthong.common.v1.AttachmentRef\"\xd5\x02\n\x10\x44ocumentVerified\x12\x36\n\x08\x64ocument\x18\x01 \x01(\x0b\x32$.lienthong.common.v1.DocumentSummary\x12\x33\n\nrecipients\x18\x02 \x01(\x0b\x32\x1f.lienthong.common.v1.Recipients\x12-\n\x07verdict\x18\x03 \x01(\x0e\x32\x1c.lienthong.common.v1.Verdict\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12 \n\x18personal_signature_valid\x18\x05 \x01(\x08\x12$\n\x1corganisation_signature_valid\x18\x06 \x01(\x08\x12\x38\n\nsignatures\x18\x07 \x03(\x0b\x32$.lienthong.common.v1.SignatureReport\x12\x13\n\x0b\x66\x61iled_rule\x18\x08 \x01(\t\"\xc0\x01\n\x0f\x44\x65liveryCreated\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x36\n\x08\x64ocument\x18\x02 \x01(\x0b\x32$.lienthong.common.v1.DocumentSummary\x12\x16\n\x0erecipient_code\x18\x03 \x01(\t\x12\x10\n\x08via_axis\x18\x04 \x01(\x08\x12\x36\n\x0e\x66orwarded_from\x18\x05 \x03(\x0b\x32\x1e.lienthong.common.v1.Forwarded\"\x86\x01\n\x0f\x44\x65liveryBounced\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x36\n\x08\x64ocument\x18\x02 \x01(\x0b\x32$.lienthong.common.v1.DocumentSummary\x12\x16\n\x0erecipient_code\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"h\n\x14NotificationRecorded\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x11\n\tunit_code\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x04 \x01(\t\"\xe3\x02\n\x15\x44\x65liveryStatusChanged\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x36\n\x08\x64ocument\x18\x02 \x01(\x0b\x32$.lienthong.common.v1.DocumentSummary\x12\x16\n\x0erecipient_code\x18\x03 \x01(\t\x12\x13\n\x0bstatus_code\x18\x04 \x01(\t\x12\x1c\n\x14previous_status_code\x18\x05 \x01(\t\x12\x15\n\rrecall_status\x18\x06 \x01(\t\x12\x15\n\rreported_code\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\r\n\x05staff\x18\t \x01(\t\x12\x30\n\x0c\x64\x65livered_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nchanged_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfb\x01\n\x17PaperDocumentRegistered\x12\x19\n\x11paper_document_id\x18\x01 \x01(\t\x12\x11\n\tunit_code\x18\x02 \x01(\t\x12\x11\n\tdirection\x18\x03 \x01(\t\x12\x13\n\x0b\x63ounterpart\x18\x04 \x01(\t\x12/\n\x04\x63ode\x18\x05 \x01(\x0b\x32!.lienthong.common.v1.DocumentCode\x12\x15\n\rdocument_type\x18\x06 \x01(\t\x12\x0f\n\x07subject\x18\x07 \x01(\t\x12\x31\n\rregistered_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x0bUnitChanged\x12(\n\x04unit\x18\x01 \x01(\x0b\x32\x1a.lienthong.routing.v1.Unit\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\"\xb2\x01\n\x0eOperatorAction\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\x41\n\x07\x64\x65tails\x18\x04 \x03(\x0b\x32\x30.lienthong.events.v1.OperatorAction.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x92\x01\n\x0f\x41uditCheckpoint\x12\r\n\x05\x63hain\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x11\n\thead_hash\x18\x03 \x01(\t\x12-\n\tsigned_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n lienthong/events/v1/events.proto\x12\x13lienthong.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a lienthong/common/v1/common.proto\x1a*lienthong/routing/v1/routing_service.proto\"\xb9\x01\n\x11\x44ocumentSubmitted\x12\x36\n\x08\x64ocument\x18\x01 \x01(\x0b\x32$.lienthong.common.v1.DocumentSummary\x12\x33\n\nrecipients\x18\x02 \x01(\x0b\x32\x1f.lienthong.common.v1.Recipients\x12\x37\n\x0b\x61ttachments\x18\x03 \x03(\x0b\x32\".lienthong.common.v1.AttachmentRef\"\xe8\x02\n\x10\x44ocumentVerified\x12\x36\n\x08\x64ocument\x18\x01 \x01(\x0b\x32$.lienthong.common.v1.DocumentSummary\x12\x33\n\nrecipients\x18\x02 \x01(\x0b\x32\x1f.lienthong.common.v1.Recipients\x12-\n\x07verdict\x18\x03 \x01(\x0e\x32\x1c.lienthong.common.v1.Verdict\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12 \n\x18personal_signature_valid\x18\x05 \x01(\x08\x12$\n\x1corganisation_signature_valid\x18\x06 \x01(\x08\x12\x38\n\nsignatures\x18\x07 \x03(\x0b\x32$.lienthong.common.v1.SignatureReport\x12\x13\n\x0b\x66\x61iled_rule\x18\x08 \x01(\t\x12\x11\n\treason_vi\x18\t \x01(\t\"\xc0\x01\n\x0f\x44\x65liveryCreated\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x36\n\x08\x64ocument\x18\x02 \x01(\x0b\x32$.lienthong.common.v1.DocumentSummary\x12\x16\n\x0erecipient_code\x18\x03 \x01(\t\x12\x10\n\x08via_axis\x18\x04 \x01(\x08\x12\x36\n\x0e\x66orwarded_from\x18\x05 \x03(\x0b\x32\x1e.lienthong.common.v1.Forwarded\"\x86\x01\n\x0f\x44\x65liveryBounced\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x36\n\x08\x64ocument\x18\x02 \x01(\x0b\x32$.lienthong.common.v1.DocumentSummary\x12\x16\n\x0erecipient_code\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"h\n\x14NotificationRecorded\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x11\n\tunit_code\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x04 \x01(\t\"\xe3\x02\n\x15\x44\x65liveryStatusChanged\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x36\n\x08\x64ocument\x18\x02 \x01(\x0b\x32$.lienthong.common.v1.DocumentSummary\x12\x16\n\x0erecipient_code\x18\x03 \x01(\t\x12\x13\n\x0bstatus_code\x18\x04 \x01(\t\x12\x1c\n\x14previous_status_code\x18\x05 \x01(\t\x12\x15\n\rrecall_status\x18\x06 \x01(\t\x12\x15\n\rreported_code\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\r\n\x05staff\x18\t \x01(\t\x12\x30\n\x0c\x64\x65livered_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nchanged_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xfb\x01\n\x17PaperDocumentRegistered\x12\x19\n\x11paper_document_id\x18\x01 \x01(\t\x12\x11\n\tunit_code\x18\x02 \x01(\t\x12\x11\n\tdirection\x18\x03 \x01(\t\x12\x13\n\x0b\x63ounterpart\x18\x04 \x01(\t\x12/\n\x04\x63ode\x18\x05 \x01(\x0b\x32!.lienthong.common.v1.DocumentCode\x12\x15\n\rdocument_type\x18\x06 \x01(\t\x12\x0f\n\x07subject\x18\x07 \x01(\t\x12\x31\n\rregistered_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x0bUnitChanged\x12(\n\x04unit\x18\x01 \x01(\x0b\x32\x1a.lienthong.routing.v1.Unit\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\"\xb2\x01\n\x0eOperatorAction\x12\r\n\x05\x61\x63tor\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\x41\n\x07\x64\x65tails\x18\x04 \x03(\x0b\x32\x30.lienthong.events.v1.OperatorAction.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x92\x01\n\x0f\x41uditCheckpoint\x12\r\n\x05\x63hain\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x11\n\thead_hash\x18\x03 \x01(\t\x12-\n\tsigned_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,23 +39,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DOCUMENTSUBMITTED']._serialized_start=169
   _globals['_DOCUMENTSUBMITTED']._serialized_end=354
   _globals['_DOCUMENTVERIFIED']._serialized_start=357
-  _globals['_DOCUMENTVERIFIED']._serialized_end=698
-  _globals['_DELIVERYCREATED']._serialized_start=701
-  _globals['_DELIVERYCREATED']._serialized_end=893
-  _globals['_DELIVERYBOUNCED']._serialized_start=896
-  _globals['_DELIVERYBOUNCED']._serialized_end=1030
-  _globals['_NOTIFICATIONRECORDED']._serialized_start=1032
-  _globals['_NOTIFICATIONRECORDED']._serialized_end=1136
-  _globals['_DELIVERYSTATUSCHANGED']._serialized_start=1139
-  _globals['_DELIVERYSTATUSCHANGED']._serialized_end=1494
-  _globals['_PAPERDOCUMENTREGISTERED']._serialized_start=1497
-  _globals['_PAPERDOCUMENTREGISTERED']._serialized_end=1748
-  _globals['_UNITCHANGED']._serialized_start=1750
-  _globals['_UNITCHANGED']._serialized_end=1838
-  _globals['_OPERATORACTION']._serialized_start=1841
-  _globals['_OPERATORACTION']._serialized_end=2019
-  _globals['_OPERATORACTION_DETAILSENTRY']._serialized_start=1973
-  _globals['_OPERATORACTION_DETAILSENTRY']._serialized_end=2019
-  _globals['_AUDITCHECKPOINT']._serialized_start=2022
-  _globals['_AUDITCHECKPOINT']._serialized_end=2168
+  _globals['_DOCUMENTVERIFIED']._serialized_end=717
+  _globals['_DELIVERYCREATED']._serialized_start=720
+  _globals['_DELIVERYCREATED']._serialized_end=912
+  _globals['_DELIVERYBOUNCED']._serialized_start=915
+  _globals['_DELIVERYBOUNCED']._serialized_end=1049
+  _globals['_NOTIFICATIONRECORDED']._serialized_start=1051
+  _globals['_NOTIFICATIONRECORDED']._serialized_end=1155
+  _globals['_DELIVERYSTATUSCHANGED']._serialized_start=1158
+  _globals['_DELIVERYSTATUSCHANGED']._serialized_end=1513
+  _globals['_PAPERDOCUMENTREGISTERED']._serialized_start=1516
+  _globals['_PAPERDOCUMENTREGISTERED']._serialized_end=1767
+  _globals['_UNITCHANGED']._serialized_start=1769
+  _globals['_UNITCHANGED']._serialized_end=1857
+  _globals['_OPERATORACTION']._serialized_start=1860
+  _globals['_OPERATORACTION']._serialized_end=2038
+  _globals['_OPERATORACTION_DETAILSENTRY']._serialized_start=1992
+  _globals['_OPERATORACTION_DETAILSENTRY']._serialized_end=2038
+  _globals['_AUDITCHECKPOINT']._serialized_start=2041
+  _globals['_AUDITCHECKPOINT']._serialized_end=2187
 # @@protoc_insertion_point(module_scope)

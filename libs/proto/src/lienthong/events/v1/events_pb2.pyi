@@ -65,15 +65,18 @@ class DocumentVerified(_message.Message):
     ORGANISATION_SIGNATURE_VALID_FIELD_NUMBER: _builtins.int
     SIGNATURES_FIELD_NUMBER: _builtins.int
     FAILED_RULE_FIELD_NUMBER: _builtins.int
+    REASON_VI_FIELD_NUMBER: _builtins.int
     verdict: _common_pb2.Verdict.ValueType
     reason: _builtins.str
-    """Why the verdict is what it is, in words a clerk can act on."""
+    """Why the verdict is what it is, in English, in words a clerk can act on."""
     personal_signature_valid: _builtins.bool
     """A valid personal (competent person's) signature was found on the document."""
     organisation_signature_valid: _builtins.bool
     """A valid organisation signature was found on the document."""
     failed_rule: _builtins.str
     """The policy rule that failed (empty when accepted), e.g. "organisation-signature-required"."""
+    reason_vi: _builtins.str
+    """`reason` in Vietnamese."""
     @_builtins.property
     def document(self) -> _common_pb2.DocumentSummary: ...
     @_builtins.property
@@ -93,10 +96,11 @@ class DocumentVerified(_message.Message):
         organisation_signature_valid: _builtins.bool = ...,
         signatures: _abc.Iterable[_common_pb2.SignatureReport] | None = ...,
         failed_rule: _builtins.str = ...,
+        reason_vi: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "recipients", b"recipients"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "failed_rule", b"failed_rule", "organisation_signature_valid", b"organisation_signature_valid", "personal_signature_valid", b"personal_signature_valid", "reason", b"reason", "recipients", b"recipients", "signatures", b"signatures", "verdict", b"verdict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "failed_rule", b"failed_rule", "organisation_signature_valid", b"organisation_signature_valid", "personal_signature_valid", b"personal_signature_valid", "reason", b"reason", "reason_vi", b"reason_vi", "recipients", b"recipients", "signatures", b"signatures", "verdict", b"verdict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,51 +26,51 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from lienthong.common.v1 import common_pb2 as lienthong_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.lienthong/signature/v1/signature_service.proto\x12\x16lienthong.signature.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a lienthong/common/v1/common.proto\"-\n\x16GetVerificationRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\"\xb5\x02\n\x17GetVerificationResponse\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12-\n\x07verdict\x18\x02 \x01(\x0e\x32\x1c.lienthong.common.v1.Verdict\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12/\n\x0bverified_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x66\x61iled_rule\x18\x05 \x01(\t\x12 \n\x18personal_signature_valid\x18\x06 \x01(\x08\x12$\n\x1corganisation_signature_valid\x18\x07 \x01(\x08\x12\x38\n\nsignatures\x18\x08 \x03(\x0b\x32$.lienthong.common.v1.SignatureReport\"-\n\x0c\x44ocumentFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"\x99\x01\n\x15VerifyDocumentRequest\x12\x33\n\x05\x66iles\x18\x01 \x03(\x0b\x32$.lienthong.signature.v1.DocumentFile\x12\x15\n\rdocument_type\x18\x02 \x01(\t\x12\x34\n\tdirection\x18\x03 \x01(\x0e\x32!.lienthong.signature.v1.Direction\"\x7f\n\x18VerifyAttachmentsRequest\x12\x16\n\x0e\x61ttachment_ids\x18\x01 \x03(\t\x12\x15\n\rdocument_type\x18\x02 \x01(\t\x12\x34\n\tdirection\x18\x03 \x01(\x0e\x32!.lienthong.signature.v1.Direction\"\x9a\x01\n\x19VerifyAttachmentsResponse\x12\x44\n\x0cverification\x18\x01 \x01(\x0b\x32..lienthong.signature.v1.VerifyDocumentResponse\x12\x37\n\x0b\x61ttachments\x18\x02 \x03(\x0b\x32\".lienthong.common.v1.AttachmentRef\"1\n\x0b\x46ileProblem\x12\x11\n\tfile_name\x18\x01 \x01(\t\x12\x0f\n\x07problem\x18\x02 \x01(\t\"\xbf\x02\n\x16VerifyDocumentResponse\x12-\n\x07verdict\x18\x01 \x01(\x0e\x32\x1c.lienthong.common.v1.Verdict\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61iled_rule\x18\x03 \x01(\t\x12 \n\x18personal_signature_valid\x18\x04 \x01(\x08\x12$\n\x1corganisation_signature_valid\x18\x05 \x01(\x08\x12\x38\n\nsignatures\x18\x06 \x03(\x0b\x32$.lienthong.common.v1.SignatureReport\x12:\n\rfile_problems\x18\x07 \x03(\x0b\x32#.lienthong.signature.v1.FileProblem\x12\x13\n\x0bpolicy_rule\x18\x08 \x01(\t\"p\n\x1aValidateCertificateRequest\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x15\n\rintermediates\x18\x02 \x03(\x0c\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf0\x02\n\x1bValidateCertificateResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x34\n\x0bsigner_kind\x18\x03 \x01(\x0e\x32\x1f.lienthong.common.v1.SignerKind\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x0e\n\x06issuer\x18\x05 \x01(\t\x12\x0e\n\x06serial\x18\x06 \x01(\t\x12.\n\nnot_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0ctrust_anchor\x18\t \x01(\t\x12\r\n\x05\x63hain\x18\n \x03(\t\x12\x33\n\x06\x63hecks\x18\x0b \x03(\x0b\x32#.lienthong.common.v1.SignatureCheck\x12\x12\n\nsigner_uid\x18\x0c \x01(\t\"\xf6\x01\n\x0bTrustAnchor\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12.\n\nnot_before\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x0b\n\x03pem\x18\x06 \x01(\t\x12\x34\n\thierarchy\x18\x07 \x01(\x0e\x32!.lienthong.signature.v1.Hierarchy\x12\x14\n\x0cintermediate\x18\x08 \x01(\x08\"\x19\n\x17ListTrustAnchorsRequest\"\x8c\x01\n\x18ListTrustAnchorsResponse\x12\x34\n\x07\x61nchors\x18\x01 \x03(\x0b\x32#.lienthong.signature.v1.TrustAnchor\x12:\n\rintermediates\x18\x02 \x03(\x0b\x32#.lienthong.signature.v1.TrustAnchor\"b\n\x15\x41\x64\x64TrustAnchorRequest\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x34\n\thierarchy\x18\x02 \x01(\x0e\x32!.lienthong.signature.v1.Hierarchy\"\\\n\x16\x41\x64\x64TrustAnchorResponse\x12\x33\n\x06\x61nchor\x18\x01 \x01(\x0b\x32#.lienthong.signature.v1.TrustAnchor\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x02 \x01(\x08\"*\n\x18RemoveTrustAnchorRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\",\n\x19RemoveTrustAnchorResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08*Z\n\tHierarchy\x12\x19\n\x15HIERARCHY_UNSPECIFIED\x10\x00\x12\x1c\n\x18HIERARCHY_PUBLIC_SERVICE\x10\x01\x12\x14\n\x10HIERARCHY_PUBLIC\x10\x02*V\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44IRECTION_OUTGOING\x10\x01\x12\x16\n\x12\x44IRECTION_INCOMING\x10\x02\x32\xd3\x06\n\x10SignatureService\x12r\n\x0fGetVerification\x12..lienthong.signature.v1.GetVerificationRequest\x1a/.lienthong.signature.v1.GetVerificationResponse\x12o\n\x0eVerifyDocument\x12-.lienthong.signature.v1.VerifyDocumentRequest\x1a..lienthong.signature.v1.VerifyDocumentResponse\x12x\n\x11VerifyAttachments\x12\x30.lienthong.signature.v1.VerifyAttachmentsRequest\x1a\x31.lienthong.signature.v1.VerifyAttachmentsResponse\x12~\n\x13ValidateCertificate\x12\x32.lienthong.signature.v1.ValidateCertificateRequest\x1a\x33.lienthong.signature.v1.ValidateCertificateResponse\x12u\n\x10ListTrustAnchors\x12/.lienthong.signature.v1.ListTrustAnchorsRequest\x1a\x30.lienthong.signature.v1.ListTrustAnchorsResponse\x12o\n\x0e\x41\x64\x64TrustAnchor\x12-.lienthong.signature.v1.AddTrustAnchorRequest\x1a..lienthong.signature.v1.AddTrustAnchorResponse\x12x\n\x11RemoveTrustAnchor\x12\x30.lienthong.signature.v1.RemoveTrustAnchorRequest\x1a\x31.lienthong.signature.v1.RemoveTrustAnchorResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.lienthong/signature/v1/signature_service.proto\x12\x16lienthong.signature.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a lienthong/common/v1/common.proto\"-\n\x16GetVerificationRequest\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\"\xc8\x02\n\x17GetVerificationResponse\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12-\n\x07verdict\x18\x02 \x01(\x0e\x32\x1c.lienthong.common.v1.Verdict\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12/\n\x0bverified_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x66\x61iled_rule\x18\x05 \x01(\t\x12 \n\x18personal_signature_valid\x18\x06 \x01(\x08\x12$\n\x1corganisation_signature_valid\x18\x07 \x01(\x08\x12\x38\n\nsignatures\x18\x08 \x03(\x0b\x32$.lienthong.common.v1.SignatureReport\x12\x11\n\treason_vi\x18\t \x01(\t\"-\n\x0c\x44ocumentFile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"\x99\x01\n\x15VerifyDocumentRequest\x12\x33\n\x05\x66iles\x18\x01 \x03(\x0b\x32$.lienthong.signature.v1.DocumentFile\x12\x15\n\rdocument_type\x18\x02 \x01(\t\x12\x34\n\tdirection\x18\x03 \x01(\x0e\x32!.lienthong.signature.v1.Direction\"\x7f\n\x18VerifyAttachmentsRequest\x12\x16\n\x0e\x61ttachment_ids\x18\x01 \x03(\t\x12\x15\n\rdocument_type\x18\x02 \x01(\t\x12\x34\n\tdirection\x18\x03 \x01(\x0e\x32!.lienthong.signature.v1.Direction\"\x9a\x01\n\x19VerifyAttachmentsResponse\x12\x44\n\x0cverification\x18\x01 \x01(\x0b\x32..lienthong.signature.v1.VerifyDocumentResponse\x12\x37\n\x0b\x61ttachments\x18\x02 \x03(\x0b\x32\".lienthong.common.v1.AttachmentRef\"1\n\x0b\x46ileProblem\x12\x11\n\tfile_name\x18\x01 \x01(\t\x12\x0f\n\x07problem\x18\x02 \x01(\t\"\xd2\x02\n\x16VerifyDocumentResponse\x12-\n\x07verdict\x18\x01 \x01(\x0e\x32\x1c.lienthong.common.v1.Verdict\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x13\n\x0b\x66\x61iled_rule\x18\x03 \x01(\t\x12 \n\x18personal_signature_valid\x18\x04 \x01(\x08\x12$\n\x1corganisation_signature_valid\x18\x05 \x01(\x08\x12\x38\n\nsignatures\x18\x06 \x03(\x0b\x32$.lienthong.common.v1.SignatureReport\x12:\n\rfile_problems\x18\x07 \x03(\x0b\x32#.lienthong.signature.v1.FileProblem\x12\x13\n\x0bpolicy_rule\x18\x08 \x01(\t\x12\x11\n\treason_vi\x18\t \x01(\t\"p\n\x1aValidateCertificateRequest\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x15\n\rintermediates\x18\x02 \x03(\x0c\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd0\x03\n\x1bValidateCertificateResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x34\n\x0bsigner_kind\x18\x03 \x01(\x0e\x32\x1f.lienthong.common.v1.SignerKind\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x0e\n\x06issuer\x18\x05 \x01(\t\x12\x0e\n\x06serial\x18\x06 \x01(\t\x12.\n\nnot_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0ctrust_anchor\x18\t \x01(\t\x12\r\n\x05\x63hain\x18\n \x03(\t\x12\x33\n\x06\x63hecks\x18\x0b \x03(\x0b\x32#.lienthong.common.v1.SignatureCheck\x12\x12\n\nsigner_uid\x18\x0c \x01(\t\x12\x33\n\nindication\x18\r \x01(\x0e\x32\x1f.lienthong.common.v1.Indication\x12\x16\n\x0esub_indication\x18\x0e \x01(\t\x12\x11\n\treason_vi\x18\x0f \x01(\t\"\xf6\x01\n\x0bTrustAnchor\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12.\n\nnot_before\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x0b\n\x03pem\x18\x06 \x01(\t\x12\x34\n\thierarchy\x18\x07 \x01(\x0e\x32!.lienthong.signature.v1.Hierarchy\x12\x14\n\x0cintermediate\x18\x08 \x01(\x08\"\x19\n\x17ListTrustAnchorsRequest\"\x8c\x01\n\x18ListTrustAnchorsResponse\x12\x34\n\x07\x61nchors\x18\x01 \x03(\x0b\x32#.lienthong.signature.v1.TrustAnchor\x12:\n\rintermediates\x18\x02 \x03(\x0b\x32#.lienthong.signature.v1.TrustAnchor\"b\n\x15\x41\x64\x64TrustAnchorRequest\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x34\n\thierarchy\x18\x02 \x01(\x0e\x32!.lienthong.signature.v1.Hierarchy\"\\\n\x16\x41\x64\x64TrustAnchorResponse\x12\x33\n\x06\x61nchor\x18\x01 \x01(\x0b\x32#.lienthong.signature.v1.TrustAnchor\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x02 \x01(\x08\"*\n\x18RemoveTrustAnchorRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\",\n\x19RemoveTrustAnchorResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08*Z\n\tHierarchy\x12\x19\n\x15HIERARCHY_UNSPECIFIED\x10\x00\x12\x1c\n\x18HIERARCHY_PUBLIC_SERVICE\x10\x01\x12\x14\n\x10HIERARCHY_PUBLIC\x10\x02*V\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44IRECTION_OUTGOING\x10\x01\x12\x16\n\x12\x44IRECTION_INCOMING\x10\x02\x32\xd3\x06\n\x10SignatureService\x12r\n\x0fGetVerification\x12..lienthong.signature.v1.GetVerificationRequest\x1a/.lienthong.signature.v1.GetVerificationResponse\x12o\n\x0eVerifyDocument\x12-.lienthong.signature.v1.VerifyDocumentRequest\x1a..lienthong.signature.v1.VerifyDocumentResponse\x12x\n\x11VerifyAttachments\x12\x30.lienthong.signature.v1.VerifyAttachmentsRequest\x1a\x31.lienthong.signature.v1.VerifyAttachmentsResponse\x12~\n\x13ValidateCertificate\x12\x32.lienthong.signature.v1.ValidateCertificateRequest\x1a\x33.lienthong.signature.v1.ValidateCertificateResponse\x12u\n\x10ListTrustAnchors\x12/.lienthong.signature.v1.ListTrustAnchorsRequest\x1a\x30.lienthong.signature.v1.ListTrustAnchorsResponse\x12o\n\x0e\x41\x64\x64TrustAnchor\x12-.lienthong.signature.v1.AddTrustAnchorRequest\x1a..lienthong.signature.v1.AddTrustAnchorResponse\x12x\n\x11RemoveTrustAnchor\x12\x30.lienthong.signature.v1.RemoveTrustAnchorRequest\x1a\x31.lienthong.signature.v1.RemoveTrustAnchorResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lienthong.signature.v1.signature_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HIERARCHY']._serialized_start=2550
-  _globals['_HIERARCHY']._serialized_end=2640
-  _globals['_DIRECTION']._serialized_start=2642
-  _globals['_DIRECTION']._serialized_end=2728
+  _globals['_HIERARCHY']._serialized_start=2684
+  _globals['_HIERARCHY']._serialized_end=2774
+  _globals['_DIRECTION']._serialized_start=2776
+  _globals['_DIRECTION']._serialized_end=2862
   _globals['_GETVERIFICATIONREQUEST']._serialized_start=141
   _globals['_GETVERIFICATIONREQUEST']._serialized_end=186
   _globals['_GETVERIFICATIONRESPONSE']._serialized_start=189
-  _globals['_GETVERIFICATIONRESPONSE']._serialized_end=498
-  _globals['_DOCUMENTFILE']._serialized_start=500
-  _globals['_DOCUMENTFILE']._serialized_end=545
-  _globals['_VERIFYDOCUMENTREQUEST']._serialized_start=548
-  _globals['_VERIFYDOCUMENTREQUEST']._serialized_end=701
-  _globals['_VERIFYATTACHMENTSREQUEST']._serialized_start=703
-  _globals['_VERIFYATTACHMENTSREQUEST']._serialized_end=830
-  _globals['_VERIFYATTACHMENTSRESPONSE']._serialized_start=833
-  _globals['_VERIFYATTACHMENTSRESPONSE']._serialized_end=987
-  _globals['_FILEPROBLEM']._serialized_start=989
-  _globals['_FILEPROBLEM']._serialized_end=1038
-  _globals['_VERIFYDOCUMENTRESPONSE']._serialized_start=1041
-  _globals['_VERIFYDOCUMENTRESPONSE']._serialized_end=1360
-  _globals['_VALIDATECERTIFICATEREQUEST']._serialized_start=1362
-  _globals['_VALIDATECERTIFICATEREQUEST']._serialized_end=1474
-  _globals['_VALIDATECERTIFICATERESPONSE']._serialized_start=1477
-  _globals['_VALIDATECERTIFICATERESPONSE']._serialized_end=1845
-  _globals['_TRUSTANCHOR']._serialized_start=1848
-  _globals['_TRUSTANCHOR']._serialized_end=2094
-  _globals['_LISTTRUSTANCHORSREQUEST']._serialized_start=2096
-  _globals['_LISTTRUSTANCHORSREQUEST']._serialized_end=2121
-  _globals['_LISTTRUSTANCHORSRESPONSE']._serialized_start=2124
-  _globals['_LISTTRUSTANCHORSRESPONSE']._serialized_end=2264
-  _globals['_ADDTRUSTANCHORREQUEST']._serialized_start=2266
-  _globals['_ADDTRUSTANCHORREQUEST']._serialized_end=2364
-  _globals['_ADDTRUSTANCHORRESPONSE']._serialized_start=2366
-  _globals['_ADDTRUSTANCHORRESPONSE']._serialized_end=2458
-  _globals['_REMOVETRUSTANCHORREQUEST']._serialized_start=2460
-  _globals['_REMOVETRUSTANCHORREQUEST']._serialized_end=2502
-  _globals['_REMOVETRUSTANCHORRESPONSE']._serialized_start=2504
-  _globals['_REMOVETRUSTANCHORRESPONSE']._serialized_end=2548
-  _globals['_SIGNATURESERVICE']._serialized_start=2731
-  _globals['_SIGNATURESERVICE']._serialized_end=3582
+  _globals['_GETVERIFICATIONRESPONSE']._serialized_end=517
+  _globals['_DOCUMENTFILE']._serialized_start=519
+  _globals['_DOCUMENTFILE']._serialized_end=564
+  _globals['_VERIFYDOCUMENTREQUEST']._serialized_start=567
+  _globals['_VERIFYDOCUMENTREQUEST']._serialized_end=720
+  _globals['_VERIFYATTACHMENTSREQUEST']._serialized_start=722
+  _globals['_VERIFYATTACHMENTSREQUEST']._serialized_end=849
+  _globals['_VERIFYATTACHMENTSRESPONSE']._serialized_start=852
+  _globals['_VERIFYATTACHMENTSRESPONSE']._serialized_end=1006
+  _globals['_FILEPROBLEM']._serialized_start=1008
+  _globals['_FILEPROBLEM']._serialized_end=1057
+  _globals['_VERIFYDOCUMENTRESPONSE']._serialized_start=1060
+  _globals['_VERIFYDOCUMENTRESPONSE']._serialized_end=1398
+  _globals['_VALIDATECERTIFICATEREQUEST']._serialized_start=1400
+  _globals['_VALIDATECERTIFICATEREQUEST']._serialized_end=1512
+  _globals['_VALIDATECERTIFICATERESPONSE']._serialized_start=1515
+  _globals['_VALIDATECERTIFICATERESPONSE']._serialized_end=1979
+  _globals['_TRUSTANCHOR']._serialized_start=1982
+  _globals['_TRUSTANCHOR']._serialized_end=2228
+  _globals['_LISTTRUSTANCHORSREQUEST']._serialized_start=2230
+  _globals['_LISTTRUSTANCHORSREQUEST']._serialized_end=2255
+  _globals['_LISTTRUSTANCHORSRESPONSE']._serialized_start=2258
+  _globals['_LISTTRUSTANCHORSRESPONSE']._serialized_end=2398
+  _globals['_ADDTRUSTANCHORREQUEST']._serialized_start=2400
+  _globals['_ADDTRUSTANCHORREQUEST']._serialized_end=2498
+  _globals['_ADDTRUSTANCHORRESPONSE']._serialized_start=2500
+  _globals['_ADDTRUSTANCHORRESPONSE']._serialized_end=2592
+  _globals['_REMOVETRUSTANCHORREQUEST']._serialized_start=2594
+  _globals['_REMOVETRUSTANCHORREQUEST']._serialized_end=2636
+  _globals['_REMOVETRUSTANCHORRESPONSE']._serialized_start=2638
+  _globals['_REMOVETRUSTANCHORRESPONSE']._serialized_end=2682
+  _globals['_SIGNATURESERVICE']._serialized_start=2865
+  _globals['_SIGNATURESERVICE']._serialized_end=3716
 # @@protoc_insertion_point(module_scope)

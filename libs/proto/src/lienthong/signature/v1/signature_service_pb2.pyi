@@ -96,12 +96,15 @@ class GetVerificationResponse(_message.Message):
     PERSONAL_SIGNATURE_VALID_FIELD_NUMBER: _builtins.int
     ORGANISATION_SIGNATURE_VALID_FIELD_NUMBER: _builtins.int
     SIGNATURES_FIELD_NUMBER: _builtins.int
+    REASON_VI_FIELD_NUMBER: _builtins.int
     document_id: _builtins.str
     verdict: _common_pb2.Verdict.ValueType
     reason: _builtins.str
     failed_rule: _builtins.str
     personal_signature_valid: _builtins.bool
     organisation_signature_valid: _builtins.bool
+    reason_vi: _builtins.str
+    """`reason` in Vietnamese."""
     @_builtins.property
     def verified_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -117,10 +120,11 @@ class GetVerificationResponse(_message.Message):
         personal_signature_valid: _builtins.bool = ...,
         organisation_signature_valid: _builtins.bool = ...,
         signatures: _abc.Iterable[_common_pb2.SignatureReport] | None = ...,
+        reason_vi: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["verified_at", b"verified_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id", "failed_rule", b"failed_rule", "organisation_signature_valid", b"organisation_signature_valid", "personal_signature_valid", b"personal_signature_valid", "reason", b"reason", "signatures", b"signatures", "verdict", b"verdict", "verified_at", b"verified_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id", "failed_rule", b"failed_rule", "organisation_signature_valid", b"organisation_signature_valid", "personal_signature_valid", b"personal_signature_valid", "reason", b"reason", "reason_vi", b"reason_vi", "signatures", b"signatures", "verdict", b"verdict", "verified_at", b"verified_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -281,15 +285,18 @@ class VerifyDocumentResponse(_message.Message):
     SIGNATURES_FIELD_NUMBER: _builtins.int
     FILE_PROBLEMS_FIELD_NUMBER: _builtins.int
     POLICY_RULE_FIELD_NUMBER: _builtins.int
+    REASON_VI_FIELD_NUMBER: _builtins.int
     verdict: _common_pb2.Verdict.ValueType
     reason: _builtins.str
-    """Why, in words a clerk can act on."""
+    """Why, in English, in words a clerk can act on."""
     failed_rule: _builtins.str
     """The policy rule that failed (empty when accepted)."""
     personal_signature_valid: _builtins.bool
     organisation_signature_valid: _builtins.bool
     policy_rule: _builtins.str
     """The policy rule applied, e.g. "*@*=person-then-organisation"."""
+    reason_vi: _builtins.str
+    """`reason` in Vietnamese."""
     @_builtins.property
     def signatures(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.SignatureReport]:
         """One report per signature, per file, in signing order."""
@@ -307,10 +314,11 @@ class VerifyDocumentResponse(_message.Message):
         signatures: _abc.Iterable[_common_pb2.SignatureReport] | None = ...,
         file_problems: _abc.Iterable[Global___FileProblem] | None = ...,
         policy_rule: _builtins.str = ...,
+        reason_vi: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed_rule", b"failed_rule", "file_problems", b"file_problems", "organisation_signature_valid", b"organisation_signature_valid", "personal_signature_valid", b"personal_signature_valid", "policy_rule", b"policy_rule", "reason", b"reason", "signatures", b"signatures", "verdict", b"verdict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed_rule", b"failed_rule", "file_problems", b"file_problems", "organisation_signature_valid", b"organisation_signature_valid", "personal_signature_valid", b"personal_signature_valid", "policy_rule", b"policy_rule", "reason", b"reason", "reason_vi", b"reason_vi", "signatures", b"signatures", "verdict", b"verdict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -366,6 +374,9 @@ class ValidateCertificateResponse(_message.Message):
     CHAIN_FIELD_NUMBER: _builtins.int
     CHECKS_FIELD_NUMBER: _builtins.int
     SIGNER_UID_FIELD_NUMBER: _builtins.int
+    INDICATION_FIELD_NUMBER: _builtins.int
+    SUB_INDICATION_FIELD_NUMBER: _builtins.int
+    REASON_VI_FIELD_NUMBER: _builtins.int
     valid: _builtins.bool
     reason: _builtins.str
     signer_kind: _common_pb2.SignerKind.ValueType
@@ -374,6 +385,13 @@ class ValidateCertificateResponse(_message.Message):
     serial: _builtins.str
     trust_anchor: _builtins.str
     signer_uid: _builtins.str
+    indication: _common_pb2.Indication.ValueType
+    """The ETSI EN 319 102-1 indication and sub-indication, as for a signature's signer
+    certificate (SignatureReport.indication, .sub_indication).
+    """
+    sub_indication: _builtins.str
+    reason_vi: _builtins.str
+    """`reason` in Vietnamese (empty when valid)."""
     @_builtins.property
     def not_before(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -399,10 +417,13 @@ class ValidateCertificateResponse(_message.Message):
         chain: _abc.Iterable[_builtins.str] | None = ...,
         checks: _abc.Iterable[_common_pb2.SignatureCheck] | None = ...,
         signer_uid: _builtins.str = ...,
+        indication: _common_pb2.Indication.ValueType = ...,
+        sub_indication: _builtins.str = ...,
+        reason_vi: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["not_after", b"not_after", "not_before", b"not_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain", b"chain", "checks", b"checks", "issuer", b"issuer", "not_after", b"not_after", "not_before", b"not_before", "reason", b"reason", "serial", b"serial", "signer_kind", b"signer_kind", "signer_uid", b"signer_uid", "subject", b"subject", "trust_anchor", b"trust_anchor", "valid", b"valid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain", b"chain", "checks", b"checks", "indication", b"indication", "issuer", b"issuer", "not_after", b"not_after", "not_before", b"not_before", "reason", b"reason", "reason_vi", b"reason_vi", "serial", b"serial", "signer_kind", b"signer_kind", "signer_uid", b"signer_uid", "sub_indication", b"sub_indication", "subject", b"subject", "trust_anchor", b"trust_anchor", "valid", b"valid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
