@@ -4,6 +4,10 @@ Starts the five services on fixed ports (gRPC 50051-50055, metrics 9101-9105), l
 sample registry into routing-service and prints the endpoints. Kafka and the store must be
 up (``make infra-up``, which ``make run`` does first).
 
+signature-service trusts a demo PKI written once under ``deploy/local/.data/demo-pki/``
+(lienthong_testing.pki.demo_pki): signed sample PDFs and a signer certificate for the README's
+signature examples; its revocation is checked offline against the demo's own CRLs.
+
 The development switches are on by default so that the README's examples flow; each one set
 in the environment wins (``LIENTHONG_SIGNATURE_ACCEPT_UNSIGNED=false make run`` applies the
 real signature policy), and the launcher prints which are on.
@@ -24,12 +28,17 @@ import grpc
 
 from lienthong.routing.v1 import routing_service_pb2 as routing_pb
 from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
-from lienthong_local.platform import Platform
+from lienthong_local.platform import Platform, free_port
 from lienthong_local.sample import sample_units
+from lienthong_testing.pki import DemoPki, demo_pki
 
 __all__ = [
+    "DEMO_PKI_FOLDER",
     "DEV_SWITCHES",
+    "TRUST_ADMIN",
     "DevSwitch",
+    "demo_settings",
+    "describe_demo",
     "describe_switches",
     "dev_switches",
     "load_sample_registry",
@@ -84,9 +93,17 @@ def describe_switches(values: Mapping[str, str]) -> list[str]:
 
 # the registry is written by a registry administrator (dev auth names one by header)
 REGISTRY_ADMIN = (("x-lienthong-identity", "operator/registry-admin/make-run"),)
-
+# who the README's trust-store calls name (dev auth: any operator name in the role will do)
+TRUST_ADMIN = "operator/trust-admin/make-run"
 
 GATEWAY_HTTP_PORT = "8480"
+# relative to the clone, where make runs (the README's examples name the files from there)
+DEMO_PKI_FOLDER = Path("deploy/local/.data/demo-pki")
+
+
+def demo_settings(demo: DemoPki, environ: Mapping[str, str]) -> dict[str, str]:
+    """signature-service's settings that trust the demo PKI, but for those the environment sets."""
+    return {key: value for key, value in demo.env.items() if key not in environ}
 
 
 def load_sample_registry(endpoint: str) -> int:
@@ -108,16 +125,45 @@ def local_platform(
     prefix: str = "",
     fixed_ports: bool = True,
     extra_env: Mapping[str, str] | None = None,
+    demo: DemoPki | None = None,
 ) -> Iterator[Platform]:
-    """The platform as ``make run`` starts it: its switches, the sample registry loaded."""
-    env = {**dev_switches(environ), **(extra_env or {})}
-    if fixed_ports:  # the README's edXML gateway examples call it on this port
-        env.setdefault("LIENTHONG_GATEWAY_HTTP_PORT", GATEWAY_HTTP_PORT)
+    """The platform as ``make run`` starts it: its switches, the demo PKI trusted, the sample
+    registry loaded; the gateway's HTTP port is ``platform.env["LIENTHONG_GATEWAY_HTTP_PORT"]``."""
+    env = {
+        **dev_switches(environ),
+        **(demo_settings(demo, environ) if demo else {}),
+        **(extra_env or {}),
+    }
+    # the README's edXML gateway examples call it on 8480; elsewhere any free port
+    env.setdefault(
+        "LIENTHONG_GATEWAY_HTTP_PORT", GATEWAY_HTTP_PORT if fixed_ports else str(free_port())
+    )
     with Platform.start(
         log_dir=log_dir, prefix=prefix, fixed_ports=fixed_ports, extra_env=env
     ) as platform:
         load_sample_registry(platform.endpoint("routing-service"))
         yield platform
+
+
+def describe_demo(demo: DemoPki, environ: Mapping[str, str]) -> list[str]:
+    folder = DEMO_PKI_FOLDER
+    samples = ", ".join(f"{name}.pdf" for name in demo.samples)
+    lines = [
+        f"\n  signatures: a demo PKI in {folder}/ (demo keys: development only)",
+        f"    signed sample PDFs   {folder}/samples/: {samples}",
+        f"    a signer certificate {folder}/pki/{demo.certificate.name}",
+        f"    a CA under its root  {folder}/pki/{demo.public_ca.name} (for AddTrustAnchor)",
+        f"    trust-store calls as -H 'x-lienthong-identity: {TRUST_ADMIN}'",
+    ]
+    overridden = sorted(key for key in demo.env if key in environ)
+    if overridden:
+        lines.append(
+            f"    set in your environment, so not the demo's: {', '.join(overridden)}"
+            " (the demo's samples may be refused)"
+        )
+    else:
+        lines.append("    its root is trusted; revocation is checked offline against its CRLs")
+    return lines
 
 
 def main() -> int:
@@ -128,8 +174,10 @@ def main() -> int:
     switches = dev_switches(os.environ)
     print("development switches (set one in the environment to change it):")
     print("\n".join(describe_switches(switches)))
+    print(f"writing or reusing the demo PKI in {DEMO_PKI_FOLDER}/ ...", flush=True)
+    demo = demo_pki(DEMO_PKI_FOLDER)
     print("starting the five services (logs in deploy/local/.data/logs/) ...", flush=True)
-    with local_platform(log_dir=log_dir, environ=os.environ) as platform:
+    with local_platform(log_dir=log_dir, environ=os.environ, demo=demo) as platform:
         print(f"\nlienthong is running; sample registry loaded ({len(sample_units())} units).\n")
         print(f"  {'service':<22} {'gRPC':<18} metrics")
         for name, service in platform.processes.items():
@@ -141,6 +189,7 @@ def main() -> int:
                 "  dev auth is on: send -H 'x-lienthong-identity: unit/<code>' to act as a unit,"
                 " 'operator/observer/<name>' (or registry-admin, trust-admin) as an operator"
             )
+        print("\n".join(describe_demo(demo, os.environ)))
         print("\nCtrl-C stops everything.", flush=True)
         while not stop.wait(1.0):
             for name, service in platform.processes.items():
