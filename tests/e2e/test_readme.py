@@ -17,7 +17,7 @@ having to succeed, in a folder of its own that sees the clone's files (what a co
 * a variable a block assigns (``month=$(…)``) is kept for the commands after it, as in the
   user's shell.
 
-An answer the README shows after a command (``# -> "accepted": true``; ``...`` stands for
+An answer the README shows after a command (``# -> "verdict": "VERDICT_ACCEPTED"``; ``...`` stands for
 anything, spaces are not compared) must be in what the command printed; the command is
 repeated for up to a minute until it is (a document reaches an inbox "a moment later").
 

@@ -175,7 +175,7 @@ def main() -> int:
     print("development switches (set one in the environment to change it):")
     print("\n".join(describe_switches(switches)))
     print(f"writing or reusing the demo PKI in {DEMO_PKI_FOLDER}/ ...", flush=True)
-    demo = demo_pki(DEMO_PKI_FOLDER)
+    demo = demo_pki(DEMO_PKI_FOLDER.resolve())
     print("starting the five services (logs in deploy/local/.data/logs/) ...", flush=True)
     with local_platform(log_dir=log_dir, environ=os.environ, demo=demo) as platform:
         print(f"\nlienthong is running; sample registry loaded ({len(sample_units())} units).\n")
