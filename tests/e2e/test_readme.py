@@ -17,9 +17,9 @@ having to succeed, in a folder of its own that sees the clone's files (what a co
 * a variable a block assigns (``month=$(…)``) is kept for the commands after it, as in the
   user's shell.
 
-An answer the README shows after a command (``# -> "verdict": "VERDICT_ACCEPTED"``; ``...`` stands for
-anything, spaces are not compared) must be in what the command printed; the command is
-repeated for up to a minute until it is (a document reaches an inbox "a moment later").
+An answer the README shows after a command (``# -> "verdict": "VERDICT_ACCEPTED"``; ``...``
+stands for anything, spaces are not compared) must be in what the command printed; the command
+is repeated for up to a minute until it is (a document reaches an inbox "a moment later").
 
 A block right after ``<!-- readme-test: skip: <reason> -->`` is reported as skipped with the
 reason.
@@ -51,7 +51,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 SKIP = re.compile(r"<!--\s*readme-test:\s*skip:\s*(.+?)\s*-->")
-ASSIGNMENT = re.compile(r"[A-Za-z_]\w*=(\$\(.*\)|\S+)")
+ASSIGNMENT = re.compile(r"""[A-Za-z_]\w*=(\$\(.*\)|'[^']*'|"[^"]*"|\S+)""")
 ID_PLACEHOLDER = "<id from submit>"
 GATEWAY_ID_PLACEHOLDER = "<document_id>"
 STREAMING = re.compile(r"/Watch|\binbox watch\b")
@@ -112,6 +112,7 @@ class Session:
     gateway_document_id: str | None = None
 
     def as_written(self, command: str) -> str:
+        """The command with this platform's ports and the answered ids in place."""
         for name, (grpc_port, metrics_port) in DEFAULT_PORTS.items():
             service = self.platform.processes[name]
             command = command.replace(f"127.0.0.1:{grpc_port}", service.endpoint)
@@ -135,10 +136,11 @@ class Session:
                 f"REPLAY_ARGS='--document {document} --reporting {reporting}'",
                 1,
             )
-        return "\n".join([*self.assignments, command])
+        return command
 
     def run(self, command: str) -> None:
-        script = self.as_written(command)
+        written = self.as_written(command)
+        script = "\n".join([*self.assignments, written])
         if STREAMING.search(command):
             self.stream(script, command)
             return
@@ -166,7 +168,7 @@ class Session:
             )
             time.sleep(1.0)
         if ASSIGNMENT.fullmatch(command.strip()):
-            self.assignments.append(command.strip())
+            self.assignments.append(written.strip())
         if "/SubmitDocument" in command:
             answer = json.loads(done.stdout)
             self.document_id = answer.get("document", {}).get("document_id")
@@ -252,8 +254,9 @@ def session(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     folder = user_folder(tmp_path_factory.mktemp("readme-user"))
     demo = demo_pki(ROOT / DEMO_PKI_FOLDER)
     # environ={}: make run's defaults, whatever switches this test run was started with
+    # six services and their validation workers starting at once on a shared machine
     with local_platform(
-        log_dir=log_dir, environ={}, prefix=prefix, fixed_ports=False, demo=demo
+        log_dir=log_dir, environ={}, prefix=prefix, fixed_ports=False, demo=demo, timeout=300
     ) as running:
         profile(env, running)
         yield Session(running, env, folder)
@@ -288,6 +291,12 @@ def test_only_what_needs_a_cluster_or_runs_the_test_is_skipped() -> None:
     text = "\n".join(block.text for block in BLOCKS if not block.skip)
     for needed in ("lienthong ", "/VerifyDocument", "/ValidateCertificate", "$GW/v1/documents"):
         assert needed in text, needed
+
+
+def test_a_quoted_assignment_is_kept_for_the_commands_after_it() -> None:
+    for kept in ("month=$(date +%Y-%m)", "GW=http://127.0.0.1:8480", "SENDER='x: unit/1'"):
+        assert ASSIGNMENT.fullmatch(kept), kept
+    assert not ASSIGNMENT.fullmatch("SENDER=x curl -s $GW")
 
 
 def test_an_answer_the_readme_shows_is_compared_without_spaces() -> None:

@@ -126,6 +126,7 @@ def local_platform(
     fixed_ports: bool = True,
     extra_env: Mapping[str, str] | None = None,
     demo: DemoPki | None = None,
+    timeout: float = 90.0,
 ) -> Iterator[Platform]:
     """The platform as ``make run`` starts it: its switches, the demo PKI trusted, the sample
     registry loaded; the gateway's HTTP port is ``platform.env["LIENTHONG_GATEWAY_HTTP_PORT"]``."""
@@ -139,7 +140,7 @@ def local_platform(
         "LIENTHONG_GATEWAY_HTTP_PORT", GATEWAY_HTTP_PORT if fixed_ports else str(free_port())
     )
     with Platform.start(
-        log_dir=log_dir, prefix=prefix, fixed_ports=fixed_ports, extra_env=env
+        log_dir=log_dir, prefix=prefix, fixed_ports=fixed_ports, extra_env=env, timeout=timeout
     ) as platform:
         load_sample_registry(platform.endpoint("routing-service"))
         yield platform
