@@ -192,9 +192,17 @@ class Platform:
 
     def _addresses(self) -> dict[str, str]:
         """Where a service finds the ones launched before it (signature-service fetches
-        attachments from document-service)."""
-        found = self.processes.get("document-service")
-        return {"LIENTHONG_SIGNATURE_DOCUMENT_SERVICE": found.endpoint} if found else {}
+        attachments from document-service; the gateway calls document- and routing-service)."""
+        wanted = {
+            "LIENTHONG_SIGNATURE_DOCUMENT_SERVICE": "document-service",
+            "LIENTHONG_GATEWAY_DOCUMENT_SERVICE": "document-service",
+            "LIENTHONG_GATEWAY_ROUTING_SERVICE": "routing-service",
+        }
+        return {
+            env: self.processes[name].endpoint
+            for env, name in wanted.items()
+            if name in self.processes
+        }
 
     def endpoint(self, name: str) -> str:
         return self.processes[name].endpoint
