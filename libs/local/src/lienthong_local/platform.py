@@ -238,14 +238,17 @@ class Platform:
 
     def _addresses(self) -> dict[str, str]:
         """Where a service finds the ones launched before it (signature-service fetches
-        attachments from document-service, the gateway calls it and routing-service)."""
-        addresses = {}
-        if found := self.processes.get("document-service"):
-            addresses["LIENTHONG_SIGNATURE_DOCUMENT_SERVICE"] = found.endpoint
-            addresses["LIENTHONG_GATEWAY_DOCUMENT_SERVICE"] = found.endpoint
-        if found := self.processes.get("routing-service"):
-            addresses["LIENTHONG_GATEWAY_ROUTING_SERVICE"] = found.endpoint
-        return addresses
+        attachments from document-service; the gateway calls document- and routing-service)."""
+        wanted = {
+            "LIENTHONG_SIGNATURE_DOCUMENT_SERVICE": "document-service",
+            "LIENTHONG_GATEWAY_DOCUMENT_SERVICE": "document-service",
+            "LIENTHONG_GATEWAY_ROUTING_SERVICE": "routing-service",
+        }
+        return {
+            env: self.processes[name].endpoint
+            for env, name in wanted.items()
+            if name in self.processes
+        }
 
     def endpoint(self, name: str) -> str:
         return self.processes[name].endpoint

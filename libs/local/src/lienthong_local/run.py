@@ -7,6 +7,10 @@ beside them on 8490; its national directory is registered as external agencies, 
 gateway's axis bridge speaks to it. Kafka and the store must be
 up (``make infra-up``, which ``make run`` does first).
 
+signature-service trusts a demo PKI written once under ``deploy/local/.data/demo-pki/``
+(lienthong_testing.pki.demo_pki): signed sample PDFs and a signer certificate for the README's
+signature examples; its revocation is checked offline against the demo's own CRLs.
+
 The development switches are on by default so that the README's examples flow; each one set
 in the environment wins (``LIENTHONG_SIGNATURE_ACCEPT_UNSIGNED=false make run`` applies the
 real signature policy), and the launcher prints which are on.
@@ -39,13 +43,18 @@ from lienthong.routing.v1 import routing_service_pb2 as routing_pb
 from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
 from lienthong_local.axis import NATIONAL_AGENCIES
 from lienthong_local.grpc_tls import GrpcTls
-from lienthong_local.platform import KafkaTlsListener, Platform
+from lienthong_local.platform import KafkaTlsListener, Platform, free_port
 from lienthong_local.sample import Shape, sample_province, sample_units
+from lienthong_testing.pki import DemoPki, demo_pki
 
 __all__ = [
+    "DEMO_PKI_FOLDER",
     "DEV_SWITCHES",
     "RUN_SHAPE",
+    "TRUST_ADMIN",
     "DevSwitch",
+    "demo_settings",
+    "describe_demo",
     "describe_switches",
     "dev_switches",
     "load_national_agencies",
@@ -106,15 +115,23 @@ def describe_switches(values: Mapping[str, str]) -> list[str]:
 # secure mode by a client certificate)
 REGISTRY_ADMIN_IDENTITY = "operator/registry-admin/make-run"
 REGISTRY_ADMIN = (("x-lienthong-identity", REGISTRY_ADMIN_IDENTITY),)
+# who the README's trust-store calls name (dev auth: any operator name in the role will do)
+TRUST_ADMIN = "operator/trust-admin/make-run"
 EXAMPLE_UNIT = "unit/000.01.00.H43"
 EXAMPLE_OPERATOR = "operator/observer/make-run"
 
-
 GATEWAY_HTTP_PORT = "8480"
 AXIS_PORT = "8490"
+# relative to the clone, where make runs (the README's examples name the files from there)
+DEMO_PKI_FOLDER = Path("deploy/local/.data/demo-pki")
 
 # The province as it is since 1 July 2025 (the README's examples use its codes).
 RUN_SHAPE: Shape = "two-tier"
+
+
+def demo_settings(demo: DemoPki, environ: Mapping[str, str]) -> dict[str, str]:
+    """signature-service's settings that trust the demo PKI, but for those the environment sets."""
+    return {key: value for key, value in demo.env.items() if key not in environ}
 
 
 def _channel(
@@ -223,14 +240,23 @@ def local_platform(
     extra_env: Mapping[str, str] | None = None,
     grpc_tls: GrpcTls | None = None,
     kafka_tls: KafkaTlsListener | None = None,
+    demo: DemoPki | None = None,
     timeout: float = 90.0,
 ) -> Iterator[Platform]:
-    """The platform as ``make run`` starts it: its switches, the two-tier registry loaded;
-    with ``grpc_tls`` and ``kafka_tls`` as ``make run-secure`` does."""
-    env = {**dev_switches(environ), **(extra_env or {})}
+    """The platform as ``make run`` starts it: its switches, the demo PKI trusted, the two-tier
+    registry loaded; with ``grpc_tls`` and ``kafka_tls`` as ``make run-secure`` does. The
+    gateway's HTTP port is ``platform.env["LIENTHONG_GATEWAY_HTTP_PORT"]``."""
+    env = {
+        **dev_switches(environ),
+        **(demo_settings(demo, environ) if demo else {}),
+        **(extra_env or {}),
+    }
+    # the README's edXML gateway examples call it on 8480; elsewhere any free port
+    env.setdefault(
+        "LIENTHONG_GATEWAY_HTTP_PORT", GATEWAY_HTTP_PORT if fixed_ports else str(free_port())
+    )
     with contextlib.ExitStack() as stack:
-        if fixed_ports:  # the README's edXML gateway examples call it on this port
-            env.setdefault("LIENTHONG_GATEWAY_HTTP_PORT", GATEWAY_HTTP_PORT)
+        if fixed_ports:
             env.setdefault("LIENTHONG_AXIS_URL", stack.enter_context(sandbox_axis(log_dir)))
             env.setdefault("LIENTHONG_AXIS_HUB_CODE", sample_province(RUN_SHAPE))
         platform = stack.enter_context(
@@ -281,6 +307,27 @@ def wait_until_admitted(
                 time.sleep(0.2)
 
 
+def describe_demo(demo: DemoPki, environ: Mapping[str, str]) -> list[str]:
+    folder = DEMO_PKI_FOLDER
+    samples = ", ".join(f"{name}.pdf" for name in demo.samples)
+    lines = [
+        f"\n  signatures: a demo PKI in {folder}/ (demo keys: development only)",
+        f"    signed sample PDFs   {folder}/samples/: {samples}",
+        f"    a signer certificate {folder}/pki/{demo.certificate.name}",
+        f"    a CA under its root  {folder}/pki/{demo.public_ca.name} (for AddTrustAnchor)",
+        f"    trust-store calls as -H 'x-lienthong-identity: {TRUST_ADMIN}'",
+    ]
+    overridden = sorted(key for key in demo.env if key in environ)
+    if overridden:
+        lines.append(
+            f"    set in your environment, so not the demo's: {', '.join(overridden)}"
+            " (the demo's samples may be refused)"
+        )
+    else:
+        lines.append("    its root is trusted; revocation is checked offline against its CRLs")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     secure = "--secure" in (sys.argv[1:] if argv is None else argv)
     data_dir = Path(os.environ.get("LIENTHONG_DATA_DIR", "deploy/local/.data"))
@@ -299,12 +346,15 @@ def main(argv: list[str] | None = None) -> int:
             f"secure: mTLS on every gRPC port (certificates in {grpc_tls.folder}), Kafka over"
             f" TLS on {kafka_tls.bootstrap} as each service's own principal"
         )
+    print(f"writing or reusing the demo PKI in {DEMO_PKI_FOLDER}/ ...", flush=True)
+    demo = demo_pki(DEMO_PKI_FOLDER.resolve())
     print(f"starting the five services (logs in {log_dir}/) ...", flush=True)
     with local_platform(
         log_dir=log_dir,
         environ={**os.environ, **switches},
         grpc_tls=grpc_tls,
         kafka_tls=kafka_tls,
+        demo=demo,
     ) as platform:
         units = sample_units(RUN_SHAPE)
         current = sum(not unit.valid_until for unit in units)
@@ -334,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
                 "  dev auth is on: send -H 'x-lienthong-identity: unit/<code>' to act as a unit,"
                 " 'operator/observer/<name>' (or registry-admin, trust-admin) as an operator"
             )
+        print("\n".join(describe_demo(demo, os.environ)))
         print("\nCtrl-C stops everything.", flush=True)
         while not stop.wait(1.0):
             for name, service in platform.processes.items():

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import functools
 import http.server
+import shutil
 import socket
 import subprocess
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -621,6 +623,12 @@ def documents(pki: LocalPki) -> dict[str, list[tuple[str, bytes]]]:
 # --- a demo PKI for `make run` --------------------------------------------------------------
 
 DEMO_SAMPLES = ("valid", "organisation-only", "revoked", "modified-after-signing")
+_DEMO_MARKER = "DEMO-ONLY-NOT-FOR-PRODUCTION"
+# a stale CRL makes every signature INDETERMINATE: the demo's are re-issued before they go stale
+_CRL_MARGIN = timedelta(days=1)
+_CRL_LIFETIME = timedelta(days=7)
+# the signers' certificates live a year: a demo whose certificates are about to end is made anew
+_CERT_MARGIN = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -631,31 +639,18 @@ class DemoPki:
     env: dict[str, str]  # LIENTHONG_SIGNATURE_* for signature-service
     samples: dict[str, Path]  # DEMO_SAMPLES -> a signed PDF
     certificate: Path  # a signer certificate for the ValidateCertificate example
+    public_ca: Path  # a CA under the demo root, for an operator's AddTrustAnchor example
 
 
 def demo_pki(folder: Path) -> DemoPki:
     """Write, once, a demo PKI under ``folder``: root and intermediate (trusted), the CRLs
     (supplied, checked offline: no server needs to run), signed sample PDFs and a signer
-    certificate. Later calls reuse what is there. Demo keys only: never trust this root
-    outside a development machine."""
-    marker = folder / "DEMO-ONLY-NOT-FOR-PRODUCTION"
-    samples = {name: folder / "samples" / f"{name}.pdf" for name in DEMO_SAMPLES}
-    if not marker.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        pki = build_pki(folder / "pki", crl_port=9, ocsp_port=9, dead_port=9)
-        pdf = make_pdf("QUYET DINH so 15/QD-UBND ORIGINAL (demo)")
-        s = pki.signers
-        both = sign_pdf(sign_pdf(pdf, s["person"]), s["organisation"])
-        contents = {
-            "valid": both,
-            "organisation-only": sign_pdf(pdf, s["organisation"]),
-            "revoked": sign_pdf(sign_pdf(pdf, s["revoked"]), s["organisation"]),
-            "modified-after-signing": modify_in_new_revision(both),
-        }
-        (folder / "samples").mkdir(exist_ok=True)
-        for name, data in contents.items():
-            samples[name].write_bytes(data)
-        marker.write_text("a demo PKI written by lienthong_testing.pki.demo_pki\n")
+    certificate. Later calls reuse what is there, re-issuing CRLs about to go stale and making
+    the whole demo anew when its certificates are about to end. Demo keys only: never trust
+    this root outside a development machine."""
+    if not _demo_usable(folder):
+        _make_demo(folder)
+    _refresh_crls(folder / "pki")
     pki_folder = folder / "pki"
     return DemoPki(
         folder=folder,
@@ -665,6 +660,84 @@ def demo_pki(folder: Path) -> DemoPki:
             "LIENTHONG_SIGNATURE_REVOCATION_OFFLINE": "true",
             "LIENTHONG_SIGNATURE_REVOCATION_DIR": str(pki_folder / "crl"),
         },
-        samples=samples,
+        samples={name: folder / "samples" / f"{name}.pdf" for name in DEMO_SAMPLES},
         certificate=pki_folder / "person.pem",
+        public_ca=pki_folder / "silent-ca.pem",
     )
+
+
+def _demo_usable(folder: Path) -> bool:
+    if not (folder / _DEMO_MARKER).exists():
+        return False
+    signer = x509.load_pem_x509_certificate((folder / "pki" / "person.pem").read_bytes())
+    return signer.not_valid_after_utc - datetime.now(UTC) > _CERT_MARGIN
+
+
+def _make_demo(folder: Path) -> None:
+    """Build the demo beside ``folder`` and move it in whole (two launchers may race)."""
+    building = folder.parent / f".{folder.name}-{uuid.uuid4().hex[:8]}"
+    building.mkdir(parents=True)
+    pki = build_pki(building / "pki", crl_port=9, ocsp_port=9, dead_port=9)
+    pdf = make_pdf("QUYET DINH so 15/QD-UBND ORIGINAL (demo)")
+    s = pki.signers
+    both = sign_pdf(sign_pdf(pdf, s["person"]), s["organisation"])
+    contents = {
+        "valid": both,
+        "organisation-only": sign_pdf(pdf, s["organisation"]),
+        "revoked": sign_pdf(sign_pdf(pdf, s["revoked"]), s["organisation"]),
+        "modified-after-signing": modify_in_new_revision(both),
+    }
+    (building / "samples").mkdir()
+    for name, data in contents.items():
+        (building / "samples" / f"{name}.pdf").write_bytes(data)
+    (building / _DEMO_MARKER).write_text("a demo PKI written by lienthong_testing.pki.demo_pki\n")
+    if folder.exists():  # an outdated demo
+        outdated = folder.parent / f".{folder.name}-outdated-{uuid.uuid4().hex[:8]}"
+        folder.rename(outdated)
+        shutil.rmtree(outdated, ignore_errors=True)
+    try:
+        building.rename(folder)
+    except OSError:  # another launcher's demo got there first: use that one
+        shutil.rmtree(building, ignore_errors=True)
+
+
+def _refresh_crls(pki_folder: Path) -> None:
+    """Re-issue, with the same entries, each CRL that has less than a day left."""
+    issuers: dict[x509.Name, tuple[x509.Certificate, ec.EllipticCurvePrivateKey]] = {}
+    for stem in ("root", "intermediate", "silent-ca"):
+        cert = x509.load_pem_x509_certificate((pki_folder / f"{stem}.pem").read_bytes())
+        key = serialization.load_pem_private_key((pki_folder / f"{stem}.key").read_bytes(), None)
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            issuers[cert.subject] = (cert, key)
+    now = datetime.now(UTC)
+    for crl_file in sorted((pki_folder / "crl").glob("*.crl")):
+        crl = x509.load_der_x509_crl(crl_file.read_bytes())
+        next_update = crl.next_update_utc
+        if (next_update is not None and next_update - now > _CRL_MARGIN) or (
+            crl.issuer not in issuers
+        ):
+            continue
+        cert, key = issuers[crl.issuer]
+        try:
+            number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        except x509.ExtensionNotFound:
+            number = 0
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(cert.subject)
+            .last_update(now - timedelta(hours=1))
+            .next_update(now + _CRL_LIFETIME)
+            .add_extension(x509.CRLNumber(number + 1), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()),
+                critical=False,
+            )
+        )
+        for entry in crl:
+            builder = builder.add_revoked_certificate(entry)
+        # written outside the folder signature-service lists, then moved in at once
+        fresh = pki_folder / f".{crl_file.name}.{uuid.uuid4().hex[:8]}"
+        fresh.write_bytes(
+            builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+        )
+        fresh.replace(crl_file)
