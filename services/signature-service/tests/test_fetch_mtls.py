@@ -100,32 +100,34 @@ def fetch_settings(prefix: str, secured: Secured, identity: str) -> Settings:
 
 
 async def test_signature_service_fetches_with_its_own_client_certificate(
-    secured: Secured, prefix: str
+    secured: Secured, prefix: str, tmp_path: Path
 ) -> None:
     settings = fetch_settings(prefix, secured, "service/signature-service")
     channel = document_channel(settings)
     try:
         fetcher = AttachmentFetcher(channel, timeout=10, max_bytes=1 << 20, dev_header=False)
-        data, problem = await fetcher.fetch(secured.document_id, secured.ref)
+        problem = await fetcher.fetch(secured.document_id, secured.ref, tmp_path / "fetched")
     finally:
         await channel.close(None)
     assert problem == ""
-    assert data == CONTENT
+    assert (tmp_path / "fetched").read_bytes() == CONTENT
     assert secured.ref.sha256 == hashlib.sha256(CONTENT).hexdigest()
 
 
-async def test_without_a_client_certificate_the_fetch_is_refused(secured: Secured) -> None:
+async def test_without_a_client_certificate_the_fetch_is_refused(
+    secured: Secured, tmp_path: Path
+) -> None:
     # the CA alone (what the broken prod overlay had): document-service ends the handshake
     anonymous = grpc.ssl_channel_credentials(secured.ca.ca_path.read_bytes())
     async with grpc.aio.secure_channel(secured.address, anonymous) as channel:
         fetcher = AttachmentFetcher(channel, timeout=1.0, max_bytes=1 << 20)
         with pytest.raises(TransientEventError, match="UNAVAILABLE"):
-            await fetcher.fetch(secured.document_id, secured.ref)
+            await fetcher.fetch(secured.document_id, secured.ref, tmp_path / "fetched")
     # nor over plaintext with the development header naming signature-service
     async with grpc.aio.insecure_channel(secured.address) as channel:
         fetcher = AttachmentFetcher(channel, timeout=1.0, max_bytes=1 << 20)
         with pytest.raises(TransientEventError, match="UNAVAILABLE"):
-            await fetcher.fetch(secured.document_id, secured.ref)
+            await fetcher.fetch(secured.document_id, secured.ref, tmp_path / "fetched")
 
 
 async def test_another_identity_s_certificate_does_not_open_any_document(

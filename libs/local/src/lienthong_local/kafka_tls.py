@@ -38,6 +38,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lienthong_kit.kafka import Topics
 from lienthong_kit.kafka_access import Acl, KafkaAccess, declared
+from lienthong_testing.identities import issuing_ca
 
 __all__ = ["ADMIN", "KafkaTls", "apply_acls", "issue_certificates", "principal"]
 
@@ -164,31 +165,7 @@ def issue_certificates(folder: Path, clients: Iterable[str] | None = None) -> Ka
             return tls
     folder.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=_DAYS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca = issuing_ca(ca_key, ca_name, now, now + timedelta(days=_DAYS))
 
     def issue(common_name: str, *, server: bool) -> tuple[bytes, bytes]:
         return _issue(ca_key, ca_name, common_name, now, server=server)

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["IdentityCa", "Issued"]
+__all__ = ["IdentityCa", "Issued", "issuing_ca"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,38 @@ class Issued:
     @property
     def key(self) -> bytes:
         return self.key_path.read_bytes()
+
+
+def issuing_ca(
+    key: ec.EllipticCurvePrivateKey, name: x509.Name, not_before: datetime, not_after: datetime
+) -> x509.Certificate:
+    """A self-signed CA that issues end certificates only (path length 0): the test identity
+    CA's and the local Kafka listener's."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
 
 
 def _name(common_name: str) -> x509.Name:
@@ -86,30 +118,11 @@ class IdentityCa:
         folder.mkdir(parents=True, exist_ok=True)
         key = _key()
         now = datetime.now(UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(f"{trust_domain} test CA"))
-            .issuer_name(_name(f"{trust_domain} test CA"))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(key, hashes.SHA256())
+        cert = issuing_ca(
+            key,
+            _name(f"{trust_domain} test CA"),
+            now - timedelta(minutes=5),
+            now + timedelta(days=30),
         )
         ca = cls(folder, trust_domain, key, cert)
         _write_key(ca.key_path, key)
