@@ -18,7 +18,7 @@ import asyncio
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -36,7 +36,7 @@ from gateway_service.identity import CallerError, caller_from_scope
 from gateway_service.metrics import HTTP_DURATION, HTTP_HANDLED, PACKAGE_BYTES
 from gateway_service.problems import MEDIA_TYPE, ApiProblem, from_rpc_error, problem_response
 from gateway_service.settings import Settings
-from gateway_service.upstream import Upstream
+from gateway_service.upstream import Upstream, file_chunks
 from lienthong.document.v1 import document_service_pb2 as doc_pb
 from lienthong.routing.v1 import routing_service_pb2 as routing_pb
 from lienthong_edxml import (
@@ -59,7 +59,6 @@ log = get_logger(__name__)
 
 EDXML = "application/xml"
 PENDING = ("01",)  # arrived, not yet answered by the recipient
-READ_CHUNK = 256 * 1024
 _XML_BODY = {
     "requestBody": {
         "required": True,
@@ -219,16 +218,6 @@ def _invalid(exc: InvalidPackage) -> ApiProblem:
     )
 
 
-def _chunks(path: Path | None, data: bytes | None) -> Iterator[bytes]:
-    if path is not None:
-        with path.open("rb") as source:
-            while chunk := source.read(READ_CHUNK):
-                yield chunk
-    elif data:
-        for start in range(0, len(data), READ_CHUNK):
-            yield data[start : start + READ_CHUNK]
-
-
 def _measured(app: Any) -> Any:
     """ASGI middleware: the request count and duration by route and status."""
 
@@ -355,7 +344,7 @@ def create_app(upstream: Upstream, settings: Settings) -> FastAPI:
                             identity.name,
                             attachment.name,
                             attachment.content_type,
-                            _chunks(attachment.path, attachment.data),
+                            file_chunks(attachment.path, attachment.data),
                         )
                     )
                 except grpc.RpcError as exc:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +37,7 @@ import grpc
 from gateway_service.axis import AxisTransport, AxisUnavailable, Waiting
 from gateway_service.metrics import AXIS_PACKAGES
 from gateway_service.settings import Settings
-from gateway_service.upstream import Upstream
+from gateway_service.upstream import Upstream, file_chunks
 from lienthong.common.v1.common_pb2 import DocumentSummary
 from lienthong.document.v1 import document_service_pb2 as doc_pb
 from lienthong.events.v1.events_pb2 import DeliveryCreated
@@ -65,7 +65,6 @@ __all__ = ["AxisBridge", "UpstreamUnavailable", "with_hop"]
 log = get_logger(__name__)
 
 T = TypeVar("T")
-READ_CHUNK = 256 * 1024
 # a platform service that does not answer now may answer later: retry, never give up
 _TRANSIENT = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
@@ -82,16 +81,6 @@ def with_hop(
 ) -> tuple[TraceHeader, ...]:
     """The trace list of a package leaving through ``hub_code`` at ``at``: one hop appended."""
     return (*package_traces, TraceHeader(hub_code, at))
-
-
-def _file_chunks(path: Path | None, data: bytes | None) -> Iterator[bytes]:
-    if path is not None:
-        with path.open("rb") as source:
-            while chunk := source.read(READ_CHUNK):
-                yield chunk
-    elif data:
-        for start in range(0, len(data), READ_CHUNK):
-            yield data[start : start + READ_CHUNK]
 
 
 class AxisBridge:
@@ -253,7 +242,7 @@ class AxisBridge:
                             sender,
                             attachment.name,
                             attachment.content_type,
-                            _file_chunks(attachment.path, attachment.data),
+                            file_chunks(attachment.path, attachment.data),
                         )
                     )
                     for attachment in package.attachments

@@ -9,7 +9,7 @@ also carry ``x-lienthong-unit: <code>``, which today's interceptor takes as the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 
 import grpc
@@ -23,11 +23,22 @@ from lienthong.routing.v1 import routing_service_pb2 as routing_pb
 from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
 from lienthong_kit.authz import IDENTITY_HEADER, ON_BEHALF_HEADER
 
-__all__ = ["GATEWAY", "Upstream", "call_metadata"]
+__all__ = ["GATEWAY", "Upstream", "call_metadata", "file_chunks"]
 
 GATEWAY = "gateway-service"
 LEGACY_UNIT_HEADER = "x-lienthong-unit"
 CHUNK = 256 * 1024
+
+
+def file_chunks(path: Path | None, data: bytes | None) -> Iterator[bytes]:
+    """An attachment spooled to ``path`` (large) or held as ``data`` (small), in pieces."""
+    if path is not None:
+        with path.open("rb") as source:
+            while chunk := source.read(CHUNK):
+                yield chunk
+    elif data:
+        for start in range(0, len(data), CHUNK):
+            yield data[start : start + CHUNK]
 
 
 def call_metadata(unit_code: str, *, dev: bool) -> tuple[tuple[str, str], ...]:
