@@ -184,9 +184,12 @@ class Verifier:
     async def warm_up(self) -> None:
         """Start the worker processes now (importing pyhanko takes a moment), not on the first
         document."""
+        # no validation timeout here: on a loaded machine starting the processes may take
+        # longer than one validation may, and a slow start is no reason to fail the service
+        loop = asyncio.get_running_loop()
         await asyncio.gather(
             *(
-                pool.run(engine.warm, 0.5)
+                loop.run_in_executor(pool.executor, engine.warm, 0.5)
                 for pool in (self._documents, self._prechecks)
                 for _ in range(max(pool.workers, 1))
             )
