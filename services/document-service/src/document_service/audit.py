@@ -75,7 +75,9 @@ class AuditLog:
         The entry's content is made here, where a PoisonEvent dead-letters the record: in
         ``flush`` (retried until it succeeds) it would stop the audit log for good."""
         chain = f"{record.topic}/{record.partition}"
-        self._staged.setdefault(chain, []).append(_content(envelope, record.offset))
+        # the content first: a refused event must not leave an empty chain staged
+        content = _content(envelope, record.offset)
+        self._staged.setdefault(chain, []).append(content)
 
     async def flush(self) -> None:
         """Append every staged event to its chain (the consumer's ``before_commit``)."""
