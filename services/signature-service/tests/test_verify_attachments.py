@@ -19,8 +19,12 @@ from lienthong.signature.v1.signature_service_pb2_grpc import SignatureServiceSt
         ({"attachment_ids": ["x" * 65]}, "attachment_ids[0]: at most 64 characters"),
         ({"attachment_ids": ["a", "b", "a"]}, "attachment_ids[2]: named twice"),
         ({"attachment_ids": ["a"], "direction": 7}, "direction: unknown value 7"),
+        (
+            {"attachment_ids": ["a"], "document_type": "Q" * 17},
+            "document_type: at most 16 characters",
+        ),
     ],
-    ids=["none", "too many", "blank", "too long", "twice", "direction"],
+    ids=["none", "too many", "blank", "too long", "twice", "direction", "document type"],
 )
 async def test_a_bad_request_names_the_field(
     signature_stub: SignatureServiceStub, request_fields: dict[str, object], message: str

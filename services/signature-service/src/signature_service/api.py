@@ -52,6 +52,8 @@ DIRECTIONS = {
 # VerifyAttachments: as many as SubmitDocument takes, ids as long as it takes
 MAX_ATTACHMENTS = 50
 MAX_ID = 64
+# a notation such as "QĐ" or "CV"; document-service checks it against Decree 30/2020's list
+MAX_DOCUMENT_TYPE = 16
 
 # UNSPECIFIED stays accepted while callers (the CLI) learn to mark the hierarchy
 HIERARCHIES = set(pb.Hierarchy.values())
@@ -169,6 +171,10 @@ class SignatureServicer(SignatureServiceServicer):
                     " one document",
                 )
             )
+        if len(request.document_type) > MAX_DOCUMENT_TYPE:
+            problems.append(
+                FieldViolation("document_type", f"at most {MAX_DOCUMENT_TYPE} characters")
+            )
         if request.direction not in DIRECTIONS:
             problems.append(FieldViolation("direction", f"unknown value {request.direction}"))
         if problems:
@@ -207,6 +213,10 @@ class SignatureServicer(SignatureServiceServicer):
                     )
                 elif attachment_id in ids[:i]:
                     problems.append(FieldViolation(f"attachment_ids[{i}]", "named twice"))
+        if len(request.document_type) > MAX_DOCUMENT_TYPE:
+            problems.append(
+                FieldViolation("document_type", f"at most {MAX_DOCUMENT_TYPE} characters")
+            )
         if request.direction not in DIRECTIONS:
             problems.append(FieldViolation("direction", f"unknown value {request.direction}"))
         if problems:

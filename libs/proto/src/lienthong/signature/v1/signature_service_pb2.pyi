@@ -165,7 +165,7 @@ class VerifyDocumentRequest(_message.Message):
     DOCUMENT_TYPE_FIELD_NUMBER: _builtins.int
     DIRECTION_FIELD_NUMBER: _builtins.int
     document_type: _builtins.str
-    """Notation of the document type (e.g. "QĐ"); empty for Công văn."""
+    """Notation of the document type (e.g. "QĐ", at most 16 characters); empty for Công văn."""
     direction: Global___Direction.ValueType
     """UNSPECIFIED means OUTGOING."""
     @_builtins.property
@@ -197,13 +197,13 @@ class VerifyAttachmentsRequest(_message.Message):
     DOCUMENT_TYPE_FIELD_NUMBER: _builtins.int
     DIRECTION_FIELD_NUMBER: _builtins.int
     document_type: _builtins.str
-    """Notation of the document type (e.g. "QĐ"); empty for Công văn."""
+    """Notation of the document type (e.g. "QĐ", at most 16 characters); empty for Công văn."""
     direction: Global___Direction.ValueType
     """UNSPECIFIED means OUTGOING."""
     @_builtins.property
     def attachment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """UploadAttachmentResponse.attachment.attachment_id of the caller's own uploads, the main
-        document first (1 to 50).
+        document first (1 to 50, each at most 64 characters, none twice).
         """
 
     def __init__(
