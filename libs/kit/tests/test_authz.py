@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 from typing import Any
 
@@ -22,7 +23,7 @@ from lienthong_kit.authz import (
     units,
 )
 from lienthong_kit.directory import UnitDirectory
-from lienthong_kit.errors import PermissionDenied, Unauthenticated
+from lienthong_kit.errors import PermissionDenied, Unauthenticated, Unavailable
 
 DOMAIN = "lienthong.phutho.gov.vn"
 
@@ -125,6 +126,29 @@ def test_the_directory_refuses_unknown_and_closed_units_naming_the_successor() -
     assert directory.refusal("000.05.00.H23", date(2026, 12, 7)) is not None
     directory.apply(_changed("000.06.00.H23", active=False, rev=1))
     assert directory.refusal("000.06.00.H23", today) == "unit 000.06.00.H23 was closed"
+
+
+def test_a_unit_is_not_refused_while_the_registry_is_still_being_read() -> None:
+    from lienthong_kit.authz import IDENTITY_HEADER, AccessTable
+    from lienthong_kit.gatekeeper import Gatekeeper
+
+    directory = UnitDirectory()
+    read = asyncio.Event()
+    directory.follows(read)
+    gate = Gatekeeper(tls=False, dev_auth=True, peers=None, directory=directory)
+    gate.admit_tables([("probe.Probe", ["Get"], AccessTable("probe.Probe", {"Get": units()}))])
+    caller = {IDENTITY_HEADER: "unit/000.00.00.H23"}
+    # a replica just restarted has not read the unit yet: retry later, not "unknown unit"
+    with pytest.raises(Unavailable, match="registry is still being read") as info:
+        gate.admit("/probe.Probe/Get", None, caller)  # type: ignore[arg-type]
+    assert info.value.reason == "REGISTRY_LOADING"
+    read.set()
+    with pytest.raises(PermissionDenied, match="not in the province's registry"):
+        gate.admit("/probe.Probe/Get", None, caller)  # type: ignore[arg-type]
+    directory.apply(_changed("000.00.00.H23", active=True, rev=1))
+    admitted = gate.admit("/probe.Probe/Get", None, caller)  # type: ignore[arg-type]
+    assert admitted is not None
+    assert admitted.name == "000.00.00.H23"
 
 
 def test_only_a_delegate_named_by_the_rule_acts_for_a_unit() -> None:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import date
 
@@ -45,6 +46,17 @@ class UnitState:
 class UnitDirectory:
     def __init__(self) -> None:
         self._units: dict[str, UnitState] = {}
+        self._read: asyncio.Event | None = None
+
+    def follows(self, read: asyncio.Event) -> None:
+        """``read`` is set once the tail feeding this directory has reached the topic's end."""
+        self._read = read
+
+    @property
+    def loaded(self) -> bool:
+        # before the registry is read to its end an unknown code proves nothing (a replica
+        # just restarted would refuse real units)
+        return self._read is None or self._read.is_set()
 
     def __len__(self) -> int:
         return len(self._units)

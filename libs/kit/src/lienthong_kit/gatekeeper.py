@@ -24,7 +24,7 @@ from lienthong_kit.authz import (
 from lienthong_kit.certs import PeerCertificates
 from lienthong_kit.codes import unit_code_problem
 from lienthong_kit.directory import UnitDirectory
-from lienthong_kit.errors import PermissionDenied, Unauthenticated
+from lienthong_kit.errors import PermissionDenied, Unauthenticated, Unavailable
 from lienthong_kit.vocabulary import today_in_vietnam
 
 __all__ = ["PUBLIC_METHODS", "UNIT_HEADER", "AccessError", "Gatekeeper"]
@@ -101,6 +101,11 @@ class Gatekeeper:
         if identity is None:  # decide() refused it: only public methods pass without one
             return None
         if identity.kind is Kind.UNIT and self.directory is not None:
+            if not self.directory.loaded:
+                raise Unavailable(
+                    "the province's registry is still being read; retry shortly",
+                    reason="REGISTRY_LOADING",
+                )
             refusal = self.directory.refusal(identity.name, today_in_vietnam())
             if refusal is not None:
                 raise PermissionDenied(

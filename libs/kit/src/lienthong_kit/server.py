@@ -245,6 +245,7 @@ class ServiceApp(Generic[S]):
             )
             tasks.append(registry.run)
             waits.append(registry.caught_up.wait)
+            self.directory.follows(registry.caught_up)
         tasks.append(self._watch_certificates)
         tasks.append(self._watch_dependencies)
         for task in tasks:
