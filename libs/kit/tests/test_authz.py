@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import date
 from typing import Any
 
@@ -133,8 +132,6 @@ def test_a_unit_is_not_refused_while_the_registry_is_still_being_read() -> None:
     from lienthong_kit.gatekeeper import Gatekeeper
 
     directory = UnitDirectory()
-    read = asyncio.Event()
-    directory.follows(read)
     gate = Gatekeeper(tls=False, dev_auth=True, peers=None, directory=directory)
     gate.admit_tables([("probe.Probe", ["Get"], AccessTable("probe.Probe", {"Get": units()}))])
     caller = {IDENTITY_HEADER: "unit/000.00.00.H23"}
@@ -142,7 +139,7 @@ def test_a_unit_is_not_refused_while_the_registry_is_still_being_read() -> None:
     with pytest.raises(Unavailable, match="registry is still being read") as info:
         gate.admit("/probe.Probe/Get", None, caller)  # type: ignore[arg-type]
     assert info.value.reason == "REGISTRY_LOADING"
-    read.set()
+    directory.read.set()
     with pytest.raises(PermissionDenied, match="not in the province's registry"):
         gate.admit("/probe.Probe/Get", None, caller)  # type: ignore[arg-type]
     directory.apply(_changed("000.00.00.H23", active=True, rev=1))

@@ -2,7 +2,8 @@
 ``units`` topic, tailed from the beginning by each replica (routing-service publishes it).
 
     directory = UnitDirectory()
-    tail = TopicTail(settings, [topics.units], directory.on_event, from_beginning=True)
+    tail = TopicTail(settings, [topics.units], directory.on_event, from_beginning=True,
+                     caught_up=directory.read)
     problem = directory.refusal("000.03.12.H23", today)   # None when the unit may act
 """
 
@@ -46,17 +47,13 @@ class UnitState:
 class UnitDirectory:
     def __init__(self) -> None:
         self._units: dict[str, UnitState] = {}
-        self._read: asyncio.Event | None = None
-
-    def follows(self, read: asyncio.Event) -> None:
-        """``read`` is set once the tail feeding this directory has reached the topic's end."""
-        self._read = read
+        # set once the registry is read to its end (the tail feeding it sets it): before that an
+        # unknown code proves nothing, a replica just restarted would refuse real units
+        self.read = asyncio.Event()
 
     @property
     def loaded(self) -> bool:
-        # before the registry is read to its end an unknown code proves nothing (a replica
-        # just restarted would refuse real units)
-        return self._read is None or self._read.is_set()
+        return self.read.is_set()
 
     def __len__(self) -> int:
         return len(self._units)

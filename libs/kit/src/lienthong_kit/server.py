@@ -241,11 +241,14 @@ class ServiceApp(Generic[S]):
         if self.directory is not None:
             # who may call is decided on the registry as of now: no unit call before it is read
             registry = TopicTail(
-                settings, [self.topics.units], self.directory.on_event, from_beginning=True
+                settings,
+                [self.topics.units],
+                self.directory.on_event,
+                from_beginning=True,
+                caught_up=self.directory.read,
             )
             tasks.append(registry.run)
             waits.append(registry.caught_up.wait)
-            self.directory.follows(registry.caught_up)
         tasks.append(self._watch_certificates)
         tasks.append(self._watch_dependencies)
         for task in tasks:

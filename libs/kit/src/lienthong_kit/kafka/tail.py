@@ -47,6 +47,7 @@ class TopicTail:
         *,
         from_beginning: bool = False,
         wanted: Callable[[bytes | None], bool] | None = None,
+        caught_up: asyncio.Event | None = None,
     ) -> None:
         self._settings = settings
         self._topics = list(topics)
@@ -54,7 +55,8 @@ class TopicTail:
         self._from_beginning = from_beginning
         self._wanted = wanted
         self.positioned = asyncio.Event()
-        self.caught_up = asyncio.Event()
+        # given by the owner of state fed by this tail, so the state knows before the tail exists
+        self.caught_up = caught_up if caught_up is not None else asyncio.Event()
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
