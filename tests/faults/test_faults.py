@@ -163,7 +163,11 @@ class Load:
             return
         for entry in page.entries[:5]:
             request = doc_pb.AcknowledgeDeliveryRequest(
-                delivery_id=entry.delivery_id, status_code="03", staff="harness"
+                delivery_id=entry.delivery_id,
+                status_code="03",
+                staff="harness",
+                # a retry after a lost answer must not be refused as a move from 03 to 03
+                idempotency_key=f"ack-{entry.delivery_id}",
             )
             reply = retrying(
                 self.ledger,

@@ -203,6 +203,40 @@ async def test_status_moves_are_tracked_for_the_sender(
     assert by_unit[B].history[-1].description == "Gửi nhầm đơn vị"
 
 
+async def test_an_acknowledgement_retried_with_its_key_answers_the_first_move(
+    stub: DocumentServiceStub, service: ServiceApp
+) -> None:
+    document = await submit(stub, recipients={"unit_codes": [A]})
+    delivery_id = (await deliver(service, stub, document, A))[A]
+    request = pb.AcknowledgeDeliveryRequest(
+        delivery_id=delivery_id, status_code="03", staff="Nguyễn Văn An", idempotency_key="k-1"
+    )
+    first = await stub.AcknowledgeDelivery(request, metadata=unit(A))
+    # the first answer was lost: the retry is answered, not refused as 03 -> 03
+    again = await stub.AcknowledgeDelivery(request, metadata=unit(A))
+    assert (first.status_code, again.status_code) == ("03", "03")
+    await ack(stub, delivery_id, "04", A)
+    # still the first move's answer after a later one, and recorded once
+    late = await stub.AcknowledgeDelivery(request, metadata=unit(A))
+    assert late.status_code == "03"
+    track = await stub.TrackDocument(
+        pb.TrackDocumentRequest(document_id=document.document_id), metadata=unit(SENDER)
+    )
+    assert [h.status_code for h in track.recipients[0].history] == ["01", "03", "04"]
+    # without a key the same report is a move from 03 to 03 again: refused
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await ack(stub, delivery_id, "03", A)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    # the same key for another report names the key
+    other = pb.AcknowledgeDeliveryRequest(
+        delivery_id=delivery_id, status_code="05", staff="Nguyễn Văn An", idempotency_key="k-1"
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.AcknowledgeDelivery(other, metadata=unit(A))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (info.value.details() or "").startswith("idempotency_key:")
+
+
 @pytest.mark.parametrize(
     ("code", "who", "why", "status"),
     [

@@ -190,7 +190,11 @@ def test_oversized_paper_acknowledgement_and_recall_fields_are_named() -> None:
         validate_paper(paper, TODAY)
     assert [v.field for v in info.value.violations] == ["idempotency_key", "counterpart"]
     ack = AcknowledgeDeliveryRequest(
-        delivery_id="d" * 65, status_code="033", description="x" * 2001, staff="x" * 201
+        delivery_id="d" * 65,
+        status_code="033",
+        description="x" * 2001,
+        staff="x" * 201,
+        idempotency_key="k" * 129,
     )
     with pytest.raises(InvalidArgument) as info:
         validate_acknowledgement(ack)
@@ -199,6 +203,7 @@ def test_oversized_paper_acknowledgement_and_recall_fields_are_named() -> None:
         "status_code",
         "description",
         "staff",
+        "idempotency_key",
     ]
     recall = RecallDocumentRequest(
         document_id="d" * 65, reason="x" * 2001, replacement_document_id="r" * 65

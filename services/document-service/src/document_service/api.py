@@ -432,6 +432,7 @@ class DocumentServicer(DocumentServiceServicer):
             reported=request.status_code,
             description=request.description.strip(),
             staff=request.staff.strip(),
+            key=request.idempotency_key,
         )
         if after is None:
             raise NotFound(f"delivery_id: {request.delivery_id!r} has not arrived yet")

@@ -613,11 +613,17 @@ class DocumentStore:
         reported: str,
         description: str,
         staff: str,
+        key: str = "",
     ) -> DeliveryState | None:
         """Move ``delivery`` to ``decide(its current state)``, deciding again on the new state
         whenever another move wins the race (another clerk, or a recall). None when it has no
-        state yet or ``decide`` declines; FailedPrecondition(CONTENTION) if it keeps losing."""
+        state yet or ``decide`` declines; FailedPrecondition(CONTENTION) if it keeps losing.
+        A ``key`` already recorded on this delivery returns the state that move produced."""
         for _ in range(MOVE_ATTEMPTS):
+            if key:
+                done = await self._moved_with(delivery.id, key, reported, description, staff)
+                if done is not None:
+                    return done
             latest = await self.current(delivery.id, delivery.version)
             after = decide(latest.state) if latest else None
             if latest is None or after is None:
@@ -630,11 +636,31 @@ class DocumentStore:
                     reported=reported,
                     description=description,
                     staff=staff,
+                    key=key,
                 )
             )
             if won:
                 return after
         raise FailedPrecondition("the delivery keeps changing; try again", reason="CONTENTION")
+
+    async def _moved_with(
+        self, delivery_id: str, key: str, reported: str, description: str, staff: str
+    ) -> DeliveryState | None:
+        """The state a move with ``key`` produced, if one was recorded (a retry whose first
+        answer was lost); the same key for another report is refused."""
+        row = await self._transitions.find_one(
+            {"delivery_id": delivery_id, "idempotency_key": key}, {"outbox": 0}
+        )
+        if row is None:
+            return None
+        done = _status_change(row)
+        if (done.reported_code, done.description, done.staff) != (reported, description, staff):
+            raise FailedPrecondition(
+                f"idempotency_key: {key!r} was used for another report on this delivery"
+                f" ({done.reported_code} at version {done.version})",
+                reason="IDEMPOTENCY_KEY_REUSED",
+            )
+        return done.state
 
     async def _transition(
         self,
@@ -645,6 +671,7 @@ class DocumentStore:
         reported: str,
         description: str,
         staff: str,
+        key: str = "",
     ) -> bool:
         """Record the move from ``latest`` to ``after``; False if another move won the race."""
         won = await self._insert_transition(
@@ -656,6 +683,7 @@ class DocumentStore:
             staff=staff,
             at=datetime.now(UTC),
             previous=latest.state,
+            key=key,
         )
         if won:
             await self._project(delivery.id)
@@ -672,6 +700,7 @@ class DocumentStore:
         staff: str,
         at: datetime,
         previous: DeliveryState | None = None,
+        key: str = "",
     ) -> bool:
         row, event = self._transition_row(
             delivery,
@@ -686,7 +715,8 @@ class DocumentStore:
         relay = self._transitions_relay
         async with relay.staged(self._topics.deliveries, delivery.recipient_code, event) as out:
             try:
-                await self._transitions.insert_one({**row, **out.fields})
+                keyed = {"idempotency_key": key} if key else {}
+                await self._transitions.insert_one({**row, **keyed, **out.fields})
             except DuplicateKeyError:
                 return False
             out.commit()

@@ -233,6 +233,7 @@ def validate_acknowledgement(request: AcknowledgeDeliveryRequest) -> None:
     _bounded(v, "status_code", request.status_code, 2)
     _bounded(v, "description", request.description, MAX_TEXT)
     _bounded(v, "staff", request.staff, MAX_NAME)
+    _bounded(v, "idempotency_key", request.idempotency_key, MAX_KEY)
     v.raise_if_any()
 
 

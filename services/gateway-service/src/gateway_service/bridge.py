@@ -25,6 +25,7 @@ external agency acts only through the bridge, since it holds no certificate of t
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -318,6 +319,8 @@ class AxisBridge:
                         status_code=str(status.status_code),
                         description=status.description,
                         staff=staff,
+                        # the axis may hand the same status again: one move, whatever the retries
+                        idempotency_key="axis-" + hashlib.sha256(item.key.encode()).hexdigest(),
                     ),
                 )
             )

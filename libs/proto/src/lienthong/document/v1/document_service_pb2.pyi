@@ -806,6 +806,7 @@ class AcknowledgeDeliveryRequest(_message.Message):
     STATUS_CODE_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     STAFF_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     delivery_id: _builtins.str
     status_code: _builtins.str
     """02 refused, 03 registered, 04 assigned, 05 in progress, 06 done, 15 recall accepted,
@@ -815,6 +816,12 @@ class AcknowledgeDeliveryRequest(_message.Message):
     """Required for 02 and 16: why. At most 2,000 characters."""
     staff: _builtins.str
     """Who acted (full name or account). At most 200 characters."""
+    idempotency_key: _builtins.str
+    """Optional; a client that retries after a lost answer sets it: a retry with the same key
+    and the same report answers what the first move produced instead of refusing the move
+    from a state to itself; the same key with another report is FAILED_PRECONDITION
+    (IDEMPOTENCY_KEY_REUSED). At most 128 characters.
+    """
     def __init__(
         self,
         *,
@@ -822,10 +829,11 @@ class AcknowledgeDeliveryRequest(_message.Message):
         status_code: _builtins.str = ...,
         description: _builtins.str = ...,
         staff: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "description", b"description", "staff", b"staff", "status_code", b"status_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "description", b"description", "idempotency_key", b"idempotency_key", "staff", b"staff", "status_code", b"status_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
