@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from lienthong.notification.v1.notification_service_pb2_grpc import Notification
 from lienthong_local.platform import Platform
 from lienthong_local.run import load_sample_registry
 from lienthong_testing.cleanup import remove_namespace
+from lienthong_testing.ports import free_port
 from lienthong_testing.waiting import eventually_sync
 
 pytestmark = pytest.mark.e2e
@@ -45,9 +45,7 @@ class Mailbox:
 
 @pytest.fixture(scope="module")
 def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = free_port()
     box = Mailbox()
     controller = Controller(box, hostname="127.0.0.1", port=port)
     controller.start()

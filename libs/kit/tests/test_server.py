@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from lienthong_kit.kafka import Topics, ensure_topics
 from lienthong_kit.server import Deps, GrpcService, ServiceApp, Wiring
 from lienthong_kit.settings import KitSettings, SettingsError, load_settings
 from lienthong_testing.identities import IdentityCa, Issued
+from lienthong_testing.ports import free_port
 
 SERVICE = "lienthong.signature.v1.SignatureService"
 _METHODS = [m.name for m in pb.DESCRIPTOR.services_by_name["SignatureService"].methods]
@@ -355,7 +355,7 @@ async def tls_app(settings: KitSettings, ca: IdentityCa) -> AsyncIterator[Servic
         tls_key=server.key_path,
         tls_client_ca=ca.ca_path,
         tls_client_crl=ca.crl_path,
-        health_port=_free_port(),  # 0 would mean "no health port"
+        health_port=free_port(),  # 0 would mean "no health port"
     )
 
     async def build(deps: Deps) -> Wiring:
@@ -365,12 +365,6 @@ async def tls_app(settings: KitSettings, ca: IdentityCa) -> AsyncIterator[Servic
     await service.start()
     yield service
     await service.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _credentials(ca_pem: bytes, client: Issued | None) -> grpc.ChannelCredentials:
@@ -499,7 +493,7 @@ class Proxy:
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.port = _free_port()
+        self.port = free_port()
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
 

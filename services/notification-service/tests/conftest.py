@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -16,11 +15,7 @@ import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from lienthong_testing.ports import free_port
 
 
 class Mailbox:
@@ -40,7 +35,7 @@ class Mailbox:
 @pytest.fixture
 def smtp_server() -> Iterator[Mailbox]:
     mailbox = Mailbox()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=_free_port())
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
     controller.start()
     mailbox.port = controller.port
     yield mailbox

@@ -40,6 +40,7 @@ from lienthong_kit.kafka_access import declared
 from lienthong_kit.settings import KitSettings, load_settings
 from lienthong_local.grpc_tls import GrpcTls
 from lienthong_local.kafka_tls import ADMIN, KafkaTls, apply_acls, issue_certificates
+from lienthong_testing.ports import free_port
 
 __all__ = ["SERVICES", "KafkaTlsListener", "Platform", "ServiceProcess", "free_port"]
 
@@ -53,12 +54,6 @@ SERVICES = (
 )
 ROOT = Path(__file__).resolve().parents[4]  # the repository (the workspace installs it editable)
 DEFAULT_PORTS = {name: (50051 + index, 9101 + index) for index, name in enumerate(SERVICES)}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

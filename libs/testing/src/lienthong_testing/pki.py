@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import http.server
 import shutil
-import socket
 import subprocess
 import threading
 import uuid
@@ -38,6 +37,8 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import signers
 
+from lienthong_testing.ports import free_port
+
 __all__ = [
     "DemoPki",
     "LocalPki",
@@ -55,12 +56,6 @@ __all__ = [
 NOW = datetime.now(UTC)
 REVOKED_AT = NOW - timedelta(days=1)
 PROVINCE = "UBND tỉnh Hòa Bình"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -467,7 +462,7 @@ def running_pki(folder: Path) -> Iterator[LocalPki]:
             folder,
             crl_port=int(crls.server_address[1]),
             ocsp_port=int(ocsps.server_address[1]),
-            dead_port=_free_port(),
+            dead_port=free_port(),
         )
         responders.append(_Responder.of(pki))
         yield pki
