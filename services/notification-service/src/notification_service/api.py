@@ -369,7 +369,10 @@ class NotificationServicer(NotificationServiceServicer):
         self, request: pb.CarryOverUnitRequest, context: Context
     ) -> pb.CarryOverUnitResponse:
         violations = Violations()
-        _check_codes([request.closed_code], "closed_code", 1, violations)
+        if not request.closed_code.strip():
+            violations.add("closed_code", "is required: the closing unit's code")
+        elif len(request.closed_code) > MAX_CODE:
+            violations.add("closed_code", f"longer than {MAX_CODE} characters")
         successors = list(request.successor_codes)
         _check_codes(successors, "successor_codes", SUCCESSORS_LIMIT, violations)
         for index, code in enumerate(successors):
