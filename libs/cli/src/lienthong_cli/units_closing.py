@@ -23,7 +23,9 @@ from lienthong_cli.options import TIMEOUT
 
 __all__ = ["Carried", "Closing", "Pointing", "carry_over", "closing_units", "what_points_at"]
 
-BATCH = 500  # units per DescribeUnits / CountPendingDeliveries call (their limit)
+# units per DescribeUnits / CountPendingDeliveries call (they take 500): each unit is a few
+# queries, and a call must answer within the CLI's timeout
+BATCH = 100
 
 
 @dataclass(frozen=True)
