@@ -386,6 +386,7 @@ def transition(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             transition_cli.main,
             "--mapping", str(mapping), "--province", PROVINCE, *merged_args,
             "--effective", TRANSITION, "--out", str(plan_file), "--endpoint", routing,
+            "--document", platform.endpoint("document-service"),
         )  # fmt: skip
         # the registry administrator dry-runs, then applies the approved file with the CLI
         # (docs/operations.md)
@@ -479,6 +480,13 @@ def test_june_july_and_the_year_equal_the_generated_counts(transition: Transitio
 def test_the_plan_was_made_against_the_running_registry(transition: Transition) -> None:
     assert "create: 148 commune" in transition.plan_output
     assert "effective: 2025-07-01" in transition.plan_output
+    # pending deliveries as document-service counts them: at least the one with a due date
+    [line] = [
+        line for line in transition.plan_output.splitlines() if line.startswith("pending deliver")
+    ]
+    pending, units = (int(word) for word in line.split() if word.isdigit())
+    assert pending >= 1
+    assert units >= 1
 
 
 def track(platform: Platform, document_id: str) -> doc_pb.TrackDocumentResponse:
