@@ -10,14 +10,21 @@ then; the two services are restarted under a July clock and generated two-tier t
 flows, with a document to a merged commune (forwarded: the province's policy here), to a
 divided one (bounced naming its successors) and to the communes of a closed district
 (refused naming the successors). June's, July's and the year's reports must equal the
-generated counts exactly, per unit, level and province.
+generated counts exactly, per unit, level and province. Before the plan is applied the
+merged commune has a clerk subscribed by e-mail and a pending delivery with a due date: the
+plan's dry run lists them, and after the import its successor has the clerk, who is e-mailed
+the forwarded document.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import email
+import email.policy
 import io
+import json
+import socket
 import subprocess
 import sys
 import uuid
@@ -26,11 +33,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiosmtpd.controller import Controller
 
 from lienthong.common.v1.common_pb2 import Recipients, RecipientScope, UnitLevel
 from lienthong.document.v1 import document_service_pb2 as doc_pb
@@ -92,6 +101,24 @@ def unit_md(code: str) -> tuple[tuple[str, str], ...]:
 OBSERVER_MD = (("x-lienthong-identity", "operator/observer/transition-test"),)
 
 
+CLERK = "hoa.vt@thaibinh.example"
+FAR_DUE = datetime(2099, 6, 30, 17, 0, tzinfo=VN)  # ahead of notification-service's real clock
+
+
+class Mailbox:
+    """An SMTP server on loopback (aiosmtpd, its own thread): what notification-service sent."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        content = envelope.content  # type: ignore[attr-defined]
+        message = email.message_from_bytes(content, policy=email.policy.default)
+        assert isinstance(message, email.message.EmailMessage)
+        self.messages.append(message)
+        return "250 Message accepted for delivery"
+
+
 @dataclass
 class Transition:
     platform: Platform
@@ -100,6 +127,10 @@ class Transition:
     forwarded_id: str
     scoped_id: str
     plan_output: str
+    dry_run: dict[str, Any]
+    due_id: str
+    clerk_id: str
+    mailbox: Mailbox
 
 
 def kept_topics(prefix: str) -> None:
@@ -224,21 +255,61 @@ def submit(
     *,
     sender: str = PROVINCE,
     day: datetime = JULY,
+    due: datetime | None = None,
 ) -> str:
+    request = doc_pb.SubmitDocumentRequest(
+        idempotency_key=f"transition-{number}",
+        recipients=recipients,
+        code={"number": number, "notation": "TB-UBND"},
+        document_type="TB",
+        subject="Thông báo về việc sắp xếp đơn vị hành chính",
+        promulgation_date=day.date().isoformat(),
+    )
+    if due is not None:
+        request.due_at.FromDatetime(due)
     with grpc.insecure_channel(platform.endpoint("document-service")) as channel:
         reply = DocumentServiceStub(channel).SubmitDocument(
-            doc_pb.SubmitDocumentRequest(
-                idempotency_key=f"transition-{number}",
-                recipients=recipients,
-                code={"number": number, "notation": "TB-UBND"},
-                document_type="TB",
-                subject="Thông báo về việc sắp xếp đơn vị hành chính",
-                promulgation_date=day.date().isoformat(),
-            ),
-            metadata=unit_md(sender),
-            timeout=30,
+            request, metadata=unit_md(sender), timeout=30
         )
     return reply.document.document_id
+
+
+@contextlib.contextmanager
+def notifications(platform: Platform) -> Iterator[NotificationServiceStub]:
+    with grpc.insecure_channel(platform.endpoint("notification-service")) as channel:
+        yield NotificationServiceStub(channel)
+
+
+def subscribe_clerk(platform: Platform, unit: str) -> str:
+    """A clerk of ``unit`` told of new deliveries by e-mail; the contact's id."""
+    with notifications(platform) as stub:
+        return _subscribe_clerk(stub, unit)
+
+
+def _subscribe_clerk(stub: NotificationServiceStub, unit: str) -> str:
+    contact = stub.PutContact(
+        note_pb.PutContactRequest(
+            contact=note_pb.Contact(name="Vũ Thị Hoa", role="clerk", email=CLERK)
+        ),
+        metadata=unit_md(unit),
+        timeout=30,
+    ).contact
+    stub.Subscribe(
+        note_pb.SubscribeRequest(
+            subscription=note_pb.Subscription(
+                contact_id=contact.contact_id, event_kinds=["delivery.created"], channels=["email"]
+            )
+        ),
+        metadata=unit_md(unit),
+        timeout=30,
+    )
+    return contact.contact_id
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def inbox(platform: Platform, unit: str) -> list[str]:
@@ -263,6 +334,9 @@ def transition(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     prefix = f"tt{uuid.uuid4().hex[:8]}_"
     work = tmp_path_factory.mktemp("transition")
     kept_topics(prefix)
+    mailbox = Mailbox()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    smtp.start()
     platform = Platform.empty(
         log_dir=work / "logs",
         prefix=prefix,
@@ -270,6 +344,9 @@ def transition(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             "LIENTHONG_ROUTING_FORWARD_CLOSED": "true",
             # the documents are unsigned: no validation worker processes to start
             "LIENTHONG_SIGNATURE_WORKERS": "0",
+            "LIENTHONG_SMTP_HOST": "127.0.0.1",
+            "LIENTHONG_SMTP_PORT": str(smtp.port),
+            "LIENTHONG_QUIET_HOURS": "",  # notification-service's clock is the real one
         },
     )
     try:
@@ -287,6 +364,19 @@ def transition(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         send(platform, june, JUNE)
         assert exact(platform, "2025-06", expected_rows(june, [])) == []
 
+        # the merged commune's clerk, and a delivery to it still pending with a due date
+        clerk_id = subscribe_clerk(platform, MERGED_COMMUNE)
+        due_id = submit(
+            platform, "600", Recipients(unit_codes=[MERGED_COMMUNE]), day=JUNE, due=FAR_DUE
+        )
+        eventually_sync(
+            lambda: inbox(platform, MERGED_COMMUNE), until=lambda ids: due_id in ids, timeout=120
+        )
+        for name in ("outgoing_total", "outgoing_over_network"):
+            june.expected[PROVINCE][name] += 1
+        for name in ("incoming_total", "incoming_over_network"):
+            june.expected[MERGED_COMMUNE][name] += 1
+
         # the plan, against the running registry, approved as a file and imported
         mapping = work / "mapping.csv"
         mapping.write_text(phu_tho_2025_csv(), "utf-8")
@@ -296,13 +386,22 @@ def transition(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             transition_cli.main,
             "--mapping", str(mapping), "--province", PROVINCE, *merged_args,
             "--effective", TRANSITION, "--out", str(plan_file), "--endpoint", routing,
+            "--document", platform.endpoint("document-service"),
         )  # fmt: skip
-        # the registry administrator applies the approved file with the CLI (docs/operations.md)
-        subprocess.run(
-            [sys.executable, "-m", "lienthong_cli", "--endpoint", f"routing={routing}",
-             "--identity", "operator/registry-admin/test", "units", "import", str(plan_file)],
-            check=True, capture_output=True, timeout=300,
+        # the registry administrator dry-runs, then applies the approved file with the CLI
+        # (docs/operations.md)
+        cli = [
+            sys.executable, "-m", "lienthong_cli", "--endpoint", f"routing={routing}",
+            "--endpoint", f"document={platform.endpoint('document-service')}",
+            "--endpoint", f"notification={platform.endpoint('notification-service')}",
+            "--identity", "operator/registry-admin/test", "units", "import", str(plan_file),
+        ]  # fmt: skip
+        checked = subprocess.run(
+            [*cli, "--dry-run", "--output", "json"],
+            check=True, capture_output=True, timeout=300, text=True,
         )  # fmt: skip
+        dry_run = json.loads(checked.stdout)
+        subprocess.run(cli, check=True, capture_output=True, timeout=300)
         wait_applied(platform, plan_file)
         # applied ahead: a closing commune still sends in June, to a closing district
         late = submit(
@@ -346,9 +445,13 @@ def transition(infra: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             july.expected[PROVINCE][name] += 2
         for name in ("incoming_total", "incoming_over_network"):
             july.expected[successor][name] += 1
-        yield Transition(platform, june, july, forwarded_id, scoped_id, plan_output)
+        yield Transition(
+            platform, june, july, forwarded_id, scoped_id, plan_output, dry_run, due_id, clerk_id,
+            mailbox,
+        )  # fmt: skip
     finally:
         platform.stop_all()
+        smtp.stop()
         remove_namespace(prefix, kafka=KAFKA, mongo=MONGO)
 
 
@@ -377,6 +480,13 @@ def test_june_july_and_the_year_equal_the_generated_counts(transition: Transitio
 def test_the_plan_was_made_against_the_running_registry(transition: Transition) -> None:
     assert "create: 148 commune" in transition.plan_output
     assert "effective: 2025-07-01" in transition.plan_output
+    # pending deliveries as document-service counts them: at least the one with a due date
+    [line] = [
+        line for line in transition.plan_output.splitlines() if line.startswith("pending deliver")
+    ]
+    pending, units = (int(word) for word in line.split() if word.isdigit())
+    assert pending >= 1
+    assert units >= 1
 
 
 def track(platform: Platform, document_id: str) -> doc_pb.TrackDocumentResponse:
@@ -476,3 +586,39 @@ def test_a_scope_over_a_closed_district_is_refused_naming_its_successors(
         )
     communes = sorted(u.code for u in OLD if u.parent_code == CLOSED_DISTRICT)
     assert sorted(earlier.unit_codes) == communes
+
+
+def test_the_dry_run_lists_what_points_at_a_closing_commune(transition: Transition) -> None:
+    dry_run = transition.dry_run
+    assert dry_run["dry_run"] is True
+    pointing = {item["code"]: item for item in dry_run["pointing_at_closing"]}
+    merged = pointing[MERGED_COMMUNE]
+    assert merged["pending_deliveries"] >= 1
+    assert transition.due_id in merged["pending_documents"]
+    assert merged["pending_reminders"] >= 1
+    assert merged["contacts"] == ["Vũ Thị Hoa (clerk)"]
+    assert merged["subscriptions"] == [f"contact:{transition.clerk_id}"]
+    assert len(merged["successors"]) == 1
+
+
+def test_the_merged_communes_clerk_is_carried_over_and_told_of_the_forward(
+    transition: Transition,
+) -> None:
+    platform = transition.platform
+    successor = next(u.successor_code for u in registry(platform) if u.code == MERGED_COMMUNE)
+    with notifications(platform) as stub:
+        [clerk] = stub.ListContacts(
+            note_pb.ListContactsRequest(), metadata=unit_md(successor), timeout=30
+        ).contacts
+        subscriptions = stub.ListSubscriptions(
+            note_pb.ListSubscriptionsRequest(), metadata=unit_md(successor), timeout=30
+        ).subscriptions
+    assert (clerk.name, clerk.email) == ("Vũ Thị Hoa", CLERK)
+    assert [s.subscription_id for s in subscriptions] == [f"contact:{clerk.contact_id}"]
+
+    def mailed() -> list[str]:
+        return [str(m["Subject"]) for m in transition.mailbox.messages if str(m["To"]) == CLERK]
+
+    # the forwarded document (701) reaches the successor, whose carried clerk is e-mailed
+    subjects = eventually_sync(mailed, until=lambda found: any("701/" in s for s in found))
+    assert any("701/TB-UBND" in subject for subject in subjects)

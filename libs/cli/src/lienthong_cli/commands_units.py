@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import grpc
 import typer
@@ -19,6 +20,13 @@ from lienthong_cli.connection import Target
 from lienthong_cli.errors import CliError, ExitCode, exit_code_for, field_violations
 from lienthong_cli.options import TIMEOUT, OutputOption
 from lienthong_cli.output import Output, err, print_json, table, to_dict
+from lienthong_cli.units_closing import (
+    Carried,
+    Pointing,
+    carry_over,
+    closing_units,
+    what_points_at,
+)
 from lienthong_cli.units_file import LEVEL_NAMES, LEVELS, Row, read_units, write_units
 
 app = typer.Typer(help="The unit registry: list, get, import (CSV/JSON/XLSX), export.")
@@ -137,10 +145,19 @@ def import_(
             help="Read and check the file, and say which units are new, without importing.",
         ),
     ] = False,
+    carry: Annotated[
+        bool,
+        typer.Option(
+            "--carry-over/--no-carry-over",
+            help="After importing, copy each closing unit's notification contacts, groups and"
+            " subscriptions to its successors (default on).",
+        ),
+    ] = True,
     output: OutputOption = Output.table,
 ) -> None:
     """Create or replace the file's units in one import: all of them, or none if any row is
-    bad (every bad row is listed)."""
+    bad (every bad row is listed). Units it closes: the dry run lists what still points at
+    them; the import carries their notification contacts over to their successors."""
     try:
         rows = read_units(file)
     except ValueError as exc:
@@ -149,17 +166,30 @@ def import_(
     if local:
         raise CliError([f"{file}: {len(local)} problems, nothing imported", *local])
     target = state(ctx).target()
+    units = [row.unit for row in rows]
+    # only a file that closes units needs the registry as it is (which of them close now)
+    registry = all_units(target) if dry_run or closing_units(units) else []
+    closing = closing_units(units, registry)
     if dry_run:
-        known = {unit.code for unit in all_units(target)}
+        known = {unit.code for unit in registry}
         new = [row.unit.code for row in rows if row.unit.code not in known]
-        result = {"dry_run": True, "rows": len(rows), "new": len(new), "new_codes": new}
+        pointing = [item for item in what_points_at(target, closing) if not item.empty]
+        result: dict[str, Any] = {
+            "dry_run": True,
+            "rows": len(rows),
+            "new": len(new),
+            "new_codes": new,
+            "closing": len(closing),
+            "pointing_at_closing": [item.as_dict() for item in pointing],
+        }
         if output == Output.json:
             print_json(result)
         else:
             err.print(
-                f"{file}: {len(rows)} rows read, {len(new)} new units; nothing imported "
-                "(the server checks every row when importing)"
+                f"{file}: {len(rows)} rows read, {len(new)} new units, {len(closing)} closing;"
+                " nothing imported (the server checks every row when importing)"
             )
+            _show_pointing(pointing)
         return
     with (
         Progress(
@@ -190,10 +220,83 @@ def import_(
                 [f"{file}: {len(bad)} problems, nothing imported", *bad],
                 exit_code_for(error.code()),
             ) from error
+    carried = Carried()
+    if carry and closing:
+        try:
+            carried = carry_over(target, closing)
+        except grpc.RpcError as error:
+            raise CliError(
+                [
+                    f"imported {reply.applied} units ({reply.created} new), but carrying the"
+                    f" closing units' contacts over failed: {error.code().name}"
+                    f" {error.details()}",
+                    f"once notification-service answers: lienthong units carry-over {file}"
+                    " (idempotent)",
+                ],
+                exit_code_for(error.code()),
+            ) from error
     if output == Output.json:
-        print_json({"dry_run": False, "applied": reply.applied, "created": reply.created})
+        print_json(
+            {
+                "dry_run": False,
+                "applied": reply.applied,
+                "created": reply.created,
+                "carried_over": asdict(carried),
+            }
+        )
     else:
         err.print(f"imported {reply.applied} units ({reply.created} new)")
+        if carried.units:
+            err.print(
+                f"carried over to the successors of {carried.units} closing units:"
+                f" {carried.contacts} contacts, {carried.groups} groups,"
+                f" {carried.subscriptions} subscriptions"
+            )
+
+
+def _show_pointing(pointing: list[Pointing]) -> None:
+    if not pointing:
+        err.print("nothing points at the closing units (no pending delivery, reminder, contact)")
+        return
+    table(
+        f"{len(pointing)} closing units something points at",
+        ["code", "successors", "pending deliveries", "reminders", "contacts", "groups", "subs"],
+        [
+            [
+                item.code,
+                " ".join(item.successors) or "-",
+                str(item.pending_deliveries),
+                str(item.pending_reminders),
+                ", ".join(item.contacts),
+                ", ".join(item.groups),
+                ", ".join(item.subscriptions),
+            ]
+            for item in pointing
+        ],
+    )
+
+
+@app.command("carry-over")
+def carry_over_(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help=".csv, .json, .xlsx")],
+    output: OutputOption = Output.table,
+) -> None:
+    """Copy the notification contacts, groups and subscriptions of every unit the file closes
+    to its successors (what `units import` does after importing; a repeat copies nothing)."""
+    try:
+        rows = read_units(file)
+    except ValueError as exc:
+        raise CliError(f"{file}: {exc}") from exc
+    carried = carry_over(state(ctx).target(), closing_units([row.unit for row in rows]))
+    if output == Output.json:
+        print_json(asdict(carried))
+    else:
+        err.print(
+            f"carried over to the successors of {carried.units} closing units:"
+            f" {carried.contacts} contacts, {carried.groups} groups,"
+            f" {carried.subscriptions} subscriptions"
+        )
 
 
 @app.command("export")

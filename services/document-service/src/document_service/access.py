@@ -32,5 +32,8 @@ ACCESS = AccessTable.of(
         "VerifyAudit": operators(Role.OBSERVER, scope="the whole audit log"),
         "ExportAudit": operators(Role.OBSERVER, scope="the whole audit log, to verify offline"),
         "ListParkedEvents": operators(Role.OBSERVER, scope="events the broker refused"),
+        "CountPendingDeliveries": operators(
+            Role.REGISTRY_ADMIN, Role.OBSERVER, scope="pending deliveries to any unit (counts)"
+        ),
     },
 )

@@ -57,6 +57,8 @@ __all__ = ["DocumentServicer"]
 
 Context = aio.ServicerContext[Any, Any]
 MAX_PARKED_PAGE = 500
+#: CountPendingDeliveries: units per call, characters per code, document ids shown per unit
+MAX_PENDING_UNITS, MAX_UNIT_CODE, PENDING_SAMPLE = 500, 64, 20
 RECALL_KINDS = {
     pb.BusinessType.BUSINESS_TYPE_RECALL,
     pb.BusinessType.BUSINESS_TYPE_UPDATE,
@@ -559,6 +561,31 @@ class DocumentServicer(DocumentServiceServicer):
                 reason=event.reason,
             )
             parked.parked_at.FromDatetime(event.parked_at)
+        return response
+
+    async def CountPendingDeliveries(
+        self, request: pb.CountPendingDeliveriesRequest, context: Context
+    ) -> pb.CountPendingDeliveriesResponse:
+        codes = list(request.unit_codes)
+        violations = [
+            FieldViolation(f"unit_codes[{i}]", "is empty" if not code.strip() else
+                           f"longer than {MAX_UNIT_CODE} characters")
+            for i, code in enumerate(codes)
+            if not code.strip() or len(code) > MAX_UNIT_CODE
+        ]  # fmt: skip
+        if not 0 < len(codes) <= MAX_PENDING_UNITS:
+            violations.insert(
+                0,
+                FieldViolation(
+                    "unit_codes", f"between 1 and {MAX_PENDING_UNITS} unit codes (got {len(codes)})"
+                ),
+            )
+        if violations:
+            raise InvalidArgument(violations)
+        response = pb.CountPendingDeliveriesResponse()
+        for code in codes:
+            count, documents = await self._store.pending_to(code, sample=PENDING_SAMPLE)
+            response.units.add(unit_code=code, pending=count, document_ids=documents)
         return response
 
 

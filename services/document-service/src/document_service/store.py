@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from bson import Binary
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from document_service.lifecycle import DeliveryState
+from document_service.lifecycle import FINAL, DeliveryState
 from lienthong.common.v1.common_pb2 import AttachmentRef, DocumentSummary, Forwarded, Recipients
 from lienthong.events.v1.events_pb2 import (
     DeliveryBounced,
@@ -462,6 +462,22 @@ class DocumentStore:
             "recipient_code", ASCENDING
         )
         return [_delivery(row) async for row in cursor]
+
+    async def pending_to(self, unit_code: str, *, sample: int) -> tuple[int, list[str]]:
+        """How many deliveries to ``unit_code`` are not final yet, and the document ids of up to
+        ``sample`` of them, oldest first."""
+        query: Doc = {
+            "recipient_code": unit_code,
+            "bounced": False,
+            "status_code": {"$nin": sorted(FINAL)},
+        }
+        count = await self._deliveries.count_documents(query)
+        cursor = (
+            self._deliveries.find(query, {"document_id": 1})
+            .sort("delivered_at", ASCENDING)
+            .limit(sample)
+        )
+        return count, [row["document_id"] async for row in cursor]
 
     async def materialise(self, delivery: DeliveryCreated, delivered_at: datetime) -> None:
         """Put a routed delivery in the recipient's inbox with status 01 (arrived) and

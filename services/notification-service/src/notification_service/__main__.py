@@ -101,7 +101,7 @@ async def build(deps: Deps[Settings], *, clock: Clock | None = None) -> Wiring:
                 notification_service_pb2,
                 "NotificationService",
                 add_NotificationServiceServicer_to_server,
-                NotificationServicer(store, hub, guard),
+                NotificationServicer(store, hub, guard, reminder_store),
                 access=ACCESS,
             )
         ],

@@ -1,12 +1,13 @@
 """Who may call notification-service's RPCs (docs/security.md shows this table as the matrix).
 
 Everything here belongs to one unit: its notifications, contacts, groups and subscriptions;
-the handlers keep each unit to its own."""
+the handlers keep each unit to its own. Registry operators see and carry over what belongs to
+units a transition plan closes."""
 
 from __future__ import annotations
 
 from lienthong.notification.v1 import notification_service_pb2
-from lienthong_kit.authz import AccessTable, units
+from lienthong_kit.authz import AccessTable, Role, operators, units
 
 OWN = "the calling unit's own"
 
@@ -28,5 +29,11 @@ ACCESS = AccessTable.of(
         "Unsubscribe": units(f"{OWN} subscriptions"),
         "ListSubscriptions": units(f"{OWN} subscriptions"),
         "ListFailedNotifications": units(f"{OWN} failed notifications"),
+        "DescribeUnits": operators(
+            Role.REGISTRY_ADMIN, Role.OBSERVER, scope="any unit's contacts, groups, subscriptions"
+        ),
+        "CarryOverUnit": operators(
+            Role.REGISTRY_ADMIN, scope="a closing unit's, copied to its successors"
+        ),
     },
 )

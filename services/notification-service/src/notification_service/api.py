@@ -12,8 +12,10 @@ from grpc import aio
 
 from lienthong.notification.v1 import notification_service_pb2 as pb
 from lienthong.notification.v1.notification_service_pb2_grpc import NotificationServiceServicer
+from lienthong_kit.authz import current_identity
 from lienthong_kit.context import caller_unit
 from lienthong_kit.errors import FailedPrecondition, NotFound, PermissionDenied, Violations
+from lienthong_kit.logs import get_logger
 from lienthong_kit.paging import decode_time_key, encode_time_key, page_size
 from notification_service.egress import EgressGuard
 from notification_service.settings import CHANNELS
@@ -23,6 +25,7 @@ from notification_service.store import (
     Group,
     Notification,
     NotificationStore,
+    ReminderStore,
     Subscription,
 )
 from notification_service.validation import check_contact, check_group, check_subscription
@@ -30,10 +33,25 @@ from notification_service.watch import NotificationHub
 
 __all__ = ["NotificationServicer"]
 
+log = get_logger(__name__)
+
 Context = aio.ServicerContext[Any, Any]
 R = TypeVar("R", Contact, Group, Subscription)
 
 MARK_READ_LIMIT = 500
+#: units one DescribeUnits call may name, and successors one CarryOverUnit may
+UNITS_LIMIT, SUCCESSORS_LIMIT = 500, 50
+MAX_CODE = 64
+
+
+def _check_codes(codes: list[str], field: str, limit: int, violations: Violations) -> None:
+    if not 0 < len(codes) <= limit:
+        violations.add(field, f"between 1 and {limit} unit codes (got {len(codes)})")
+    for index, code in enumerate(codes):
+        if not code.strip():
+            violations.add(f"{field}[{index}]", "is empty")
+        elif len(code) > MAX_CODE:
+            violations.add(f"{field}[{index}]", f"longer than {MAX_CODE} characters")
 
 
 def _notification(record: Notification) -> pb.Notification:
@@ -113,11 +131,16 @@ def _own(record: R | None, unit: str, what: str) -> R:
 
 class NotificationServicer(NotificationServiceServicer):
     def __init__(
-        self, store: NotificationStore, hub: NotificationHub, guard: EgressGuard | None = None
+        self,
+        store: NotificationStore,
+        hub: NotificationHub,
+        guard: EgressGuard | None = None,
+        reminders: ReminderStore | None = None,
     ) -> None:
         self._store = store
         self._hub = hub
         self._guard = guard or EgressGuard()
+        self._reminders = reminders
 
     # --- in-app ---------------------------------------------------------------------------
 
@@ -321,3 +344,56 @@ class NotificationServicer(NotificationServiceServicer):
             violations.raise_if_any()
         records = await self._store.failed_jobs(unit, channel=request.channel, limit=size)
         return pb.ListFailedNotificationsResponse(notifications=[_failed(r) for r in records])
+
+    # --- registry operators: a transition plan ----------------------------------------------
+
+    async def DescribeUnits(
+        self, request: pb.DescribeUnitsRequest, context: Context
+    ) -> pb.DescribeUnitsResponse:
+        violations = Violations()
+        _check_codes(list(request.unit_codes), "unit_codes", UNITS_LIMIT, violations)
+        violations.raise_if_any()
+        response = pb.DescribeUnitsResponse()
+        for code in request.unit_codes:
+            item = response.units.add(unit_code=code)
+            item.contacts.extend(_contact(r) for r in await self._store.contacts(code))
+            item.groups.extend(_group(r) for r in await self._store.groups(code))
+            item.subscriptions.extend(
+                _subscription(r) for r in await self._store.subscriptions(code)
+            )
+            if self._reminders is not None:
+                item.pending_reminders = await self._reminders.pending_for(code)
+        return response
+
+    async def CarryOverUnit(
+        self, request: pb.CarryOverUnitRequest, context: Context
+    ) -> pb.CarryOverUnitResponse:
+        violations = Violations()
+        if not request.closed_code.strip():
+            violations.add("closed_code", "is required: the closing unit's code")
+        elif len(request.closed_code) > MAX_CODE:
+            violations.add("closed_code", f"longer than {MAX_CODE} characters")
+        successors = list(request.successor_codes)
+        _check_codes(successors, "successor_codes", SUCCESSORS_LIMIT, violations)
+        for index, code in enumerate(successors):
+            if code and code == request.closed_code:
+                violations.add(f"successor_codes[{index}]", "is the closing unit itself")
+        violations.raise_if_any()
+        response = pb.CarryOverUnitResponse()
+        for successor in dict.fromkeys(successors):
+            groups, contacts, subscriptions = await self._store.carry_over(
+                request.closed_code, successor
+            )
+            response.groups += groups
+            response.contacts += contacts
+            response.subscriptions += subscriptions
+        log.info(
+            "unit_carried_over",
+            closed=request.closed_code,
+            successors=successors,
+            operator=str(current_identity()),
+            groups=response.groups,
+            contacts=response.contacts,
+            subscriptions=response.subscriptions,
+        )
+        return response

@@ -13,13 +13,14 @@ fields are listed where they are written (notifier.py, reminders.py).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from lienthong_kit.infra import DuplicateKeyError
-from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
+from lienthong_kit.mongo import AsyncCollection, AsyncDatabase, Doc, ensure_indexes
 from lienthong_kit.paging import TimeKey, after_time_key
 
 __all__ = [
@@ -194,6 +195,47 @@ def _subscription_key(unit: str, target: str) -> str:
     return f"{unit}/{target}"
 
 
+def carried_contact_id(contact_id: str, successor: str) -> str:
+    """The id of ``contact_id``'s copy at ``successor``: the same on every repeat."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"lienthong:carried/{contact_id}/{successor}"))
+
+
+def _contact_row(contact: Contact) -> Doc:
+    return {
+        "_id": contact.id,
+        "unit_code": contact.unit_code,
+        "name": contact.name,
+        "role": contact.role,
+        "email": contact.email,
+        "phone": contact.phone,
+        "webhook_url": contact.webhook_url,
+        "webhook_secret": contact.webhook_secret,
+        "group_codes": list(contact.group_codes),
+        "updated_at": datetime.now(UTC),
+    }
+
+
+def _subscription_row(subscription: Subscription) -> Doc:
+    return {
+        "_id": _subscription_key(subscription.unit_code, subscription.target),
+        "target": subscription.target,
+        "unit_code": subscription.unit_code,
+        "contact_id": subscription.contact_id,
+        "group_code": subscription.group_code,
+        "event_kinds": list(subscription.event_kinds),
+        "channels": list(subscription.channels),
+    }
+
+
+async def _insert_new(collection: AsyncCollection[Doc], row: Doc) -> int:
+    """1 when ``row`` was stored, 0 when its key already was (kept as it is)."""
+    try:
+        await collection.insert_one(row)
+    except DuplicateKeyError:
+        return 0
+    return 1
+
+
 class NotificationStore:
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self._notifications = db["notifications"]
@@ -272,19 +314,7 @@ class NotificationStore:
         return sorted(rows, key=lambda contact: (contact.name, contact.id))
 
     async def put_contact(self, contact: Contact) -> None:
-        row: Doc = {
-            "_id": contact.id,
-            "unit_code": contact.unit_code,
-            "name": contact.name,
-            "role": contact.role,
-            "email": contact.email,
-            "phone": contact.phone,
-            "webhook_url": contact.webhook_url,
-            "webhook_secret": contact.webhook_secret,
-            "group_codes": list(contact.group_codes),
-            "updated_at": datetime.now(UTC),
-        }
-        await self._contacts.replace_one({"_id": contact.id}, row, upsert=True)
+        await self._contacts.replace_one({"_id": contact.id}, _contact_row(contact), upsert=True)
 
     async def delete_contact(self, unit: str, contact_id: str) -> None:
         """The contact and its own subscription."""
@@ -327,20 +357,40 @@ class NotificationStore:
         return sorted(rows, key=lambda subscription: subscription.target)
 
     async def put_subscription(self, subscription: Subscription) -> None:
-        key = _subscription_key(subscription.unit_code, subscription.target)
-        row: Doc = {
-            "_id": key,
-            "target": subscription.target,
-            "unit_code": subscription.unit_code,
-            "contact_id": subscription.contact_id,
-            "group_code": subscription.group_code,
-            "event_kinds": list(subscription.event_kinds),
-            "channels": list(subscription.channels),
-        }
-        await self._subscriptions.replace_one({"_id": key}, row, upsert=True)
+        row = _subscription_row(subscription)
+        await self._subscriptions.replace_one({"_id": row["_id"]}, row, upsert=True)
 
     async def delete_subscription(self, unit: str, target: str) -> None:
         await self._subscriptions.delete_one({"_id": _subscription_key(unit, target)})
+
+    # --- a registry transition ------------------------------------------------------------
+
+    async def carry_over(self, closed: str, successor: str) -> tuple[int, int, int]:
+        """Copy ``closed``'s groups, contacts and subscriptions to ``successor``: (groups,
+        contacts, subscriptions) newly stored. What the successor already has is kept (its own
+        group of the same code, a subscription of the same target), so a repeat adds nothing."""
+        groups = contacts = subscriptions = 0
+        for group in await self.groups(closed):
+            row = {"_id": _group_key(successor, group.code), "unit_code": successor,
+                   "code": group.code, "name": group.name}  # fmt: skip
+            groups += await _insert_new(self._groups, row)
+        renamed: dict[str, str] = {}
+        for contact in await self.contacts(closed):
+            copy = replace(
+                contact, id=carried_contact_id(contact.id, successor), unit_code=successor
+            )
+            renamed[contact.id] = copy.id
+            contacts += await _insert_new(self._contacts, _contact_row(copy))
+        for subscription in await self.subscriptions(closed):
+            if subscription.contact_id and subscription.contact_id not in renamed:
+                continue  # its contact was deleted since: nothing to reach
+            copied = replace(
+                subscription,
+                unit_code=successor,
+                contact_id=renamed.get(subscription.contact_id, ""),
+            )
+            subscriptions += await _insert_new(self._subscriptions, _subscription_row(copied))
+        return groups, contacts, subscriptions
 
     # --- channel jobs ---------------------------------------------------------------------
 
@@ -493,6 +543,10 @@ class ReminderStore:
             (row["_id"], row["fire_at"])
             async for row in self._reminders.find({"state": "pending"}, {"fire_at": 1})
         ]
+
+    async def pending_for(self, unit: str) -> int:
+        """How many of ``unit``'s reminders are still to fire."""
+        return await self._reminders.count_documents({"unit_code": unit, "state": "pending"})
 
     async def reminder(self, reminder_id: str) -> Doc | None:
         return await self._reminders.find_one({"_id": reminder_id})

@@ -2,12 +2,14 @@
 
     routing-service-transition --mapping phu_tho_2025.csv --province 000.00.00.H43 \
         --merged 000.00.00.H23 --merged 000.00.00.H60 --effective 2025-07-01 \
-        [--pending pending.csv] [--out plan.csv] [--endpoint 127.0.0.1:50052]
+        [--pending pending.csv | --document 127.0.0.1:50051] [--out plan.csv] \
+        [--endpoint 127.0.0.1:50052]
 
 Reads the whole registry (ListUnits), builds the plan (routing_service.transition), prints
 the dry run and every problem (by the plan file's line and field); writes the plan file only
 when there is none. Apply the approved file with ``lienthong units import plan.csv``.
-``--pending`` is a ``code,count`` CSV of deliveries still waiting at each unit.
+``--pending`` is a ``code,count`` CSV of deliveries still waiting at each unit; ``--document``
+asks document-service instead (CountPendingDeliveries, for the units the plan closes).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 
 import grpc
 
+from lienthong.document.v1 import document_service_pb2 as doc_pb
+from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
 from lienthong.routing.v1 import routing_service_pb2 as pb
 from lienthong.routing.v1.routing_service_pb2_grpc import RoutingServiceStub
 from lienthong_kit.authz import IDENTITY_HEADER
@@ -66,13 +70,30 @@ def _pending(path: Path | None) -> dict[str, int]:
     }
 
 
+def _pending_at(endpoint: str, codes: list[str]) -> dict[str, int]:
+    """Deliveries not yet final to each of ``codes``, as document-service counts them."""
+    counts: dict[str, int] = {}
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = DocumentServiceStub(channel)
+        for start in range(0, len(codes), 100):  # a few queries a unit: well within a call
+            reply = stub.CountPendingDeliveries(
+                doc_pb.CountPendingDeliveriesRequest(unit_codes=codes[start : start + 100]),
+                metadata=READER,
+                timeout=60,
+            )
+            counts.update((unit.unit_code, unit.pending) for unit in reply.units if unit.pending)
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mapping", type=Path, required=True)
     parser.add_argument("--province", required=True)
     parser.add_argument("--merged", action="append", default=[])
     parser.add_argument("--effective", required=True)
-    parser.add_argument("--pending", type=Path)
+    pending_from = parser.add_mutually_exclusive_group()
+    pending_from.add_argument("--pending", type=Path)
+    pending_from.add_argument("--document", help="document-service's endpoint")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--endpoint", default="127.0.0.1:50052")
     args = parser.parse_args(argv)
@@ -92,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    pending = _pending(args.pending)
+    if args.document:
+        closing = [row.unit.code for row in plan if row.action == "close"]
+        pending = _pending_at(args.document, closing)
+    else:
+        pending = _pending(args.pending)
     print("\n".join(summary(plan, pending=pending)))
     problems = plan_problems(plan, units, pending=pending)
     for field, text in problems:

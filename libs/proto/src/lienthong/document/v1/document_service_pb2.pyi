@@ -1283,3 +1283,75 @@ class ParkedEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ParkedEvent: _TypeAlias = ParkedEvent  # noqa: Y015
+
+@_typing.final
+class CountPendingDeliveriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_CODES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def unit_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Identifier codes of units (1 to 500, each at most 64 characters)."""
+
+    def __init__(
+        self,
+        *,
+        unit_codes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["unit_codes", b"unit_codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountPendingDeliveriesRequest: _TypeAlias = CountPendingDeliveriesRequest  # noqa: Y015
+
+@_typing.final
+class CountPendingDeliveriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNITS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def units(self) -> _containers.RepeatedCompositeFieldContainer[Global___PendingDeliveries]:
+        """One per requested unit, in the request's order (0 when none is pending)."""
+
+    def __init__(
+        self,
+        *,
+        units: _abc.Iterable[Global___PendingDeliveries] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountPendingDeliveriesResponse: _TypeAlias = CountPendingDeliveriesResponse  # noqa: Y015
+
+@_typing.final
+class PendingDeliveries(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
+    PENDING_FIELD_NUMBER: _builtins.int
+    DOCUMENT_IDS_FIELD_NUMBER: _builtins.int
+    unit_code: _builtins.str
+    pending: _builtins.int
+    @_builtins.property
+    def document_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Up to 20 of the pending deliveries' document ids, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        unit_code: _builtins.str = ...,
+        pending: _builtins.int = ...,
+        document_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_ids", b"document_ids", "pending", b"pending", "unit_code", b"unit_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PendingDeliveries: _TypeAlias = PendingDeliveries  # noqa: Y015

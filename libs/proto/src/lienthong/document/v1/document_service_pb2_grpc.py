@@ -108,6 +108,11 @@ class DocumentServiceStub(object):
                 request_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ListParkedEventsRequest.SerializeToString,
                 response_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ListParkedEventsResponse.FromString,
                 _registered_method=True)
+        self.CountPendingDeliveries = channel.unary_unary(
+                '/lienthong.document.v1.DocumentService/CountPendingDeliveries',
+                request_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.CountPendingDeliveriesRequest.SerializeToString,
+                response_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.CountPendingDeliveriesResponse.FromString,
+                _registered_method=True)
 
 
 class DocumentServiceServicer(object):
@@ -221,6 +226,14 @@ class DocumentServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CountPendingDeliveries(self, request, context):
+        """Deliveries not yet final (neither refused nor done) to each of the given units: what a
+        registry transition plan's dry run reports for the units it closes. Operators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DocumentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -293,6 +306,11 @@ def add_DocumentServiceServicer_to_server(servicer, server):
                     servicer.ListParkedEvents,
                     request_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ListParkedEventsRequest.FromString,
                     response_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.ListParkedEventsResponse.SerializeToString,
+            ),
+            'CountPendingDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountPendingDeliveries,
+                    request_deserializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.CountPendingDeliveriesRequest.FromString,
+                    response_serializer=lienthong_dot_document_dot_v1_dot_document__service__pb2.CountPendingDeliveriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -677,6 +695,33 @@ class DocumentService(object):
             '/lienthong.document.v1.DocumentService/ListParkedEvents',
             lienthong_dot_document_dot_v1_dot_document__service__pb2.ListParkedEventsRequest.SerializeToString,
             lienthong_dot_document_dot_v1_dot_document__service__pb2.ListParkedEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountPendingDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.document.v1.DocumentService/CountPendingDeliveries',
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.CountPendingDeliveriesRequest.SerializeToString,
+            lienthong_dot_document_dot_v1_dot_document__service__pb2.CountPendingDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -77,6 +77,10 @@ class DocumentServiceStub:
     """Operators: events the broker refused for good (e.g. larger than the topic takes), parked
     with their reason so the outbox relays move on; newest first.
     """
+    CountPendingDeliveries: _grpc.UnaryUnaryMultiCallable[_document_service_pb2.CountPendingDeliveriesRequest, _document_service_pb2.CountPendingDeliveriesResponse]
+    """Deliveries not yet final (neither refused nor done) to each of the given units: what a
+    registry transition plan's dry run reports for the units it closes. Operators only.
+    """
 
 @_typing.type_check_only
 class DocumentServiceAsyncStub(DocumentServiceStub):
@@ -126,6 +130,10 @@ class DocumentServiceAsyncStub(DocumentServiceStub):
     ListParkedEvents: _aio.UnaryUnaryMultiCallable[_document_service_pb2.ListParkedEventsRequest, _document_service_pb2.ListParkedEventsResponse]  # type: ignore[assignment]
     """Operators: events the broker refused for good (e.g. larger than the topic takes), parked
     with their reason so the outbox relays move on; newest first.
+    """
+    CountPendingDeliveries: _aio.UnaryUnaryMultiCallable[_document_service_pb2.CountPendingDeliveriesRequest, _document_service_pb2.CountPendingDeliveriesResponse]  # type: ignore[assignment]
+    """Deliveries not yet final (neither refused nor done) to each of the given units: what a
+    registry transition plan's dry run reports for the units it closes. Operators only.
     """
 
 class DocumentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -257,6 +265,16 @@ class DocumentServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_document_service_pb2.ListParkedEventsResponse, _abc.Awaitable[_document_service_pb2.ListParkedEventsResponse]]:
         """Operators: events the broker refused for good (e.g. larger than the topic takes), parked
         with their reason so the outbox relays move on; newest first.
+        """
+
+    @_abc_1.abstractmethod
+    def CountPendingDeliveries(
+        self,
+        request: _document_service_pb2.CountPendingDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_document_service_pb2.CountPendingDeliveriesResponse, _abc.Awaitable[_document_service_pb2.CountPendingDeliveriesResponse]]:
+        """Deliveries not yet final (neither refused nor done) to each of the given units: what a
+        registry transition plan's dry run reports for the units it closes. Operators only.
         """
 
 def add_DocumentServiceServicer_to_server(servicer: DocumentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -795,3 +795,138 @@ class ListFailedNotificationsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListFailedNotificationsResponse: _TypeAlias = ListFailedNotificationsResponse  # noqa: Y015
+
+@_typing.final
+class DescribeUnitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_CODES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def unit_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Identifier codes of units (1 to 500, each at most 64 characters)."""
+
+    def __init__(
+        self,
+        *,
+        unit_codes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["unit_codes", b"unit_codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DescribeUnitsRequest: _TypeAlias = DescribeUnitsRequest  # noqa: Y015
+
+@_typing.final
+class DescribeUnitsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNITS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def units(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnitNotifications]:
+        """One per requested unit, in the request's order."""
+
+    def __init__(
+        self,
+        *,
+        units: _abc.Iterable[Global___UnitNotifications] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DescribeUnitsResponse: _TypeAlias = DescribeUnitsResponse  # noqa: Y015
+
+@_typing.final
+class UnitNotifications(_message.Message):
+    """What notification-service holds for a unit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_CODE_FIELD_NUMBER: _builtins.int
+    CONTACTS_FIELD_NUMBER: _builtins.int
+    GROUPS_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTIONS_FIELD_NUMBER: _builtins.int
+    PENDING_REMINDERS_FIELD_NUMBER: _builtins.int
+    unit_code: _builtins.str
+    pending_reminders: _builtins.int
+    """Due-date reminders not yet fired or cancelled."""
+    @_builtins.property
+    def contacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Contact]: ...
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___Group]: ...
+    @_builtins.property
+    def subscriptions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Subscription]: ...
+    def __init__(
+        self,
+        *,
+        unit_code: _builtins.str = ...,
+        contacts: _abc.Iterable[Global___Contact] | None = ...,
+        groups: _abc.Iterable[Global___Group] | None = ...,
+        subscriptions: _abc.Iterable[Global___Subscription] | None = ...,
+        pending_reminders: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contacts", b"contacts", "groups", b"groups", "pending_reminders", b"pending_reminders", "subscriptions", b"subscriptions", "unit_code", b"unit_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnitNotifications: _TypeAlias = UnitNotifications  # noqa: Y015
+
+@_typing.final
+class CarryOverUnitRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLOSED_CODE_FIELD_NUMBER: _builtins.int
+    SUCCESSOR_CODES_FIELD_NUMBER: _builtins.int
+    closed_code: _builtins.str
+    """The closing unit (at most 64 characters)."""
+    @_builtins.property
+    def successor_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Its successors (1 to 50, each at most 64 characters, none equal to closed_code): a unit
+        divided among several gets a copy at each.
+        """
+
+    def __init__(
+        self,
+        *,
+        closed_code: _builtins.str = ...,
+        successor_codes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed_code", b"closed_code", "successor_codes", b"successor_codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CarryOverUnitRequest: _TypeAlias = CarryOverUnitRequest  # noqa: Y015
+
+@_typing.final
+class CarryOverUnitResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACTS_FIELD_NUMBER: _builtins.int
+    GROUPS_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTIONS_FIELD_NUMBER: _builtins.int
+    contacts: _builtins.int
+    """What was copied by this call (0 on a repeat), over all successors."""
+    groups: _builtins.int
+    subscriptions: _builtins.int
+    def __init__(
+        self,
+        *,
+        contacts: _builtins.int = ...,
+        groups: _builtins.int = ...,
+        subscriptions: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contacts", b"contacts", "groups", b"groups", "subscriptions", b"subscriptions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CarryOverUnitResponse: _TypeAlias = CarryOverUnitResponse  # noqa: Y015

@@ -107,6 +107,16 @@ class NotificationServiceStub(object):
                 request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListFailedNotificationsRequest.SerializeToString,
                 response_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListFailedNotificationsResponse.FromString,
                 _registered_method=True)
+        self.DescribeUnits = channel.unary_unary(
+                '/lienthong.notification.v1.NotificationService/DescribeUnits',
+                request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DescribeUnitsRequest.SerializeToString,
+                response_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DescribeUnitsResponse.FromString,
+                _registered_method=True)
+        self.CarryOverUnit = channel.unary_unary(
+                '/lienthong.notification.v1.NotificationService/CarryOverUnit',
+                request_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.CarryOverUnitRequest.SerializeToString,
+                response_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.CarryOverUnitResponse.FromString,
+                _registered_method=True)
 
 
 class NotificationServiceServicer(object):
@@ -209,6 +219,22 @@ class NotificationServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DescribeUnits(self, request, context):
+        """Registry operators, for a transition plan (docs/operations.md "Moving to two tiers"):
+        what points at the given units (contacts, groups, subscriptions, pending reminders).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CarryOverUnit(self, request, context):
+        """Copy a closing unit's groups, contacts and subscriptions to each of its successors
+        (idempotent: a repeat copies nothing new). Registry administrators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NotificationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -281,6 +307,16 @@ def add_NotificationServiceServicer_to_server(servicer, server):
                     servicer.ListFailedNotifications,
                     request_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListFailedNotificationsRequest.FromString,
                     response_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListFailedNotificationsResponse.SerializeToString,
+            ),
+            'DescribeUnits': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeUnits,
+                    request_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DescribeUnitsRequest.FromString,
+                    response_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DescribeUnitsResponse.SerializeToString,
+            ),
+            'CarryOverUnit': grpc.unary_unary_rpc_method_handler(
+                    servicer.CarryOverUnit,
+                    request_deserializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.CarryOverUnitRequest.FromString,
+                    response_serializer=lienthong_dot_notification_dot_v1_dot_notification__service__pb2.CarryOverUnitResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -664,6 +700,60 @@ class NotificationService(object):
             '/lienthong.notification.v1.NotificationService/ListFailedNotifications',
             lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListFailedNotificationsRequest.SerializeToString,
             lienthong_dot_notification_dot_v1_dot_notification__service__pb2.ListFailedNotificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeUnits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.notification.v1.NotificationService/DescribeUnits',
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DescribeUnitsRequest.SerializeToString,
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.DescribeUnitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CarryOverUnit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lienthong.notification.v1.NotificationService/CarryOverUnit',
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.CarryOverUnitRequest.SerializeToString,
+            lienthong_dot_notification_dot_v1_dot_notification__service__pb2.CarryOverUnitResponse.FromString,
             options,
             channel_credentials,
             insecure,

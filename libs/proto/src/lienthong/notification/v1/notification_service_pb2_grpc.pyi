@@ -61,6 +61,14 @@ class NotificationServiceStub:
     ListSubscriptions: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.ListSubscriptionsRequest, _notification_service_pb2.ListSubscriptionsResponse]
     ListFailedNotifications: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.ListFailedNotificationsRequest, _notification_service_pb2.ListFailedNotificationsResponse]
     """Notifications to the unit's contacts that failed after every retry (dead letters)."""
+    DescribeUnits: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.DescribeUnitsRequest, _notification_service_pb2.DescribeUnitsResponse]
+    """Registry operators, for a transition plan (docs/operations.md "Moving to two tiers"):
+    what points at the given units (contacts, groups, subscriptions, pending reminders).
+    """
+    CarryOverUnit: _grpc.UnaryUnaryMultiCallable[_notification_service_pb2.CarryOverUnitRequest, _notification_service_pb2.CarryOverUnitResponse]
+    """Copy a closing unit's groups, contacts and subscriptions to each of its successors
+    (idempotent: a repeat copies nothing new). Registry administrators only.
+    """
 
 @_typing.type_check_only
 class NotificationServiceAsyncStub(NotificationServiceStub):
@@ -95,6 +103,14 @@ class NotificationServiceAsyncStub(NotificationServiceStub):
     ListSubscriptions: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.ListSubscriptionsRequest, _notification_service_pb2.ListSubscriptionsResponse]  # type: ignore[assignment]
     ListFailedNotifications: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.ListFailedNotificationsRequest, _notification_service_pb2.ListFailedNotificationsResponse]  # type: ignore[assignment]
     """Notifications to the unit's contacts that failed after every retry (dead letters)."""
+    DescribeUnits: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.DescribeUnitsRequest, _notification_service_pb2.DescribeUnitsResponse]  # type: ignore[assignment]
+    """Registry operators, for a transition plan (docs/operations.md "Moving to two tiers"):
+    what points at the given units (contacts, groups, subscriptions, pending reminders).
+    """
+    CarryOverUnit: _aio.UnaryUnaryMultiCallable[_notification_service_pb2.CarryOverUnitRequest, _notification_service_pb2.CarryOverUnitResponse]  # type: ignore[assignment]
+    """Copy a closing unit's groups, contacts and subscriptions to each of its successors
+    (idempotent: a repeat copies nothing new). Registry administrators only.
+    """
 
 class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Who is told what, on which channel: the caller's unit's contacts, groups (phòng ban) and
@@ -210,5 +226,25 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_notification_service_pb2.ListFailedNotificationsResponse, _abc.Awaitable[_notification_service_pb2.ListFailedNotificationsResponse]]:
         """Notifications to the unit's contacts that failed after every retry (dead letters)."""
+
+    @_abc_1.abstractmethod
+    def DescribeUnits(
+        self,
+        request: _notification_service_pb2.DescribeUnitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_service_pb2.DescribeUnitsResponse, _abc.Awaitable[_notification_service_pb2.DescribeUnitsResponse]]:
+        """Registry operators, for a transition plan (docs/operations.md "Moving to two tiers"):
+        what points at the given units (contacts, groups, subscriptions, pending reminders).
+        """
+
+    @_abc_1.abstractmethod
+    def CarryOverUnit(
+        self,
+        request: _notification_service_pb2.CarryOverUnitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_service_pb2.CarryOverUnitResponse, _abc.Awaitable[_notification_service_pb2.CarryOverUnitResponse]]:
+        """Copy a closing unit's groups, contacts and subscriptions to each of its successors
+        (idempotent: a repeat copies nothing new). Registry administrators only.
+        """
 
 def add_NotificationServiceServicer_to_server(servicer: NotificationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
