@@ -4,10 +4,15 @@ error."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import pytest
+from aiokafka.errors import KafkaConnectionError
+from prometheus_client import REGISTRY
 from pymongo.errors import AutoReconnect, DuplicateKeyError, OperationFailure
 
-from lienthong_kit.infra import is_infra_error, retry_while_down
+from lienthong_kit.infra import every, is_infra_error, report_failure, retry_while_down
 
 # as FerretDB v1 answered while its PostgreSQL was killed and restarting (harness logs)
 FERRETDB_BACKEND_DOWN = [
@@ -51,3 +56,44 @@ async def test_another_failure_is_not_retried() -> None:
 
     with pytest.raises(OperationFailure):
         await retry_while_down(operation, event="test")
+
+
+def failures(task: str, kind: str) -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "lienthong_background_failures_total", {"task": task, "kind": kind}
+        )
+        or 0.0
+    )
+
+
+async def test_a_background_loop_outlives_an_outage_and_a_bug() -> None:
+    task = f"test_{uuid.uuid4().hex[:8]}"
+    answers: list[BaseException | None] = [
+        OperationFailure(FERRETDB_BACKEND_DOWN[2], code=1),
+        RuntimeError("a bug in one round"),
+        None,
+    ]
+    finished = asyncio.Event()
+
+    async def one_round() -> None:
+        answer = answers.pop(0) if answers else None
+        if answer is not None:
+            raise answer
+        finished.set()
+
+    loop = asyncio.create_task(every(0.0, one_round, task=task))
+    try:
+        await asyncio.wait_for(finished.wait(), timeout=30)
+        assert not loop.done()  # neither the outage nor the bug ended it
+    finally:
+        loop.cancel()
+    assert (failures(task, "infra"), failures(task, "error")) == (1.0, 1.0)
+
+
+def test_a_failed_round_is_an_outage_only_when_the_store_or_broker_is_down() -> None:
+    task = f"test_{uuid.uuid4().hex[:8]}"
+    assert report_failure(OperationFailure(FERRETDB_BACKEND_DOWN[1], code=1), task=task)
+    assert report_failure(KafkaConnectionError(), task=task)
+    assert not report_failure(OperationFailure("unknown operator: $foo", code=2), task=task)
+    assert (failures(task, "infra"), failures(task, "error")) == (2.0, 1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,14 +11,17 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from pymongo.errors import OperationFailure
 
 from document_service.__main__ import Settings, build
+from document_service.attachments import AttachmentStore
 from lienthong.document.v1 import document_service_pb2 as pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
 from lienthong.events.v1.events_pb2 import DocumentSubmitted, UnitChanged
 from lienthong.routing.v1.routing_service_pb2 import Unit
 from lienthong_kit.envelope import decode_envelope, new_event, unpack
 from lienthong_kit.kafka import Topics
+from lienthong_kit.mongo import connect
 from lienthong_kit.server import ServiceApp
 from lienthong_kit.settings import KitSettings
 from lienthong_testing.callers import OBSERVER
@@ -266,3 +270,39 @@ async def test_the_audit_log_dead_letters_what_cannot_be_an_entry_and_goes_on(
     assert "occurred_at is not a time" in reasons["hostile-far"]
     assert "actor holds a NUL character" in reasons["hostile-nul"]
     assert "not a protobuf EventEnvelope" in reasons["hostile-garbage"]
+
+
+async def test_the_attachment_sweep_outlives_the_store_being_down(settings: KitSettings) -> None:
+    client = connect(settings.mongo_url, app_name="test")
+    db = client[f"{settings.mongo_database_prefix}document"]
+    attachments = AttachmentStore(db, max_bytes=1000, unreferenced_seconds=0.001)
+
+    async def content() -> AsyncIterator[bytes]:
+        yield b"%PDF-1.7 unused"
+
+    unused = await attachments.upload(SENDER, "qd.pdf", "application/pdf", content())
+    asked: list[list[str]] = []
+
+    async def referenced(ids: list[str]) -> set[str]:
+        asked.append(ids)
+        if len(asked) == 1:  # as FerretDB answers while its PostgreSQL restarts
+            raise OperationFailure(
+                "failed to connect to `user=postgres database=ferretdb`: server error: FATAL:"
+                " the database system is starting up (SQLSTATE 57P03)",
+                code=1,
+            )
+        return set()
+
+    files = db["attachments.files"]
+    sweep = asyncio.create_task(attachments.sweep(referenced))
+    try:
+        # the round after the outage removes it: the outage did not end the sweep
+        await eventually(
+            lambda: files.count_documents({"_id": unused.attachment_id}),
+            until=lambda left: left == 0,
+            timeout=60,
+        )
+        assert not sweep.done()
+    finally:
+        sweep.cancel()
+        await client.close()

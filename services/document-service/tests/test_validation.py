@@ -5,6 +5,7 @@ from datetime import date
 import pytest
 
 from document_service import validation
+from document_service.consumers import Consumers, inbox_hub
 from document_service.validation import (
     validate_acknowledgement,
     validate_inbox_query,
@@ -20,7 +21,9 @@ from lienthong.document.v1.document_service_pb2 import (
     RegisterPaperDocumentRequest,
     SubmitDocumentRequest,
 )
-from lienthong_kit.errors import InvalidArgument
+from lienthong.events.v1.events_pb2 import DeliveryBounced
+from lienthong_kit.envelope import new_event
+from lienthong_kit.errors import InvalidArgument, PoisonEvent
 
 SENDER = "000.00.00.H23"
 TODAY = date(2026, 11, 23)
@@ -219,3 +222,11 @@ def test_oversized_paper_acknowledgement_and_recall_fields_are_named() -> None:
     with pytest.raises(InvalidArgument) as info:
         validate_inbox_query(inbox)
     assert [v.field for v in info.value.violations] == ["page_token", "status_codes"]
+
+
+async def test_a_bounce_the_store_cannot_hold_is_poison_not_a_retry() -> None:
+    bounce = DeliveryBounced(delivery_id="dl-\x00", recipient_code="000.01.00.H23", reason="x")
+    # refused before the store is reached: the consumers' store is never used
+    consumers = Consumers(store=None, audit=None, hub=inbox_hub())  # type: ignore[arg-type]
+    with pytest.raises(PoisonEvent, match="NUL"):
+        await consumers.on_delivery(new_event(bounce, producer="fuzzer"), None)  # type: ignore[arg-type]

@@ -15,8 +15,9 @@ from lienthong.events.v1.events_pb2 import (
 )
 from lienthong.notification.v1 import notification_service_pb2 as pb
 from lienthong_kit.envelope import new_event
-from lienthong_kit.errors import InvalidArgument, Violations
+from lienthong_kit.errors import InvalidArgument, PoisonEvent, Violations
 from lienthong_kit.settings import SettingsError, load_settings
+from notification_service.consumers import EventHandler
 from notification_service.messages import notices_for
 from notification_service.settings import Settings, parse_quiet_hours
 from notification_service.timing import TokenBucket, backoff, hold_until
@@ -354,3 +355,15 @@ def test_oversized_contact_and_subscription_fields_are_named_once_each() -> None
         "subscription.event_kinds",
         "subscription.channels",
     ]
+
+
+async def test_a_time_outside_the_calendar_is_poison_not_a_retry() -> None:
+    document = DocumentSummary(document_id="doc-far", sender_code="000.00.00.H23")
+    document.due_at.seconds = 2**62  # as the topic fuzzer sends it
+    created = DeliveryCreated(
+        delivery_id="dl-far", recipient_code="000.01.00.H23", document=document
+    )
+    # refused before anything is recorded: the handler's collaborators are never reached
+    handler = EventHandler(notifier=None, reminders=None)  # type: ignore[arg-type]
+    with pytest.raises(PoisonEvent, match="out of range"):
+        await handler.on_event(new_event(created, producer="fuzzer"), None)  # type: ignore[arg-type]

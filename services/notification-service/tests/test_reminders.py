@@ -11,17 +11,22 @@ from typing import Any
 
 import grpc
 import pytest
+from pymongo.errors import OperationFailure
 
 from lienthong.common.v1.common_pb2 import DocumentCode, DocumentSummary
 from lienthong.events.v1.events_pb2 import DeliveryCreated, DeliveryStatusChanged
 from lienthong.notification.v1 import notification_service_pb2 as pb
 from lienthong.notification.v1.notification_service_pb2_grpc import NotificationServiceStub
 from lienthong_kit.envelope import new_event
+from lienthong_kit.mongo import connect
 from lienthong_kit.server import ServiceApp
 from lienthong_testing.settings import isolated_settings
 from lienthong_testing.waiting import eventually, wait_until
 from notification_service.__main__ import NAME, build
+from notification_service.messages import Notice
+from notification_service.reminders import Reminders
 from notification_service.settings import Settings
+from notification_service.store import ReminderStore
 from notification_service.timing import ManualClock
 
 RECIPIENT = "000.01.00.H23"
@@ -197,3 +202,31 @@ async def test_a_completed_delivery_is_not_reminded(service: tuple[Starter, Any]
 
     assert states == {"dl-done:due:1": "cancelled", "dl-done:overdue": "cancelled"}
     assert await titles(app) == [NEW]
+
+
+async def test_a_reminder_that_meets_the_store_down_stays_pending(prefix: str, infra: None) -> None:
+    settings = isolated_settings(Settings, prefix, FAST)
+    client = connect(settings.mongo_url, app_name="test")
+    store = ReminderStore(client[f"{settings.mongo_database_prefix}notification"])
+    now = datetime.now(UTC).replace(microsecond=0)
+    clock = ManualClock(now)
+    reminders = Reminders(store, clock=clock, lead_days=(1,), overdue=False, poll_seconds=0.05)
+    await reminders.schedule(due_delivery(now + timedelta(days=2)), arrived_at=now)
+    fired: list[Notice] = []
+
+    async def record(notice: Notice) -> None:
+        fired.append(notice)
+        if len(fired) == 1:  # as FerretDB answers while its PostgreSQL restarts
+            raise OperationFailure("terminating connection (SQLSTATE 57P01)", code=1)
+
+    reminders.on_fire(record)
+    clock.advance(days=1, seconds=1)
+    try:
+        # an outage is not the reminder's fault: it is not settled as failed for good
+        with pytest.raises(OperationFailure):
+            await reminders.fire_due()
+        assert (await store.reminder("dl-due:due:1") or {})["state"] == "pending"
+        assert await reminders.fire_due() == 1
+        assert (await store.reminder("dl-due:due:1") or {})["state"] == "fired"
+    finally:
+        await client.close()

@@ -198,6 +198,34 @@ def test_a_good_request_waits_for_the_rebuild() -> None:
         servicer._rows(pb.GetAdoptionReportRequest(period="2026-11"))
 
 
+class RegistryLoading:
+    """A restarted worker: counts rebuilt, the units topic not yet read to its end."""
+
+    def __init__(self) -> None:
+        self.ready = asyncio.Event()
+        self.ready.set()
+        self.registry_read = asyncio.Event()
+        self.registry = Registry()
+        self.counts = Counts()
+
+
+@pytest.mark.usefixtures("observer")
+def test_a_scope_is_not_refused_as_unknown_before_the_registry_is_read() -> None:
+    worker = RegistryLoading()
+    servicer = ReportingServicer(worker)  # type: ignore[arg-type]
+    scoped = pb.GetAdoptionReportRequest(
+        period="2026-11", scope=pb.AdoptionScope(ancestor_code="000.00.00.H23")
+    )
+    with pytest.raises(Unavailable) as info:
+        servicer._rows(scoped)
+    assert info.value.reason == "REGISTRY_LOADING"
+    worker.registry_read.set()
+    # read to its end: now an unknown ancestor is a definitive client error
+    with pytest.raises(InvalidArgument) as refused:
+        servicer._rows(scoped)
+    assert [v.field for v in refused.value.violations] == ["scope.ancestor_code"]
+
+
 def test_a_unit_reads_only_its_own_row() -> None:
     set_identity(Identity(Kind.UNIT, "000.01.00.H23"))
     servicer = ReportingServicer(Rebuilding())  # type: ignore[arg-type]

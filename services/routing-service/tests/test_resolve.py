@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from lienthong.common.v1.common_pb2 import Recipients, RecipientScope, UnitLevel
+from lienthong.common.v1.common_pb2 import DocumentSummary, Recipients, RecipientScope, UnitLevel
 from lienthong.routing.v1.routing_service_pb2 import Unit
-from lienthong_kit.errors import InvalidArgument
+from lienthong_kit.errors import InvalidArgument, PoisonEvent
 from lienthong_local.sample import PROVINCE, sample_units
+from routing_service.consumers import _document_date
 from routing_service.index import UnitIndex
 from routing_service.registry import validate_unit
 from routing_service.resolve import resolve
@@ -363,3 +364,10 @@ def test_an_external_agency_needs_no_level_and_no_parent_in_the_registry() -> No
             parent=None,
         )
     assert [v.field for v in refused.value.violations] == ["unit.level"]
+
+
+def test_a_submission_time_outside_the_calendar_is_poison_not_a_retry() -> None:
+    document = DocumentSummary(document_id="doc-far")
+    document.submitted_at.seconds = 2**62  # as the topic fuzzer sends it
+    with pytest.raises(PoisonEvent, match=r"document\.submitted_at is out of range"):
+        _document_date(document)

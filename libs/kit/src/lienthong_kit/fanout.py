@@ -6,7 +6,9 @@
         async for item in items: ...      # ends with UNAVAILABLE(reason) when told to
 
 A slow reader cannot hold up the others: a stream whose queue reaches ``queue_limit`` is ended
-with UNAVAILABLE; the client lists what it missed and watches again.
+with UNAVAILABLE; the client lists what it missed and watches again. A hub fed by a tail
+``follows(tail.positioned)``: until the tail has its offsets, a new stream is refused with
+UNAVAILABLE (WATCH_STARTING), since what is published meanwhile would never reach it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ class FanOutHub(Generic[T]):
         # an item published twice (a redelivered event) reaches each stream once
         self._identity = identity
         self._streams: dict[str, set[asyncio.Queue[T | _End]]] = defaultdict(set)
+        self._positioned: asyncio.Event | None = None
+
+    def follows(self, positioned: asyncio.Event) -> None:
+        """``positioned`` is set once the tail feeding this hub hands on every new item."""
+        self._positioned = positioned
 
     def watching(self, key: str) -> bool:
         return bool(self._streams.get(key))
@@ -65,6 +72,12 @@ class FanOutHub(Generic[T]):
 
     @contextmanager
     def watch(self, key: str) -> Iterator[AsyncIterator[T]]:
+        if self._positioned is not None and not self._positioned.is_set():
+            # a replica just (re)started: a stream opened now would silently miss items
+            raise Unavailable(
+                "the live feed is still starting on this replica; retry shortly",
+                reason="WATCH_STARTING",
+            )
         queue: asyncio.Queue[T | _End] = asyncio.Queue()
         self._streams[key].add(queue)
         try:

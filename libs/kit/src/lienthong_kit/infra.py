@@ -9,6 +9,13 @@ is down" in the kit is :func:`retry_while_down`::
         lambda: applied.find_one({"_id": key}), event="dependency_unavailable", group=group
     )
 
+A background loop that goes on after a failed round (a sweep, a scheduler, a reload) runs
+with :func:`every` (or reports its own failures with :func:`report_failure`): an outage is a
+warning and ``lienthong_background_failures_total{kind="infra"}``, anything else is logged
+with its traceback (``kind="error"``); neither stops the loop::
+
+    await every(60.0, sweep_once, task="attachments_sweep")
+
 Why a small own helper rather than tenacity: docs/decisions/0100-retry.md.
 """
 
@@ -29,8 +36,16 @@ from aiokafka.errors import (
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure
 
 from lienthong_kit.logs import get_logger
+from lienthong_kit.metrics import BACKGROUND_FAILURES
 
-__all__ = ["INFRA_ERRORS", "DuplicateKeyError", "is_infra_error", "retry_while_down"]
+__all__ = [
+    "INFRA_ERRORS",
+    "DuplicateKeyError",
+    "every",
+    "is_infra_error",
+    "report_failure",
+    "retry_while_down",
+]
 
 log = get_logger(__name__)
 
@@ -89,3 +104,33 @@ async def retry_while_down(
             log.warning(event, error=repr(exc), retry_in=round(delay, 2), **log_fields)
             await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter only
             delay = min(delay * 2, MAX_DELAY)
+
+
+def report_failure(error: BaseException, *, task: str, **log_fields: Any) -> bool:
+    """Log and count a failed round of background ``task`` that will be tried again; True
+    when it was an outage (the store or broker unreachable), False for anything else."""
+    if is_infra_error(error):
+        BACKGROUND_FAILURES.labels(task, "infra").inc()
+        log.warning("dependency_unavailable", task=task, error=repr(error), **log_fields)
+        return True
+    BACKGROUND_FAILURES.labels(task, "error").inc()
+    log.error("background_round_failed", task=task, exc_info=error, **log_fields)
+    return False
+
+
+async def every(
+    seconds: float,
+    round_: Callable[[], Awaitable[object]],
+    *,
+    task: str,
+    first_delay: float = 0.0,
+) -> None:
+    """Run ``round_()`` every ``seconds`` (after ``first_delay``) until cancelled; a failed
+    round is reported (:func:`report_failure`) and the next one comes as usual."""
+    await asyncio.sleep(first_delay)
+    while True:
+        try:
+            await round_()
+        except Exception as exc:  # noqa: BLE001 - reported; the loop must outlive any round
+            report_failure(exc, task=task)
+        await asyncio.sleep(seconds)

@@ -16,6 +16,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 __all__ = [
+    "BACKGROUND_FAILURES",
     "BUILD_INFO",
     "CERTIFICATE_EXPIRY",
     "CONSUMER_GROUP_LAG",
@@ -76,6 +77,12 @@ CONSUMER_GROUP_OFFSET = Gauge(
     "lienthong_consumer_group_offset",
     "A consumer group's committed offset per partition, as the broker reports it.",
     ["group", "topic", "partition"],
+)
+BACKGROUND_FAILURES = Counter(
+    "lienthong_background_failures_total",
+    "Failed rounds of a background loop (a sweep, a scheduler, a reload), by task and kind"
+    " (infra: the store or broker unreachable, retried next round; error: anything else).",
+    ["task", "kind"],
 )
 OUTBOX_PENDING = Gauge(
     "lienthong_outbox_pending_events",

@@ -62,6 +62,7 @@ async def build(deps: Deps[Settings]) -> Wiring:
         consumers.on_live_delivery,
         wanted=consumers.watched,
     )
+    hub.follows(tail.positioned)
     return Wiring(
         services=[
             GrpcService.of(

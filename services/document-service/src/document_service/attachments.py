@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import uuid
@@ -16,7 +15,7 @@ from pymongo import IndexModel
 
 from lienthong.common.v1.common_pb2 import AttachmentRef
 from lienthong_kit.errors import FieldViolation, InvalidArgument, NotFound
-from lienthong_kit.infra import INFRA_ERRORS
+from lienthong_kit.infra import every
 from lienthong_kit.logs import get_logger
 from lienthong_kit.mongo import AsyncDatabase, Doc, ensure_indexes
 
@@ -94,13 +93,15 @@ class AttachmentStore:
         return removed
 
     async def sweep(self, referenced: Referenced) -> None:
-        """Run :meth:`remove_unreferenced` forever (a background task)."""
-        every = max(1.0, min(300.0, self._unreferenced.total_seconds() / 2))
-        while True:
-            with contextlib.suppress(*INFRA_ERRORS):
-                while await self.remove_unreferenced(referenced):
-                    pass
-            await asyncio.sleep(every)
+        """Run :meth:`remove_unreferenced` forever (a background task); a round that meets
+        the store down (FerretDB's backend-down answers included) is retried at the next."""
+        seconds = max(1.0, min(300.0, self._unreferenced.total_seconds() / 2))
+
+        async def one_round() -> None:
+            while await self.remove_unreferenced(referenced):
+                pass
+
+        await every(seconds, one_round, task="attachments_sweep")
 
     async def upload(
         self, owner: str, name: str, mime_type: str, chunks: AsyncIterator[bytes]

@@ -29,6 +29,7 @@ from lienthong.document.v1 import document_service_pb2 as pb
 from lienthong.events.v1.events_pb2 import AuditCheckpoint
 from lienthong_audit.verify import AuditReport, checkpoint_message, key_id
 from lienthong_kit.errors import Unavailable
+from lienthong_kit.infra import report_failure
 from lienthong_kit.kafka import EventProducer, Topics
 from lienthong_kit.kafka.security import kafka_security
 from lienthong_kit.logs import get_logger
@@ -114,8 +115,8 @@ class Checkpointer:
                 await asyncio.wait_for(self._audit.grown.wait(), timeout=self._every_seconds)
             try:
                 await self.checkpoint()
-            except Exception:  # the next round signs the same heads again: nothing is lost
-                log.exception("audit_checkpoint_failed", topic=self._topic)
+            except Exception as exc:  # noqa: BLE001 - the next round signs the same heads again
+                report_failure(exc, task="audit_checkpoint", topic=self._topic)
                 await asyncio.sleep(self._every_seconds)
 
     async def adopt(self) -> None:
@@ -136,15 +137,15 @@ class Checkpointer:
                     self._audit.appended_heads[chain] = (seq, head)
             self._signed.update(signed)
             await self.checkpoint()
-        except Exception:  # the heads are signed at the next append of each chain instead
-            log.exception("audit_adopt_failed", topic=self._topic)
+        except Exception as exc:  # noqa: BLE001 - signed at the next append of each chain instead
+            report_failure(exc, task="audit_adopt", topic=self._topic)
 
     async def final(self) -> None:
         """On stop (consumers already stopped): sign what was appended since the last round."""
         try:
             await self.checkpoint()
-        except Exception:
-            log.exception("audit_checkpoint_failed", topic=self._topic)
+        except Exception as exc:  # noqa: BLE001 - the store's heads are adopted at the next start
+            report_failure(exc, task="audit_checkpoint", topic=self._topic)
 
     async def checkpoint(self) -> int:
         """Sign and publish every head not yet signed; the number published."""

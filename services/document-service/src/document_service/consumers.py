@@ -88,7 +88,13 @@ class Consumers:
             except (InvalidArgument, ValueError, OverflowError) as exc:
                 raise PoisonEvent(f"the delivery cannot be stored: {exc}") from exc
         elif carries(envelope, DeliveryBounced):
-            await self._store.record_bounce(unpack(envelope, DeliveryBounced))
+            bounce = unpack(envelope, DeliveryBounced)
+            try:
+                # the store refuses a NUL for good: retried, it only slowed the group down
+                refuse_nul_characters(bounce)
+            except InvalidArgument as exc:
+                raise PoisonEvent(f"the bounce cannot be stored: {exc}") from exc
+            await self._store.record_bounce(bounce)
 
     async def flush_arrivals(self) -> None:
         """Write the arrivals staged since the last commit (the consumer loop retries a

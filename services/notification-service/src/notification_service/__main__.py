@@ -95,6 +95,7 @@ async def build(deps: Deps[Settings], *, clock: Clock | None = None) -> Wiring:
     notifier.on_jobs(dispatcher.wake)
     hub = NotificationHub(store.notification)
     tail = TopicTail(settings, [deps.topics.notifications], hub.on_event)
+    hub.follows(tail.positioned)
     return Wiring(
         services=[
             GrpcService.of(
@@ -108,6 +109,8 @@ async def build(deps: Deps[Settings], *, clock: Clock | None = None) -> Wiring:
         consumers=consumer_specs(NAME, deps.topics, EventHandler(notifier, reminders)),
         tasks=[reminders.run, tail.run, *(w.run for w in dispatcher.workers.values())],
         on_stop=[http.close, webhook_http.close],
+        # a watcher connected before the tail has its offsets would miss live notifications
+        ready=tail.positioned.wait,
     )
 
 

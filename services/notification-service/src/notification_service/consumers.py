@@ -29,11 +29,16 @@ class EventHandler:
 
     async def on_event(self, envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
         """Record the notices of a delivery, status, bounce or verification event."""
-        occurred = envelope.occurred_at.ToDatetime(UTC)
         if carries(envelope, DeliveryCreated) and not unpack(envelope, DeliveryCreated).delivery_id:
             # reminders are keyed by the delivery: without its id they would collide
             raise PoisonEvent("delivery.created names no delivery_id")
-        notices = notices_for(envelope)
+        try:
+            occurred = envelope.occurred_at.ToDatetime(UTC)
+            notices = notices_for(envelope)
+            if carries(envelope, DeliveryCreated):
+                unpack(envelope, DeliveryCreated).document.due_at.ToDatetime(UTC)
+        except (ValueError, OverflowError) as exc:  # a time outside the calendar: no retry helps
+            raise PoisonEvent(f"{envelope.event_type}: a time is out of range: {exc}") from exc
         for notice in notices:
             if not notice.unit_code:
                 raise PoisonEvent(f"{envelope.event_type} names no unit to tell ({notice.kind})")

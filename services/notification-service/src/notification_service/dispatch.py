@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from lienthong_kit.infra import report_failure
 from lienthong_kit.logs import get_logger
 from lienthong_kit.mongo import Doc
 from notification_service.channels import CannotSend, Channel, SendFailed
@@ -100,8 +101,8 @@ class ChannelWorker:
                     await self._dispatch_due()
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("dispatch_failed", channel=self.name)
+                except Exception as exc:  # noqa: BLE001 - reported; the next round reads again
+                    report_failure(exc, task=f"dispatch_{self.name}")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll)
                 self._wake.clear()
@@ -163,8 +164,8 @@ class ChannelWorker:
             retry_at = await self._send(job, number)
             if retry_at is not None:
                 retry = (retry_at, bool(job.get("urgent", False)))
-        except Exception:
-            log.exception("attempt_failed", channel=self.name, job=job_id)
+        except Exception as exc:  # noqa: BLE001 - reported; the job is looked at again
+            report_failure(exc, task=f"dispatch_{self.name}", job=job_id)
             # still pending: look again shortly
             retry = (self._clock.now() + timedelta(seconds=self._poll), False)
         finally:

@@ -17,12 +17,11 @@ delivery arrived are not scheduled.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from lienthong.events.v1.events_pb2 import DeliveryCreated, DeliveryStatusChanged
-from lienthong_kit.infra import INFRA_ERRORS
+from lienthong_kit.infra import every, is_infra_error
 from lienthong_kit.logs import get_logger
 from lienthong_kit.vocabulary import StatusCode
 from notification_service.messages import Notice, reminder_notice
@@ -95,14 +94,7 @@ class Reminders:
 
     async def run(self) -> None:
         """Fire due reminders until cancelled (a background task of the service)."""
-        while True:
-            try:
-                await self.fire_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reminder_tick_failed")
-            await asyncio.sleep(self._poll)
+        await every(self._poll, self.fire_due, task="reminders")
 
     async def fire_due(self) -> int:
         """Fire every pending reminder whose time has come; returns how many fired."""
@@ -120,9 +112,10 @@ class Reminders:
         for _, reminder_id in due:
             try:
                 fired += await self._fire_one(fire, reminder_id, now)
-            except INFRA_ERRORS:
-                raise  # the store or Kafka is down: the next tick tries again
-            except Exception as exc:  # one bad reminder must not stop the others
+            except Exception as exc:
+                if is_infra_error(exc):
+                    raise  # the store or Kafka is down: not the reminder's fault; next tick
+                # one bad reminder must not stop the others
                 log.exception("reminder_failed", reminder=reminder_id)
                 await self._store.settle(reminder_id, "failed", now, reason=f"{exc!r}")
         return fired

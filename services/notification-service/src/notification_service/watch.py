@@ -11,6 +11,7 @@ cannot be read from the store, and the tail goes on
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager
 
@@ -58,6 +59,10 @@ class NotificationHub:
             return
         if notification is not None:
             self._hub.publish(recorded.unit_code, notification)
+
+    def follows(self, positioned: asyncio.Event) -> None:
+        """New streams are refused (UNAVAILABLE) until the tail feeding this hub is positioned."""
+        self._hub.follows(positioned)
 
     def watch(self, unit: str) -> AbstractContextManager[AsyncIterator[Notification]]:
         """The unit's new notifications, until the stream is ended (UNAVAILABLE)."""

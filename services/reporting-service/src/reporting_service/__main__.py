@@ -53,11 +53,18 @@ def create(settings: Settings) -> tuple[ReportingApp, ServiceApp[Settings]]:
         registry = TopicTail(
             settings, [deps.topics.units], reporting.on_unit_event, from_beginning=True
         )
+        reporting.registry_read = registry.caught_up
         # faust's group is not a kit consumer loop: its lag is read from the broker here
         lag = GroupLagProbe(settings, {reporting.group: reporting.source_topics})
+
+        async def ready() -> None:
+            # SERVING once the counts are rebuilt from the table and the registry is read
+            await reporting.ready.wait()
+            await reporting.registry_read.wait()
+
         return Wiring(
             tasks=[registry.run, reporting.gauges_loop, lag.run],
-            ready=reporting.ready.wait,  # SERVING once the counts are rebuilt from the table
+            ready=ready,
             services=[
                 GrpcService.of(
                     reporting_service_pb2,

@@ -30,6 +30,12 @@ class ReportingServicer(ReportingServiceServicer):
         check_request(request.period, request.unit_codes)  # a bad request is told so at once
         if not self._reporting.ready.is_set():
             raise Unavailable("the counts are being rebuilt from the changelog; retry shortly")
+        if not self._reporting.registry_read.is_set():
+            # a scope or unit not read yet would be refused as unknown, or its rows misplaced
+            raise Unavailable(
+                "the province's registry is still being read; retry shortly",
+                reason="REGISTRY_LOADING",
+            )
         return report_rows(
             self._reporting.registry,
             self._reporting.counts,
@@ -49,6 +55,7 @@ class ReportingServicer(ReportingServiceServicer):
         _own_rows_only(request)
         check_request(request.period, request.unit_codes)
         await self._reporting.ready.wait()
+        await self._reporting.registry_read.wait()
         sent: dict[tuple[int, int, str], bytes] = {}
         seen: tuple[int, int] | None = None
         while True:

@@ -71,6 +71,9 @@ class ReportingApp:
         self.counts = Counts()
         self.registry = Registry()
         self.ready = asyncio.Event()
+        #: set once the units topic has been read to its end (the tail's ``caught_up``): before
+        #: that a unit missing from the registry proves nothing
+        self.registry_read = asyncio.Event()
         self.recoveries = 0
         self.app = faust.App(
             self.group,
@@ -170,7 +173,7 @@ class ReportingApp:
         while True:
             month = vietnam_time(datetime.now(UTC)).strftime("%Y-%m")
             current = (self.counts.version, len(self.registry), month)
-            if current != seen and self.ready.is_set():
+            if current != seen and self.ready.is_set() and self.registry_read.is_set():
                 self.publish_gauges()
                 seen = current
             await asyncio.sleep(interval)

@@ -16,6 +16,7 @@ from lienthong_kit.envelope import (
     new_event,
     unpack,
 )
+from lienthong_kit.errors import PoisonEvent
 from lienthong_kit.kafka import EventProducer, Topics
 from lienthong_kit.logs import get_logger
 from lienthong_kit.vocabulary import VIETNAM, Priority
@@ -48,7 +49,10 @@ def delivery_id(document_id: str, recipient_code: str) -> str:
 def _document_date(document: DocumentSummary) -> str:
     """The day a document is routed for: its submission day in Vietnam (today if unknown)."""
     if document.HasField("submitted_at"):
-        return document.submitted_at.ToDatetime(tzinfo=VIETNAM).date().isoformat()
+        try:
+            return document.submitted_at.ToDatetime(tzinfo=VIETNAM).date().isoformat()
+        except (ValueError, OverflowError) as exc:  # outside the calendar: no retry helps
+            raise PoisonEvent(f"document.submitted_at is out of range: {exc}") from exc
     return today()
 
 

@@ -15,7 +15,6 @@ newest, so replaying old records never undoes a newer change (the store: store.p
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 import time
@@ -30,6 +29,7 @@ from lienthong_kit.codes import unit_code_problem
 from lienthong_kit.context import caller_unit
 from lienthong_kit.envelope import EventEnvelope, new_event, unpack
 from lienthong_kit.errors import NotFound, Unauthenticated, Violations
+from lienthong_kit.infra import every
 from lienthong_kit.kafka import EventProducer, Topics, TopicTail
 from lienthong_kit.logs import get_logger
 from lienthong_kit.settings import KitSettings
@@ -199,9 +199,7 @@ class Registry:
 
     async def resync(self) -> None:
         """Background task: reload the store now and then (repairs a lost publish)."""
-        while True:
-            await asyncio.sleep(RESYNC_SECONDS)
-            await self.load()
+        await every(RESYNC_SECONDS, self.load, task="registry_resync", first_delay=RESYNC_SECONDS)
 
     async def follow(self) -> None:
         """Background task: the units topic from its first offset, for ever, into the index."""

@@ -5,10 +5,9 @@ python -m signature_service        (configuration: LIENTHONG_* variables, docs/c
 
 from __future__ import annotations
 
-import asyncio
-
 from lienthong.signature.v1 import signature_service_pb2
 from lienthong.signature.v1.signature_service_pb2_grpc import add_SignatureServiceServicer_to_server
+from lienthong_kit.infra import every
 from lienthong_kit.kafka import ConsumerSpec
 from lienthong_kit.logs import get_logger
 from lienthong_kit.server import Deps, GrpcService, Wiring, run_service
@@ -87,9 +86,8 @@ async def build(deps: Deps[Settings]) -> Wiring:
     )
 
     async def reload_trust() -> None:
-        while True:
-            await asyncio.sleep(settings.signature_trust_reload_seconds)
-            await trust.reload()
+        seconds = settings.signature_trust_reload_seconds
+        await every(seconds, trust.reload, task="trust_reload", first_delay=seconds)
 
     async def stop() -> None:
         await channel.close(None)
