@@ -1,7 +1,8 @@
 """The fault harness: a steady load with a ledger of every acknowledged call, and a SIGKILL of
 each service process under it (restarted at once, as a supervisor would); then the ledger is
 checked against what the platform shows: every acknowledged submission in every inbox exactly
-once, every acknowledgement in the sender's track, the report equal to the ledger.
+once, every acknowledgement in the sender's track, the report equal to the ledger, every
+delivery notified in-app exactly once, and the audit chain intact.
 
 The short round (one kill per service, a small load) runs in the test suite, on the shared
 infrastructure. ``make faults`` sets LIENTHONG_FAULTS=full: several kills per service, a longer
@@ -35,6 +36,8 @@ import pytest
 
 from lienthong.document.v1 import document_service_pb2 as doc_pb
 from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
+from lienthong.notification.v1 import notification_service_pb2 as note_pb
+from lienthong.notification.v1.notification_service_pb2_grpc import NotificationServiceStub
 from lienthong.reporting.v1 import reporting_service_pb2 as rep_pb
 from lienthong.reporting.v1.reporting_service_pb2_grpc import ReportingServiceStub
 from lienthong.routing.v1 import routing_service_pb2 as routing_pb
@@ -490,3 +493,46 @@ def test_nothing_acknowledged_is_lost_or_duplicated_under_kills(
     assert rows[RECIPIENTS[1]].incoming_total - rows[RECIPIENTS[1]].incoming_over_network == papers
     assert rows[RECIPIENTS[0]].deliveries_acknowledged == len(ledger.acknowledged), rows
     assert not ledger.unresolved, "calls never acknowledged despite retries"
+
+    # notifications once per event and channel: every delivery told in-app exactly once
+    unit = RECIPIENTS[1]
+    told = eventually_sync(
+        lambda: notices(fault_platform, unit),
+        until=lambda found: set(ledger.submitted) <= set(found),
+        timeout=300,
+        interval=2.0,
+    )
+    missing = set(ledger.submitted) - set(told)
+    twice = {document: n for document, n in told.items() if n > 1}
+    assert not missing, f"{len(missing)} deliveries to {unit} never notified"
+    assert not twice, f"deliveries to {unit} notified more than once: {twice}"
+
+    # the audit chain intact after every kill
+    with grpc.insecure_channel(fault_platform.endpoint("document-service")) as channel:
+        audit = DocumentServiceStub(channel).VerifyAudit(
+            doc_pb.VerifyAuditRequest(), metadata=OBSERVER, timeout=120
+        )
+    print(f"audit: {audit.entries_checked} entries checked, intact={audit.intact}")
+    assert audit.intact, (audit.first_broken_entry, audit.problem)
+    assert audit.entries_checked > 0
+
+
+def notices(platform: Platform, unit: str) -> collections.Counter[str]:
+    """How many in-app ``delivery.created`` notifications ``unit`` has, per document."""
+    counted: collections.Counter[str] = collections.Counter()
+    token = ""
+    with grpc.insecure_channel(platform.endpoint("notification-service")) as channel:
+        while True:
+            page = NotificationServiceStub(channel).ListNotifications(
+                note_pb.ListNotificationsRequest(page_size=200, page_token=token),
+                metadata=as_unit(unit),
+                timeout=30,
+            )
+            counted.update(
+                n.document_id
+                for n in page.notifications
+                if n.kind == "delivery.created" and n.channel == "in_app"
+            )
+            token = page.next_page_token
+            if not token:
+                return counted
