@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import hashlib
 import logging
 import os
 import re
@@ -473,13 +474,11 @@ async def _gather(
     """The revocation information for each signer's chain, fetched only when the chain reaches
     a configured anchor with every link's signature verified (a self-made chain's URLs are
     never requested); each report learns its chain's certificates."""
-    anchors = _certs(material.anchors)
-    intermediates = _certs(material.intermediates)
     chains, seen = [], set()
     untrusted: dict[str, str] = {}
     for report, cert, others in signers:
         key = fingerprint(cert)
-        chain = trusted_chain(cert, [*others, *intermediates], anchors)
+        chain = _trusted_chain(cert, others, material)
         report.own_key = key
         report.chain_keys = frozenset(fingerprint(c) for c in chain or [cert])
         if chain is None:
@@ -499,6 +498,43 @@ async def _gather(
         revocation_unknown={**untrusted, **found.unknown} if source.mode != "off" else {},
         revocation_no_information=frozenset(found.no_information),
     )
+
+
+# (signer, the certificates it came with, the trust material) -> its trusted chain or None
+_CHAINS: dict[tuple[str, tuple[str, ...], bytes], Any] = {}
+
+
+def _trusted_chain(
+    cert: x509.Certificate, others: list[x509.Certificate], material: Material
+) -> list[x509.Certificate] | None:
+    """pki.trusted_chain, remembered per worker: the same signers come back document after
+    document, and matching names in asn1crypto is slow (a tenth of a verification)."""
+    key = (
+        fingerprint(cert),
+        tuple(fingerprint(c) for c in others),
+        _digest(material.anchors, material.intermediates),
+    )
+    if key in _CHAINS:
+        found: list[x509.Certificate] | None = _CHAINS[key]
+        return found
+    found = trusted_chain(
+        cert, [*others, *_certs(material.intermediates)], _certs(material.anchors)
+    )
+    if len(_CHAINS) > 1_000:
+        _CHAINS.clear()
+    _CHAINS[key] = found
+    return found
+
+
+def _digest(*groups: tuple[bytes, ...]) -> bytes:
+    """One SHA-256 over groups of DER blobs (lengths included: no two groupings collide)."""
+    digest = hashlib.sha256()
+    for group in groups:
+        digest.update(len(group).to_bytes(4, "big"))
+        for item in group:
+            digest.update(len(item).to_bytes(4, "big"))
+            digest.update(item)
+    return digest.digest()
 
 
 def _read_pdf(
