@@ -16,7 +16,7 @@ new one. With ``workers=0`` the thread cannot be killed: it is abandoned to fini
 and a new thread takes the next files.
 
 Memory stays bounded: files reach the workers as paths (bytes given in memory are written to
-a temporary folder first), and each worker process's address space is capped
+a temporary file first), and each worker process's address space is capped
 (``memory_bytes``), so a file that makes pyhanko allocate without end fails in its worker.
 Pre-checks (VerifyDocument, ValidateCertificate) run in a pool of their own behind a bounded
 queue: they cannot hold up submitted documents, and a full queue is refused at once
