@@ -18,12 +18,20 @@ The revocation cache: the same run against a second service process with
 LIENTHONG_SIGNATURE_REVOCATION_CACHE=false (every verification asks the OCSP responder and
 the CRL server again); the look-ups per verification are read from each service's metrics.
 Rounds alternate the measurements; medians are printed.
+
+CPU per verification: on a loaded machine the rates swing with the other processes (and a
+service of several processes can get more of the CPU than the single-threaded baseline), so
+the CPU time each side spends per verification is printed too (the baseline: this process;
+the service: its process and its worker processes, read from /proc, less what they use idle,
+plus this process's gRPC client), and its ratio: the figure a quiet machine's rates come close
+to.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -44,7 +52,7 @@ from pyhanko_certvalidator import ValidationContext
 from lienthong.common.v1.common_pb2 import Verdict
 from lienthong.signature.v1 import signature_service_pb2 as pb
 from lienthong.signature.v1.signature_service_pb2_grpc import SignatureServiceStub
-from lienthong_local.platform import Platform
+from lienthong_local.platform import Platform, ServiceProcess
 from lienthong_testing.callers import as_unit, with_default_identity
 from lienthong_testing.cleanup import remove_namespace
 from lienthong_testing.pki import LocalPki, make_pdf, running_pki, sign_pdf
@@ -109,40 +117,65 @@ async def pyhanko_once(
 
 def rate_pyhanko(
     pdf: bytes, pki: LocalPki, ocsps: list[bytes], crls: list[bytes], seconds: float
-) -> float:
+) -> tuple[float, float]:
+    """Verifications per second, and CPU seconds per verification."""
     anchors = [c for c, _ in load_certificates(pki.anchors_file)]
     others = [c for c, _ in load_certificates(pki.intermediates_file)]
 
-    async def run() -> float:
+    async def run() -> tuple[float, float]:
         assert await pyhanko_once(pdf, anchors, others, ocsps, crls), "pyhanko says invalid"
-        count, started = 0, time.perf_counter()
+        count, started, cpu = 0, time.perf_counter(), time.process_time()
         while time.perf_counter() - started < seconds:
             await pyhanko_once(pdf, anchors, others, ocsps, crls)
             count += 1
-        return count / (time.perf_counter() - started)
+        return count / (time.perf_counter() - started), (time.process_time() - cpu) / count
 
     return asyncio.run(run())
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its live children, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = {pid}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        pids.update(int(p) for p in (task / "children").read_text().split())
+    total = 0.0
+    for each in pids:
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 # a pre-check is any unit's call
 SENDER = "000.00.00.H23"
+# how long the service's idle CPU use is sampled before each measurement
+IDLE_SECONDS = 2.0
 
 
-def rate_service(endpoint: str, pdf: bytes, seconds: float) -> tuple[float, int]:
-    """Verifications per second, and the calls made (the first, unmeasured, included)."""
+def rate_service(service: ServiceProcess, pdf: bytes, seconds: float) -> tuple[float, int, float]:
+    """Verifications per second, the calls made (the first, unmeasured, included), and CPU
+    seconds per verification (the service's processes and this client)."""
     request = pb.VerifyDocumentRequest(
         files=[pb.DocumentFile(name="qd-15.pdf", content=pdf)], document_type="QĐ"
     )
-    with with_default_identity(grpc.insecure_channel(endpoint), as_unit(SENDER)) as channel:
+    pid = service.process.pid
+    # the service's own background (its Kafka consumer, metadata refreshes) is not the call's
+    idle_started, idle_cpu = time.perf_counter(), tree_cpu(pid)
+    time.sleep(IDLE_SECONDS)
+    idle = (tree_cpu(pid) - idle_cpu) / (time.perf_counter() - idle_started)
+    with with_default_identity(grpc.insecure_channel(service.endpoint), as_unit(SENDER)) as channel:
         stub = SignatureServiceStub(channel)
         first = stub.VerifyDocument(request, timeout=60)
         assert first.verdict == Verdict.VERDICT_ACCEPTED, first.reason
         count, started = 0, time.perf_counter()
+        cpu = tree_cpu(pid) + time.process_time()
         while time.perf_counter() - started < seconds:
             reply = stub.VerifyDocument(request, timeout=60)
             assert reply.verdict == Verdict.VERDICT_ACCEPTED, reply.reason
             count += 1
-        return count / (time.perf_counter() - started), count + 1
+        elapsed = time.perf_counter() - started
+        spent = tree_cpu(pid) + time.process_time() - cpu - idle * elapsed
+        return count / elapsed, count + 1, spent / count
 
 
 def lookups(metrics_port: int) -> dict[str, float]:
@@ -186,16 +219,20 @@ def main() -> None:
             platform.processes["uncached"] = uncached
             platform.wait_serving(120, names=("cached", "uncached"))
             results: dict[str, list[float]] = {"pyhanko": [], "service": [], "no-cache": []}
+            cpu: dict[str, list[float]] = {name: [] for name in results}
             calls = {"service": 0.0, "no-cache": 0.0}
             before = {
                 "service": lookups(cached.metrics_port),
                 "no-cache": lookups(uncached.metrics_port),
             }
             for _ in range(args.rounds):
-                results["pyhanko"].append(rate_pyhanko(pdf, pki, ocsps, crls, args.seconds))
+                rate, spent = rate_pyhanko(pdf, pki, ocsps, crls, args.seconds)
+                results["pyhanko"].append(rate)
+                cpu["pyhanko"].append(spent)
                 for name, service in (("service", cached), ("no-cache", uncached)):
-                    rate, made = rate_service(service.endpoint, pdf, args.seconds)
+                    rate, made, spent = rate_service(service, pdf, args.seconds)
                     results[name].append(rate)
+                    cpu[name].append(spent)
                     calls[name] += made
             after = {
                 "service": lookups(cached.metrics_port),
@@ -214,6 +251,14 @@ def main() -> None:
     ratio = median["service"] / median["pyhanko"]
     verdict = "meets" if ratio >= TARGET else "MISSES"
     print(f"ratio service/pyhanko in-process: {ratio:.2f} ({verdict} the target >= {TARGET})")
+    spent = {name: statistics.median(values) for name, values in cpu.items()}
+    for name, values in cpu.items():
+        shown = ", ".join(f"{1000 * v:.1f}" for v in values)
+        print(f"  {name:<9} {1000 * spent[name]:7.1f} ms CPU per verification (rounds: {shown})")
+    print(
+        f"ratio of CPU per verification pyhanko/service: {spent['pyhanko'] / spent['service']:.2f}"
+        f" (load average {os.getloadavg()[0]:.1f} at the end)"
+    )
     print(
         f"revocation cache: {median['service']:.1f}/s with, {median['no-cache']:.1f}/s without"
         f" (x{median['service'] / median['no-cache']:.2f})"

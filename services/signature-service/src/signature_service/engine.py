@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import hashlib
 import logging
 import os
 import re
@@ -30,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 import structlog
-from asn1crypto import cms, pem, x509
+from asn1crypto import cms, crl, ocsp, pem, x509
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESStatus, AdESSubIndic
@@ -313,6 +314,27 @@ def shutdown_worker() -> None:
     _LOCAL.workers = {}
 
 
+_REVINFO: dict[bytes, Any] = {}
+# DER bytes of the CRLs and OCSP responses kept parsed (a larger one is parsed every time)
+REVINFO_KEPT_BYTES = 16 * 1024 * 1024
+
+
+def _parsed(ders: tuple[bytes, ...], kind: Any) -> list[Any]:
+    """CRLs and OCSP responses parsed once per process: the cache hands the same ones to
+    document after document, and parsing them was a twentieth of a verification."""
+    found = []
+    for der in ders:
+        item = _REVINFO.get(der)
+        if item is None:
+            item = kind.load(der)
+            if len(der) <= REVINFO_KEPT_BYTES:
+                if sum(map(len, _REVINFO)) + len(der) > REVINFO_KEPT_BYTES:
+                    _REVINFO.clear()
+                _REVINFO[der] = item
+        found.append(item)
+    return found
+
+
 def _certs(ders: tuple[bytes, ...]) -> list[x509.Certificate]:
     """Parsed once per process: the trust material comes with every call."""
     found = []
@@ -382,8 +404,8 @@ def _context(material: Material, moment: datetime, extra: list[x509.Certificate]
         other_certs=[*_certs(material.intermediates), *extra],
         moment=moment,
         allow_fetching=False,
-        crls=[] if off else list(material.crls),
-        ocsps=[] if off else list(material.ocsps),
+        crls=[] if off else _parsed(material.crls, crl.CertificateList),
+        ocsps=[] if off else _parsed(material.ocsps, ocsp.OCSPResponse),
         revocation_mode="soft-fail" if off else material.revocation_mode,
         # the revocation information was fetched now, after the signing time: it tells whether
         # the certificate had been revoked by then
@@ -473,13 +495,11 @@ async def _gather(
     """The revocation information for each signer's chain, fetched only when the chain reaches
     a configured anchor with every link's signature verified (a self-made chain's URLs are
     never requested); each report learns its chain's certificates."""
-    anchors = _certs(material.anchors)
-    intermediates = _certs(material.intermediates)
     chains, seen = [], set()
     untrusted: dict[str, str] = {}
     for report, cert, others in signers:
         key = fingerprint(cert)
-        chain = trusted_chain(cert, [*others, *intermediates], anchors)
+        chain = _trusted_chain(cert, others, material)
         report.own_key = key
         report.chain_keys = frozenset(fingerprint(c) for c in chain or [cert])
         if chain is None:
@@ -499,6 +519,43 @@ async def _gather(
         revocation_unknown={**untrusted, **found.unknown} if source.mode != "off" else {},
         revocation_no_information=frozenset(found.no_information),
     )
+
+
+# (signer, the certificates it came with, the trust material) -> its trusted chain or None
+_CHAINS: dict[tuple[str, tuple[str, ...], bytes], Any] = {}
+
+
+def _trusted_chain(
+    cert: x509.Certificate, others: list[x509.Certificate], material: Material
+) -> list[x509.Certificate] | None:
+    """pki.trusted_chain, remembered per worker: the same signers come back document after
+    document, and matching names in asn1crypto is slow (a tenth of a verification)."""
+    key = (
+        fingerprint(cert),
+        tuple(fingerprint(c) for c in others),
+        _digest(material.anchors, material.intermediates),
+    )
+    if key in _CHAINS:
+        found: list[x509.Certificate] | None = _CHAINS[key]
+        return found
+    found = trusted_chain(
+        cert, [*others, *_certs(material.intermediates)], _certs(material.anchors)
+    )
+    if len(_CHAINS) > 1_000:
+        _CHAINS.clear()
+    _CHAINS[key] = found
+    return found
+
+
+def _digest(*groups: tuple[bytes, ...]) -> bytes:
+    """One SHA-256 over groups of DER blobs (lengths included: no two groupings collide)."""
+    digest = hashlib.sha256()
+    for group in groups:
+        digest.update(len(group).to_bytes(4, "big"))
+        for item in group:
+            digest.update(len(item).to_bytes(4, "big"))
+            digest.update(item)
+    return digest.digest()
 
 
 def _read_pdf(

@@ -8,6 +8,7 @@ and building a chain by issuer name.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 from asn1crypto import pem, x509
@@ -71,8 +72,26 @@ def _escape(value: str) -> str:
     return out
 
 
+# DER -> its words, per process: the same signers and CAs come back document after document
+_WORDS: dict[tuple[str, bytes], str] = {}
+
+
+def _remembered(kind: str, der: bytes, make: Callable[[], str]) -> str:
+    key = (kind, der)
+    found = _WORDS.get(key)
+    if found is None:
+        if len(_WORDS) > 10_000:
+            _WORDS.clear()
+        found = _WORDS[key] = make()
+    return found
+
+
 def rfc4514(name: x509.Name) -> str:
     """The name as RFC 4514 text (most specific attribute first), e.g. "CN=A,O=B,C=VN"."""
+    return _remembered("name", name.dump(), lambda: _rfc4514(name))
+
+
+def _rfc4514(name: x509.Name) -> str:
     parts = []
     for rdn in reversed(list(name.chosen)):
         attrs = []
@@ -87,6 +106,10 @@ def rfc4514(name: x509.Name) -> str:
 
 def uid_of(cert: x509.Certificate) -> str:
     """The subject's UID attribute (0.9.2342.19200300.100.1.1), e.g. "CCCD:001085012345"."""
+    return _remembered("uid", cert.subject.dump(), lambda: _uid_of(cert))
+
+
+def _uid_of(cert: x509.Certificate) -> str:
     value = cert.subject.native.get("user_id", "")
     if isinstance(value, list):
         value = value[0] if value else ""
@@ -106,6 +129,10 @@ def classify(
 
 
 def describe_key_usage(cert: x509.Certificate) -> str:
+    return _remembered("key-usage", cert.dump(), lambda: _describe_key_usage(cert))
+
+
+def _describe_key_usage(cert: x509.Certificate) -> str:
     usage = cert.key_usage_value
     if usage is None:
         return "(no key usage extension)"

@@ -16,7 +16,7 @@ new one. With ``workers=0`` the thread cannot be killed: it is abandoned to fini
 and a new thread takes the next files.
 
 Memory stays bounded: files reach the workers as paths (bytes given in memory are written to
-a temporary folder first), and each worker process's address space is capped
+a temporary file first), and each worker process's address space is capped
 (``memory_bytes``), so a file that makes pyhanko allocate without end fails in its worker.
 Pre-checks (VerifyDocument, ValidateCertificate) run in a pool of their own behind a bounded
 queue: they cannot hold up submitted documents, and a full queue is refused at once
@@ -26,7 +26,9 @@ queue: they cannot hold up submitted documents, and a full queue is refused at o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
+import os
 import tempfile
 import time
 import weakref
@@ -53,6 +55,8 @@ from signature_service.revocation import RevocationConfig
 __all__ = ["PrecheckQueueFull", "Trust", "Verifier"]
 
 T = TypeVar("T")
+# bytes written to the spool folder in the event loop itself; more go through a thread
+SPOOL_INLINE_BYTES = 1024 * 1024
 log = get_logger(__name__)
 
 
@@ -251,8 +255,13 @@ class Verifier:
     async def _check_files(
         self, pool: _Pool, files: Sequence[tuple[str, bytes | Path]]
     ) -> list[FileResult]:
-        with tempfile.TemporaryDirectory(prefix="signature-", dir=self.spool) as folder:
-            paths = await asyncio.to_thread(_spooled, files, Path(folder))
+        written: list[str] = []
+        try:
+            # a pre-check's few kilobytes are written at once: a thread hop costs more
+            if sum(len(c) for _, c in files if isinstance(c, bytes)) <= SPOOL_INLINE_BYTES:
+                paths = _spooled(files, self.spool, written)
+            else:
+                paths = await asyncio.to_thread(_spooled, files, self.spool, written)
             try:
                 results, lookups = await pool.run(
                     engine.check_files, paths, self._base(), self.revocation
@@ -263,6 +272,8 @@ class Verifier:
                     MemoryError: engine.OUT_OF_MEMORY,
                 }.get(type(exc), "the file crashed the validator")
                 return [FileResult(name, "file", problem=why) for name, _ in files[:1]]
+        finally:
+            _remove(written)
         self._count(lookups)
         return results
 
@@ -305,15 +316,27 @@ class Verifier:
         return result
 
 
-def _spooled(files: Sequence[tuple[str, bytes | Path]], folder: Path) -> list[tuple[str, str]]:
-    """(name, path) for each file; bytes are written under ``folder`` (by position: a file
-    name is the sender's and may hold anything)."""
+def _spooled(
+    files: Sequence[tuple[str, bytes | Path]], folder: Path | None, written: list[str]
+) -> list[tuple[str, str]]:
+    """(name, path) for each file; bytes are written to a new file under ``folder`` (the
+    system's temporary folder when None), named at random: a file name is the sender's and
+    may hold anything. Each path written is added to ``written`` at once, for the caller to
+    remove even when a later write fails."""
     found = []
-    for i, (name, content) in enumerate(files):
+    for name, content in files:
         if isinstance(content, Path):
             found.append((name, str(content)))
             continue
-        path = folder / str(i)
-        path.write_bytes(content)
-        found.append((name, str(path)))
+        handle, path = tempfile.mkstemp(prefix="signature-", dir=folder)
+        written.append(path)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(content)
+        found.append((name, path))
     return found
+
+
+def _remove(paths: list[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
