@@ -639,6 +639,8 @@ class DocumentStore:
             if key:
                 done = await self._moved_with(delivery.id, key, reported, description, staff)
                 if done is not None:
+                    # the first attempt may have died between its insert and its projection
+                    await self._finish(self._project(delivery.id))
                     return done
             latest = await self.current(delivery.id, delivery.version)
             after = decide(latest.state) if latest else None
