@@ -8,6 +8,7 @@ import json
 import os
 import random
 import signal
+import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -307,8 +308,11 @@ def test_a_worker_killed_while_folding_ends_with_exact_counts(
         return report_when_ready(service, "2026-04")[0].incoming_over_network
 
     partial = eventually_sync(whole, until=lambda count: count > 0, interval=0.01)
+    killed = time.monotonic()
     assert platform.stop("reporting-service", signal.SIGKILL) == -signal.SIGKILL
     service = launch(platform, (service.grpc_port, service.metrics_port))
+    report_when_ready(service, "2026-04")
+    answered_after = time.monotonic() - killed
     rows = eventually_sync(
         lambda: report_when_ready(service, "2026-04", per_unit=True),
         until=lambda rows: rows[0].incoming_over_network >= 3000,
@@ -319,7 +323,10 @@ def test_a_worker_killed_while_folding_ends_with_exact_counts(
     # the kill landed mid-fold: the restarted worker recovered some facts, not all of them
     recovered = rebuilt_facts(service)[-1]
     assert 0 < recovered < 3000
-    print(f"killed after {partial} of 3000 deliveries were counted; {recovered} recovered")
+    print(
+        f"killed after {partial} of 3000 deliveries were counted; {recovered} recovered; the"
+        f" worker started at once answered {answered_after:.1f} s after the SIGKILL"
+    )
 
 
 def rebuilt_facts(service: ServiceProcess) -> list[int]:
@@ -418,3 +425,61 @@ def skip_one_and_count(platform: Platform, prefix: str) -> None:
         if line.startswith("lienthong_adoption_rereads_total{")
     ]
     assert sum(reread) == 1, reread
+
+
+def test_a_second_replica_answers_through_a_workers_sigkill_and_ends_exact(
+    platform: Platform, prefix: str, tmp_path: Path
+) -> None:
+    """Two replicas in one group: each owns half the partitions and follows the other half's
+    changelog as a standby, so each answers the whole report. One is killed with SIGKILL in the
+    middle of folding; the other keeps answering, takes the dead one's partitions over after
+    the session timeout and ends with the exact counts. Prints the seconds from the SIGKILL to
+    the next answered report and to the exact one (docs/decisions/0603)."""
+    topics = Topics(prefix)
+    first = launch(platform)
+    second = platform.launch(
+        "reporting-service", extra_env={"LIENTHONG_REPORTING_DATA_DIR": str(tmp_path / "second")}
+    )
+    try:
+        platform.wait_serving(90, names=("reporting-service",))
+        # both members placed: the second worker's first recovery follows the rebalance
+        eventually_sync(lambda: rebuilt_facts(second), until=lambda found: len(found) >= 3)
+        rng = random.Random(9)  # noqa: S311 - reproducible load
+        units = [PROVINCE, DEPARTMENT, DISTRICT, COMMUNE]
+        expected = dict.fromkeys(units, 0)
+        records = registry_records(topics)
+        for number in range(3000):
+            unit = rng.choice(units)
+            expected[unit] += 1
+            payload = DeliveryCreated(delivery_id=f"f{number}", recipient_code=unit)
+            records.append(event(rng.choice(topics.all_deliveries), unit, payload))
+        records += rng.sample(records[4:], 600)  # redelivered copies
+        publish(records)
+
+        def whole(service: ServiceProcess) -> int:
+            return report_when_ready(service, "2026-04")[0].incoming_over_network
+
+        eventually_sync(lambda: whole(first), until=lambda count: count > 0, interval=0.01)
+        first.process.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        assert first.process.wait(timeout=30) == -signal.SIGKILL
+        answered = whole(second)  # no wait, no retry: the survivor answers at once
+        answered_after = time.monotonic() - killed
+        rows = eventually_sync(
+            lambda: report(second, "2026-04", per_unit=True),
+            until=lambda rows: rows[0].incoming_over_network >= 3000,
+            timeout=120,
+            interval=0.05,
+        )
+        exact_after = time.monotonic() - killed
+        assert {r.unit_code: r.incoming_over_network for r in rows[4:]} == expected
+        assert rows[0].incoming_over_network == 3000
+        print(
+            f"failover: killed one of two replicas; the other answered {answered_after:.2f} s"
+            f" after the SIGKILL ({answered} counted) and exactly ({rows[0].incoming_over_network})"
+            f" {exact_after:.1f} s after it"
+        )
+    finally:
+        if first.process.poll() is None:
+            first.process.kill()
+            first.process.wait()

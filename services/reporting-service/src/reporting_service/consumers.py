@@ -1,21 +1,23 @@
 """The faust-streaming application: lifecycle events in, exact adoption counts out.
 
-One agent, ``count``, reads the documents, deliveries (both) and verifications topics,
-decodes each envelope (an undecodable or incomplete record goes to the topic's dead-letter
-twin) and turns it into facts (folding.py). Each fact goes into the ``facts`` table
-(store.py), keyed by what it counts (the document, delivery or paper registration and the
-count). A key already in the table is a duplicate (the same event delivered again, or
-published twice) and counts nothing. The table is both the record of applied facts and the
-source of the counts: one changelog record per fact, so a fact can never be marked applied
-without being counted, or the reverse.
+One agent, ``count``, reads the documents, deliveries (both) and verifications topics in
+batches (``take_events``: up to 2,000 events, or what arrived within 100 ms), decodes each
+envelope (an undecodable or incomplete record goes to the topic's dead-letter twin) and turns
+it into facts (folding.py). A fact's key names what it counts (the document, delivery or paper
+registration and the count); a key already applied is a duplicate (the same event delivered
+again, or published twice) and counts nothing.
 
-The counts themselves (:class:`Counts`, per unit and day/month/year) are in memory, added to
-as facts arrive and rebuilt from the table after every recovery (a restart reads the changelog
-back). Faust commits a source offset only after flushing its producer, and only up to what the
+The new facts of a batch go into the ``facts`` table (store.py) as one entry per source
+partition, in the changelog partition of the same number: one changelog record per partition
+and batch, not per fact. The counts (:class:`Counts`, per unit and day/month/year) and the set
+of applied keys are in memory; they grow by the worker's own entries and by every entry faust
+reads back from the changelog (recovery, and standby replicas following the partitions another
+worker owns), each key counted once. So every replica holds the whole province's counts and
+can answer the report, and one that takes over a dead worker's partitions already has their
+facts. Faust commits a source offset only after flushing its producer, and only up to what the
 agent applied (faust_guards.py), so a SIGKILL at any point loses nothing and counts nothing
-twice: what was not committed is processed again and found in the table. Faust's exactly_once
-is not used. The worker holds every partition (one replica by design): the duplicate check
-sees the whole table, and the report reads every unit.
+twice: what was not committed is processed again and its keys are found applied. Faust's
+exactly_once is not used (docs/decisions/0603).
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -39,14 +41,24 @@ from lienthong_kit.logs import get_logger
 from lienthong_kit.metrics import EVENTS_CONSUMED
 from lienthong_kit.vocabulary import vietnam_time
 from reporting_service.faust_guards import FaustGuards, SkipHook, exit_if_raises
-from reporting_service.folding import Counts, facts_for
+from reporting_service.folding import Counts, Fact, facts_for
 from reporting_service.metrics import ADOPTION_FACTS, ADOPTION_FOLD_DELAY, publish_month
 from reporting_service.report import Registry
 from reporting_service.store import FactTable
 
-__all__ = ["ReportingApp"]
+__all__ = ["BATCH_EVENTS", "BATCH_WINDOW", "ReportingApp"]
 
 log = get_logger(__name__)
+
+BATCH_EVENTS = 2000
+BATCH_WINDOW = 0.1  # seconds a partial batch waits: larger entries on a busy machine (0604)
+# A dead worker's partitions move to a live one after this long without its heartbeats (the
+# broker's group.min.session.timeout.ms is 6 s by default): docs/decisions/0603.
+SESSION_TIMEOUT = 6.0
+HEARTBEAT_INTERVAL = 1.0
+
+#: One source record to fold: (the message or record, its value, its timestamp or 0.0).
+Source = tuple[Any, bytes, float]
 
 
 class ReportingApp:
@@ -69,6 +81,7 @@ class ReportingApp:
         self.group = topics.group("reporting-service")
         self.producer = producer
         self.counts = Counts()
+        self.applied: set[str] = set()
         self.registry = Registry()
         self.ready = asyncio.Event()
         #: set once the units topic has been read to its end (the tail's ``caught_up``): before
@@ -91,44 +104,75 @@ class ReportingApp:
             web_enabled=False,
             # TLS with the service's certificate when the kit's settings say SSL
             broker_credentials=kafka_ssl,
+            broker_session_timeout=SESSION_TIMEOUT,
+            broker_heartbeat_interval=HEARTBEAT_INTERVAL,
+            # another replica follows each partition's changelog: it answers the whole report
+            # and takes the partitions over with their facts already counted
+            table_standby_replicas=1,
         )
         self.guards = FaustGuards(self.app, bootstrap, skip=skip, kafka_ssl=kafka_ssl)
         self.source_topics = [topics.documents, *topics.all_deliveries, topics.verifications]
         self.sources = self.app.topic(*self.source_topics)
-        self.facts = FactTable(self.app, self.group, partitions)
-        self.facts.on_recover(self._rebuild)
+        self.facts = FactTable(self.app, self.group, partitions, self._count_facts)
+        self.facts.on_recover(self._recovered)
         self.changelog = self.facts.changelog
         self.app.agent(self.sources, name="count")(self._count)
 
     # --- the agent ------------------------------------------------------------------------
 
     async def _count(self, stream: faust.StreamT[Any]) -> None:
-        async for event in stream.events():
-            message = event.message
-            with exit_if_raises(message.topic):
-                if self.guards.skipped(message):
-                    continue
-                await self._count_one(message, event.value)
-                await self.guards.applied(message, self._count_one)
+        # the agent's stream is a faust.Stream; StreamT does not declare take_events
+        batches = cast("faust.Stream[Any]", stream).take_events(BATCH_EVENTS, BATCH_WINDOW)
+        async for events in batches:
+            with exit_if_raises(events[0].message.topic if events else ""):
+                taken = [e for e in events if not self.guards.skipped(e.message)]
+                await self._fold([(e.message, e.value, 0.0) for e in taken])
+                for event in taken:
+                    await self.guards.applied(event.message, self._fold_one)
 
-    async def _count_one(self, message: Any, value: bytes, timestamp: float = 0.0) -> None:
-        try:
-            facts = facts_for(decode_envelope(value))
-        except PoisonEvent as exc:
-            await self._dead_letter(message, str(exc))
-            return
-        EVENTS_CONSUMED.labels(message.topic, "applied").inc()
-        for fact in facts:
-            if fact.key in self.facts:
-                _DUPLICATE.inc()
+    async def _fold_one(self, message: Any, value: bytes, timestamp: float = 0.0) -> None:
+        await self._fold([(message, value, timestamp)])
+
+    async def _fold(self, sources: Sequence[Source]) -> None:
+        """Fold source records: their new facts into the table, one entry per partition,
+        then into the counts."""
+        fresh: dict[str, tuple[Fact, int]] = {}  # key -> (fact, source partition)
+        applied = self.applied
+        now = time.time()
+        for message, value, timestamp in sources:
+            try:
+                facts = facts_for(decode_envelope(value))
+            except PoisonEvent as exc:
+                await self._dead_letter(message, str(exc))
                 continue
-            self.facts.add(fact)
-            failpoint("reporting.after_table_write")
+            EVENTS_CONSUMED.labels(message.topic, "applied").inc()
+            for fact in facts:
+                if fact.key in applied or fact.key in fresh:
+                    _DUPLICATE.inc()
+                else:
+                    fresh[fact.key] = (fact, message.partition)
+            at = timestamp or message.timestamp
+            if at:
+                ADOPTION_FOLD_DELAY.observe(max(0.0, now - at))
+        if not fresh:
+            return
+        by_partition: dict[int, list[Fact]] = {}
+        for fact, partition in fresh.values():
+            by_partition.setdefault(partition, []).append(fact)
+        for partition, facts in by_partition.items():
+            self.facts.write(partition, facts)
+        failpoint("reporting.after_table_write")
+        for fact, _ in fresh.values():
+            applied.add(fact.key)
             self.counts.add(fact)
-            _COUNTED.inc()
-        at = timestamp or message.timestamp
-        if at:
-            ADOPTION_FOLD_DELAY.observe(max(0.0, time.time() - at))
+        _COUNTED.inc(len(fresh))
+
+    def _count_facts(self, facts: list[Fact]) -> None:
+        """Facts read back from the changelog: counted unless applied already."""
+        for fact in facts:
+            if fact.key not in self.applied:
+                self.applied.add(fact.key)
+                self.counts.add(fact)
 
     async def _dead_letter(self, message: Any, reason: str) -> None:
         await self.producer.publish_raw(
@@ -146,15 +190,13 @@ class ReportingApp:
         EVENTS_CONSUMED.labels(message.topic, "dead_lettered").inc()
         log.warning("event_dead_lettered", topic=message.topic, reason=reason)
 
-    async def _rebuild(self) -> None:
-        """After (re)covery the table holds every applied fact: recount from it."""
+    async def _recovered(self) -> None:
+        """After every (re)covery: the changelog has been read back into the counts (entry by
+        entry, as faust read it); faust seeks every partition to its committed offset."""
         self.guards.reset()
-        self.counts.clear()
-        for fact in self.facts.all():
-            self.counts.add(fact)
         self.recoveries += 1
         self.ready.set()
-        log.info("adoption_counts_rebuilt", facts=len(self.facts), recoveries=self.recoveries)
+        log.info("adoption_counts_rebuilt", facts=len(self.applied), recoveries=self.recoveries)
 
     # --- the registry (every replica reads the compacted units topic from the start) -------
 
