@@ -122,7 +122,16 @@ async def build(deps: Deps[Settings]) -> Wiring:
                 access=ACCESS,
             )
         ],
-        consumers=[ConsumerSpec(NAME, [deps.topics.documents], flow.on_document)],
+        consumers=[
+            ConsumerSpec(
+                NAME,
+                [deps.topics.documents],
+                flow.on_document,
+                # one document per worker in flight: a queued one would spend its validation
+                # timeout waiting (each waits on the store between, docs/benchmarks.md "April")
+                concurrent_keys=max(1, settings.signature_workers),
+            )
+        ],
         tasks=[reload_trust],
         on_stop=[stop],
     )
