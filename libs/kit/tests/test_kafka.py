@@ -415,6 +415,30 @@ async def test_concurrent_keys_apply_other_keys_past_a_slow_one_and_commit_only_
     await wait_until(lambda: applied == ["a0", "a1"], timeout=60)
 
 
+async def test_events_a_spec_does_not_accept_skip_the_handler_and_the_applied_markers(
+    kit: tuple[EventProducer, Any, Topics], run_loop: Any
+) -> None:
+    producer, db, topics = kit
+    events = {name: submitted(name) for name in ("keep-1", "skip-1", "keep-2")}
+    for envelope in events.values():  # one key: skip-1 is handled before keep-2
+        await producer.publish(topics.documents, key="one", envelope=envelope)
+    applied: list[str] = []
+
+    async def recorder(envelope: EventEnvelope, _: Any) -> None:
+        applied.append(unpack(envelope, DocumentSubmitted).document.document_id)
+
+    def keep(envelope: EventEnvelope) -> bool:
+        return unpack(envelope, DocumentSubmitted).document.document_id.startswith("keep")
+
+    await run_loop(recorder, group="kit-accepts", accepts=keep)
+    await wait_until(lambda: applied == ["keep-1", "keep-2"], timeout=60)
+    markers = db["applied_events"]
+    last = {"_id": {"$regex": f"kit-accepts:{events['keep-2'].event_id}$"}}
+    await eventually(lambda: markers.count_documents(last), until=lambda n: n == 1)
+    skipped = {"_id": {"$regex": f"kit-accepts:{events['skip-1'].event_id}$"}}
+    assert await markers.count_documents(skipped) == 0
+
+
 async def test_read_range_reads_exactly_the_offsets_asked_for(
     settings: KitSettings,
     kit: tuple[EventProducer, Any, Topics],

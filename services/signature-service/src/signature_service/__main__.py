@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 
+from lienthong.events.v1.events_pb2 import DocumentSubmitted
 from lienthong.signature.v1 import signature_service_pb2
 from lienthong.signature.v1.signature_service_pb2_grpc import add_SignatureServiceServicer_to_server
+from lienthong_kit.envelope import carries
 from lienthong_kit.kafka import ConsumerSpec
 from lienthong_kit.logs import get_logger
 from lienthong_kit.server import Deps, GrpcService, Wiring, run_service
@@ -130,6 +132,7 @@ async def build(deps: Deps[Settings]) -> Wiring:
                 # one document per worker in flight: a queued one would spend its validation
                 # timeout waiting (each waits on the store between, docs/benchmarks.md "April")
                 concurrent_keys=max(1, settings.signature_workers),
+                accepts=lambda envelope: carries(envelope, DocumentSubmitted),
             )
         ],
         tasks=[reload_trust],

@@ -67,6 +67,10 @@ class ConsumerSpec:
     pool per record and is safe to run concurrently for different keys (signature-service:
     one sequential document at a time left the machine idle, docs/benchmarks.md, "April").
 
+    ``accepts``, when given, says which events the handler acts on; the others are skipped
+    before the applied-event check (no store round trip for an event the handler would
+    ignore: signature-service reads only document.submitted from the documents topic).
+
     ``fetch_wait_ms``, for a consumer nobody waits on (the audit log), lets the broker hold a
     fetch until 64 KiB are there or that long has passed: fewer, larger polls, so fewer hook
     runs and offset commits per record. 0, the default, answers at once.
@@ -82,6 +86,7 @@ class ConsumerSpec:
     before_commit: Callable[[], Awaitable[None]] | None = None
     concurrent_partitions: bool = False
     concurrent_keys: int = 1
+    accepts: Callable[[EventEnvelope], bool] | None = None
     fetch_wait_ms: int = 0
     max_records: int = 200
 
@@ -278,6 +283,9 @@ class ConsumerLoop:
         self, record: ConsumerRecord[bytes, bytes], envelope: EventEnvelope
     ) -> None:
         topic = record.topic
+        if self.spec.accepts is not None and not self.spec.accepts(envelope):
+            EVENTS_CONSUMED.labels(topic, "skipped").inc()
+            return
         if await self._already_applied(envelope.event_id):
             EVENTS_CONSUMED.labels(topic, "duplicate").inc()
             return
