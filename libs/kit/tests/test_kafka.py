@@ -378,6 +378,67 @@ async def test_concurrent_partitions_apply_side_by_side_each_in_order(
         assert applied[partition] == [f"p{partition}-{n}" for n in range(5)]
 
 
+async def test_concurrent_keys_apply_other_keys_past_a_slow_one_and_commit_only_the_prefix(
+    kit: tuple[EventProducer, Any, Topics], run_loop: Any, raw_producer: AIOKafkaProducer
+) -> None:
+    """With concurrent_keys, a key waiting on its first record holds back only its own later
+    records; the member dies there: the next one applies exactly the records not applied."""
+    _, db, topics = kit
+    order = [("a", "a0"), ("b", "b0"), ("a", "a1"), ("b", "b1"), ("c", "c0")]
+    for key, name in order:
+        await raw_producer.send_and_wait(
+            topics.documents, submitted(name).SerializeToString(), key=key.encode(), partition=0
+        )
+    seen: list[str] = []
+
+    async def slow_a0(envelope: EventEnvelope, _: Any) -> None:
+        name = unpack(envelope, DocumentSubmitted).document.document_id
+        seen.append(name)
+        if name == "a0":
+            await asyncio.Event().wait()  # never returns: the member dies here
+
+    first = await run_loop(slow_a0, group="kit-keys", concurrent_keys=4)
+    await wait_until(lambda: {"a0", "b0", "b1", "c0"} <= set(seen), timeout=60)
+    assert "a1" not in seen  # a's records stay in order behind a0
+    assert seen.index("b0") < seen.index("b1")
+    markers = {"_id": {"$regex": "kit-keys:"}}
+    await eventually(lambda: db["applied_events"].count_documents(markers), until=lambda n: n == 3)
+    first._task.cancel()  # nothing committed: a0 was never applied
+    await first.stop()
+    applied: list[str] = []
+
+    async def recorder(envelope: EventEnvelope, _: Any) -> None:
+        applied.append(unpack(envelope, DocumentSubmitted).document.document_id)
+
+    await run_loop(recorder, group="kit-keys", concurrent_keys=4)
+    # b0, b1 and c0 were applied (marked) by the first member: only a's records are left
+    await wait_until(lambda: applied == ["a0", "a1"], timeout=60)
+
+
+async def test_events_a_spec_does_not_accept_skip_the_handler_and_the_applied_markers(
+    kit: tuple[EventProducer, Any, Topics], run_loop: Any
+) -> None:
+    producer, db, topics = kit
+    events = {name: submitted(name) for name in ("keep-1", "skip-1", "keep-2")}
+    for envelope in events.values():  # one key: skip-1 is handled before keep-2
+        await producer.publish(topics.documents, key="one", envelope=envelope)
+    applied: list[str] = []
+
+    async def recorder(envelope: EventEnvelope, _: Any) -> None:
+        applied.append(unpack(envelope, DocumentSubmitted).document.document_id)
+
+    def keep(envelope: EventEnvelope) -> bool:
+        return unpack(envelope, DocumentSubmitted).document.document_id.startswith("keep")
+
+    await run_loop(recorder, group="kit-accepts", accepts=keep)
+    await wait_until(lambda: applied == ["keep-1", "keep-2"], timeout=60)
+    markers = db["applied_events"]
+    last = {"_id": {"$regex": f"kit-accepts:{events['keep-2'].event_id}$"}}
+    await eventually(lambda: markers.count_documents(last), until=lambda n: n == 1)
+    skipped = {"_id": {"$regex": f"kit-accepts:{events['skip-1'].event_id}$"}}
+    assert await markers.count_documents(skipped) == 0
+
+
 async def test_read_range_reads_exactly_the_offsets_asked_for(
     settings: KitSettings,
     kit: tuple[EventProducer, Any, Topics],

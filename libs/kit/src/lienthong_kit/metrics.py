@@ -49,7 +49,7 @@ RPC_DURATION = Histogram(
 EVENTS_CONSUMED = Counter(
     "lienthong_events_consumed_total",
     "Kafka records handled by a consumer, by topic and outcome"
-    " (applied, duplicate, dead_lettered).",
+    " (applied, duplicate, dead_lettered, skipped).",
     ["topic", "outcome"],
 )
 EVENTS_PRODUCED = Counter(

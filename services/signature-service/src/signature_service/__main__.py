@@ -5,8 +5,10 @@ python -m signature_service        (configuration: LIENTHONG_* variables, docs/c
 
 from __future__ import annotations
 
+from lienthong.events.v1.events_pb2 import DocumentSubmitted
 from lienthong.signature.v1 import signature_service_pb2
 from lienthong.signature.v1.signature_service_pb2_grpc import add_SignatureServiceServicer_to_server
+from lienthong_kit.envelope import carries
 from lienthong_kit.infra import every
 from lienthong_kit.kafka import ConsumerSpec
 from lienthong_kit.logs import get_logger
@@ -120,7 +122,17 @@ async def build(deps: Deps[Settings]) -> Wiring:
                 access=ACCESS,
             )
         ],
-        consumers=[ConsumerSpec(NAME, [deps.topics.documents], flow.on_document)],
+        consumers=[
+            ConsumerSpec(
+                NAME,
+                [deps.topics.documents],
+                flow.on_document,
+                # one document per worker in flight: a queued one would spend its validation
+                # timeout waiting (each waits on the store between, docs/benchmarks.md "April")
+                concurrent_keys=max(1, settings.signature_workers),
+                accepts=lambda envelope: carries(envelope, DocumentSubmitted),
+            )
+        ],
         tasks=[reload_trust],
         on_stop=[stop],
     )
