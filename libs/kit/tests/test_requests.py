@@ -23,3 +23,16 @@ def test_a_nul_character_anywhere_in_a_request_is_refused_naming_the_field() -> 
         "subject",
     ]
     refuse_nul_characters(pb.SubmitDocumentRequest(subject="Về việc triển khai"))  # passes
+
+
+def test_zero_bytes_that_are_no_text_pass_and_big_requests_are_walked() -> None:
+    # a zero on the wire that is no character (a length, a number) sends it to the field walk
+    request = pb.SubmitDocumentRequest(subject="", code={"number": "1", "notation": ""})
+    request.recipients.unit_codes.append("")
+    assert b"\x00" in request.SerializeToString()
+    refuse_nul_characters(request)
+    # past the size served by the wire check, the fields are walked: still found
+    big = pb.SubmitDocumentRequest(subject="x" * 70_000, content_summary="a\x00b")
+    with pytest.raises(InvalidArgument) as refusal:
+        refuse_nul_characters(big)
+    assert [v.field for v in refusal.value.violations] == ["content_summary"]
