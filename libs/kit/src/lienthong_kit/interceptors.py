@@ -20,8 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -51,10 +50,6 @@ TRACE_HEADER = LEGACY_TRACE_HEADER
 log = get_logger(__name__)
 
 
-class _Outcome:
-    code: grpc.StatusCode = grpc.StatusCode.OK
-
-
 if TYPE_CHECKING:  # the stubs make it generic; the runtime class is not subscriptable
     _Interceptor = aio.ServerInterceptor[Any, Any]
 else:
@@ -64,6 +59,10 @@ else:
 class ServerInterceptor(_Interceptor):
     def __init__(self, gate: Gatekeeper) -> None:
         self._gate = gate
+        # method -> (the handler grpc gave, its wrapped twin): wrapped once, not per call
+        self._wrapped: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
+        self._handled: dict[tuple[str, grpc.StatusCode], Any] = {}
+        self._durations: dict[str, Any] = {}
 
     async def intercept_service(
         self,
@@ -76,6 +75,16 @@ class ServerInterceptor(_Interceptor):
         if handler is None:  # no such method: grpc answers UNIMPLEMENTED
             return handler  # type: ignore[return-value]
         method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),
@@ -100,11 +109,23 @@ class ServerInterceptor(_Interceptor):
             response_serializer=handler.response_serializer,
         )
 
+    # One flat try per call, not nested context managers: this runs on every RPC.
     def _wrap_unary(self, method: str, behaviour: Any) -> Any:
         async def unary(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-            async with self._call(method, context):
-                refuse_nul_characters(request)
-                return await behaviour(request, context)
+            metadata = dict(context.invocation_metadata() or ())
+            with span(method, context=context_from_metadata(metadata), kind=SpanKind.SERVER):
+                started = time.perf_counter()
+                code = grpc.StatusCode.OK
+                try:
+                    self._admit(method, context, metadata)
+                    refuse_nul_characters(request)
+                    return await behaviour(request, context)
+                except BaseException as exc:
+                    code = _code_of(exc, context)
+                    await self._answer(method, context, exc)
+                    raise
+                finally:
+                    self._record(method, code, started)
 
         return unary
 
@@ -114,63 +135,75 @@ class ServerInterceptor(_Interceptor):
             return self._wrap_unary(method, behaviour)
 
         async def stream(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-            async with self._call(method, context):
-                refuse_nul_characters(request)
-                async for response in behaviour(request, context):
-                    yield response
+            metadata = dict(context.invocation_metadata() or ())
+            with span(method, context=context_from_metadata(metadata), kind=SpanKind.SERVER):
+                started = time.perf_counter()
+                code = grpc.StatusCode.OK
+                try:
+                    self._admit(method, context, metadata)
+                    refuse_nul_characters(request)
+                    async for response in behaviour(request, context):
+                        yield response
+                except BaseException as exc:
+                    code = _code_of(exc, context)
+                    await self._answer(method, context, exc)
+                    raise
+                finally:
+                    self._record(method, code, started)
 
         return stream
 
-    @asynccontextmanager
-    async def _call(
-        self, method: str, context: aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[_Outcome]:
-        metadata = {item[0]: item[1] for item in (context.invocation_metadata() or ())}
-        with span(method, context=context_from_metadata(metadata), kind=SpanKind.SERVER):
-            async with self._outcome(method, context) as outcome:
-                identity = self._gate.admit(method, context, metadata)
-                set_identity(identity)
-                set_caller((identity.unit_code or "") if identity is not None else "")
-                yield outcome
+    def _admit(
+        self, method: str, context: aio.ServicerContext[Any, Any], metadata: dict[str, Any]
+    ) -> None:
+        identity = self._gate.admit(method, context, metadata)
+        set_identity(identity)
+        set_caller((identity.unit_code or "") if identity is not None else "")
 
-    @asynccontextmanager
-    async def _outcome(
-        self, method: str, context: aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[_Outcome]:
-        trace_id = current_trace_id()
-        outcome = _Outcome()
-        started = time.perf_counter()
-        try:
-            yield outcome
-        except LienthongError as exc:
-            outcome.code = exc.code
+    async def _answer(
+        self, method: str, context: aio.ServicerContext[Any, Any], exc: BaseException
+    ) -> None:
+        """Abort the call with ``exc``'s status (raising AbortError): a refusal with its
+        details, an unreachable store or broker as UNAVAILABLE, anything unexpected as INTERNAL
+        with the trace id; return for an abort, a cancellation or a generator's close."""
+        if isinstance(exc, LienthongError):
             status = to_grpc_status(exc)
             log.info("rpc_refused", method=method, code=exc.code.name, reason=exc.message)
             await context.abort(status.code, status.details, status.trailing_metadata)
-        except aio.AbortError:
-            code = context.code()
-            outcome.code = code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
-            raise
-        except asyncio.CancelledError:
-            outcome.code = grpc.StatusCode.CANCELLED
-            raise
-        except Exception as exc:
-            if is_infra_error(exc):
-                outcome.code = grpc.StatusCode.UNAVAILABLE
-                log.warning("rpc_infrastructure_unavailable", method=method, error=repr(exc))
-                await context.abort(
-                    grpc.StatusCode.UNAVAILABLE,
-                    f"the store or the broker is unreachable; retry (trace id {trace_id})",
-                )
-            else:
-                outcome.code = grpc.StatusCode.INTERNAL
-                log.exception("rpc_failed", method=method)
-                await context.abort(
-                    grpc.StatusCode.INTERNAL,
-                    f"internal error; quote trace id {trace_id} to support",
-                )
-        finally:
-            elapsed = time.perf_counter() - started
-            code = outcome.code
-            RPC_HANDLED.labels(method, code.name).inc()
-            RPC_DURATION.labels(method).observe(elapsed)
+        if not isinstance(exc, Exception) or isinstance(exc, aio.AbortError):
+            return
+        trace_id = current_trace_id()
+        if is_infra_error(exc):
+            log.warning("rpc_infrastructure_unavailable", method=method, error=repr(exc))
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"the store or the broker is unreachable; retry (trace id {trace_id})",
+            )
+        log.exception("rpc_failed", method=method)
+        await context.abort(
+            grpc.StatusCode.INTERNAL, f"internal error; quote trace id {trace_id} to support"
+        )
+
+    def _record(self, method: str, code: grpc.StatusCode, started: float) -> None:
+        handled = self._handled.get((method, code))
+        if handled is None:
+            handled = self._handled[method, code] = RPC_HANDLED.labels(method, code.name)
+        handled.inc()
+        duration = self._durations.get(method)
+        if duration is None:
+            duration = self._durations[method] = RPC_DURATION.labels(method)
+        duration.observe(time.perf_counter() - started)
+
+
+def _code_of(exc: BaseException, context: aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
+    """The status code a call that raised ``exc`` ends with (what :meth:`_answer` sends)."""
+    if isinstance(exc, LienthongError):
+        return exc.code
+    if isinstance(exc, aio.AbortError):
+        code = context.code()
+        return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+    if isinstance(exc, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED
+    if not isinstance(exc, Exception):
+        return grpc.StatusCode.OK  # a stream closed by its reader (GeneratorExit)
+    return grpc.StatusCode.UNAVAILABLE if is_infra_error(exc) else grpc.StatusCode.INTERNAL

@@ -408,7 +408,7 @@ class DocumentStore:
         return stored_id
 
     async def _insert_paper(self, paper: PaperDocument, outbox: Doc, fingerprint: str) -> str:
-        row = asdict(paper)
+        row = _flat(paper)
         row["_id"] = row.pop("id")
         try:
             await self._new_paper.insert({**row, "request_sha256": fingerprint, **outbox})
@@ -850,11 +850,16 @@ def _document_row(document: Document, idempotency_key: str) -> Doc:
         "content_summary": document.content_summary,
         "to_places": list(document.to_places),
         "promulgation_place": document.promulgation_place,
-        "signer": asdict(document.signer),
+        "signer": _flat(document.signer),
         "steering_type": document.steering_type,
         "response_for": document.response_for,
         "attachments": [_attachment_row(ref) for ref in document.attachments],
     }
+
+
+def _flat(record: Signer | PaperDocument) -> dict[str, Any]:
+    """A flat record's fields (``dataclasses.asdict`` deep-copies: slow on every write)."""
+    return dict(vars(record))
 
 
 def _document(row: Doc) -> Document:
