@@ -21,6 +21,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -134,24 +135,13 @@ class ServerInterceptor(_Interceptor):
             # A coroutine that answers with context.write() (e.g. the health service's Watch).
             return self._wrap_unary(method, behaviour)
 
-        async def stream(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-            metadata = dict(context.invocation_metadata() or ())
-            with span(method, context=context_from_metadata(metadata), kind=SpanKind.SERVER):
-                started = time.perf_counter()
-                code = grpc.StatusCode.OK
-                try:
-                    self._admit(method, context, metadata)
-                    refuse_nul_characters(request)
-                    async for response in behaviour(request, context):
-                        yield response
-                except BaseException as exc:
-                    code = _code_of(exc, context)
-                    await self._answer(method, context, exc)
-                    raise
-                finally:
-                    self._record(method, code, started)
+        # a stream is answered by writes from one coroutine: one wrapper for both kinds
+        async def written(request: Any, context: aio.ServicerContext[Any, Any]) -> None:
+            async with aclosing(behaviour(request, context)) as responses:
+                async for response in responses:
+                    await context.write(response)
 
-        return stream
+        return self._wrap_unary(method, written)
 
     def _admit(
         self, method: str, context: aio.ServicerContext[Any, Any], metadata: dict[str, Any]
