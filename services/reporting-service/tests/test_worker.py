@@ -471,12 +471,17 @@ def test_a_second_replica_answers_through_a_workers_sigkill_and_ends_exact(
         assert first.process.wait(timeout=30) == -signal.SIGKILL
         answered = whole(second)  # no wait, no retry: the survivor answers at once
         answered_after = time.monotonic() - killed
-        rows = eventually_sync(
-            lambda: report(second, "2026-04", per_unit=True),
-            until=lambda rows: rows[0].incoming_over_network >= 3000,
-            timeout=120,
-            interval=0.05,
-        )
+        try:
+            rows = eventually_sync(
+                lambda: report(second, "2026-04", per_unit=True),
+                until=lambda rows: rows[0].incoming_over_network >= 3000,
+                timeout=120,
+                interval=0.05,
+            )
+        except TimeoutError:
+            second.process.send_signal(signal.SIGUSR2)  # faust's state into its log
+            time.sleep(2)
+            raise
         exact_after = time.monotonic() - killed
         assert {r.unit_code: r.incoming_over_network for r in rows[4:]} == expected
         assert rows[0].incoming_over_network == 3000
