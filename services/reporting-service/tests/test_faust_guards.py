@@ -23,6 +23,7 @@ from reporting_service.faust_guards import (
     exit_if_raises,
     guard_commits,
     make_durable,
+    pause_sources_until_recovered,
     read_uncommitted_from_start,
     skip_hook,
 )
@@ -267,3 +268,24 @@ async def test_no_seek_when_every_source_partition_is_committed() -> None:
     read_uncommitted_from_start(consumer, ["deliveries"])
     await consumer.seek_to_committed()
     assert consumer.from_start == []
+
+
+class AssignedConsumer:
+    """What the pause guard needs of faust's consumer: ``_paused_partitions`` and
+    ``_set_active_tps`` (faust's: the assignment minus the paused partitions)."""
+
+    def __init__(self, paused: set[Any]) -> None:
+        self._paused_partitions = paused
+
+    def _set_active_tps(self, tps: set[Any]) -> set[Any]:
+        return tps - self._paused_partitions
+
+
+def test_a_new_assignments_source_partitions_start_paused_its_changelog_does_not() -> None:
+    held = TopicPartition("deliveries", 0)  # paused by faust at the rebalance already
+    new = TopicPartition("deliveries", 1)  # a dead worker's, newly assigned
+    changelog = TopicPartition("facts-changelog", 1)  # the recovery resumes and reads it
+    consumer = AssignedConsumer(paused={held})
+    pause_sources_until_recovered(consumer, ["deliveries"])
+    assert consumer._set_active_tps({held, new, changelog}) == {changelog}
+    assert consumer._paused_partitions == {held, new}

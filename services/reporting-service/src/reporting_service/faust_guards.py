@@ -15,6 +15,9 @@
   past an event the agent has not applied;
 - hole filling (:meth:`FaustGuards.applied`): records faust skipped are read directly
   (``read_range``) and applied before the partition may be committed past them;
+- sources paused while the table recovers (:func:`pause_sources_until_recovered`): faust pauses
+  the partitions a worker held before a rebalance, not the ones newly assigned to it, so those
+  were fetched during the recovery and their events dropped;
 - uncommitted partitions read from their start (:func:`read_uncommitted_from_start`): after
   every recovery faust seeks each partition to its committed offset, and leaves one that has
   none where the recovery's own fetching left it (a dead worker's partitions it never
@@ -56,6 +59,7 @@ __all__ = [
     "guard_commits",
     "log_state_on_signal",
     "make_durable",
+    "pause_sources_until_recovered",
     "read_uncommitted_from_start",
     "skip_hook",
 ]
@@ -188,6 +192,20 @@ def guard_commits(consumer: Any, offsets: AppliedOffsets) -> None:
     consumer._commit = guarded
 
 
+def pause_sources_until_recovered(consumer: Any, sources: Collection[str]) -> None:
+    """Every source partition of a new assignment starts paused, as faust already does for the
+    partitions the worker held before the rebalance: faust resumes them all (and seeks them to
+    their committed offsets) once the table has recovered. A newly assigned one left active
+    was read during the recovery, and its events dropped (docs/decisions/0603)."""
+    set_active = consumer._set_active_tps  # called with the assignment, before recovery starts
+
+    def paused_first(tps: Any) -> Any:
+        consumer._paused_partitions.update(tp for tp in tps if tp.topic in sources)
+        return set_active(tps)
+
+    consumer._set_active_tps = paused_first
+
+
 def read_uncommitted_from_start(consumer: Any, sources: Collection[str]) -> None:
     """Make faust's seek to the committed offsets (after every recovery) also seek each source
     partition that has no committed offset back to its first record.
@@ -271,6 +289,7 @@ class FaustGuards:
         self.changelog_deliveries = make_durable(app.producer.buffer)
         self.offsets = AppliedOffsets()
         guard_commits(self._consumer, self.offsets)
+        pause_sources_until_recovered(self._consumer, sources)
         read_uncommitted_from_start(self._consumer, sources)
 
     def reset(self) -> None:
