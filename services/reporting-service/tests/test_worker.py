@@ -489,6 +489,8 @@ def test_a_second_replica_answers_through_a_workers_sigkill_and_ends_exact(
             f" {exact_after:.1f} s after it"
         )
     finally:
-        if victim.process.poll() is None:
-            victim.process.kill()
-            victim.process.wait()
+        # both are "reporting-service" to the platform, which stops only the later one
+        for replica in (first, second):
+            if replica.process.poll() is None:
+                replica.process.kill()
+                replica.process.wait()
