@@ -210,11 +210,11 @@ def read_uncommitted_from_start(consumer: Any, sources: Collection[str]) -> None
     """Make faust's seek to the committed offsets (after every recovery) also seek each source
     partition that has no committed offset back to its first record.
 
-    faust leaves such a partition where it is: a partition newly assigned in a rebalance is not
-    paused while the table recovers, so its records are fetched then and dropped (the streams'
-    queues are cleared when the flow resumes), and without a committed offset nothing brings
-    them back: a worker that takes over a dead one's partitions before their first commit never
-    counts their first events (docs/decisions/0603)."""
+    faust leaves such a partition wherever its position is (aiokafka seeks only offsets > 0):
+    one newly assigned in a rebalance was read during the table's recovery, its events never
+    reaching the agent, so a worker that took over a dead one's partitions before their first
+    commit never counted their first events. Kept beside :func:`pause_sources_until_recovered`
+    for any other path that moves such a position before the seek (docs/decisions/0603)."""
     seek_to_committed = consumer.seek_to_committed  # what faust's perform_seek calls
 
     async def guarded() -> Mapping[Any, int | None]:
