@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 
 from reporting_service.faust_guards import (
     SKIP_RECORD,
@@ -22,6 +23,8 @@ from reporting_service.faust_guards import (
     exit_if_raises,
     guard_commits,
     make_durable,
+    pause_sources_until_recovered,
+    read_uncommitted_from_start,
     skip_hook,
 )
 
@@ -231,3 +234,58 @@ def test_a_record_the_hook_skips_is_found_as_a_hole_by_the_next_one() -> None:
             if hole is not None:
                 applied.filled(P0, offset)  # as the worker does once it read the hole
     assert holes == [None, 1, None]  # offset 1 skipped, revealed by offset 2
+
+
+class SeekingConsumer:
+    """What the seek guard needs of faust's consumer: ``seek_to_committed`` (returning the
+    committed offsets, None where there is none) and its thread's ``seek_to_beginning``."""
+
+    def __init__(self, committed: dict[Any, int | None]) -> None:
+        self.committed = committed
+        self.from_start: list[Any] = []
+        self._thread = SimpleNamespace(seek_to_beginning=self._seek_to_beginning)
+
+    async def seek_to_committed(self) -> dict[Any, int | None]:
+        return self.committed
+
+    async def _seek_to_beginning(self, *partitions: Any) -> None:
+        self.from_start += partitions
+
+
+async def test_a_source_partition_without_a_committed_offset_is_read_from_its_start() -> None:
+    never = TopicPartition("deliveries", 1)
+    committed = TopicPartition("deliveries", 0)
+    changelog = TopicPartition("facts-changelog", 1)
+    consumer = SeekingConsumer({never: None, committed: 911, changelog: None})
+    read_uncommitted_from_start(consumer, ["deliveries"])
+    assert await consumer.seek_to_committed() == consumer.committed  # faust still gets them
+    # the changelog's positions are the recovery's, not a source's
+    assert consumer.from_start == [never]
+
+
+async def test_no_seek_when_every_source_partition_is_committed() -> None:
+    consumer = SeekingConsumer({TopicPartition("deliveries", 0): 12})
+    read_uncommitted_from_start(consumer, ["deliveries"])
+    await consumer.seek_to_committed()
+    assert consumer.from_start == []
+
+
+class AssignedConsumer:
+    """What the pause guard needs of faust's consumer: ``_paused_partitions`` and
+    ``_set_active_tps`` (faust's: the assignment minus the paused partitions)."""
+
+    def __init__(self, paused: set[Any]) -> None:
+        self._paused_partitions = paused
+
+    def _set_active_tps(self, tps: set[Any]) -> set[Any]:
+        return tps - self._paused_partitions
+
+
+def test_a_new_assignments_source_partitions_start_paused_its_changelog_does_not() -> None:
+    held = TopicPartition("deliveries", 0)  # paused by faust at the rebalance already
+    new = TopicPartition("deliveries", 1)  # a dead worker's, newly assigned
+    changelog = TopicPartition("facts-changelog", 1)  # the recovery resumes and reads it
+    consumer = AssignedConsumer(paused={held})
+    pause_sources_until_recovered(consumer, ["deliveries"])
+    assert consumer._set_active_tps({held, new, changelog}) == {changelog}
+    assert consumer._paused_partitions == {held, new}

@@ -22,7 +22,7 @@ from lienthong_kit.settings import load_settings
 from reporting_service.access import ACCESS
 from reporting_service.api import ReportingServicer
 from reporting_service.consumers import ReportingApp
-from reporting_service.faust_guards import skip_hook
+from reporting_service.faust_guards import log_state_on_signal, skip_hook
 from reporting_service.settings import Settings
 
 NAME = "reporting-service"
@@ -32,12 +32,14 @@ log = get_logger(__name__)
 class RpcBridge(mode.Service):
     """Runs the kit's ServiceApp (gRPC, health, metrics) as a service of the faust worker."""
 
-    def __init__(self, service: ServiceApp[Settings]) -> None:
+    def __init__(self, service: ServiceApp[Settings], app: faust.App) -> None:
         super().__init__()
         self.service = service
+        self.app = app
 
     async def on_start(self) -> None:
         log.info("event_loop", loop=type(asyncio.get_running_loop()).__module__)
+        log_state_on_signal(self.app)
         await self.service.start()
 
     async def on_stop(self) -> None:
@@ -113,7 +115,7 @@ def main() -> None:
     )
     worker = faust.Worker(
         reporting.app,
-        RpcBridge(service),
+        RpcBridge(service, reporting.app),
         loglevel=settings.log_level.upper(),
         override_logging=False,
         redirect_stdouts=False,

@@ -110,8 +110,10 @@ class ReportingApp:
             # and takes the partitions over with their facts already counted
             table_standby_replicas=1,
         )
-        self.guards = FaustGuards(self.app, bootstrap, skip=skip, kafka_ssl=kafka_ssl)
         self.source_topics = [topics.documents, *topics.all_deliveries, topics.verifications]
+        self.guards = FaustGuards(
+            self.app, bootstrap, sources=self.source_topics, skip=skip, kafka_ssl=kafka_ssl
+        )
         self.sources = self.app.topic(*self.source_topics)
         self.facts = FactTable(self.app, self.group, partitions, self._count_facts)
         self.facts.on_recover(self._recovered)

@@ -1,6 +1,6 @@
 """Everything reporting-service does because of how faust-streaming behaves, in one place.
 
-    guards = FaustGuards(app, bootstrap, skip=skip_hook(settings.failpoints))
+    guards = FaustGuards(app, bootstrap, sources=topics, skip=skip_hook(settings.failpoints))
     async for event in stream.events():
         with exit_if_raises(event.message.topic):
             if guards.skipped(event.message):
@@ -15,6 +15,13 @@
   past an event the agent has not applied;
 - hole filling (:meth:`FaustGuards.applied`): records faust skipped are read directly
   (``read_range``) and applied before the partition may be committed past them;
+- sources paused while the table recovers (:func:`pause_sources_until_recovered`): faust pauses
+  the partitions a worker held before a rebalance, not the ones newly assigned to it, so those
+  were fetched during the recovery and their events dropped;
+- uncommitted partitions read from their start (:func:`read_uncommitted_from_start`): after
+  every recovery faust seeks each partition to its committed offset, and leaves one that has
+  none where the recovery's own fetching left it (a dead worker's partitions it never
+  committed: their events were fetched and dropped while the table recovered);
 - :func:`exit_if_raises`: an error while counting ends the process, as faust would commit the
   event uncounted;
 - :func:`skip_hook`: the failpoint ``reporting.skip_record`` makes the worker skip one record
@@ -27,9 +34,12 @@ they reach into faust's internals, so faust-streaming's version is pinned (0602)
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import signal
 import ssl
 import sys
+import types
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -45,8 +55,12 @@ __all__ = [
     "FaustGuards",
     "UndeliveredChangelog",
     "exit_if_raises",
+    "faust_state",
     "guard_commits",
+    "log_state_on_signal",
     "make_durable",
+    "pause_sources_until_recovered",
+    "read_uncommitted_from_start",
     "skip_hook",
 ]
 
@@ -178,6 +192,42 @@ def guard_commits(consumer: Any, offsets: AppliedOffsets) -> None:
     consumer._commit = guarded
 
 
+def pause_sources_until_recovered(consumer: Any, sources: Collection[str]) -> None:
+    """Every source partition of a new assignment starts paused, as faust already does for the
+    partitions the worker held before the rebalance: faust resumes them all (and seeks them to
+    their committed offsets) once the table has recovered. A newly assigned one left active
+    was read during the recovery, and its events dropped (docs/decisions/0603)."""
+    set_active = consumer._set_active_tps  # called with the assignment, before recovery starts
+
+    def paused_first(tps: Any) -> Any:
+        consumer._paused_partitions.update(tp for tp in tps if tp.topic in sources)
+        return set_active(tps)
+
+    consumer._set_active_tps = paused_first
+
+
+def read_uncommitted_from_start(consumer: Any, sources: Collection[str]) -> None:
+    """Make faust's seek to the committed offsets (after every recovery) also seek each source
+    partition that has no committed offset back to its first record.
+
+    faust leaves such a partition wherever its position is (aiokafka seeks only offsets > 0):
+    one newly assigned in a rebalance was read during the table's recovery, its events never
+    reaching the agent, so a worker that took over a dead one's partitions before their first
+    commit never counted their first events. Kept beside :func:`pause_sources_until_recovered`
+    for any other path that moves such a position before the seek (docs/decisions/0603)."""
+    seek_to_committed = consumer.seek_to_committed  # what faust's perform_seek calls
+
+    async def guarded() -> Mapping[Any, int | None]:
+        committed: Mapping[Any, int | None] = await seek_to_committed()
+        fresh = [tp for tp, offset in committed.items() if tp.topic in sources and not offset]
+        if fresh:
+            await consumer._thread.seek_to_beginning(*fresh)
+            log.info("uncommitted_partitions_read_from_start", partitions=sorted(map(str, fresh)))
+        return committed
+
+    consumer.seek_to_committed = guarded
+
+
 @contextmanager
 def exit_if_raises(topic: str) -> Iterator[None]:
     """Exit at once, as a SIGKILL would, if counting an event raises.
@@ -225,6 +275,7 @@ class FaustGuards:
         app: Any,
         bootstrap: str,
         *,
+        sources: Collection[str],
         skip: SkipHook | None = None,
         kafka_ssl: ssl.SSLContext | None = None,
     ) -> None:
@@ -238,6 +289,8 @@ class FaustGuards:
         self.changelog_deliveries = make_durable(app.producer.buffer)
         self.offsets = AppliedOffsets()
         guard_commits(self._consumer, self.offsets)
+        pause_sources_until_recovered(self._consumer, sources)
+        read_uncommitted_from_start(self._consumer, sources)
 
     def reset(self) -> None:
         """After a (re)covery: faust seeks every partition to its committed offset."""
@@ -274,3 +327,77 @@ class FaustGuards:
             await apply(record, record.value, record.timestamp / 1000)
         ADOPTION_REREADS.labels(message.topic).inc(len(skipped))
         self.offsets.filled(message.tp, message.offset)
+
+
+def faust_state(app: Any) -> dict[str, Any]:
+    """What faust's consumer, recovery and streams are doing, for a worker that stopped counting
+    (logged on SIGUSR2, ``log_state_on_signal``): faust logs nothing when a partition stays paused
+    or a stream waits, and asyncio's task stacks stop at async generators."""
+    consumer = app.consumer
+    recovery = app.tables.recovery
+    state: dict[str, Any] = {
+        "generation": app.consumer_generation_id,
+        "assignment": sorted(map(str, consumer.assignment())),
+        "paused": sorted(map(str, consumer._paused_partitions)),
+        "active": sorted(map(str, consumer._active_partitions or ())),
+        "flow_active": consumer.flow_active,
+        "flow_control_resumed": app.flow_control.is_active(),
+        "read_offset": {str(tp): o for tp, o in consumer._read_offset.items()},
+        "committed": {str(tp): o for tp, o in consumer._committed_offset.items()},
+        "unacked": len(consumer._unacked_messages),
+        "in_recovery": recovery.in_recovery,
+        "recovery_completed": recovery.completed.is_set(),
+        "recovery_active": sorted(map(str, recovery.active_tps)),
+        "recovery_standby": sorted(map(str, recovery.standby_tps)),
+        "active_remaining": {str(tp): n for tp, n in recovery.active_remaining().items()},
+        "standby_remaining": {str(tp): n for tp, n in recovery.standby_remaining().items()},
+    }
+    # where each live async generator (a stream, take_events, getmany) is suspended
+    generators = []
+    for obj in gc.get_objects():
+        if isinstance(obj, types.AsyncGeneratorType) and obj.ag_frame is not None:
+            frame = obj.ag_frame
+            where = f"{obj.ag_code.co_qualname}:{frame.f_lineno} await={obj.ag_await!r}"
+            if obj.ag_code.co_name == "take_events":  # the batch being filled
+                local = frame.f_locals
+                where += f" buffer={len(local.get('buffer', ()))}"
+                where += f" consuming={local.get('buffer_consuming')!r}"
+            generators.append(where)
+    state["async_generators"] = generators
+    queues = {}
+    for channels in list(app.topics._topic_name_index.values()):
+        for channel in channels:
+            queue = getattr(channel, "_queue", None)
+            if queue is not None:
+                queues[repr(channel)[-40:]] = queue.qsize()
+    state["channel_queues"] = queues
+    # aiokafka's own view (its consumer runs in faust's consumer thread)
+    kafka = consumer._thread._consumer
+    fetcher = kafka._fetcher
+    assignment = kafka._subscription.subscription.assignment
+    state["kafka_buffered"] = {str(tp): repr(r)[:60] for tp, r in list(fetcher._records.items())}
+    state["kafka_positions"] = {
+        str(tp): (
+            assignment.state_value(tp).position
+            if assignment.state_value(tp).has_valid_position
+            else None
+        )
+        for tp in assignment.tps
+    }
+    state["kafka_paused"] = sorted(
+        str(tp) for tp in assignment.tps if assignment.state_value(tp).paused
+    )
+    state["kafka_in_flight"] = sorted(fetcher._in_flight)
+    return state
+
+
+def log_state_on_signal(app: Any) -> None:
+    """SIGUSR2 logs :func:`faust_state` (mode's own SIGUSR2 would start pdb on stdin)."""
+
+    def dump() -> None:
+        try:
+            log.warning("faust_state", **faust_state(app))
+        except Exception:
+            log.exception("faust_state_failed")
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump)
