@@ -72,6 +72,7 @@ from reporting_service.folding import Counts, facts_for
 
 KAFKA = "127.0.0.1:9092"
 TARGET_RATIO = 0.3
+IDLE_POLLS = 16  # 4 s of the worker idle, polled as while it folds
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -135,23 +136,44 @@ def counted(metrics_port: int) -> float:
     )
 
 
-def faust_rate(platform: Platform, facts: int) -> tuple[float, float]:
-    """Facts per second folded by the worker, and the seconds it took."""
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process, all its threads (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def faust_rate(platform: Platform, facts: int) -> tuple[float, float, float, float]:
+    """Facts per second folded by the worker, the seconds it took, the CPU seconds the
+    worker used (scaled to all the facts: the first poll may find some counted already) and
+    the CPU seconds per second it uses idle, polled the same way (its timers, tails, probes
+    and the polls themselves: a load-stretched window holds more of them)."""
     service = platform.launch("reporting-service")
     platform.wait_serving(120, names=("reporting-service",))
     first = last = 0.0
+    cpu_first = cpu_last = 0.0
+    before = 0.0  # facts already counted at the first poll that saw any: not in the window
     while True:
         value = counted(service.metrics_port)
         now = time.monotonic()
         if value > 0 and not first:
-            first = now
+            first, cpu_first, before = now, cpu_seconds(service.process.pid), value
         if value >= facts:
-            last = now
+            last, cpu_last = now, cpu_seconds(service.process.pid)
             break
         if service.process.poll() is not None:
             raise RuntimeError(f"reporting-service exited; see {service.log_path}")
         time.sleep(0.25)  # a scrape costs the worker ~10 ms of CPU: not more often
-    return facts / (last - first), last - first
+    idle_from = cpu_seconds(service.process.pid)
+    for _ in range(IDLE_POLLS):
+        counted(service.metrics_port)
+        time.sleep(0.25)
+    idle = (cpu_seconds(service.process.pid) - idle_from) / (IDLE_POLLS * 0.25)
+    return (
+        (facts - before) / (last - first),
+        last - first,
+        (cpu_last - cpu_first) * facts / (facts - before),
+        idle,
+    )
 
 
 async def plain_rate(topics: Topics, facts: int) -> tuple[float, float]:
@@ -185,9 +207,10 @@ async def plain_rate(topics: Topics, facts: int) -> tuple[float, float]:
     return facts / elapsed, elapsed
 
 
-def floor_rate(prefix: str, events: int, *, batches: bool) -> tuple[float, float]:
+def floor_rate(prefix: str, events: int, *, batches: bool) -> tuple[float, float, float]:
     """Events per second through a faust agent that does nothing with them (a subprocess: a
-    faust worker owns its process), iterating in the worker's batches or event by event."""
+    faust worker owns its process), iterating in the worker's batches or event by event; the
+    seconds and the CPU seconds it took."""
     mode = "--floor-batches" if batches else "--floor-worker"
     result = subprocess.run(  # noqa: S603 - our interpreter, this script
         [sys.executable, __file__, mode, prefix, "--events", str(events)],
@@ -203,8 +226,8 @@ def floor_rate(prefix: str, events: int, *, batches: bool) -> tuple[float, float
             f"the faust floor worker failed ({result.returncode}):\n"
             f"{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
         )
-    rate, seconds = lines[-1].split()[1:3]
-    return float(rate), float(seconds)
+    rate, seconds, cpu = lines[-1].split()[1:4]
+    return float(rate), float(seconds), float(cpu)
 
 
 def floor_worker(prefix: str, events: int, *, batches: bool) -> None:
@@ -221,15 +244,16 @@ def floor_worker(prefix: str, events: int, *, batches: bool) -> None:
         web_enabled=False,
     )
     sources = app.topic(topics.documents, *topics.all_deliveries, topics.verifications)
-    seen = {"events": 0, "first": 0.0}
+    seen = {"events": 0, "first": 0.0, "cpu": 0.0}
 
     def counted(number: int) -> None:
         if not seen["first"]:
-            seen["first"] = time.monotonic()
+            seen["first"], seen["cpu"] = time.monotonic(), time.process_time()
         seen["events"] += number
         if seen["events"] >= events:
             elapsed = time.monotonic() - seen["first"]
-            print(f"FLOOR {events / elapsed:.1f} {elapsed:.3f}", flush=True)
+            cpu = time.process_time() - seen["cpu"]
+            print(f"FLOOR {events / elapsed:.1f} {elapsed:.3f} {cpu:.3f}", flush=True)
             os._exit(0)
 
     async def count(stream: faust.StreamT[bytes]) -> None:
@@ -371,10 +395,10 @@ def main() -> None:
         try:
             asyncio.run(ensure_topics(settings, topics.all(), compacted=topics.compacted()))
             asyncio.run(produce(records))
-            faust, faust_seconds = faust_rate(platform, facts)
+            faust, faust_seconds, faust_cpu, idle_cpu = faust_rate(platform, facts)
             plain, plain_seconds = asyncio.run(plain_rate(topics, facts))
-            floor_b, floor_b_seconds = floor_rate(prefix, args.events, batches=True)
-            floor_e, floor_e_seconds = floor_rate(prefix, args.events, batches=False)
+            floor_b, floor_b_seconds, floor_b_cpu = floor_rate(prefix, args.events, batches=True)
+            floor_e, floor_e_seconds, floor_e_cpu = floor_rate(prefix, args.events, batches=False)
             endpoint = platform.endpoint("reporting-service")
             lags = asyncio.run(freshness(topics, endpoint, args.probes))
             takeover = failover(platform, topics, Path(logs), restart=False)
@@ -397,6 +421,18 @@ def main() -> None:
     )
     print(f"  ratio faust / plain: {ratio:.2f} ({verdict} the target >= {TARGET_RATIO})")
     print(f"  the worker reaches {faust / floor:.2f} of faust's ceiling")
+    # CPU per event depends less on how much of a core other processes leave (loaded runs)
+    worker_us = faust_cpu / args.events * 1e6
+    net_us = (faust_cpu - idle_cpu * faust_seconds) / args.events * 1e6
+    floor_b_us, floor_e_us = (cpu / args.events * 1e6 for cpu in (floor_b_cpu, floor_e_cpu))
+    floor_us = min(floor_b_us, floor_e_us)
+    print(
+        f"  CPU per event: the worker {worker_us:.0f} us ({net_us:.0f} us without its idle"
+        f" {idle_cpu * 1000:.0f} ms/s), faust's ceiling {floor_b_us:.0f} us in the worker's"
+        f" batches, {floor_e_us:.0f} us event by event; the worker reaches"
+        f" {floor_us / worker_us:.2f} ({floor_us / net_us:.2f}) of the ceiling's events per"
+        " CPU second"
+    )
     print(
         f"  freshness (produced -> visible in GetAdoptionReport), {len(lags)} events: "
         f"p50 {percentile(lags, 0.5) * 1000:.0f} ms, p99 {percentile(lags, 0.99) * 1000:.0f} ms, "

@@ -3,6 +3,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from lienthong.common.v1.common_pb2 import DocumentSummary
 from lienthong.events.v1.events_pb2 import (
@@ -21,6 +23,7 @@ from reporting_service.folding import (
     Fact,
     days_of_period,
     facts_for,
+    vn_day,
 )
 
 
@@ -194,3 +197,30 @@ def test_an_out_of_range_timestamp_or_corrupt_payload_is_poison_not_a_crash() ->
     corrupt.payload.value = b"\xff\xff\xff"
     with pytest.raises(PoisonEvent, match="does not decode"):
         facts_for(corrupt)
+
+
+@given(
+    seconds=st.integers(min_value=1, max_value=253_402_300_799 + 86_400),
+    nanos=st.integers(min_value=-1, max_value=1_000_000_000),
+)
+@example(seconds=253_402_300_799 - 7 * 3600, nanos=999_999_999)  # Vietnam's last second
+@example(seconds=253_402_300_799 - 7 * 3600 + 1, nanos=0)  # a second later: out of range
+@example(seconds=17 * 3600 - 1, nanos=0)  # 1970-01-01 23:59:59 in Vietnam
+@example(seconds=17 * 3600, nanos=0)  # 1970-01-02 00:00:00 in Vietnam
+def test_the_day_of_a_timestamp_is_its_vietnam_calendar_day_or_poison(
+    seconds: int, nanos: int
+) -> None:
+    """The day is computed from the seconds (a cache per day): it matches the datetime
+    conversion everywhere, and what that conversion refuses stays poison."""
+    document = DocumentSummary(document_id="d", sender_code="S")
+    document.submitted_at.seconds, document.submitted_at.nanos = seconds, nanos
+    try:
+        expected: str | None = vn_day(document.submitted_at.ToDatetime(UTC))
+    except (ValueError, OverflowError):
+        expected = None
+    envelope = new_event(DocumentSubmitted(document=document), producer="t")
+    if expected is None:
+        with pytest.raises(PoisonEvent, match="out of range"):
+            facts_for(envelope)
+    else:
+        assert facts_for(envelope)[0].day == expected

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -129,8 +130,7 @@ class ReportingApp:
             with exit_if_raises(events[0].message.topic if events else ""):
                 taken = [e for e in events if not self.guards.skipped(e.message)]
                 await self._fold([(e.message, e.value, 0.0) for e in taken])
-                for event in taken:
-                    await self.guards.applied(event.message, self._fold_one)
+                await self.guards.applied_all([e.message for e in taken], self._fold_one)
 
     async def _fold_one(self, message: Any, value: bytes, timestamp: float = 0.0) -> None:
         await self._fold([(message, value, timestamp)])
@@ -138,35 +138,42 @@ class ReportingApp:
     async def _fold(self, sources: Sequence[Source]) -> None:
         """Fold source records: their new facts into the table, one entry per partition,
         then into the counts."""
-        fresh: dict[str, tuple[Fact, int]] = {}  # key -> (fact, source partition)
+        fresh: dict[str, Fact] = {}
+        by_partition: dict[int, list[Fact]] = {}
         applied = self.applied
+        consumed: Counter[str] = Counter()
+        duplicates = 0
         now = time.time()
+        observe = ADOPTION_FOLD_DELAY.observe
         for message, value, timestamp in sources:
             try:
                 facts = facts_for(decode_envelope(value))
             except PoisonEvent as exc:
                 await self._dead_letter(message, str(exc))
                 continue
-            EVENTS_CONSUMED.labels(message.topic, "applied").inc()
+            consumed[message.topic] += 1
             for fact in facts:
-                if fact.key in applied or fact.key in fresh:
-                    _DUPLICATE.inc()
+                key = fact.key
+                if key in applied or key in fresh:
+                    duplicates += 1
                 else:
-                    fresh[fact.key] = (fact, message.partition)
+                    fresh[key] = fact
+                    by_partition.setdefault(message.partition, []).append(fact)
             at = timestamp or message.timestamp
             if at:
-                ADOPTION_FOLD_DELAY.observe(max(0.0, now - at))
+                observe(max(0.0, now - at))
+        # metrics once per batch, not per event (docs/benchmarks.md, reporting-service)
+        for topic, number in consumed.items():
+            EVENTS_CONSUMED.labels(topic, "applied").inc(number)
+        if duplicates:
+            _DUPLICATE.inc(duplicates)
         if not fresh:
             return
-        by_partition: dict[int, list[Fact]] = {}
-        for fact, partition in fresh.values():
-            by_partition.setdefault(partition, []).append(fact)
-        for partition, facts in by_partition.items():
-            self.facts.write(partition, facts)
+        for partition, new in by_partition.items():
+            self.facts.write(partition, new)
         failpoint("reporting.after_table_write")
-        for fact, _ in fresh.values():
-            applied.add(fact.key)
-            self.counts.add(fact)
+        applied.update(fresh)
+        self.counts.add_all(fresh.values())
         _COUNTED.inc(len(fresh))
 
     def _count_facts(self, facts: list[Fact]) -> None:

@@ -40,7 +40,7 @@ import signal
 import ssl
 import sys
 import types
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -306,8 +306,19 @@ class FaustGuards:
         too), then let the partition be committed past them."""
         committed = self._consumer._committed_offset.get(message.tp)
         hole = self.offsets.applied(message.tp, message.offset, committed)
-        if hole is None:
-            return
+        if hole is not None:
+            await self._fill(message, hole, apply)
+
+    async def applied_all(self, messages: Iterable[Any], apply: Apply) -> None:
+        """:meth:`applied` for each of ``messages`` in order; nothing awaited without a hole."""
+        committed = self._consumer._committed_offset
+        record = self.offsets.applied
+        for message in messages:
+            hole = record(message.tp, message.offset, committed.get(message.tp))
+            if hole is not None:
+                await self._fill(message, hole, apply)
+
+    async def _fill(self, message: Any, hole: int, apply: Apply) -> None:
         log.warning(
             "faust_skipped_offsets_reading_them",
             topic=message.topic,

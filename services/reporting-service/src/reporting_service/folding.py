@@ -15,10 +15,14 @@ from __future__ import annotations
 import calendar
 import re
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
+from typing import TypeVar
 
+from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from lienthong.events.v1.events_pb2 import (
@@ -28,7 +32,7 @@ from lienthong.events.v1.events_pb2 import (
     DocumentVerified,
     PaperDocumentRegistered,
 )
-from lienthong_kit.envelope import EventEnvelope, carries, unpack
+from lienthong_kit.envelope import EventEnvelope
 from lienthong_kit.errors import FieldViolation, InvalidArgument, PoisonEvent
 from lienthong_kit.vocabulary import StatusCode, vietnam_time
 
@@ -80,9 +84,26 @@ def vn_day(moment: datetime) -> str:
     return vietnam_time(moment).date().isoformat()
 
 
+M = TypeVar("M", bound=Message)
+
+# Vietnam's fixed offset (vocabulary.VIETNAM) and the last second whose Vietnam day is a date
+_VN_OFFSET = 7 * 3600
+_LAST_VN_SECOND = 253402300799 - _VN_OFFSET  # 9999-12-31 23:59:59 in Vietnam
+_EPOCH = date(1970, 1, 1)
+
+
+@lru_cache(maxsize=4096)
+def _iso_day(epoch_day: int) -> str:
+    return (_EPOCH + timedelta(days=epoch_day)).isoformat()
+
+
 def _day(timestamp: Timestamp, what: str) -> str:
-    if timestamp.seconds <= 0:
+    seconds = timestamp.seconds
+    if seconds <= 0:
         raise PoisonEvent(f"{what} is not set")
+    # integer arithmetic and a cache instead of a datetime per event (docs/benchmarks.md)
+    if seconds <= _LAST_VN_SECOND and 0 <= timestamp.nanos < 1_000_000_000:
+        return _iso_day((seconds + _VN_OFFSET) // 86400)
     try:
         return vn_day(timestamp.ToDatetime(UTC))
     except (ValueError, OverflowError) as exc:  # out of 0001-9999 or bad nanos
@@ -104,46 +125,69 @@ def _id(value: str, what: str) -> str:
 def facts_for(envelope: EventEnvelope) -> list[Fact]:
     """The counts an event adds (events that count nothing give []); PoisonEvent when an
     event that should count lacks what it needs (dead-lettered by the caller)."""
-    if carries(envelope, DocumentSubmitted):
-        document = unpack(envelope, DocumentSubmitted).document
-        doc_id = _id(document.document_id, "document.document_id")
-        sender = _unit(document.sender_code, "document.sender_code")
-        day = _day(document.submitted_at, "document.submitted_at")
-        return [Fact(f"{doc_id}:{Count.OUTGOING_NET}", sender, day, Count.OUTGOING_NET)]
-    if carries(envelope, DeliveryCreated):
-        delivery = unpack(envelope, DeliveryCreated)
-        delivery_id = _id(delivery.delivery_id, "delivery_id")
-        recipient = _unit(delivery.recipient_code, "recipient_code")
-        day = _day(envelope.occurred_at, "occurred_at")
-        return [Fact(f"{delivery_id}:{Count.INCOMING_NET}", recipient, day, Count.INCOMING_NET)]
-    if carries(envelope, PaperDocumentRegistered):
-        paper = unpack(envelope, PaperDocumentRegistered)
-        paper_id = _id(paper.paper_document_id, "paper_document_id")
-        unit = _unit(paper.unit_code, "unit_code")
-        day = _day(paper.registered_at, "registered_at")
-        if paper.direction == "incoming":
-            count: Count = Count.INCOMING_PAPER
-        elif paper.direction == "outgoing":
-            count = Count.OUTGOING_PAPER
-        else:
-            raise PoisonEvent(f"direction {paper.direction!r} is neither incoming nor outgoing")
-        return [Fact(f"{paper_id}:{count}", unit, day, count)]
-    if carries(envelope, DocumentVerified):
-        verified = unpack(envelope, DocumentVerified)
-        document = verified.document
-        doc_id = _id(document.document_id, "document.document_id")
-        sender = _unit(document.sender_code, "document.sender_code")
-        # Counted in the period of the submission, beside the outgoing count it is a share of.
-        day = _day(document.submitted_at, "document.submitted_at")
-        signed = []
-        if verified.personal_signature_valid:
-            signed.append(Count.SIGNED_PERSONAL)
-        if verified.organisation_signature_valid:
-            signed.append(Count.SIGNED_ORGANISATION)
-        return [Fact(f"{doc_id}:{count}", sender, day, count) for count in signed]
-    if carries(envelope, DeliveryStatusChanged):
-        return _status_facts(unpack(envelope, DeliveryStatusChanged))
-    return []
+    # the payload's type name (as Any.TypeName) picks the handler: one lookup per event
+    handler = _HANDLERS.get(envelope.payload.type_url.rpartition("/")[2])
+    return handler(envelope) if handler is not None else []
+
+
+def _payload(envelope: EventEnvelope, cls: type[M]) -> M:
+    """The payload as ``cls`` (its type already matched): lienthong_kit.envelope.unpack
+    without checking the type name again."""
+    message = cls()
+    try:
+        message.ParseFromString(envelope.payload.value)
+    except DecodeError as exc:  # the right type name over corrupt bytes
+        raise PoisonEvent(f"payload does not decode as {cls.DESCRIPTOR.full_name}: {exc}") from exc
+    return message
+
+
+def _submitted(envelope: EventEnvelope) -> list[Fact]:
+    document = _payload(envelope, DocumentSubmitted).document
+    doc_id = _id(document.document_id, "document.document_id")
+    sender = _unit(document.sender_code, "document.sender_code")
+    day = _day(document.submitted_at, "document.submitted_at")
+    return [Fact(f"{doc_id}:{Count.OUTGOING_NET}", sender, day, Count.OUTGOING_NET)]
+
+
+def _delivery_created(envelope: EventEnvelope) -> list[Fact]:
+    delivery = _payload(envelope, DeliveryCreated)
+    delivery_id = _id(delivery.delivery_id, "delivery_id")
+    recipient = _unit(delivery.recipient_code, "recipient_code")
+    day = _day(envelope.occurred_at, "occurred_at")
+    return [Fact(f"{delivery_id}:{Count.INCOMING_NET}", recipient, day, Count.INCOMING_NET)]
+
+
+def _paper_registered(envelope: EventEnvelope) -> list[Fact]:
+    paper = _payload(envelope, PaperDocumentRegistered)
+    paper_id = _id(paper.paper_document_id, "paper_document_id")
+    unit = _unit(paper.unit_code, "unit_code")
+    day = _day(paper.registered_at, "registered_at")
+    if paper.direction == "incoming":
+        count: Count = Count.INCOMING_PAPER
+    elif paper.direction == "outgoing":
+        count = Count.OUTGOING_PAPER
+    else:
+        raise PoisonEvent(f"direction {paper.direction!r} is neither incoming nor outgoing")
+    return [Fact(f"{paper_id}:{count}", unit, day, count)]
+
+
+def _verified(envelope: EventEnvelope) -> list[Fact]:
+    verified = _payload(envelope, DocumentVerified)
+    document = verified.document
+    doc_id = _id(document.document_id, "document.document_id")
+    sender = _unit(document.sender_code, "document.sender_code")
+    # Counted in the period of the submission, beside the outgoing count it is a share of.
+    day = _day(document.submitted_at, "document.submitted_at")
+    signed = []
+    if verified.personal_signature_valid:
+        signed.append(Count.SIGNED_PERSONAL)
+    if verified.organisation_signature_valid:
+        signed.append(Count.SIGNED_ORGANISATION)
+    return [Fact(f"{doc_id}:{count}", sender, day, count) for count in signed]
+
+
+def _status_changed(envelope: EventEnvelope) -> list[Fact]:
+    return _status_facts(_payload(envelope, DeliveryStatusChanged))
 
 
 def _status_facts(changed: DeliveryStatusChanged) -> list[Fact]:
@@ -173,6 +217,15 @@ def _status_facts(changed: DeliveryStatusChanged) -> list[Fact]:
     return facts
 
 
+_HANDLERS: dict[str, Callable[[EventEnvelope], list[Fact]]] = {
+    DocumentSubmitted.DESCRIPTOR.full_name: _submitted,
+    DeliveryCreated.DESCRIPTOR.full_name: _delivery_created,
+    PaperDocumentRegistered.DESCRIPTOR.full_name: _paper_registered,
+    DocumentVerified.DESCRIPTOR.full_name: _verified,
+    DeliveryStatusChanged.DESCRIPTOR.full_name: _status_changed,
+}
+
+
 def periods_of_day(day: str) -> tuple[str, str, str]:
     """The year, month and day periods a Vietnam day falls in: ("2026", "2026-11", day)."""
     return day[:4], day[:7], day
@@ -188,10 +241,18 @@ class Counts:
         self.version = 0
 
     def add(self, fact: Fact) -> None:
-        for period in periods_of_day(fact.day):
-            self._counts[(fact.unit, period)][fact.count] += 1
-            self._units_by_period[period].add(fact.unit)
-        self.version += 1
+        self.add_all((fact,))
+
+    def add_all(self, facts: Iterable[Fact]) -> None:
+        counts, units_by_period = self._counts, self._units_by_period
+        added = 0
+        for fact in facts:
+            unit, day, count = fact.unit, fact.day, fact.count
+            for period in (day[:4], day[:7], day):  # periods_of_day, inlined: once per fact
+                counts[(unit, period)][count] += 1
+                units_by_period[period].add(unit)
+            added += 1
+        self.version += added
 
     def clear(self) -> None:
         self._counts.clear()

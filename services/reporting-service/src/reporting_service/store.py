@@ -14,6 +14,7 @@ following partitions another worker owns) is handed to ``on_entry`` as facts.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -57,6 +58,10 @@ class FactTable:
             on_changelog_event=read_back,
         )
         self.changelog = f"{group}-{FACTS_TABLE}-changelog"
+        # an entry's key: unique to this process (random) and to the entry (a counter);
+        # a uuid4 per entry costs a system call
+        self._key_prefix = uuid.uuid4().hex
+        self._serial = itertools.count()
 
     def on_recover(self, callback: Callable[[], Awaitable[None]]) -> None:
         self._table.on_recover(callback)
@@ -70,6 +75,6 @@ class FactTable:
                 [f.key, f.unit, f.day, f.count.value]
                 for f in facts[start : start + FACTS_PER_ENTRY]
             ]
-            self._table.send_changelog(partition, uuid.uuid4().hex, entry)
+            self._table.send_changelog(partition, f"{self._key_prefix}-{next(self._serial)}", entry)
             written += 1
         return written
