@@ -616,3 +616,30 @@ async def test_an_event_naming_no_unit_is_dead_lettered_with_the_reason(
 
     reason = dict(record.headers)["lienthong-dlq-reason"].decode()
     assert reason == "delivery.created names no unit to tell (delivery.created)"
+
+
+async def test_a_notice_the_store_cannot_hold_is_dead_lettered_and_the_rest_are_recorded(
+    start_service: StartService, topic_reader: Any
+) -> None:
+    # a poll's notices are written together before the commit: one that can never be written
+    # must be refused per record, or the retried write would stop every notice after it
+    app = await start(start_service)
+    nul = delivery("dl-nul")
+    nul.document.subject = "Về việc\x00 bão"
+    await publish(app, delivery("dl-before", number="1"))
+    await publish(app, nul)
+    await publish(app, delivery("dl-after", number="2"))
+
+    [record] = await topic_reader(app.topics.dlq(app.topics.deliveries), 1)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        reply = await eventually(
+            lambda: NotificationServiceStub(channel).ListNotifications(
+                pb.ListNotificationsRequest(), metadata=as_unit()
+            ),
+            until=lambda r: len(r.notifications) == 2,
+        )
+
+    assert dict(record.headers)["lienthong-dlq-reason"].decode() == (
+        "delivery.created: a NUL character in a notice"
+    )
+    assert sorted(n.document_id for n in reply.notifications) == ["doc-dl-after", "doc-dl-before"]

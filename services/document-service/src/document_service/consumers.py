@@ -7,7 +7,7 @@ delivery reaches a watcher whichever replica it is connected to, whichever repli
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
 
@@ -28,6 +28,8 @@ WATCH_QUEUE_LIMIT = 1000
 # records written per insertMany by the staged consumers: a broadcast's 3,000 deliveries in
 # 3 flushes rather than 15 (docs/benchmarks.md, "document-service")
 POLL_RECORDS = 1000
+# a stored verdict is one document of the store, which holds at most 16 MiB
+MAX_VERDICT_BYTES = 15 * 1024 * 1024
 
 
 def inbox_hub() -> FanOutHub[Delivery]:
@@ -45,6 +47,7 @@ class Consumers:
         self._audit = audit
         self._hub = hub
         self._arrivals: list[Arrival] = []  # staged by on_delivery, written by flush_arrivals
+        self._verdicts: list[tuple[DocumentVerified, datetime]] = []  # by on_verified
 
     def specs(self, topics: Topics, operator_actions: str) -> list[ConsumerSpec]:
         return [
@@ -58,9 +61,15 @@ class Consumers:
                 before_commit=self.flush_arrivals,
                 max_records=POLL_RECORDS,
             ),
-            # the verdict is stored under the document's id: a redelivery inserts nothing
+            # the verdicts are stored under their documents' ids, a poll's together before its
+            # commit: a redelivery inserts nothing
             ConsumerSpec(
-                f"{GROUP}-verifications", [topics.verifications], self.on_verified, dedupe=False
+                f"{GROUP}-verifications",
+                [topics.verifications],
+                self.on_verified,
+                dedupe=False,
+                before_commit=self.flush_verdicts,
+                max_records=POLL_RECORDS,
             ),
             # the audit log's insert is keyed by event id: no separate applied-event markers
             ConsumerSpec(
@@ -109,7 +118,27 @@ class Consumers:
     async def on_verified(self, envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
         if carries(envelope, DocumentVerified):
             verified = unpack(envelope, DocumentVerified)
-            await self._store.record_verification(verified, envelope.occurred_at.ToDatetime(UTC))
+            try:
+                at = envelope.occurred_at.ToDatetime(UTC)
+            except (ValueError, OverflowError) as exc:  # outside the calendar: no retry helps
+                raise PoisonEvent(f"document.verified: occurred_at is out of range: {exc}") from exc
+            # refused here, where the record is dead-lettered: in flush_verdicts (retried until
+            # it succeeds) a verdict the store cannot hold would stop the verdicts for good
+            if verified.ByteSize() > MAX_VERDICT_BYTES:
+                raise PoisonEvent(
+                    f"document.verified is {verified.ByteSize()} bytes; the store keeps at most"
+                    f" {MAX_VERDICT_BYTES}"
+                )
+            self._verdicts.append((verified, at))
+
+    async def flush_verdicts(self) -> None:
+        """Write the verdicts staged since the last commit (retried by the consumer loop)."""
+        verdicts, self._verdicts = self._verdicts, []
+        try:
+            await self._store.record_verifications(verdicts)
+        except BaseException:
+            self._verdicts[:0] = verdicts  # written (again, harmlessly) by the retry
+            raise
 
     def watched(self, key: bytes | None) -> bool:
         """The deliveries tail decodes only records keyed by a watched recipient (both

@@ -425,17 +425,20 @@ class DocumentStore:
 
     # --- verdicts -------------------------------------------------------------------------
 
-    async def record_verification(self, verified: DocumentVerified, at: datetime) -> None:
-        """Keep signature-service's verdict and report for the document; idempotent (keyed by
-        the document: a redelivered verdict is the same verdict)."""
-        with contextlib.suppress(DuplicateKeyError):
-            await self._verifications.insert_one(
+    async def record_verifications(self, verdicts: list[tuple[DocumentVerified, datetime]]) -> None:
+        """Keep signature-service's verdicts and reports for their documents in one write;
+        idempotent (keyed by the document: a redelivered verdict is the same verdict)."""
+        await insert_all(
+            self._verifications,
+            [
                 {
                     "_id": verified.document.document_id,
                     "verified": Binary(verified.SerializeToString()),
                     "verified_at": at,
                 }
-            )
+                for verified, at in verdicts
+            ],
+        )
 
     async def verification(self, document_id: str) -> Verification | None:
         found = await self._verifications.find_one({"_id": document_id})

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from lienthong.events.v1.events_pb2 import DeliveryCreated, DeliveryStatusChanged
 from lienthong_kit.infra import every, is_infra_error
 from lienthong_kit.logs import get_logger
+from lienthong_kit.mongo import Doc
 from lienthong_kit.vocabulary import StatusCode
 from notification_service.messages import Notice, reminder_notice
 from notification_service.store import ReminderStore
@@ -55,9 +56,18 @@ class Reminders:
 
     async def schedule(self, delivery: DeliveryCreated, arrived_at: datetime) -> None:
         """Store the reminders of a new delivery (idempotent)."""
+        await self._store.add_many(self.plan(delivery, arrived_at))
+
+    async def schedule_many(self, reminders: list[Doc]) -> None:
+        """Store planned reminders (of :meth:`plan`) in one write (idempotent)."""
+        await self._store.add_many(reminders)
+
+    def plan(self, delivery: DeliveryCreated, arrived_at: datetime) -> list[Doc]:
+        """The reminders a new delivery needs (none without a due date); ValueError or
+        OverflowError for a due date outside the calendar."""
         document = delivery.document
         if not document.HasField("due_at"):
-            return
+            return []
         due = document.due_at.ToDatetime(UTC)
         plan: list[tuple[str, datetime, int, bool]] = [
             (f"{delivery.delivery_id}:due:{lead}", due - timedelta(days=lead), lead, False)
@@ -65,22 +75,22 @@ class Reminders:
         ]
         if self._overdue:
             plan.append((f"{delivery.delivery_id}:overdue", due, 0, True))
-        for key, fire_at, lead, overdue in plan:
-            if fire_at <= arrived_at and not overdue:
-                continue  # that moment had passed when the document arrived
-            await self._store.add(
-                {
-                    "_id": key,
-                    "state": "pending",
-                    "fire_at": fire_at,
-                    "lead_days": lead,
-                    "overdue": overdue,
-                    "unit_code": delivery.recipient_code,
-                    "delivery_id": delivery.delivery_id,
-                    "document": document.SerializeToString(),
-                    "created_at": datetime.now(UTC),
-                }
-            )
+        return [
+            {
+                "_id": key,
+                "state": "pending",
+                "fire_at": fire_at,
+                "lead_days": lead,
+                "overdue": overdue,
+                "unit_code": delivery.recipient_code,
+                "delivery_id": delivery.delivery_id,
+                "document": document.SerializeToString(),
+                "created_at": datetime.now(UTC),
+            }
+            for key, fire_at, lead, overdue in plan
+            # that moment had passed when the document arrived
+            if overdue or fire_at > arrived_at
+        ]
 
     async def stop_if_settled(self, changed: DeliveryStatusChanged) -> None:
         code = changed.reported_code or changed.status_code

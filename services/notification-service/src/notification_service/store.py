@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from lienthong_kit.infra import DuplicateKeyError
-from lienthong_kit.mongo import AsyncCollection, AsyncDatabase, Doc, ensure_indexes
+from lienthong_kit.mongo import AsyncCollection, AsyncDatabase, Doc, ensure_indexes, insert_all
 from lienthong_kit.paging import TimeKey, after_time_key
 
 __all__ = [
@@ -273,6 +273,11 @@ class NotificationStore:
             return False
         return True
 
+    async def add_notifications(self, notifications: list[Notification]) -> list[bool]:
+        """Store the notices in one write; per notice, False when it was already stored."""
+        refused = await insert_all(self._notifications, [n.row() for n in notifications])
+        return [index not in refused for index in range(len(notifications))]
+
     async def notification(self, notification_id: str) -> Notification | None:
         row = await self._notifications.find_one({"_id": notification_id})
         return None if row is None else Notification.of(row)
@@ -307,6 +312,15 @@ class NotificationStore:
     async def contact(self, contact_id: str) -> Contact | None:
         row = await self._contacts.find_one({"_id": contact_id})
         return None if row is None else Contact.of(row)
+
+    async def contacts_of(self, units: list[str]) -> dict[str, list[Contact]]:
+        """The contacts of each of ``units`` (one query), each unit's by name."""
+        found: dict[str, list[Contact]] = {unit: [] for unit in units}
+        async for row in self._contacts.find({"unit_code": {"$in": units}}):
+            found.setdefault(row["unit_code"], []).append(Contact.of(row))
+        for rows in found.values():
+            rows.sort(key=lambda contact: (contact.name, contact.id))
+        return found
 
     async def contacts(self, unit: str) -> list[Contact]:
         """The unit's contacts by name."""
@@ -351,6 +365,15 @@ class NotificationStore:
         row = await self._subscriptions.find_one({"_id": _subscription_key(unit, target)})
         return None if row is None else Subscription.of(row)
 
+    async def subscriptions_of(self, units: list[str]) -> dict[str, list[Subscription]]:
+        """The subscriptions of each of ``units`` (one query), each unit's by target."""
+        found: dict[str, list[Subscription]] = {unit: [] for unit in units}
+        async for row in self._subscriptions.find({"unit_code": {"$in": units}}):
+            found.setdefault(row["unit_code"], []).append(Subscription.of(row))
+        for rows in found.values():
+            rows.sort(key=lambda subscription: subscription.target)
+        return found
+
     async def subscriptions(self, unit: str) -> list[Subscription]:
         """The unit's subscriptions by target."""
         rows = [Subscription.of(row) async for row in self._subscriptions.find({"unit_code": unit})]
@@ -394,10 +417,9 @@ class NotificationStore:
 
     # --- channel jobs ---------------------------------------------------------------------
 
-    async def add_job(self, job: Doc) -> None:
-        """Record a channel job (dispatch.py's fields); a redelivery finds it recorded."""
-        with contextlib.suppress(DuplicateKeyError):
-            await self._jobs.insert_one(job)
+    async def add_jobs(self, jobs: list[Doc]) -> None:
+        """Record channel jobs in one write; those already recorded are kept."""
+        await insert_all(self._jobs, jobs)
 
     async def failed_jobs(self, unit: str, *, channel: str = "", limit: int) -> list[FailedJob]:
         """The unit's dead-lettered jobs (of ``channel``, if given), most recent first."""
@@ -526,6 +548,10 @@ class ReminderStore:
         """Store a reminder; one already stored under its key is kept."""
         with contextlib.suppress(DuplicateKeyError):
             await self._reminders.insert_one(reminder)
+
+    async def add_many(self, reminders: list[Doc]) -> None:
+        """Store reminders in one write; those already stored under their keys are kept."""
+        await insert_all(self._reminders, reminders)
 
     async def stop(self, delivery_id: str, code: str) -> None:
         """The delivery needs no more reminders (the first stop is kept)."""
