@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from typing import Any, BinaryIO
 
 import structlog
@@ -282,6 +283,30 @@ def init_worker(service: str, level: str, memory_bytes: int = 0) -> None:
     configure_logging(service, level)
     if memory_bytes > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+
+
+def serve(connection: Connection, service: str, level: str, memory_bytes: int = 0) -> None:
+    """A worker process's life: take ``(func, args)`` from the pipe, send back ``(True,
+    result)`` or ``(False, exception)``, until the pipe closes or ``None`` arrives."""
+    init_worker(service, level, memory_bytes)
+    while True:
+        try:
+            task = connection.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        func, args = task
+        try:
+            answer: tuple[bool, Any] = (True, func(*args))
+        except BaseException as exc:  # noqa: BLE001 - the caller raises it
+            answer = (False, exc)
+        try:
+            connection.send(answer)
+        except (EOFError, OSError):
+            return
+        except Exception as exc:  # noqa: BLE001 - an answer that does not pickle
+            connection.send((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
 
 
 def memory_limit() -> int:
