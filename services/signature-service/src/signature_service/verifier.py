@@ -16,7 +16,8 @@ new one. With ``workers=0`` the thread cannot be killed: it is abandoned to fini
 and a new thread takes the next files.
 
 Memory stays bounded: files reach the workers as paths (bytes given in memory are written to
-a temporary file first), and each worker process's address space is capped
+a temporary file first; a document of at most ``inline_bytes`` travels with the task), and each
+worker process's address space is capped
 (``memory_bytes``), so a file that makes pyhanko allocate without end fails in its worker.
 Pre-checks (VerifyDocument, ValidateCertificate) run in a pool of their own behind a bounded
 queue: they cannot hold up submitted documents, and a full queue is refused at once
@@ -55,6 +56,8 @@ from signature_service.revocation import RevocationConfig
 __all__ = ["PrecheckQueueFull", "Trust", "Verifier"]
 
 T = TypeVar("T")
+# a document of at most this many bytes travels to its worker with the task, not as a file
+INLINE_BYTES = 256 * 1024
 # bytes written to the spool folder in the event loop itself; more go through a thread
 SPOOL_INLINE_BYTES = 1024 * 1024
 log = get_logger(__name__)
@@ -231,6 +234,7 @@ class Verifier:
         precheck_workers: int | None = None,
         precheck_queue: int = 4,
         spool: Path | None = None,
+        inline_bytes: int = INLINE_BYTES,
     ) -> None:
         self.trust = trust
         self.revocation = revocation
@@ -240,6 +244,7 @@ class Verifier:
         self.person_prefixes = person_prefixes
         self.organisation_prefixes = organisation_prefixes
         self.spool = spool
+        self.inline_bytes = inline_bytes
         initargs = (log_service, log_level, memory_bytes)
         self._documents = _Pool("documents", workers, timeout, initargs)
         # pre-checks: their own workers (one thread when the documents have one)
@@ -314,8 +319,12 @@ class Verifier:
     ) -> list[FileResult]:
         written: list[str] = []
         try:
+            size = sum(len(c) for _, c in files if isinstance(c, bytes))
+            paths: list[tuple[str, str | bytes]]
+            if size <= self.inline_bytes:  # a file and its removal cost more than the copy
+                paths = [(name, c if isinstance(c, bytes) else str(c)) for name, c in files]
             # a pre-check's few kilobytes are written at once: a thread hop costs more
-            if sum(len(c) for _, c in files if isinstance(c, bytes)) <= SPOOL_INLINE_BYTES:
+            elif size <= SPOOL_INLINE_BYTES:
                 paths = _spooled(files, self.spool, written)
             else:
                 paths = await asyncio.to_thread(_spooled, files, self.spool, written)
@@ -375,12 +384,12 @@ class Verifier:
 
 def _spooled(
     files: Sequence[tuple[str, bytes | Path]], folder: Path | None, written: list[str]
-) -> list[tuple[str, str]]:
+) -> list[tuple[str, str | bytes]]:
     """(name, path) for each file; bytes are written to a new file under ``folder`` (the
     system's temporary folder when None), named at random: a file name is the sender's and
     may hold anything. Each path written is added to ``written`` at once, for the caller to
     remove even when a later write fails."""
-    found = []
+    found: list[tuple[str, str | bytes]] = []
     for name, content in files:
         if isinstance(content, Path):
             found.append((name, str(content)))
