@@ -9,11 +9,12 @@ pyhanko's validation is CPU-bound (and partly synchronous), so it runs in a pool
 processes (``workers=0``: one thread of this process, for tests and small installations).
 Each worker parses a file once, fetches the revocation information for its signers' chains
 (its own cache, kept between calls) and validates. A file that crashes or outlasts a worker
-becomes a rejected verdict, never a stuck consumer: a validation that outlasts ``timeout`` has
-its pool's processes killed and a new pool started (otherwise the hostile file would keep its
-worker busy for good), and the other validations that pool was running are run again on the
-new one. With ``workers=0`` the thread cannot be killed: it is abandoned to finish on its own
-and a new thread takes the next files.
+becomes a rejected verdict, never a stuck consumer: a validation that outlasts ``timeout``
+(counted from when a worker takes it) has its worker process killed and replaced (otherwise
+the hostile file would keep it busy for good); the other workers' validations go on. Each
+worker is a process with a pipe of its own, written and watched by the event loop (no
+executor threads in between: decision 0402, "Speed"). With ``workers=0`` the thread cannot
+be killed: it is abandoned to finish on its own and a new thread takes the next files.
 
 Memory stays bounded: files reach the workers as paths (bytes given in memory are written to
 a temporary file first; a document of at most ``inline_bytes`` travels with the task), and each
