@@ -96,6 +96,7 @@ async def make_verifier(trust: Any) -> AsyncIterator[Callable[..., Verifier]]:
         timeout: float = 60.0,
         memory_bytes: int = 0,
         precheck_queue: int = 4,
+        inline_bytes: int | None = None,
         **revocation: Any,
     ) -> Verifier:
         rules, _ = parse_rules(DEFAULT_RULES)
@@ -107,6 +108,7 @@ async def make_verifier(trust: Any) -> AsyncIterator[Callable[..., Verifier]]:
             timeout=timeout,
             memory_bytes=memory_bytes,
             precheck_queue=precheck_queue,
+            **({} if inline_bytes is None else {"inline_bytes": inline_bytes}),
         )
         made.append(checker)
         return checker

@@ -39,12 +39,34 @@ async def test_files_reach_the_workers_as_paths(
 
     monkeypatch.setattr(engine, "check_files", spy)  # thread mode: the patched engine runs
     files = docs["cms-signed-appendix"]
-    decision = await make_verifier().verify(files, document_type="QĐ", direction="outgoing")
+    larger = sum(len(content) for _, content in files) - 1  # than the inline cap
+    checker = make_verifier(inline_bytes=larger)
+    decision = await checker.verify(files, document_type="QĐ", direction="outgoing")
     assert decision.accepted, decision.reason
     assert [(name, content) for name, _, content in seen] == files
     for _, path, _ in seen:
         assert isinstance(path, str)  # a path, not the bytes, crosses to the worker
         assert not await asyncio.to_thread(os.path.exists, path)  # the spooled copy is gone
+
+
+async def test_a_small_document_travels_with_the_task_and_leaves_no_file(
+    make_verifier: Any, docs: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seen: list[tuple[str, Any]] = []
+    real = engine.check_files
+
+    def spy(files: list[tuple[str, Any]], *args: Any) -> Any:
+        seen.extend(files)
+        return real(files, *args)
+
+    monkeypatch.setattr(engine, "check_files", spy)  # thread mode: the patched engine runs
+    files = docs["cms-signed-appendix"]
+    exact = sum(len(content) for _, content in files)  # the cap itself is still inline
+    decision = await make_verifier(inline_bytes=exact).verify(
+        files, document_type="QĐ", direction="outgoing"
+    )
+    assert decision.accepted, decision.reason
+    assert seen == files  # the bytes themselves, within the cap
 
 
 async def test_an_allocation_past_the_cap_fails_in_its_worker_and_the_next_document_passes(

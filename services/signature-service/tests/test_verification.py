@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import pytest
@@ -323,3 +324,18 @@ async def test_a_validation_that_outlasts_the_timeout_does_not_hold_up_the_other
         docs["person-then-organisation"], document_type="QĐ", direction="outgoing"
     )
     assert after.accepted, after.reason
+
+
+async def test_a_task_that_kills_its_worker_is_refused_and_the_next_document_passes(
+    make_verifier: Any, docs: dict[str, Any]
+) -> None:
+    checker = make_verifier(workers=1, timeout=60.0)
+    await checker.warm_up()
+    before = await checker._run(os.getpid)
+    with pytest.raises(BrokenProcessPool):  # it died on a new worker too: the task's fault
+        await checker._run(os._exit, 3)
+    decision = await checker.verify(
+        docs["person-then-organisation"], document_type="QĐ", direction="outgoing"
+    )
+    assert decision.accepted, decision.reason
+    assert await checker._run(os.getpid) != before  # a new worker took the dead one's place

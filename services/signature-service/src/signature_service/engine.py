@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import functools
 import hashlib
+import io
 import logging
 import os
 import re
@@ -28,6 +29,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from typing import Any, BinaryIO
 
 import structlog
@@ -260,6 +262,8 @@ class _Worker:
     source: RevocationSource
 
 
+# a file: its path, or its bytes when small (verifier.INLINE_BYTES)
+Source = str | bytes
 _LOCAL = threading.local()
 _CERTS: dict[bytes, x509.Certificate] = {}
 
@@ -282,6 +286,30 @@ def init_worker(service: str, level: str, memory_bytes: int = 0) -> None:
     configure_logging(service, level)
     if memory_bytes > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+
+
+def serve(connection: Connection, service: str, level: str, memory_bytes: int = 0) -> None:
+    """A worker process's life: take ``(func, args)`` from the pipe, send back ``(True,
+    result)`` or ``(False, exception)``, until the pipe closes or ``None`` arrives."""
+    init_worker(service, level, memory_bytes)
+    while True:
+        try:
+            task = connection.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        func, args = task
+        try:
+            answer: tuple[bool, Any] = (True, func(*args))
+        except BaseException as exc:  # noqa: BLE001 - the caller raises it
+            answer = (False, exc)
+        try:
+            connection.send(answer)
+        except (EOFError, OSError):
+            return
+        except Exception as exc:  # noqa: BLE001 - an answer that does not pickle
+            connection.send((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
 
 
 def memory_limit() -> int:
@@ -366,13 +394,22 @@ def _load_cms(data: bytes) -> cms.SignedData:
     return signed
 
 
-def _head(path: str, size: int = 1024) -> bytes:
-    with open(path, "rb") as stream:
+def _open(source: Source) -> BinaryIO:
+    """A file given as a path, or as bytes small enough to travel with the task."""
+    return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+
+
+def _head(source: Source, size: int = 1024) -> bytes:
+    if isinstance(source, bytes):
+        return source[:size]
+    with open(source, "rb") as stream:
         return stream.read(size)
 
 
-def _tail(path: str, size: int = 1024) -> bytes:
-    with open(path, "rb") as stream:
+def _tail(source: Source, size: int = 1024) -> bytes:
+    if isinstance(source, bytes):
+        return source[-size:]
+    with open(source, "rb") as stream:
         stream.seek(0, os.SEEK_END)
         stream.seek(max(stream.tell() - size, 0))
         return stream.read(size)
@@ -429,11 +466,12 @@ class _Pending:
 
 
 def check_files(
-    files: list[tuple[str, str]], material: Material, revocation: RevocationConfig
+    files: list[tuple[str, Source]], material: Material, revocation: RevocationConfig
 ) -> tuple[list[FileResult], dict[str, int]]:
     """Every file's signatures with every check (never raises for a bad file), and the
     revocation look-ups made (``"ocsp:fetched"`` -> count) for the caller's metrics. Files are
-    (name, path): they are read from disk as validation needs them, never held whole."""
+    (name, path): they are read from disk as validation needs them, never held whole; or
+    (name, bytes) for a file small enough to travel with the task."""
     worker = _worker(revocation)
     try:
         results = worker.loop.run_until_complete(_check_files(files, material, worker.source))
@@ -443,14 +481,14 @@ def check_files(
 
 
 async def _check_files(
-    files: list[tuple[str, str]], material: Material, source: RevocationSource
+    files: list[tuple[str, Source]], material: Material, source: RevocationSource
 ) -> list[FileResult]:
     with ExitStack() as opened:  # the files stay open until every signature is validated
         return await _check_open_files(files, material, source, opened)
 
 
 async def _check_open_files(
-    files: list[tuple[str, str]], material: Material, source: RevocationSource, opened: ExitStack
+    files: list[tuple[str, Source]], material: Material, source: RevocationSource, opened: ExitStack
 ) -> list[FileResult]:
     names = {name for name, _ in files}
     by_name = dict(files)
@@ -559,7 +597,7 @@ def _digest(*groups: tuple[bytes, ...]) -> bytes:
 
 
 def _read_pdf(
-    name: str, path: str, material: Material, pending: list[_Pending], opened: ExitStack
+    name: str, path: Source, material: Material, pending: list[_Pending], opened: ExitStack
 ) -> FileResult:
     result = FileResult(name, "pdf")
     if b"%%EOF" not in _tail(path):
@@ -569,7 +607,7 @@ def _read_pdf(
         )
         return result
     try:
-        stream = opened.enter_context(open(path, "rb"))  # noqa: SIM115 - the stack closes it
+        stream = opened.enter_context(_open(path))
         reader = PdfFileReader(stream, strict=False)
         signatures = list(reader.embedded_regular_signatures)
         layout = _layout(reader, path, signatures) if signatures else None
@@ -606,8 +644,8 @@ def _unprocessable(report: SignatureResult, exc: BaseException) -> None:
 
 def _read_p7s(
     name: str,
-    path: str,
-    by_name: dict[str, str],
+    path: Source,
+    by_name: dict[str, Source],
     names: set[str],
     material: Material,
     pending: list[_Pending],
@@ -619,7 +657,7 @@ def _read_p7s(
         result.problem = f"a detached signature for {target!r}, which is not among the files"
         return result
     try:
-        with open(path, "rb") as stream:  # a signature: small (the file cap bounds it)
+        with _open(path) as stream:  # a signature: small (the file cap bounds it)
             signed = _load_cms(stream.read())
         signer_info = extract_signer_info(signed)
         certs = extract_certs_for_validation(signed)
@@ -633,7 +671,7 @@ def _read_p7s(
         moment = extract_self_reported_ts(signer_info) or datetime.now(UTC)
         report.signing_time = moment
         extra = list(certs.other_certs)
-        content = opened.enter_context(open(by_name[target], "rb"))  # noqa: SIM115
+        content = opened.enter_context(_open(by_name[target]))
         run = functools.partial(_run_cms, content, signed, moment, extra)
         pending.append(_Pending(report, certs.signer_cert, extra, run))
     except Exception as exc:  # noqa: BLE001
@@ -884,8 +922,8 @@ def _coverage(status: PdfSignatureStatus, layout: _Layout | None, index: int) ->
     )
 
 
-def _layout(reader: PdfFileReader, path: str, signatures: list[EmbeddedPdfSignature]) -> _Layout:
-    size = os.path.getsize(path)
+def _layout(reader: PdfFileReader, path: Source, signatures: list[EmbeddedPdfSignature]) -> _Layout:
+    size = len(path) if isinstance(path, bytes) else os.path.getsize(path)
     ends = []
     for sig in signatures:
         byte_range = sig.sig_object.get("/ByteRange")
@@ -901,11 +939,11 @@ def _layout(reader: PdfFileReader, path: str, signatures: list[EmbeddedPdfSignat
 _BLANK = b"\r\n\t \x00"
 
 
-def _unsigned_bytes(path: str, start: int) -> int:
+def _unsigned_bytes(path: Source, start: int) -> int:
     """The bytes from ``start`` to the end, trailing and leading line ends and blanks aside
     (read in chunks: the tail may be as large as the file)."""
     first = last = -1
-    with open(path, "rb") as stream:
+    with _open(path) as stream:
         stream.seek(start)
         position = start
         while chunk := stream.read(1 << 20):

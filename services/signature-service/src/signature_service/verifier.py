@@ -9,14 +9,16 @@ pyhanko's validation is CPU-bound (and partly synchronous), so it runs in a pool
 processes (``workers=0``: one thread of this process, for tests and small installations).
 Each worker parses a file once, fetches the revocation information for its signers' chains
 (its own cache, kept between calls) and validates. A file that crashes or outlasts a worker
-becomes a rejected verdict, never a stuck consumer: a validation that outlasts ``timeout`` has
-its pool's processes killed and a new pool started (otherwise the hostile file would keep its
-worker busy for good), and the other validations that pool was running are run again on the
-new one. With ``workers=0`` the thread cannot be killed: it is abandoned to finish on its own
-and a new thread takes the next files.
+becomes a rejected verdict, never a stuck consumer: a validation that outlasts ``timeout``
+(counted from when a worker takes it) has its worker process killed and replaced (otherwise
+the hostile file would keep it busy for good); the other workers' validations go on. Each
+worker is a process with a pipe of its own, written and watched by the event loop (no
+executor threads in between: decision 0402, "Speed"). With ``workers=0`` the thread cannot
+be killed: it is abandoned to finish on its own and a new thread takes the next files.
 
 Memory stays bounded: files reach the workers as paths (bytes given in memory are written to
-a temporary file first), and each worker process's address space is capped
+a temporary file first; a document of at most ``inline_bytes`` travels with the task), and each
+worker process's address space is capped
 (``memory_bytes``), so a file that makes pyhanko allocate without end fails in its worker.
 Pre-checks (VerifyDocument, ValidateCertificate) run in a pool of their own behind a bounded
 queue: they cannot hold up submitted documents, and a full queue is refused at once
@@ -30,10 +32,10 @@ import contextlib
 import multiprocessing
 import os
 import tempfile
+import threading
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -55,6 +57,8 @@ from signature_service.revocation import RevocationConfig
 __all__ = ["PrecheckQueueFull", "Trust", "Verifier"]
 
 T = TypeVar("T")
+# a document of at most this many bytes travels to its worker with the task, not as a file
+INLINE_BYTES = 256 * 1024
 # bytes written to the spool folder in the event loop itself; more go through a thread
 SPOOL_INLINE_BYTES = 1024 * 1024
 log = get_logger(__name__)
@@ -74,78 +78,144 @@ class PrecheckQueueFull(LienthongError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class _Worker:
+    """One worker process and the parent's end of its pipe: one task at a time."""
+
+    def __init__(self, initargs: tuple[Any, ...]) -> None:
+        context = multiprocessing.get_context("spawn")  # never fork gRPC's and asyncio's threads
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=engine.serve, args=(child, *initargs), daemon=True)
+        self.process.start()
+        child.close()
+
+    async def call(self, func: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """``func(*args)`` in the process: the event loop writes the task and waits for the
+        pipe to become readable (no executor threads in between). BrokenProcessPool: the
+        process died."""
+        loop = asyncio.get_running_loop()
+        try:
+            self.connection.send((func, args))
+        except OSError as exc:  # it died while idle
+            raise BrokenProcessPool(f"validation worker gone: {exc}") from exc
+        readable: asyncio.Future[None] = loop.create_future()
+        fd = self.connection.fileno()
+
+        def ready() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        loop.add_reader(fd, ready)
+        try:
+            await readable
+        finally:
+            loop.remove_reader(fd)
+        try:
+            ok, value = self.connection.recv()
+        except (EOFError, OSError) as exc:
+            raise BrokenProcessPool("the validation worker died during the task") from exc
+        if not ok:
+            raise value
+        result: T = value
+        return result
+
+    def stop(self, *, kill: bool) -> None:
+        """Kill it (its task's state is unknown) or ask it to exit after its task."""
+        with contextlib.suppress(OSError):
+            if kill:
+                self.process.kill()
+            else:
+                self.connection.send(None)
+        self.connection.close()
+        # reaped by a thread: a killed process may take a moment to go
+        threading.Thread(target=self.process.join, daemon=True).start()
+
+
 class _Pool:
-    """Worker processes (a thread when ``workers`` is 0) that replace themselves when a task
-    outlasts ``timeout`` or crashes one of them."""
+    """``workers`` worker processes, each running one task at a time; a task that outlasts
+    ``timeout`` (counted from when a worker takes it) or crashes its process has the process
+    killed and replaced, the other workers' tasks go on. ``workers`` 0: one thread of this
+    process (that thread cannot be killed: it is abandoned and a new one takes the next tasks).
+    """
 
     def __init__(self, name: str, workers: int, timeout: float, initargs: tuple[Any, ...]) -> None:
         self.name = name
         self.workers = workers
         self.timeout = timeout
         self._initargs = initargs
-        self.executor = self._new_executor()
-        self._retired: weakref.WeakSet[Executor] = weakref.WeakSet()  # replaced on purpose
+        self._idle: list[_Worker] = []
+        self._slots = asyncio.Semaphore(max(workers, 1))
+        self._thread = self._new_thread() if workers <= 0 else None
 
-    def _new_executor(self) -> Executor:
-        if self.workers <= 0:
-            return ThreadPoolExecutor(1, thread_name_prefix=f"signature-{self.name}")
-        # spawn: never fork a process that runs gRPC and asyncio threads
-        return ProcessPoolExecutor(
-            self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=engine.init_worker,
-            initargs=self._initargs,
+    def _new_thread(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(1, thread_name_prefix=f"signature-{self.name}")
+
+    async def run(self, func: Callable[..., T], *args: Any, timeout: float | None = -1.0) -> T:
+        """``func(*args)`` in the pool within ``timeout`` (the pool's by default, None: no
+        limit). TimeoutError: it did not finish (its worker was replaced); BrokenProcessPool:
+        it crashed its worker twice."""
+        limit = self.timeout if timeout == -1.0 else timeout
+        task = (engine.traced, (current_trace_id(), func, *args))  # worker logs carry the trace
+        for attempt in (1, 2):
+            async with self._slots:
+                if self._thread is not None:
+                    done: T = await self._in_thread(self._thread, task, limit)
+                    return done
+                worker = self._idle.pop() if self._idle else _Worker(self._initargs)
+                try:
+                    async with asyncio.timeout(limit):
+                        result: T = await worker.call(*task)
+                except TimeoutError:
+                    self._lost(worker, "validation_timed_out", kill=True)
+                    raise
+                except BrokenProcessPool:
+                    self._lost(worker, "validation_worker_crashed", kill=True)
+                    if attempt == 2:
+                        raise
+                    # run it again on a new worker to know whether it was the one that crashed
+                    continue
+                except asyncio.CancelledError:
+                    worker.stop(kill=True)  # the caller gave up: the task's state is unknown
+                    raise
+                except BaseException:
+                    self._idle.append(worker)  # the task raised: the worker is fine
+                    raise
+                self._idle.append(worker)
+                return result
+        raise BrokenProcessPool("unreachable")
+
+    async def _in_thread(
+        self,
+        executor: ThreadPoolExecutor,
+        task: tuple[Callable[..., Any], tuple[Any, ...]],
+        limit: float | None,
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(executor, task[0], *task[1]), limit)
+        except TimeoutError:
+            log.error("validation_timed_out", pool=self.name, workers=0, timeout=self.timeout)
+            if executor is self._thread:  # abandon the busy thread to finish on its own
+                self._thread = self._new_thread()
+                executor.shutdown(wait=False, cancel_futures=True)
+            raise
+
+    def _lost(self, worker: _Worker, why: str, *, kill: bool) -> None:
+        log.error(why, pool=self.name, workers=self.workers, timeout=self.timeout)
+        worker.stop(kill=kill)
+
+    async def warm(self) -> None:
+        """Start every worker now (importing pyhanko takes a moment), with no time limit."""
+        await asyncio.gather(
+            *(self.run(engine.warm, 0.5, timeout=None) for _ in range(max(self.workers, 1)))
         )
 
-    async def run(self, func: Callable[..., T], *args: Any) -> T:
-        """``func(*args)`` in the pool within ``timeout``. TimeoutError: it did not finish (its
-        pool was replaced); BrokenProcessPool: it crashed its worker twice."""
-        loop = asyncio.get_running_loop()
-        trace_id = current_trace_id()  # the worker's log lines carry it
-        for attempt in (1, 2):
-            executor = self.executor
-            try:
-                return await asyncio.wait_for(
-                    loop.run_in_executor(executor, engine.traced, trace_id, func, *args),
-                    self.timeout,
-                )
-            except TimeoutError:
-                self._replace(executor, "validation_timed_out")
-                raise
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if executor in self._retired and task is not None and not task.cancelling():
-                    continue  # it was queued on a pool retired for another task's timeout
-                raise
-            except BrokenProcessPool:
-                if executor in self._retired:
-                    continue  # killed for another task's timeout: this one is innocent, again
-                self._replace(executor, "validation_worker_crashed")
-                if attempt == 2:
-                    raise
-                # a crash breaks every task of the pool: run this one again to know whether it
-                # was the one that crashed
-        raise BrokenProcessPool("validation workers were replaced twice while this file ran")
-
-    def _replace(self, executor: Executor, why: str) -> None:
-        """Retire ``executor`` (killing its processes) and start a new one, once."""
-        if executor is not self.executor:
-            return  # another task replaced it already
-        log.error(why, pool=self.name, workers=self.workers, timeout=self.timeout)
-        self._retired.add(executor)
-        self.executor = self._new_executor()
-        if isinstance(executor, ProcessPoolExecutor):
-            # Python 3.11 has no public way to stop a busy worker (3.14: kill_workers)
-            processes = getattr(executor, "_processes", None) or {}
-            for process in list(processes.values()):
-                process.kill()
-        executor.shutdown(wait=False, cancel_futures=True)
-
     async def aclose(self) -> None:
-        if isinstance(self.executor, ThreadPoolExecutor):
+        if self._thread is not None:
             # after the task in hand (no timeout: the thread's loop and sessions must close)
-            await asyncio.get_running_loop().run_in_executor(self.executor, engine.shutdown_worker)
-        self.executor.shutdown(wait=False, cancel_futures=True)
+            await asyncio.get_running_loop().run_in_executor(self._thread, engine.shutdown_worker)
+            self._thread.shutdown(wait=False, cancel_futures=True)
+        while self._idle:
+            self._idle.pop().stop(kill=False)
 
 
 class Verifier:
@@ -165,6 +235,7 @@ class Verifier:
         precheck_workers: int | None = None,
         precheck_queue: int = 4,
         spool: Path | None = None,
+        inline_bytes: int = INLINE_BYTES,
     ) -> None:
         self.trust = trust
         self.revocation = revocation
@@ -174,6 +245,7 @@ class Verifier:
         self.person_prefixes = person_prefixes
         self.organisation_prefixes = organisation_prefixes
         self.spool = spool
+        self.inline_bytes = inline_bytes
         initargs = (log_service, log_level, memory_bytes)
         self._documents = _Pool("documents", workers, timeout, initargs)
         # pre-checks: their own workers (one thread when the documents have one)
@@ -188,16 +260,7 @@ class Verifier:
     async def warm_up(self) -> None:
         """Start the worker processes now (importing pyhanko takes a moment), not on the first
         document."""
-        # no validation timeout here: on a loaded machine starting the processes may take
-        # longer than one validation may, and a slow start is no reason to fail the service
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(
-            *(
-                loop.run_in_executor(pool.executor, engine.warm, 0.5)
-                for pool in (self._documents, self._prechecks)
-                for _ in range(max(pool.workers, 1))
-            )
-        )
+        await asyncio.gather(self._documents.warm(), self._prechecks.warm())
 
     async def aclose(self) -> None:
         await self._documents.aclose()
@@ -257,8 +320,12 @@ class Verifier:
     ) -> list[FileResult]:
         written: list[str] = []
         try:
+            size = sum(len(c) for _, c in files if isinstance(c, bytes))
+            paths: list[tuple[str, str | bytes]]
+            if size <= self.inline_bytes:  # a file and its removal cost more than the copy
+                paths = [(name, c if isinstance(c, bytes) else str(c)) for name, c in files]
             # a pre-check's few kilobytes are written at once: a thread hop costs more
-            if sum(len(c) for _, c in files if isinstance(c, bytes)) <= SPOOL_INLINE_BYTES:
+            elif size <= SPOOL_INLINE_BYTES:
                 paths = _spooled(files, self.spool, written)
             else:
                 paths = await asyncio.to_thread(_spooled, files, self.spool, written)
@@ -318,12 +385,12 @@ class Verifier:
 
 def _spooled(
     files: Sequence[tuple[str, bytes | Path]], folder: Path | None, written: list[str]
-) -> list[tuple[str, str]]:
+) -> list[tuple[str, str | bytes]]:
     """(name, path) for each file; bytes are written to a new file under ``folder`` (the
     system's temporary folder when None), named at random: a file name is the sender's and
     may hold anything. Each path written is added to ``written`` at once, for the caller to
     remove even when a later write fails."""
-    found = []
+    found: list[tuple[str, str | bytes]] = []
     for name, content in files:
         if isinstance(content, Path):
             found.append((name, str(content)))
