@@ -108,7 +108,9 @@ class GroupInserter:
         collection: AsyncCollection[Doc],
         *,
         max_batch: int = 64,
-        max_in_flight: int = 2,
+        # one batch at a time: the next one fills while it is written (larger batches, fewer
+        # store commands; docs/benchmarks.md, "Before and after the floor plan")
+        max_in_flight: int = 1,
         linger_seconds: float = 0.01,
     ) -> None:
         self._collection = collection
