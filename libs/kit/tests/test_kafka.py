@@ -23,6 +23,7 @@ from lienthong_kit.kafka import (
     ConsumerSpec,
     EventProducer,
     GroupLagProbe,
+    Staging,
     Topics,
     TopicTail,
     ensure_topics,
@@ -677,3 +678,22 @@ async def test_the_lag_probe_sees_a_stuck_member_and_a_group_without_members(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def test_staged_effects_put_back_in_front_when_their_write_fails() -> None:
+    staging = Staging[int]()
+    staging.extend([1, 2])
+
+    def failed_write() -> None:
+        with staging.taken() as taken:
+            assert taken == [1, 2]
+            staging.add(3)  # staged while the write was under way
+            raise RuntimeError("the store is down")
+
+    with pytest.raises(RuntimeError):
+        failed_write()
+    with staging.taken() as again:
+        assert again == [1, 2, 3]
+    with staging.taken() as empty:
+        assert empty == []
+    assert len(staging) == 0

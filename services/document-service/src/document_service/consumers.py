@@ -17,7 +17,7 @@ from lienthong.events.v1.events_pb2 import DeliveryBounced, DeliveryCreated, Doc
 from lienthong_kit.envelope import EventEnvelope, carries, unpack
 from lienthong_kit.errors import InvalidArgument, PoisonEvent
 from lienthong_kit.fanout import FanOutHub
-from lienthong_kit.kafka import ConsumerSpec, Topics
+from lienthong_kit.kafka import ConsumerSpec, Staging, Topics
 from lienthong_kit.requests import refuse_nul_characters
 
 __all__ = ["WATCH_QUEUE_LIMIT", "Consumers", "inbox_hub"]
@@ -46,8 +46,8 @@ class Consumers:
         self._store = store
         self._audit = audit
         self._hub = hub
-        self._arrivals: list[Arrival] = []  # staged by on_delivery, written by flush_arrivals
-        self._verdicts: list[tuple[DocumentVerified, datetime]] = []  # by on_verified
+        self._arrivals = Staging[Arrival]()  # staged by on_delivery, written by flush_arrivals
+        self._verdicts = Staging[tuple[DocumentVerified, datetime]]()  # by on_verified
 
     def specs(self, topics: Topics, operator_actions: str) -> list[ConsumerSpec]:
         return [
@@ -93,7 +93,7 @@ class Consumers:
                 # refused here, where the record is dead-lettered: in flush_arrivals (retried
                 # until it succeeds) a delivery the store cannot hold would stop the inboxes
                 refuse_nul_characters(delivery)
-                self._arrivals.append(self._store.stage_arrival(delivery, at))
+                self._arrivals.add(self._store.stage_arrival(delivery, at))
             except (InvalidArgument, ValueError, OverflowError) as exc:
                 raise PoisonEvent(f"the delivery cannot be stored: {exc}") from exc
         elif carries(envelope, DeliveryBounced):
@@ -108,12 +108,8 @@ class Consumers:
     async def flush_arrivals(self) -> None:
         """Write the arrivals staged since the last commit (the consumer loop retries a
         failure, and commits only after this returned)."""
-        arrivals, self._arrivals = self._arrivals, []
-        try:
+        with self._arrivals.taken() as arrivals:
             await self._store.materialise_many(arrivals)
-        except BaseException:
-            self._arrivals[:0] = arrivals  # written (again, harmlessly) by the retry
-            raise
 
     async def on_verified(self, envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
         if carries(envelope, DocumentVerified):
@@ -129,16 +125,12 @@ class Consumers:
                     f"document.verified is {verified.ByteSize()} bytes; the store keeps at most"
                     f" {MAX_VERDICT_BYTES}"
                 )
-            self._verdicts.append((verified, at))
+            self._verdicts.add((verified, at))
 
     async def flush_verdicts(self) -> None:
         """Write the verdicts staged since the last commit (retried by the consumer loop)."""
-        verdicts, self._verdicts = self._verdicts, []
-        try:
+        with self._verdicts.taken() as verdicts:
             await self._store.record_verifications(verdicts)
-        except BaseException:
-            self._verdicts[:0] = verdicts  # written (again, harmlessly) by the retry
-            raise
 
     def watched(self, key: bytes | None) -> bool:
         """The deliveries tail decodes only records keyed by a watched recipient (both

@@ -12,7 +12,7 @@ from aiokafka import ConsumerRecord
 from lienthong.events.v1.events_pb2 import DeliveryCreated, DeliveryStatusChanged
 from lienthong_kit.envelope import EventEnvelope, carries, unpack
 from lienthong_kit.errors import PoisonEvent
-from lienthong_kit.kafka import ConsumerSpec, Topics
+from lienthong_kit.kafka import ConsumerSpec, Staging, Topics
 from lienthong_kit.mongo import Doc
 from notification_service.messages import Notice, notices_for
 from notification_service.notifier import Notifier
@@ -37,9 +37,9 @@ class EventHandler:
     def __init__(self, notifier: Notifier, reminders: Reminders) -> None:
         self._notifier = notifier
         self._reminders = reminders
-        self._notices: list[tuple[Notice, datetime]] = []
-        self._planned: list[Doc] = []
-        self._settled: list[DeliveryStatusChanged] = []
+        self._notices = Staging[tuple[Notice, datetime]]()
+        self._planned = Staging[Doc]()
+        self._settled = Staging[DeliveryStatusChanged]()
 
     async def on_event(self, envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
         """Stage the notices and reminders of a delivery, status, bounce or verification event."""
@@ -63,22 +63,20 @@ class EventHandler:
         self._notices.extend((notice, occurred) for notice in notices)
         self._planned.extend(planned)
         if carries(envelope, DeliveryStatusChanged):
-            self._settled.append(unpack(envelope, DeliveryStatusChanged))
+            self._settled.add(unpack(envelope, DeliveryStatusChanged))
 
     async def flush(self) -> None:
         """Record what was staged since the last commit (retried by the consumer loop until it
         succeeds; the commit follows it)."""
-        notices, planned, settled = self._notices, self._planned, self._settled
-        self._notices, self._planned, self._settled = [], [], []
-        try:
+        with (
+            self._notices.taken() as notices,
+            self._planned.taken() as planned,
+            self._settled.taken() as settled,
+        ):
             await self._notifier.record_many(notices)
             await self._reminders.schedule_many(planned)
             for changed in settled:
                 await self._reminders.stop_if_settled(changed)
-        except BaseException:
-            # recorded again, harmlessly (every write is keyed), by the retry
-            self._notices[:0], self._planned[:0], self._settled[:0] = notices, planned, settled
-            raise
 
 
 def _texts(notice: Notice) -> list[str]:

@@ -265,14 +265,6 @@ class NotificationStore:
 
     # --- in-app notices -------------------------------------------------------------------
 
-    async def add_notification(self, notification: Notification) -> bool:
-        """Store the notice; False when it was already stored (a redelivery)."""
-        try:
-            await self._notifications.insert_one(notification.row())
-        except DuplicateKeyError:
-            return False
-        return True
-
     async def add_notifications(self, notifications: list[Notification]) -> list[bool]:
         """Store the notices in one write; per notice, False when it was already stored."""
         refused = await insert_all(self._notifications, [n.row() for n in notifications])
@@ -316,7 +308,7 @@ class NotificationStore:
     async def contacts_of(self, units: list[str]) -> dict[str, list[Contact]]:
         """The contacts of each of ``units`` (one query), each unit's by name."""
         found: dict[str, list[Contact]] = {unit: [] for unit in units}
-        async for row in self._contacts.find({"unit_code": {"$in": units}}):
+        async for row in self._contacts.find(_units_filter(units)):
             found.setdefault(row["unit_code"], []).append(Contact.of(row))
         for rows in found.values():
             rows.sort(key=lambda contact: (contact.name, contact.id))
@@ -324,8 +316,7 @@ class NotificationStore:
 
     async def contacts(self, unit: str) -> list[Contact]:
         """The unit's contacts by name."""
-        rows = [Contact.of(row) async for row in self._contacts.find({"unit_code": unit})]
-        return sorted(rows, key=lambda contact: (contact.name, contact.id))
+        return (await self.contacts_of([unit]))[unit]
 
     async def put_contact(self, contact: Contact) -> None:
         await self._contacts.replace_one({"_id": contact.id}, _contact_row(contact), upsert=True)
@@ -368,7 +359,7 @@ class NotificationStore:
     async def subscriptions_of(self, units: list[str]) -> dict[str, list[Subscription]]:
         """The subscriptions of each of ``units`` (one query), each unit's by target."""
         found: dict[str, list[Subscription]] = {unit: [] for unit in units}
-        async for row in self._subscriptions.find({"unit_code": {"$in": units}}):
+        async for row in self._subscriptions.find(_units_filter(units)):
             found.setdefault(row["unit_code"], []).append(Subscription.of(row))
         for rows in found.values():
             rows.sort(key=lambda subscription: subscription.target)
@@ -376,8 +367,7 @@ class NotificationStore:
 
     async def subscriptions(self, unit: str) -> list[Subscription]:
         """The unit's subscriptions by target."""
-        rows = [Subscription.of(row) async for row in self._subscriptions.find({"unit_code": unit})]
-        return sorted(rows, key=lambda subscription: subscription.target)
+        return (await self.subscriptions_of([unit]))[unit]
 
     async def put_subscription(self, subscription: Subscription) -> None:
         row = _subscription_row(subscription)
@@ -544,11 +534,6 @@ class ReminderStore:
     async def create_indexes(self) -> None:
         await ensure_indexes(self._reminders, [IndexModel([("state", ASCENDING)])])
 
-    async def add(self, reminder: Doc) -> None:
-        """Store a reminder; one already stored under its key is kept."""
-        with contextlib.suppress(DuplicateKeyError):
-            await self._reminders.insert_one(reminder)
-
     async def add_many(self, reminders: list[Doc]) -> None:
         """Store reminders in one write; those already stored under their keys are kept."""
         await insert_all(self._reminders, reminders)
@@ -582,3 +567,8 @@ class ReminderStore:
         if reason:
             settled["reason"] = reason
         await self._reminders.update_one({"_id": reminder_id}, {"$set": settled})
+
+
+def _units_filter(units: list[str]) -> Doc:
+    # one unit by equality: FerretDB answers it from the lookup index ($in may scan)
+    return {"unit_code": units[0]} if len(units) == 1 else {"unit_code": {"$in": units}}

@@ -1,19 +1,18 @@
 """Everything reporting-service does because of how faust-streaming behaves, in one place.
 
     guards = FaustGuards(app, bootstrap, sources=topics, skip=skip_hook(settings.failpoints))
-    async for event in stream.events():
-        with exit_if_raises(event.message.topic):
-            if guards.skipped(event.message):
-                continue                                  # a test's detour (failpoint)
-            await apply(event.message, event.value, 0.0)
-            await guards.applied(event.message, apply)    # reads what faust skipped, if any
+    async for batch in stream.take_events(...):
+        with exit_if_raises(topic):
+            taken = [e for e in batch if not guards.skipped(e.message)]  # a test's detour
+            fold(taken)
+            await guards.applied_all([e.message for e in taken], apply)  # what faust skipped
     guards.reset()                                        # after every recovery
 
 - the flush barrier (:func:`make_durable`): the producer flush faust does before each commit
   waits for every changelog record's acknowledgement;
 - the commit guard (:func:`guard_commits`, :class:`AppliedOffsets`): faust commits no offset
   past an event the agent has not applied;
-- hole filling (:meth:`FaustGuards.applied`): records faust skipped are read directly
+- hole filling (:meth:`FaustGuards.applied_all`): records faust skipped are read directly
   (``read_range``) and applied before the partition may be committed past them;
 - sources paused while the table recovers (:func:`pause_sources_until_recovered`): faust pauses
   the partitions a worker held before a rebalance, not the ones newly assigned to it, so those
@@ -300,17 +299,11 @@ class FaustGuards:
         """True when a test's detour skips ``message`` (never in production)."""
         return self._skip is not None and self._skip(message)
 
-    async def applied(self, message: Any, apply: Apply) -> None:
-        """``message`` is applied; if faust skipped records before it, read and apply those
-        (within this event, so their facts go to its changelog partition, which is theirs
-        too), then let the partition be committed past them."""
-        committed = self._consumer._committed_offset.get(message.tp)
-        hole = self.offsets.applied(message.tp, message.offset, committed)
-        if hole is not None:
-            await self._fill(message, hole, apply)
-
     async def applied_all(self, messages: Iterable[Any], apply: Apply) -> None:
-        """:meth:`applied` for each of ``messages`` in order; nothing awaited without a hole."""
+        """Each of ``messages`` (in order) is applied; where faust skipped records before one,
+        read and apply those (within this batch, so their facts go to its changelog partition,
+        which is theirs too), then let the partition be committed past them. Nothing is
+        awaited without a hole."""
         committed = self._consumer._committed_offset
         record = self.offsets.applied
         for message in messages:

@@ -26,7 +26,13 @@ Modules: ``topics`` (names, dead-letter headers), ``admin`` (``ensure_topics``),
 
 from lienthong_kit.infra import INFRA_ERRORS
 from lienthong_kit.kafka.admin import ensure_topics
-from lienthong_kit.kafka.consumer import METADATA_MAX_AGE_MS, ConsumerLoop, ConsumerSpec, Handler
+from lienthong_kit.kafka.consumer import (
+    METADATA_MAX_AGE_MS,
+    ConsumerLoop,
+    ConsumerSpec,
+    Handler,
+    Staging,
+)
 from lienthong_kit.kafka.lag import GroupLagProbe
 from lienthong_kit.kafka.producer import EventProducer
 from lienthong_kit.kafka.ranges import read_range
@@ -42,6 +48,7 @@ __all__ = [
     "EventProducer",
     "GroupLagProbe",
     "Handler",
+    "Staging",
     "TopicTail",
     "Topics",
     "dead_letter_headers",

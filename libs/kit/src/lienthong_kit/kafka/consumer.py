@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -30,7 +30,45 @@ from lienthong_kit.mongo import AsyncDatabase, Doc
 from lienthong_kit.settings import KitSettings
 from lienthong_kit.tracing import SpanKind, context_from_headers, span
 
-__all__ = ["METADATA_MAX_AGE_MS", "ConsumerLoop", "ConsumerSpec", "Handler"]
+__all__ = ["METADATA_MAX_AGE_MS", "ConsumerLoop", "ConsumerSpec", "Handler", "Staging"]
+
+T = TypeVar("T")
+
+
+class Staging(Generic[T]):
+    """Effects staged by a handler and written together by its ``before_commit``::
+
+        self._arrivals = Staging[Arrival]()          # the handler: self._arrivals.add(...)
+        async def flush(self) -> None:               # ConsumerSpec(before_commit=flush)
+            with self._arrivals.taken() as arrivals:
+                await store.write_many(arrivals)
+
+    A failed write puts its items back in front of what was staged since (the loop retries
+    the hook and commits only after it returned): every write must be keyed by its cause,
+    as a retry writes them again."""
+
+    def __init__(self) -> None:
+        self._items: list[T] = []
+
+    def add(self, item: T) -> None:
+        self._items.append(item)
+
+    def extend(self, items: Iterable[T]) -> None:
+        self._items.extend(items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @contextlib.contextmanager
+    def taken(self) -> Iterator[list[T]]:
+        """What was staged, handed over to the block; put back if the block raises."""
+        items, self._items = self._items, []
+        try:
+            yield items
+        except BaseException:
+            self._items[:0] = items
+            raise
+
 
 log = get_logger(__name__)
 
