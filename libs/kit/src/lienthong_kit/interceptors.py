@@ -1,6 +1,8 @@
-"""The server interceptor: identity, trace id, logging, metrics and error mapping per RPC.
+"""Identity, trace, logging, metrics and error mapping around every RPC of a service.
 
-One interceptor wraps every handler once (each wrapping layer costs on every call):
+Every method handler is wrapped once, when it is added to the server (:class:`GuardedServer`),
+not by a ``grpc.aio`` interceptor: an interceptor runs a chain of coroutines on every call
+(docs/benchmarks.md, "Session 10"). Around each call:
 
 1. the call runs in a span continuing the caller's trace (W3C ``traceparent`` metadata; a
    legacy ``x-trace-id`` of 32 hex digits is continued too) or starting a new one;
@@ -20,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterable, Mapping
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +45,7 @@ from lienthong_kit.tracing import (
     span,
 )
 
-__all__ = ["TRACE_HEADER", "UNIT_HEADER", "ServerInterceptor"]
+__all__ = ["TRACE_HEADER", "UNIT_HEADER", "GuardedServer", "ServerGuard"]
 
 #: Deprecated: send :func:`lienthong_kit.tracing.outgoing_metadata` instead.
 TRACE_HEADER = LEGACY_TRACE_HEADER
@@ -51,41 +53,18 @@ TRACE_HEADER = LEGACY_TRACE_HEADER
 log = get_logger(__name__)
 
 
-if TYPE_CHECKING:  # the stubs make it generic; the runtime class is not subscriptable
-    _Interceptor = aio.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = aio.ServerInterceptor
+class ServerGuard:
+    """Wraps method handlers in the per-call steps of the module docstring."""
 
-
-class ServerInterceptor(_Interceptor):
     def __init__(self, gate: Gatekeeper) -> None:
         self._gate = gate
-        # method -> (the handler grpc gave, its wrapped twin): wrapped once, not per call
-        self._wrapped: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
         self._handled: dict[tuple[str, grpc.StatusCode], Any] = {}
         self._durations: dict[str, Any] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        handler = await continuation(handler_call_details)
-        if handler is None:  # no such method: grpc answers UNIMPLEMENTED
-            return handler  # type: ignore[return-value]
-        method = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(method, handler)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
-
-    def _wrap(
+    def wrap(
         self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
     ) -> grpc.RpcMethodHandler[Any, Any]:
+        """``handler`` (of the full method name ``method``) with the guard around each call."""
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),
@@ -197,3 +176,73 @@ def _code_of(exc: BaseException, context: aio.ServicerContext[Any, Any]) -> grpc
     if not isinstance(exc, Exception):
         return grpc.StatusCode.OK  # a stream closed by its reader (GeneratorExit)
     return grpc.StatusCode.UNAVAILABLE if is_infra_error(exc) else grpc.StatusCode.INTERNAL
+
+
+if TYPE_CHECKING:  # the stubs make it generic; the runtime class is not subscriptable
+    _Generic = grpc.GenericRpcHandler[Any, Any]
+else:
+    _Generic = grpc.GenericRpcHandler
+
+
+class _GuardedGeneric(_Generic):
+    """A generic handler whose method handlers come out wrapped (each one once)."""
+
+    def __init__(self, inner: _Generic, guard: ServerGuard) -> None:
+        self._inner = inner
+        self._guard = guard
+        # method -> (the handler the inner one gave, its wrapped twin)
+        self._wrapped: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = self._inner.service(handler_call_details)
+        if handler is None:  # not this service's method: the next handler, or UNIMPLEMENTED
+            return None
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._guard.wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+
+class GuardedServer(aio.Server):
+    """A ``grpc.aio`` server as the generated ``add_*_to_server`` functions see it: every
+    handler they add is wrapped by the guard; the rest is the server's own."""
+
+    def __init__(self, server: aio.Server, guard: ServerGuard) -> None:
+        self._server = server
+        self._guard = guard
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[_Generic]) -> None:
+        self._server.add_generic_rpc_handlers(
+            [_GuardedGeneric(handler, self._guard) for handler in generic_rpc_handlers]
+        )
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: Mapping[str, Any]
+    ) -> None:
+        self._server.add_registered_method_handlers(  # type: ignore[attr-defined]
+            service_name,
+            {
+                name: self._guard.wrap(f"/{service_name}/{name}", handler)
+                for name, handler in method_handlers.items()
+            },
+        )
+
+    def add_insecure_port(self, address: str) -> int:
+        return self._server.add_insecure_port(address)
+
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
+        return self._server.add_secure_port(address, server_credentials)
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self._server.stop(grace)
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return await self._server.wait_for_termination(timeout)

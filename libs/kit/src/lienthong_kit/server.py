@@ -46,7 +46,7 @@ from lienthong_kit.directory import UnitDirectory
 from lienthong_kit.failpoints import arm
 from lienthong_kit.gatekeeper import Gatekeeper
 from lienthong_kit.infra import INFRA_ERRORS, is_infra_error, retry_while_down
-from lienthong_kit.interceptors import ServerInterceptor
+from lienthong_kit.interceptors import GuardedServer, ServerGuard
 from lienthong_kit.kafka import (
     ConsumerLoop,
     ConsumerSpec,
@@ -186,14 +186,15 @@ class ServiceApp(Generic[S]):
         self.metrics = start_metrics_server(settings.grpc_host, settings.metrics_port)
         BUILD_INFO.labels(self.name, VERSION).set(1)
         self.server = aio.server(
-            interceptors=[ServerInterceptor(self.gate)],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ],
         )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        # every handler added through it is wrapped once in the guard (interceptors.py)
+        guarded = GuardedServer(self.server, ServerGuard(self.gate))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, guarded)
         address = f"{settings.grpc_host}:{settings.grpc_port}"
         credentials = self._credentials()
         if credentials is None:
@@ -217,10 +218,10 @@ class ServiceApp(Generic[S]):
             (service.name, service.methods, service.access) for service in self._wiring.services
         )
         for service in self._wiring.services:
-            service.add(service.servicer, self.server)
+            service.add(service.servicer, guarded)
             await self.health.set(service.name, health_pb2.HealthCheckResponse.NOT_SERVING)
         reflection.enable_server_reflection(
-            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], guarded
         )
         await self.server.start()
         for spec in self._wiring.consumers:
