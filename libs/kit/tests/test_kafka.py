@@ -30,7 +30,7 @@ from lienthong_kit.kafka import (
     read_range,
 )
 from lienthong_kit.mongo import GroupInserter, connect, ensure_indexes
-from lienthong_kit.outbox import OutboxRelay, outbox_fields
+from lienthong_kit.outbox import OutboxRelay
 from lienthong_kit.settings import KitSettings
 from lienthong_kit.tracing import configure_tracing, current_trace_id, tracer
 from lienthong_testing.waiting import eventually, wait_until
@@ -199,24 +199,6 @@ async def test_offsets_are_committed_only_after_the_effect(
 
     await run_loop(recorder)
     await wait_until(lambda: applied == [event.event_id], timeout=60)
-
-
-async def test_outbox_relay_publishes_stored_events_once(
-    kit: tuple[EventProducer, Any, Topics], topic_reader: Any
-) -> None:
-    producer, db, topics = kit
-    collection = db["documents"]
-    relay = OutboxRelay(collection, producer)
-    await relay.create_indexes()
-    event = submitted("d1")
-    await collection.insert_one({"_id": "d1", **outbox_fields(topics.documents, "d1", event)})
-    assert await relay.publish_pending() == 1
-    assert await relay.publish_pending() == 0
-    stored = await collection.find_one({"_id": "d1"})
-    assert stored is not None
-    assert (stored.get("outbox"), stored["outbox_pending"]) == (None, 0)
-    (record,) = await topic_reader(topics.documents, 1)
-    assert decode_envelope(record.value).event_id == event.event_id
 
 
 async def test_handed_over_events_are_published_once_and_a_dead_writers_by_another_relay(
@@ -566,12 +548,13 @@ async def test_a_tail_with_a_key_filter_hands_over_only_the_wanted_keys(
 async def test_outbox_events_carry_their_writers_trace_however_they_are_published(
     kit: tuple[EventProducer, Any, Topics], topic_reader: Any
 ) -> None:
-    """The relay publishes outside the request that stored the event: handed over, recovered
-    as an orphan or published the *wake* way, the record still carries the writer's trace."""
+    """The relay publishes outside the request that stored the event: handed over, or looked
+    up in the store after an insert of unknown outcome, the record carries the writer's trace."""
     configure_tracing("kit-test")  # as the service bootstrap does
     producer, db, topics = kit
     collection = db["documents"]
     writer = OutboxRelay(collection, producer)
+    unsure = OutboxRelay(collection, producer, unconfirmed_seconds=0)  # its own owner's slots
     await writer.create_indexes()
     traces: dict[str, str] = {}
     with tracer.start_as_current_span("request"):
@@ -579,12 +562,13 @@ async def test_outbox_events_carry_their_writers_trace_however_they_are_publishe
         async with writer.staged(topics.documents, "handed", submitted("handed")) as staged:
             await collection.insert_one({"_id": "handed", **staged.fields})
             staged.commit()
-    with tracer.start_as_current_span("request"):
-        traces["woken"] = current_trace_id()
-        fields = outbox_fields(topics.documents, "woken", submitted("woken"))
-        await collection.insert_one({"_id": "woken", **fields})
+    with tracer.start_as_current_span("request"), contextlib.suppress(asyncio.CancelledError):
+        traces["uncertain"] = current_trace_id()
+        async with unsure.staged(topics.documents, "uncertain", submitted("uncertain")) as staged:
+            await collection.insert_one({"_id": "uncertain", **staged.fields})
+            raise asyncio.CancelledError  # the caller went away: the insert's outcome unknown
     await writer._publish_handed()  # from the relay's own context: no current trace
-    await writer.publish_pending()
+    assert await unsure.confirm_uncertain() == 1
     records = await topic_reader(topics.documents, 2)
     published = {
         record.key.decode(): dict(record.headers)["traceparent"].decode().split("-")[1]

@@ -6,28 +6,21 @@ One event per record, written by the insert that creates the record: inserts are
 every store this platform supports, conditional updates are not on FerretDB v1. A state change
 that must announce itself is therefore a new record (see document-service's transitions).
 
-Two ways for a writer to use it:
-
-* **Hand-off** (hot paths: one write per request and nothing else)::
+A writer hands its event over with the insert that creates the record::
 
       async with relay.staged(topic, key, envelope) as staged:
           await documents.insert_one({**document, **staged.fields})
           staged.commit()      # the insert succeeded: publish it
 
-  The relay publishes the event from memory, batched with whatever else was handed over, and
-  never writes the record again. The record carries its relay's *owner* id and a one-second
-  *slot*; each relay checkpoints, in one small record of its own, the slot up to which all
-  its records are published, every ``heartbeat_seconds``. If a process dies between an insert
-  and the publish, its checkpoint goes stale and every other relay (or the restarted process)
-  republishes that owner's records after its checkpoint, slot by slot (equality lookups), then
-  removes the checkpoint. Not a "pending" flag cleared after the publish: that clearing is
-  an update, FerretDB's costly write, once per event (docs/benchmarks.md, "Kit").
-* **Wake** (rarer writes)::
-
-      await collection.insert_one({**record, **outbox_fields(topic, key, envelope)})
-      relay.wake()
-
-  The relay reads ``outbox_pending: 1`` records, publishes them and clears the flag.
+The relay publishes the event from memory, batched with whatever else was handed over, and
+never writes the record again. The record carries its relay's *owner* id and a one-second
+*slot*; each relay checkpoints, in one small record of its own, the slot up to which all
+its records are published, every ``heartbeat_seconds``. If a process dies between an insert
+and the publish, its checkpoint goes stale and every other relay (or the restarted process)
+republishes that owner's records after its checkpoint, slot by slot (equality lookups), then
+removes the checkpoint. Not a "pending" flag cleared after the publish: that clearing is
+an update, FerretDB's costly write, once per event (docs/benchmarks.md, "Kit"); and no index
+on such a flag, which every insert would pay for (docs/decisions/0101-outbox-and-consumer-loop.md).
 
 Nothing acknowledged is lost: an event leaves the relay's hands only after Kafka acknowledged
 it. An event may be published twice (a crash after the publish, a relay that stalled past its
@@ -61,7 +54,7 @@ from lienthong_kit.metrics import OUTBOX_PARKED, OUTBOX_PENDING
 from lienthong_kit.mongo import AsyncCollection, Doc, ensure_indexes
 from lienthong_kit.tracing import kafka_headers
 
-__all__ = ["OutboxRelay", "ParkedEvent", "Staged", "outbox_fields"]
+__all__ = ["OutboxRelay", "ParkedEvent", "Staged"]
 
 log = get_logger(__name__)
 
@@ -85,12 +78,6 @@ def _records(document: Doc) -> list[Record]:
         )
         for entry in (document.get("outbox") or {}).values()
     ]
-
-
-def outbox_fields(topic: str, key: str, envelope: EventEnvelope) -> Doc:
-    """Fields for a new record carrying one pending event (the *wake* way)."""
-    entry = _entry(topic, key, envelope.SerializeToString(), kafka_headers())
-    return {"outbox": {envelope.event_id: entry}, "outbox_pending": 1}
 
 
 def _slot(at: float) -> int:
@@ -155,7 +142,6 @@ class OutboxRelay:
         self._ttl = timedelta(seconds=owner_ttl_seconds)
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
-        self._swept = False
         self._handed: list[tuple[int | None, Record]] = []
         self._in_flight: dict[int, int] = {}  # slot -> staged events not yet published
         self._last_slot = 0
@@ -171,10 +157,7 @@ class OutboxRelay:
     async def create_indexes(self) -> None:
         await ensure_indexes(
             self._collection,
-            [
-                IndexModel("outbox_pending"),
-                IndexModel([("outbox_owner", ASCENDING), ("outbox_slot", ASCENDING)]),
-            ],
+            [IndexModel([("outbox_owner", ASCENDING), ("outbox_slot", ASCENDING)])],
         )
 
     # --- writers ---------------------------------------------------------------------------
@@ -248,11 +231,6 @@ class OutboxRelay:
         self._last_slot = max(self._last_slot, _slot(datetime.now(UTC).timestamp()))
         return self._last_slot
 
-    def wake(self) -> None:
-        """Called after a write that added an event the *wake* way: publish it now."""
-        self._swept = False
-        self._wake.set()
-
     def _settle(self, slots: list[int | None]) -> None:
         for slot in slots:
             if slot is None:
@@ -277,7 +255,6 @@ class OutboxRelay:
                 # first, and on its own: the heartbeat must go on while Kafka is unreachable,
                 # or the other relays would take this live one for dead
                 next_beat = loop.time() + self._heartbeat
-                self._swept = False  # a periodic sweep of the wake way too
                 try:
                     await self._checkpoint()
                 except Exception as exc:
@@ -285,9 +262,6 @@ class OutboxRelay:
                         raise
             try:
                 published += await self._publish_handed()
-                if not self._swept:
-                    self._swept = True
-                    published += await self.publish_pending()
                 if heartbeat:
                     published += await self.confirm_uncertain()
                     published += await self.recover_orphans()
@@ -440,30 +414,6 @@ class OutboxRelay:
             await self._owners.delete_one({"_id": owner["_id"]})
             log.info("outbox_orphans_published", owner=owner["_id"], events=published)
         return published
-
-    async def publish_pending(self, limit: int = 500) -> int:
-        """One pass over the events pending the *wake* way; returns how many were published."""
-        # Equality, not a range: FerretDB answers equality from an index, ranges by scanning.
-        cursor = self._collection.find({"outbox_pending": 1}, {"outbox": 1}, limit=limit)
-        documents = [document async for document in cursor]
-        batch = [record for document in documents for record in _records(document)]
-        if not batch:
-            return 0
-        failpoint("outbox.before_publish")
-        await self._publish(batch)
-        failpoint("outbox.after_publish")
-        # Only the relay writes here after the insert; a second replica's relay may publish
-        # the same event again (same event id, skipped downstream) and write the same.
-        await asyncio.gather(
-            *(
-                self._collection.update_one(
-                    {"_id": document["_id"]},
-                    {"$set": {"outbox_pending": 0}, "$unset": {"outbox": ""}},
-                )
-                for document in documents
-            )
-        )
-        return len(batch)
 
 
 def _aware(at: datetime) -> datetime:
