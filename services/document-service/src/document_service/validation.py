@@ -72,14 +72,23 @@ def parse_date(text: str) -> date | None:
         return None
 
 
+# The checks below format a message only for a violation: they run on every request.
+
+
 def _bounded(v: Violations, field: str, text: str, maximum: int) -> bool:
-    return v.require(len(text) <= maximum, field, f"at most {maximum} characters")
+    if len(text) <= maximum:
+        return True
+    v.add(field, f"at most {maximum} characters")
+    return False
 
 
 def _counted(v: Violations, field: str, items: Sized, maximum: int) -> bool:
     """False (and a violation) when a list is too long: its items are then not checked one by
     one, so an oversized list costs one violation, not one per item."""
-    return v.require(len(items) <= maximum, field, f"at most {maximum} entries")
+    if len(items) <= maximum:
+        return True
+    v.add(field, f"at most {maximum} entries")
+    return False
 
 
 def validate_submission(request: SubmitDocumentRequest, sender: str, today: date) -> None:
@@ -112,35 +121,28 @@ def validate_submission(request: SubmitDocumentRequest, sender: str, today: date
         codes = []
     seen: set[str] = set()
     for index, code in enumerate(codes):
-        path = f"recipients.unit_codes[{index}]"
         problem = unit_code_problem(code)
+        if not problem and code in seen:
+            problem = f"duplicate recipient {code}"
+        elif not problem and code == sender:
+            problem = "a unit does not send a document to itself"
         if problem:
-            v.add(path, problem)
-        elif code in seen:
-            v.add(path, f"duplicate recipient {code}")
-        elif code == sender:
-            v.add(path, "a unit does not send a document to itself")
+            v.add(f"recipients.unit_codes[{index}]", problem)
         seen.add(code)
     number, notation = request.code.number.strip(), request.code.notation.strip()
     if v.require(bool(number), "code.number", "is required"):
-        v.require(len(number) <= MAX_NUMBER, "code.number", f"at most {MAX_NUMBER} characters")
+        _bounded(v, "code.number", number, MAX_NUMBER)
     if v.require(bool(notation), "code.notation", "is required"):
-        v.require(
-            len(notation) <= MAX_NOTATION, "code.notation", f"at most {MAX_NOTATION} characters"
-        )
+        _bounded(v, "code.notation", notation, MAX_NOTATION)
     subject = request.subject.strip()
     if v.require(bool(subject), "subject", "is required"):
-        v.require(len(subject) <= MAX_SUBJECT, "subject", f"at most {MAX_SUBJECT} characters")
-    v.require(
-        request.document_type in DOCUMENT_TYPES,
-        "document_type",
-        f"{request.document_type!r} is not a document type of Decree 30/2020 Art. 7",
-    )
-    v.require(
-        request.priority in PRIORITIES,
-        "priority",
-        f"must be {Priority.NORMAL} (thường) to {Priority.FLASH_SCHEDULED} (hỏa tốc hẹn giờ)",
-    )
+        _bounded(v, "subject", subject, MAX_SUBJECT)
+    _document_type(v, request.document_type)
+    if request.priority not in PRIORITIES:
+        v.add(
+            "priority",
+            f"must be {Priority.NORMAL} (thường) to {Priority.FLASH_SCHEDULED} (hỏa tốc hẹn giờ)",
+        )
     promulgated = _promulgation(v, request.promulgation_date, today)
     if request.HasField("due_at") and promulgated is not None:
         due = request.due_at.ToDatetime().date()
@@ -179,6 +181,11 @@ def validate_submission(request: SubmitDocumentRequest, sender: str, today: date
     v.raise_if_any()
 
 
+def _document_type(v: Violations, document_type: str) -> None:
+    if document_type not in DOCUMENT_TYPES:
+        v.add("document_type", f"{document_type!r} is not a document type of Decree 30/2020 Art. 7")
+
+
 def _promulgation(v: Violations, text: str, today: date) -> date | None:
     promulgated = parse_date(text)
     if promulgated is None:
@@ -210,11 +217,7 @@ def validate_paper(request: RegisterPaperDocumentRequest, today: date) -> None:
         "code.notation",
         f"at most {MAX_NOTATION} characters",
     )
-    v.require(
-        request.document_type in DOCUMENT_TYPES,
-        "document_type",
-        f"{request.document_type!r} is not a document type of Decree 30/2020 Art. 7",
-    )
+    _document_type(v, request.document_type)
     if request.promulgation_date:
         _promulgation(v, request.promulgation_date, today)
     v.raise_if_any()
