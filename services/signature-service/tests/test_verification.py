@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -290,11 +291,15 @@ async def test_a_validation_that_takes_too_long_rejects_the_document(
     make_verifier: Any, docs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a file that keeps the validator busy (thread mode: the patched engine is the one used)
-    monkeypatch.setattr(engine, "check_files", lambda *args: time.sleep(30))
+    release = threading.Event()  # a thread cannot be stopped: the test lets it go at the end
+    monkeypatch.setattr(engine, "check_files", lambda *args: release.wait(30))
     checker = make_verifier(timeout=1.0)
-    decision = await checker.verify(
-        docs["person-then-organisation"], document_type="QĐ", direction="outgoing"
-    )
+    try:
+        decision = await checker.verify(
+            docs["person-then-organisation"], document_type="QĐ", direction="outgoing"
+        )
+    finally:
+        release.set()
     assert not decision.accepted
     assert decision.failed_rule == "readable-files"
     assert "validation did not finish within 1 s" in decision.reason
@@ -311,14 +316,22 @@ async def test_a_validation_that_outlasts_the_timeout_does_not_hold_up_the_other
     # One worker: the good document queues behind the hostile task. When the hostile task
     # times out its pool is replaced (its process killed) and the good one runs on the new
     # pool: without that it would wait the 120 s out and time out itself.
-    hostile = asyncio.create_task(checker._run(time.sleep, 120))
-    await asyncio.sleep(0.2)
-    good = asyncio.create_task(
-        checker.verify(docs["person-then-organisation"], document_type="QĐ", direction="outgoing")
-    )
-    with pytest.raises(TimeoutError):
-        await hostile
-    decision = await good
+    # (thread mode: a thread cannot be killed, so its task waits on an event set at the end,
+    # or it would hold the interpreter's exit for its 120 s)
+    release = threading.Event()
+    hostile = asyncio.create_task(checker._run(time.sleep if workers else release.wait, 120))
+    try:
+        await asyncio.sleep(0.2)
+        good = asyncio.create_task(
+            checker.verify(
+                docs["person-then-organisation"], document_type="QĐ", direction="outgoing"
+            )
+        )
+        with pytest.raises(TimeoutError):
+            await hostile
+        decision = await good
+    finally:
+        release.set()
     assert decision.accepted, decision.reason
     after = await checker.verify(
         docs["person-then-organisation"], document_type="QĐ", direction="outgoing"
