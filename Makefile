@@ -173,6 +173,9 @@ bench: $(VENV) openssl infra-up ## benchmarks (each prints its figure and its ba
 	@ls benchmarks/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }
 	for b in benchmarks/*.py; do $(PY) $$b; done
 
+clean-namespaces: $(VENV) infra-up ## remove the topics and databases killed test and benchmark runs left behind (not while tests run)
+	$(PY) -m lienthong_testing.cleanup
+
 faults: $(VENV) openssl infra-up ## the fault harness and the long fuzz round (kills Kafka, FerretDB, PostgreSQL: never on a shared machine)
 	LIENTHONG_FAULTS=full LIENTHONG_FUZZ=full $(PY) -m pytest tests/faults tests/fuzz -s -p no:cacheprovider $(PYTEST_ARGS)
 
