@@ -72,7 +72,8 @@ from reporting_service.folding import Counts, facts_for
 
 KAFKA = "127.0.0.1:9092"
 TARGET_RATIO = 0.3
-IDLE_POLLS = 16  # 4 s of the worker idle, polled as while it folds
+POLL = 0.1  # seconds between polls of the worker's counter: its last batch is seen within one
+IDLE_POLLS = 40  # 4 s of the worker idle, polled as while it folds
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -165,12 +166,12 @@ def faust_rate(platform: Platform, facts: int) -> tuple[float, float, float, flo
             break
         if service.process.poll() is not None:
             raise RuntimeError(f"reporting-service exited; see {service.log_path}")
-        time.sleep(0.25)  # a (filtered) scrape costs the worker ~1 ms of CPU
-    idle_from = cpu_seconds(service.process.pid)
+        time.sleep(POLL)  # a (filtered) scrape costs the worker under 1 ms of CPU
+    idle_from, idle_start = cpu_seconds(service.process.pid), time.monotonic()
     for _ in range(IDLE_POLLS):
         counted(service.metrics_port)
-        time.sleep(0.25)
-    idle = (cpu_seconds(service.process.pid) - idle_from) / (IDLE_POLLS * 0.25)
+        time.sleep(POLL)
+    idle = (cpu_seconds(service.process.pid) - idle_from) / (time.monotonic() - idle_start)
     return (
         (facts - before) / (last - first),
         last - first,
