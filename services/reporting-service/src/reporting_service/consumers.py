@@ -57,8 +57,8 @@ BATCH_WINDOW = 0.1  # seconds a partial batch waits: larger entries on a busy ma
 # broker's group.min.session.timeout.ms is 6 s by default): docs/decisions/0603.
 SESSION_TIMEOUT = 6.0
 HEARTBEAT_INTERVAL = 1.0
-# The month's gauges are recomputed over every unit when the counts changed: while folding, at
-# most this often (Prometheus scrapes every 15 s; each second cost ~2 % of a busy worker's CPU)
+# The month's gauges are recomputed over every unit when the counts changed: at most this often
+# (scraped every 30 s; once a second cost ~2 % of a folding worker's CPU, docs/benchmarks.md)
 GAUGES_INTERVAL = 5.0
 
 #: One source record to fold: (the message or record, its value, its timestamp or 0.0).
