@@ -167,6 +167,30 @@ def test_counts_are_kept_per_day_month_and_year() -> None:
     assert counts.of("V", "2026")[Count.OUTGOING_NET] == 0
 
 
+def test_a_batch_counts_as_its_facts_one_by_one() -> None:
+    days = ["2026-04-30", "2026-05-01"]
+    facts = [
+        Fact(f"k{i}", unit, day, count)
+        for i, (unit, day, count) in enumerate(
+            (unit, day, count)
+            for unit in ("U", "V")
+            for day in days
+            for count in (Count.OUTGOING_NET, Count.ACKNOWLEDGED)
+            for _ in range(3)  # the same (unit, day, count) several times in one batch
+        )
+    ]
+    batched, single = Counts(), Counts()
+    batched.add_all(facts)
+    for fact in facts:
+        single.add(fact)
+    for unit in ("U", "V"):
+        for period in ("2026", "2026-04", "2026-05", *days):
+            assert batched.of(unit, period) == single.of(unit, period)
+    assert batched.of("U", "2026")[Count.ACKNOWLEDGED] == 6
+    assert batched.units_in("2026-05") == {"U", "V"}
+    assert batched.version == single.version == len(facts)
+
+
 @pytest.mark.parametrize(
     ("period", "count", "first", "last"),
     [

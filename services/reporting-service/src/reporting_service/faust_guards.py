@@ -295,6 +295,11 @@ class FaustGuards:
         """After a (re)covery: faust seeks every partition to its committed offset."""
         self.offsets.reset()
 
+    @property
+    def detour(self) -> bool:
+        """True when a test's skip detour is armed (never in production)."""
+        return self._skip is not None
+
     def skipped(self, message: Any) -> bool:
         """True when a test's detour skips ``message`` (never in production)."""
         return self._skip is not None and self._skip(message)
