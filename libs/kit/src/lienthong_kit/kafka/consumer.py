@@ -30,7 +30,14 @@ from lienthong_kit.mongo import AsyncDatabase, Doc
 from lienthong_kit.settings import KitSettings
 from lienthong_kit.tracing import SpanKind, context_from_headers, span
 
-__all__ = ["METADATA_MAX_AGE_MS", "ConsumerLoop", "ConsumerSpec", "Handler", "Staging"]
+__all__ = [
+    "IDLE_POLL_MS",
+    "METADATA_MAX_AGE_MS",
+    "ConsumerLoop",
+    "ConsumerSpec",
+    "Handler",
+    "Staging",
+]
 
 T = TypeVar("T")
 
@@ -77,6 +84,11 @@ Handler = Callable[[EventEnvelope, ConsumerRecord[bytes, bytes]], Awaitable[None
 #: A member was seen sitting on a partition of a just-created topic until the next metadata
 #: refresh (default 300 s): refresh every 30 s (docs/benchmarks.md, "Kit").
 METADATA_MAX_AGE_MS = 30_000
+
+#: How long an empty poll waits (a record ends it at once), and how often aiokafka's fetcher
+#: re-checks its state besides its events (its default, 200 ms, woke every idle client 5 times
+#: a second: docs/benchmarks.md, "Idle CPU").
+IDLE_POLL_MS = 1_000
 
 
 @dataclass(frozen=True)
@@ -165,6 +177,7 @@ class ConsumerLoop:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._committing = asyncio.Lock()
+        self._polling = False
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -175,6 +188,7 @@ class ConsumerLoop:
             auto_offset_reset="earliest",
             max_poll_records=self.spec.max_records,
             metadata_max_age_ms=METADATA_MAX_AGE_MS,
+            consumer_timeout_ms=IDLE_POLL_MS,
             **kafka_security(self._settings),
             **(
                 {"fetch_min_bytes": 64 * 1024, "fetch_max_wait_ms": self.spec.fetch_wait_ms}
@@ -191,6 +205,8 @@ class ConsumerLoop:
         """Finish the record in hand, commit what was applied, leave the group."""
         self._stopping.set()
         if self._task is not None:
+            if self._polling:  # waiting for records, none in hand: no need to wait the poll out
+                self._task.cancel()
             _, pending = await asyncio.wait({self._task}, timeout=30)
             for task in pending:
                 task.cancel()
@@ -207,11 +223,15 @@ class ConsumerLoop:
         if consumer is None:
             raise RuntimeError("start() the loop first")
         while not self._stopping.is_set():
-            batches = await retry_while_down(
-                lambda: consumer.getmany(timeout_ms=200),
-                event="consumer_poll_failed",
-                group=self.group,
-            )
+            self._polling = True
+            try:
+                batches = await retry_while_down(
+                    lambda: consumer.getmany(timeout_ms=IDLE_POLL_MS),
+                    event="consumer_poll_failed",
+                    group=self.group,
+                )
+            finally:
+                self._polling = False
             if self.spec.concurrent_partitions and len(batches) > 1:
                 await asyncio.gather(
                     *(self._apply(consumer, {tp: records}) for tp, records in batches.items())
