@@ -30,6 +30,7 @@ from lienthong_kit.kafka.consumer import (
     METADATA_MAX_AGE_MS,
     ConsumerLoop,
     ConsumerSpec,
+    FetchPacing,
     Handler,
     Staging,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "ConsumerLoop",
     "ConsumerSpec",
     "EventProducer",
+    "FetchPacing",
     "GroupLagProbe",
     "Handler",
     "Staging",

@@ -9,7 +9,12 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from lienthong_kit.envelope import EventEnvelope, decode_envelope
 from lienthong_kit.errors import PoisonEvent
-from lienthong_kit.kafka.consumer import IDLE_POLL_MS, METADATA_MAX_AGE_MS
+from lienthong_kit.kafka.consumer import (
+    IDLE_FETCH_WAIT_MS,
+    IDLE_POLL_MS,
+    METADATA_MAX_AGE_MS,
+    FetchPacing,
+)
 from lienthong_kit.kafka.security import kafka_security
 from lienthong_kit.logs import get_logger
 from lienthong_kit.settings import KitSettings
@@ -22,7 +27,7 @@ log = get_logger(__name__)
 #: how long the broker may hold a watch tail's empty fetch (a record is answered at once)
 WATCH_FETCH_WAIT_MS = 100
 #: the same for a tail rebuilding state from a compacted topic (the unit registry)
-STATE_FETCH_WAIT_MS = 1_000
+STATE_FETCH_WAIT_MS = IDLE_FETCH_WAIT_MS
 
 
 class TopicTail:
@@ -43,11 +48,11 @@ class TopicTail:
     once every record that was in the topics when the tail positioned itself has been read
     (state rebuilt from the beginning is complete: a service reports ready only then).
 
-    ``fetch_wait_ms`` is how long the broker may hold an empty fetch: a record arriving
-    meanwhile is answered at once, but a partition whose records were handed over late may
-    wait for the fetch in flight on the others. Watch streams keep the short default; state
-    tails (``from_beginning``) default to a long one, as an idle tail's fetch cycles are most
-    of what an idle service spends (docs/benchmarks.md, "Idle CPU").
+    ``fetch_wait_ms`` is how long the broker may hold an empty fetch while records come (a
+    record arriving is answered at once, but a partition whose records were handed over late
+    may wait for the fetch in flight on the others): watch streams keep a short one, state
+    tails (``from_beginning``) a long one; idle for a while, every tail waits long
+    (:class:`~lienthong_kit.kafka.consumer.FetchPacing`).
     """
 
     def __init__(
@@ -87,6 +92,11 @@ class TopicTail:
             **kafka_security(self._settings),
         )
         await consumer.start()
+        pacing = (
+            FetchPacing(consumer, busy_ms=self._fetch_wait_ms)
+            if self._fetch_wait_ms < IDLE_FETCH_WAIT_MS
+            else None
+        )
         try:
             await self._position(consumer)
             ends = await consumer.end_offsets(list(consumer.assignment()))
@@ -94,6 +104,8 @@ class TopicTail:
                 # a record returns getmany at once; the timeout only paces the caught-up check
                 waiting = IDLE_POLL_MS if self.caught_up.is_set() else 100
                 batch = await consumer.getmany(timeout_ms=waiting)
+                if pacing is not None:
+                    pacing.polled(records=bool(batch))
                 wanted = self._wanted
                 for records in batch.values():
                     for record in records:
