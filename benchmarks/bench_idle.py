@@ -1,6 +1,6 @@
 """Idle CPU: what every service burns with no traffic, against a bare aiokafka consumer.
 
-    make bench      (or: .venv/bin/python benchmarks/bench_idle.py --seconds 30)
+    make bench      (or: .venv/bin/python benchmarks/bench_idle.py [--seconds 20] [--profile NAME])
 
 The six services run as processes (lienthong_local.platform, as ``make run`` starts them) in
 a fresh namespace; once all are SERVING and settled, each process's CPU (utime + stime of it
@@ -99,7 +99,7 @@ def profile(pid: int, seconds: float, out: Path) -> Counter[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=30.0, help="the measured idle window")
+    parser.add_argument("--seconds", type=float, default=20.0, help="the measured idle window")
     parser.add_argument("--settle", type=float, default=5.0, help="idle time before it")
     parser.add_argument("--profile", choices=SERVICES, help="py-spy this service afterwards")
     parser.add_argument("--baseline-child", nargs=2, metavar=("TOPIC", "GROUP"))
