@@ -202,23 +202,6 @@ async def test_offsets_are_committed_only_after_the_effect(
     await wait_until(lambda: applied == [event.event_id], timeout=60)
 
 
-async def test_the_producers_ping_asks_the_broker_for_no_topic(
-    settings: KitSettings, kit: tuple[EventProducer, Any, Topics]
-) -> None:
-    """The health watch pings every few seconds: a producer that sent nothing yet must not
-    have every topic of the cluster described to it each time."""
-    _, _, topics = kit
-    producer = EventProducer(settings, client_id="ping-test")
-    await producer.start()
-    try:
-        await producer.ping()
-        await producer.ping()
-        known = producer._started().client.cluster.topics()
-        assert topics.documents not in known, f"{len(known)} topics described"
-    finally:
-        await producer.stop()
-
-
 async def test_outbox_relay_publishes_stored_events_once(
     kit: tuple[EventProducer, Any, Topics], topic_reader: Any
 ) -> None:
@@ -571,6 +554,23 @@ async def test_a_loop_stopped_while_idle_has_committed_what_it_applied(
     await producer.publish(topics.documents, key="k", envelope=submitted("d2"))
     await run_loop(handler, group="kit-idle-stop")
     await wait_until(lambda: applied == ["d1", "d2"], timeout=30)
+
+
+async def test_the_producers_ping_asks_the_broker_for_no_topic(
+    settings: KitSettings, kit: tuple[EventProducer, Any, Topics]
+) -> None:
+    """The health watch pings every few seconds: a producer that sent nothing yet must not
+    have every topic of the cluster described to it each time."""
+    _, _, topics = kit
+    producer = EventProducer(settings, client_id="ping-test")
+    await producer.start()
+    try:
+        await producer.ping()
+        await producer.ping()
+        known = producer._started().client.cluster.topics()
+        assert topics.documents not in known, f"{len(known)} topics described"
+    finally:
+        await producer.stop()
 
 
 async def test_a_tail_from_the_end_gets_every_record_produced_once_it_is_positioned(
