@@ -37,8 +37,8 @@ from lienthong_testing.cleanup import remove_namespace
 KAFKA = "127.0.0.1:9092"
 MONGO = "mongodb://127.0.0.1:27017"
 TICK = os.sysconf("SC_CLK_TCK")
-RAW = ("--format", "raw", "-o")
-WATCHED = ("lienthong_kit/", "aiokafka/", "pymongo/", "grpc/", "prometheus_client/")
+RAW = ("--gil", "--format", "raw", "-o")  # samples only while holding the GIL: about its CPU
+WATCHED = ("lienthong_kit/", "aiokafka/", "pymongo/", "grpc/", "faust/", "mode/")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -79,11 +79,16 @@ async def bare_consumer(topic: str, group: str) -> None:
         await consumer.stop()
 
 
-def profile(pid: int, seconds: float, out: Path) -> Counter[str]:
-    """py-spy's samples of ``pid`` over ``seconds``: per function of the libraries and the
-    kit, the samples it was on the stack of (a busy thread's, as py-spy judges)."""
-    spy = shutil.which("py-spy") or str(Path.home() / ".local" / "bin" / "py-spy")
-    subprocess.run(  # noqa: S603 - py-spy from PATH, our own child's pid
+def py_spy() -> str | None:
+    """py-spy from PATH or where ``uv tool install py-spy`` puts it."""
+    found = shutil.which("py-spy") or Path.home() / ".local" / "bin" / "py-spy"
+    return str(found) if Path(found).is_file() else None
+
+
+def profile(spy: str, pid: int, seconds: float, out: Path) -> Counter[str]:
+    """py-spy's samples of ``pid`` over ``seconds`` while it holds the GIL (so about its CPU):
+    per function of the libraries and the kit, the samples it was on the stack of."""
+    subprocess.run(  # noqa: S603 - py-spy, our own child's pid
         [spy, "record", "-r", "100", "-d", str(int(seconds)), "-p", str(pid), *RAW, str(out)],
         check=True,
         capture_output=True,
@@ -107,6 +112,9 @@ def main() -> None:
     if args.baseline_child:
         asyncio.run(bare_consumer(*args.baseline_child))
         return
+    spy = py_spy()
+    if args.profile and spy is None:
+        parser.error("--profile needs py-spy (uv tool install py-spy)")
     prefix = f"idle{uuid.uuid4().hex[:8]}_"
     log_dir = Path(tempfile.mkdtemp(prefix="bench-idle-"))
     baseline: subprocess.Popen[bytes] | None = None
@@ -133,8 +141,8 @@ def main() -> None:
             total = sum(rate.values())
             print(f"  {'all six':22} {total:6.1f}   ({total / 10:.1f} % of one core)")
             print(f"  baseline, a bare aiokafka consumer idle on one topic: {floor:.1f} ms/s")
-            if args.profile:
-                frames = profile(pids[args.profile], args.seconds, log_dir / "profile.txt")
+            if args.profile and spy is not None:
+                frames = profile(spy, pids[args.profile], args.seconds, log_dir / "profile.txt")
                 print(f"py-spy, {args.profile}, {args.seconds:.0f} s at 100 Hz, samples:")
                 for frame, count in frames.most_common(30):
                     print(f"  {count:6}  {frame}")
