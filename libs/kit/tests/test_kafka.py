@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
 from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient, IndexModel, monitoring
@@ -22,6 +22,7 @@ from lienthong_kit.kafka import (
     ConsumerLoop,
     ConsumerSpec,
     EventProducer,
+    FetchPacing,
     GroupLagProbe,
     Staging,
     Topics,
@@ -491,6 +492,67 @@ async def test_a_consumer_with_a_fetch_wait_reads_larger_polls(
     await wait_until(lambda: len(applied) == 11, timeout=30)
     assert applied == ["first", *(f"d{number}" for number in range(10))]
     assert len(hooks) <= 3, f"{len(hooks)} polls for ten events: {hooks}"
+
+
+async def test_fetch_pacing_holds_an_idle_consumers_fetches_longer_and_a_record_shortens_them(
+    settings: KitSettings, kit: tuple[EventProducer, Any, Topics]
+) -> None:
+    """The wait is aiokafka's private fetcher attribute: this fails if an upgrade moves it."""
+    _, _, topics = kit
+    consumer = AIOKafkaConsumer(
+        topics.documents, bootstrap_servers=settings.kafka_bootstrap, fetch_max_wait_ms=100
+    )
+    await consumer.start()
+    try:
+        pacing = FetchPacing(consumer, busy_ms=100, idle_ms=1000, idle_after=0)
+        assert pacing.wait_ms == 100
+        pacing.polled(records=False)
+        assert pacing.wait_ms == 1000
+        pacing.polled(records=True)
+        assert pacing.wait_ms == 100
+        waiting = FetchPacing(consumer, busy_ms=100, idle_ms=1000, idle_after=3600)
+        waiting.polled(records=False)  # not idle long enough yet
+        assert waiting.wait_ms == 100
+    finally:
+        await consumer.stop()
+
+
+async def test_a_loop_stopped_while_idle_has_committed_what_it_applied(
+    kit: tuple[EventProducer, Any, Topics], run_loop: Any
+) -> None:
+    """stop() cancels a loop waiting for records: nothing was in hand, everything applied is
+    committed, and the group's next member starts after it."""
+    producer, _, topics = kit
+    applied: list[str] = []
+
+    async def handler(envelope: EventEnvelope, _: Any) -> None:
+        applied.append(unpack(envelope, DocumentSubmitted).document.document_id)
+
+    first = await run_loop(handler, group="kit-idle-stop")
+    await producer.publish(topics.documents, key="k", envelope=submitted("d1"))
+    await wait_until(lambda: applied == ["d1"], timeout=30)
+    await first.stop()
+    assert not first.running
+    await producer.publish(topics.documents, key="k", envelope=submitted("d2"))
+    await run_loop(handler, group="kit-idle-stop")
+    await wait_until(lambda: applied == ["d1", "d2"], timeout=30)
+
+
+async def test_the_producers_ping_asks_the_broker_for_no_topic(
+    settings: KitSettings, kit: tuple[EventProducer, Any, Topics]
+) -> None:
+    """The health watch pings every few seconds: a producer that sent nothing yet must not
+    have every topic of the cluster described to it each time."""
+    _, _, topics = kit
+    producer = EventProducer(settings, client_id="ping-test")
+    await producer.start()
+    try:
+        await producer.ping()
+        await producer.ping()
+        known = producer._started().client.cluster.topics()
+        assert topics.documents not in known, f"{len(known)} topics described"
+    finally:
+        await producer.stop()
 
 
 async def test_a_tail_from_the_end_gets_every_record_produced_once_it_is_positioned(

@@ -20,8 +20,9 @@ Every record carries the producer's trace (W3C ``traceparent`` header); the loop
 tails run each handler in a span that continues it (see lienthong_kit.tracing).
 
 Modules: ``topics`` (names, dead-letter headers), ``admin`` (``ensure_topics``),
-``producer``, ``ranges`` (``read_range``), ``consumer`` (the loop), ``tail`` (``TopicTail``),
-``security`` (``kafka_security``: the TLS arguments every one of them connects with).
+``producer``, ``ranges`` (``read_range``), ``consumer`` (the loop; ``FetchPacing``, how long an
+idle client's fetches are held), ``tail`` (``TopicTail``), ``security`` (``kafka_security``:
+the TLS arguments every one of them connects with).
 """
 
 from lienthong_kit.infra import INFRA_ERRORS
@@ -30,6 +31,7 @@ from lienthong_kit.kafka.consumer import (
     METADATA_MAX_AGE_MS,
     ConsumerLoop,
     ConsumerSpec,
+    FetchPacing,
     Handler,
     Staging,
 )
@@ -46,6 +48,7 @@ __all__ = [
     "ConsumerLoop",
     "ConsumerSpec",
     "EventProducer",
+    "FetchPacing",
     "GroupLagProbe",
     "Handler",
     "Staging",

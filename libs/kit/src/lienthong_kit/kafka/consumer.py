@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +31,15 @@ from lienthong_kit.mongo import AsyncDatabase, Doc
 from lienthong_kit.settings import KitSettings
 from lienthong_kit.tracing import SpanKind, context_from_headers, span
 
-__all__ = ["METADATA_MAX_AGE_MS", "ConsumerLoop", "ConsumerSpec", "Handler", "Staging"]
+__all__ = [
+    "IDLE_POLL_MS",
+    "METADATA_MAX_AGE_MS",
+    "ConsumerLoop",
+    "ConsumerSpec",
+    "FetchPacing",
+    "Handler",
+    "Staging",
+]
 
 T = TypeVar("T")
 
@@ -77,6 +86,63 @@ Handler = Callable[[EventEnvelope, ConsumerRecord[bytes, bytes]], Awaitable[None
 #: A member was seen sitting on a partition of a just-created topic until the next metadata
 #: refresh (default 300 s): refresh every 30 s (docs/benchmarks.md, "Kit").
 METADATA_MAX_AGE_MS = 30_000
+
+#: How long an empty poll waits (a record ends it at once), and how often aiokafka's fetcher
+#: re-checks its state besides its events (its default, 200 ms, woke every idle client 5 times
+#: a second: docs/benchmarks.md, "Idle CPU").
+IDLE_POLL_MS = 1_000
+
+#: aiokafka's own fetch wait, kept while records come
+AIOKAFKA_FETCH_WAIT_MS = 500
+
+#: How long the broker may hold an empty fetch of a client that saw no record for
+#: ``IDLE_AFTER_SECONDS`` (a record arriving is answered at once either way).
+IDLE_FETCH_WAIT_MS = 1_000
+IDLE_AFTER_SECONDS = 5.0
+
+
+class FetchPacing:
+    """Lets the broker hold an idle consumer's empty fetches longer.
+
+    The wait bounds latency only while records are buffered (aiokafka leaves a partition
+    whose records were not handed over yet out of the next fetch, which may then be held
+    that long): ``busy_ms`` from the first record on, ``idle_ms`` once none came for
+    ``idle_after`` seconds. An idle client's fetch cycles are most of what an idle service
+    spends (docs/benchmarks.md, "Idle CPU"). Call :meth:`polled` after each poll.
+    """
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        *,
+        busy_ms: int,
+        idle_ms: int = IDLE_FETCH_WAIT_MS,
+        idle_after: float = IDLE_AFTER_SECONDS,
+    ) -> None:
+        # aiokafka reads the wait from its fetcher for each request and has no public setter
+        fetcher = getattr(consumer, "_fetcher", None)
+        self._fetcher = fetcher if hasattr(fetcher, "_fetch_max_wait_ms") else None
+        if self._fetcher is None:
+            log.warning("fetch_pacing_unavailable", reason="aiokafka's fetcher changed")
+        self._busy = busy_ms
+        self._idle = idle_ms
+        self._idle_after = idle_after
+        self._last_record = time.monotonic()
+
+    @property
+    def wait_ms(self) -> int | None:
+        """The wait the next fetch asks for (None: pacing unavailable)."""
+        return None if self._fetcher is None else int(self._fetcher._fetch_max_wait_ms)
+
+    def polled(self, *, records: bool) -> None:
+        if self._fetcher is None:
+            return
+        now = time.monotonic()
+        if records:
+            self._last_record = now
+            self._fetcher._fetch_max_wait_ms = self._busy
+        elif now - self._last_record >= self._idle_after:
+            self._fetcher._fetch_max_wait_ms = self._idle
 
 
 @dataclass(frozen=True)
@@ -165,6 +231,8 @@ class ConsumerLoop:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._committing = asyncio.Lock()
+        self._polling = False
+        self._pacing: FetchPacing | None = None
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -175,6 +243,7 @@ class ConsumerLoop:
             auto_offset_reset="earliest",
             max_poll_records=self.spec.max_records,
             metadata_max_age_ms=METADATA_MAX_AGE_MS,
+            consumer_timeout_ms=IDLE_POLL_MS,
             **kafka_security(self._settings),
             **(
                 {"fetch_min_bytes": 64 * 1024, "fetch_max_wait_ms": self.spec.fetch_wait_ms}
@@ -185,12 +254,16 @@ class ConsumerLoop:
         # before start(), which then waits for the topics' metadata before joining the group
         self._consumer.subscribe(list(self.spec.topics), listener=_ForgetRevokedLag(self.group))
         await self._consumer.start()
+        if not self.spec.fetch_wait_ms:  # a set wait batches on purpose: left alone
+            self._pacing = FetchPacing(self._consumer, busy_ms=AIOKAFKA_FETCH_WAIT_MS)
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.group}")
 
     async def stop(self) -> None:
         """Finish the record in hand, commit what was applied, leave the group."""
         self._stopping.set()
         if self._task is not None:
+            if self._polling:  # waiting for records, none in hand: no need to wait the poll out
+                self._task.cancel()
             _, pending = await asyncio.wait({self._task}, timeout=30)
             for task in pending:
                 task.cancel()
@@ -207,11 +280,17 @@ class ConsumerLoop:
         if consumer is None:
             raise RuntimeError("start() the loop first")
         while not self._stopping.is_set():
-            batches = await retry_while_down(
-                lambda: consumer.getmany(timeout_ms=200),
-                event="consumer_poll_failed",
-                group=self.group,
-            )
+            self._polling = True
+            try:
+                batches = await retry_while_down(
+                    lambda: consumer.getmany(timeout_ms=IDLE_POLL_MS),
+                    event="consumer_poll_failed",
+                    group=self.group,
+                )
+            finally:
+                self._polling = False
+            if self._pacing is not None:
+                self._pacing.polled(records=bool(batches))
             if self.spec.concurrent_partitions and len(batches) > 1:
                 await asyncio.gather(
                     *(self._apply(consumer, {tp: records}) for tp, records in batches.items())

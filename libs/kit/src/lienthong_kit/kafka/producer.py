@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.protocol.metadata import MetadataRequest
 
 from lienthong_kit.envelope import EventEnvelope
 from lienthong_kit.kafka.security import kafka_security
@@ -70,8 +73,16 @@ class EventProducer:
 
     async def ping(self) -> None:
         """Raise KafkaConnectionError unless a broker answers a metadata request."""
-        if not await self._started().client.force_metadata_update():
-            raise KafkaConnectionError("no Kafka broker answered a metadata request")
+        client = self._started().client
+        brokers = [broker.nodeId for broker in client.cluster.brokers()]
+        random.shuffle(brokers)
+        for node in brokers:
+            # for no topic: a refresh asked for every topic of the cluster (a producer that
+            # sent nothing yet names none), every few seconds (docs/benchmarks.md, "Idle CPU")
+            with contextlib.suppress(KafkaError, OSError, TimeoutError):
+                if (await client.send(node, MetadataRequest([]))).brokers:
+                    return
+        raise KafkaConnectionError("no Kafka broker answered a metadata request")
 
     async def publish(self, topic: str, *, key: str, envelope: EventEnvelope) -> None:
         """Send and wait for the broker's acknowledgement."""

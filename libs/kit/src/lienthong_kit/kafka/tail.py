@@ -9,15 +9,25 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from lienthong_kit.envelope import EventEnvelope, decode_envelope
 from lienthong_kit.errors import PoisonEvent
-from lienthong_kit.kafka.consumer import METADATA_MAX_AGE_MS
+from lienthong_kit.kafka.consumer import (
+    IDLE_FETCH_WAIT_MS,
+    IDLE_POLL_MS,
+    METADATA_MAX_AGE_MS,
+    FetchPacing,
+)
 from lienthong_kit.kafka.security import kafka_security
 from lienthong_kit.logs import get_logger
 from lienthong_kit.settings import KitSettings
 from lienthong_kit.tracing import SpanKind, context_from_headers, span
 
-__all__ = ["TopicTail"]
+__all__ = ["STATE_FETCH_WAIT_MS", "WATCH_FETCH_WAIT_MS", "TopicTail"]
 
 log = get_logger(__name__)
+
+#: how long the broker may hold a watch tail's empty fetch (a record is answered at once)
+WATCH_FETCH_WAIT_MS = 100
+#: the same for a tail rebuilding state from a compacted topic (the unit registry)
+STATE_FETCH_WAIT_MS = IDLE_FETCH_WAIT_MS
 
 
 class TopicTail:
@@ -37,6 +47,12 @@ class TopicTail:
     inbox writes on the same loop). :attr:`caught_up` is set
     once every record that was in the topics when the tail positioned itself has been read
     (state rebuilt from the beginning is complete: a service reports ready only then).
+
+    ``fetch_wait_ms`` is how long the broker may hold an empty fetch while records come (a
+    record arriving is answered at once, but a partition whose records were handed over late
+    may wait for the fetch in flight on the others): watch streams keep a short one, state
+    tails (``from_beginning``) a long one; idle for a while, every tail waits long
+    (:class:`~lienthong_kit.kafka.consumer.FetchPacing`).
     """
 
     def __init__(
@@ -48,12 +64,16 @@ class TopicTail:
         from_beginning: bool = False,
         wanted: Callable[[bytes | None], bool] | None = None,
         caught_up: asyncio.Event | None = None,
+        fetch_wait_ms: int | None = None,
     ) -> None:
         self._settings = settings
         self._topics = list(topics)
         self._on_event = on_event
         self._from_beginning = from_beginning
         self._wanted = wanted
+        if fetch_wait_ms is None:
+            fetch_wait_ms = STATE_FETCH_WAIT_MS if from_beginning else WATCH_FETCH_WAIT_MS
+        self._fetch_wait_ms = fetch_wait_ms
         self.positioned = asyncio.Event()
         # given by the owner of state fed by this tail, so the state knows before the tail exists
         self.caught_up = caught_up if caught_up is not None else asyncio.Event()
@@ -65,16 +85,27 @@ class TopicTail:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest" if self._from_beginning else "latest",
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=self._fetch_wait_ms,
             metadata_max_age_ms=METADATA_MAX_AGE_MS,
+            # aiokafka's fetcher polls its own state this often besides its events (default 200)
+            consumer_timeout_ms=IDLE_POLL_MS,
             **kafka_security(self._settings),
         )
         await consumer.start()
+        pacing = (
+            FetchPacing(consumer, busy_ms=self._fetch_wait_ms)
+            if self._fetch_wait_ms < IDLE_FETCH_WAIT_MS
+            else None
+        )
         try:
             await self._position(consumer)
             ends = await consumer.end_offsets(list(consumer.assignment()))
             while True:
-                batch = await consumer.getmany(timeout_ms=100)
+                # a record returns getmany at once; the timeout only paces the caught-up check
+                waiting = IDLE_POLL_MS if self.caught_up.is_set() else 100
+                batch = await consumer.getmany(timeout_ms=waiting)
+                if pacing is not None:
+                    pacing.polled(records=bool(batch))
                 wanted = self._wanted
                 for records in batch.values():
                     for record in records:
