@@ -3,6 +3,7 @@ and a broadcast to thousands of inboxes against the store's grouped-insert ceili
 
     make bench            (or: .venv/bin/python benchmarks/bench_submit.py [--requests N])
     .venv/bin/python benchmarks/bench_submit.py --broadcast-only   (the broadcast figure alone)
+    .venv/bin/python benchmarks/bench_submit.py --ratio-only       (the ratios to the echo alone)
 
 The servers run as separate processes on this machine and are driven by the same client
 (grpc.aio, fixed concurrency, the same serialized requests). The echo server returns the
@@ -452,6 +453,11 @@ def main() -> int:
     parser.add_argument(
         "--broadcast-only", action="store_true", help="measure the broadcast figure alone"
     )
+    parser.add_argument(
+        "--ratio-only",
+        action="store_true",
+        help="measure SubmitDocument against the echo and the insert-only ceiling alone",
+    )
     args = parser.parse_args()
     if args.broadcast_only:
         return broadcast_only(args.broadcast, args.broadcasts)
@@ -487,6 +493,10 @@ def main() -> int:
                 for endpoint in endpoints.values():
                     asyncio.run(drive(endpoint, warmup, args.concurrency))
                 measured = interleaved(endpoints, rounds, args.concurrency)
+            if args.ratio_only:
+                print_ratios(measured, args.rounds, args.requests, args.concurrency)
+                print_load()
+                return 0
             started = time.perf_counter()
             platform.launch("routing-service")
             platform.launch("signature-service")
@@ -504,30 +514,7 @@ def main() -> int:
             _drop_database(database)
             remove_namespace(f"bench{run}_", kafka="127.0.0.1:9092", mongo=MONGO_URL)
 
-    submit_rps, echo_rps, ceiling_rps = (
-        statistics.median(measured[name]) for name in ("submit", "echo", "ceiling")
-    )
-
-    def each(name: str) -> str:
-        return ", ".join(f"{value:.0f}" for value in measured[name])
-
-    setup = f"median of {args.rounds} rounds of {args.requests}, concurrency {args.concurrency}"
-    print(f"SubmitDocument        {submit_rps:8.1f} req/s  ({setup}; rounds {each('submit')})")
-    print(
-        f"bare grpc.aio echo    {echo_rps:8.1f} req/s  (same payload, client and concurrency;"
-        f" rounds {each('echo')})"
-    )
-    print(
-        f"insert-only ceiling   {ceiling_rps:8.1f} req/s  (gRPC + one grouped insert;"
-        f" rounds {each('ceiling')})"
-    )
-    print(f"ratio                 {submit_rps / echo_rps:8.2f}        (target >= 0.30)")
-    per_round = zip(measured["submit"], measured["echo"], strict=True)
-    print(f"ratio per round       {', '.join(f'{s / e:.2f}' for s, e in per_round)}")
-    print(
-        f"ceiling / echo        {ceiling_rps / echo_rps:8.2f}        (the best this store allows)"
-    )
-    print(f"of the ceiling        {submit_rps / ceiling_rps:8.2f}")
+    print_ratios(measured, args.rounds, args.requests, args.concurrency)
     print(
         f"end to end            {deliveries * len(RECIPIENTS) / drained:8.1f} deliveries/s"
         f"  ({expected} documents routed to both inboxes in {drained:.1f} s from a standing start)"
@@ -546,6 +533,35 @@ def main() -> int:
     print_broadcasts(args.broadcast, seconds, ceilings)
     print_load()
     return 0
+
+
+def print_ratios(
+    measured: dict[str, list[float]], rounds: int, requests: int, concurrency: int
+) -> None:
+    submit_rps, echo_rps, ceiling_rps = (
+        statistics.median(measured[name]) for name in ("submit", "echo", "ceiling")
+    )
+
+    def each(name: str) -> str:
+        return ", ".join(f"{value:.0f}" for value in measured[name])
+
+    setup = f"median of {rounds} rounds of {requests}, concurrency {concurrency}"
+    print(f"SubmitDocument        {submit_rps:8.1f} req/s  ({setup}; rounds {each('submit')})")
+    print(
+        f"bare grpc.aio echo    {echo_rps:8.1f} req/s  (same payload, client and concurrency;"
+        f" rounds {each('echo')})"
+    )
+    print(
+        f"insert-only ceiling   {ceiling_rps:8.1f} req/s  (gRPC + one grouped insert;"
+        f" rounds {each('ceiling')})"
+    )
+    print(f"ratio                 {submit_rps / echo_rps:8.3f}       (target >= 0.30)")
+    per_round = zip(measured["submit"], measured["echo"], strict=True)
+    print(f"ratio per round       {', '.join(f'{s / e:.3f}' for s, e in per_round)}")
+    print(
+        f"ceiling / echo        {ceiling_rps / echo_rps:8.2f}        (the best this store allows)"
+    )
+    print(f"of the ceiling        {submit_rps / ceiling_rps:8.2f}")
 
 
 def broadcast_only(recipients: int, count: int) -> int:
