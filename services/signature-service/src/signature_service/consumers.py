@@ -116,6 +116,12 @@ class VerificationFlow:
                 f"các tệp của văn bản có tổng {total} byte, vượt quá"
                 f" {self._max_document_bytes} byte được kiểm tra cho một văn bản",
             )
+        if not submitted.attachments:
+            # nothing to fetch, spool or run in a worker: no attempt to count either (a
+            # document without files cannot kill the validator; docs/decisions/0403)
+            return self._verifier.policy.decide(
+                [], submitted.document.document_type, direction="outgoing"
+            )
         with tempfile.TemporaryDirectory(prefix="signature-", dir=self._spool) as folder:
             files: list[tuple[str, bytes | Path]] = []
             for i, ref in enumerate(submitted.attachments):
