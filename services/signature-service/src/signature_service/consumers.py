@@ -87,7 +87,8 @@ class VerificationFlow:
             document=document, recipients=submitted.recipients, **verification_view(decision)
         )
         await self._store.record_verification(verified)
-        await self._store.end_attempts(document.document_id)
+        if submitted.attachments:  # without files no attempt was counted (_decide)
+            await self._store.end_attempts(document.document_id)
         log.info(
             "document_verified",
             document_id=document.document_id,
