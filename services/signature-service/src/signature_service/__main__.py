@@ -131,6 +131,9 @@ async def build(deps: Deps[Settings]) -> Wiring:
                 # timeout waiting (each waits on the store between, docs/benchmarks.md "April")
                 concurrent_keys=max(1, settings.signature_workers),
                 accepts=lambda envelope: carries(envelope, DocumentSubmitted),
+                # the verdict is recorded with its event's id: that row, not a separate
+                # applied-event marker, tells a redelivery (docs/decisions/0404)
+                dedupe=False,
             )
         ],
         tasks=[reload_trust],

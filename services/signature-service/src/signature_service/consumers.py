@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 
 from aiokafka import ConsumerRecord
@@ -38,6 +39,8 @@ __all__ = ["PRODUCER", "VerificationFlow"]
 
 PRODUCER = "signature-service"
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# a redelivery comes within a poll or a rebalance of its first delivery: a few polls' worth
+PUBLISHED_MEMORY = 10_000
 
 log = get_logger(__name__)
 
@@ -75,27 +78,35 @@ class VerificationFlow:
         self._topics = topics
         self._verifier = verifier
         self._fetcher = fetcher
+        # events whose verdict this process announced (the oldest forgotten first)
+        self._published: OrderedDict[str, None] = OrderedDict()
 
     async def on_document(self, envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
         if not carries(envelope, DocumentSubmitted):
             return  # other document events are not signature-service's business
+        if envelope.event_id in self._published:
+            return  # redelivered after this process announced its verdict: verified once
         submitted = unpack(envelope, DocumentSubmitted)
         _check_event(submitted)
         document = submitted.document
-        decision = await self._decide(submitted)
-        verified = DocumentVerified(
-            document=document, recipients=submitted.recipients, **verification_view(decision)
-        )
-        await self._store.record_verification(verified)
-        if submitted.attachments:  # without files no attempt was counted (_decide)
-            await self._store.end_attempts(document.document_id)
-        log.info(
-            "document_verified",
-            document_id=document.document_id,
-            verdict=Verdict.Name(verified.verdict),
-            failed_rule=decision.failed_rule,
-            signatures=len(decision.signatures),
-        )
+        # recorded by a run that stopped before its commit: announced as recorded, not verified
+        # again (the verdict row is the applied-event marker: docs/decisions/0404)
+        verified = await self._store.verdict_for_event(document.document_id, envelope.event_id)
+        if verified is None:
+            decision = await self._decide(submitted)
+            verified = DocumentVerified(
+                document=document, recipients=submitted.recipients, **verification_view(decision)
+            )
+            await self._store.record_verification(verified, event_id=envelope.event_id)
+            if submitted.attachments:  # without files no attempt was counted (_decide)
+                await self._store.end_attempts(document.document_id)
+            log.info(
+                "document_verified",
+                document_id=document.document_id,
+                verdict=Verdict.Name(verified.verdict),
+                failed_rule=decision.failed_rule,
+                signatures=len(decision.signatures),
+            )
         await self._producer.publish(
             self._topics.verifications,
             key=document.document_id,
@@ -106,6 +117,9 @@ class VerificationFlow:
                 trace_id=envelope.trace_id,
             ),
         )
+        self._published[envelope.event_id] = None
+        while len(self._published) > PUBLISHED_MEMORY:
+            self._published.popitem(last=False)
 
     async def _decide(self, submitted: DocumentSubmitted) -> Decision:
         document_id = submitted.document.document_id
