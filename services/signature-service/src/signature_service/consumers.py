@@ -81,11 +81,14 @@ class VerificationFlow:
         # events whose verdict this process announced (the oldest forgotten first)
         self._published: OrderedDict[str, None] = OrderedDict()
 
+    def announced(self, envelope: EventEnvelope) -> bool:
+        """This process announced the event's verdict (the consumer skips a redelivery of it:
+        verified and announced once)."""
+        return envelope.event_id in self._published
+
     async def on_document(self, envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
         if not carries(envelope, DocumentSubmitted):
             return  # other document events are not signature-service's business
-        if envelope.event_id in self._published:
-            return  # redelivered after this process announced its verdict: verified once
         submitted = unpack(envelope, DocumentSubmitted)
         _check_event(submitted)
         document = submitted.document
