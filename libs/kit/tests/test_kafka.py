@@ -423,6 +423,34 @@ async def test_events_a_spec_does_not_accept_skip_the_handler_and_the_applied_ma
     assert await markers.count_documents(skipped) == 0
 
 
+async def test_events_a_handler_knows_it_applied_are_counted_duplicates_not_handled(
+    kit: tuple[EventProducer, Any, Topics], run_loop: Any
+) -> None:
+    producer, _, topics = kit
+    events = {name: submitted(name) for name in ("new-1", "known-1", "new-2")}
+    for envelope in events.values():  # one key: known-1 is handled before new-2
+        await producer.publish(topics.documents, key="one", envelope=envelope)
+    applied: list[str] = []
+
+    async def recorder(envelope: EventEnvelope, _: Any) -> None:
+        applied.append(unpack(envelope, DocumentSubmitted).document.document_id)
+
+    def duplicates() -> float:
+        labels = {"topic": topics.documents, "outcome": "duplicate"}
+        return REGISTRY.get_sample_value("lienthong_events_consumed_total", labels) or 0.0
+
+    before = duplicates()
+    known = events["known-1"].event_id
+    await run_loop(
+        recorder,
+        group="kit-known",
+        dedupe=False,
+        known_applied=lambda envelope: envelope.event_id == known,
+    )
+    await wait_until(lambda: applied == ["new-1", "new-2"], timeout=60)
+    assert duplicates() == before + 1
+
+
 async def test_read_range_reads_exactly_the_offsets_asked_for(
     settings: KitSettings,
     kit: tuple[EventProducer, Any, Topics],

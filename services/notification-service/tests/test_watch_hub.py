@@ -72,3 +72,16 @@ async def test_a_reader_that_falls_behind_is_told_to_list_again() -> None:
         with pytest.raises(Unavailable, match="fell too far behind"):
             await asyncio.wait_for(anext(stream), 5)
     assert received == [f"n-{number}" for number in range(QUEUE_LIMIT)]
+
+
+async def test_the_tail_decodes_only_announcements_for_watched_units() -> None:
+    async def load(notification_id: str) -> Notification | None:
+        return stored(notification_id)
+
+    hub = NotificationHub(load)
+    assert not hub.watched(UNIT.encode())  # nobody watches: skipped undecoded
+    assert not hub.watched(None)
+    with hub.watch(UNIT):
+        assert hub.watched(UNIT.encode())
+        assert not hub.watched(b"000.02.00.H23")
+    assert not hub.watched(UNIT.encode())

@@ -208,6 +208,30 @@ async def test_an_event_is_verified_once_and_unsigned_documents_are_rejected(
     )
 
 
+async def test_a_verdict_recorded_before_a_stop_is_announced_without_a_second_verification(
+    signature: ServiceApp, topic_reader: Any
+) -> None:
+    submitted = DocumentSubmitted(
+        document=DocumentSummary(document_id="doc-9", sender_code=SENDER, document_type="QĐ"),
+        recipients=Recipients(unit_codes=[RECIPIENT]),
+    )
+    envelope = new_event(submitted, producer="document-service")
+    # a run recorded this verdict and stopped before announcing it; verified again, the
+    # unsigned document would be rejected, so an acceptance on the topic is the stored one
+    stored = DocumentVerified(
+        document=submitted.document,
+        recipients=submitted.recipients,
+        verdict=Verdict.VERDICT_ACCEPTED,
+        reason="recorded before the stop",
+    )
+    await SignatureStore(signature.db).record_verification(stored, event_id=envelope.event_id)
+    await signature.producer.publish(signature.topics.documents, key="doc-9", envelope=envelope)
+    (record,) = await topic_reader(signature.topics.verifications, 1)
+    out = decode_envelope(record.value)
+    assert out.event_id == derived_event_id(envelope.event_id, "verified")
+    assert unpack(out, DocumentVerified) == stored
+
+
 async def test_bytes_that_do_not_match_the_reference_reject_the_document(
     signature: ServiceApp,
     document_stub: DocumentServiceStub,

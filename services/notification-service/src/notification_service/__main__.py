@@ -94,7 +94,7 @@ async def build(deps: Deps[Settings], *, clock: Clock | None = None) -> Wiring:
     )
     notifier.on_jobs(dispatcher.wake)
     hub = NotificationHub(store.notification)
-    tail = TopicTail(settings, [deps.topics.notifications], hub.on_event)
+    tail = TopicTail(settings, [deps.topics.notifications], hub.on_event, wanted=hub.watched)
     hub.follows(tail.positioned)
     return Wiring(
         services=[

@@ -40,6 +40,11 @@ class NotificationHub:
             queue_limit=QUEUE_LIMIT, fell_behind=FELL_BEHIND, identity=lambda item: item.id
         )
 
+    def watched(self, key: bytes | None) -> bool:
+        """The tail decodes only records keyed by a watched unit (notification.recorded is
+        keyed by the unit told): with nobody watching, every announcement is skipped undecoded."""
+        return key is not None and self._hub.watching(key.decode(errors="replace"))
+
     async def on_event(self, envelope: EventEnvelope) -> None:
         if not carries(envelope, NotificationRecorded):
             return

@@ -43,6 +43,9 @@ async def build(deps: Deps[Settings]) -> Wiring:
                 [deps.topics.verifications],
                 fan_out.on_verified,
                 concurrent_partitions=True,
+                # a redelivery publishes the same records (ids derived from the event), which
+                # every reader takes once: no applied-event markers (docs/decisions/0303)
+                dedupe=False,
             )
         ],
         tasks=[registry.follow, registry.resync],

@@ -131,6 +131,11 @@ async def build(deps: Deps[Settings]) -> Wiring:
                 # timeout waiting (each waits on the store between, docs/benchmarks.md "April")
                 concurrent_keys=max(1, settings.signature_workers),
                 accepts=lambda envelope: carries(envelope, DocumentSubmitted),
+                # the verdict is recorded with its event's id: that row and the verdicts this
+                # process announced, not separate applied-event markers, tell a redelivery
+                # (docs/decisions/0404)
+                dedupe=False,
+                known_applied=flow.announced,
             )
         ],
         tasks=[reload_trust],

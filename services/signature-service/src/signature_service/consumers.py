@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 
 from aiokafka import ConsumerRecord
@@ -38,6 +39,8 @@ __all__ = ["PRODUCER", "VerificationFlow"]
 
 PRODUCER = "signature-service"
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# a redelivery comes within a poll or a rebalance of its first delivery: a few polls' worth
+PUBLISHED_MEMORY = 10_000
 
 log = get_logger(__name__)
 
@@ -75,6 +78,13 @@ class VerificationFlow:
         self._topics = topics
         self._verifier = verifier
         self._fetcher = fetcher
+        # events whose verdict this process announced (the oldest forgotten first)
+        self._published: OrderedDict[str, None] = OrderedDict()
+
+    def announced(self, envelope: EventEnvelope) -> bool:
+        """This process announced the event's verdict (the consumer skips a redelivery of it:
+        verified and announced once)."""
+        return envelope.event_id in self._published
 
     async def on_document(self, envelope: EventEnvelope, _: ConsumerRecord[bytes, bytes]) -> None:
         if not carries(envelope, DocumentSubmitted):
@@ -82,19 +92,24 @@ class VerificationFlow:
         submitted = unpack(envelope, DocumentSubmitted)
         _check_event(submitted)
         document = submitted.document
-        decision = await self._decide(submitted)
-        verified = DocumentVerified(
-            document=document, recipients=submitted.recipients, **verification_view(decision)
-        )
-        await self._store.record_verification(verified)
-        await self._store.end_attempts(document.document_id)
-        log.info(
-            "document_verified",
-            document_id=document.document_id,
-            verdict=Verdict.Name(verified.verdict),
-            failed_rule=decision.failed_rule,
-            signatures=len(decision.signatures),
-        )
+        # recorded by a run that stopped before its commit: announced as recorded, not verified
+        # again (the verdict row is the applied-event marker: docs/decisions/0404)
+        verified = await self._store.verdict_for_event(document.document_id, envelope.event_id)
+        if verified is None:
+            decision = await self._decide(submitted)
+            verified = DocumentVerified(
+                document=document, recipients=submitted.recipients, **verification_view(decision)
+            )
+            await self._store.record_verification(verified, event_id=envelope.event_id)
+            if submitted.attachments:  # without files no attempt was counted (_decide)
+                await self._store.end_attempts(document.document_id)
+            log.info(
+                "document_verified",
+                document_id=document.document_id,
+                verdict=Verdict.Name(verified.verdict),
+                failed_rule=decision.failed_rule,
+                signatures=len(decision.signatures),
+            )
         await self._producer.publish(
             self._topics.verifications,
             key=document.document_id,
@@ -105,6 +120,9 @@ class VerificationFlow:
                 trace_id=envelope.trace_id,
             ),
         )
+        self._published[envelope.event_id] = None
+        while len(self._published) > PUBLISHED_MEMORY:
+            self._published.popitem(last=False)
 
     async def _decide(self, submitted: DocumentSubmitted) -> Decision:
         document_id = submitted.document.document_id
@@ -115,6 +133,12 @@ class VerificationFlow:
                 f" {self._max_document_bytes} verified for one document",
                 f"các tệp của văn bản có tổng {total} byte, vượt quá"
                 f" {self._max_document_bytes} byte được kiểm tra cho một văn bản",
+            )
+        if not submitted.attachments:
+            # nothing to fetch, spool or run in a worker: no attempt to count either (a
+            # document without files cannot kill the validator; docs/decisions/0403)
+            return self._verifier.policy.decide(
+                [], submitted.document.document_type, direction="outgoing"
             )
         with tempfile.TemporaryDirectory(prefix="signature-", dir=self._spool) as folder:
             files: list[tuple[str, bytes | Path]] = []

@@ -1,7 +1,8 @@
 """signature-service's collections: the verdicts recorded and the operators' trust anchors.
 
     store = SignatureStore(deps.db)
-    await store.record_verification(verified)            # document.verified, by document id
+    await store.record_verification(verified, event_id=e)   # by document id, with its cause
+    await store.verdict_for_event("doc-1", e)             # DocumentVerified | None
     found = await store.verification("doc-1")             # Verification | None
     await store.add_operator_anchor(sha256, pem, "province-it")   # False: it was there
     await store.operator_anchors()                        # [OperatorAnchor]
@@ -63,18 +64,27 @@ class SignatureStore:
         """The verdict is recorded: forget the count (a redelivery starts afresh)."""
         await self._attempts.delete_one({"_id": document_id})
 
-    async def record_verification(self, verified: DocumentVerified) -> None:
-        """Record (or replace: a redelivered event is verified again) a document's verdict."""
+    async def record_verification(self, verified: DocumentVerified, *, event_id: str = "") -> None:
+        """Record (or replace: another event for the document is verified again) a document's
+        verdict, with the id of the event it answers."""
         await self._verifications.update_one(
             {"_id": verified.document.document_id},
             {
                 "$set": {
                     "verified": verified.SerializeToString(),
                     "verified_at": datetime.now(UTC),
+                    "event_id": event_id,
                 }
             },
             upsert=True,
         )
+
+    async def verdict_for_event(self, document_id: str, event_id: str) -> DocumentVerified | None:
+        """The verdict recorded in answer to ``event_id``, if any (a redelivered event)."""
+        found = await self._verifications.find_one(
+            {"_id": document_id, "event_id": event_id}, {"verified": 1}
+        )
+        return None if found is None else DocumentVerified.FromString(bytes(found["verified"]))
 
     async def verification(self, document_id: str) -> Verification | None:
         found = await self._verifications.find_one({"_id": document_id})

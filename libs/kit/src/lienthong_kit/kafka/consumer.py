@@ -175,6 +175,11 @@ class ConsumerSpec:
     before the applied-event check (no store round trip for an event the handler would
     ignore: signature-service reads only document.submitted from the documents topic).
 
+    ``known_applied``, when given, says which events the handler is known to have applied
+    without asking the store (signature-service: the verdicts this process announced); they are
+    skipped and counted as duplicates, for a handler whose own record marks what it applied
+    (``dedupe=False``).
+
     ``fetch_wait_ms``, for a consumer nobody waits on (the audit log), lets the broker hold a
     fetch until 64 KiB are there or that long has passed: fewer, larger polls, so fewer hook
     runs and offset commits per record. 0, the default, answers at once.
@@ -191,6 +196,7 @@ class ConsumerSpec:
     concurrent_partitions: bool = False
     concurrent_keys: int = 1
     accepts: Callable[[EventEnvelope], bool] | None = None
+    known_applied: Callable[[EventEnvelope], bool] | None = None
     fetch_wait_ms: int = 0
     max_records: int = 200
 
@@ -403,7 +409,10 @@ class ConsumerLoop:
         if self.spec.accepts is not None and not self.spec.accepts(envelope):
             EVENTS_CONSUMED.labels(topic, "skipped").inc()
             return
-        if await self._already_applied(envelope.event_id):
+        known = self.spec.known_applied
+        if (known is not None and known(envelope)) or await self._already_applied(
+            envelope.event_id
+        ):
             EVENTS_CONSUMED.labels(topic, "duplicate").inc()
             return
         attempt = 0
