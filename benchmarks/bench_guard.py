@@ -20,11 +20,12 @@ import statistics
 import subprocess
 import sys
 
-from bench_submit import drive, request
+from bench_submit import SERVE, drive, request
 
 from lienthong_testing.ports import free_port
 
-SERVER = """
+SERVER = (
+    """
 import asyncio, sys, grpc
 from grpc import aio
 from lienthong_kit.interceptors import GuardedServer
@@ -43,19 +44,18 @@ class Intercepting(aio.ServerInterceptor):
 async def echo(request, context):
     return request
 
-async def serve(port, mode):
-    server = aio.server(interceptors=[Intercepting()] if mode == "interceptor" else None)
-    target = GuardedServer(server, PassThrough()) if mode == "guarded" else server
-    target.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
-        "lienthong.document.v1.DocumentService",
-        {"SubmitDocument": grpc.unary_unary_rpc_method_handler(echo)})])
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    print("ready", flush=True)
-    await server.wait_for_termination()
-
-asyncio.run(serve(int(sys.argv[1]), sys.argv[2]))
 """
+    + SERVE
+    + """
+mode = sys.argv[2]
+asyncio.run(serve(
+    int(sys.argv[1]),
+    echo,
+    interceptors=[Intercepting()] if mode == "interceptor" else None,
+    wrap=(lambda server: GuardedServer(server, PassThrough())) if mode == "guarded" else None,
+))
+"""
+)
 
 MODES = ("bare", "guarded", "interceptor")
 

@@ -65,11 +65,13 @@ MONGO_URL = "mongodb://127.0.0.1:27017"
 METHOD = "/lienthong.document.v1.DocumentService/SubmitDocument"
 
 # Both comparison servers answer SubmitDocument with ``handler`` (defined by their head) on a
-# bare grpc.aio server; ``main`` takes the port first.
-_SERVE = """
-async def serve(port, handler):
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+# bare grpc.aio server (bench_guard.py passes the other two arguments); ``main`` takes
+# the port first.
+SERVE = """
+async def serve(port, handler, interceptors=None, wrap=None):
+    server = grpc.aio.server(interceptors=interceptors)
+    target = wrap(server) if wrap else server
+    target.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
         "lienthong.document.v1.DocumentService",
         {"SubmitDocument": grpc.unary_unary_rpc_method_handler(handler)})])
     server.add_insecure_port(f"127.0.0.1:{port}")
@@ -84,7 +86,7 @@ import asyncio, sys, grpc
 async def echo(request, context):
     return request
 """
-    + _SERVE
+    + SERVE
     + """
 asyncio.run(serve(int(sys.argv[1]), echo))
 """
@@ -95,7 +97,7 @@ INSERT_ONLY_SERVER = (
 import asyncio, sys, uuid, grpc
 from lienthong_kit.mongo import GroupInserter, connect
 """
-    + _SERVE
+    + SERVE
     + """
 async def main(port, url, database):
     client = connect(url, app_name="bench-insert-only")
