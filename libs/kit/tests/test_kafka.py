@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
+from aiokafka.protocol.metadata import MetadataRequest
 from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient, IndexModel, monitoring
 from pymongo.errors import DuplicateKeyError
+from structlog.testing import capture_logs
 
 from lienthong.common.v1.common_pb2 import DocumentSummary
 from lienthong.events.v1.events_pb2 import DocumentSubmitted
@@ -556,13 +558,14 @@ async def test_a_loop_stopped_while_idle_has_committed_what_it_applied(
     async def handler(envelope: EventEnvelope, _: Any) -> None:
         applied.append(unpack(envelope, DocumentSubmitted).document.document_id)
 
-    first = await run_loop(handler, group="kit-idle-stop")
+    # no applied-event markers: a lost commit would apply d1 a second time
+    first = await run_loop(handler, group="kit-idle-stop", dedupe=False)
     await producer.publish(topics.documents, key="k", envelope=submitted("d1"))
     await wait_until(lambda: applied == ["d1"], timeout=30)
     await first.stop()
     assert not first.running
     await producer.publish(topics.documents, key="k", envelope=submitted("d2"))
-    await run_loop(handler, group="kit-idle-stop")
+    await run_loop(handler, group="kit-idle-stop", dedupe=False)
     await wait_until(lambda: applied == ["d1", "d2"], timeout=30)
 
 
@@ -571,16 +574,27 @@ async def test_the_producers_ping_asks_the_broker_for_no_topic(
 ) -> None:
     """The health watch pings every few seconds: a producer that sent nothing yet must not
     have every topic of the cluster described to it each time."""
-    _, _, topics = kit
     producer = EventProducer(settings, client_id="ping-test")
     await producer.start()
+    client = producer._started().client
+    sent: list[Any] = []
+    send = client.send
+
+    async def recording(node: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(request)
+        return await send(node, request, *args, **kwargs)
+
+    client.send = recording  # type: ignore[method-assign]
     try:
         await producer.ping()
         await producer.ping()
-        known = producer._started().client.cluster.topics()
-        assert topics.documents not in known, f"{len(known)} topics described"
     finally:
+        client.send = send  # type: ignore[method-assign]
         await producer.stop()
+    asked = [request for request in sent if isinstance(request, MetadataRequest)]
+    assert asked, "the ping sent no metadata request"
+    # an empty list is "no topic"; None would be every topic of the cluster
+    assert all(request._topics == [] for request in asked), [r._topics for r in asked]
 
 
 async def test_a_tail_from_the_end_gets_every_record_produced_once_it_is_positioned(
@@ -633,6 +647,22 @@ async def test_a_tail_with_a_key_filter_hands_over_only_the_wanted_keys(
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_relay_says_at_start_that_an_older_version_left_flagged_records(
+    kit: tuple[EventProducer, Any, Topics],
+) -> None:
+    """The retired *wake* way's records are published by no relay: said at start, looked up
+    only where the old flag's index still exists (decision 0200)."""
+    producer, db, _ = kit
+    clean, old = db["documents"], db["older_documents"]
+    await old.create_index("outbox_pending")  # what an older version built
+    await old.insert_one({"_id": "w1", "outbox": {}, "outbox_pending": 1})
+    with capture_logs() as captured:
+        await OutboxRelay(clean, producer).create_indexes()
+        await OutboxRelay(old, producer).create_indexes()
+    said = [line for line in captured if line["event"] == "outbox_unpublished_legacy_records"]
+    assert [line["collection"] for line in said] == ["older_documents"]
 
 
 async def test_outbox_events_carry_their_writers_trace_however_they_are_published(

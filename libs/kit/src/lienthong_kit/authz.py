@@ -228,7 +228,7 @@ def set_identity(identity: Identity | None) -> None:
 
 
 def current_identity() -> Identity:
-    """The caller of this RPC (the interceptor has already authenticated it)."""
+    """The caller of this RPC (the server guard has already authenticated it)."""
     identity = _identity.get()
     if identity is None:
         raise Unauthenticated("the call carries no identity", reason="NO_IDENTITY")

@@ -12,7 +12,7 @@
     ├── PoisonEvent               can never be applied: dead-lettered at once, with the reason
     └── TransientEventError       may succeed later: retried with backoff, then dead-lettered
 
-Handlers raise these; the server interceptor (interceptors.py) is the only place that turns
+Handlers raise these; the server guard (interceptors.py) is the only place that turns
 them into statuses, and the consumer loop (kafka.py) the only place that dead-letters.
 
     violations = Violations()

@@ -20,7 +20,7 @@ and the publish, its checkpoint goes stale and every other relay (or the restart
 republishes that owner's records after its checkpoint, slot by slot (equality lookups), then
 removes the checkpoint. Not a "pending" flag cleared after the publish: that clearing is
 an update, FerretDB's costly write, once per event (docs/benchmarks.md, "Kit"); and no index
-on such a flag, which every insert would pay for (docs/decisions/0101-outbox-and-consumer-loop.md).
+on such a flag, which every insert would pay for (docs/decisions/0200-outbox-hand-off.md).
 
 Nothing acknowledged is lost: an event leaves the relay's hands only after Kafka acknowledged
 it. An event may be published twice (a crash after the publish, a relay that stalled past its
@@ -59,6 +59,9 @@ __all__ = ["OutboxRelay", "ParkedEvent", "Staged"]
 log = get_logger(__name__)
 
 Record = tuple[str, bytes, bytes, list[tuple[str, bytes]]]  # topic, key, value, headers
+
+#: the index of the retired *wake* way's flag, left in stores of older versions
+LEGACY_PENDING_INDEX = "outbox_pending_1"
 
 
 def _entry(topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]]) -> Doc:
@@ -159,6 +162,22 @@ class OutboxRelay:
             self._collection,
             [IndexModel([("outbox_owner", ASCENDING), ("outbox_slot", ASCENDING)])],
         )
+        await self._report_flagged()
+
+    async def _report_flagged(self) -> None:
+        """Say at start if the store holds records flagged the retired *wake* way: no relay
+        publishes them any more (decision 0200). Looked up only where the flag's old index
+        still exists: a lookup without it would scan the collection."""
+        indexes = [index["name"] async for index in await self._collection.list_indexes()]
+        if LEGACY_PENDING_INDEX not in indexes:
+            return
+        if await self._collection.find_one({"outbox_pending": 1}, {"_id": 1}) is not None:
+            log.error(
+                "outbox_unpublished_legacy_records",
+                collection=self._collection.name,
+                reason="records flagged outbox_pending: 1 by an older version are not published",
+                see="docs/decisions/0200-outbox-hand-off.md",
+            )
 
     # --- writers ---------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 The kit does the plumbing, so a service writes nothing for it:
 
-* the server interceptor continues the caller's trace (``traceparent`` metadata) in a span
+* the server guard (interceptors.py) continues the caller's trace (``traceparent`` metadata) in a span
   per RPC; the producer puts the current trace in each record's headers; the consumer loop
   and topic tails run each handler in a span continuing the producer's trace; log lines
   carry the current ``trace_id``.
