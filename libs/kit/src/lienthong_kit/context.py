@@ -1,6 +1,7 @@
 """Per-call context: the calling unit, in a context variable, and the current trace id.
 
-The server guard (interceptors.py) sets the caller for every RPC and opens its span (see tracing.py);
+The server guard (interceptors.py) sets the caller for every RPC and opens its span (see
+tracing.py);
 the Kafka consumer loop opens a span per event. Handlers read them::
 
     unit = caller_unit()        # raises Unauthenticated when the call carries no identity

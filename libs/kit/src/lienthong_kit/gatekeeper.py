@@ -1,6 +1,7 @@
 """The gate every RPC passes: who is calling (certificate, or the dev header), on whose
 behalf, whether that identity may call this method (the service's access table), and whether
-a calling unit is open in the registry today. The server guard (interceptors.py) asks it once per call.
+a calling unit is open in the registry today. The server guard (interceptors.py) asks it once
+per call.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ A service's ``__main__`` builds its domain objects from :class:`Deps` and hands 
         run_service("routing-service", Settings, build)   # Settings: the service's own
 
 What the bootstrap does, in order: binds the gRPC server (health NOT_SERVING, reflection on,
-every handler wrapped by the guard of interceptors.py, mTLS when configured) and the /metrics endpoint; connects
+every handler wrapped by the guard of interceptors.py, mTLS when configured) and the /metrics
+endpoint; connects
 to the store and Kafka, retrying until both answer; creates missing topics; calls ``build``;
 starts the consumers and background tasks; then reports SERVING (or, when the wiring names a
 ``ready`` awaitable, once that returns: a replica still rebuilding its state takes no

@@ -2,8 +2,8 @@
 
 The kit does the plumbing, so a service writes nothing for it:
 
-* the server guard (interceptors.py) continues the caller's trace (``traceparent`` metadata) in a span
-  per RPC; the producer puts the current trace in each record's headers; the consumer loop
+* the server guard (interceptors.py) continues the caller's trace (``traceparent`` metadata)
+  in a span per RPC; the producer puts the current trace in each record's headers; the consumer loop
   and topic tails run each handler in a span continuing the producer's trace; log lines
   carry the current ``trace_id``.
 * a service calling another service passes the trace on::
