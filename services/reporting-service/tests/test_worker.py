@@ -8,6 +8,7 @@ import json
 import os
 import random
 import signal
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -63,13 +64,21 @@ def launch(platform: Platform, ports: tuple[int, int] = (0, 0)) -> ServiceProces
     return service
 
 
-def publish(records: list[Record]) -> None:
+def publish(records: list[Record], *, chunk: int = 0, pause: float = 0.0) -> None:
+    """Send ``records`` (with ``chunk``, that many at a time, ``pause`` seconds apart)."""
+
     async def send() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", linger_ms=5)
         await producer.start()
         try:
-            futures = [await producer.send(t, key=k.encode(), value=v) for t, k, v in records]
-            await asyncio.gather(*futures)
+            step = chunk or len(records) or 1
+            for start in range(0, len(records), step):
+                futures = [
+                    await producer.send(t, key=k.encode(), value=v)
+                    for t, k, v in records[start : start + step]
+                ]
+                await asyncio.gather(*futures)
+                await asyncio.sleep(pause)
         finally:
             await producer.stop()
 
@@ -302,17 +311,23 @@ def test_a_worker_killed_while_folding_ends_with_exact_counts(
         payload = DeliveryCreated(delivery_id=f"v{number}", recipient_code=unit)
         records.append(event(rng.choice(topics.all_deliveries), unit, payload))
     records += rng.sample(records[4:], 600)  # redelivered copies
-    publish(records)
+    # sent over seconds, so that the kill lands while the worker folds (a fold faster than
+    # one publish would otherwise be over before the first count is seen)
+    sender = threading.Thread(target=publish, args=(records,), kwargs={"chunk": 100, "pause": 0.1})
+    sender.start()
 
     def whole() -> int:
         return report_when_ready(service, "2026-04")[0].incoming_over_network
 
-    partial = eventually_sync(whole, until=lambda count: count > 0, interval=0.01)
+    # a tenth counted: several batches folded and their changelog entries written, most of
+    # the records still to come
+    partial = eventually_sync(whole, until=lambda count: count >= 300, interval=0.01)
     killed = time.monotonic()
     assert platform.stop("reporting-service", signal.SIGKILL) == -signal.SIGKILL
     service = launch(platform, (service.grpc_port, service.metrics_port))
     report_when_ready(service, "2026-04")
     answered_after = time.monotonic() - killed
+    sender.join()
     rows = eventually_sync(
         lambda: report_when_ready(service, "2026-04", per_unit=True),
         until=lambda rows: rows[0].incoming_over_network >= 3000,
