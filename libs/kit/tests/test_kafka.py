@@ -401,17 +401,32 @@ async def test_concurrent_keys_apply_other_keys_past_a_slow_one_and_commit_only_
     await wait_until(lambda: applied == ["a0", "a1"], timeout=60)
 
 
-async def test_events_a_spec_does_not_accept_skip_the_handler_and_the_applied_markers(
-    kit: tuple[EventProducer, Any, Topics], run_loop: Any
-) -> None:
-    producer, db, topics = kit
-    events = {name: submitted(name) for name in ("keep-1", "skip-1", "keep-2")}
-    for envelope in events.values():  # one key: skip-1 is handled before keep-2
+async def on_one_key(
+    producer: EventProducer, topics: Topics, names: tuple[str, ...]
+) -> dict[str, EventEnvelope]:
+    """Publish a submitted event per name, in order, on one key (so handled in that order)."""
+    events = {name: submitted(name) for name in names}
+    for envelope in events.values():
         await producer.publish(topics.documents, key="one", envelope=envelope)
+    return events
+
+
+def recording() -> tuple[list[str], Recorder]:
+    """A handler that records the document id of each event it is given, and its record."""
     applied: list[str] = []
 
     async def recorder(envelope: EventEnvelope, _: Any) -> None:
         applied.append(unpack(envelope, DocumentSubmitted).document.document_id)
+
+    return applied, recorder
+
+
+async def test_events_a_spec_does_not_accept_skip_the_handler_and_the_applied_markers(
+    kit: tuple[EventProducer, Any, Topics], run_loop: Any
+) -> None:
+    producer, db, topics = kit
+    events = await on_one_key(producer, topics, ("keep-1", "skip-1", "keep-2"))
+    applied, recorder = recording()
 
     def keep(envelope: EventEnvelope) -> bool:
         return unpack(envelope, DocumentSubmitted).document.document_id.startswith("keep")
@@ -429,13 +444,8 @@ async def test_events_a_handler_knows_it_applied_are_counted_duplicates_not_hand
     kit: tuple[EventProducer, Any, Topics], run_loop: Any
 ) -> None:
     producer, _, topics = kit
-    events = {name: submitted(name) for name in ("new-1", "known-1", "new-2")}
-    for envelope in events.values():  # one key: known-1 is handled before new-2
-        await producer.publish(topics.documents, key="one", envelope=envelope)
-    applied: list[str] = []
-
-    async def recorder(envelope: EventEnvelope, _: Any) -> None:
-        applied.append(unpack(envelope, DocumentSubmitted).document.document_id)
+    events = await on_one_key(producer, topics, ("new-1", "known-1", "new-2"))
+    applied, recorder = recording()
 
     def duplicates() -> float:
         labels = {"topic": topics.documents, "outcome": "duplicate"}

@@ -29,7 +29,13 @@ from lienthong.document.v1.document_service_pb2_grpc import DocumentServiceStub
 from lienthong.events.v1.events_pb2 import DocumentSubmitted, DocumentVerified
 from lienthong.signature.v1 import signature_service_pb2 as pb
 from lienthong.signature.v1.signature_service_pb2_grpc import SignatureServiceStub
-from lienthong_kit.envelope import decode_envelope, derived_event_id, new_event, unpack
+from lienthong_kit.envelope import (
+    EventEnvelope,
+    decode_envelope,
+    derived_event_id,
+    new_event,
+    unpack,
+)
 from lienthong_kit.kafka import Topics
 from lienthong_kit.server import ServiceApp
 from lienthong_testing.callers import OBSERVER, TRUST_ADMIN, as_unit, default_identity
@@ -173,14 +179,19 @@ async def test_submitted_documents_are_verified_with_a_per_signature_report(
     assert "neither the sender" in (refusal.value.details() or "")
 
 
+def unsigned_submission(document_id: str) -> tuple[DocumentSubmitted, EventEnvelope]:
+    """document-service's event for a decision (QĐ) without files, to one recipient."""
+    submitted = DocumentSubmitted(
+        document=DocumentSummary(document_id=document_id, sender_code=SENDER, document_type="QĐ"),
+        recipients=Recipients(unit_codes=[RECIPIENT]),
+    )
+    return submitted, new_event(submitted, producer="document-service")
+
+
 async def test_an_event_is_verified_once_and_unsigned_documents_are_rejected(
     signature: ServiceApp, topic_reader: Any
 ) -> None:
-    submitted = DocumentSubmitted(
-        document=DocumentSummary(document_id="doc-7", sender_code=SENDER, document_type="QĐ"),
-        recipients=Recipients(unit_codes=[RECIPIENT]),
-    )
-    envelope = new_event(submitted, producer="document-service")
+    _, envelope = unsigned_submission("doc-7")
     for _ in range(2):  # the second is a redelivery of the same event
         await signature.producer.publish(signature.topics.documents, key="doc-7", envelope=envelope)
     # a marker after both, on the same partition: once its verdict is out, a second verdict
@@ -211,11 +222,7 @@ async def test_an_event_is_verified_once_and_unsigned_documents_are_rejected(
 async def test_a_verdict_recorded_before_a_stop_is_announced_without_a_second_verification(
     signature: ServiceApp, topic_reader: Any
 ) -> None:
-    submitted = DocumentSubmitted(
-        document=DocumentSummary(document_id="doc-9", sender_code=SENDER, document_type="QĐ"),
-        recipients=Recipients(unit_codes=[RECIPIENT]),
-    )
-    envelope = new_event(submitted, producer="document-service")
+    submitted, envelope = unsigned_submission("doc-9")
     # a run recorded this verdict and stopped before announcing it; verified again, the
     # unsigned document would be rejected, so an acceptance on the topic is the stored one
     stored = DocumentVerified(
