@@ -50,8 +50,22 @@ def platform(
         log_dir=tmp_path_factory.mktemp("platform-logs"), prefix=prefix, extra_env=env
     ) as running:
         load_sample_registry(running.endpoint("routing-service"))
+        # document-service learns the registry from the units topic: the sender is admitted
+        # once its tail has read it (a call before that is refused as an unknown unit)
+        eventually_sync(lambda: admitted(running, SENDER), until=bool)
         yield running
     remove_namespace(prefix, kafka="127.0.0.1:9092", mongo="mongodb://127.0.0.1:27017")
+
+
+def admitted(platform: Platform, unit: str) -> bool:
+    """True once document-service admits ``unit`` (its registry knows the unit)."""
+    try:
+        inbox(platform, unit)
+    except grpc.RpcError as refused:
+        if refused.code() != grpc.StatusCode.PERMISSION_DENIED:
+            raise
+        return False
+    return True
 
 
 def as_unit(code: str) -> tuple[tuple[str, str], ...]:
